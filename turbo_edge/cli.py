@@ -1,0 +1,243 @@
+"""The ``turbo-edge`` command line. Every subcommand resolves a config, prints it with ``--dry-run``, or runs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from turbo_edge.core.config import StageConfig
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], StageConfig], Callable[[StageConfig], Any]]] = {}
+
+
+class UserError(Exception):
+    """An error caused by the user's input: reported as one line, no traceback."""
+
+
+def command(name: str, add_args: Callable[[argparse.ArgumentParser], None], build: Callable[[argparse.Namespace], StageConfig]):
+    def deco(run: Callable[[StageConfig], Any]) -> Callable[[StageConfig], Any]:
+        COMMANDS[name] = (add_args, build, run)
+        return run
+
+    return deco
+
+
+def _from_args(cls: type[StageConfig], args: argparse.Namespace, **renames: str) -> StageConfig:
+    """Build ``cls`` from a ``--config`` JSON (if given) overridden by the flags the user actually passed."""
+    base: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        base = cls.load(args.config).to_dict()
+        base.pop("kind"), base.pop("version")
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in vars(args).items():
+        field_name = renames.get(key, key)
+        if field_name in names and value is not None:
+            base[field_name] = value
+    return cls.from_dict(base)
+
+
+# ------------------------------------------------------------------ generate
+
+
+@dataclasses.dataclass
+class GenerateConfig(StageConfig):
+    KIND = "generate"
+
+    prompt: str = ""
+    model: str = "builtin"
+    steps: int = 50
+    guidance: float | None = None
+    seed: int = 0
+    out: str = "clip.gif"
+    scale: int = 4
+    fps: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.prompt.strip():
+            raise ValueError("empty prompt: describe the video, e.g. \"a red circle moving left\"")
+        if not self.out.lower().endswith((".gif", ".mp4")):
+            raise ValueError(f"--out must end in .gif or .mp4, got {self.out!r}")
+
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", help='e.g. "a red circle moving left"')
+    p.add_argument("--model", help="builtin (default) or a diffusers text-to-video directory")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="output .gif or .mp4")
+    p.add_argument("--scale", type=int, help="nearest-neighbour upscaling of the written video")
+
+
+@command("generate", _generate_args, lambda a: _from_args(GenerateConfig, a))
+def _generate(cfg: GenerateConfig) -> None:
+    from turbo_edge.core.eval_run import model_kind
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.core.sampling import generate_teacher
+    from turbo_edge.runtime.video import write_video
+
+    kind = model_kind(cfg.model)
+    if kind != "teacher":
+        raise UserError(f"`generate --model` runs teachers in PyTorch; {cfg.model} is a {kind}")
+    model = load_teacher(cfg.model)
+    guidance = cfg.guidance if cfg.guidance is not None else float(model.meta.get("default_guidance", 3.0))
+    clip = generate_teacher(model, [cfg.prompt], steps=cfg.steps, guidance=guidance, seed=cfg.seed, progress=True)[0]
+    path = write_video(clip, cfg.out, fps=cfg.fps, scale=cfg.scale)
+    print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {cfg.steps} DDIM steps, guidance {guidance})")
+
+
+# ------------------------------------------------------------------ eval
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="builtin, a model directory, or groundtruth / noise (evaluator anchors)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--prompts", choices=["train", "val", "heldout"])
+    p.add_argument("--num", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--json", help="write the result here")
+    p.add_argument("--save-clips", dest="save_clips", help="directory for one GIF per clip")
+
+
+def _build_eval(a: argparse.Namespace) -> StageConfig:
+    from turbo_edge.core.eval_run import EvalConfig
+
+    return _from_args(EvalConfig, a)
+
+
+@command("eval", _eval_args, _build_eval)
+def _eval(cfg: StageConfig) -> None:
+    from turbo_edge.core.eval_run import run_eval
+
+    result = run_eval(cfg)  # type: ignore[arg-type]
+    print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2))
+
+
+# ------------------------------------------------------------------ teacher train / export
+
+
+def _teacher_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="run directory (checkpoints, logs, encoded data)")
+    p.add_argument("--phases", type=lambda v: tuple(v.split(",")), help="comma-separated subset of vae,unet")
+    p.add_argument("--vae-steps", dest="vae_steps", type=int)
+    p.add_argument("--unet-steps", dest="unet_steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--threads", type=int, help="torch threads (1 keeps a second core free)")
+    p.add_argument("--seed", type=int)
+
+
+def _build_teacher_train(a: argparse.Namespace) -> StageConfig:
+    from turbo_edge.teacher.train import TeacherTrainConfig
+
+    return _from_args(TeacherTrainConfig, a)
+
+
+@command("teacher train", _teacher_train_args, _build_teacher_train)
+def _teacher_train(cfg: StageConfig) -> None:
+    from turbo_edge.teacher.train import run
+
+    run(cfg)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass
+class TeacherExportConfig(StageConfig):
+    KIND = "teacher_export"
+
+    run: str = "runs/teacher"
+    out: str = "turbo_edge/assets/teacher"
+    ema: bool = True
+
+
+def _teacher_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", help="teacher run directory")
+    p.add_argument("--out", help="output diffusers directory")
+    p.add_argument("--online", dest="ema", action="store_false", default=None, help="export online weights, not EMA")
+
+
+@command("teacher export", _teacher_export_args, lambda a: _from_args(TeacherExportConfig, a))
+def _teacher_export(cfg: TeacherExportConfig) -> None:
+    from turbo_edge.teacher.train import export_teacher
+
+    print(f"wrote {export_teacher(cfg.run, cfg.out, use_ema=cfg.ema)}")
+
+
+# ------------------------------------------------------------------ evaluator train
+
+
+@dataclasses.dataclass
+class EvaluatorTrainConfig(StageConfig):
+    KIND = "evaluator_train"
+
+    steps: int = 1200
+    batch: int = 32
+    seed: int = 0
+    out: str | None = None  # default: the package's assets/evaluator
+
+
+def _evaluator_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out")
+
+
+@command("evaluator train", _evaluator_args, lambda a: _from_args(EvaluatorTrainConfig, a))
+def _evaluator_train(cfg: EvaluatorTrainConfig) -> None:
+    from turbo_edge.core import evaluator as ev
+
+    net = ev.train_evaluator(steps=cfg.steps, batch=cfg.batch, seed=cfg.seed)
+    out = cfg.out or ev.ASSET_DIR
+    ev.save_evaluator(net, out, meta={"config": cfg.to_dict(), "reproduce": f"turbo-edge evaluator train --steps {cfg.steps} --batch {cfg.batch} --seed {cfg.seed}"})
+    print(f"wrote {out}")
+
+
+# ------------------------------------------------------------------ entry point
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="turbo-edge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, (add_args, _, run) in COMMANDS.items():
+        head, _, tail = name.partition(" ")
+        if tail:
+            if head not in groups:
+                groups[head] = sub.add_parser(head).add_subparsers(dest="subcommand", required=True)
+            p = groups[head].add_parser(tail)
+        else:
+            p = sub.add_parser(head)
+        add_args(p)
+        p.add_argument("--config", help="a JSON config; flags given on the command line override it")
+        p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+        p.set_defaults(_command=name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _, build, run = COMMANDS[args._command]
+    try:
+        cfg = build(args)
+        if args.dry_run:
+            print(json.dumps(cfg.to_dict(), indent=2))
+            return 0
+        run(cfg)
+    except (UserError, ValueError, FileNotFoundError) as exc:
+        if args.verbose:
+            raise
+        print(f"turbo-edge {args._command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

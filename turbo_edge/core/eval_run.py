@@ -1,0 +1,136 @@
+"""``turbo-edge eval``: generate clips for a split's prompts and score them with the held-out evaluator.
+
+Clip sources register by name: ``groundtruth`` and ``noise`` (the evaluator's own sanity anchors) and
+model kinds read from a model directory's ``turbo_edge.json`` (``teacher`` here; later stages add theirs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turbo_edge.core import world
+from turbo_edge.core.config import StageConfig
+
+ClipSource = Callable[["EvalConfig", list[world.Attributes]], np.ndarray]
+SOURCES: dict[str, ClipSource] = {}
+MODEL_KINDS: dict[str, ClipSource] = {}
+
+
+@dataclasses.dataclass
+class EvalConfig(StageConfig):
+    KIND = "eval"
+
+    model: str = "builtin"
+    steps: int = 50
+    guidance: float | None = None  # None: the model's own default
+    prompts: str = "val"
+    num: int = 48
+    seed: int = 0
+    batch_size: int = 16
+    json: str | None = None
+    save_clips: str | None = None  # a directory for a GIF per clip
+
+    def __post_init__(self) -> None:
+        if self.prompts not in ("train", "val", "heldout"):
+            raise ValueError(f"--prompts must be train, val or heldout, got {self.prompts!r}")
+        if self.num < 2:
+            raise ValueError(f"--num must be >= 2 (the Fréchet distance needs a spread), got {self.num}")
+        if self.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {self.steps}")
+
+
+def register_source(name: str) -> Callable[[ClipSource], ClipSource]:
+    def deco(fn: ClipSource) -> ClipSource:
+        SOURCES[name] = fn
+        return fn
+
+    return deco
+
+
+def register_model_kind(kind: str) -> Callable[[ClipSource], ClipSource]:
+    def deco(fn: ClipSource) -> ClipSource:
+        MODEL_KINDS[kind] = fn
+        return fn
+
+    return deco
+
+
+@register_source("groundtruth")
+def _groundtruth(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+    rng_base = 10_000 + cfg.seed
+    return np.stack([world.render_clip(a, np.random.default_rng([rng_base, i])) for i, a in enumerate(attrs)])
+
+
+@register_source("noise")
+def _noise(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+    wc = world.WorldConfig()
+    rng = np.random.default_rng(cfg.seed)
+    return rng.integers(0, 256, size=(len(attrs), wc.frames, wc.size, wc.size, 3), dtype=np.uint8)
+
+
+@register_model_kind("teacher")
+def _teacher(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.core.sampling import generate_teacher
+
+    model = load_teacher(cfg.model)
+    guidance = cfg.guidance if cfg.guidance is not None else float(model.meta.get("default_guidance", 3.0))
+    return generate_teacher(
+        model, [a.prompt for a in attrs], steps=cfg.steps, guidance=guidance, seed=cfg.seed,
+        batch_size=cfg.batch_size, progress=True,
+    )
+
+
+def model_kind(model: str) -> str:
+    from turbo_edge.core.pipeline_io import META_FILE, check_layout, resolve_model_path
+
+    path = resolve_model_path(model)
+    check_layout(path)
+    meta_file = path / META_FILE
+    return json.loads(meta_file.read_text()).get("kind", "teacher") if meta_file.is_file() else "teacher"
+
+
+def clip_source(cfg: EvalConfig) -> ClipSource:
+    if cfg.model in SOURCES:
+        return SOURCES[cfg.model]
+    kind = model_kind(cfg.model)
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"no sampler is registered for model kind {kind!r} (known: {sorted(MODEL_KINDS)})")
+    return MODEL_KINDS[kind]
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    from turbo_edge.core.evaluator import Evaluator
+
+    source = clip_source(cfg)
+    attrs = world.prompt_set(cfg.prompts, cfg.num, seed=cfg.seed)
+    start = time.perf_counter()
+    clips = source(cfg, attrs)
+    seconds = time.perf_counter() - start
+    result = Evaluator().score(clips, attrs, split=cfg.prompts).to_dict()
+    result.update(
+        steps=cfg.steps,
+        guidance=cfg.guidance,
+        model=cfg.model,
+        prompts=cfg.prompts,
+        seconds_per_video=seconds / len(attrs),
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        config=cfg.to_dict(),
+    )
+    if cfg.save_clips:
+        from turbo_edge.runtime.video import write_video
+
+        for i, (a, clip) in enumerate(zip(attrs, clips)):
+            write_video(clip, Path(cfg.save_clips) / f"{i:03d}_{a.prompt.replace(' ', '_')}.gif")
+    if cfg.json:
+        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.json).write_text(json.dumps(result, indent=2) + "\n")
+    return result

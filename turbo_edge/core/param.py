@@ -1,0 +1,109 @@
+"""The one parameterisation module: noise schedule, prediction-type conversions, consistency scalings.
+
+Training losses (teacher, distill/, prune/), samplers and export all use these functions, and the bundle
+carries the numbers they produce (``schedule_table``) so the torch-free runtime computes nothing new.
+Schedule math is float64 numpy; the tensor helpers broadcast per-sample coefficients over ``[B, ...]``.
+
+Notation: ``x_t = alpha_t * x0 + sigma_t * eps`` with ``alpha_t = sqrt(abar_t)``, ``sigma_t = sqrt(1 - abar_t)``;
+``v = alpha_t * eps - sigma_t * x0``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def betas_for(config: dict[str, Any]) -> np.ndarray:
+    """Betas for a diffusers scheduler config (the schedules diffusers' DDPM/DDIM/LCM schedulers define)."""
+    n = int(config.get("num_train_timesteps", 1000))
+    kind = config.get("beta_schedule", "linear")
+    start, end = float(config.get("beta_start", 0.0001)), float(config.get("beta_end", 0.02))
+    if config.get("trained_betas") is not None:
+        return np.asarray(config["trained_betas"], dtype=np.float64)
+    if kind == "linear":
+        return np.linspace(start, end, n, dtype=np.float64)
+    if kind == "scaled_linear":
+        return np.linspace(start**0.5, end**0.5, n, dtype=np.float64) ** 2
+    if kind == "squaredcos_cap_v2":
+        def abar(t: float) -> float:
+            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        return np.array([min(1 - abar((i + 1) / n) / abar(i / n), 0.999) for i in range(n)], dtype=np.float64)
+    raise ValueError(f"beta_schedule {kind!r} is not supported; use linear, scaled_linear or squaredcos_cap_v2")
+
+
+def alphas_cumprod(config: dict[str, Any]) -> np.ndarray:
+    return np.cumprod(1.0 - betas_for(config))
+
+
+def alpha_sigma(abar: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    abar = np.asarray(abar, dtype=np.float64)
+    return np.sqrt(abar), np.sqrt(1.0 - abar)
+
+
+def snr(abar: np.ndarray) -> np.ndarray:
+    return abar / (1.0 - abar)
+
+
+def min_snr_weight(abar: np.ndarray, gamma: float, prediction_type: str) -> np.ndarray:
+    """Min-SNR-gamma loss weight (Hang et al. 2023), expressed for the network's prediction target."""
+    s = snr(abar)
+    clipped = np.minimum(s, gamma)
+    if prediction_type == "epsilon":
+        return clipped / s
+    if prediction_type == "v_prediction":
+        return clipped / (s + 1.0)
+    if prediction_type == "sample":
+        return clipped
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
+
+
+def _bcast(coef: Any, like: Any) -> Any:
+    """Reshape per-sample coefficients [B] to broadcast over a tensor/array of shape [B, ...]."""
+    return coef.reshape(coef.shape[0], *([1] * (like.ndim - 1)))
+
+
+def add_noise(x0: Any, eps: Any, alpha: Any, sigma: Any) -> Any:
+    return _bcast(alpha, x0) * x0 + _bcast(sigma, x0) * eps
+
+
+def target_for(prediction_type: str, x0: Any, eps: Any, alpha: Any, sigma: Any) -> Any:
+    if prediction_type == "epsilon":
+        return eps
+    if prediction_type == "v_prediction":
+        return _bcast(alpha, x0) * eps - _bcast(sigma, x0) * x0
+    if prediction_type == "sample":
+        return x0
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
+
+
+def to_x0_eps(prediction_type: str, model_out: Any, x_t: Any, alpha: Any, sigma: Any) -> tuple[Any, Any]:
+    """Recover (x0, eps) from a network output of the given prediction type."""
+    a, s = _bcast(alpha, x_t), _bcast(sigma, x_t)
+    if prediction_type == "epsilon":
+        return (x_t - s * model_out) / a, model_out
+    if prediction_type == "v_prediction":
+        return a * x_t - s * model_out, s * x_t + a * model_out
+    if prediction_type == "sample":
+        return model_out, (x_t - a * model_out) / s
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
+
+
+def boundary_scalings(timestep: np.ndarray, sigma_data: float = 0.5, timestep_scaling: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Consistency-model boundary condition: c_skip(0) = 1, c_out(0) = 0 (LCM / T2V-Turbo, t scaled by 10)."""
+    t = np.asarray(timestep, dtype=np.float64) * timestep_scaling
+    c_skip = sigma_data**2 / (t**2 + sigma_data**2)
+    c_out = t / np.sqrt(t**2 + sigma_data**2)
+    return c_skip, c_out
+
+
+def ddim_timesteps(num_train_timesteps: int, steps: int) -> np.ndarray:
+    """Trailing spacing, descending: ``steps`` timesteps ending at ``num_train_timesteps - 1``."""
+    if not 1 <= steps <= num_train_timesteps:
+        raise ValueError(f"steps must be in [1, {num_train_timesteps}], got {steps}")
+    return np.round(np.arange(num_train_timesteps, 0, -num_train_timesteps / steps)).astype(np.int64) - 1

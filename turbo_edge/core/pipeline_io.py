@@ -1,0 +1,192 @@
+"""Load and save text-to-video models in diffusers' ``TextToVideoSDPipeline`` directory layout.
+
+``load_teacher`` accepts the builtin aliases or any local directory in that layout (ModelScope T2V and
+zeroscope use it). It checks the layout itself and fails with a message naming the problem, before any
+library gets a chance to fail deep inside. Weights load from safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ALIASES: dict[str, Path] = {
+    "builtin": ASSETS / "teacher",
+    "builtin-student": ASSETS / "student",
+    "builtin-pruned": ASSETS / "pruned",
+}
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+WEIGHTED = ("unet", "vae", "text_encoder")
+PIPELINE_CLASSES = ("TextToVideoSDPipeline", "VideoToVideoSDPipeline", "TurboEdgeT2VPipeline")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+META_FILE = "turbo_edge.json"
+
+
+class ModelLayoutError(ValueError):
+    """A model directory is missing, incomplete, or not in the diffusers text-to-video layout."""
+
+
+@dataclass
+class T2VModel:
+    """The five components of a text-to-video diffusion model, plus turbo-edge's metadata if present."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler: Any
+    path: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scheduler_config(self) -> dict[str, Any]:
+        return dict(self.scheduler.config)
+
+    @property
+    def closed_vocabulary(self) -> list[str] | None:
+        """Words the model was trained on, for models that know only those (the builtin ones)."""
+        return self.meta.get("closed_vocabulary")
+
+    def eval(self) -> T2VModel:
+        for part in (self.unet, self.vae, self.text_encoder):
+            part.eval().requires_grad_(False)
+        return self
+
+
+def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
+    name = str(name_or_path)
+    if name in ALIASES:
+        path = ALIASES[name]
+        if not (path / "model_index.json").is_file():
+            raise ModelLayoutError(
+                f"the alias {name!r} points to {path}, which has not been built in this checkout; "
+                f"its issue's reproduce command in README.md builds it"
+            )
+        return path
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise ModelLayoutError(
+            f"model path {name!r} does not exist; pass a local diffusers text-to-video directory "
+            f"or one of the aliases {sorted(ALIASES)}"
+        )
+    return path
+
+
+def check_layout(path: Path) -> dict[str, Any]:
+    """Validate the directory layout; return model_index.json's content."""
+    if not path.is_dir():
+        raise ModelLayoutError(f"{path} is a file; a model is a directory with model_index.json and component folders")
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise ModelLayoutError(f"{path} has no model_index.json: it is not a diffusers pipeline directory")
+    try:
+        index = json.loads(index_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLayoutError(f"{index_file} is not valid JSON ({exc})") from exc
+    cls = index.get("_class_name")
+    if cls not in PIPELINE_CLASSES:
+        raise ModelLayoutError(f"{path} holds a {cls!r}, not a text-to-video pipeline (expected one of {PIPELINE_CLASSES})")
+    missing = [c for c in COMPONENTS if not (path / c).is_dir()]
+    if missing:
+        raise ModelLayoutError(f"{path} lacks component folder(s) {missing}; a text-to-video model needs {list(COMPONENTS)}")
+    unet_cls = index.get("unet", [None, None])[1]
+    if unet_cls != "UNet3DConditionModel":
+        raise ModelLayoutError(f"{path}'s unet is a {unet_cls!r}; turbo-edge handles UNet3DConditionModel video UNets")
+    for comp in WEIGHTED:
+        files = list((path / comp).iterdir())
+        if not any(f.suffix == ".safetensors" for f in files):
+            pickles = [f.name for f in files if f.suffix in PICKLE_SUFFIXES]
+            if pickles:
+                raise ModelLayoutError(
+                    f"{path / comp} has only pickle weights {pickles}; turbo-edge loads safetensors only. Convert them "
+                    f"once in a trusted environment (load, then save_pretrained(..., safe_serialization=True))"
+                )
+            raise ModelLayoutError(f"{path / comp} has no .safetensors weights")
+    for name in ("vocab.json", "merges.txt"):
+        if not (path / "tokenizer" / name).is_file():
+            raise ModelLayoutError(f"{path / 'tokenizer'} lacks {name}; turbo-edge needs a CLIP BPE tokenizer")
+    return index
+
+
+def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) -> T2VModel:
+    """Load a text-to-video model from a builtin alias or a local diffusers directory (safetensors only)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    path = resolve_model_path(name_or_path)
+    check_layout(path)
+    kw = {"use_safetensors": True}
+    if torch_dtype is not None:
+        kw["torch_dtype"] = torch_dtype
+    try:
+        unet = UNet3DConditionModel.from_pretrained(path / "unet", **kw)
+        vae = AutoencoderKL.from_pretrained(path / "vae", **kw)
+        text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", **kw)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLayoutError(f"could not load the weights in {path}: {exc}") from exc
+    tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
+    scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
+    meta_file = path / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    return T2VModel(unet, vae, text_encoder, tokenizer, scheduler, path=path, meta=meta).eval()
+
+
+def save_model(model: T2VModel, out: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
+    """Write the diffusers layout atomically: a temp dir beside ``out``, renamed into place when complete."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp_", dir=out.parent))
+    try:
+        model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        model.vae.save_pretrained(tmp / "vae", safe_serialization=True)
+        model.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
+        model.tokenizer.save_pretrained(tmp / "tokenizer")
+        _write_bpe_files(tmp / "tokenizer")
+        model.scheduler.save_pretrained(tmp / "scheduler")
+        index = {
+            "_class_name": "TextToVideoSDPipeline",
+            "_diffusers_version": _diffusers_version(),
+            "scheduler": ["diffusers", type(model.scheduler).__name__],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet3DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        }
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        full_meta = {**model.meta, **(meta or {})}
+        if full_meta:
+            (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_bpe_files(tokenizer_dir: Path) -> None:
+    """transformers 5 saves only ``tokenizer.json``; the runtimes (and older tools) read vocab.json + merges.txt."""
+    if (tokenizer_dir / "vocab.json").is_file() and (tokenizer_dir / "merges.txt").is_file():
+        return
+    bpe = json.loads((tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
+    (tokenizer_dir / "vocab.json").write_text(json.dumps(bpe["vocab"], ensure_ascii=False) + "\n", encoding="utf-8")
+    (tokenizer_dir / "merges.txt").write_text("\n".join(["#version: 0.2", *merges]) + "\n", encoding="utf-8")
+
+
+def _diffusers_version() -> str:
+    import diffusers
+
+    return diffusers.__version__

@@ -1,0 +1,376 @@
+"""Train the builtin tiny teacher on the synthetic world, on HF Accelerate, in two resumable phases.
+
+Phase ``vae``: a per-frame AutoencoderKL (32x32x3 <-> 8x8x4), object pixels weighted up so small shapes are
+not traded for background. Its latent scaling factor is then measured on training clips.
+Phase ``unet``: the training clips are encoded once; a UNet3DConditionModel and a CLIPTextModel are
+trained jointly with v-prediction and min-SNR weighting, with prompt dropout for classifier-free guidance
+and an EMA of the weights, which is what ships.
+
+Every batch and every noise draw is a pure function of (seed, step, rank), so a resumed run repeats exactly
+what an uninterrupted one would have done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from turbo_edge.core import checkpoint as ckpt
+from turbo_edge.core import param, world
+from turbo_edge.core.config import StageConfig
+from turbo_edge.core.models import TinyTeacherSpec, build_text_encoder, build_unet, build_vae
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TeacherTrainConfig(StageConfig):
+    KIND = "teacher_train"
+
+    out: str = "runs/teacher"
+    seed: int = 0
+    # Phase 1: autoencoder.
+    vae_steps: int = 1200
+    vae_batch: int = 64
+    vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-6
+    vae_object_weight: float = 8.0
+    # Phase 2: UNet + text encoder.
+    dataset_clips: int = 16384
+    unet_steps: int = 20000
+    batch: int = 32
+    lr: float = 3e-4
+    warmup_steps: int = 200
+    min_snr_gamma: float = 5.0
+    cond_dropout: float = 0.1
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    checkpoint_every: int = 250
+    log_every: int = 25
+    threads: int = 0  # 0: leave torch's default
+    phases: tuple[str, ...] = ("vae", "unet")
+
+    def __post_init__(self) -> None:
+        for name in ("vae_steps", "unet_steps", "batch", "vae_batch", "dataset_clips", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not self.phases or set(self.phases) - {"vae", "unet"}:
+            raise ValueError(f"phases must be a non-empty subset of ('vae', 'unet'), got {self.phases}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+
+
+def _step_rng(seed: int, step: int, rank: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, step, rank, stream])
+
+
+def _torch_gen(seed: int, step: int, rank: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(_step_rng(seed, step, rank, stream).integers(2**62)))
+
+
+def _to_pixels(clips_uint8: np.ndarray) -> torch.Tensor:
+    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
+    x = torch.from_numpy(clips_uint8).float().div(127.5).sub(1.0)
+    return x.movedim(-1, -3).contiguous()
+
+
+def _object_weight(frames: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-pixel loss weight: 1 on background, ``1 + weight`` where the pixel differs from the border colour."""
+    border = torch.cat([frames[..., 0, :], frames[..., -1, :], frames[..., :, 0], frames[..., :, -1]], dim=-1)
+    bg = border.median(dim=-1).values[..., None, None]
+    is_object = ((frames - bg).abs().amax(dim=-3, keepdim=True) > 0.1).float()
+    return 1.0 + weight * is_object
+
+
+def _lr_lambda(warmup: int):
+    return lambda step: min(1.0, (step + 1) / max(1, warmup))
+
+
+def _accelerator():
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+class _Progress:
+    def __init__(self, total: int, start: int, desc: str, enabled: bool) -> None:
+        self.bar = tqdm(total=total, initial=start, desc=desc, disable=not enabled, dynamic_ncols=True)
+
+    def update(self, **metrics: float) -> None:
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _log_jsonl(path: Path, row: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+# ---------------------------------------------------------------- phase 1: autoencoder
+
+
+def train_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec) -> Path:
+    out = Path(cfg.out)
+    ckdir = out / "vae_ckpt"
+    accel = _accelerator()
+    torch.manual_seed(cfg.seed)
+    vae = build_vae(spec)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(100))
+    # The step count is left out of the hash: extending a finished run is a legitimate resume.
+    phase_keys = ("vae_batch", "vae_lr", "vae_kl_weight", "vae_object_weight", "seed")
+    chash = ckpt.config_hash({"phase": "vae", **{k: getattr(cfg, k) for k in phase_keys}, "spec": spec.to_dict()})
+    start = 0
+    last = ckpt.latest_checkpoint(ckdir)
+    if last is not None:
+        meta = ckpt.load_checkpoint(last, {"vae": vae}, opt, expected_config_hash=chash)
+        sched.load_state_dict(meta["lr_sched"])
+        start = int(meta["step"])
+        log.info("resumed autoencoder training from %s (step %d)", last, start)
+    vae, opt = accel.prepare(vae, opt)
+    model = accel.unwrap_model(vae)
+    rank, ws = accel.process_index, accel.num_processes
+    per_rank = cfg.vae_batch // ws
+    bar = _Progress(cfg.vae_steps, start, "autoencoder", accel.is_main_process)
+    vae.train()
+    for step in range(start, cfg.vae_steps):
+        rng = _step_rng(cfg.seed, step, rank, 1)
+        # Four random frames from each of ``per_rank // 4`` fresh clips: many clips per batch, cheap to render.
+        idx = rng.integers(0, 2**31, size=max(1, per_rank // 4))
+        _, clips = world.batch("train", cfg.seed, idx.tolist())
+        picks = np.stack([rng.choice(spec.frames, size=4, replace=False) for _ in idx])
+        frames = _to_pixels(clips[np.arange(len(idx))[:, None], picks].reshape(-1, *clips.shape[2:]))
+        posterior = model.encode(frames).latent_dist
+        z = posterior.sample(generator=_torch_gen(cfg.seed, step, rank, 2))
+        recon = model.decode(z).sample
+        weight = _object_weight(frames, cfg.vae_object_weight)
+        err = recon - frames
+        rec = (weight * (err.abs() + err.square())).mean()
+        kl = posterior.kl().mean()
+        loss = rec + cfg.vae_kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        accel.backward(loss)
+        accel.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        bar.update(loss=loss.item(), rec=rec.item())
+        done = step + 1
+        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.vae_steps):
+            _log_jsonl(out / "vae_log.jsonl", {"step": done, "loss": loss.item(), "rec": rec.item(), "kl": kl.item(), "time": time.time()})
+        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.vae_steps):
+            ckpt.save_checkpoint(ckdir, {"vae": model}, opt, {"step": done, "config_hash": chash, "lr_sched": sched.state_dict()})
+    bar.close()
+    accel.wait_for_everyone()
+    return ckdir
+
+
+@torch.no_grad()
+def measure_scaling_factor(vae, seed: int, clips: int = 256) -> float:
+    """1 / std of latents on training clips, so the UNet sees unit-variance inputs (as SD's 0.18215)."""
+    _, c = world.batch("train", seed + 1, range(clips))
+    frames = _to_pixels(c.reshape(-1, *c.shape[2:]))
+    z = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in frames.split(512)])
+    return float(1.0 / z.std())
+
+
+# ---------------------------------------------------------------- phase 2: UNet + text encoder
+
+
+class TeacherModel(torch.nn.Module):
+    """The two trained parts, held together so one optimizer, one EMA and one DDP wrapper cover both."""
+
+    def __init__(self, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+        self.text_encoder = text_encoder
+
+    def forward(self, latents_bcfhw: torch.Tensor, timesteps: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        cond = self.text_encoder(input_ids).last_hidden_state
+        return self.unet(latents_bcfhw, timesteps, encoder_hidden_states=cond).sample
+
+
+@torch.no_grad()
+def encode_dataset(vae, cfg: TeacherTrainConfig, spec: TinyTeacherSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Encode ``dataset_clips`` training clips once: latents float16 [N, F, C, h, w] and labels [N, 3]."""
+    lat_path, lab_path = path / "latents.npy", path / "labels.npy"
+    if lat_path.is_file() and lab_path.is_file():
+        lat = np.load(lat_path, allow_pickle=False)
+        if lat.shape[0] == cfg.dataset_clips:
+            log.info("reusing encoded dataset %s", lat_path)
+            return lat, np.load(lab_path, allow_pickle=False)
+    sf = vae.config.scaling_factor
+    lats, labels = [], []
+    for start in tqdm(range(0, cfg.dataset_clips, 128), desc="encode dataset"):
+        idx = range(start, min(start + 128, cfg.dataset_clips))
+        attrs, clips = world.batch("train", cfg.seed, idx)
+        frames = _to_pixels(clips.reshape(-1, *clips.shape[2:]))
+        z = vae.encode(frames).latent_dist.mean * sf
+        lats.append(z.reshape(len(idx), spec.frames, *z.shape[1:]).half().numpy())
+        labels.extend(a.labels for a in attrs)
+    lat, lab = np.concatenate(lats), np.asarray(labels, dtype=np.int64)
+    path.mkdir(parents=True, exist_ok=True)
+    np.save(lat_path.with_suffix(".tmp.npy"), lat)
+    np.save(lab_path, lab)
+    lat_path.with_suffix(".tmp.npy").replace(lat_path)
+    return lat, lab
+
+
+def prompt_ids(tokenizer, labels: np.ndarray, drop: np.ndarray, max_length: int) -> torch.Tensor:
+    combos = world.all_combinations()
+    lookup = {a.labels: a.prompt for a in combos}
+    prompts = ["" if d else lookup[tuple(int(v) for v in lab)] for lab, d in zip(labels, drop)]
+    return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt").input_ids
+
+
+def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, scheduler_config: dict[str, Any]) -> Path:
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    out = Path(cfg.out)
+    ckdir = out / "unet_ckpt"
+    accel = _accelerator()
+    latents, labels = encode_dataset(vae, cfg, spec, out / "data")
+    torch.manual_seed(cfg.seed)
+    model = TeacherModel(build_unet(spec), build_text_encoder(spec, len(tokenizer)))
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps))
+    phase_keys = ("dataset_clips", "batch", "lr", "warmup_steps", "min_snr_gamma", "cond_dropout", "ema_decay", "seed")
+    chash = ckpt.config_hash({"phase": "unet", **{k: getattr(cfg, k) for k in phase_keys}, "spec": spec.to_dict()})
+    start = 0
+    last = ckpt.latest_checkpoint(ckdir)
+    if last is not None:
+        meta = ckpt.load_checkpoint(last, {"model": model, "ema": ema}, opt, expected_config_hash=chash)
+        sched.load_state_dict(meta["lr_sched"])
+        start = int(meta["step"])
+        log.info("resumed UNet training from %s (step %d)", last, start)
+    ddp_model, opt = accel.prepare(model, opt)
+    abar = param.alphas_cumprod(scheduler_config)
+    prediction_type = scheduler_config["prediction_type"]
+    rank, ws = accel.process_index, accel.num_processes
+    per_rank = cfg.batch // ws
+    bar = _Progress(cfg.unet_steps, start, "teacher unet", accel.is_main_process)
+    ddp_model.train()
+    for step in range(start, cfg.unet_steps):
+        rng = _step_rng(cfg.seed, step, rank, 3)
+        idx = rng.integers(0, len(latents), size=per_rank)
+        x0 = torch.from_numpy(latents[idx].astype(np.float32)).permute(0, 2, 1, 3, 4)  # [B, C, F, h, w]
+        drop = rng.random(per_rank) < cfg.cond_dropout
+        ids = prompt_ids(tokenizer, labels[idx], drop, spec.max_length)
+        t = rng.integers(0, len(abar), size=per_rank)
+        alpha, sigma = (torch.from_numpy(a).float() for a in param.alpha_sigma(abar[t]))
+        eps = torch.randn(x0.shape, generator=_torch_gen(cfg.seed, step, rank, 4))
+        x_t = param.add_noise(x0, eps, alpha, sigma)
+        target = param.target_for(prediction_type, x0, eps, alpha, sigma)
+        pred = ddp_model(x_t, torch.from_numpy(t), ids)
+        w = torch.from_numpy(param.min_snr_weight(abar[t], cfg.min_snr_gamma, prediction_type)).float()
+        loss = (w * (pred - target).square().mean(dim=(1, 2, 3, 4))).mean()
+        opt.zero_grad(set_to_none=True)
+        accel.backward(loss)
+        gnorm = accel.clip_grad_norm_(ddp_model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        ema.update_parameters(model)
+        bar.update(loss=loss.item())
+        done = step + 1
+        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.unet_steps):
+            _log_jsonl(out / "unet_log.jsonl", {"step": done, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0], "time": time.time()})
+        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.unet_steps):
+            ckpt.save_checkpoint(ckdir, {"model": model, "ema": ema}, opt, {"step": done, "config_hash": chash, "lr_sched": sched.state_dict()})
+    bar.close()
+    accel.wait_for_everyone()
+    return ckdir
+
+
+# ---------------------------------------------------------------- orchestration and export
+
+
+def _load_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
+    from safetensors.torch import load_file
+
+    last = ckpt.latest_checkpoint(Path(cfg.out) / "vae_ckpt")
+    if last is None:
+        raise FileNotFoundError(f"no autoencoder checkpoint under {cfg.out}/vae_ckpt: run the vae phase first")
+    vae = build_vae(spec)
+    vae.load_state_dict(load_file(str(last / "vae.safetensors")))
+    sf_file = Path(cfg.out) / "vae_scaling.json"
+    if sf_file.is_file():
+        sf = json.loads(sf_file.read_text())["scaling_factor"]
+    else:
+        sf = measure_scaling_factor(vae.eval(), cfg.seed)
+        sf_file.write_text(json.dumps({"scaling_factor": sf, "checkpoint": last.name}) + "\n")
+    vae.register_to_config(scaling_factor=sf)
+    return vae.eval().requires_grad_(False)
+
+
+def _tokenizer(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
+    from transformers import CLIPTokenizer
+
+    from turbo_edge.core.tokenizer_files import write_tokenizer
+
+    path = write_tokenizer(Path(cfg.out) / "tokenizer", spec.words, spec.max_length)
+    return CLIPTokenizer.from_pretrained(path)
+
+
+def run(cfg: TeacherTrainConfig) -> None:
+    """Train the requested phases, resuming each from its latest checkpoint."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    spec = TinyTeacherSpec()
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    cfg.save(Path(cfg.out) / "teacher_train_config.json")
+    tokenizer = _tokenizer(cfg, spec)
+    if "vae" in cfg.phases:
+        train_vae(cfg, spec)
+    if "unet" in cfg.phases:
+        from turbo_edge.core.models import build_scheduler
+
+        train_unet(cfg, spec, _load_vae(cfg, spec), tokenizer, dict(build_scheduler(spec).config))
+
+
+def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True) -> Path:
+    """Assemble the diffusers text-to-video directory from a run's latest checkpoints (EMA weights by default)."""
+    from safetensors.torch import load_file
+
+    from turbo_edge.core.models import build_scheduler
+    from turbo_edge.core.pipeline_io import T2VModel, save_model
+
+    cfg = TeacherTrainConfig.load(Path(run_dir) / "teacher_train_config.json")
+    spec = TinyTeacherSpec()
+    tokenizer = _tokenizer(cfg, spec)
+    vae = _load_vae(cfg, spec)
+    last = ckpt.latest_checkpoint(Path(run_dir) / "unet_ckpt")
+    if last is None:
+        raise FileNotFoundError(f"no UNet checkpoint under {run_dir}/unet_ckpt: run the unet phase first")
+    model = TeacherModel(build_unet(spec), build_text_encoder(spec, len(tokenizer)))
+    if use_ema:
+        sd = load_file(str(last / "ema.safetensors"))
+        model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items() if k.startswith("module.")})
+    else:
+        model.load_state_dict(load_file(str(last / "model.safetensors")))
+    step = json.loads((last / "state.json").read_text())["step"]
+    meta = {
+        "kind": "teacher",
+        "frames": spec.frames,
+        "height": spec.size,
+        "width": spec.size,
+        "closed_vocabulary": spec.words,
+        "default_guidance": 3.0,
+        "training": {"config": cfg.to_dict(), "unet_step": step, "weights": "ema" if use_ema else "online"},
+        "reproduce": "turbo-edge teacher train --out runs/teacher && turbo-edge teacher export --run runs/teacher --out turbo_edge/assets/teacher",
+    }
+    t2v = T2VModel(model.unet, vae, model.text_encoder, tokenizer, build_scheduler(spec))
+    return save_model(t2v, out, meta=meta)
