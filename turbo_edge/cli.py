@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
-    for name, (add_args, _, run) in COMMANDS.items():
+    for name, (add_args, _, _run) in COMMANDS.items():
         head, _, tail = name.partition(" ")
         if tail:
             if head not in groups:
