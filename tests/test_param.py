@@ -47,3 +47,21 @@ def test_ddim_timesteps_match_diffusers_trailing():
         assert param.ddim_timesteps(1000, steps).tolist() == sched.timesteps.tolist()
     with pytest.raises(ValueError, match="steps must be"):
         param.ddim_timesteps(1000, 0)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+def test_consistency_timesteps_match_diffusers_lcm(steps):
+    from diffusers import LCMScheduler
+
+    sched = LCMScheduler(num_train_timesteps=1000, original_inference_steps=50)
+    sched.set_timesteps(steps)
+    assert param.consistency_timesteps(1000, 50, steps).tolist() == sched.timesteps.tolist()
+
+
+def test_guidance_embedding_matches_diffusers_lcm():
+    from diffusers import LatentConsistencyModelPipeline
+
+    w = torch.tensor([2.0, 7.5])
+    ref = LatentConsistencyModelPipeline.get_guidance_scale_embedding(None, w, embedding_dim=32)
+    # diffusers computes in float32 (args up to 7500 rad); ours in float64, so they differ by ~3e-5.
+    assert np.allclose(param.guidance_embedding(w.numpy(), 32), ref.numpy(), atol=2e-4)

@@ -50,7 +50,11 @@ class GenerateConfig(StageConfig):
 
     prompt: str = ""
     model: str = "builtin"
-    steps: int = 50
+    bundle: str | None = None  # run an exported bundle with the torch-free runtime instead of --model
+    backend: str = "ort-cpu"
+    precision: str = "fp32"
+    threads: int = 1
+    steps: int | None = None  # None: 50 for a teacher, the bundle's default otherwise
     guidance: float | None = None
     seed: int = 0
     out: str = "clip.gif"
@@ -67,6 +71,10 @@ class GenerateConfig(StageConfig):
 def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", help='e.g. "a red circle moving left"')
     p.add_argument("--model", help="builtin (default) or a diffusers text-to-video directory")
+    p.add_argument("--bundle", help="run an exported bundle with the torch-free runtime instead of --model")
+    p.add_argument("--backend", choices=["ort-cpu", "ort-cuda", "openvino", "tensorrt"])
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--threads", type=int)
     p.add_argument("--steps", type=int)
     p.add_argument("--guidance", type=float)
     p.add_argument("--seed", type=int)
@@ -76,6 +84,18 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
 
 @command("generate", _generate_args, lambda a: _from_args(GenerateConfig, a))
 def _generate(cfg: GenerateConfig) -> None:
+    if cfg.bundle:
+        from turbo_edge.runtime.cli_generate import BundleGenerateConfig, run_generate
+        from turbo_edge.runtime.errors import BackendUnavailableError, BundleError, RuntimeInputError
+
+        try:
+            print(run_generate(BundleGenerateConfig(
+                prompt=cfg.prompt, bundle=cfg.bundle, steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance, out=cfg.out,
+                backend=cfg.backend, precision=cfg.precision, threads=cfg.threads, scale=cfg.scale,
+            )))
+        except (RuntimeInputError, BundleError, BackendUnavailableError) as exc:
+            raise UserError(str(exc)) from exc
+        return
     from turbo_edge.core.eval_run import model_kind
     from turbo_edge.core.pipeline_io import load_teacher
     from turbo_edge.core.sampling import generate_teacher
@@ -86,9 +106,10 @@ def _generate(cfg: GenerateConfig) -> None:
         raise UserError(f"`generate --model` runs teachers in PyTorch; {cfg.model} is a {kind}")
     model = load_teacher(cfg.model)
     guidance = cfg.guidance if cfg.guidance is not None else float(model.meta.get("default_guidance", 3.0))
-    clip = generate_teacher(model, [cfg.prompt], steps=cfg.steps, guidance=guidance, seed=cfg.seed, progress=True)[0]
+    steps = cfg.steps or 50
+    clip = generate_teacher(model, [cfg.prompt], steps=steps, guidance=guidance, seed=cfg.seed, progress=True)[0]
     path = write_video(clip, cfg.out, fps=cfg.fps, scale=cfg.scale)
-    print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {cfg.steps} DDIM steps, guidance {guidance})")
+    print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {steps} DDIM steps, guidance {guidance})")
 
 
 # ------------------------------------------------------------------ eval
@@ -167,6 +188,47 @@ def _teacher_export(cfg: TeacherExportConfig) -> None:
     from turbo_edge.teacher.train import export_teacher
 
     print(f"wrote {export_teacher(cfg.run, cfg.out, use_ema=cfg.ema)}")
+
+
+# ------------------------------------------------------------------ distill
+
+
+def _distill_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", help="builtin (default) or a diffusers text-to-video directory")
+    p.add_argument("--out", help="run directory; the student lands in OUT/student")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--mode", choices=["lora", "full"])
+    p.add_argument("--lora-rank", dest="lora_rank", type=int)
+    p.add_argument("--motion-guidance", dest="motion_guidance", type=float, help="strength; 0 disables")
+    p.add_argument("--vsd-weight", dest="vsd_weight", type=float, help="variational score distillation weight; 0 disables")
+    p.add_argument("--reward", dest="rewards", action="append", type=_reward_arg, help="NAME:WEIGHT[:FRAMES], repeatable")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--seed", type=int)
+
+
+def _reward_arg(text: str) -> dict[str, Any]:
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"--reward takes NAME:WEIGHT[:FRAMES], got {text!r}")
+    entry: dict[str, Any] = {"name": parts[0], "weight": float(parts[1])}
+    if len(parts) == 3:
+        entry["frames"] = int(parts[2])
+    return entry
+
+
+def _build_distill(a: argparse.Namespace) -> StageConfig:
+    from turbo_edge.distill.config import DistillConfig
+
+    return _from_args(DistillConfig, a)
+
+
+@command("distill", _distill_args, _build_distill)
+def _distill(cfg: StageConfig) -> None:
+    from turbo_edge.distill.train import train
+
+    print(f"wrote {train(cfg)}")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ evaluator train

@@ -89,6 +89,15 @@ def _teacher(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
     )
 
 
+@register_model_kind("student")
+def _student(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.distill.sampling import generate_student
+
+    model = load_teacher(cfg.model)
+    return generate_student(model, [a.prompt for a in attrs], steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, batch_size=cfg.batch_size, progress=True)
+
+
 def model_kind(model: str) -> str:
     from turbo_edge.core.pipeline_io import META_FILE, check_layout, resolve_model_path
 

@@ -107,3 +107,32 @@ def ddim_timesteps(num_train_timesteps: int, steps: int) -> np.ndarray:
     if not 1 <= steps <= num_train_timesteps:
         raise ValueError(f"steps must be in [1, {num_train_timesteps}], got {steps}")
     return np.round(np.arange(num_train_timesteps, 0, -num_train_timesteps / steps)).astype(np.int64) - 1
+
+
+def solver_timesteps(num_train_timesteps: int, origin_steps: int) -> np.ndarray:
+    """The teacher ODE solver's grid, ascending: ``k, 2k, ..., T`` minus one (LCM's ``origin_steps`` grid)."""
+    if not 1 <= origin_steps <= num_train_timesteps:
+        raise ValueError(f"origin_steps must be in [1, {num_train_timesteps}], got {origin_steps}")
+    step = num_train_timesteps // origin_steps
+    return np.arange(1, origin_steps + 1, dtype=np.int64) * step - 1
+
+
+def consistency_timesteps(num_train_timesteps: int, origin_steps: int, steps: int) -> np.ndarray:
+    """A few-step student's timesteps, descending, picked from the solver grid (compare LCMScheduler.set_timesteps)."""
+    grid = solver_timesteps(num_train_timesteps, origin_steps)
+    if not 1 <= steps <= origin_steps:
+        raise ValueError(f"steps must be in [1, {origin_steps}], got {steps}")
+    # Evenly spaced indices into the descending grid, floored (compare LCMScheduler.set_timesteps).
+    indices = np.floor(np.linspace(0, origin_steps, num=steps, endpoint=False)).astype(np.int64)
+    return grid[::-1][indices].copy()
+
+
+def guidance_embedding(w: np.ndarray | float, dim: int) -> np.ndarray:
+    """Sinusoidal embedding of the guidance scale fed to ``timestep_cond`` (as LCM / T2V-Turbo: w scaled by 1000)."""
+    if dim % 2:
+        raise ValueError(f"w-embedding dim must be even, got {dim}")
+    w = np.atleast_1d(np.asarray(w, dtype=np.float64)) * 1000.0
+    half = dim // 2
+    freqs = np.exp(-np.log(10000.0) * np.arange(half, dtype=np.float64) / (half - 1))
+    args = w[:, None] * freqs[None, :]
+    return np.concatenate([np.sin(args), np.cos(args)], axis=1).astype(np.float32)

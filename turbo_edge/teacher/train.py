@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import param, world
 from turbo_edge.core.config import StageConfig
+from turbo_edge.core.data import encode_world, prompts_for, to_pixels
 from turbo_edge.core.models import TinyTeacherSpec, build_text_encoder, build_unet, build_vae
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,6 @@ def _step_rng(seed: int, step: int, rank: int, stream: int) -> np.random.Generat
 
 def _torch_gen(seed: int, step: int, rank: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(_step_rng(seed, step, rank, stream).integers(2**62)))
-
-
-def _to_pixels(clips_uint8: np.ndarray) -> torch.Tensor:
-    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
-    x = torch.from_numpy(clips_uint8).float().div(127.5).sub(1.0)
-    return x.movedim(-1, -3).contiguous()
 
 
 def _object_weight(frames: torch.Tensor, weight: float) -> torch.Tensor:
@@ -153,7 +148,7 @@ def train_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec) -> Path:
         idx = rng.integers(0, 2**31, size=max(1, per_rank // 4))
         _, clips = world.batch("train", cfg.seed, idx.tolist())
         picks = np.stack([rng.choice(spec.frames, size=4, replace=False) for _ in idx])
-        frames = _to_pixels(clips[np.arange(len(idx))[:, None], picks].reshape(-1, *clips.shape[2:]))
+        frames = to_pixels(clips[np.arange(len(idx))[:, None], picks].reshape(-1, *clips.shape[2:]))
         posterior = model.encode(frames).latent_dist
         z = posterior.sample(generator=_torch_gen(cfg.seed, step, rank, 2))
         recon = model.decode(z).sample
@@ -182,7 +177,7 @@ def train_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec) -> Path:
 def measure_scaling_factor(vae, seed: int, clips: int = 256) -> float:
     """1 / std of latents on training clips, so the UNet sees unit-variance inputs (as SD's 0.18215)."""
     _, c = world.batch("train", seed + 1, range(clips))
-    frames = _to_pixels(c.reshape(-1, *c.shape[2:]))
+    frames = to_pixels(c.reshape(-1, *c.shape[2:]))
     z = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in frames.split(512)])
     return float(1.0 / z.std())
 
@@ -203,37 +198,8 @@ class TeacherModel(torch.nn.Module):
         return self.unet(latents_bcfhw, timesteps, encoder_hidden_states=cond).sample
 
 
-@torch.no_grad()
-def encode_dataset(vae, cfg: TeacherTrainConfig, spec: TinyTeacherSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Encode ``dataset_clips`` training clips once: latents float16 [N, F, C, h, w] and labels [N, 3]."""
-    lat_path, lab_path = path / "latents.npy", path / "labels.npy"
-    if lat_path.is_file() and lab_path.is_file():
-        lat = np.load(lat_path, allow_pickle=False)
-        if lat.shape[0] == cfg.dataset_clips:
-            log.info("reusing encoded dataset %s", lat_path)
-            return lat, np.load(lab_path, allow_pickle=False)
-    sf = vae.config.scaling_factor
-    lats, labels = [], []
-    for start in tqdm(range(0, cfg.dataset_clips, 128), desc="encode dataset"):
-        idx = range(start, min(start + 128, cfg.dataset_clips))
-        attrs, clips = world.batch("train", cfg.seed, idx)
-        frames = _to_pixels(clips.reshape(-1, *clips.shape[2:]))
-        z = vae.encode(frames).latent_dist.mean * sf
-        lats.append(z.reshape(len(idx), spec.frames, *z.shape[1:]).half().numpy())
-        labels.extend(a.labels for a in attrs)
-    lat, lab = np.concatenate(lats), np.asarray(labels, dtype=np.int64)
-    path.mkdir(parents=True, exist_ok=True)
-    np.save(lat_path.with_suffix(".tmp.npy"), lat)
-    np.save(lab_path, lab)
-    lat_path.with_suffix(".tmp.npy").replace(lat_path)
-    return lat, lab
-
-
 def prompt_ids(tokenizer, labels: np.ndarray, drop: np.ndarray, max_length: int) -> torch.Tensor:
-    combos = world.all_combinations()
-    lookup = {a.labels: a.prompt for a in combos}
-    prompts = ["" if d else lookup[tuple(int(v) for v in lab)] for lab, d in zip(labels, drop)]
-    return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt").input_ids
+    return tokenizer(prompts_for(labels, drop), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt").input_ids
 
 
 def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, scheduler_config: dict[str, Any]) -> Path:
@@ -242,7 +208,7 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
     out = Path(cfg.out)
     ckdir = out / "unet_ckpt"
     accel = _accelerator()
-    latents, labels = encode_dataset(vae, cfg, spec, out / "data")
+    latents, labels = encode_world(vae, cfg.dataset_clips, cfg.seed, out / "data")
     torch.manual_seed(cfg.seed)
     model = TeacherModel(build_unet(spec), build_text_encoder(spec, len(tokenizer)))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)

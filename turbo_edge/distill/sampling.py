@@ -1,0 +1,67 @@
+"""Sampling a distilled student in PyTorch: one UNet call per step, guidance given as an embedding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from turbo_edge.core import param
+from turbo_edge.core.pipeline_io import T2VModel
+from turbo_edge.core.sampling import check_prompts, decode, encode_text, latent_shape
+from turbo_edge.distill.consistency import consistency_sample
+from turbo_edge.runtime.noise import normal, stream_id
+
+
+def sampler_contract(model: T2VModel) -> dict[str, Any]:
+    sampler = model.meta.get("sampler")
+    if not sampler or sampler.get("kind") != "consistency":
+        raise ValueError(f"{model.path} is not a consistency student (its turbo_edge.json has no consistency sampler)")
+    return sampler
+
+
+def student_timesteps(sampler: dict[str, Any], steps: int) -> np.ndarray:
+    supported = sampler.get("supported_steps", [1, 2, 4, 8])
+    if steps not in supported:
+        raise ValueError(f"this student supports {supported} steps, not {steps}")
+    return param.consistency_timesteps(int(sampler["num_train_timesteps"]), int(sampler["origin_steps"]), steps)
+
+
+@torch.no_grad()
+def generate_student(
+    model: T2VModel,
+    prompts: list[str],
+    steps: int = 4,
+    guidance: float | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> np.ndarray:
+    """Student clips as uint8 [B, F, H, W, 3]; noise from the runtime's counter generator (same as the runtimes)."""
+    check_prompts(model, prompts)
+    sampler = sampler_contract(model)
+    timesteps = student_timesteps(sampler, steps)
+    w = float(guidance if guidance is not None else model.meta.get("default_guidance", 3.0))
+    abar = param.alphas_cumprod(model.scheduler_config)
+    shape = latent_shape(model, None, None, None)
+    w_emb = torch.from_numpy(param.guidance_embedding(w, int(sampler["w_embedding_dim"])))
+    clips = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="student", disable=not progress):
+        chunk = list(range(start, min(start + batch_size, len(prompts))))
+        cond = encode_text(model, [prompts[i] for i in chunk])
+
+        def model_fn(x: torch.Tensor, t: np.ndarray, cond: torch.Tensor = cond) -> torch.Tensor:
+            return model.unet(x, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb.expand(len(x), -1)).sample
+
+        def noise_fn(step: int, chunk: list[int] = chunk) -> torch.Tensor:
+            return torch.from_numpy(np.stack([normal(seed, stream_id(i, step + 1), shape) for i in chunk]))
+
+        x = torch.from_numpy(np.stack([normal(seed, stream_id(i, 0), shape) for i in chunk]))
+        latents = consistency_sample(
+            model_fn, x, timesteps, abar, sampler["prediction_type"], noise_fn,
+            float(sampler["timestep_scaling"]), float(sampler["sigma_data"]),
+        )
+        clips.append(decode(model, latents))
+    return np.concatenate(clips)

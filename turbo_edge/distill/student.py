@@ -1,0 +1,66 @@
+"""The student: the teacher's UNet plus a guidance-scale embedding, trained through LoRA (peft) or in full.
+
+The w-embedding enters through ``time_cond_proj_dim`` (diffusers' ``TimestepEmbedding.cond_proj``), so one UNet
+call per step replaces classifier-free guidance's two. ``cond_proj`` starts at zero: the untrained student is
+exactly the teacher at any w.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# Layers LoRA adapts (T2V-Turbo: every Linear / Conv in attention, resnets and temporal convs; diffusers' LCM
+# script adds time_emb_proj). A regex on full module names, because the temporal convs' ``conv1`` is a
+# Sequential whose Conv3d sits at index 2 (3 for conv2..conv4).
+LORA_TARGET_REGEX = (
+    r".*(\.to_q|\.to_k|\.to_v|\.to_out\.0|\.proj_in|\.proj_out|\.ff\.net\.0\.proj|\.ff\.net\.2"
+    r"|resnets\.\d+\.conv1|resnets\.\d+\.conv2|\.time_emb_proj|temp_convs\.\d+\.conv1\.2|temp_convs\.\d+\.conv[234]\.3)$"
+)
+
+
+def build_student_unet(teacher_unet: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+    """A UNet3DConditionModel with the teacher's weights and a zero-initialised guidance embedding input."""
+    from diffusers import UNet3DConditionModel
+
+    # Private keys (``_use_default_values`` among them) would make diffusers ignore the new field.
+    config = {k: v for k, v in teacher_unet.config.items() if not k.startswith("_")}
+    config["time_cond_proj_dim"] = w_embedding_dim
+    student = UNet3DConditionModel.from_config(config)
+    missing, unexpected = student.load_state_dict(teacher_unet.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("time_embedding.cond_proj") for k in missing):
+        raise ValueError(f"teacher UNet does not fit the student: missing {missing}, unexpected {unexpected}")
+    torch.nn.init.zeros_(student.time_embedding.cond_proj.weight)
+    return student
+
+
+def add_lora(unet: torch.nn.Module, rank: int, alpha: float | None = None, dropout: float = 0.0) -> torch.nn.Module:
+    """Wrap with peft LoRA (UNet3DConditionModel has no ``add_adapter``; ``get_peft_model`` works).
+
+    The new ``cond_proj`` layer trains in full (``modules_to_save``): it starts at zero, LoRA on it would not learn.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha if alpha is not None else rank, lora_dropout=dropout,
+        target_modules=LORA_TARGET_REGEX, modules_to_save=["cond_proj"], init_lora_weights="gaussian",
+    )
+    return get_peft_model(unet, config)
+
+
+def merge_lora(unet: torch.nn.Module) -> torch.nn.Module:
+    """Fold LoRA weights into the base layers and return the plain diffusers UNet."""
+    if hasattr(unet, "merge_and_unload"):
+        return unet.merge_and_unload()
+    return unet
+
+
+def trainable_parameters(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+def describe(unet: torch.nn.Module) -> dict[str, Any]:
+    total = sum(p.numel() for p in unet.parameters())
+    trainable = sum(p.numel() for p in trainable_parameters(unet))
+    return {"parameters": total, "trainable": trainable, "trainable_fraction": trainable / max(total, 1)}

@@ -1,0 +1,286 @@
+"""Reward-augmented consistency distillation (T2V-Turbo) on HF Accelerate, resumable, logged as JSON lines.
+
+Each iteration follows ``consistency.py``'s numbered steps; rewards act on the student's single-step x0
+(decoded through the frozen VAE for image / video rewards, used directly by a latent reward), so no gradient
+goes through a sampling chain. Motion guidance (T2V-Turbo-v2) augments the teacher's epsilon in the solver;
+VSD (DOLLAR) adds a fake-score term. Batches and noise are pure functions of (seed, step, rank).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from turbo_edge.core import checkpoint as ckpt
+from turbo_edge.core import param
+from turbo_edge.core.data import encode_world, prompts_for
+from turbo_edge.core.pipeline_io import T2VModel, load_teacher, save_model
+from turbo_edge.core.sampling import encode_text
+from turbo_edge.distill import consistency as cd
+from turbo_edge.distill.config import DistillConfig
+from turbo_edge.distill.student import add_lora, build_student_unet, describe, merge_lora
+
+log = logging.getLogger(__name__)
+SUPPORTED_STEPS = [1, 2, 4, 8]
+
+
+def _rng(cfg: DistillConfig, step: int, rank: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([cfg.seed, step, rank, stream])
+
+
+def _gen(cfg: DistillConfig, step: int, rank: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(_rng(cfg, step, rank, stream).integers(2**62)))
+
+
+def check_teacher(teacher: T2VModel) -> None:
+    """Refuse teachers the distiller cannot use, before any training starts."""
+    if teacher.meta.get("kind", "teacher") != "teacher":
+        raise ValueError(f"{teacher.path} is a {teacher.meta.get('kind')}, not a teacher: distil from the original teacher")
+    if teacher.unet.config.time_cond_proj_dim is not None:
+        raise ValueError(f"{teacher.path}'s UNet already has a guidance embedding (time_cond_proj_dim): it is a student")
+    ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
+    if ptype not in param.PREDICTION_TYPES:
+        raise ValueError(f"teacher prediction_type {ptype!r} is not supported; expected one of {param.PREDICTION_TYPES}")
+
+
+class Distiller:
+    """Holds the frozen teacher, the trainable student and the loss terms for one run."""
+
+    def __init__(self, cfg: DistillConfig, teacher: T2VModel, accel: Any) -> None:
+        self.cfg, self.teacher, self.accel = cfg, teacher, accel
+        check_teacher(teacher)
+        self.abar = param.alphas_cumprod(teacher.scheduler_config)
+        self.ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
+        self.grid = param.solver_timesteps(len(self.abar), cfg.origin_steps)
+        torch.manual_seed(cfg.seed)
+        student = build_student_unet(teacher.unet, cfg.w_embedding_dim)
+        self.student = add_lora(student, cfg.lora_rank) if cfg.mode == "lora" else student
+        self.student.train()
+        self.target = None
+        if cfg.target_ema > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.target = AveragedModel(self.student, multi_avg_fn=get_ema_multi_avg_fn(cfg.target_ema), use_buffers=True)
+        self.rewards = self._load_rewards()
+        self.motion = None
+        if cfg.motion_guidance > 0:
+            from turbo_edge.distill.motion import MotionGuidance
+
+            self.motion = MotionGuidance(teacher.unet, self.abar, self.ptype)
+        self.vsd = None
+        if cfg.vsd_weight > 0:
+            from turbo_edge.distill.vsd import VariationalScore
+
+            self.vsd = VariationalScore(teacher.unet, self.abar, self.ptype, cfg)
+
+    def _load_rewards(self) -> list[tuple[Any, Any]]:
+        terms = self.cfg.reward_terms()
+        if not terms:
+            return []
+        from turbo_edge.distill.rewards import load_reward
+
+        return [(term, load_reward(term.name, term.path)) for term in terms]
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        params = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
+        temporal = [p for n, p in params if "temp_" in n or "transformer_in" in n]
+        other = [p for n, p in params if not ("temp_" in n or "transformer_in" in n)]
+        groups = [{"params": other, "lr": self.cfg.lr}]
+        if temporal:
+            groups.append({"params": temporal, "lr": self.cfg.lr * self.cfg.temporal_lr_scale})
+        if self.vsd is not None:
+            # One optimizer for student and fake score keeps resume exact; each step only has one side's grads.
+            groups.append({"params": self.vsd.parameters(), "lr": self.cfg.vsd_lr})
+        return groups
+
+    def loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int, student: torch.nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg, b = self.cfg, x0.shape[0]
+        rng = _rng(cfg, step, rank, 1)
+        # Step 1: solver index n, t = grid[n], s = one solver step earlier (-1 is the clean end).
+        n = rng.integers(0, len(self.grid), size=b)
+        t = self.grid[n]
+        s = t - (self.grid[0] + 1)
+        w = torch.from_numpy(rng.uniform(cfg.w_min, cfg.w_max, size=b)).float()
+        w_emb = torch.from_numpy(param.guidance_embedding(w.numpy(), cfg.w_embedding_dim))
+        with torch.no_grad():
+            cond = encode_text(self.teacher, prompts)
+            uncond = encode_text(self.teacher, [""] * b)
+        # Step 2: noise the clean latents.
+        eps = torch.randn(x0.shape, generator=_gen(cfg, step, rank, 2))
+        alpha, sigma = (cd.coef(v, x0) for v in param.alpha_sigma(self.abar[t]))
+        x_t = param.add_noise(x0, eps, alpha, sigma)
+        # Step 3: the student's consistency output (its single-step x0).
+        out = student(x_t, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb).sample
+        f_student = cd.consistency_output(out, x_t, t, self.abar, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
+        # Step 4: the teacher's guided DDIM step from t to s (motion guidance on the noisiest solver steps).
+        with torch.no_grad():
+            both = self.teacher.unet(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), encoder_hidden_states=torch.cat([cond, uncond])).sample
+            out_c, out_u = both.chunk(2)
+            x0_teacher, eps_teacher = cd.guided_x0_eps(out_c, out_u, x_t, t, self.abar, self.ptype, w)
+        metrics: dict[str, float] = {}
+        if self.motion is not None:
+            guided = n >= (1.0 - cfg.motion_fraction) * len(self.grid)
+            if guided.any():
+                x0_teacher, eps_teacher, energy = self.motion.guide(
+                    x_t, x0, t, cond, x0_teacher, eps_teacher, guided, cfg.motion_guidance, seed=step
+                )
+                metrics["motion_energy"] = energy
+        with torch.no_grad():
+            x_s = cd.ddim_step(x0_teacher, eps_teacher, s, self.abar)
+            # Step 5: the target's consistency output at s (at s = -1 the boundary condition gives x_s itself).
+            s_clamped = np.maximum(s, 0)
+            target_net = self.target if self.target is not None else student
+            out_s = target_net(x_s, torch.from_numpy(s_clamped), encoder_hidden_states=cond, timestep_cond=w_emb).sample
+            f_target = cd.consistency_output(out_s, x_s, s_clamped, self.abar, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
+            f_target = torch.where(torch.from_numpy(s < 0).view(-1, *[1] * (x_s.ndim - 1)), x_s, f_target)
+        # Step 6: Huber consistency loss.
+        loss_cd = cd.pseudo_huber(f_student, f_target, cfg.huber_c).mean()
+        total = loss_cd
+        metrics["loss_cd"] = loss_cd.item()
+        if self.rewards:
+            reward_loss, reward_metrics = self.reward_loss(f_student, prompts, step, rank)
+            total = total + reward_loss
+            metrics.update(reward_metrics)
+        if self.vsd is not None:
+            vsd_loss, vsd_metrics = self.vsd.student_loss(f_student, cond, step, rank)
+            total = total + cfg.vsd_weight * vsd_loss
+            metrics.update(vsd_metrics)
+        metrics["loss"] = total.item()
+        return total, metrics
+
+    def decode(self, latents_bcfhw: torch.Tensor, frame_idx: np.ndarray) -> torch.Tensor:
+        """Decode chosen frames with gradients through the frozen VAE: [B, K, 3, H, W] in [-1, 1]."""
+        picked = latents_bcfhw[:, :, torch.from_numpy(frame_idx)]  # [B, C, K, h, w]
+        b, c, k, h, w = picked.shape
+        flat = picked.permute(0, 2, 1, 3, 4).reshape(b * k, c, h, w) / self.teacher.vae.config.scaling_factor
+        images = self.teacher.vae.decode(flat).sample.clamp(-1, 1)
+        return images.reshape(b, k, *images.shape[1:])
+
+    def reward_loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int) -> tuple[torch.Tensor, dict[str, float]]:
+        rng = _rng(self.cfg, step, rank, 3)
+        frames = x0.shape[2]
+        total = x0.new_zeros(())
+        metrics = {}
+        for term, model in self.rewards:
+            if model.kind == "latent":
+                r = model(x0, prompts)
+            elif model.kind == "image":
+                idx = np.sort(rng.choice(frames, size=min(term.frames, frames), replace=False))
+                r = model(self.decode(x0, idx), prompts)
+            else:  # video: evenly strided frames
+                r = model(self.decode(x0, np.linspace(0, frames - 1, min(term.frames, frames)).round().astype(int)), prompts)
+            total = total - term.weight * r.mean()
+            metrics[f"reward_{term.name}"] = r.mean().item()
+        return total, metrics
+
+
+def student_meta(cfg: DistillConfig, teacher: T2VModel, step: int) -> dict[str, Any]:
+    sched = teacher.scheduler_config
+    num_train = int(sched.get("num_train_timesteps", 1000))
+    return {
+        **{k: v for k, v in teacher.meta.items() if k in ("frames", "height", "width", "closed_vocabulary")},
+        "kind": "student",
+        "default_guidance": cfg.default_guidance,
+        "default_steps": cfg.default_steps,
+        "sampler": {
+            "kind": "consistency",
+            "prediction_type": sched.get("prediction_type", "epsilon"),
+            "num_train_timesteps": num_train,
+            "origin_steps": cfg.origin_steps,
+            "timestep_scaling": cfg.timestep_scaling,
+            "sigma_data": cfg.sigma_data,
+            "w_embedding_dim": cfg.w_embedding_dim,
+            "default_steps": cfg.default_steps,
+            "supported_steps": SUPPORTED_STEPS,
+            "timesteps": {str(k): param.consistency_timesteps(num_train, cfg.origin_steps, k).tolist() for k in SUPPORTED_STEPS},
+        },
+        "teacher": str(teacher.path),
+        "distill": {"config": cfg.to_dict(), "step": step},
+        "reproduce": f"turbo-edge distill --teacher {cfg.teacher} --out {cfg.out} --config {cfg.out}/distill_config.json",
+    }
+
+
+def export_student(distiller: Distiller, out: str | Path, step: int) -> Path:
+    """Merge LoRA into a copy of the student and write the teacher layout + turbo_edge.json."""
+    import copy
+
+    from diffusers import LCMScheduler
+
+    unet = merge_lora(copy.deepcopy(distiller.student)).eval()
+    t = distiller.teacher
+    sched_cfg = {k: v for k, v in t.scheduler_config.items() if not k.startswith("_")}
+    scheduler = LCMScheduler.from_config(sched_cfg, original_inference_steps=distiller.cfg.origin_steps, timestep_scaling=distiller.cfg.timestep_scaling)
+    model = T2VModel(unet, t.vae, t.text_encoder, t.tokenizer, scheduler, meta={})
+    return save_model(model, out, meta=student_meta(distiller.cfg, t, step))
+
+
+def train(cfg: DistillConfig) -> Path:
+    """Run (or resume) distillation; returns the student directory ``cfg.out/student``."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "distill_config.json")
+    accel = Accelerator(cpu=not torch.cuda.is_available())
+    teacher = load_teacher(cfg.teacher)
+    distiller = Distiller(cfg, teacher, accel)
+    latents, labels = encode_world(teacher.vae, cfg.dataset_clips, cfg.seed, out / "data")
+    opt = torch.optim.AdamW(distiller.parameter_groups(), weight_decay=0.0)
+    chash = ckpt.config_hash(cfg.training_hash_fields())
+    modules: dict[str, Any] = {"student": distiller.student}
+    if distiller.target is not None:
+        modules["target"] = distiller.target
+    if distiller.vsd is not None:
+        modules["fake_score"] = distiller.vsd.fake
+    start = 0
+    last = ckpt.latest_checkpoint(out / "ckpt")
+    if last is not None:
+        meta = ckpt.load_checkpoint(last, modules, opt, expected_config_hash=chash)
+        start = int(meta["step"])
+        log.info("resumed distillation from %s (step %d)", last, start)
+    student, opt = accel.prepare(distiller.student, opt)
+    rank, ws = accel.process_index, accel.num_processes
+    per_rank = max(1, cfg.batch // ws)
+    if accel.is_main_process:
+        log.info("student: %s", describe(distiller.student))
+    bar = tqdm(total=cfg.steps, initial=start, desc="distill", disable=not accel.is_main_process, dynamic_ncols=True)
+    for step in range(start, cfg.steps):
+        idx = _rng(cfg, step, rank, 0).integers(0, len(latents), size=per_rank)
+        x0 = torch.from_numpy(latents[idx].astype(np.float32)).permute(0, 2, 1, 3, 4)
+        loss, metrics = distiller.loss(x0, prompts_for(labels[idx]), step, rank, student)
+        opt.zero_grad(set_to_none=True)
+        accel.backward(loss)
+        accel.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        opt.step()
+        if distiller.target is not None:
+            distiller.target.update_parameters(distiller.student)
+        if distiller.vsd is not None:
+            opt.zero_grad(set_to_none=True)
+            fake_loss, fake_metrics = distiller.vsd.fake_score_loss(step, rank)
+            accel.backward(fake_loss)
+            opt.step()
+            metrics.update(fake_metrics)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items() if k in ("loss", "loss_cd")}, refresh=False)
+        bar.update(1)
+        done = step + 1
+        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.steps):
+            with (out / "log.jsonl").open("a") as fh:
+                fh.write(json.dumps({"step": done, **metrics, "time": time.time()}) + "\n")
+        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            state = {"step": done, "config_hash": chash}
+            ckpt.save_checkpoint(out / "ckpt", modules, opt, state)
+    bar.close()
+    accel.wait_for_everyone()
+    student_dir = out / "student"
+    if accel.is_main_process:
+        export_student(distiller, student_dir, cfg.steps)
+    return student_dir
