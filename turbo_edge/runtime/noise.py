@@ -41,3 +41,11 @@ def normal(seed: int, stream: int, shape: tuple[int, ...]) -> np.ndarray:
     u1 = ((h[0::2] >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53
     u2 = (h[1::2] >> np.uint64(11)).astype(np.float64) * 2.0**-53
     return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(np.float32).reshape(shape)
+
+
+def stream_id(prompt_index: int, draw: int) -> int:
+    """The stream of prompt ``prompt_index``'s ``draw``-th noise tensor: draw 0 is the initial latent noise,
+    draw j >= 1 the noise a multistep consistency sampler injects after its step j - 1."""
+    if prompt_index < 0 or not 0 <= draw < 2**31:
+        raise ValueError(f"prompt_index must be >= 0 and draw in [0, 2**31), got {prompt_index}, {draw}")
+    return prompt_index + (draw << 32)

@@ -1,0 +1,135 @@
+// The C++ runtime over a turbo-edge bundle: manifest + sha256 verification, samplers, backends, pipeline.
+// Mirrors turbo_edge/runtime/{bundle,samplers,pipeline}.py; the same prompt, seed and bundle give the same
+// frames (within 1 per uint8 value) as the Python runtime on the same backend.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "turbo_edge/json.hpp"
+#include "turbo_edge/tokenizer.hpp"
+
+namespace turbo_edge {
+
+// ------------------------------------------------------------------ bundle
+
+struct SamplerSpec {
+  std::string kind;             // "ddim_cfg" | "consistency"
+  std::string prediction_type;  // "epsilon" | "v_prediction" | "sample"
+  int num_train_timesteps = 1000;
+  std::vector<double> alphas_cumprod;
+  double final_alpha_cumprod = 1.0;
+  int default_steps = 4;
+  std::map<int, std::vector<int>> timesteps;  // steps -> descending timesteps
+  double guidance = 1.0;
+  bool uses_cfg = false;
+  int w_embedding_dim = 0;  // 0: no timestep_cond input
+  double timestep_scaling = 10.0;
+  double sigma_data = 0.5;
+};
+
+struct Bundle {
+  std::string root;
+  Json manifest;
+  SamplerSpec sampler;
+  int latent_channels = 0, latent_frames = 0, latent_height = 0, latent_width = 0;
+  int frames = 0, height = 0, width = 0;
+  int text_length = 0, text_hidden = 0;
+  std::vector<std::string> closed_vocabulary;  // empty: open vocabulary
+
+  static Bundle load(const std::string& root, bool verify = true);  // throws BundleError
+  std::string model_path(const std::string& component, const std::string& precision) const;
+  long long profile_max(const std::string& component, const std::string& input, size_t axis, long long fallback) const;
+  long long profile_min(const std::string& component, const std::string& input, size_t axis, long long fallback) const;
+};
+
+struct BundleError : std::runtime_error { using std::runtime_error::runtime_error; };
+struct InputError : std::runtime_error { using std::runtime_error::runtime_error; };
+struct BackendUnavailable : std::runtime_error { using std::runtime_error::runtime_error; };
+
+// ------------------------------------------------------------------ samplers (pure: no IO, no backend)
+
+// model_fn(x, t) returns the network's raw prediction; for ddim_cfg [2B * n] with the unconditional half first.
+using ModelFn = std::function<const float*(const float* x, int t)>;
+using NoiseFn = std::function<void(int step, float* out)>;  // fresh standard normal noise shaped like x
+
+void ddim_cfg(const ModelFn& model_fn, float* x, size_t n, const std::vector<int>& timesteps, const SamplerSpec& spec, double guidance);
+void consistency(const ModelFn& model_fn, float* x, size_t n, const std::vector<int>& timesteps, const SamplerSpec& spec,
+                 const NoiseFn& noise_fn);
+std::vector<float> guidance_embedding(double w, int dim);
+
+// ------------------------------------------------------------------ backends: load / allocate / infer / close
+
+enum class DType { F32, I64 };
+
+struct Buffer {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::vector<unsigned char> bytes;
+  size_t count() const;
+  float* f32() { return reinterpret_cast<float*>(bytes.data()); }
+  int64_t* i64() { return reinterpret_cast<int64_t*>(bytes.data()); }
+};
+
+using Shapes = std::map<std::string, std::vector<int64_t>>;
+
+struct Binding {
+  std::map<std::string, Buffer> inputs, outputs;  // host buffers bound by address: write inputs, infer, read outputs
+  std::shared_ptr<void> handle;                    // the backend's per-request state
+};
+
+class Backend {
+ public:
+  explicit Backend(int threads) : threads_(threads) {}
+  virtual ~Backend() = default;
+  virtual void load(const std::string& path) = 0;
+  virtual Binding allocate(const Shapes& inputs, const Shapes& outputs) = 0;
+  virtual void infer(Binding& binding) = 0;
+  virtual void close() {}
+
+ protected:
+  int threads_;
+};
+
+// Registry: "openvino" (CPU). ONNX Runtime's C++ API is not built: no registry ships its headers (see README).
+std::unique_ptr<Backend> create_backend(const std::string& name, int threads);
+
+// ------------------------------------------------------------------ pipeline
+
+struct Clip {
+  int frames = 0, height = 0, width = 0;
+  std::vector<uint8_t> rgb;  // [F, H, W, 3]
+  bool truncated = false;
+  int steps = 0;
+  double session_seconds = 0.0;  // time inside Backend::infer
+};
+
+class Pipeline {
+ public:
+  static std::unique_ptr<Pipeline> from_bundle(const std::string& path, const std::string& backend = "openvino",
+                                               const std::string& precision = "fp32", int threads = 1, bool verify = true);
+  // steps <= 0: the bundle's default; guidance NaN: the bundle's.
+  Clip generate(const std::string& prompt, int steps, uint64_t seed, double guidance);
+  const Bundle& bundle() const { return bundle_; }
+
+ private:
+  Bundle bundle_;
+  ClipTokenizer tokenizer_;
+  std::map<std::string, std::unique_ptr<Backend>> sessions_;
+  std::map<std::string, Binding> bindings_;  // per component and shape set, reused across calls
+  std::map<std::string, std::vector<float>> text_cache_;
+  std::mutex mutex_;  // one generate at a time per Pipeline (bindings are shared)
+  double session_seconds_ = 0.0;
+
+  Binding& binding(const std::string& component, const Shapes& inputs, const Shapes& outputs);
+  void infer(const std::string& component, Binding& b);
+  std::vector<float> encode(const std::string& prompt, bool* truncated);
+  void check_prompt(const std::string& prompt) const;
+};
+
+}  // namespace turbo_edge

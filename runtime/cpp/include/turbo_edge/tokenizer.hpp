@@ -1,0 +1,37 @@
+// CLIP byte-level BPE, the algorithm of turbo_edge/runtime/tokenizer.py, reading vocab.json + merges.txt.
+//
+// Normalisation differs from Python in one documented way: no Unicode NFC and only ASCII lower-casing
+// (no ICU dependency). Pre-tokenisation classifies every non-ASCII code point as a letter. For ASCII
+// prompts (every prompt of the builtin models) the ids are identical to Python's and transformers'.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace turbo_edge {
+
+struct Encoding {
+  std::vector<long long> ids;          // max_length ids: BOS tokens EOS pad(EOS)...
+  bool truncated = false;              // tokens beyond max_length - 2 were dropped
+  std::vector<std::string> unknown_words;  // words (byte-level form) that did not encode as one token
+};
+
+class ClipTokenizer {
+ public:
+  static ClipTokenizer from_dir(const std::string& dir, int max_length);
+  Encoding encode(const std::string& text) const;
+  int max_length() const { return max_length_; }
+
+  static std::string normalize(const std::string& text);
+  static std::vector<std::string> pre_tokenize(const std::string& text);  // words in byte-level unicode form
+  std::vector<std::string> bpe(const std::string& word) const;
+
+ private:
+  std::unordered_map<std::string, long long> vocab_;
+  std::unordered_map<std::string, int> ranks_;  // "a b" -> merge rank
+  int max_length_ = 77;
+  long long bos_ = 0, eos_ = 0;
+};
+
+}  // namespace turbo_edge

@@ -1,0 +1,96 @@
+#include <filesystem>
+#include <set>
+
+#include "turbo_edge/core.hpp"
+#include "turbo_edge/runtime.hpp"
+
+namespace turbo_edge {
+namespace fs = std::filesystem;
+
+Bundle Bundle::load(const std::string& root, bool verify) {
+  Bundle b;
+  b.root = root;
+  if (!fs::is_regular_file(fs::path(root) / "manifest.json"))
+    throw BundleError(root + " is not a bundle (no manifest.json); create one with `turbo-edge export --model MODEL --out " + root + "`");
+  try {
+    b.manifest = Json::parse_file((fs::path(root) / "manifest.json").string());
+  } catch (const std::exception& e) {
+    throw BundleError(std::string(e.what()) + "; re-export the bundle");
+  }
+  const Json& m = b.manifest;
+  if (!m.has("schema_version") || m["schema_version"].integer() != 1)
+    throw BundleError("bundle schema_version is not 1, the one this runtime reads; re-export or upgrade turbo-edge");
+  if (verify) {
+    std::set<std::string> listed{"manifest.json"};
+    for (const auto& [rel, digest] : m["files"].object()) {
+      listed.insert(rel);
+      fs::path p = fs::path(root) / rel;
+      if (!fs::is_regular_file(p)) throw BundleError("bundle file " + rel + " is missing from " + root + "; re-export the bundle or copy it again whole");
+      std::string actual = sha256_file(p.string());
+      if (actual != digest.str())
+        throw BundleError("bundle file " + rel + " in " + root + " was changed after export (sha256 " + actual.substr(0, 12) + "... != manifest " +
+                          digest.str().substr(0, 12) + "...); re-export the bundle, or restore the original file");
+    }
+    for (const auto& entry : fs::recursive_directory_iterator(root)) {
+      if (!entry.is_regular_file()) continue;
+      std::string rel = fs::relative(entry.path(), root).generic_string();
+      if (!listed.count(rel)) throw BundleError("bundle " + root + " holds files not in its manifest: " + rel + "; remove it or re-export the bundle");
+    }
+  }
+  const Json& s = m["sampler"];
+  SamplerSpec& sp = b.sampler;
+  sp.kind = s["kind"].str();
+  if (sp.kind != "ddim_cfg" && sp.kind != "consistency") throw BundleError("sampler kind " + sp.kind + " is not one this runtime runs");
+  sp.prediction_type = s["prediction_type"].str();
+  sp.num_train_timesteps = static_cast<int>(s["num_train_timesteps"].integer());
+  for (const Json& a : s["alphas_cumprod"].array()) sp.alphas_cumprod.push_back(a.number());
+  sp.final_alpha_cumprod = s.has("final_alpha_cumprod") ? s["final_alpha_cumprod"].number() : 1.0;
+  sp.default_steps = static_cast<int>(s["default_steps"].integer());
+  for (const auto& [k, v] : s["timesteps"].object()) {
+    std::vector<int> ts;
+    for (const Json& t : v.array()) ts.push_back(static_cast<int>(t.integer()));
+    sp.timesteps[std::stoi(k)] = ts;
+  }
+  sp.guidance = s["guidance"].number();
+  sp.uses_cfg = s["uses_cfg"].boolean();
+  sp.w_embedding_dim = s.has("w_embedding_dim") && !s["w_embedding_dim"].is_null() ? static_cast<int>(s["w_embedding_dim"].integer()) : 0;
+  sp.timestep_scaling = s.has("timestep_scaling") ? s["timestep_scaling"].number() : 10.0;
+  sp.sigma_data = s.has("sigma_data") ? s["sigma_data"].number() : 0.5;
+  const Json& lat = m["latent"];
+  b.latent_channels = static_cast<int>(lat["channels"].integer());
+  b.latent_frames = static_cast<int>(lat["frames"].integer());
+  b.latent_height = static_cast<int>(lat["height"].integer());
+  b.latent_width = static_cast<int>(lat["width"].integer());
+  b.frames = static_cast<int>(m["video"]["frames"].integer());
+  b.height = static_cast<int>(m["video"]["height"].integer());
+  b.width = static_cast<int>(m["video"]["width"].integer());
+  b.text_length = static_cast<int>(m["text"]["max_length"].integer());
+  b.text_hidden = static_cast<int>(m["text"]["hidden_size"].integer());
+  if (m["text"].has("closed_vocabulary") && !m["text"]["closed_vocabulary"].is_null())
+    for (const Json& w : m["text"]["closed_vocabulary"].array()) b.closed_vocabulary.push_back(w.str());
+  return b;
+}
+
+std::string Bundle::model_path(const std::string& component, const std::string& precision) const {
+  const Json& files = manifest["components"][component]["files"];
+  if (files.has(precision) && !files[precision].is_null()) return (fs::path(root) / files[precision].str()).string();
+  if (component == "unet" && precision != "fp32")
+    throw BundleError("this bundle has no " + precision + " UNet; export it with `--precision " + precision + "` or use fp32");
+  return (fs::path(root) / files["fp32"].str()).string();
+}
+
+static long long profile_at(const Json& manifest, const std::string& component, const std::string& point, const std::string& input,
+                            size_t axis, long long fallback) {
+  const Json& c = manifest["components"][component];
+  if (!c.has("profile") || !c["profile"].has(point) || !c["profile"][point].has(input)) return fallback;
+  return c["profile"][point][input][axis].integer();
+}
+
+long long Bundle::profile_max(const std::string& component, const std::string& input, size_t axis, long long fallback) const {
+  return profile_at(manifest, component, "max", input, axis, fallback);
+}
+long long Bundle::profile_min(const std::string& component, const std::string& input, size_t axis, long long fallback) const {
+  return profile_at(manifest, component, "min", input, axis, fallback);
+}
+
+}  // namespace turbo_edge

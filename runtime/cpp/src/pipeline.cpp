@@ -1,0 +1,156 @@
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "turbo_edge/core.hpp"
+#include "turbo_edge/runtime.hpp"
+
+namespace turbo_edge {
+namespace {
+
+std::string key_of(const std::string& component, const Shapes& inputs) {
+  std::ostringstream k;
+  k << component;
+  for (const auto& [name, shape] : inputs) {
+    k << '|' << name;
+    for (int64_t d : shape) k << ',' << d;
+  }
+  return k.str();
+}
+
+}  // namespace
+
+std::unique_ptr<Pipeline> Pipeline::from_bundle(const std::string& path, const std::string& backend, const std::string& precision, int threads,
+                                                bool verify) {
+  auto p = std::unique_ptr<Pipeline>(new Pipeline());
+  p->bundle_ = Bundle::load(path, verify);
+  p->tokenizer_ = ClipTokenizer::from_dir(path + "/tokenizer", p->bundle_.text_length);
+  for (const char* name : {"text_encoder", "unet", "vae_decoder"}) {
+    auto session = create_backend(backend, threads);
+    session->load(p->bundle_.model_path(name, precision));
+    p->sessions_[name] = std::move(session);
+  }
+  return p;
+}
+
+Binding& Pipeline::binding(const std::string& component, const Shapes& inputs, const Shapes& outputs) {
+  std::string key = key_of(component, inputs);
+  auto it = bindings_.find(key);
+  if (it == bindings_.end()) it = bindings_.emplace(key, sessions_.at(component)->allocate(inputs, outputs)).first;
+  return it->second;
+}
+
+void Pipeline::infer(const std::string& component, Binding& b) {
+  auto start = std::chrono::steady_clock::now();
+  sessions_.at(component)->infer(b);
+  session_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void Pipeline::check_prompt(const std::string& prompt) const {
+  if (ClipTokenizer::normalize(prompt).empty()) throw InputError("empty prompt: describe the video, e.g. 'a red circle moving left'");
+  if (bundle_.closed_vocabulary.empty()) return;
+  std::string unknown;
+  for (const std::string& w : ClipTokenizer::pre_tokenize(prompt))
+    if (std::find(bundle_.closed_vocabulary.begin(), bundle_.closed_vocabulary.end(), w) == bundle_.closed_vocabulary.end()) unknown += " '" + w + "'";
+  if (!unknown.empty()) throw InputError("prompt uses words this model was never trained on:" + unknown + "; use only the bundle's closed vocabulary");
+}
+
+std::vector<float> Pipeline::encode(const std::string& prompt, bool* truncated) {
+  Encoding enc = tokenizer_.encode(prompt);
+  if (truncated) *truncated = enc.truncated;
+  auto cached = text_cache_.find(prompt);
+  if (cached != text_cache_.end()) return cached->second;
+  const int64_t L = bundle_.text_length, D = bundle_.text_hidden;
+  Binding& b = binding("text_encoder", {{"input_ids", {1, L}}}, {{"last_hidden_state", {1, L, D}}});
+  std::copy(enc.ids.begin(), enc.ids.end(), b.inputs["input_ids"].i64());
+  infer("text_encoder", b);
+  const float* out = b.outputs["last_hidden_state"].f32();
+  std::vector<float> hidden(out, out + L * D);
+  if (text_cache_.size() >= 64) text_cache_.clear();  // bounded; prompts repeat in a host far less than in a server
+  text_cache_[prompt] = hidden;
+  return hidden;
+}
+
+Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, double guidance) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const SamplerSpec& spec = bundle_.sampler;
+  check_prompt(prompt);
+  if (steps <= 0) steps = spec.default_steps;
+  if (!spec.timesteps.count(steps)) {
+    std::string have;
+    for (const auto& kv : spec.timesteps) have += " " + std::to_string(kv.first);
+    throw InputError("steps=" + std::to_string(steps) + " is not supported by this bundle; use one of:" + have);
+  }
+  if (std::isnan(guidance)) guidance = spec.guidance;
+  session_seconds_ = 0.0;
+  Clip clip;
+  clip.steps = steps;
+
+  // Text: conditional (and the empty prompt for classifier-free guidance), encoded once and cached.
+  std::vector<float> cond = encode(prompt, &clip.truncated);
+  const int64_t rows = spec.uses_cfg ? 2 : 1, C = bundle_.latent_channels, F = bundle_.frames, h = bundle_.latent_height,
+                w = bundle_.latent_width, L = bundle_.text_length, D = bundle_.text_hidden;
+  const size_t n = static_cast<size_t>(C * F * h * w);
+  Shapes inputs = {{"sample", {rows, C, F, h, w}}, {"timestep", {rows}}, {"encoder_hidden_states", {rows, L, D}}};
+  if (spec.w_embedding_dim > 0) inputs["timestep_cond"] = {rows, spec.w_embedding_dim};
+  Binding& ub = binding("unet", inputs, {{"out_sample", {rows, C, F, h, w}}});
+  float* ehs = ub.inputs["encoder_hidden_states"].f32();
+  if (spec.uses_cfg) {
+    std::vector<float> uncond = encode("", nullptr);
+    std::copy(uncond.begin(), uncond.end(), ehs);
+    std::copy(cond.begin(), cond.end(), ehs + L * D);
+  } else {
+    std::copy(cond.begin(), cond.end(), ehs);
+  }
+  if (spec.w_embedding_dim > 0) {
+    std::vector<float> emb = guidance_embedding(guidance, spec.w_embedding_dim);
+    for (int64_t r = 0; r < rows; ++r) std::copy(emb.begin(), emb.end(), ub.inputs["timestep_cond"].f32() + r * spec.w_embedding_dim);
+  }
+  float* sample = ub.inputs["sample"].f32();
+  float* timestep = ub.inputs["timestep"].f32();
+  const float* out = ub.outputs["out_sample"].f32();
+  ModelFn model_fn = [&](const float* x, int t) {
+    for (int64_t r = 0; r < rows; ++r) std::copy(x, x + n, sample + r * static_cast<int64_t>(n));
+    std::fill(timestep, timestep + rows, static_cast<float>(t));
+    infer("unet", ub);
+    return out;
+  };
+  NoiseFn noise_fn = [&](int step, float* dst) { normal(seed, stream_id(0, static_cast<uint64_t>(step)), dst, n); };
+
+  // Sampling, from the prompt's initial noise (stream_id(0, 0), the first prompt of a batch in Python).
+  std::vector<float> x(n);
+  noise_fn(0, x.data());
+  const std::vector<int>& ts = spec.timesteps.at(steps);
+  if (spec.kind == "ddim_cfg") ddim_cfg(model_fn, x.data(), n, ts, spec, guidance);
+  else consistency(model_fn, x.data(), n, ts, spec, noise_fn);
+
+  // VAE decoder: [C, F, h, w] -> F frames of [C, h, w], in chunks the profile allows.
+  const int64_t factor = bundle_.height / bundle_.latent_height, H = h * factor, W = w * factor;
+  const int64_t chunk = std::min<int64_t>(F, bundle_.profile_max("vae_decoder", "latent", 0, F));
+  clip.frames = static_cast<int>(F);
+  clip.height = static_cast<int>(H);
+  clip.width = static_cast<int>(W);
+  clip.rgb.resize(static_cast<size_t>(F * H * W * 3));
+  for (int64_t f0 = 0; f0 < F; f0 += chunk) {
+    const int64_t m = std::min(chunk, F - f0);
+    Binding& vb = binding("vae_decoder", {{"latent", {m, C, h, w}}}, {{"image", {m, 3, H, W}}});
+    float* lat = vb.inputs["latent"].f32();
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t c = 0; c < C; ++c)
+        std::copy(x.data() + ((c * F + f0 + j) * h * w), x.data() + ((c * F + f0 + j + 1) * h * w), lat + (j * C + c) * h * w);
+    infer("vae_decoder", vb);
+    const float* img = vb.outputs["image"].f32();
+    // Same rounding as the Python runtime: clamp to [-1, 1], (v + 1) * 127.5 in float32, round half to even.
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t c = 0; c < 3; ++c)
+        for (int64_t p = 0; p < H * W; ++p) {
+          float v = std::min(1.0f, std::max(-1.0f, img[(j * 3 + c) * H * W + p]));
+          clip.rgb[static_cast<size_t>(((f0 + j) * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
+        }
+  }
+  clip.session_seconds = session_seconds_;
+  return clip;
+}
+
+}  // namespace turbo_edge

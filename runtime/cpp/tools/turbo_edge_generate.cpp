@@ -1,0 +1,122 @@
+// Example host: generate a clip from a bundle and write it as a PPM sequence (+ raw RGB), or run one of the
+// probes the tests compare against the Python runtime (noise values, tokenizer ids, sha256).
+//
+//   turbo_edge_generate --bundle B --prompt "a red circle moving left" [--steps 4] [--seed 0] [--guidance G]
+//                       [--precision fp32|int8] [--threads 1] [--no-verify] [--repeat N] --out DIR
+//   turbo_edge_generate noise SEED STREAM COUNT
+//   turbo_edge_generate tokenize TOKENIZER_DIR MAX_LENGTH TEXT
+//   turbo_edge_generate sha256 FILE
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "turbo_edge/core.hpp"
+#include "turbo_edge/runtime.hpp"
+
+using namespace turbo_edge;
+
+namespace {
+
+long peak_rss_kb() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+void write_frames(const Clip& clip, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  const size_t frame_bytes = static_cast<size_t>(clip.height) * clip.width * 3;
+  std::ofstream raw(dir + "/frames.rgb", std::ios::binary);
+  raw.write(reinterpret_cast<const char*>(clip.rgb.data()), static_cast<std::streamsize>(clip.rgb.size()));
+  for (int f = 0; f < clip.frames; ++f) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "/frame_%03d.ppm", f);
+    std::ofstream ppm(dir + name, std::ios::binary);
+    ppm << "P6\n" << clip.width << " " << clip.height << "\n255\n";
+    ppm.write(reinterpret_cast<const char*>(clip.rgb.data() + f * frame_bytes), static_cast<std::streamsize>(frame_bytes));
+  }
+}
+
+int generate(int argc, char** argv) {
+  std::string bundle, prompt, out, precision = "fp32";
+  int steps = 0, threads = 1, repeat = 1;
+  unsigned long long seed = 0;
+  double guidance = std::nan("");
+  bool verify = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw InputError("flag " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--bundle") bundle = next();
+    else if (a == "--prompt") prompt = next();
+    else if (a == "--out") out = next();
+    else if (a == "--precision") precision = next();
+    else if (a == "--steps") steps = std::stoi(next());
+    else if (a == "--seed") seed = std::stoull(next());
+    else if (a == "--guidance") guidance = std::stod(next());
+    else if (a == "--threads") threads = std::stoi(next());
+    else if (a == "--repeat") repeat = std::max(1, std::stoi(next()));
+    else if (a == "--no-verify") verify = false;
+    else throw InputError("unknown flag " + a + " (see the usage at the top of turbo_edge_generate.cpp)");
+  }
+  if (bundle.empty() || out.empty()) throw InputError("--bundle and --out are required");
+  auto t0 = std::chrono::steady_clock::now();
+  auto pipe = Pipeline::from_bundle(bundle, "openvino", precision, threads, verify);
+  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Clip clip;
+  std::vector<double> e2e, session;
+  for (int r = 0; r < repeat + (repeat > 1 ? 1 : 0); ++r) {  // with --repeat, one extra warm-up call first
+    auto s = std::chrono::steady_clock::now();
+    clip = pipe->generate(prompt, steps, seed, guidance);
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - s).count();
+    if (repeat > 1 && r == 0) continue;
+    e2e.push_back(dt);
+    session.push_back(clip.session_seconds);
+  }
+  write_frames(clip, out);
+  std::sort(e2e.begin(), e2e.end());
+  std::sort(session.begin(), session.end());
+  if (clip.truncated) std::cerr << "warning: the prompt is longer than the text encoder's tokens; its tail was dropped\n";
+  std::printf("{\"frames\": %d, \"height\": %d, \"width\": %d, \"steps\": %d, \"truncated\": %s, \"load_seconds\": %.6f, "
+              "\"median_seconds\": %.6f, \"median_session_seconds\": %.6f, \"calls\": %zu, \"peak_rss_kb\": %ld}\n",
+              clip.frames, clip.height, clip.width, clip.steps, clip.truncated ? "true" : "false", load_s, e2e[e2e.size() / 2],
+              session[session.size() / 2], e2e.size(), peak_rss_kb());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::string cmd = argc > 1 ? argv[1] : "";
+    if (cmd == "noise" && argc == 5) {
+      auto v = normal(std::stoull(argv[2]), std::stoull(argv[3]), std::stoull(argv[4]));
+      for (float x : v) std::printf("%.9g\n", x);
+      return 0;
+    }
+    if (cmd == "tokenize" && argc == 5) {
+      Encoding e = ClipTokenizer::from_dir(argv[2], std::stoi(argv[3])).encode(argv[4]);
+      for (long long id : e.ids) std::printf("%lld ", id);
+      std::printf("\n%s\n", e.truncated ? "truncated" : "complete");
+      return 0;
+    }
+    if (cmd == "sha256" && argc == 3) {
+      std::printf("%s\n", sha256_file(argv[2]).c_str());
+      return 0;
+    }
+    return generate(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
+}

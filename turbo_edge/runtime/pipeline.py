@@ -1,0 +1,259 @@
+"""The thin runtime: bundle -> tokenizer -> text encoder (cached) -> few-step sampler -> VAE decoder -> uint8 frames.
+
+No torch. Every model call goes through a backend ``Binding`` (buffers preallocated per shape set and per
+thread), so one ``Pipeline`` serves concurrent ``generate`` calls with exactly the outputs of serial calls
+and the sampling loop allocates nothing but the re-injected noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from turbo_edge.core.config import StageConfig
+from turbo_edge.runtime import samplers
+from turbo_edge.runtime.backends import BACKENDS, Backend, Binding, create_backend
+from turbo_edge.runtime.bundle import COMPONENTS, PRECISIONS, Bundle, load_bundle
+from turbo_edge.runtime.errors import RuntimeInputError
+from turbo_edge.runtime.noise import normal, stream_id
+from turbo_edge.runtime.tokenizer import ClipTokenizer, pre_tokenize
+
+
+class PromptTruncatedWarning(UserWarning):
+    """The prompt had more tokens than the text encoder takes; its tail was dropped."""
+
+
+@dataclasses.dataclass
+class RuntimeConfig(StageConfig):
+    KIND = "runtime"
+
+    bundle: str = ""
+    backend: str = "ort-cpu"
+    precision: str = "fp32"  # per component where the bundle has that variant (int8: the UNet only), else fp32
+    threads: int = 1  # per session: ORT intra-op threads / OpenVINO INFERENCE_NUM_THREADS
+    verify: bool = True  # check every file's sha256 against the manifest at load
+    text_cache_size: int = 64  # prompts whose text-encoder output is kept (LRU)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {sorted(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+        if self.threads < 1 or self.text_cache_size < 0:
+            raise ValueError(f"threads must be >= 1 and text_cache_size >= 0, got {self.threads}, {self.text_cache_size}")
+
+
+@dataclass
+class GenerationResult:
+    frames: np.ndarray  # uint8 [B, F, H, W, 3]
+    truncated: list[bool]  # per prompt: tokens beyond the text encoder's length were dropped
+    steps: int
+    session_seconds: dict[str, float] = field(default_factory=dict)  # time inside backend.infer, per component
+
+
+class Pipeline:
+    def __init__(self, bundle: Bundle, config: RuntimeConfig) -> None:
+        self.bundle, self.config = bundle, config
+        self.tokenizer = ClipTokenizer.from_dir(bundle.root / "tokenizer", max_length=int(bundle.text["max_length"]))
+        self.sessions: dict[str, Backend] = {}
+        for name in COMPONENTS:
+            session = create_backend(config.backend, threads=config.threads)
+            session.load(self._model_file(name))
+            self.sessions[name] = session
+        self._local = threading.local()
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._text_lock = threading.Lock()
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, backend: str = "ort-cpu", precision: str = "fp32", threads: int = 1, verify: bool = True) -> Pipeline:
+        config = RuntimeConfig(bundle=str(path), backend=backend, precision=precision, threads=threads, verify=verify)
+        return cls(load_bundle(path, verify=verify), config)
+
+    def _model_file(self, name: str) -> Path:
+        if self.config.backend == "tensorrt":
+            engines = sorted((self.bundle.root / "engines").glob(f"{name}*{self.config.precision}*.plan"))
+            if not engines:
+                raise RuntimeInputError(f"no TensorRT engine for {name} ({self.config.precision}) in {self.bundle.root / 'engines'}; run `turbo-edge engine --bundle {self.bundle.root}` on this GPU")
+            return engines[0]
+        return self.bundle.model_path(name, self.config.precision)
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+        self.sessions = {}
+
+    # ------------------------------------------------------------------ validation
+
+    def check_prompt(self, prompt: str) -> None:
+        if not prompt or not prompt.strip():
+            raise RuntimeInputError("empty prompt: describe the video, e.g. 'a red circle moving left'")
+        vocab = self.bundle.closed_vocabulary
+        if vocab is not None:
+            unknown = [w for w in pre_tokenize(prompt) if w not in vocab]
+            if unknown:
+                raise RuntimeInputError(f"prompt {prompt!r} uses words this model was never trained on: {unknown}; use only: {vocab}")
+
+    def resolve_steps(self, steps: int | None) -> int:
+        spec = self.bundle.sampler
+        steps = spec.default_steps if steps is None else int(steps)
+        if steps not in spec.supported_steps:
+            raise RuntimeInputError(f"steps={steps} is not supported by this bundle; use one of {list(spec.supported_steps)} (re-export to add others)")
+        return steps
+
+    def latent_shape(self, frames: int | None, height: int | None, width: int | None) -> tuple[int, int, int, int]:
+        """(C, F, h, w) for the requested video size, checked against the UNet's and VAE decoder's profiles."""
+        lat, vid = self.bundle.latent, self.bundle.video
+        factor = int(vid["height"]) // int(lat["height"])
+        frames, height, width = frames or int(vid["frames"]), height or int(vid["height"]), width or int(vid["width"])
+        if height % factor or width % factor:
+            raise RuntimeInputError(f"height and width must be multiples of {factor} (the VAE's factor), got {height}x{width}")
+        shape = (int(lat["channels"]), frames, height // factor, width // factor)
+        profile = self.bundle.profile("unet")
+        if "min" in profile and "sample" in profile["min"]:
+            lo, hi = profile["min"]["sample"][1:], profile["max"]["sample"][1:]
+            if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
+                raise RuntimeInputError(
+                    f"frames/height/width {frames}/{height}/{width} (latent {shape}) are outside the bundle's profile "
+                    f"(latent min {tuple(lo)}, max {tuple(hi)}); choose a size inside it or re-export with a wider profile"
+                )
+        return shape
+
+    def _max_batch(self, name: str, input_name: str) -> int:
+        profile = self.bundle.profile(name)
+        return int(profile["max"][input_name][0]) if "max" in profile and input_name in profile["max"] else 1 << 30
+
+    # ------------------------------------------------------------------ model calls
+
+    def _binding(self, name: str, input_shapes: dict[str, tuple[int, ...]], output_shapes: dict[str, tuple[int, ...]]) -> Binding:
+        """This thread's binding of ``name`` at these shapes (allocated on first use, reused afterwards)."""
+        bindings = self._local.__dict__.setdefault("bindings", {})
+        key = (name, tuple(sorted(input_shapes.items())))
+        if key not in bindings:
+            bindings[key] = self.sessions[name].allocate(input_shapes, output_shapes)
+        return bindings[key]
+
+    def _infer(self, name: str, binding: Binding, timings: dict[str, float]) -> None:
+        start = time.perf_counter()
+        self.sessions[name].infer(binding)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+    def encode(self, prompt: str, timings: dict[str, float] | None = None) -> tuple[np.ndarray, bool]:
+        """Text-encoder output [L, D] for ``prompt`` (LRU-cached) and whether the prompt was truncated."""
+        encoding = self.tokenizer.encode(prompt)
+        with self._text_lock:
+            cached = self._text_cache.get(prompt)
+            if cached is not None:
+                self._text_cache.move_to_end(prompt)
+                return cached, encoding.truncated
+        length, hidden = int(self.bundle.text["max_length"]), int(self.bundle.text["hidden_size"])
+        binding = self._binding("text_encoder", {"input_ids": (1, length)}, {"last_hidden_state": (1, length, hidden)})
+        binding.inputs["input_ids"][0] = encoding.ids
+        self._infer("text_encoder", binding, timings if timings is not None else {})
+        out = binding.outputs["last_hidden_state"][0].astype(np.float32, copy=True)
+        with self._text_lock:
+            self._text_cache[prompt] = out
+            while len(self._text_cache) > self.config.text_cache_size:
+                self._text_cache.popitem(last=False)
+        return out, encoding.truncated
+
+    def _sample(self, texts: list[np.ndarray], uncond: np.ndarray, shape: tuple[int, ...], steps: int, seed: int,
+                guidance: float, first_index: int, timings: dict[str, float]) -> np.ndarray:
+        spec = self.bundle.sampler
+        b = len(texts)
+        rows = 2 * b if spec.uses_cfg else b
+        length, hidden = uncond.shape
+        inputs = {"sample": (rows, *shape), "timestep": (rows,), "encoder_hidden_states": (rows, length, hidden)}
+        if spec.w_embedding_dim is not None:
+            inputs["timestep_cond"] = (rows, spec.w_embedding_dim)
+        binding = self._binding("unet", inputs, {"out_sample": (rows, *shape)})
+        ehs = binding.inputs["encoder_hidden_states"]
+        ehs[:] = np.stack([uncond] * b + texts) if spec.uses_cfg else np.stack(texts)
+        if spec.w_embedding_dim is not None:
+            binding.inputs["timestep_cond"][:] = samplers.guidance_embedding(guidance, spec.w_embedding_dim, rows)
+        sample, timestep, out = binding.inputs["sample"], binding.inputs["timestep"], binding.outputs["out_sample"]
+
+        def model_fn(x: np.ndarray, t: int) -> np.ndarray:
+            sample[:b] = x
+            if spec.uses_cfg:
+                sample[b:] = x
+            timestep.fill(t)
+            self._infer("unet", binding, timings)
+            return out
+
+        def noise_fn(step: int) -> np.ndarray:
+            return np.stack([normal(seed, stream_id(first_index + i, step), shape) for i in range(b)])
+
+        x = noise_fn(0)
+        timesteps = spec.timesteps[steps]
+        common = {"alphas_cumprod": spec.alphas_cumprod, "prediction_type": spec.prediction_type, "noise_fn": noise_fn}
+        if spec.kind == "ddim_cfg":
+            prev = samplers.ddim_prev_timesteps(timesteps, spec.num_train_timesteps)
+            return samplers.ddim_cfg(model_fn, x, timesteps, guidance=guidance, prev_timesteps=prev,
+                                     final_alpha_cumprod=spec.final_alpha_cumprod, **common)
+        return samplers.consistency(model_fn, x, timesteps, sigma_data=spec.sigma_data, timestep_scaling=spec.timestep_scaling, **common)
+
+    def decode(self, latents: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
+        """Latents [B, C, F, h, w] (as the UNet sees them) -> uint8 frames [B, F, H, W, 3], in profile-sized chunks."""
+        b, c, f, h, w = latents.shape
+        flat = np.ascontiguousarray(latents.transpose(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
+        factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
+        chunk = min(len(flat), self._max_batch("vae_decoder", "latent"))
+        images = np.empty((b * f, 3, h * factor, w * factor), dtype=np.float32)
+        for start in range(0, len(flat), chunk):
+            part = flat[start : start + chunk]
+            binding = self._binding("vae_decoder", {"latent": part.shape}, {"image": (len(part), 3, h * factor, w * factor)})
+            binding.inputs["latent"][:] = part
+            self._infer("vae_decoder", binding, timings if timings is not None else {})
+            images[start : start + len(part)] = binding.outputs["image"]
+        # Same rounding as core.sampling.decode: clamp to [-1, 1], scale to [0, 255], round half to even.
+        np.clip(images, -1.0, 1.0, out=images)
+        pixels = np.rint((images + 1.0) * 127.5).astype(np.uint8)
+        return pixels.reshape(b, f, 3, h * factor, w * factor).transpose(0, 1, 3, 4, 2)
+
+    # ------------------------------------------------------------------ public entry points
+
+    def run(self, prompts: list[str], steps: int | None = None, seed: int = 0, guidance: float | None = None,
+            frames: int | None = None, height: int | None = None, width: int | None = None) -> GenerationResult:
+        """Clips for ``prompts``; prompt ``i`` draws its noise from streams ``stream_id(i, step)`` of ``seed``."""
+        if not prompts:
+            raise RuntimeInputError("no prompts given")
+        for p in prompts:
+            self.check_prompt(p)
+        spec = self.bundle.sampler
+        steps = self.resolve_steps(steps)
+        if guidance is not None and not spec.uses_cfg and spec.w_embedding_dim is None:
+            raise RuntimeInputError("this bundle's student has its guidance distilled in (no guidance input); omit guidance")
+        guidance = spec.guidance if guidance is None else float(guidance)
+        shape = self.latent_shape(frames, height, width)
+        timings: dict[str, float] = {}
+        encoded = [self.encode(p, timings) for p in prompts]
+        uncond = self.encode("", timings)[0] if spec.uses_cfg else encoded[0][0]
+        rows_per_prompt = 2 if spec.uses_cfg else 1
+        chunk = max(1, self._max_batch("unet", "sample") // rows_per_prompt)
+        clips = []
+        for start in range(0, len(prompts), chunk):
+            texts = [e[0] for e in encoded[start : start + chunk]]
+            latents = self._sample(texts, uncond, shape, steps, seed, guidance, start, timings)
+            clips.append(self.decode(latents, timings))
+        truncated = [e[1] for e in encoded]
+        for p, t in zip(prompts, truncated):
+            if t:
+                warnings.warn(f"prompt {p!r} is longer than the text encoder's {self.tokenizer.max_length} tokens; its tail was dropped",
+                              PromptTruncatedWarning, stacklevel=3)
+        return GenerationResult(np.concatenate(clips), truncated, steps, timings)
+
+    def generate(self, prompt: str, steps: int | None = None, seed: int = 0, guidance: float | None = None,
+                 frames: int | None = None, height: int | None = None, width: int | None = None) -> np.ndarray:
+        """One clip, uint8 [F, H, W, 3]. A truncated prompt raises ``PromptTruncatedWarning`` as a warning."""
+        return self.run([prompt], steps, seed, guidance, frames, height, width).frames[0]
+
+    def generate_batch(self, prompts: list[str], steps: int | None = None, seed: int = 0, guidance: float | None = None) -> np.ndarray:
+        """Clips uint8 [B, F, H, W, 3]; prompt ``i`` uses noise streams of index ``i``."""
+        return self.run(prompts, steps, seed, guidance).frames
