@@ -18,6 +18,8 @@ def _dry(capsys, argv):
         (["teacher", "train", "--unet-steps", "7"], "teacher_train"),
         (["teacher", "export", "--run", "x"], "teacher_export"),
         (["evaluator", "train", "--steps", "3"], "evaluator_train"),
+        (["rewards", "train", "--which", "video"], "reward_train"),
+        (["distill", "--steps", "5", "--reward", "builtin-image:1.0:2"], "distill"),
     ],
 )
 def test_every_subcommand_has_dry_run(capsys, argv, kind):
@@ -26,7 +28,7 @@ def test_every_subcommand_has_dry_run(capsys, argv, kind):
 
 
 def test_every_registered_subcommand_is_covered():
-    assert set(cli.COMMANDS) >= {"generate", "eval", "teacher train", "teacher export", "evaluator train"}
+    assert set(cli.COMMANDS) >= {"generate", "eval", "teacher train", "teacher export", "evaluator train", "rewards train", "distill"}
 
 
 def test_flags_override_config_file(capsys, tmp_path):

@@ -231,6 +231,35 @@ def _distill(cfg: StageConfig) -> None:
     print(f"wrote {train(cfg)}")  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------------------ rewards train
+
+
+def _rewards_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--which", choices=["image", "video", "latent"])
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", help="default: turbo_edge/assets/rewards/<name>")
+    p.add_argument("--teacher", help="latent reward: the teacher whose VAE defines the latents")
+    p.add_argument("--target", help="latent reward: what it predicts (builtin-video, motion, ...)")
+    p.add_argument("--samples", type=int, help="latent reward: encoded training samples")
+
+
+def _build_rewards(a: argparse.Namespace) -> StageConfig:
+    from turbo_edge.distill.rewards.train import RewardTrainConfig
+
+    return _from_args(RewardTrainConfig, a)
+
+
+@command("rewards train", _rewards_args, _build_rewards)
+def _rewards_train(cfg: StageConfig) -> None:
+    from turbo_edge.distill.rewards.train import run_training
+
+    print(json.dumps(run_training(cfg), indent=2, default=str))  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------ evaluator train
 
 

@@ -6,8 +6,7 @@ import dataclasses
 from typing import Any
 
 from turbo_edge.core.config import StageConfig
-
-KNOWN_REWARDS = ("builtin-image", "builtin-video", "clip", "xclip", "latent")
+from turbo_edge.distill.rewards import REWARDS
 
 
 @dataclasses.dataclass
@@ -20,8 +19,8 @@ class RewardTerm:
     frames: int = 2
 
     def __post_init__(self) -> None:
-        if self.name not in KNOWN_REWARDS:
-            raise ValueError(f"unknown reward {self.name!r}; known rewards: {list(KNOWN_REWARDS)}")
+        if self.name not in REWARDS:
+            raise ValueError(f"unknown reward {self.name!r}; known rewards: {sorted(REWARDS)}")
         if not 0.0 <= self.weight <= 100.0:
             raise ValueError(f"reward {self.name!r} weight must be in [0, 100], got {self.weight}")
         if self.frames < 1:
