@@ -190,6 +190,12 @@ def _teacher_export(cfg: TeacherExportConfig) -> None:
     print(f"wrote {export_teacher(cfg.run, cfg.out, use_ema=cfg.ema)}")
 
 
+# ------------------------------------------------------------------ export / engine / verify
+from turbo_edge.export.cli_commands import add_cli as _add_export_cli  # noqa: E402
+
+_add_export_cli(command, _from_args)
+
+
 # ------------------------------------------------------------------ distill
 
 

@@ -1,0 +1,17 @@
+"""Export stage: a model directory -> a bundle of verified ONNX graphs (fp32 / fp16 / int8) + manifest.
+
+Heavy libraries (torch, onnx, onnxruntime, nncf, openvino, tensorrt) are imported inside the functions
+that need them, so importing this package is cheap.
+"""
+
+from turbo_edge.export.bundle import export_bundle
+from turbo_edge.export.config import ExportConfig
+from turbo_edge.export.contracts import COMPONENTS, Contract, ContractError, TensorSpec
+from turbo_edge.export.manifest import BundleError, verify_bundle
+from turbo_edge.export.parity import ParityError
+from turbo_edge.export.tensorrt_build import EngineConfig, TensorRTUnavailable, build_engines
+
+__all__ = [
+    "COMPONENTS", "BundleError", "Contract", "ContractError", "EngineConfig", "ExportConfig", "ParityError",
+    "TensorRTUnavailable", "TensorSpec", "build_engines", "export_bundle", "verify_bundle",
+]

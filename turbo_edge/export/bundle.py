@@ -1,0 +1,263 @@
+"""``export_bundle``: a model directory -> a verified bundle directory, written atomically.
+
+Steps (each a function, so a failure names its step; the bundle appears only after all of them passed):
+  1. load the model and resolve the export shapes;
+  2. export each component to fp32 ONNX and gate it on parity with PyTorch;
+  3. fp16 graphs, gated the same way;
+  4. int8 UNet calibrated on the model's own sampler trajectory, gated on mean relative error;
+  5. OpenVINO accuracy of the same files (measured, not gated);
+  6. tokenizer files, configs, parity report, manifest with every file's sha256;
+  7. rename the temp directory into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turbo_edge.export import manifest as mf
+from turbo_edge.export.config import ExportConfig
+from turbo_edge.export.contracts import Contract, ExportShapes, build_components
+from turbo_edge.export.onnx_export import export_onnx, run_torch
+from turbo_edge.export.parity import ParityError, ParityResult, check_parity, openvino_runner, ort_runner
+from turbo_edge.export.quantize import CALIBRATION_SOURCES, CalibrationSource, convert_fp16, quantize_int8
+
+log = logging.getLogger(__name__)
+
+FILE_NAMES = {"fp32": "{name}.onnx", "fp16": "{name}.fp16.onnx", "int8": "{name}.int8.onnx"}
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+
+
+def model_hash(path: Path) -> str:
+    """sha256 over every file of a model directory (names and bytes): a retrained model is a new source."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode())
+        h.update(mf.sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def toolchain() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    from turbo_edge import __version__
+
+    return {"turbo_edge": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def source_hash(cfg: ExportConfig, model_dir: Path) -> str:
+    """What produced a bundle: config, model bytes and toolchain. Equal hashes -> the bundle is reused."""
+    key = json.dumps({"config": cfg.content_hash(), "model": model_hash(model_dir), "toolchain": toolchain()}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def resolve_shapes(model: Any, cfg: ExportConfig, uses_cfg: bool) -> ExportShapes:
+    frames = cfg.frames or int(model.meta.get("frames", 16))
+    height = cfg.height or int(model.vae.config.sample_size)
+    width = cfg.width or height
+    return ExportShapes(
+        frames, height, width, max_batch=cfg.max_batch, min_frames=min(cfg.min_frames, frames),
+        max_frames=cfg.max_frames or frames, static=cfg.static, dynamic_spatial=cfg.dynamic_spatial, uses_cfg=uses_cfg,
+    )
+
+
+def with_tolerances(contract: Contract, cfg: ExportConfig) -> Contract:
+    from dataclasses import replace
+
+    tol = dict(contract.tolerance)
+    for precision, value in cfg.tolerances().items():
+        if value is not None:
+            tol[precision] = (tol[precision][0], float(value))
+    return replace(contract, tolerance=tol)
+
+
+def gate(result: ParityResult, component: str, precision: str) -> ParityResult:
+    if not result.passed:
+        raise ParityError(
+            f"{component} {precision} graph fails parity with PyTorch: {result.metric} {getattr(result, result.metric):.3g} "
+            f"> tolerance {result.tolerance:.3g} (max_abs {result.max_abs:.3g}, mean_rel {result.mean_rel:.3g}); no bundle written"
+        )
+    return result
+
+
+def export_component(name: str, contract: Contract, module: Any, tmp: Path, cfg: ExportConfig) -> tuple[dict[str, str], dict[str, ParityResult]]:
+    """Step 2-3: fp32 (and fp16) graphs of one component, each gated on parity."""
+    files: dict[str, str] = {}
+    parity: dict[str, ParityResult] = {}
+    ref = lambda feeds: run_torch(module, contract, feeds)  # noqa: E731
+    fp32 = tmp / FILE_NAMES["fp32"].format(name=name)
+    export_onnx(module, contract, fp32, opset=cfg.opset, external_data_threshold=cfg.external_data_threshold)
+    parity["fp32"] = gate(check_parity(contract, "fp32", ref, ort_runner(fp32, cfg.threads)), name, "fp32")
+    files["fp32"] = fp32.name
+    if "fp16" in cfg.precisions and name in cfg.fp16_components:
+        fp16 = tmp / FILE_NAMES["fp16"].format(name=name)
+        convert_fp16(fp32, fp16, external_data_threshold=cfg.external_data_threshold)
+        parity["fp16"] = gate(check_parity(contract, "fp16", ref, ort_runner(fp16, cfg.threads)), name, "fp16")
+        files["fp16"] = fp16.name
+    return files, parity
+
+
+def export_int8_unet(
+    model: Any, contract: Contract, module: Any, tmp: Path, cfg: ExportConfig, shapes: ExportShapes, source: CalibrationSource
+) -> tuple[str, ParityResult, list[dict[str, np.ndarray]]]:
+    """Step 4: NNCF int8 of the fp32 UNet graph, calibrated and measured on the sampler's own inputs."""
+    feeds = source(model, cfg, shapes, tuple(t.name for t in contract.inputs))
+    int8 = tmp / FILE_NAMES["int8"].format(name="unet")
+    quantize_int8(
+        tmp / FILE_NAMES["fp32"].format(name="unet"), int8, feeds, model_type=cfg.int8_model_type,
+        ignored_patterns=cfg.int8_ignored_patterns, subset_size=cfg.int8_subset_size,
+        fast_bias_correction=cfg.int8_fast_bias_correction, bias_correction=cfg.int8_bias_correction,
+        external_data_threshold=cfg.external_data_threshold,
+    )
+    # Measured on up to 8 of the trajectory's own inputs, spread over its timesteps (they were also calibration
+    # inputs: the gate asks "does int8 track fp32 on the sampler's distribution", not generalisation).
+    probe = feeds[:: max(1, len(feeds) // 8)][:8]
+    ref = lambda f: run_torch(module, contract, f)  # noqa: E731
+    result = gate(check_parity(contract, "int8", ref, ort_runner(int8, cfg.threads), feeds=probe), "unet", "int8")
+    return int8.name, result, probe
+
+
+def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], files: dict[str, dict[str, str]],
+                    cfg: ExportConfig, int8_feeds: list[dict[str, np.ndarray]] | None) -> dict[str, Any]:
+    """Step 5: accuracy of the same ONNX files on OpenVINO CPU (fp32, bf16 hint, int8). Measured, not gated."""
+    report: dict[str, Any] = {}
+    for name, (contract, module) in components.items():
+        ref = lambda f, c=contract, m=module: run_torch(m, c, f)  # noqa: E731
+        # label -> (graph file's precision, OpenVINO inference precision, inputs, tolerance to report against);
+        # bf16 runs the fp32 graph in bf16 and is held to the fp16 tolerance.
+        runs = {"fp32": ("fp32", "f32", None, "fp32"), "bf16": ("fp32", "bf16", None, "fp16")}
+        if "int8" in files[name]:
+            runs["int8"] = ("int8", "f32", int8_feeds, "int8")
+        for label, (precision, hint, feeds, tol_key) in runs.items():
+            try:
+                result = check_parity(contract, tol_key, ref, openvino_runner(tmp / files[name][precision], cfg.threads, hint, warmup=contract.sample_inputs("opt")), feeds=feeds)
+                report.setdefault(name, {})[label] = result.to_dict()
+            except Exception as exc:  # a backend that cannot run a graph is a finding for the report, not a failed export
+                report.setdefault(name, {})[label] = {"error": f"{type(exc).__name__}: {exc}"}
+    return report
+
+
+def copy_tokenizer(model_dir: Path, tmp: Path) -> None:
+    out = tmp / "tokenizer"
+    out.mkdir()
+    for fname in TOKENIZER_FILES:
+        src = model_dir / "tokenizer" / fname
+        if not src.is_file():
+            raise mf.BundleError(f"{model_dir / 'tokenizer'} lacks {fname}, which the runtime tokenizer reads")
+        shutil.copy2(src, out / fname)
+
+
+def describe(model: Any, shapes: ExportShapes, components: dict[str, tuple[Contract, Any]]) -> dict[str, Any]:
+    from turbo_edge.export.contracts import latent_hw
+
+    h, w = latent_hw(model, shapes)
+    enc = components.get("text_encoder", (None, None))[0]
+    length = enc.inputs[0].shape[1] if enc else min(int(model.tokenizer.model_max_length), int(model.text_encoder.config.max_position_embeddings))
+    return {
+        "latent": {"channels": int(model.unet.config.in_channels), "frames": shapes.frames, "height": h, "width": w,
+                   "scaling_factor": float(model.vae.config.scaling_factor)},
+        "video": {"frames": shapes.frames, "height": shapes.height, "width": shapes.width, "fps": 8},
+        "text": {"max_length": int(length), "hidden_size": int(model.text_encoder.config.hidden_size),
+                 "closed_vocabulary": model.closed_vocabulary},
+    }
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Step 7: swap the finished temp dir into place; the old bundle is removed only once the new one is there."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def reusable(out: Path, config_hash: str) -> bool:
+    if not (out / mf.MANIFEST).is_file():
+        return False
+    try:
+        manifest = mf.verify_bundle(out)
+    except mf.BundleError as exc:
+        log.warning("existing bundle at %s does not verify (%s); exporting again", out, exc)
+        return False
+    return manifest["source"].get("config_hash") == config_hash
+
+
+def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | None = None,
+                  calibration: CalibrationSource | None = None) -> Path:
+    """Export ``model`` (alias or diffusers dir) into the bundle directory ``out``; return ``out``.
+
+    ``calibration`` supplies int8 calibration inputs; by default the one registered for the model's sampler
+    kind (``quantize.CALIBRATION_SOURCES``). An existing bundle made from the same model, config and toolchain
+    is verified and reused.
+    """
+    import torch
+
+    from turbo_edge.core.pipeline_io import check_layout, load_teacher, resolve_model_path
+
+    cfg = (config or ExportConfig()).replace(model=str(model), out=str(out))
+    out = Path(out)
+    model_dir = resolve_model_path(model)
+    check_layout(model_dir)  # a missing component fails here, naming it, before anything is written
+    config_hash = source_hash(cfg, model_dir)
+    if reusable(out, config_hash):
+        log.info("reusing bundle %s: same model, config and toolchain (config_hash %s)", out, config_hash)
+        return out
+
+    torch.set_num_threads(cfg.threads)
+    t2v = load_teacher(model_dir)
+    sampler = mf.sampler_section(t2v, cfg.default_steps, cfg.supported_steps, cfg.guidance)
+    shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler["uses_cfg"])
+    components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components).items()}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp_", dir=out.parent))
+    try:
+        files: dict[str, dict[str, str]] = {}
+        parity: dict[str, dict[str, ParityResult]] = {}
+        for name, (contract, module) in components.items():
+            files[name], parity[name] = export_component(name, contract, module, tmp, cfg)
+        int8_feeds = None
+        if "int8" in cfg.precisions and "unet" in components:
+            source = calibration or CALIBRATION_SOURCES.get(sampler["kind"])
+            if source is None:
+                raise ValueError(f"no int8 calibration source for sampler kind {sampler['kind']!r}; pass calibration=...")
+            files["unet"]["int8"], parity["unet"]["int8"], int8_feeds = export_int8_unet(
+                t2v, components["unet"][0], components["unet"][1], tmp, cfg, shapes, source)
+        report = {
+            "onnxruntime": {n: {p: r.to_dict() for p, r in v.items()} for n, v in parity.items()},
+            "openvino": openvino_report(tmp, components, files, cfg, int8_feeds) if cfg.openvino_check else {},
+            "threads": cfg.threads,
+        }
+        (tmp / "parity.json").write_text(json.dumps(report, indent=1) + "\n")
+        cfg.save(tmp / "export_config.json")
+        copy_tokenizer(model_dir, tmp)
+        manifest = mf.new_manifest(
+            source={"model": str(model), "kind": str(t2v.meta.get("kind", "teacher")), "config_hash": config_hash,
+                    "toolchain": toolchain()},
+            sampler=sampler,
+            **describe(t2v, shapes, components),
+            components={n: {"files": files[n], **c.to_manifest()} for n, (c, _m) in components.items()},
+            parity={n: {p: {k: r.to_dict()[k] for k in ("max_abs", "mean_rel", "tolerance", "passed", "metric")} for p, r in v.items()}
+                    for n, v in parity.items()},
+        )
+        mf.write_manifest(tmp, manifest)
+        mf.verify_bundle(tmp)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote bundle %s (config_hash %s)", out, config_hash)
+    return out

@@ -1,0 +1,143 @@
+"""Lower-precision graphs from the fp32 ONNX: fp16 (precision in the graph) and int8 Q/DQ via NNCF.
+
+Both keep fp32 inputs and outputs, so every runtime feeds and reads the same arrays whatever the precision,
+and TensorRT's strongly typed networks take the precision from the graph (TensorRT 10/11 dropped the
+FP16/INT8 builder flags and calibrators).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turbo_edge.export.onnx_export import EXTERNAL_DATA_THRESHOLD, save_model
+
+log = logging.getLogger(__name__)
+
+# Ops kept fp32 inside fp16 graphs (on top of ORT's default block list): normalisation statistics and softmax
+# sums overflow half's 65504 on real activations (GroupNorm exports as InstanceNormalization over reshaped
+# channels). On the random tiny test UNet this costs accuracy (max_abs 1.8e-3 -> 2.3e-3: the extra casts
+# round anyway), so it is a bet on large models. Pow/Sqrt/ReduceMean are NOT listed: blocking Sqrt made the
+# converter emit duplicate Cast node names around the attention scale (an invalid graph in ORT 1.31).
+FP16_KEEP_FP32_OPS = ("InstanceNormalization", "LayerNormalization", "Softmax")
+
+CalibrationFeeds = list[dict[str, np.ndarray]]
+# (model, cfg, shapes, unet_input_names) -> UNet input dicts seen along the model's own sampler trajectory.
+CalibrationSource = Callable[[Any, Any, Any, tuple[str, ...]], CalibrationFeeds]
+CALIBRATION_SOURCES: dict[str, CalibrationSource] = {}
+
+
+def register_calibration(sampler_kind: str) -> Callable[[CalibrationSource], CalibrationSource]:
+    def deco(fn: CalibrationSource) -> CalibrationSource:
+        CALIBRATION_SOURCES[sampler_kind] = fn
+        return fn
+
+    return deco
+
+
+def convert_fp16(src: Path, dst: Path, keep_fp32_ops: Iterable[str] = FP16_KEEP_FP32_OPS, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:
+    """fp16 weights and compute with fp32 I/O (``keep_io_types``). onnxconverter-common's converter produced
+    graphs with mismatched Casts for the UNet/VAE here (PROBES.md); onnxruntime.transformers' works."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(src))
+    block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops))
+    half = convert_float_to_float16(model, keep_io_types=True, op_block_list=block, disable_shape_infer=False)
+    return save_model(half, dst, external_data_threshold)
+
+
+def _ddim_trajectory_feeds(model: Any, cfg: Any, shapes: Any, input_names: tuple[str, ...], prompts: list[str]) -> CalibrationFeeds:
+    import torch
+    from diffusers import DDIMScheduler
+
+    from turbo_edge.core.sampling import ddim_cfg_sample, encode_text, initial_noise, latent_shape
+
+    steps = cfg.int8_calibration_steps or cfg.default_steps or int(model.meta.get("default_steps", 50))
+    guidance = cfg.guidance if cfg.guidance is not None else float(model.meta.get("default_guidance", 3.0))
+    scheduler = DDIMScheduler.from_config(model.scheduler.config)
+    scheduler.set_timesteps(steps)
+    shape = latent_shape(model, shapes.frames, shapes.height, shapes.width)
+    x = initial_noise(shape, cfg.seed + 1000, len(prompts)) * scheduler.init_noise_sigma
+    cond, uncond = encode_text(model, prompts), encode_text(model, [""] * len(prompts))
+    feeds: CalibrationFeeds = []
+    n = len(prompts)
+
+    def recording_unet(sample: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        # One calibration item per prompt, laid out as the runtime calls the UNet: [uncond_i, cond_i].
+        for i in range(n):
+            idx = [i, n + i]
+            feeds.append({
+                "sample": sample[idx].numpy().astype(np.float32),
+                "timestep": t[idx].float().numpy().astype(np.float32),
+                "encoder_hidden_states": text[idx].numpy().astype(np.float32),
+            })
+        return model.unet(sample, t, encoder_hidden_states=text).sample
+
+    with torch.no_grad():
+        ddim_cfg_sample(recording_unet, scheduler, x, cond, uncond, guidance)
+    if "timestep_cond" in input_names:
+        raise ValueError("a UNet with a guidance embedding (timestep_cond) is a student: calibrate it with its own sampler")
+    return feeds
+
+
+@register_calibration("ddim_cfg")
+def teacher_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[str, ...]) -> CalibrationFeeds:
+    """UNet inputs along the teacher's DDIM+CFG trajectory at the bundle's timesteps, on training prompts."""
+    from turbo_edge.core import world
+
+    prompts = [a.prompt for a in world.prompt_set("train", cfg.int8_calibration_prompts, seed=cfg.seed)]
+    return _ddim_trajectory_feeds(model, cfg, shapes, input_names, prompts)
+
+
+def quantize_int8(
+    src: Path,
+    dst: Path,
+    feeds: CalibrationFeeds,
+    model_type: str = "transformer",
+    ignored_patterns: tuple[str, ...] = (),
+    subset_size: int = 300,
+    fast_bias_correction: bool = True,
+    bias_correction: bool = True,
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+) -> list[Path]:
+    """NNCF post-training quantization of an fp32 ONNX graph to QuantizeLinear/DequantizeLinear pairs."""
+    import nncf
+    import onnx
+
+    if not feeds:
+        raise ValueError("int8 calibration got no inputs")
+    model = onnx.load(str(src))
+    node_names = [n.name for n in model.graph.node]
+    ignored = None
+    if ignored_patterns:
+        import re
+
+        matched = [p for p in ignored_patterns if any(re.fullmatch(p, name) for name in node_names)]
+        # Only patterns that match this architecture: the defaults name diffusers modules a pruned UNet may lack.
+        ignored = nncf.IgnoredScope(patterns=matched, validate=False) if matched else None
+    kwargs: dict[str, Any] = {
+        "subset_size": min(subset_size, len(feeds)),
+        "fast_bias_correction": fast_bias_correction,
+        "ignored_scope": ignored,
+    }
+    if not bias_correction:  # it runs ORT once per biased layer: the likely bulk of NNCF time on a UNet (not profiled)
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+        kwargs["advanced_parameters"] = AdvancedQuantizationParameters(disable_bias_correction=True)
+    if model_type == "transformer":
+        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+    quantized = nncf.quantize(model, nncf.Dataset(feeds), **kwargs)
+    n_q = sum(1 for n in quantized.graph.node if n.op_type == "QuantizeLinear")
+    log.info("int8: %d QuantizeLinear nodes from %d calibration inputs (%s)", n_q, len(feeds), model_type)
+    return save_model(quantized, dst, external_data_threshold)
+
+
+def count_ops(path: Path, op_type: str) -> int:
+    import onnx
+
+    return sum(1 for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == op_type)
