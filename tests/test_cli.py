@@ -19,6 +19,7 @@ def _dry(capsys, argv):
         (["teacher", "export", "--run", "x"], "teacher_export"),
         (["evaluator", "train", "--steps", "3"], "evaluator_train"),
         (["rewards", "train", "--which", "video"], "reward_train"),
+        (["prune", "--student", "x", "--icd-weight", "0"], "prune"),
         (["distill", "--steps", "5", "--reward", "builtin-image:1.0:2"], "distill"),
     ],
 )

@@ -97,3 +97,13 @@ def test_empty_prompt_and_unknown_words(tiny_t2v_dir):
         generate_teacher(model, ["   "], steps=1)
     with pytest.raises(PromptError, match=r"never trained on: \['dog'\]"):
         generate_teacher(model, ["a red dog moving left"], steps=1)
+
+
+def test_float16_stored_weights_load_as_float32(tiny_t2v_dir, tmp_path):
+    """The shipped weights are stored as float16 to halve their size; every component must come back float32."""
+    model = load_teacher(tiny_t2v_dir)
+    for part in (model.unet, model.vae, model.text_encoder):
+        part.half()
+    out = save_model(model, tmp_path / "half")
+    again = load_teacher(out)
+    assert {next(p.parameters()).dtype for p in (again.unet, again.vae, again.text_encoder)} == {torch.float32}

@@ -237,6 +237,36 @@ def _distill(cfg: StageConfig) -> None:
     print(f"wrote {train(cfg)}")  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------------------ prune
+
+
+def _prune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--student", help="builtin-student (default) or a student directory from `turbo-edge distill`")
+    p.add_argument("--out", help="run directory; the pruned student lands in OUT/pruned")
+    p.add_argument("--plan", help="a pruning_plan.json to replay (default: the plan --rule makes)")
+    p.add_argument("--rule", choices=["vdmini", "lowest_cost"])
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--icd-weight", dest="icd_weight", type=float, help="Individual Content Distillation weight; 0 disables")
+    p.add_argument("--mca-weight", dest="mca_weight", type=float, help="Multi-frame Content Adversarial weight; 0 disables")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--seed", type=int)
+
+
+def _build_prune(a: argparse.Namespace) -> StageConfig:
+    from turbo_edge.prune.config import PruneConfig
+
+    return _from_args(PruneConfig, a)
+
+
+@command("prune", _prune_args, _build_prune)
+def _prune(cfg: StageConfig) -> None:
+    from turbo_edge.prune.train import prune
+
+    print(f"wrote {prune(cfg)}")  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------ rewards train
 
 

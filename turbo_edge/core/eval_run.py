@@ -89,6 +89,7 @@ def _teacher(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
     )
 
 
+@register_model_kind("pruned")
 @register_model_kind("student")
 def _student(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
     from turbo_edge.core.pipeline_io import load_teacher

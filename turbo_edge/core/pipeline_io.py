@@ -119,15 +119,21 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from turbo_edge.prune.plan import PLAN_FILE, load_pruned_unet
+
     path = resolve_model_path(name_or_path)
     check_layout(path)
-    kw = {"use_safetensors": True}
-    if torch_dtype is not None:
-        kw["torch_dtype"] = torch_dtype
+    import torch
+
+    # Explicit dtype: transformers 5 would otherwise keep the checkpoint's (float16 for the shipped weights).
+    dtype = torch_dtype if torch_dtype is not None else torch.float32
     try:
-        unet = UNet3DConditionModel.from_pretrained(path / "unet", **kw)
-        vae = AutoencoderKL.from_pretrained(path / "vae", **kw)
-        text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", **kw)
+        if (path / PLAN_FILE).is_file():  # a pruned student: rebuild its architecture from the plan
+            unet = load_pruned_unet(path / "unet", path / PLAN_FILE, dtype)
+        else:
+            unet = UNet3DConditionModel.from_pretrained(path / "unet", use_safetensors=True, torch_dtype=dtype)
+        vae = AutoencoderKL.from_pretrained(path / "vae", use_safetensors=True, torch_dtype=dtype)
+        text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLayoutError(f"could not load the weights in {path}: {exc}") from exc
     tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")

@@ -323,8 +323,12 @@ def run(cfg: TeacherTrainConfig) -> None:
         train_unet(cfg, spec, _load_vae(cfg, spec), tokenizer, dict(build_scheduler(spec).config))
 
 
-def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True) -> Path:
-    """Assemble the diffusers text-to-video directory from a run's latest checkpoints (EMA weights by default)."""
+def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, half: bool = True) -> Path:
+    """Assemble the diffusers text-to-video directory from a run's latest checkpoints (EMA weights by default).
+
+    ``half`` stores the weights as float16 (half the bytes in git); ``from_pretrained`` loads them back as float32,
+    and everything downstream runs on those rounded weights.
+    """
     from safetensors.torch import load_file
 
     from turbo_edge.core.models import build_scheduler
@@ -354,5 +358,7 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True) -
         "training": {"config": cfg.to_dict(), "unet_step": step, "weights": "ema" if use_ema else "online"},
         "reproduce": "turbo-edge teacher train --out runs/teacher && turbo-edge teacher export --run runs/teacher --out turbo_edge/assets/teacher",
     }
+    if half:
+        model, vae = model.half(), vae.half()
     t2v = T2VModel(model.unet, vae, model.text_encoder, tokenizer, build_scheduler(spec))
-    return save_model(t2v, out, meta=meta)
+    return save_model(t2v, out, meta={**meta, "weights_dtype": "float16" if half else "float32"})

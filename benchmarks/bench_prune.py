@@ -1,0 +1,140 @@
+"""Pruning benchmark: UNet latency, parameters and FLOPs of the unpruned student vs the pruned one, same run.
+
+    python benchmarks/bench_prune.py --student builtin-student --pruned builtin-pruned --out benchmarks/results/prune.json
+    python benchmarks/bench_prune.py --tiny --channels 32,64,64 --rule vdmini     # random weights: latency only
+
+Latency does not depend on the weights, so ``--rule`` (or ``--plan``) applies a plan to the student's UNet
+directly when no trained pruned directory exists yet. Both UNets run interleaved (A, B, A, B, ...) after a
+warm-up, at fixed threads, batch 1, one consistency step's call (timestep_cond included); medians reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _tiny_student_unet(channels: tuple[int, ...], w_dim: int) -> tuple[Any, dict[str, Any]]:
+    from diffusers import UNet3DConditionModel
+
+    from turbo_edge.core.models import TinyTeacherSpec
+
+    spec = TinyTeacherSpec(unet_channels=channels)
+    config = {**spec.unet_config(), "time_cond_proj_dim": w_dim}
+    torch.manual_seed(0)
+    return UNet3DConditionModel(**config).eval(), {"frames": spec.frames, "text_len": spec.max_length, "w_dim": w_dim}
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
+    from turbo_edge.prune import plan as plans
+
+    if args.tiny:
+        student, shape = _tiny_student_unet(tuple(int(c) for c in args.channels.split(",")), 8)
+        source = f"random tiny UNet3D {args.channels}"
+    else:
+        from turbo_edge.core.pipeline_io import load_teacher
+
+        model = load_teacher(args.student)
+        student = model.unet.eval()
+        shape = {"frames": int(model.meta.get("frames", 16)), "text_len": model.tokenizer.model_max_length,
+                 "w_dim": int(model.meta["sampler"]["w_embedding_dim"])}
+        source = args.student
+    if args.pruned:
+        from turbo_edge.prune.artifact import load_pruned
+
+        pruned_model = load_pruned(args.pruned)
+        pruned = pruned_model.unet
+        plan_name = f"{args.pruned} ({plans.read_plan(pruned_model.path / plans.PLAN_FILE)['rule']})"
+    else:
+        config = plans.base_config(student)
+        plan = plans.read_plan(args.plan) if args.plan else plans.RULES[args.rule](config)
+        pruned = plans.apply_plan(copy.deepcopy(student), plan)
+        plan_name = args.plan or args.rule
+    return student, pruned.eval(), shape, f"{source} vs {plan_name}"
+
+
+def _inputs(unet: Any, shape: dict[str, Any], size: int) -> dict[str, Any]:
+    cfg = unet.config
+    return {
+        "sample": torch.randn(1, cfg.in_channels, shape["frames"], size, size),
+        "timestep": torch.tensor([499]),
+        "encoder_hidden_states": torch.randn(1, shape["text_len"], cfg.cross_attention_dim),
+        "timestep_cond": torch.randn(1, shape["w_dim"]),
+    }
+
+
+def _flops(unet: Any, inputs: dict[str, Any]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        unet(**inputs)
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--student", default="builtin-student")
+    p.add_argument("--pruned", help="a pruned directory; without it the plan is applied to the student's UNet")
+    p.add_argument("--plan", help="a pruning_plan.json (default: --rule)")
+    p.add_argument("--rule", default="vdmini")
+    p.add_argument("--tiny", action="store_true", help="random tiny UNet3D instead of --student (no files needed)")
+    p.add_argument("--channels", default="32,64,64", help="--tiny's block_out_channels")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--out", default="benchmarks/results/prune.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    student, pruned, shape, label = _load(args)
+    size = int(student.config.sample_size)
+    inputs = _inputs(student, shape, size)
+    for _ in range(args.warmup):
+        student(**inputs), pruned(**inputs)
+    times: dict[str, list[float]] = {"student": [], "pruned": []}
+    for _ in range(args.runs):  # interleaved, so drifting machine load hits both alike
+        for name, unet in (("student", student), ("pruned", pruned)):
+            start = time.perf_counter()
+            unet(**inputs)
+            times[name].append(time.perf_counter() - start)
+    rows = {}
+    for name, unet in (("student", student), ("pruned", pruned)):
+        rows[name] = {
+            "median_ms": 1000 * statistics.median(times[name]),
+            "min_ms": 1000 * min(times[name]),
+            "params": sum(q.numel() for q in unet.parameters()),
+            "flops": _flops(unet, inputs),
+        }
+    result = {
+        "command": "python " + " ".join(sys.argv),
+        "models": label,
+        "input": {"batch": 1, "frames": shape["frames"], "latent": [size, size], "channels": int(student.config.in_channels)},
+        "threads": args.threads,
+        "warmup": args.warmup,
+        "runs": args.runs,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "student": rows["student"],
+        "pruned": rows["pruned"],
+        "latency_speedup": rows["student"]["median_ms"] / rows["pruned"]["median_ms"],
+        "params_ratio": rows["pruned"]["params"] / rows["student"]["params"],
+        "flops_ratio": rows["pruned"]["flops"] / rows["student"]["flops"],
+    }
+    print(json.dumps({k: result[k] for k in ("models", "latency_speedup", "params_ratio", "flops_ratio")}, indent=2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Prune a consistency student (VDMini) and recover it on HF Accelerate, resumable, logged as JSON lines.
+
+The unpruned student is the pruned student's teacher. Per iteration (compare distill/consistency.py):
+
+1. data latents x0, a solver-grid timestep t and a guidance w per sample, x_t = alpha_t x0 + sigma_t eps;
+2. both students' consistency outputs f(x_t, t, w); the unpruned one under no_grad, with its block features;
+3. loss_cd = huber(f_pruned, f_unpruned). The unpruned student already *is* a consistency function, so its
+   output at the same (x_t, t, w) is the exact target the pruned one must reproduce: no solver step, no
+   bootstrapping on the pruned model's own (damaged) output, one teacher call instead of two;
+4. + icd_weight * per-frame feature L2 at every down / up block output (ICD);
+5. + mca_weight * hinge generator loss of a multi-frame discriminator on one up block's features (MCA);
+6. discriminator step: hinge loss, unpruned features real, pruned features fake.
+
+Batches and noise are pure functions of (seed, step, rank); dropout draws from torch's global RNG, which
+checkpoints save, so a resumed run is the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from turbo_edge.core import checkpoint as ckpt
+from turbo_edge.core import param
+from turbo_edge.core.data import encode_world, prompts_for
+from turbo_edge.core.pipeline_io import T2VModel, load_teacher
+from turbo_edge.core.sampling import encode_text
+from turbo_edge.distill import consistency as cd
+from turbo_edge.prune import importance as imp
+from turbo_edge.prune import losses
+from turbo_edge.prune import plan as plans
+from turbo_edge.prune.artifact import save_pruned
+from turbo_edge.prune.config import PruneConfig
+
+log = logging.getLogger(__name__)
+
+
+def _rng(cfg: PruneConfig, step: int, rank: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([cfg.seed, step, rank, stream])
+
+
+def check_student(student: T2VModel) -> dict[str, Any]:
+    """Refuse models the pruner cannot use, before any training starts; returns the sampler contract."""
+    kind = student.meta.get("kind", "teacher")
+    if kind != "student":
+        raise ValueError(f"{student.path} is a {kind}, not a consistency student: prune the output of `turbo-edge distill`")
+    sampler = student.meta.get("sampler") or {}
+    if sampler.get("kind") != "consistency":
+        raise ValueError(f"{student.path}'s turbo_edge.json has no consistency sampler contract")
+    return sampler
+
+
+def resolve_plan(cfg: PruneConfig, config: dict[str, Any], table: dict[str, Any] | None) -> dict[str, Any]:
+    """The plan this run applies: ``cfg.plan`` replayed (validated against this architecture) or made by ``cfg.rule``."""
+    if cfg.plan:
+        plan = plans.read_plan(cfg.plan)
+        plans.validate_plan(plan, config)
+        return plan
+    if cfg.rule == "lowest_cost":
+        if table is None:
+            raise ValueError("the lowest_cost rule needs the importance table: set importance_clips >= 1")
+        return plans.lowest_cost_plan(config, table, cfg.remove_count)
+    return plans.RULES[cfg.rule](config)
+
+
+def _clip_batch(latents: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(latents[idx].astype(np.float32)).permute(0, 2, 1, 3, 4)  # [B, C, F, h, w]
+
+
+def importance_table(cfg: PruneConfig, student: T2VModel, sampler: dict[str, Any], latents: np.ndarray, labels: np.ndarray, out: Path) -> dict[str, Any]:
+    """Measure (or reuse, when made for this architecture and settings) the run's importance table."""
+    path = out / "importance.json"
+    settings = {"clips": cfg.importance_clips, "steps": cfg.importance_steps, "seed": cfg.seed}
+    arch = plans.architecture_hash(plans.base_config(student.unet))
+    if path.is_file():
+        table = json.loads(path.read_text())
+        if table.get("architecture_hash") == arch and table.get("settings") == settings:
+            log.info("reusing importance table %s", path)
+            return table
+    idx = np.arange(cfg.importance_clips)
+    with torch.no_grad():
+        cond = encode_text(student, prompts_for(labels[idx]))
+    guidance = float(student.meta.get("default_guidance", 3.0))
+    table = imp.measure_importance(student.unet, sampler, student.scheduler_config, _clip_batch(latents, idx), cond, guidance, cfg.seed, cfg.importance_steps)
+    table["settings"] = settings
+    imp.write_table(table, out)
+    return table
+
+
+class Recovery:
+    """The frozen unpruned student, the trainable pruned one, feature taps and the MCA discriminator."""
+
+    def __init__(self, cfg: PruneConfig, student: T2VModel, sampler: dict[str, Any], plan: dict[str, Any]) -> None:
+        self.cfg, self.student, self.sampler = cfg, student, sampler
+        self.abar = param.alphas_cumprod(student.scheduler_config)
+        self.grid = param.solver_timesteps(len(self.abar), int(sampler["origin_steps"]))
+        self.reference = student.unet.eval().requires_grad_(False)
+        torch.manual_seed(cfg.seed)
+        self.pruned = plans.apply_plan(copy.deepcopy(self.reference), plan).requires_grad_(True).train()
+        self.layers = losses.matched_layers(self.pruned)
+        self.mca_layer = f"up_blocks.{cfg.mca_up_block % len(self.pruned.up_blocks)}"
+        self.disc = None
+        if cfg.mca_weight > 0:
+            channels = self.pruned.up_blocks[cfg.mca_up_block].resnets[-1].out_channels
+            self.disc = losses.MultiFrameDiscriminator(channels, cfg.disc_width)
+        tapped = self.layers if cfg.icd_weight > 0 else ([self.mca_layer] if self.disc is not None else [])
+        self.tap_ref = losses.FeatureTap(self.reference, tapped)
+        self.tap_pruned = losses.FeatureTap(self.pruned, tapped)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        # One optimizer keeps checkpoints (one optimizer each) exact; each of the two steps has one side's grads.
+        groups = [{"params": list(self.pruned.parameters()), "lr": self.cfg.lr}]
+        if self.disc is not None:
+            groups.append({"params": list(self.disc.parameters()), "lr": self.cfg.disc_lr})
+        return groups
+
+    def _output(self, net: torch.nn.Module, x_t: torch.Tensor, t: np.ndarray, cond: torch.Tensor, w_emb: torch.Tensor) -> torch.Tensor:
+        out = net(x_t, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb).sample
+        s = self.sampler
+        return cd.consistency_output(out, x_t, t, self.abar, s["prediction_type"], float(s["timestep_scaling"]), float(s["sigma_data"]))
+
+    def loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int, pruned: torch.nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg, b = self.cfg, x0.shape[0]
+        rng = _rng(cfg, step, rank, 1)
+        # Step 1: timestep on the solver grid, guidance, noised latents.
+        t = self.grid[rng.integers(0, len(self.grid), size=b)]
+        w = rng.uniform(cfg.w_min, cfg.w_max, size=b)
+        w_emb = torch.from_numpy(param.guidance_embedding(w, int(self.sampler["w_embedding_dim"]))).float()
+        eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(_rng(cfg, step, rank, 2).integers(2**62))))
+        alpha, sigma = (cd.coef(v, x0) for v in param.alpha_sigma(self.abar[t]))
+        x_t = param.add_noise(x0, eps, alpha, sigma)
+        with torch.no_grad():
+            cond = encode_text(self.student, prompts)
+            # Step 2: the unpruned student's consistency output and features (the target).
+            f_ref = self._output(self.reference, x_t, t, cond, w_emb)
+        f_pruned = self._output(pruned, x_t, t, cond, w_emb)
+        # Step 3: consistency loss against the unpruned student at the same (x_t, t, w).
+        loss_cd = cd.pseudo_huber(f_pruned, f_ref, cfg.huber_c).mean()
+        total, metrics = loss_cd, {"loss_cd": loss_cd.item()}
+        if cfg.icd_weight > 0:
+            # Step 4: Individual Content Distillation.
+            loss_icd = losses.icd_loss(self.tap_pruned.features, self.tap_ref.features)
+            total = total + cfg.icd_weight * loss_icd
+            metrics["loss_icd"] = loss_icd.item()
+        if self.disc is not None:
+            # Step 5: Multi-frame Content Adversarial, generator side (the discriminator's weights stay fixed).
+            self.disc.requires_grad_(False)
+            logits = self.disc(self.tap_pruned.features[self.mca_layer], x0.shape[2])
+            self.disc.requires_grad_(True)
+            loss_mca = losses.hinge_generator_loss(logits)
+            total = total + cfg.mca_weight * loss_mca
+            metrics["loss_mca_g"] = loss_mca.item()
+        metrics["loss"] = total.item()
+        return total, metrics
+
+    def discriminator_loss(self, frames: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Step 6: hinge loss on the features of the last ``loss`` call; unpruned = real, pruned = fake."""
+        assert self.disc is not None
+        real = self.tap_ref.features[self.mca_layer].detach()
+        fake = self.tap_pruned.features[self.mca_layer].detach()
+        loss = losses.hinge_discriminator_loss(self.disc(real, frames), self.disc(fake, frames))
+        return loss, {"loss_disc": loss.item()}
+
+    def close(self) -> None:
+        self.tap_ref.close()
+        self.tap_pruned.close()
+
+
+def _count(unet: torch.nn.Module) -> int:
+    return sum(p.numel() for p in unet.parameters())
+
+
+def pruned_meta(cfg: PruneConfig, student: T2VModel, plan: dict[str, Any], step: int, params: tuple[int, int]) -> dict[str, Any]:
+    keep = ("frames", "height", "width", "closed_vocabulary", "default_guidance", "default_steps", "sampler")
+    return {
+        **{k: v for k, v in student.meta.items() if k in keep},
+        "kind": "pruned",
+        "student": str(student.path),
+        "prune": {
+            "config": cfg.to_dict(), "step": step, "rule": plan["rule"], "removed": plan["removed"],
+            "params_student": params[0], "params_pruned": params[1],
+        },
+        "reproduce": f"turbo-edge prune --student {cfg.student} --out {cfg.out} --config {cfg.out}/prune_config.json",
+    }
+
+
+def _student_scheduler(student: T2VModel) -> Any:
+    """The student's own scheduler class (distill writes an LCMScheduler; load_teacher reads every one as DDIM)."""
+    import diffusers
+
+    index = json.loads((Path(student.path) / "model_index.json").read_text())
+    cls = getattr(diffusers, index.get("scheduler", [None, "DDIMScheduler"])[1], diffusers.DDIMScheduler)
+    return cls.from_pretrained(Path(student.path) / "scheduler")
+
+
+def prune(cfg: PruneConfig) -> Path:
+    """Run (or resume) pruning + recovery; returns the pruned directory ``cfg.out/pruned``."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    student = load_teacher(cfg.student)
+    sampler = check_student(student)
+    config = plans.base_config(student.unet)
+    # Bad plans fail here, before data or training; only the lowest_cost rule must measure importance first.
+    plan = None if (cfg.rule == "lowest_cost" and not cfg.plan) else resolve_plan(cfg, config, None)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "prune_config.json")
+    latents, labels = encode_world(student.vae, cfg.dataset_clips, cfg.seed, out / "data")
+    table = importance_table(cfg, student, sampler, latents, labels, out) if cfg.importance_clips > 0 else None
+    if plan is None:
+        plan = resolve_plan(cfg, config, table)
+    plans.write_plan(plan, out / plans.PLAN_FILE)
+    accel = Accelerator(cpu=not torch.cuda.is_available())
+    rec = Recovery(cfg, student, sampler, plan)
+    opt = torch.optim.AdamW(rec.parameter_groups(), weight_decay=0.0)
+    chash = ckpt.config_hash({**cfg.training_hash_fields(), "removed": plan["removed"], "architecture": plan["architecture_hash"]})
+    modules: dict[str, Any] = {"pruned": rec.pruned}
+    if rec.disc is not None:
+        modules["discriminator"] = rec.disc
+    start = 0
+    last = ckpt.latest_checkpoint(out / "ckpt")
+    if last is not None:
+        start = int(ckpt.load_checkpoint(last, modules, opt, expected_config_hash=chash)["step"])
+        log.info("resumed pruning from %s (step %d)", last, start)
+    prepared = accel.prepare(rec.pruned, opt) if rec.disc is None else accel.prepare(rec.pruned, rec.disc, opt)
+    pruned, opt = prepared[0], prepared[-1]
+    rank, ws = accel.process_index, accel.num_processes
+    per_rank = max(1, cfg.batch // ws)
+    params = (_count(rec.reference), _count(rec.pruned))
+    if accel.is_main_process:
+        log.info("pruned %s: %d -> %d UNet parameters (%.1f%%)", plan["removed"], *params, 100 * params[1] / params[0])
+    bar = tqdm(total=cfg.steps, initial=start, desc="prune", disable=not accel.is_main_process, dynamic_ncols=True)
+    for step in range(start, cfg.steps):
+        idx = _rng(cfg, step, rank, 0).integers(0, len(latents), size=per_rank)
+        x0 = _clip_batch(latents, idx)
+        loss, metrics = rec.loss(x0, prompts_for(labels[idx]), step, rank, pruned)
+        opt.zero_grad(set_to_none=True)
+        accel.backward(loss)
+        accel.clip_grad_norm_(pruned.parameters(), cfg.grad_clip)
+        opt.step()
+        if rec.disc is not None:
+            opt.zero_grad(set_to_none=True)
+            disc_loss, disc_metrics = rec.discriminator_loss(x0.shape[2])
+            accel.backward(disc_loss)
+            opt.step()
+            metrics.update(disc_metrics)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items() if k in ("loss", "loss_cd")}, refresh=False)
+        bar.update(1)
+        done = step + 1
+        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.steps):
+            with (out / "log.jsonl").open("a") as fh:
+                fh.write(json.dumps({"step": done, **metrics, "time": time.time()}) + "\n")
+        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            ckpt.save_checkpoint(out / "ckpt", modules, opt, {"step": done, "config_hash": chash})
+    bar.close()
+    rec.close()
+    accel.wait_for_everyone()
+    pruned_dir = out / "pruned"
+    if accel.is_main_process:
+        scheduler = _student_scheduler(student)
+        model = T2VModel(copy.deepcopy(rec.pruned).eval(), student.vae, student.text_encoder, student.tokenizer, scheduler, meta={})
+        save_pruned(model, plan, pruned_dir, pruned_meta(cfg, student, plan, cfg.steps, params))
+    return pruned_dir
