@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -114,7 +115,8 @@ def main() -> None:
         summary["cpp_runtime_rss_over_pytorch_rss"] = cpp["peak_rss_kb"] / pt["peak_rss_kb"]
     mem = _child("memory_growth", bundle=a.bundle, backend=a.backend, threads=a.threads, calls=a.calls)
     rows.append({"name": f"{a.calls} consecutive calls ({a.backend})", **mem})
-    result = {"command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv), "steps": steps, "threads": a.threads,
+    omp = os.environ.get("OMP_NUM_THREADS")
+    result = {"command": (f"OMP_NUM_THREADS={omp} " if omp else "") + "python " + " ".join(sys.argv), "steps": steps, "threads": a.threads,
               "bundle_source": manifest.get("source"), "summary": summary, "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
