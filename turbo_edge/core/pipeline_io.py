@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from turbo_edge.core.fsutil import replace_dir
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ALIASES: dict[str, Path] = {
     "builtin": ASSETS / "teacher",
@@ -168,14 +170,7 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], meta: dict[str, Any
         full_meta = {**model.meta, **(meta or {})}
         if full_meta:
             (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from turbo_edge.core.fsutil import replace_dir
 from turbo_edge.export import manifest as mf
 from turbo_edge.export.config import ExportConfig
 from turbo_edge.export.contracts import Contract, ExportShapes, build_components
@@ -170,18 +170,6 @@ def describe(model: Any, shapes: ExportShapes, components: dict[str, tuple[Contr
         "text": {"max_length": int(length), "hidden_size": int(model.text_encoder.config.hidden_size),
                  "closed_vocabulary": model.closed_vocabulary},
     }
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Step 7: swap the finished temp dir into place; the old bundle is removed only once the new one is there."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 def reusable(out: Path, config_hash: str) -> bool:

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from turbo_edge.core.fsutil import replace_dir
 from turbo_edge.prune.plan import PLAN_FILE, PlanError, load_pruned_unet, read_plan, write_plan
 
 
@@ -28,14 +29,7 @@ def save_pruned(model: Any, plan: dict[str, Any], out: str | os.PathLike[str], m
     shutil.rmtree(staging, ignore_errors=True)
     save_model(model, staging, meta=meta)
     write_plan(plan, staging / PLAN_FILE)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out)
+    replace_dir(staging, out)
     return out
 
 
