@@ -113,3 +113,11 @@ def load_checkpoint(
     if "rng_torch" in meta:
         torch.set_rng_state(torch.tensor(meta["rng_torch"], dtype=torch.uint8))
     return meta
+
+
+def log_jsonl(path: str | Path, row: dict[str, Any]) -> None:
+    """Append one JSON line (the training logs of every stage share this format)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")

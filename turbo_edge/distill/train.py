@@ -8,7 +8,6 @@ VSD (DOLLAR) adds a fake-score term. Batches and noise are pure functions of (se
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -273,8 +272,7 @@ def train(cfg: DistillConfig) -> Path:
         bar.update(1)
         done = step + 1
         if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.steps):
-            with (out / "log.jsonl").open("a") as fh:
-                fh.write(json.dumps({"step": done, **metrics, "time": time.time()}) + "\n")
+            ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, "time": time.time()})
         if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             state = {"step": done, "config_hash": chash}
             ckpt.save_checkpoint(out / "ckpt", modules, opt, state)

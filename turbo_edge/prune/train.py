@@ -258,8 +258,7 @@ def prune(cfg: PruneConfig) -> Path:
         bar.update(1)
         done = step + 1
         if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.steps):
-            with (out / "log.jsonl").open("a") as fh:
-                fh.write(json.dumps({"step": done, **metrics, "time": time.time()}) + "\n")
+            ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, "time": time.time()})
         if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             ckpt.save_checkpoint(out / "ckpt", modules, opt, {"step": done, "config_hash": chash})
     bar.close()

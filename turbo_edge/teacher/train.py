@@ -109,12 +109,6 @@ class _Progress:
         self.bar.close()
 
 
-def _log_jsonl(path: Path, row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fh.write(json.dumps(row) + "\n")
-
-
 # ---------------------------------------------------------------- phase 1: autoencoder
 
 
@@ -165,7 +159,7 @@ def train_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec) -> Path:
         bar.update(loss=loss.item(), rec=rec.item())
         done = step + 1
         if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.vae_steps):
-            _log_jsonl(out / "vae_log.jsonl", {"step": done, "loss": loss.item(), "rec": rec.item(), "kl": kl.item(), "time": time.time()})
+            ckpt.log_jsonl(out / "vae_log.jsonl", {"step": done, "loss": loss.item(), "rec": rec.item(), "kl": kl.item(), "time": time.time()})
         if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.vae_steps):
             ckpt.save_checkpoint(ckdir, {"vae": model}, opt, {"step": done, "config_hash": chash, "lr_sched": sched.state_dict()})
     bar.close()
@@ -269,7 +263,7 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
         bar.update(loss=loss.item())
         done = step + 1
         if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.unet_steps):
-            _log_jsonl(out / "unet_log.jsonl", {"step": done, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0], "time": time.time()})
+            ckpt.log_jsonl(out / "unet_log.jsonl", {"step": done, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0], "time": time.time()})
         if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.unet_steps):
             ckpt.save_checkpoint(ckdir, {"model": model, "ema": ema}, opt, {"step": done, "config_hash": chash, "lr_sched": sched.state_dict()})
     bar.close()
