@@ -65,3 +65,14 @@ def test_guidance_embedding_matches_diffusers_lcm():
     ref = LatentConsistencyModelPipeline.get_guidance_scale_embedding(None, w, embedding_dim=32)
     # diffusers computes in float32 (args up to 7500 rad); ours in float64, so they differ by ~3e-5.
     assert np.allclose(param.guidance_embedding(w.numpy(), 32), ref.numpy(), atol=2e-4)
+
+
+def test_min_snr_plus_one_keeps_unit_weight_at_pure_noise():
+    abar = np.array([0.999, 0.5, 1e-6])
+    snr = abar / (1 - abar)
+    w = param.min_snr_weight(abar, 5.0, "v_prediction", plus_one=True)
+    assert w[0] == pytest.approx(6.0 / (snr[0] + 1))
+    assert w[1] == pytest.approx((snr[1] + 1) / (snr[1] + 1))
+    assert w[2] == pytest.approx(1.0, abs=1e-5)
+    # the plain min-SNR weight vanishes there
+    assert param.min_snr_weight(abar, 5.0, "v_prediction")[2] < 1e-5

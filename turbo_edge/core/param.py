@@ -50,10 +50,15 @@ def snr(abar: np.ndarray) -> np.ndarray:
     return abar / (1.0 - abar)
 
 
-def min_snr_weight(abar: np.ndarray, gamma: float, prediction_type: str) -> np.ndarray:
-    """Min-SNR-gamma loss weight (Hang et al. 2023), expressed for the network's prediction target."""
+def min_snr_weight(abar: np.ndarray, gamma: float, prediction_type: str, plus_one: bool = False) -> np.ndarray:
+    """Min-SNR-gamma loss weight (Hang et al. 2023), expressed for the network's prediction target.
+
+    In x0 terms the weight is ``min(SNR, gamma)``, which vanishes at pure noise. ``plus_one`` uses
+    ``min(SNR, gamma) + 1`` instead: the same clipping at low noise, and unit weight at high noise, where a
+    clip's layout and motion are decided (plain v-prediction loss is ``SNR + 1``).
+    """
     s = snr(abar)
-    clipped = np.minimum(s, gamma)
+    clipped = np.minimum(s, gamma) + (1.0 if plus_one else 0.0)
     if prediction_type == "epsilon":
         return clipped / s
     if prediction_type == "v_prediction":

@@ -51,6 +51,7 @@ class TeacherTrainConfig(StageConfig):
     lr: float = 3e-4
     warmup_steps: int = 200
     min_snr_gamma: float = 5.0
+    min_snr_plus_one: bool = False  # x0-space weight min(SNR, gamma) + 1 instead of min(SNR, gamma): see param
     cond_dropout: float = 0.1
     ema_decay: float = 0.999
     grad_clip: float = 1.0
@@ -58,6 +59,9 @@ class TeacherTrainConfig(StageConfig):
     log_every: int = 25
     threads: int = 0  # 0: leave torch's default
     phases: tuple[str, ...] = ("vae", "unet")
+    # Warm start: a teacher directory (or alias) of this architecture whose autoencoder replaces the vae phase
+    # and whose UNet and text encoder initialise the UNet phase (continuing a shipped snapshot's training).
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         for name in ("vae_steps", "unet_steps", "batch", "vae_batch", "dataset_clips", "checkpoint_every"):
@@ -69,6 +73,8 @@ class TeacherTrainConfig(StageConfig):
             raise ValueError(f"phases must be a non-empty subset of ('vae', 'unet'), got {self.phases}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.init_from and "vae" in self.phases:
+            raise ValueError("init_from supplies the autoencoder: run only the unet phase (--phases unet)")
 
 
 def _step_rng(seed: int, step: int, rank: int, stream: int) -> np.random.Generator:
@@ -221,13 +227,15 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
     latents, labels = encode_world(vae, cfg.dataset_clips, cfg.seed, out / "data")
     torch.manual_seed(cfg.seed)
     model = TeacherModel(build_unet(spec), build_text_encoder(spec, len(tokenizer)))
+    last = ckpt.latest_checkpoint(ckdir)
+    if cfg.init_from and last is None:
+        _warm_start(model, cfg)
     ema = AveragedModel(model, multi_avg_fn=warmup_ema(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps))
-    phase_keys = ("dataset_clips", "batch", "lr", "warmup_steps", "min_snr_gamma", "cond_dropout", "ema_decay", "seed")
+    phase_keys = ("dataset_clips", "batch", "lr", "warmup_steps", "min_snr_gamma", "cond_dropout", "ema_decay", "seed", "init_from", "min_snr_plus_one")
     chash = ckpt.config_hash({"phase": "unet", **{k: getattr(cfg, k) for k in phase_keys}, "spec": spec.to_dict()})
     start = 0
-    last = ckpt.latest_checkpoint(ckdir)
     if last is not None:
         meta = ckpt.load_checkpoint(last, {"model": model, "ema": ema}, opt, expected_config_hash=chash)
         sched.load_state_dict(meta["lr_sched"])
@@ -252,7 +260,7 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
         x_t = param.add_noise(x0, eps, alpha, sigma)
         target = param.target_for(prediction_type, x0, eps, alpha, sigma)
         pred = ddp_model(x_t, torch.from_numpy(t), ids)
-        w = torch.from_numpy(param.min_snr_weight(abar[t], cfg.min_snr_gamma, prediction_type)).float()
+        w = torch.from_numpy(param.min_snr_weight(abar[t], cfg.min_snr_gamma, prediction_type, cfg.min_snr_plus_one)).float()
         loss = (w * (pred - target).square().mean(dim=(1, 2, 3, 4))).mean()
         opt.zero_grad(set_to_none=True)
         accel.backward(loss)
@@ -274,9 +282,48 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
 # ---------------------------------------------------------------- orchestration and export
 
 
+def _init_model(init_from: str, spec: TinyTeacherSpec):
+    """The warm-start teacher, checked to have the builtin architecture before any weight is copied."""
+    from turbo_edge.core.pipeline_io import load_teacher
+
+    init = load_teacher(init_from)
+    want = {"unet": build_unet(spec).config, "vae": build_vae(spec).config}
+    for name, config in want.items():
+        got = getattr(init, name).config
+        diff = sorted(k for k in config if not k.startswith("_") and k != "scaling_factor" and config[k] != got.get(k))
+        if diff:
+            raise ValueError(f"init_from {init_from}: its {name} differs from the builtin architecture in {diff}; warm start needs the same spec")
+    return init
+
+
+def _init_dir(cfg: TeacherTrainConfig) -> Path:
+    """The warm-start model, copied into the run once, so later exports do not depend on what the alias holds then."""
+    from turbo_edge.core.pipeline_io import save_model
+
+    path = Path(cfg.out) / "init"
+    if not path.is_dir():
+        init = _init_model(cfg.init_from, TinyTeacherSpec())
+        save_model(init, path, meta=init.meta)
+    return path
+
+
+def _warm_start(model: TeacherModel, cfg: TeacherTrainConfig) -> None:
+    from turbo_edge.core.pipeline_io import load_teacher
+
+    init = load_teacher(_init_dir(cfg))
+    model.unet.load_state_dict(init.unet.state_dict())
+    model.text_encoder.load_state_dict(init.text_encoder.state_dict())
+    log.info("warm start: UNet and text encoder from %s (%s)", cfg.init_from, init.path)
+
+
 def _load_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
     from safetensors.torch import load_file
 
+    if cfg.init_from:
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(_init_dir(cfg) / "vae", use_safetensors=True, torch_dtype=torch.float32)
+        return vae.eval().requires_grad_(False)
     last = ckpt.latest_checkpoint(Path(cfg.out) / "vae_ckpt")
     if last is None:
         raise FileNotFoundError(f"no autoencoder checkpoint under {cfg.out}/vae_ckpt: run the vae phase first")
@@ -342,6 +389,15 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
     else:
         model.load_state_dict(load_file(str(last / "model.safetensors")))
     step = json.loads((last / "state.json").read_text())["step"]
+    training: dict[str, Any] = {"config": cfg.to_dict(), "unet_step": step, "weights": "ema" if use_ema else "online"}
+    reproduce = f"turbo-edge teacher train --out {run_dir} && turbo-edge teacher export --run {run_dir} --out turbo_edge/assets/teacher"
+    if cfg.init_from:  # the chain of runs: what this one started from, and how that was made
+        from turbo_edge.core.pipeline_io import META_FILE
+
+        init_meta = json.loads((_init_dir(cfg) / META_FILE).read_text())
+        training["init"] = init_meta.get("training", {})
+        training["unet_step_total"] = step + int(training["init"].get("unet_step_total", training["init"].get("unet_step", 0)))
+        reproduce = f"({init_meta.get('reproduce', '?')}) then: turbo-edge teacher train --phases unet --init-from <that model> --out {run_dir} && turbo-edge teacher export --run {run_dir}"
     meta = {
         "kind": "teacher",
         "frames": spec.frames,
@@ -349,8 +405,8 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
         "width": spec.size,
         "closed_vocabulary": spec.words,
         "default_guidance": 3.0,
-        "training": {"config": cfg.to_dict(), "unet_step": step, "weights": "ema" if use_ema else "online"},
-        "reproduce": "turbo-edge teacher train --out runs/teacher && turbo-edge teacher export --run runs/teacher --out turbo_edge/assets/teacher",
+        "training": training,
+        "reproduce": reproduce,
     }
     if half:
         model, vae = model.half(), vae.half()
