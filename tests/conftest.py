@@ -44,3 +44,14 @@ def open_vocab_t2v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like a real checkpoint: no turbo_edge.json, so no closed vocabulary and no turbo-edge metadata."""
     out = tmp_path_factory.mktemp("models") / "open_t2v"
     return build_random_t2v(out, SMALL_SPEC, meta=None, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_student_dir(tiny_t2v_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A student distilled from the tiny teacher for one step: its layout, LoRA merge and sampler contract are
+    real, its weights barely moved (pruning, export and runtime tests build on it)."""
+    from turbo_edge.distill.config import DistillConfig
+    from turbo_edge.distill.train import train
+
+    out = tmp_path_factory.mktemp("students") / "distill"
+    return train(DistillConfig(teacher=str(tiny_t2v_dir), out=str(out), steps=1, batch=2, dataset_clips=8, lora_rank=4, w_embedding_dim=8))

@@ -21,12 +21,8 @@ TINY_UNITS = [
 
 
 @pytest.fixture(scope="module")
-def student_dir(tiny_t2v_dir, tmp_path_factory):
-    from turbo_edge.distill.config import DistillConfig
-    from turbo_edge.distill.train import train
-
-    out = tmp_path_factory.mktemp("prune") / "distill"
-    return train(DistillConfig(teacher=str(tiny_t2v_dir), out=str(out), steps=1, batch=2, dataset_clips=8, lora_rank=4, w_embedding_dim=8))
+def student_dir(tiny_student_dir):
+    return tiny_student_dir
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,14 +39,20 @@ def generate_student(
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = False,
+    video_size: tuple[int | None, int | None, int | None] = (None, None, None),
+    record: Callable[[dict[str, np.ndarray]], None] | None = None,
 ) -> np.ndarray:
-    """Student clips as uint8 [B, F, H, W, 3]; noise from the runtime's counter generator (same as the runtimes)."""
+    """Student clips as uint8 [B, F, H, W, 3]; noise from the runtime's counter generator (same as the runtimes).
+
+    ``video_size`` is (frames, height, width), None for the model's own. ``record``, if given, receives every
+    UNet call's inputs, one dict per clip, as the exported graph takes them (int8 calibration uses this).
+    """
     check_prompts(model, prompts)
     sampler = sampler_contract(model)
     timesteps = student_timesteps(sampler, steps)
     w = float(guidance if guidance is not None else model.meta.get("default_guidance", 3.0))
     abar = param.alphas_cumprod(model.scheduler_config)
-    shape = latent_shape(model, None, None, None)
+    shape = latent_shape(model, *video_size)
     w_emb = torch.from_numpy(param.guidance_embedding(w, int(sampler["w_embedding_dim"])))
     clips = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="student", disable=not progress):
@@ -53,7 +60,17 @@ def generate_student(
         cond = encode_text(model, [prompts[i] for i in chunk])
 
         def model_fn(x: torch.Tensor, t: np.ndarray, cond: torch.Tensor = cond) -> torch.Tensor:
-            return model.unet(x, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb.expand(len(x), -1)).sample
+            t_cond = w_emb.expand(len(x), -1)
+            if record is not None:
+                timestep = np.broadcast_to(np.asarray(t, dtype=np.float32), (len(x),))
+                for i in range(len(x)):
+                    record({
+                        "sample": x[i : i + 1].numpy().astype(np.float32),
+                        "timestep": timestep[i : i + 1].copy(),
+                        "encoder_hidden_states": cond[i : i + 1].numpy().astype(np.float32),
+                        "timestep_cond": t_cond[i : i + 1].numpy().astype(np.float32),
+                    })
+            return model.unet(x, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=t_cond).sample
 
         def noise_fn(step: int, chunk: list[int] = chunk) -> torch.Tensor:
             return torch.from_numpy(np.stack([normal(seed, stream_id(i, step + 1), shape) for i in chunk]))

@@ -94,6 +94,26 @@ def teacher_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[st
     return _ddim_trajectory_feeds(model, cfg, shapes, input_names, prompts)
 
 
+@register_calibration("consistency")
+def student_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[str, ...]) -> CalibrationFeeds:
+    """UNet inputs along the student's own multistep consistency trajectory at the bundle's step count (one
+    input per clip and step, batch 1 as the runtime calls it for one prompt), on training prompts."""
+    from turbo_edge.core import world
+    from turbo_edge.distill.sampling import generate_student
+
+    steps = cfg.int8_calibration_steps or cfg.default_steps or int(model.meta.get("default_steps", 4))
+    prompts = [a.prompt for a in world.prompt_set("train", cfg.int8_calibration_prompts, seed=cfg.seed)]
+    feeds: CalibrationFeeds = []
+    generate_student(
+        model, prompts, steps=steps, guidance=cfg.guidance, seed=cfg.seed + 1000,
+        video_size=(shapes.frames, shapes.height, shapes.width), record=feeds.append,
+    )
+    missing = [n for n in input_names if n not in feeds[0]]
+    if missing:
+        raise ValueError(f"the student's UNet graph takes inputs {missing} that its sampler does not feed")
+    return [{n: f[n] for n in input_names} for f in feeds]
+
+
 def quantize_int8(
     src: Path,
     dst: Path,

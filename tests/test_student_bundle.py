@@ -1,0 +1,80 @@
+"""A real (tiny) distilled student through export and the runtime: int8 calibrated on its own consistency
+sampler, and the torch-free runtime reproducing the PyTorch student's frames."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from turbo_edge.core.pipeline_io import load_teacher
+
+PROMPTS = ["a red circle moving left", "a blue square staying still"]
+
+
+@pytest.fixture(scope="module")
+def student_bundle(tiny_student_dir, tmp_path_factory):
+    from turbo_edge.export import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("student_bundles") / "student"
+    cfg = ExportConfig(model=str(tiny_student_dir), out=str(out), precisions=("fp32", "int8"), int8_calibration_prompts=3,
+                       openvino_check=False, threads=1)
+    export_bundle(tiny_student_dir, out, cfg)
+    return out
+
+
+def test_student_calibration_follows_its_own_sampler(tiny_student_dir):
+    import types
+
+    from turbo_edge.distill.sampling import sampler_contract, student_timesteps
+    from turbo_edge.export.quantize import CALIBRATION_SOURCES
+
+    model = load_teacher(tiny_student_dir)
+    cfg = types.SimpleNamespace(int8_calibration_steps=None, default_steps=None, guidance=None, seed=0, int8_calibration_prompts=3)
+    shapes = types.SimpleNamespace(frames=None, height=None, width=None)
+    names = ("sample", "timestep", "encoder_hidden_states", "timestep_cond")
+    feeds = CALIBRATION_SOURCES["consistency"](model, cfg, shapes, names)
+    steps = int(model.meta["default_steps"])
+    assert len(feeds) == 3 * steps  # one input per prompt and step
+    assert all(tuple(f) == names and f["sample"].shape[0] == 1 for f in feeds)
+    want = student_timesteps(sampler_contract(model), steps).astype(np.float32)
+    got = sorted({float(f["timestep"][0]) for f in feeds}, reverse=True)
+    assert got == sorted(want.tolist(), reverse=True)
+    # the guidance embedding is the model's default w, the same for every call
+    assert np.allclose(feeds[0]["timestep_cond"], feeds[-1]["timestep_cond"]) and np.abs(feeds[0]["timestep_cond"]).sum() > 0
+
+
+def test_student_bundle_has_consistency_contract_and_int8(student_bundle):
+    from turbo_edge.export import verify_bundle
+
+    manifest = verify_bundle(student_bundle)
+    assert manifest["sampler"]["kind"] == "consistency"
+    unet = manifest["components"]["unet"]
+    assert set(unet["files"]) == {"fp32", "int8"}
+    assert "timestep_cond" in [i["name"] for i in unet["inputs"]]
+    parity = json.loads((student_bundle / "parity.json").read_text())
+    int8 = parity["onnxruntime"]["unet"]["int8"]
+    assert int8["passed"] and int8["mean_rel"] < 0.2
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_runtime_reproduces_the_pytorch_student(tiny_student_dir, student_bundle, steps):
+    from turbo_edge.distill.sampling import generate_student
+    from turbo_edge.runtime.pipeline import Pipeline
+
+    torch_frames = generate_student(load_teacher(tiny_student_dir), PROMPTS, steps=steps, seed=3)
+    pipe = Pipeline.from_bundle(student_bundle, backend="ort-cpu", threads=1)
+    rt_frames = pipe.generate_batch(PROMPTS, steps=steps, seed=3)
+    assert rt_frames.shape == torch_frames.shape and rt_frames.dtype == np.uint8
+    diff = np.abs(rt_frames.astype(int) - torch_frames.astype(int))
+    assert diff.max() <= 1, f"runtime and PyTorch student differ by up to {diff.max()} levels"
+
+
+def test_int8_student_runs_in_openvino_close_to_fp32(student_bundle):
+    from turbo_edge.runtime.pipeline import Pipeline
+
+    fp32 = Pipeline.from_bundle(student_bundle, backend="openvino", precision="fp32", threads=1).generate_batch(PROMPTS, seed=1)
+    int8 = Pipeline.from_bundle(student_bundle, backend="openvino", precision="int8", threads=1).generate_batch(PROMPTS, seed=1)
+    mean_abs = np.abs(fp32.astype(float) - int8.astype(float)).mean()
+    assert mean_abs < 12.0, f"int8 frames drift {mean_abs:.1f} levels on average from fp32"
