@@ -328,6 +328,33 @@ def _evaluator_train(cfg: EvaluatorTrainConfig) -> None:
     print(f"wrote {out}")
 
 
+# ------------------------------------------------------------------ demo
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=["quick", "full"], help="quick (default, ~10 min on 2 cores) or full (reproduces the shipped students)")
+    p.add_argument("--out", help="working directory; finished stages and rows are reused on a re-run (default build/demo)")
+    p.add_argument("--teacher")
+    p.add_argument("--num-prompts", dest="num_prompts", type=int)
+    p.add_argument("--distill-steps", dest="distill_steps", type=int)
+    p.add_argument("--prune-steps", dest="prune_steps", type=int)
+    p.add_argument("--teacher-steps", dest="teacher_steps", type=int)
+    p.add_argument("--threads", type=int)
+
+
+def _build_demo(a: argparse.Namespace) -> StageConfig:
+    from turbo_edge.demo import DemoConfig
+
+    return _from_args(DemoConfig, a)
+
+
+@command("demo", _demo_args, _build_demo)
+def _demo(cfg: StageConfig) -> None:
+    from turbo_edge.demo import run_demo
+
+    run_demo(cfg)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------ entry point
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+"""``turbo-edge demo`` end to end at smoke size on the builtin teacher: every stage runs, the table prints, and an
+interrupted demo re-run reuses what finished."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from turbo_edge import demo
+from turbo_edge.cli import main
+
+SMOKE = ["--num-prompts", "2", "--distill-steps", "2", "--prune-steps", "2", "--teacher-steps", "2", "--threads", "2"]
+
+
+def _config(out):
+    return demo.DemoConfig(out=str(out), num_prompts=2, distill_steps=2, prune_steps=2, teacher_steps=2, student_steps=(1, 4),
+                           backends=("openvino",), precisions=("fp32",), threads=2)
+
+
+def test_interrupted_demo_resumes_and_prints_the_table(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "demo"
+    cfg = _config(out)
+    real_measure = demo.measure_row
+    calls = []
+
+    def interrupted(spec, *a, **kw):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated Ctrl-C during the third row")
+        calls.append(spec.row)
+        return real_measure(spec, *a, **kw)
+
+    monkeypatch.setattr(demo, "measure_row", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_demo(cfg)
+    assert not (out / "demo.json").exists()
+    capsys.readouterr()
+
+    monkeypatch.setattr(demo, "measure_row", real_measure)
+    result = demo.run_demo(cfg)
+    printed = capsys.readouterr().out
+    # the stages and the two measured rows were reused, not redone
+    assert "distill: reusing" in printed and "prune: reusing" in printed
+    assert printed.count(": reusing") >= 4 and "generating" in printed
+    rows = result["rows"]
+    # teacher, student 1- and 4-step in PyTorch, student OpenVINO fp32, pruned PyTorch, pruned OpenVINO fp32
+    assert [(r["stage"], r["backend"], r["steps"]) for r in rows] == [
+        ("teacher", "pytorch", 2), ("student", "pytorch", 1), ("student", "pytorch", 4), ("student", "openvino", 4),
+        ("pruned", "pytorch", 4), ("pruned", "openvino", 4),
+    ]
+    for r in rows:
+        assert r["latency_ms"] > 0 and 0.0 <= r["content_acc"] <= 1.0 and 0.0 <= r["motion_acc"] <= 1.0 and r["n_videos"] == 2
+        assert r["speedup"] == pytest.approx(rows[0]["latency_ms"] / r["latency_ms"])
+    assert "ms/video" in printed and "openvino" in printed
+    saved = json.loads((out / "demo.json").read_text())
+    assert len(saved["rows"]) == 6 and saved["stage_latency"]
+    index = json.loads((out / "index.json").read_text())
+    for row_clips in index["rows"].values():
+        assert all((out / p).is_file() for p in row_clips.values())
+
+
+def test_demo_dry_run_and_bad_preset(capsys):
+    assert main(["demo", "--dry-run", *SMOKE]) == 0
+    assert json.loads(capsys.readouterr().out)["num_prompts"] == 2
+    with pytest.raises(ValueError, match="unknown preset"):
+        demo.DemoConfig(preset="huge")

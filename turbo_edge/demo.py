@@ -1,0 +1,321 @@
+"""``turbo-edge demo``: the whole chain on the embedded default, then one side-by-side table.
+
+Stages: a short distillation of the teacher and a short pruning recovery (so both stages visibly run; the
+``full`` preset runs them at the shipped students' length), fp32 + int8 bundles of the student and the pruned
+student, then one row per (model, runtime, precision, steps): median latency per video and the held-out
+evaluator's quality on the same clips. Rows use the shipped students (``builtin-student``,
+``builtin-pruned``) when the package has them, else the ones this run trained, and say which.
+
+Every stage's output lives under ``out`` in a directory named by the hash of what decides it, with a
+``done.json`` marker written last, so an interrupted demo re-run reuses what finished; measured rows are
+cached the same way (keyed by the artifact they measured).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turbo_edge.core import world
+from turbo_edge.core.checkpoint import config_hash
+from turbo_edge.core.config import StageConfig
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~10 minutes on 2 CPU cores: the stages run briefly, the table measures the shipped models.
+    "quick": {"distill_steps": 20, "prune_steps": 20, "batch": 4, "dataset_clips": 512, "num_prompts": 8,
+              "calibration_prompts": 4},
+    # Reproduces the shipped students' training length (hours on 2 CPU cores).
+    "full": {"distill_steps": None, "prune_steps": None, "batch": None, "dataset_clips": None, "num_prompts": 48,
+             "calibration_prompts": 8},
+}
+DONE = "done.json"
+
+
+@dataclasses.dataclass
+class DemoConfig(StageConfig):
+    KIND = "demo"
+
+    preset: str = "quick"
+    out: str = "build/demo"
+    teacher: str = "builtin"
+    student: str = "builtin-student"  # used for the table when it exists; else the student this run distils
+    pruned: str = "builtin-pruned"
+    teacher_steps: int = 50
+    student_steps: tuple[int, ...] = (1, 2, 4)
+    runtime_steps: int = 4
+    backends: tuple[str, ...] = ("ort-cpu", "openvino")
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    num_prompts: int | None = None  # None: the preset's
+    distill_steps: int | None = None
+    prune_steps: int | None = None
+    threads: int = 2
+    seed: int = 0
+    clips_per_row: int = 3  # GIFs kept per row for the report
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if self.teacher_steps < 1 or self.runtime_steps < 1 or not self.student_steps:
+            raise ValueError("teacher_steps and runtime_steps must be >= 1 and student_steps non-empty")
+        if "fp32" not in self.precisions:
+            raise ValueError(f"precisions must include fp32 (the reference), got {list(self.precisions)}")
+        if self.num_prompts is not None and self.num_prompts < 2:
+            raise ValueError(f"num_prompts must be >= 2 (the evaluator's Fréchet distance needs a spread), got {self.num_prompts}")
+
+    def setting(self, name: str) -> Any:
+        value = getattr(self, name, None)
+        return PRESETS[self.preset][name] if value is None else value
+
+
+# ------------------------------------------------------------------ cached stages
+
+
+def cached(out: Path, stage: str, key: dict[str, Any], build: Callable[[Path], Path]) -> Path:
+    """Run ``build(workdir)`` once per ``key``: its result path is recorded in ``workdir/done.json``, written last."""
+    workdir = out / f"{stage}-{config_hash(key)}"
+    marker = workdir / DONE
+    if marker.is_file():
+        result = Path(json.loads(marker.read_text())["result"])
+        if result.exists():
+            print(f"[demo] {stage}: reusing {result}")
+            return result
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "key.json").write_text(json.dumps(key, indent=2, default=str) + "\n")
+    print(f"[demo] {stage}: running in {workdir}")
+    result = build(workdir)
+    marker.write_text(json.dumps({"result": str(result), "time": time.time()}) + "\n")
+    return result
+
+
+def _shipped(alias: str) -> Path | None:
+    from turbo_edge.core.pipeline_io import ModelLayoutError, resolve_model_path
+
+    try:
+        path = resolve_model_path(alias)
+    except (ModelLayoutError, FileNotFoundError, ValueError):
+        return None
+    return path if (path / "model_index.json").is_file() else None
+
+
+def distill_stage(cfg: DemoConfig, out: Path) -> Path:
+    from turbo_edge.distill.config import DistillConfig
+    from turbo_edge.distill.train import train
+
+    base = _shipped_training_config(cfg.student, "distill") if cfg.preset == "full" else {}
+    fields = dict(base, teacher=cfg.teacher, threads=cfg.threads, seed=cfg.seed)
+    for name, field in (("distill_steps", "steps"), ("batch", "batch"), ("dataset_clips", "dataset_clips")):
+        if cfg.setting(name) is not None:
+            fields[field] = cfg.setting(name)
+    fields["checkpoint_every"] = min(int(fields.get("steps", 1000)), int(fields.get("checkpoint_every", 100)))
+    dc = DistillConfig.from_dict({k: v for k, v in fields.items() if k not in ("kind", "version", "out")})
+    key = {"stage": "distill", **dc.training_hash_fields(), "steps": dc.steps}
+    return cached(out, "distill", key, lambda d: train(dataclasses.replace(dc, out=str(d))))
+
+
+def prune_stage(cfg: DemoConfig, out: Path, student: Path) -> Path:
+    from turbo_edge.export.bundle import model_hash
+    from turbo_edge.prune.config import PruneConfig
+    from turbo_edge.prune.train import prune
+
+    base = _shipped_training_config(cfg.pruned, "prune") if cfg.preset == "full" else {}
+    fields = dict(base, student=str(student), threads=cfg.threads, seed=cfg.seed, importance_clips=0)
+    for name, field in (("prune_steps", "steps"), ("batch", "batch"), ("dataset_clips", "dataset_clips")):
+        if cfg.setting(name) is not None:
+            fields[field] = cfg.setting(name)
+    fields["checkpoint_every"] = min(int(fields.get("steps", 1000)), int(fields.get("checkpoint_every", 100)))
+    pc = PruneConfig.from_dict({k: v for k, v in fields.items() if k not in ("kind", "version", "out")})
+    key = {"stage": "prune", **pc.training_hash_fields(), "steps": pc.steps, "student_hash": model_hash(student)}
+    return cached(out, "prune", key, lambda d: prune(dataclasses.replace(pc, out=str(d))))
+
+
+def _shipped_training_config(alias: str, kind: str) -> dict[str, Any]:
+    """The config the shipped model was trained with (its turbo_edge.json), for ``--preset full``."""
+    path = _shipped(alias)
+    if path is None:
+        raise FileNotFoundError(f"--preset full reproduces the shipped {alias}, which this package does not have yet")
+    meta = json.loads((path / "turbo_edge.json").read_text())
+    config = meta.get("training", {}).get("config") or meta.get("config")
+    if not config or config.get("kind") != kind:
+        raise ValueError(f"{path}/turbo_edge.json does not record the {kind} config it was trained with")
+    return {k: v for k, v in config.items() if k not in ("kind", "version")}
+
+
+def export_stage(cfg: DemoConfig, out: Path, model: Path, name: str) -> Path:
+    from turbo_edge.export import ExportConfig, export_bundle
+
+    bundle = out / "bundles" / name
+    ec = ExportConfig(model=str(model), out=str(bundle), precisions=tuple(cfg.precisions), threads=cfg.threads,
+                      openvino_check=False, int8_calibration_prompts=cfg.setting("calibration_prompts"))
+    return export_bundle(model, bundle, ec)  # reuses an up-to-date bundle by its own hash
+
+
+# ------------------------------------------------------------------ measured rows
+
+
+@dataclasses.dataclass
+class RowSpec:
+    row: str
+    stage: str  # teacher | student | pruned
+    backend: str  # pytorch | onnxruntime | openvino
+    precision: str
+    steps: int
+    source: Path  # model directory or bundle
+
+
+def _time_clips(generate_one: Callable[[str, int], tuple[np.ndarray, dict[str, float]]], prompts: list[str]) -> tuple[np.ndarray, list[float], dict[str, float]]:
+    """One clip per prompt (seeded by its index), each timed; one untimed warm-up call first."""
+    generate_one(prompts[0], 10_000)
+    clips, times, stages = [], [], {}
+    for i, p in enumerate(prompts):
+        start = time.perf_counter()
+        clip, timings = generate_one(p, i)
+        times.append(time.perf_counter() - start)
+        clips.append(clip)
+        for k, v in timings.items():
+            stages[k] = stages.get(k, 0.0) + v
+    return np.stack(clips), times, {k: 1e3 * v / len(prompts) for k, v in stages.items()}
+
+
+def _generator(spec: RowSpec, threads: int) -> Callable[[str, int], tuple[np.ndarray, dict[str, float]]]:
+    if spec.backend == "pytorch":
+        import torch
+
+        from turbo_edge.core.pipeline_io import load_teacher
+
+        torch.set_num_threads(threads)
+        model = load_teacher(spec.source)
+        if spec.stage == "teacher":
+            from turbo_edge.core.sampling import generate_teacher
+
+            guidance = float(model.meta.get("default_guidance", 3.0))
+            return lambda p, seed: (generate_teacher(model, [p], steps=spec.steps, guidance=guidance, seed=seed)[0], {})
+        from turbo_edge.distill.sampling import generate_student
+
+        return lambda p, seed: (generate_student(model, [p], steps=spec.steps, seed=seed)[0], {})
+    from turbo_edge.runtime.pipeline import Pipeline
+
+    backend = {"onnxruntime": "ort-cpu", "openvino": "openvino"}[spec.backend]
+    pipe = Pipeline.from_bundle(spec.source, backend=backend, precision=spec.precision, threads=threads)
+
+    def run(p: str, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+        result = pipe.run([p], steps=spec.steps, seed=seed)
+        return result.frames[0], result.session_seconds
+
+    return run
+
+
+def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, out: Path) -> dict[str, Any]:
+    from turbo_edge.core.evaluator import Evaluator
+    from turbo_edge.export.bundle import model_hash
+
+    source_hash = model_hash(spec.source) if (spec.source / "model_index.json").is_file() else json.loads(
+        (spec.source / "manifest.json").read_text()).get("config_hash", spec.source.name)
+    key = {"row": dataclasses.asdict(spec) | {"source": source_hash}, "prompts": [a.prompt for a in attrs],
+           "threads": cfg.threads, "seed": cfg.seed}
+    cache = out / "rows" / f"{config_hash(key)}.json"
+    if cache.is_file():
+        print(f"[demo] row {spec.row} {spec.backend} {spec.precision}: reusing {cache.name}")
+        return json.loads(cache.read_text())
+    print(f"[demo] row {spec.row} {spec.backend} {spec.precision}: generating {len(attrs)} clips")
+    clips, times, stages = _time_clips(_generator(spec, cfg.threads), [a.prompt for a in attrs])
+    score = Evaluator().score(clips, attrs, split="val").to_dict()
+    row = {
+        "row": spec.row, "stage": spec.stage, "backend": spec.backend, "precision": spec.precision, "steps": spec.steps,
+        "latency_ms": 1e3 * statistics.median(times), "latency_ms_min": 1e3 * min(times),
+        "content_acc": score["content_acc"], "motion_acc": score["motion_acc"], "fd": score["fd"],
+        "consistency": score.get("consistency"), "n_videos": len(times), "source": str(spec.source),
+        "stage_latency_ms": stages or None,
+    }
+    clip_dir = out / "clips" / config_hash(key)
+    from turbo_edge.runtime.video import write_video
+
+    row["clips"] = {}
+    for i, a in enumerate(attrs[: cfg.clips_per_row]):
+        path = clip_dir / f"{i:02d}.gif"
+        write_video(clips[i], path)
+        row["clips"][a.prompt] = str(path)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(row, indent=2) + "\n")
+    return row
+
+
+def plan_rows(cfg: DemoConfig, teacher: Path, student: Path, pruned: Path, bundles: dict[str, Path], labels: dict[str, str]) -> list[RowSpec]:
+    rows = [RowSpec(f"teacher {cfg.teacher_steps}-step CFG", "teacher", "pytorch", "fp32", cfg.teacher_steps, teacher)]
+    for stage, model in (("student", student), ("pruned", pruned)):
+        steps_list = cfg.student_steps if stage == "student" else (cfg.runtime_steps,)
+        for steps in steps_list:
+            rows.append(RowSpec(f"{labels[stage]} {steps}-step", stage, "pytorch", "fp32", steps, model))
+        for backend in cfg.backends:
+            name = {"ort-cpu": "onnxruntime", "openvino": "openvino"}[backend]
+            for precision in cfg.precisions:
+                rows.append(RowSpec(f"{labels[stage]} {cfg.runtime_steps}-step", stage, name, precision, cfg.runtime_steps, bundles[stage]))
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'model':28s} {'runtime':12s} {'prec':5s} {'steps':>5s} {'ms/video':>9s} {'speedup':>8s} {'content':>8s} {'motion':>7s} {'FD':>7s}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['row'][:28]:28s} {r['backend']:12s} {r['precision']:5s} {r['steps']:5d} {r['latency_ms']:9.1f} "
+            f"{r['speedup']:7.1f}x {r['content_acc']:8.2f} {r['motion_acc']:7.2f} {r['fd']:7.0f}"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    from turbo_edge.core.pipeline_io import resolve_model_path
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "demo_config.json")
+    start = time.perf_counter()
+    teacher = resolve_model_path(cfg.teacher)
+    distilled = distill_stage(cfg, out)
+    shipped_student = _shipped(cfg.student)
+    student = shipped_student or distilled
+    pruned_run = prune_stage(cfg, out, student)
+    pruned = _shipped(cfg.pruned) or pruned_run
+    labels = {
+        "student": "student (shipped)" if shipped_student else f"student (demo, {cfg.setting('distill_steps')} st)",
+        "pruned": "pruned (shipped)" if _shipped(cfg.pruned) else f"pruned (demo, {cfg.setting('prune_steps')} st)",
+    }
+    bundles = {"student": export_stage(cfg, out, student, "student"), "pruned": export_stage(cfg, out, pruned, "pruned")}
+    attrs = world.prompt_set("val", cfg.setting("num_prompts"), seed=cfg.seed)
+    rows = [measure_row(spec, attrs, cfg, out) for spec in plan_rows(cfg, teacher, student, pruned, bundles, labels)]
+    teacher_ms = rows[0]["latency_ms"]
+    for r in rows:
+        r["speedup"] = teacher_ms / r["latency_ms"]
+    stage_latency = [
+        {"row": f"{r['row']} {r['backend']} {r['precision']}", "text_encoder_ms": r["stage_latency_ms"].get("text_encoder", 0.0),
+         "unet_step_ms": r["stage_latency_ms"].get("unet", 0.0) / r["steps"], "vae_ms": r["stage_latency_ms"].get("vae_decoder", 0.0)}
+        for r in rows if r.get("stage_latency_ms")
+    ]
+    result = {
+        "command": f"turbo-edge demo --preset {cfg.preset}",
+        "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(), "threads": cfg.threads},
+        "seconds": time.perf_counter() - start,
+        "stages": {"distilled": str(distilled), "pruned_run": str(pruned_run), "student": str(student), "pruned": str(pruned),
+                   "bundles": {k: str(v) for k, v in bundles.items()}},
+        "rows": rows,
+        "stage_latency": stage_latency,
+        "config": cfg.to_dict(),
+    }
+    (out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    clips_index = {"prompts": [a.prompt for a in attrs[: cfg.clips_per_row]],
+                   "rows": {f"{r['row']} {r['backend']} {r['precision']}": {p: str(Path(c).relative_to(out)) for p, c in r["clips"].items()} for r in rows}}
+    (out / "index.json").write_text(json.dumps(clips_index, indent=2) + "\n")
+    print(format_table(rows))
+    print(f"[demo] wrote {out / 'demo.json'} ({result['seconds']:.0f} s); render it with: turbo-edge report --results {out} --clips {out}")
+    return result
