@@ -355,6 +355,39 @@ def _demo(cfg: StageConfig) -> None:
     run_demo(cfg)  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------------------ report
+
+
+@dataclasses.dataclass
+class ReportConfig(StageConfig):
+    KIND = "report"
+
+    results: str = "benchmarks/results"
+    clips: str | None = None  # a directory with index.json (prompts, per-row GIFs), e.g. the demo's --out
+    out: str = "build/report"
+
+    def __post_init__(self) -> None:
+        if not self.results or not self.out:
+            raise ValueError("--results and --out must name directories")
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", help="directory of benchmark results *.json (default benchmarks/results)")
+    p.add_argument("--clips", help="directory with index.json and the GIFs it names: shown side by side per prompt")
+    p.add_argument("--out", help="report directory: report.md, index.html, plots/, clips/ (default build/report)")
+
+
+@command("report", _report_args, lambda a: _from_args(ReportConfig, a))
+def _report(cfg: ReportConfig) -> None:
+    from turbo_edge.report import render_report
+
+    summary = render_report(cfg.results, cfg.out, clips_dir=cfg.clips)
+    for path in [summary["report_md"], summary["index_html"], *summary["plots"]]:
+        print(f"wrote {path}")
+    if summary["clips"]:
+        print(f"copied {len(summary['clips'])} clips to {cfg.out}/clips")
+
+
 # ------------------------------------------------------------------ entry point
 
 def build_parser() -> argparse.ArgumentParser:
