@@ -51,6 +51,10 @@ def test_interrupted_demo_resumes_and_prints_the_table(tmp_path, monkeypatch, ca
     for r in rows:
         assert r["latency_ms"] > 0 and 0.0 <= r["content_acc"] <= 1.0 and 0.0 <= r["motion_acc"] <= 1.0 and r["n_videos"] == 2
         assert r["speedup"] == pytest.approx(rows[0]["latency_ms"] / r["latency_ms"])
+        assert r["unet_gflops_per_step"] > 0 and 0 < r["fraction_of_peak"] < 1
+    # the teacher's UNet runs the CFG pair (batch 2), the student one row: twice the FLOPs per step
+    assert rows[0]["unet_gflops_per_step"] == pytest.approx(2 * rows[1]["unet_gflops_per_step"], rel=0.05)
+    assert rows[4]["unet_gflops_per_step"] < rows[1]["unet_gflops_per_step"]  # pruning removed work
     assert "ms/video" in printed and "openvino" in printed
     saved = json.loads((out / "demo.json").read_text())
     assert len(saved["rows"]) == 6 and saved["stage_latency"]

@@ -250,6 +250,44 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
     return row
 
 
+def unet_flops(model_dir: Path, batch: int) -> float:
+    """FLOPs of one UNet call (PyTorch's FlopCounterMode: matmuls and convolutions, the bulk of the work)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.core.sampling import latent_shape
+
+    model = load_teacher(model_dir)
+    c, f, h, w = latent_shape(model, None, None, None)
+    kw = {}
+    if model.unet.config.time_cond_proj_dim:
+        kw["timestep_cond"] = torch.zeros(batch, model.unet.config.time_cond_proj_dim)
+    text = torch.zeros(batch, model.tokenizer.model_max_length, model.text_encoder.config.hidden_size)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.unet(torch.zeros(batch, c, f, h, w), torch.full((batch,), 500), encoder_hidden_states=text, **kw)
+    return float(counter.get_total_flops())
+
+
+def cpu_peak_gflops(threads: int) -> dict[str, Any]:
+    """Nominal fp32 peak of ``threads`` cores: 2 AVX-512 FMA units x 16 lanes x 2 FLOPs per cycle at the
+    reported clock (an upper bound: turbo and AVX-512 clock offsets are ignored)."""
+    mhz = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                mhz = float(line.split(":")[1])
+                break
+    except OSError:
+        pass
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    lanes = 16 if "avx512f" in flags else 8
+    if mhz is None:
+        return {"peak_gflops": None, "formula": "unknown clock"}
+    return {"peak_gflops": threads * 2 * lanes * 2 * mhz / 1e3, "formula": f"{threads} cores x 2 FMA x {lanes} fp32 lanes x 2 x {mhz:.0f} MHz"}
+
+
 def plan_rows(cfg: DemoConfig, teacher: Path, student: Path, pruned: Path, bundles: dict[str, Path], labels: dict[str, str]) -> list[RowSpec]:
     rows = [RowSpec(f"teacher {cfg.teacher_steps}-step CFG", "teacher", "pytorch", "fp32", cfg.teacher_steps, teacher)]
     for stage, model in (("student", student), ("pruned", pruned)):
@@ -295,8 +333,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     attrs = world.prompt_set("val", cfg.setting("num_prompts"), seed=cfg.seed)
     rows = [measure_row(spec, attrs, cfg, out) for spec in plan_rows(cfg, teacher, student, pruned, bundles, labels)]
     teacher_ms = rows[0]["latency_ms"]
+    flops = {"teacher": unet_flops(teacher, 2), "student": unet_flops(student, 1), "pruned": unet_flops(pruned, 1)}
+    peak = cpu_peak_gflops(cfg.threads)
     for r in rows:
         r["speedup"] = teacher_ms / r["latency_ms"]
+        r["unet_gflops_per_step"] = flops[r["stage"]] / 1e9
+        r["achieved_gflops"] = flops[r["stage"]] * r["steps"] / (r["latency_ms"] / 1e3) / 1e9  # UNet work over the whole video time
+        if peak["peak_gflops"]:
+            r["fraction_of_peak"] = r["achieved_gflops"] / peak["peak_gflops"]
     stage_latency = [
         {"row": f"{r['row']} {r['backend']} {r['precision']}", "text_encoder_ms": r["stage_latency_ms"].get("text_encoder", 0.0),
          "unet_step_ms": r["stage_latency_ms"].get("unet", 0.0) / r["steps"], "vae_ms": r["stage_latency_ms"].get("vae_decoder", 0.0)}
@@ -304,7 +348,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     ]
     result = {
         "command": f"turbo-edge demo --preset {cfg.preset}",
-        "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(), "threads": cfg.threads},
+        "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(), "threads": cfg.threads, **peak},
         "seconds": time.perf_counter() - start,
         "stages": {"distilled": str(distilled), "pruned_run": str(pruned_run), "student": str(student), "pruned": str(pruned),
                    "bundles": {k: str(v) for k, v in bundles.items()}},
