@@ -3,6 +3,7 @@ interrupted demo re-run reuses what finished."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -68,3 +69,22 @@ def test_demo_dry_run_and_bad_preset(capsys):
     assert json.loads(capsys.readouterr().out)["num_prompts"] == 2
     with pytest.raises(ValueError, match="unknown preset"):
         demo.DemoConfig(preset="huge")
+
+
+def test_gpu_rows_are_planned_and_refused_without_a_gpu(tmp_path):
+    from pathlib import Path
+
+    cfg = demo.DemoConfig(backends=("openvino", "tensorrt"), precisions=("fp32", "fp16", "int8"), student_steps=(4,))
+    labels = {"student": "student", "pruned": "pruned"}
+    rows = demo.plan_rows(cfg, Path("t"), Path("s"), Path("p"), {"student": Path("bs"), "pruned": Path("bp")}, labels)
+    combos = {(r.stage, r.backend, r.precision) for r in rows}
+    assert ("student", "tensorrt", "fp16") in combos and ("pruned", "tensorrt", "int8") in combos
+    assert ("student", "openvino", "fp16") not in combos  # fp16 is a GPU precision
+    assert ("student", "openvino", "int8") in combos
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for machines without one")
+    with pytest.raises(ValueError, match="tensorrt"):  # this machine has no GPU / TensorRT: refused before any stage
+        demo.run_demo(dataclasses.replace(cfg, out=str(tmp_path / "gpu")))
+    assert not (tmp_path / "gpu").exists()

@@ -340,6 +340,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prune-steps", dest="prune_steps", type=int)
     p.add_argument("--teacher-steps", dest="teacher_steps", type=int)
     p.add_argument("--threads", type=int)
+    p.add_argument("--backends", type=lambda v: tuple(v.split(",")), help="runtime backends, e.g. ort-cpu,openvino (GPU: ort-cuda,tensorrt)")
+    p.add_argument("--precisions", type=lambda v: tuple(v.split(",")), help="bundle precisions, e.g. fp32,int8 (GPU: fp32,fp16,int8)")
 
 
 def _build_demo(a: argparse.Namespace) -> StageConfig:

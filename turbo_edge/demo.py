@@ -40,6 +40,9 @@ PRESETS: dict[str, dict[str, Any]] = {
              "calibration_prompts": 8},
 }
 DONE = "done.json"
+# Runtime backends as the table names them; the GPU ones run only where a GPU is (never on this project's CPU machine).
+BACKEND_LABELS = {"ort-cpu": "onnxruntime", "openvino": "openvino", "ort-cuda": "onnxruntime-cuda", "tensorrt": "tensorrt"}
+GPU_BACKENDS = ("ort-cuda", "tensorrt")
 
 
 @dataclasses.dataclass
@@ -70,6 +73,9 @@ class DemoConfig(StageConfig):
             raise ValueError("teacher_steps and runtime_steps must be >= 1 and student_steps non-empty")
         if "fp32" not in self.precisions:
             raise ValueError(f"precisions must include fp32 (the reference), got {list(self.precisions)}")
+        unknown = [b for b in self.backends if b not in BACKEND_LABELS]
+        if unknown:
+            raise ValueError(f"unknown backend(s) {unknown}; choose from {sorted(BACKEND_LABELS)}")
         if self.num_prompts is not None and self.num_prompts < 2:
             raise ValueError(f"num_prompts must be >= 2 (the evaluator's Fréchet distance needs a spread), got {self.num_prompts}")
 
@@ -205,7 +211,7 @@ def _generator(spec: RowSpec, threads: int) -> Callable[[str, int], tuple[np.nda
         return lambda p, seed: (generate_student(model, [p], steps=spec.steps, seed=seed)[0], {})
     from turbo_edge.runtime.pipeline import Pipeline
 
-    backend = {"onnxruntime": "ort-cpu", "openvino": "openvino"}[spec.backend]
+    backend = {label: key for key, label in BACKEND_LABELS.items()}[spec.backend]
     pipe = Pipeline.from_bundle(spec.source, backend=backend, precision=spec.precision, threads=threads)
 
     def run(p: str, seed: int) -> tuple[np.ndarray, dict[str, float]]:
@@ -295,8 +301,10 @@ def plan_rows(cfg: DemoConfig, teacher: Path, student: Path, pruned: Path, bundl
         for steps in steps_list:
             rows.append(RowSpec(f"{labels[stage]} {steps}-step", stage, "pytorch", "fp32", steps, model))
         for backend in cfg.backends:
-            name = {"ort-cpu": "onnxruntime", "openvino": "openvino"}[backend]
+            name = BACKEND_LABELS[backend]
             for precision in cfg.precisions:
+                if precision == "fp16" and backend not in GPU_BACKENDS:
+                    continue  # fp16 graphs are for GPUs; on a CPU they are slower than fp32 (measured in export.json)
                 rows.append(RowSpec(f"{labels[stage]} {cfg.runtime_steps}-step", stage, name, precision, cfg.runtime_steps, bundles[stage]))
     return rows
 
@@ -312,9 +320,28 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def check_backends(cfg: DemoConfig) -> None:
+    """Refuse GPU backends this machine cannot run before any stage starts (not after an hour of training)."""
+    if "tensorrt" in cfg.backends:
+        from turbo_edge.export.tensorrt_build import TensorRTUnavailable, detect_gpu, load_tensorrt
+
+        try:
+            load_tensorrt()
+            detect_gpu()
+        except TensorRTUnavailable as exc:
+            raise ValueError(f"--backends tensorrt: {exc}; or run the CPU backends (ort-cpu, openvino)") from exc
+    if "ort-cuda" in cfg.backends:
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError("--backends ort-cuda: this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu on a "
+                             "machine with an NVIDIA GPU); or run the CPU backends (ort-cpu, openvino)")
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from turbo_edge.core.pipeline_io import resolve_model_path
 
+    check_backends(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "demo_config.json")
@@ -330,6 +357,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "pruned": "pruned (shipped)" if _shipped(cfg.pruned) else f"pruned (demo, {cfg.setting('prune_steps')} st)",
     }
     bundles = {"student": export_stage(cfg, out, student, "student"), "pruned": export_stage(cfg, out, pruned, "pruned")}
+    if "tensorrt" in cfg.backends:  # GPU only: engines from the bundles' fp16 / int8 graphs (reused when present)
+        from turbo_edge.export.tensorrt_build import EngineConfig, build_engines
+
+        for bundle in bundles.values():
+            build_engines(bundle, EngineConfig(bundle=str(bundle), precisions=tuple(cfg.precisions)))
     attrs = world.prompt_set("val", cfg.setting("num_prompts"), seed=cfg.seed)
     rows = [measure_row(spec, attrs, cfg, out) for spec in plan_rows(cfg, teacher, student, pruned, bundles, labels)]
     teacher_ms = rows[0]["latency_ms"]
