@@ -268,10 +268,13 @@ def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.n
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    vae_dir = Path(cfg.teacher) / "vae"
+    from turbo_edge.core.pipeline_io import resolve_model_path
+
+    vae_dir = resolve_model_path(cfg.teacher) / "vae"  # aliases (builtin) or a directory
     if not vae_dir.is_dir():
         raise FileNotFoundError(f"{cfg.teacher} has no vae/ folder: the latent reward needs a diffusers teacher directory")
-    vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=True).eval()
+    # float32 whatever the checkpoint stores (the shipped teacher keeps float16 weights)
+    vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=True, torch_dtype=torch.float32).eval()
     start = time.time()
     model, history = train_latent_reward(
         vae, cfg.target, steps=cfg.steps, batch=cfg.batch, num_samples=cfg.samples, lr=cfg.lr, seed=cfg.seed,

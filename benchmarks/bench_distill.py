@@ -1,0 +1,156 @@
+"""Distillation benchmark: the ablation arms at one training budget, each student on the held-out evaluator at
+1/2/4/8 steps beside the 50-step CFG teacher, diversity at 1 and 2 steps, and teacher vs 4-step latency.
+
+Standalone script (the library never imports it). Each arm trains with ``turbo-edge distill``'s own code into
+``--runs/<arm>`` and resumes from its checkpoint when interrupted; a finished arm is only re-evaluated.
+
+    python benchmarks/bench_distill.py --teacher builtin --steps 1000 --num 48 --threads 2
+    python benchmarks/bench_distill.py --arms cd,cd_image --steps 2 --num 2 --out /tmp/d.json   # smoke
+
+Diversity: for each of ``--diversity-prompts`` prompts, ``--diversity-seeds`` clips from different seeds; the
+spread is the mean distance of their evaluator clip features from their mean (0 = every seed gives the same clip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+IMAGE = {"name": "builtin-image", "weight": 1.0, "frames": 2}
+VIDEO = {"name": "builtin-video", "weight": 1.0, "frames": 8}
+# Arm name -> DistillConfig overrides. "latent" gets its reward path filled in at run time.
+ARMS: dict[str, dict[str, Any]] = {
+    "cd": {},
+    "cd_image": {"rewards": [IMAGE]},
+    "cd_image_video": {"rewards": [IMAGE, VIDEO]},
+    "cd_image_video_motion": {"rewards": [IMAGE, VIDEO], "motion_guidance": 1.0},
+    "cd_latent": {"rewards": [{"name": "latent", "weight": 1.0}]},
+    "cd_vsd": {"vsd_weight": 1.0},
+}
+
+
+def latent_reward(teacher: str, runs: Path, threads: int, steps: int) -> str:
+    """DOLLAR's latent reward for this teacher's VAE (trained once into ``runs/latent_reward``)."""
+    from turbo_edge.distill.rewards.train import RewardTrainConfig, run_training
+
+    out = runs / "latent_reward"
+    if not (out / "config.json").is_file():
+        run_training(RewardTrainConfig(which="latent", teacher=teacher, out=str(out), threads=threads, steps=steps))
+    return str(out)
+
+
+def evaluate(model: Any, kind: str, attrs: list, steps: int, seed: int) -> tuple[dict[str, float], list[float]]:
+    """Evaluator scores of one clip per prompt (generated one at a time, so each is also a latency sample)."""
+    from turbo_edge.core.evaluator import Evaluator
+    from turbo_edge.core.sampling import generate_teacher
+    from turbo_edge.distill.sampling import generate_student
+
+    clips, times = [], []
+    for i, a in enumerate(attrs):
+        start = time.perf_counter()
+        if kind == "teacher":
+            clip = generate_teacher(model, [a.prompt], steps=steps, guidance=float(model.meta.get("default_guidance", 3.0)), seed=seed + i)
+        else:
+            clip = generate_student(model, [a.prompt], steps=steps, seed=seed + i)
+        times.append(time.perf_counter() - start)
+        clips.append(clip[0])
+    score = Evaluator().score(np.stack(clips), attrs, split="val").to_dict()
+    return {k: score[k] for k in ("content_acc", "colour_acc", "shape_acc", "motion_acc", "all_acc", "consistency", "fd")}, times
+
+
+def diversity(model: Any, attrs: list, steps: int, seeds: int) -> float:
+    from turbo_edge.core.evaluator import Evaluator
+    from turbo_edge.distill.sampling import generate_student
+
+    ev, spreads = Evaluator(), []
+    for a in attrs:
+        clips = np.concatenate([generate_student(model, [a.prompt], steps=steps, seed=1000 + s) for s in range(seeds)])
+        feats = ev.outputs(clips)["clip_features"]
+        spreads.append(float(np.linalg.norm(feats - feats.mean(0), axis=1).mean()))
+    return float(np.mean(spreads))
+
+
+def main() -> int:
+    import torch
+
+    from turbo_edge.core import world
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.distill.config import DistillConfig
+    from turbo_edge.distill.train import train
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", default="builtin")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {list(ARMS)}")
+    p.add_argument("--steps", type=int, default=1000, help="training steps per arm (the shared budget)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--num", type=int, default=48, help="validation prompts per evaluation")
+    p.add_argument("--teacher-steps", type=int, default=50)
+    p.add_argument("--student-steps", default="1,2,4,8")
+    p.add_argument("--diversity-prompts", type=int, default=4)
+    p.add_argument("--diversity-seeds", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--latent-reward-steps", type=int, default=1000)
+    p.add_argument("--runs", default=str(ROOT / "runs" / "distill_ablation"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distill.json"))
+    args = p.parse_args()
+    arms = args.arms.split(",")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        p.error(f"unknown arms {unknown}; choose from {list(ARMS)}")
+    torch.set_num_threads(args.threads)
+    runs = Path(args.runs)
+    attrs = world.prompt_set("val", args.num, seed=0)
+    div_attrs = world.prompt_set("val", args.diversity_prompts, seed=1)
+    student_steps = [int(s) for s in args.student_steps.split(",")]
+
+    teacher = load_teacher(args.teacher)
+    teacher_scores, teacher_times = evaluate(teacher, "teacher", attrs, args.teacher_steps, seed=0)
+    result: dict[str, Any] = {
+        "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
+                    "loadavg_at_start": list(os.getloadavg())},
+        "teacher": {"model": args.teacher, "steps": args.teacher_steps, **teacher_scores,
+                    "latency_s_median": statistics.median(teacher_times)},
+        "budget": {"steps": args.steps, "batch": args.batch},
+        "prompts": {"split": "val", "num": args.num},
+        "arms": {},
+    }
+    for arm in arms:
+        overrides = json.loads(json.dumps(ARMS[arm]))
+        for r in overrides.get("rewards", []):
+            if r["name"] == "latent":
+                r["path"] = latent_reward(args.teacher, runs, args.threads, args.latent_reward_steps)
+        cfg = DistillConfig(teacher=args.teacher, out=str(runs / arm), steps=args.steps, batch=args.batch, threads=args.threads,
+                            checkpoint_every=min(100, args.steps), **overrides)
+        start = time.perf_counter()
+        student = load_teacher(train(cfg))
+        row: dict[str, Any] = {"config": overrides, "train_seconds": time.perf_counter() - start, "steps": {}}
+        for k in student_steps:
+            scores, times = evaluate(student, "student", attrs, k, seed=0)
+            row["steps"][str(k)] = {**scores, "latency_s_median": statistics.median(times)}
+        row["diversity"] = {str(k): diversity(student, div_attrs, k, args.diversity_seeds) for k in (1, 2) if k in student_steps}
+        four = row["steps"].get("4")
+        if four:
+            row["beats_teacher_at_4_steps"] = {m: four[m] >= teacher_scores[m] for m in ("content_acc", "motion_acc")}
+            row["speedup_teacher_over_4_step"] = result["teacher"]["latency_s_median"] / four["latency_s_median"]
+        result["arms"][arm] = row
+        print(f"{arm}: " + ", ".join(f"{k}-step content {v['content_acc']:.2f} motion {v['motion_acc']:.2f}" for k, v in row["steps"].items()), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"teacher {args.teacher_steps}-step: content {teacher_scores['content_acc']:.2f} motion {teacher_scores['motion_acc']:.2f}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
