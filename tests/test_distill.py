@@ -120,3 +120,30 @@ def test_student_is_not_a_teacher(tiny_t2v_dir, tmp_path):
     student_dir = train(_cfg(tiny_t2v_dir, tmp_path / "s", steps=1))
     with pytest.raises(ValueError, match="not a teacher"):
         train(_cfg(student_dir, tmp_path / "s2", steps=1))
+
+
+def test_top_up_continues_from_a_distilled_student(tiny_t2v_dir, tiny_student_dir, tmp_path):
+    from turbo_edge.core.pipeline_io import save_model
+
+    # A student whose guidance embedding is clearly not the fresh zero init a teacher start would give.
+    init = load_teacher(tiny_student_dir)
+    with torch.no_grad():
+        init.unet.time_embedding.cond_proj.weight.fill_(0.05)
+    init_dir = save_model(init, tmp_path / "init_student", meta=init.meta)
+    out = train(_cfg(tiny_t2v_dir, tmp_path / "topup", steps=1, lr=1e-12, init_student=str(init_dir)))
+    topped = load_teacher(out)
+    ref = init.unet.state_dict()
+    worst = max(float((v - ref[k]).abs().max()) for k, v in topped.unet.state_dict().items())
+    assert worst < 1e-5, "a top-up at a negligible learning rate must stay at the student it started from"
+    assert torch.allclose(topped.unet.time_embedding.cond_proj.weight, torch.full_like(ref["time_embedding.cond_proj.weight"], 0.05))
+    assert json.loads((out / "turbo_edge.json").read_text())["distill"]["config"]["init_student"] == str(init_dir)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"w_embedding_dim": 16}, "w_embedding_dim to 8"),
+    ({"init_from_teacher": True}, "not an \\(unpruned\\) distilled student"),
+])
+def test_top_up_refuses_what_does_not_fit(tiny_t2v_dir, tiny_student_dir, tmp_path, kw, message):
+    init = str(tiny_t2v_dir) if kw.pop("init_from_teacher", False) else str(tiny_student_dir)
+    with pytest.raises(ValueError, match=message):
+        train(_cfg(tiny_t2v_dir, tmp_path / "bad", steps=1, init_student=init, **kw))

@@ -120,12 +120,20 @@ def distill_stage(cfg: DemoConfig, out: Path) -> Path:
 
     base = _shipped_training_config(cfg.student, "distill") if cfg.preset == "full" else {}
     fields = dict(base, teacher=cfg.teacher, threads=cfg.threads, seed=cfg.seed)
+    shipped = _shipped(cfg.student)
+    if cfg.preset == "quick" and shipped is not None:  # a top-up of the shipped student, not a fresh start
+        meta = json.loads((shipped / "turbo_edge.json").read_text())
+        fields.update(init_student=str(shipped), w_embedding_dim=meta["sampler"]["w_embedding_dim"])
     for name, field in (("distill_steps", "steps"), ("batch", "batch"), ("dataset_clips", "dataset_clips")):
         if cfg.setting(name) is not None:
             fields[field] = cfg.setting(name)
     fields["checkpoint_every"] = min(int(fields.get("steps", 1000)), int(fields.get("checkpoint_every", 100)))
     dc = DistillConfig.from_dict({k: v for k, v in fields.items() if k not in ("kind", "version", "out")})
     key = {"stage": "distill", **dc.training_hash_fields(), "steps": dc.steps}
+    if dc.init_student:
+        from turbo_edge.export.bundle import model_hash
+
+        key["init_student_hash"] = model_hash(Path(dc.init_student))
     return cached(out, "distill", key, lambda d: train(dataclasses.replace(dc, out=str(d))))
 
 
@@ -151,7 +159,7 @@ def _shipped_training_config(alias: str, kind: str) -> dict[str, Any]:
     if path is None:
         raise FileNotFoundError(f"--preset full reproduces the shipped {alias}, which this package does not have yet")
     meta = json.loads((path / "turbo_edge.json").read_text())
-    config = meta.get("training", {}).get("config") or meta.get("config")
+    config = meta.get(kind, {}).get("config")  # turbo_edge.json keeps {"distill": {"config": ...}} / {"prune": ...}
     if not config or config.get("kind") != kind:
         raise ValueError(f"{path}/turbo_edge.json does not record the {kind} config it was trained with")
     return {k: v for k, v in config.items() if k not in ("kind", "version")}

@@ -38,6 +38,8 @@ class DistillConfig(StageConfig):
     mode: str = "lora"  # "lora" (T2V-Turbo v1) or "full" (T2V-Turbo v2)
     lora_rank: int = 32
     w_embedding_dim: int = 32
+    # Continue from a student distilled earlier from this teacher (a top-up run) instead of the teacher's UNet.
+    init_student: str = ""
     # Consistency distillation.
     origin_steps: int = 50  # the teacher ODE solver's grid (DDIM over 50 timesteps)
     w_min: float = 2.0

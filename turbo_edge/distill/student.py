@@ -35,6 +35,24 @@ def build_student_unet(teacher_unet: torch.nn.Module, w_embedding_dim: int) -> t
     return student
 
 
+def load_init_student(path: str, teacher_unet: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+    """The UNet of a student distilled earlier from this teacher, checked to fit before any training."""
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.prune.plan import PLAN_FILE
+
+    model = load_teacher(path)
+    if model.meta.get("kind") != "student" or (model.path / PLAN_FILE).is_file():
+        raise ValueError(f"init_student {path} is a {model.meta.get('kind', 'teacher')}, not an (unpruned) distilled student")
+    got = model.unet.config.get("time_cond_proj_dim")
+    if got != w_embedding_dim:
+        raise ValueError(f"init_student {path} has a {got}-dim guidance embedding; set w_embedding_dim to {got}")
+    ignore = ("time_cond_proj_dim",)
+    diff = sorted(k for k, v in teacher_unet.config.items() if not k.startswith("_") and k not in ignore and model.unet.config.get(k) != v)
+    if diff:
+        raise ValueError(f"init_student {path} was not distilled from this teacher's architecture (differs in {diff})")
+    return model.unet.float()
+
+
 def add_lora(unet: torch.nn.Module, rank: int, alpha: float | None = None, dropout: float = 0.0) -> torch.nn.Module:
     """Wrap with peft LoRA (UNet3DConditionModel has no ``add_adapter``; ``get_peft_model`` works).
 

@@ -58,7 +58,12 @@ class Distiller:
         self.ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
         self.grid = param.solver_timesteps(len(self.abar), cfg.origin_steps)
         torch.manual_seed(cfg.seed)
-        student = build_student_unet(teacher.unet, cfg.w_embedding_dim)
+        if cfg.init_student:
+            from turbo_edge.distill.student import load_init_student
+
+            student = load_init_student(cfg.init_student, teacher.unet, cfg.w_embedding_dim)
+        else:
+            student = build_student_unet(teacher.unet, cfg.w_embedding_dim)
         self.student = add_lora(student, cfg.lora_rank) if cfg.mode == "lora" else student
         self.student.train()
         self.target = None
