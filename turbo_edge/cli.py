@@ -209,6 +209,7 @@ def _distill_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--mode", choices=["lora", "full"])
     p.add_argument("--lora-rank", dest="lora_rank", type=int)
+    p.add_argument("--init-student", dest="init_student", help="top up this student (distilled earlier from the same teacher) instead of starting from the teacher")
     p.add_argument("--motion-guidance", dest="motion_guidance", type=float, help="strength; 0 disables")
     p.add_argument("--vsd-weight", dest="vsd_weight", type=float, help="variational score distillation weight; 0 disables")
     p.add_argument("--reward", dest="rewards", action="append", type=_reward_arg, help="NAME:WEIGHT[:FRAMES], repeatable")
