@@ -77,3 +77,19 @@ def test_warm_start_from_the_shipped_teacher(tmp_path):
 def test_warm_start_refuses_the_vae_phase():
     with pytest.raises(ValueError, match="--phases unet"):
         TeacherTrainConfig(init_from="builtin", phases=("vae", "unet"))
+
+
+def test_frozen_text_encoder_stays_at_its_seeded_init(tmp_path):
+    import torch
+
+    from turbo_edge.core.models import TinyTeacherSpec, build_text_encoder, build_unet
+
+    out = tmp_path / "frozen"
+    run(TeacherTrainConfig(out=str(out), unet_steps=2, train_text_encoder=False, phases=("unet",), init_from="builtin", **SMALL))
+    w = _weights(out / "unet_ckpt")
+    torch.manual_seed(0)  # the recipe's seed: build order UNet, then text encoder
+    build_unet(TinyTeacherSpec())
+    fresh = build_text_encoder(TinyTeacherSpec(), 584).state_dict()
+    te = {k.removeprefix("text_encoder."): v for k, v in w.items() if k.startswith("text_encoder.")}
+    assert te.keys() == fresh.keys()
+    assert all(torch.equal(te[k], fresh[k]) for k in te), "a frozen text encoder must keep its seeded initial weights"

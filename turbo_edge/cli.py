@@ -154,6 +154,8 @@ def _teacher_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch threads (1 keeps a second core free)")
     p.add_argument("--seed", type=int)
     p.add_argument("--min-snr-plus-one", dest="min_snr_plus_one", action="store_true", default=None, help="loss weight min(SNR,gamma)+1 in x0 terms (weights high noise)")
+    p.add_argument("--freeze-text-encoder", dest="train_text_encoder", action="store_false", default=None,
+                   help="keep a freshly initialised text encoder frozen (as real T2V models keep theirs)")
     p.add_argument("--init-from", dest="init_from", help="warm start from this teacher (alias or directory) of the builtin architecture")
 
 
