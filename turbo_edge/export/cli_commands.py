@@ -31,6 +31,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--static", action="store_true", default=None, help="fix every axis at its opt value")
     p.add_argument("--opset", type=int)
     p.add_argument("--threads", type=int, help="threads for the parity checks")
+    p.add_argument("--int8-model-type", dest="int8_model_type", choices=["transformer", "default"],
+                   help="NNCF preset: transformer (default: matmuls only, accurate) or default (also convolutions: faster on "
+                        "wide UNets, see benchmarks/results/int8_scale*.json)")
 
 
 @dataclasses.dataclass
