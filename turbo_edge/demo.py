@@ -233,8 +233,10 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
     from turbo_edge.core.evaluator import Evaluator
     from turbo_edge.export.bundle import model_hash
 
-    source_hash = model_hash(spec.source) if (spec.source / "model_index.json").is_file() else json.loads(
-        (spec.source / "manifest.json").read_text()).get("config_hash", spec.source.name)
+    if (spec.source / "model_index.json").is_file():
+        source_hash = model_hash(spec.source)
+    else:  # a bundle: the sha256 of every file its manifest lists
+        source_hash = config_hash(json.loads((spec.source / "manifest.json").read_text())["files"])
     key = {"row": dataclasses.asdict(spec) | {"source": source_hash}, "prompts": [a.prompt for a in attrs],
            "threads": cfg.threads, "seed": cfg.seed}
     cache = out / "rows" / f"{config_hash(key)}.json"
