@@ -100,7 +100,7 @@ def cached(out: Path, stage: str, key: dict[str, Any], build: Callable[[Path], P
     (workdir / "key.json").write_text(json.dumps(key, indent=2, default=str) + "\n")
     print(f"[demo] {stage}: running in {workdir}")
     result = build(workdir)
-    marker.write_text(json.dumps({"result": str(result), "time": time.time()}) + "\n")
+    marker.write_text(json.dumps({"result": str(Path(result).resolve()), "time": time.time()}) + "\n")
     return result
 
 
