@@ -49,12 +49,6 @@ def build_model(out: Path, width: int, seed: int = 0) -> Path:
     return save_model(model, out, meta=meta)
 
 
-def unet_flops(model_dir: Path, batch: int) -> float:
-    from turbo_edge.demo import unet_flops as flops
-
-    return flops(model_dir, batch)
-
-
 def openvino_time(path: Path, feeds: dict[str, np.ndarray], threads: int, hint: str, warmup: int, runs: int) -> float:
     import openvino as ov
 
@@ -86,6 +80,7 @@ def feeds_for(manifest: dict[str, Any], batch: int) -> dict[str, np.ndarray]:
 
 
 def main() -> int:
+    from turbo_edge.demo import unet_flops
     from turbo_edge.export import ExportConfig, export_bundle, verify_bundle
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

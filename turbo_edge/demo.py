@@ -114,21 +114,27 @@ def _shipped(alias: str) -> Path | None:
     return path if (path / "model_index.json").is_file() else None
 
 
-def distill_stage(cfg: DemoConfig, out: Path) -> Path:
+def _stage_config(config_cls: Any, cfg: DemoConfig, fields: dict[str, Any], steps_setting: str) -> Any:
+    """``config_cls`` from ``fields`` with the preset's steps / batch / dataset size, checkpointing at least once."""
+    fields = dict(fields)
+    for name, field in ((steps_setting, "steps"), ("batch", "batch"), ("dataset_clips", "dataset_clips")):
+        if cfg.setting(name) is not None:
+            fields[field] = cfg.setting(name)
+    fields = {k: v for k, v in fields.items() if k not in ("kind", "version", "out")}
+    config = config_cls.from_dict(fields)
+    return dataclasses.replace(config, checkpoint_every=min(config.steps, config.checkpoint_every))
+
+
+def distill_stage(cfg: DemoConfig, out: Path, shipped: Path | None) -> Path:
     from turbo_edge.distill.config import DistillConfig
     from turbo_edge.distill.train import train
 
     base = _shipped_training_config(cfg.student, "distill") if cfg.preset == "full" else {}
     fields = dict(base, teacher=cfg.teacher, threads=cfg.threads, seed=cfg.seed)
-    shipped = _shipped(cfg.student)
     if cfg.preset == "quick" and shipped is not None:  # a top-up of the shipped student, not a fresh start
         meta = json.loads((shipped / "turbo_edge.json").read_text())
         fields.update(init_student=str(shipped), w_embedding_dim=meta["sampler"]["w_embedding_dim"])
-    for name, field in (("distill_steps", "steps"), ("batch", "batch"), ("dataset_clips", "dataset_clips")):
-        if cfg.setting(name) is not None:
-            fields[field] = cfg.setting(name)
-    fields["checkpoint_every"] = min(int(fields.get("steps", 1000)), int(fields.get("checkpoint_every", 100)))
-    dc = DistillConfig.from_dict({k: v for k, v in fields.items() if k not in ("kind", "version", "out")})
+    dc = _stage_config(DistillConfig, cfg, fields, "distill_steps")
     key = {"stage": "distill", **dc.training_hash_fields(), "steps": dc.steps}
     if dc.init_student:
         from turbo_edge.export.bundle import model_hash
@@ -144,11 +150,7 @@ def prune_stage(cfg: DemoConfig, out: Path, student: Path) -> Path:
 
     base = _shipped_training_config(cfg.pruned, "prune") if cfg.preset == "full" else {}
     fields = dict(base, student=str(student), threads=cfg.threads, seed=cfg.seed, importance_clips=0)
-    for name, field in (("prune_steps", "steps"), ("batch", "batch"), ("dataset_clips", "dataset_clips")):
-        if cfg.setting(name) is not None:
-            fields[field] = cfg.setting(name)
-    fields["checkpoint_every"] = min(int(fields.get("steps", 1000)), int(fields.get("checkpoint_every", 100)))
-    pc = PruneConfig.from_dict({k: v for k, v in fields.items() if k not in ("kind", "version", "out")})
+    pc = _stage_config(PruneConfig, cfg, fields, "prune_steps")
     key = {"stage": "prune", **pc.training_hash_fields(), "steps": pc.steps, "student_hash": model_hash(student)}
     return cached(out, "prune", key, lambda d: prune(dataclasses.replace(pc, out=str(d))))
 
@@ -289,16 +291,12 @@ def unet_flops(model_dir: Path, batch: int) -> float:
 def cpu_peak_gflops(threads: int) -> dict[str, Any]:
     """Nominal fp32 peak of ``threads`` cores: 2 AVX-512 FMA units x 16 lanes x 2 FLOPs per cycle at the
     reported clock (an upper bound: turbo and AVX-512 clock offsets are ignored)."""
-    mhz = None
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("cpu MHz"):
-                mhz = float(line.split(":")[1])
-                break
+        cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    lanes = 16 if "avx512f" in flags else 8
+        cpuinfo = ""
+    mhz = next((float(line.split(":")[1]) for line in cpuinfo.splitlines() if line.startswith("cpu MHz")), None)
+    lanes = 16 if "avx512f" in cpuinfo else 8
     if mhz is None:
         return {"peak_gflops": None, "formula": "unknown clock"}
     return {"peak_gflops": threads * 2 * lanes * 2 * mhz / 1e3, "formula": f"{threads} cores x 2 FMA x {lanes} fp32 lanes x 2 x {mhz:.0f} MHz"}
@@ -357,14 +355,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     cfg.save(out / "demo_config.json")
     start = time.perf_counter()
     teacher = resolve_model_path(cfg.teacher)
-    distilled = distill_stage(cfg, out)
-    shipped_student = _shipped(cfg.student)
+    shipped_student, shipped_pruned = _shipped(cfg.student), _shipped(cfg.pruned)
+    distilled = distill_stage(cfg, out, shipped_student)
     student = shipped_student or distilled
     pruned_run = prune_stage(cfg, out, student)
-    pruned = _shipped(cfg.pruned) or pruned_run
+    pruned = shipped_pruned or pruned_run
     labels = {
         "student": "student (shipped)" if shipped_student else f"student (demo, {cfg.setting('distill_steps')} st)",
-        "pruned": "pruned (shipped)" if _shipped(cfg.pruned) else f"pruned (demo, {cfg.setting('prune_steps')} st)",
+        "pruned": "pruned (shipped)" if shipped_pruned else f"pruned (demo, {cfg.setting('prune_steps')} st)",
     }
     bundles = {"student": export_stage(cfg, out, student, "student"), "pruned": export_stage(cfg, out, pruned, "pruned")}
     if "tensorrt" in cfg.backends:  # GPU only: engines from the bundles' fp16 / int8 graphs (reused when present)
