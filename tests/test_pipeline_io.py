@@ -26,9 +26,16 @@ def test_generation_is_seeded_and_batch_independent(tiny_t2v_dir):
     second_alone = generate_teacher(model, prompts[1:], steps=2, seed=5)
     # Prompt i always uses noise stream i, so compare prompt 0 of a one-prompt batch instead.
     first_alone = generate_teacher(model, prompts[:1], steps=2, seed=5)
-    assert np.array_equal(both[0], first_alone[0])
-    assert not np.array_equal(both[1], second_alone[0])  # stream 0 vs stream 1 differ
-    assert np.array_equal(both, generate_teacher(model, prompts, steps=2, seed=5, batch_size=1))
+    # Equal up to float rounding: CPU kernels sum in a batch-size dependent order, which can flip a pixel
+    # sitting on a rounding boundary by one level.
+    _assert_same_up_to_rounding(both[0], first_alone[0])
+    assert np.abs(both[1].astype(int) - second_alone[0].astype(int)).mean() > 5  # stream 0 vs stream 1 differ
+    _assert_same_up_to_rounding(both, generate_teacher(model, prompts, steps=2, seed=5, batch_size=1))
+
+
+def _assert_same_up_to_rounding(a: np.ndarray, b: np.ndarray) -> None:
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
 
 
 def test_save_load_round_trip_is_exact(tiny_t2v_dir, tmp_path):

@@ -6,10 +6,24 @@ Component configs are plain dicts in the diffusers / transformers vocabulary, so
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from turbo_edge.core import world
+
+# A key turbo-edge adds to a UNet3DConditionModel's config.json (diffusers keeps unknown keys in ``config`` and
+# warns that it ignores them): "sinusoidal" gives every temporal transformer block a fixed sinusoidal
+# frame-position embedding, as AnimateDiff's motion modules have. diffusers' UNet3DConditionModel has none: its
+# temporal attention is permutation-equivariant over frames, so the only frame-order signal is the temporal
+# convolutions' zero padding. The builtin teacher without it learned to move objects coherently but in
+# directions unrelated to the prompt ("staying still" bound perfectly, left/right/up/down at chance after
+# 3,750 steps): a direction is a frame-dependent position, which needs to know the frame.
+TEMPORAL_POSITION_KEY = "turbo_edge_temporal_position"
+TEMPORAL_POSITION_KINDS = ("sinusoidal",)
+MAX_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class TinyTeacherSpec:
             "norm_num_groups": 8,
             "cross_attention_dim": self.text_hidden,
             "attention_head_dim": self.unet_heads,
+            TEMPORAL_POSITION_KEY: "sinusoidal",
         }
 
     def text_config(self, vocab_size: int) -> dict[str, Any]:
@@ -97,10 +112,57 @@ def build_vae(spec: TinyTeacherSpec):  # -> AutoencoderKL
     return AutoencoderKL(**spec.vae_config())
 
 
-def build_unet(spec: TinyTeacherSpec):  # -> UNet3DConditionModel
+def attach_temporal_position(unet: Any) -> Any:
+    """Give ``unet``'s temporal transformer blocks the frame-position embedding its config names (if any), in place.
+
+    The embedding is parameter-free (a non-persistent buffer), so weights and state dicts are unchanged and
+    a checkpoint loads into the model with or without it; the config key decides. Idempotent.
+    """
+    kind = unet.config.get(TEMPORAL_POSITION_KEY)
+    if kind is None:
+        return unet
+    if kind not in TEMPORAL_POSITION_KINDS:
+        raise ValueError(f"unknown {TEMPORAL_POSITION_KEY} {kind!r} in the UNet config; this build knows {list(TEMPORAL_POSITION_KINDS)}")
+    from diffusers.models.embeddings import SinusoidalPositionalEmbedding
+    from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
+
+    for module in unet.modules():
+        if not isinstance(module, TransformerTemporalModel):
+            continue
+        for block in module.transformer_blocks:
+            if block.pos_embed is None:
+                pos = SinusoidalPositionalEmbedding(block.norm1.normalized_shape[0], max_seq_length=MAX_FRAMES)
+                pos.register_buffer("pe", pos.pe, persistent=False)  # fixed: not a weight, not in safetensors
+                block.pos_embed = pos.to(next(block.parameters()).dtype)
+    return unet
+
+
+@contextlib.contextmanager
+def own_config_keys_quiet() -> Iterator[None]:
+    """Silence diffusers' "config attributes ... will be ignored" warning about turbo-edge's own keys.
+
+    ``attach_temporal_position`` applies them after construction, so the warning would be wrong.
+    """
+    logger = logging.getLogger("diffusers.configuration_utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def unet_from_config(config: dict[str, Any]):  # -> UNet3DConditionModel
+    """A freshly initialised UNet3DConditionModel for ``config``, turbo-edge's config keys applied."""
     from diffusers import UNet3DConditionModel
 
-    return UNet3DConditionModel(**spec.unet_config())
+    with own_config_keys_quiet():
+        unet = UNet3DConditionModel.from_config(config)
+    return attach_temporal_position(unet)
+
+
+def build_unet(spec: TinyTeacherSpec):  # -> UNet3DConditionModel
+    return unet_from_config(spec.unet_config())
 
 
 def build_text_encoder(spec: TinyTeacherSpec, vocab_size: int):  # -> CLIPTextModel

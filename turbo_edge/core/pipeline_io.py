@@ -121,6 +121,7 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from turbo_edge.core.models import attach_temporal_position, own_config_keys_quiet
     from turbo_edge.prune.plan import PLAN_FILE, load_pruned_unet
 
     path = resolve_model_path(name_or_path)
@@ -133,7 +134,9 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
         if (path / PLAN_FILE).is_file():  # a pruned student: rebuild its architecture from the plan
             unet = load_pruned_unet(path / "unet", path / PLAN_FILE, dtype)
         else:
-            unet = UNet3DConditionModel.from_pretrained(path / "unet", use_safetensors=True, torch_dtype=dtype)
+            with own_config_keys_quiet():
+                unet = UNet3DConditionModel.from_pretrained(path / "unet", use_safetensors=True, torch_dtype=dtype)
+            attach_temporal_position(unet)
         vae = AutoencoderKL.from_pretrained(path / "vae", use_safetensors=True, torch_dtype=dtype)
         text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as exc:

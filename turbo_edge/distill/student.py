@@ -22,12 +22,12 @@ LORA_TARGET_REGEX = (
 
 def build_student_unet(teacher_unet: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
     """A UNet3DConditionModel with the teacher's weights and a zero-initialised guidance embedding input."""
-    from diffusers import UNet3DConditionModel
+    from turbo_edge.core.models import unet_from_config
 
     # Private keys (``_use_default_values`` among them) would make diffusers ignore the new field.
     config = {k: v for k, v in teacher_unet.config.items() if not k.startswith("_")}
     config["time_cond_proj_dim"] = w_embedding_dim
-    student = UNet3DConditionModel.from_config(config)
+    student = unet_from_config(config)
     missing, unexpected = student.load_state_dict(teacher_unet.state_dict(), strict=False)
     if unexpected or any(not k.startswith("time_embedding.cond_proj") for k in missing):
         raise ValueError(f"teacher UNet does not fit the student: missing {missing}, unexpected {unexpected}")

@@ -247,10 +247,10 @@ def write_plan(plan: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 
 def build_pruned_unet(plan: dict[str, Any]) -> Any:
     """A freshly initialised UNet3DConditionModel with the plan's architecture (base config, then surgery)."""
-    from diffusers import UNet3DConditionModel
+    from turbo_edge.core.models import unet_from_config
 
     config = copy.deepcopy(plan["base_config"])
-    return apply_plan(UNet3DConditionModel.from_config(config), plan)
+    return apply_plan(unet_from_config(config), plan)
 
 
 def load_pruned_unet(unet_dir: str | os.PathLike[str], plan: dict[str, Any] | str | os.PathLike[str], torch_dtype: Any = None) -> Any:

@@ -27,7 +27,7 @@ from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import param, world
 from turbo_edge.core.config import StageConfig
 from turbo_edge.core.data import encode_world, prompts_for, to_pixels
-from turbo_edge.core.models import TinyTeacherSpec, build_text_encoder, build_unet, build_vae
+from turbo_edge.core.models import TEMPORAL_POSITION_KEY, TinyTeacherSpec, build_text_encoder, build_unet, build_vae
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,9 @@ def _init_model(init_from: str, spec: TinyTeacherSpec):
     want = {"unet": build_unet(spec).config, "vae": build_vae(spec).config}
     for name, config in want.items():
         got = getattr(init, name).config
-        diff = sorted(k for k in config if not k.startswith("_") and k != "scaling_factor" and config[k] != got.get(k))
+        # Keys that shape no weight: a snapshot without the frame-position embedding warm-starts a recipe with it.
+        free = ("scaling_factor", TEMPORAL_POSITION_KEY)
+        diff = sorted(k for k in config if not k.startswith("_") and k not in free and config[k] != got.get(k))
         if diff:
             raise ValueError(f"init_from {init_from}: its {name} differs from the builtin architecture in {diff}; warm start needs the same spec")
     return init
