@@ -122,7 +122,7 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from turbo_edge.core.models import attach_temporal_position, own_config_keys_quiet
-    from turbo_edge.prune.plan import PLAN_FILE, load_pruned_unet
+    from turbo_edge.prune.plan import load_pruned_unet, read_plans
 
     path = resolve_model_path(name_or_path)
     check_layout(path)
@@ -131,8 +131,9 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
     # Explicit dtype: transformers 5 would otherwise keep the checkpoint's (float16 for the shipped weights).
     dtype = torch_dtype if torch_dtype is not None else torch.float32
     try:
-        if (path / PLAN_FILE).is_file():  # a pruned student: rebuild its architecture from the plan
-            unet = load_pruned_unet(path / "unet", path / PLAN_FILE, dtype)
+        block_plan, channel_plan = read_plans(path)
+        if block_plan is not None or channel_plan is not None:  # a pruned student: rebuild it from its plan(s)
+            unet = load_pruned_unet(path / "unet", block_plan, dtype, channel_plan=channel_plan)
         else:
             with own_config_keys_quiet():
                 unet = UNet3DConditionModel.from_pretrained(path / "unet", use_safetensors=True, torch_dtype=dtype)

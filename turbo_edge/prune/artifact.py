@@ -1,4 +1,5 @@
-"""The pruned directory: the student layout + ``pruning_plan.json``, written atomically, loaded by plan replay.
+"""The pruned directory: the student layout + ``pruning_plan.json`` (blocks) and / or ``channel_plan.json``
+(widths), written atomically, loaded by plan replay (blocks first, then widths).
 
 Imports no pruning training code: ``load_teacher`` (core.pipeline_io) can call ``load_pruned_unet`` for any
 directory that holds a plan, so the sampler, the evaluator and export run pruned students unchanged.
@@ -13,22 +14,29 @@ from pathlib import Path
 from typing import Any
 
 from turbo_edge.core.fsutil import replace_dir
-from turbo_edge.prune.plan import PLAN_FILE, PlanError, load_pruned_unet, read_plan, write_plan
+from turbo_edge.prune.plan import CHANNEL_PLAN_FILE, PLAN_FILE, PlanError, load_pruned_unet, read_plans, write_plan
 
 
-def save_pruned(model: Any, plan: dict[str, Any], out: str | os.PathLike[str], meta: dict[str, Any]) -> Path:
-    """Write ``model`` (a T2VModel whose UNet went through ``apply_plan``) and its plan as one directory.
+def save_pruned(model: Any, plan: dict[str, Any] | None, out: str | os.PathLike[str], meta: dict[str, Any],
+                channel_plan: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (a T2VModel whose UNet went through ``apply_plan`` and / or ``apply_channel_plan``) and its
+    plan(s) as one directory.
 
-    ``save_model`` is atomic for the model alone; the plan must land in the same rename, else a crash between
-    the two would leave weights that nothing can load. So: save to a staging dir, add the plan, then swap.
+    ``save_model`` is atomic for the model alone; the plans must land in the same rename, else a crash between
+    them would leave weights that nothing can load. So: save to a staging dir, add the plans, then swap.
     """
     from turbo_edge.core.pipeline_io import save_model
 
+    if plan is None and channel_plan is None:
+        raise PlanError("a pruned directory needs a block plan, a channel plan or both")
     out = Path(out)
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     save_model(model, staging, meta=meta)
-    write_plan(plan, staging / PLAN_FILE)
+    if plan is not None:
+        write_plan(plan, staging / PLAN_FILE)
+    if channel_plan is not None:
+        write_plan(channel_plan, staging / CHANNEL_PLAN_FILE)
     replace_dir(staging, out)
     return out
 
@@ -42,13 +50,14 @@ def load_pruned(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) -
 
     path = resolve_model_path(name_or_path)
     check_layout(path)
-    if not (path / PLAN_FILE).is_file():
-        raise PlanError(f"{path} has no {PLAN_FILE}: it is not a pruned model directory")
+    plan, channel_plan = read_plans(path)
+    if plan is None and channel_plan is None:
+        raise PlanError(f"{path} has neither {PLAN_FILE} nor {CHANNEL_PLAN_FILE}: it is not a pruned model directory")
     import torch
 
     # Explicit dtype, as load_teacher does: transformers 5 would otherwise keep the checkpoint's (maybe float16).
     dtype = torch_dtype if torch_dtype is not None else torch.float32
-    unet = load_pruned_unet(path / "unet", read_plan(path / PLAN_FILE), dtype)
+    unet = load_pruned_unet(path / "unet", plan, dtype, channel_plan=channel_plan)
     vae = AutoencoderKL.from_pretrained(path / "vae", use_safetensors=True, torch_dtype=dtype)
     text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True, dtype=dtype)
     tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")

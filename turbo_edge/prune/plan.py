@@ -14,8 +14,9 @@ A plan (``pruning_plan.json``) names removable *units* of a base architecture:
 - ``mid_block``: the whole mid block (UNet3DConditionModel skips a ``None`` mid block).
 
 UNet3DConditionModel's config cannot express uneven depth, so a pruned UNet is rebuilt as: the base config
--> ``from_config`` -> ``apply_plan`` -> strict safetensors load (``load_pruned_unet``). This module imports
-nothing from the pruning training code, so ``load_teacher`` can use it.
+-> ``from_config`` -> ``apply_plan`` -> (``channels.apply_channel_plan`` when the directory also holds a channel
+plan, ``channel_plan.json``: blocks first, then widths) -> strict safetensors load (``load_pruned_unet``). This
+module imports nothing from the pruning training code (nor torch-pruning), so ``load_teacher`` can use it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 PLAN_FILE = "pruning_plan.json"
+CHANNEL_PLAN_FILE = "channel_plan.json"  # channels.py's plan; a pruned directory holds either file or both
 PLAN_VERSION = 1
 _DOWN_UNIT = re.compile(r"^down_blocks\.(\d+)\.layers\.(\d+)$")
 MID_PAIR, MID_WHOLE = "mid_block.layers.1", "mid_block"
@@ -236,32 +238,60 @@ def read_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise PlanError(f"pruning plan {path} is not valid JSON ({exc})") from exc
 
 
+# A JSON list of ints as indent=2 writes it (real newlines occur only between tokens, never inside strings).
+_INT_LIST = re.compile(r"\[\n\s+(\d+(?:,\n\s+\d+)*)\n\s*\]")
+
+
 def write_plan(plan: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(plan, indent=2) + "\n")
+    # Index lists (a channel plan's kept channels) on one line each: indent=2 gives every int a line of its own.
+    text = _INT_LIST.sub(lambda m: "[" + re.sub(r",\n\s+", ", ", m.group(1)) + "]", json.dumps(plan, indent=2))
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
     return path
 
 
-def build_pruned_unet(plan: dict[str, Any]) -> Any:
-    """A freshly initialised UNet3DConditionModel with the plan's architecture (base config, then surgery)."""
+def read_plans(model_dir: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(block plan, channel plan) of a model directory; ``None`` for the one it lacks (both: not pruned)."""
+    model_dir = Path(model_dir)
+    block = read_plan(model_dir / PLAN_FILE) if (model_dir / PLAN_FILE).is_file() else None
+    channel = read_plan(model_dir / CHANNEL_PLAN_FILE) if (model_dir / CHANNEL_PLAN_FILE).is_file() else None
+    return block, channel
+
+
+def build_pruned_unet(plan: dict[str, Any] | None, channel_plan: dict[str, Any] | None = None) -> Any:
+    """A freshly initialised UNet3DConditionModel with the plans' architecture: base config, block surgery, widths."""
     from turbo_edge.core.models import unet_from_config
 
-    config = copy.deepcopy(plan["base_config"])
-    return apply_plan(unet_from_config(config), plan)
+    source = plan if plan is not None else channel_plan
+    if source is None:
+        raise PlanError("no pruning plan: give a block plan, a channel plan or both")
+    if not isinstance(source.get("base_config"), dict):
+        raise PlanError("the pruning plan has no base_config to rebuild the UNet from")
+    unet = unet_from_config(copy.deepcopy(source["base_config"]))
+    if plan is not None:
+        apply_plan(unet, plan)
+    if channel_plan is not None:
+        from turbo_edge.prune.channels import apply_channel_plan  # torch only; torch-pruning is not needed to replay
+
+        apply_channel_plan(unet, channel_plan, plan)
+    return unet
 
 
-def load_pruned_unet(unet_dir: str | os.PathLike[str], plan: dict[str, Any] | str | os.PathLike[str], torch_dtype: Any = None) -> Any:
-    """Rebuild the pruned architecture from its plan and load ``unet_dir``'s safetensors strictly.
+def load_pruned_unet(unet_dir: str | os.PathLike[str], plan: dict[str, Any] | str | os.PathLike[str] | None,
+                     torch_dtype: Any = None, channel_plan: dict[str, Any] | str | os.PathLike[str] | None = None) -> Any:
+    """Rebuild the pruned architecture from its plan(s) and load ``unet_dir``'s safetensors strictly.
 
-    ``from_pretrained`` cannot do this: the saved config.json still says layers_per_block=L everywhere.
+    ``from_pretrained`` cannot do this: the saved config.json still says layers_per_block=L and the unpruned
+    widths everywhere.
     """
     from safetensors.torch import load_file
 
-    plan = plan if isinstance(plan, dict) else read_plan(plan)
-    unet = build_pruned_unet(plan)
+    plan = plan if plan is None or isinstance(plan, dict) else read_plan(plan)
+    channel_plan = channel_plan if channel_plan is None or isinstance(channel_plan, dict) else read_plan(channel_plan)
+    unet = build_pruned_unet(plan, channel_plan)
     files = sorted(Path(unet_dir).glob("*.safetensors"))
     if not files:
         raise PlanError(f"{unet_dir} has no .safetensors weights")
