@@ -249,7 +249,10 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", help="builtin-student (default) or a student directory from `turbo-edge distill`")
     p.add_argument("--out", help="run directory; the pruned student lands in OUT/pruned")
     p.add_argument("--plan", help="a pruning_plan.json to replay (default: the plan --rule makes)")
-    p.add_argument("--rule", choices=["vdmini", "lowest_cost"])
+    p.add_argument("--rule", choices=["vdmini", "lowest_cost", "none"], help="block plan rule; none: channel pruning only")
+    p.add_argument("--channel-ratio", dest="channel_ratio", type=float,
+                   help="after the block plan, prune this fraction of every internal width with torch-pruning; 0 (default) disables")
+    p.add_argument("--channel-importance", dest="channel_importance", choices=["magnitude", "l1", "random"])
     p.add_argument("--steps", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)

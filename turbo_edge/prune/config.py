@@ -7,7 +7,8 @@ from typing import Any
 
 from turbo_edge.core.config import StageConfig
 
-PLAN_RULES = ("vdmini", "lowest_cost")
+PLAN_RULES = ("vdmini", "lowest_cost", "none")  # "none": no block surgery (channel pruning alone)
+CHANNEL_IMPORTANCES = ("magnitude", "l1", "random")  # channels.IMPORTANCES (kept here: configs import no torch)
 
 
 @dataclasses.dataclass
@@ -19,6 +20,10 @@ class PruneConfig(StageConfig):
     plan: str | None = None  # a pruning_plan.json to replay; None: make one with ``rule``
     rule: str = "vdmini"
     remove_count: int = 3  # units the "lowest_cost" rule removes (cheapest first in the importance table)
+    # Channel pruning (torch-pruning) after the block plan: the fraction of each internal width removed, in whole
+    # units (norm groups, heads, gated pairs); block output widths never change. 0 disables.
+    channel_ratio: float = 0.0
+    channel_importance: str = "magnitude"
     seed: int = 0
     # Importance table written beside the run (0 clips skips it unless the rule needs it).
     importance_clips: int = 8
@@ -44,6 +49,12 @@ class PruneConfig(StageConfig):
     def __post_init__(self) -> None:
         if self.rule not in PLAN_RULES:
             raise ValueError(f"unknown pruning rule {self.rule!r}; known rules: {list(PLAN_RULES)}")
+        if not 0 <= self.channel_ratio < 1:
+            raise ValueError(f"channel_ratio must be in [0, 1) (0 disables channel pruning), got {self.channel_ratio}")
+        if self.channel_importance not in CHANNEL_IMPORTANCES:
+            raise ValueError(f"unknown channel importance {self.channel_importance!r}; known: {list(CHANNEL_IMPORTANCES)}")
+        if self.rule == "none" and not self.plan and self.channel_ratio == 0:
+            raise ValueError("rule 'none' removes no blocks: set channel_ratio > 0 (or give a plan), else nothing is pruned")
         if self.icd_weight < 0 or self.mca_weight < 0:
             raise ValueError(f"icd_weight and mca_weight must be >= 0 (0 disables), got {self.icd_weight}, {self.mca_weight}")
         if not 0 < self.w_min <= self.w_max:
@@ -61,4 +72,6 @@ class PruneConfig(StageConfig):
         d = self.to_dict()
         for key in ("steps", "checkpoint_every", "log_every", "threads", "out", "importance_clips", "importance_steps"):
             d.pop(key)
+        if self.channel_ratio == 0:  # off: the hash block-only checkpoints were written with before these fields
+            d.pop("channel_ratio"), d.pop("channel_importance")
         return d

@@ -1,5 +1,9 @@
 """Prune a consistency student (VDMini) and recover it on HF Accelerate, resumable, logged as JSON lines.
 
+Pruning is the block plan (plan.py) and then, with ``channel_ratio > 0``, a channel plan made by torch-pruning
+on the block-pruned student (channels.py). Channel pruning narrows only widths inside layers, so every down /
+up block keeps its output width and the ICD / MCA taps below match features one to one, as after block surgery.
+
 The unpruned student is the pruned student's teacher. Per iteration (compare distill/consistency.py):
 
 1. data latents x0, a solver-grid timestep t and a guidance w per sample, x_t = alpha_t x0 + sigma_t eps;
@@ -33,8 +37,8 @@ from turbo_edge.core.data import encode_world, prompts_for
 from turbo_edge.core.pipeline_io import T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.distill import consistency as cd
+from turbo_edge.prune import channels, losses
 from turbo_edge.prune import importance as imp
-from turbo_edge.prune import losses
 from turbo_edge.prune import plan as plans
 from turbo_edge.prune.artifact import save_pruned
 from turbo_edge.prune.config import PruneConfig
@@ -57,17 +61,35 @@ def check_student(student: T2VModel) -> dict[str, Any]:
     return sampler
 
 
-def resolve_plan(cfg: PruneConfig, config: dict[str, Any], table: dict[str, Any] | None) -> dict[str, Any]:
-    """The plan this run applies: ``cfg.plan`` replayed (validated against this architecture) or made by ``cfg.rule``."""
+def resolve_plan(cfg: PruneConfig, config: dict[str, Any], table: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The block plan this run applies: ``cfg.plan`` replayed (validated against this architecture), made by
+    ``cfg.rule``, or ``None`` for rule "none" (channel pruning only)."""
     if cfg.plan:
         plan = plans.read_plan(cfg.plan)
         plans.validate_plan(plan, config)
         return plan
+    if cfg.rule == "none":
+        return None
     if cfg.rule == "lowest_cost":
         if table is None:
             raise ValueError("the lowest_cost rule needs the importance table: set importance_clips >= 1")
         return plans.lowest_cost_plan(config, table, cfg.remove_count)
     return plans.RULES[cfg.rule](config)
+
+
+def resolve_channel_plan(cfg: PruneConfig, unet: torch.nn.Module, plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The channel plan for ``unet`` after ``plan``'s block surgery (``None`` when ``channel_ratio`` is 0).
+
+    Made from the unpruned student's weights; a pure function of them and ``cfg`` (random importance is seeded),
+    so a resumed run makes the same plan (the checkpoint's config hash includes its id).
+    """
+    if cfg.channel_ratio <= 0:
+        return None
+    blocks = copy.deepcopy(unet)
+    if plan is not None:
+        plans.apply_plan(blocks, plan)
+    torch.manual_seed(cfg.seed)
+    return channels.make_channel_plan(blocks, cfg.channel_ratio, cfg.channel_importance, block_plan=plan)
 
 
 def _clip_batch(latents: np.ndarray, idx: np.ndarray) -> torch.Tensor:
@@ -97,19 +119,25 @@ def importance_table(cfg: PruneConfig, student: T2VModel, sampler: dict[str, Any
 class Recovery:
     """The frozen unpruned student, the trainable pruned one, feature taps and the MCA discriminator."""
 
-    def __init__(self, cfg: PruneConfig, student: T2VModel, sampler: dict[str, Any], plan: dict[str, Any]) -> None:
+    def __init__(self, cfg: PruneConfig, student: T2VModel, sampler: dict[str, Any], plan: dict[str, Any] | None,
+                 channel_plan: dict[str, Any] | None = None) -> None:
         self.cfg, self.student, self.sampler = cfg, student, sampler
         self.abar = param.alphas_cumprod(student.scheduler_config)
         self.grid = param.solver_timesteps(len(self.abar), int(sampler["origin_steps"]))
         self.reference = student.unet.eval().requires_grad_(False)
         torch.manual_seed(cfg.seed)
-        self.pruned = plans.apply_plan(copy.deepcopy(self.reference), plan).requires_grad_(True).train()
+        self.pruned = copy.deepcopy(self.reference)
+        if plan is not None:
+            plans.apply_plan(self.pruned, plan)
+        if channel_plan is not None:  # replayed, not torch-pruning's own copy: what trains is what load_teacher rebuilds
+            channels.apply_channel_plan(self.pruned, channel_plan, plan)
+        self.pruned.requires_grad_(True).train()
         self.layers = losses.matched_layers(self.pruned)
         self.mca_layer = f"up_blocks.{cfg.mca_up_block % len(self.pruned.up_blocks)}"
         self.disc = None
         if cfg.mca_weight > 0:
-            channels = self.pruned.up_blocks[cfg.mca_up_block].resnets[-1].out_channels
-            self.disc = losses.MultiFrameDiscriminator(channels, cfg.disc_width)
+            width = self.pruned.up_blocks[cfg.mca_up_block].resnets[-1].out_channels  # block output: never channel-pruned
+            self.disc = losses.MultiFrameDiscriminator(width, cfg.disc_width)
         tapped = self.layers if cfg.icd_weight > 0 else ([self.mca_layer] if self.disc is not None else [])
         self.tap_ref = losses.FeatureTap(self.reference, tapped)
         self.tap_pruned = losses.FeatureTap(self.pruned, tapped)
@@ -177,14 +205,18 @@ def _count(unet: torch.nn.Module) -> int:
     return sum(p.numel() for p in unet.parameters())
 
 
-def pruned_meta(cfg: PruneConfig, student: T2VModel, plan: dict[str, Any], step: int, params: tuple[int, int]) -> dict[str, Any]:
+def pruned_meta(cfg: PruneConfig, student: T2VModel, plan: dict[str, Any] | None, step: int, params: tuple[int, int],
+                channel_plan: dict[str, Any] | None = None) -> dict[str, Any]:
     keep = ("frames", "height", "width", "closed_vocabulary", "default_guidance", "default_steps", "sampler")
     return {
         **{k: v for k, v in student.meta.items() if k in keep},
         "kind": "pruned",
         "student": str(student.path),
         "prune": {
-            "config": cfg.to_dict(), "step": step, "rule": plan["rule"], "removed": plan["removed"],
+            "config": cfg.to_dict(), "step": step, "rule": plan["rule"] if plan else "none",
+            "removed": plan["removed"] if plan else [],
+            "channel_ratio": channel_plan["ratio"] if channel_plan else 0.0,
+            "channel_groups": len(channel_plan["groups"]) if channel_plan else 0,
             "params_student": params[0], "params_pruned": params[1],
         },
         "reproduce": f"turbo-edge prune --student {cfg.student} --out {cfg.out} --config {cfg.out}/prune_config.json",
@@ -212,18 +244,28 @@ def prune(cfg: PruneConfig) -> Path:
     sampler = check_student(student)
     config = plans.base_config(student.unet)
     # Bad plans fail here, before data or training; only the lowest_cost rule must measure importance first.
-    plan = None if (cfg.rule == "lowest_cost" and not cfg.plan) else resolve_plan(cfg, config, None)
+    needs_table = cfg.rule == "lowest_cost" and not cfg.plan
+    plan = None if needs_table else resolve_plan(cfg, config, None)
+    channel_plan = None if needs_table else resolve_channel_plan(cfg, student.unet, plan)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "prune_config.json")
     latents, labels = encode_world(student.vae, cfg.dataset_clips, cfg.seed, out / "data")
     table = importance_table(cfg, student, sampler, latents, labels, out) if cfg.importance_clips > 0 else None
-    if plan is None:
+    if needs_table:
         plan = resolve_plan(cfg, config, table)
-    plans.write_plan(plan, out / plans.PLAN_FILE)
+        channel_plan = resolve_channel_plan(cfg, student.unet, plan)
+    for plan_file, this in ((plans.PLAN_FILE, plan), (plans.CHANNEL_PLAN_FILE, channel_plan)):
+        if this is not None:
+            plans.write_plan(this, out / plan_file)
+        else:
+            (out / plan_file).unlink(missing_ok=True)  # a stale plan from another config must not describe this run
     accel = Accelerator(cpu=not torch.cuda.is_available())
-    rec = Recovery(cfg, student, sampler, plan)
+    rec = Recovery(cfg, student, sampler, plan, channel_plan)
     opt = torch.optim.AdamW(rec.parameter_groups(), weight_decay=0.0)
-    chash = ckpt.config_hash({**cfg.training_hash_fields(), "removed": plan["removed"], "architecture": plan["architecture_hash"]})
+    identity: dict[str, Any] = {"removed": plan["removed"] if plan else [], "architecture": plans.architecture_hash(config)}
+    if channel_plan is not None:  # only then: block-only runs keep the hash their checkpoints were written with
+        identity["channels"] = channels.channel_plan_id(channel_plan)
+    chash = ckpt.config_hash({**cfg.training_hash_fields(), **identity})
     modules: dict[str, Any] = {"pruned": rec.pruned}
     if rec.disc is not None:
         modules["discriminator"] = rec.disc
@@ -238,7 +280,8 @@ def prune(cfg: PruneConfig) -> Path:
     per_rank = max(1, cfg.batch // ws)
     params = (_count(rec.reference), _count(rec.pruned))
     if accel.is_main_process:
-        log.info("pruned %s: %d -> %d UNet parameters (%.1f%%)", plan["removed"], *params, 100 * params[1] / params[0])
+        log.info("pruned %s, channel ratio %g: %d -> %d UNet parameters (%.1f%%)", plan["removed"] if plan else [],
+                 cfg.channel_ratio, *params, 100 * params[1] / params[0])
     bar = tqdm(total=cfg.steps, initial=start, desc="prune", disable=not accel.is_main_process, dynamic_ncols=True)
     for step in range(start, cfg.steps):
         idx = _rng(cfg, step, rank, 0).integers(0, len(latents), size=per_rank)
@@ -268,5 +311,6 @@ def prune(cfg: PruneConfig) -> Path:
     if accel.is_main_process:
         scheduler = _student_scheduler(student)
         model = T2VModel(copy.deepcopy(rec.pruned).eval(), student.vae, student.text_encoder, student.tokenizer, scheduler, meta={})
-        save_pruned(model, plan, pruned_dir, pruned_meta(cfg, student, plan, cfg.steps, params))
+        meta = pruned_meta(cfg, student, plan, cfg.steps, params, channel_plan)
+        save_pruned(model, plan, pruned_dir, meta, channel_plan=channel_plan)
     return pruned_dir
