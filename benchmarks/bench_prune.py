@@ -1,11 +1,14 @@
-"""Pruning benchmark: UNet latency, parameters and FLOPs of the unpruned student vs the pruned one, same run.
+"""Pruning benchmark: UNet latency, parameters and FLOPs of the unpruned student vs the pruned ones, same run.
 
     python benchmarks/bench_prune.py --student builtin-student --pruned builtin-pruned --out benchmarks/results/prune.json
-    python benchmarks/bench_prune.py --tiny --channels 32,64,64 --rule vdmini     # random weights: latency only
+    python benchmarks/bench_prune.py --tiny --channels 32,64,64 --rule vdmini --channel-ratio 0.25   # random weights
 
-Latency does not depend on the weights, so ``--rule`` (or ``--plan``) applies a plan to the student's UNet
-directly when no trained pruned directory exists yet. Both UNets run interleaved (A, B, A, B, ...) after a
-warm-up, at fixed threads, batch 1, one consistency step's call (timestep_cond included); medians reported.
+Rows: ``student`` (unpruned), ``pruned`` (the block plan), and with ``--channel-ratio R`` (torch-pruning, internal
+widths only) ``channel_pruned`` (the student's UNet at R) and ``block_channel_pruned`` (the block-pruned UNet at R:
+blocks first, as ``turbo-edge prune --channel-ratio`` does). Latency does not depend on the weights, so ``--rule``
+(or ``--plan``) applies a plan to the student's UNet directly when no trained pruned directory exists yet. All
+UNets run interleaved (A, B, C, ...) after a warm-up, at fixed threads, batch 1, one consistency step's call
+(timestep_cond included), PyTorch eager; medians reported.
 """
 
 from __future__ import annotations
@@ -25,17 +28,16 @@ import torch
 
 
 def _tiny_student_unet(channels: tuple[int, ...], w_dim: int) -> tuple[Any, dict[str, Any]]:
-    from diffusers import UNet3DConditionModel
-
-    from turbo_edge.core.models import TinyTeacherSpec
+    from turbo_edge.core.models import TinyTeacherSpec, unet_from_config
 
     spec = TinyTeacherSpec(unet_channels=channels)
     config = {**spec.unet_config(), "time_cond_proj_dim": w_dim}
     torch.manual_seed(0)
-    return UNet3DConditionModel(**config).eval(), {"frames": spec.frames, "text_len": spec.max_length, "w_dim": w_dim}
+    return unet_from_config(config).eval(), {"frames": spec.frames, "text_len": spec.max_length, "w_dim": w_dim}
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
+def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any] | None, dict[str, Any], str]:
+    """(student UNet, block-pruned UNet, its block plan, input shape, label)."""
     from turbo_edge.prune import plan as plans
 
     if args.tiny:
@@ -54,13 +56,28 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
 
         pruned_model = load_pruned(args.pruned)
         pruned = pruned_model.unet
-        plan_name = f"{args.pruned} ({plans.read_plan(pruned_model.path / plans.PLAN_FILE)['rule']})"
+        plan, channel_plan = plans.read_plans(pruned_model.path)
+        if channel_plan is not None:  # its widths are pruned already: no block-only row to add channels to
+            plan = None
+        plan_name = f"{args.pruned} ({plan['rule'] if plan else 'channels'})"
     else:
         config = plans.base_config(student)
         plan = plans.read_plan(args.plan) if args.plan else plans.RULES[args.rule](config)
         pruned = plans.apply_plan(copy.deepcopy(student), plan)
         plan_name = args.plan or args.rule
-    return student, pruned.eval(), shape, f"{source} vs {plan_name}"
+    return student, pruned.eval(), plan, shape, f"{source} vs {plan_name}"
+
+
+def _channel_rows(student: Any, pruned: Any, plan: dict[str, Any] | None, ratio: float) -> dict[str, Any]:
+    """The channel-pruned UNets (torch-pruning, magnitude importance) of the student and of the block-pruned one."""
+    from turbo_edge.prune import channels
+
+    if ratio <= 0:
+        return {}
+    rows = {"channel_pruned": channels.channel_prune(student, ratio)[0].eval()}
+    if plan is not None:
+        rows["block_channel_pruned"] = channels.channel_prune(pruned, ratio, block_plan=plan)[0].eval()
+    return rows
 
 
 def _inputs(unet: Any, shape: dict[str, Any], size: int) -> dict[str, Any]:
@@ -90,25 +107,28 @@ def main() -> None:
     p.add_argument("--rule", default="vdmini")
     p.add_argument("--tiny", action="store_true", help="random tiny UNet3D instead of --student (no files needed)")
     p.add_argument("--channels", default="32,64,64", help="--tiny's block_out_channels")
+    p.add_argument("--channel-ratio", type=float, default=0.25, help="channel pruning ratio for the channel rows; 0: none")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--out", default="benchmarks/results/prune.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    student, pruned, shape, label = _load(args)
+    student, pruned, plan, shape, label = _load(args)
+    unets = {"student": student, "pruned": pruned, **_channel_rows(student, pruned, plan, args.channel_ratio)}
     size = int(student.config.sample_size)
     inputs = _inputs(student, shape, size)
     for _ in range(args.warmup):
-        student(**inputs), pruned(**inputs)
-    times: dict[str, list[float]] = {"student": [], "pruned": []}
-    for _ in range(args.runs):  # interleaved, so drifting machine load hits both alike
-        for name, unet in (("student", student), ("pruned", pruned)):
+        for unet in unets.values():
+            unet(**inputs)
+    times: dict[str, list[float]] = {name: [] for name in unets}
+    for _ in range(args.runs):  # interleaved, so drifting machine load hits every model alike
+        for name, unet in unets.items():
             start = time.perf_counter()
             unet(**inputs)
             times[name].append(time.perf_counter() - start)
     rows = {}
-    for name, unet in (("student", student), ("pruned", pruned)):
+    for name, unet in unets.items():
         rows[name] = {
             "median_ms": 1000 * statistics.median(times[name]),
             "min_ms": 1000 * min(times[name]),
@@ -125,13 +145,19 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
-        "student": rows["student"],
-        "pruned": rows["pruned"],
+        **rows,
         "latency_speedup": rows["student"]["median_ms"] / rows["pruned"]["median_ms"],
         "params_ratio": rows["pruned"]["params"] / rows["student"]["params"],
         "flops_ratio": rows["pruned"]["flops"] / rows["student"]["flops"],
     }
-    print(json.dumps({k: result[k] for k in ("models", "latency_speedup", "params_ratio", "flops_ratio")}, indent=2))
+    if len(unets) > 2:
+        result["channel_ratio"] = args.channel_ratio
+    for name in list(unets)[2:]:  # the same three figures per channel row, against the unpruned student
+        key = name.removesuffix("_pruned")
+        result[f"{key}_latency_speedup"] = rows["student"]["median_ms"] / rows[name]["median_ms"]
+        result[f"{key}_params_ratio"] = rows[name]["params"] / rows["student"]["params"]
+        result[f"{key}_flops_ratio"] = rows[name]["flops"] / rows["student"]["flops"]
+    print(json.dumps({k: v for k, v in result.items() if k == "models" or k.endswith(("speedup", "_ratio"))}, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
