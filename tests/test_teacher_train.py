@@ -93,3 +93,23 @@ def test_frozen_text_encoder_stays_at_its_seeded_init(tmp_path):
     te = {k.removeprefix("text_encoder."): v for k, v in w.items() if k.startswith("text_encoder.")}
     assert te.keys() == fresh.keys()
     assert all(torch.equal(te[k], fresh[k]) for k in te), "a frozen text encoder must keep its seeded initial weights"
+
+
+def test_redrawn_token_embeddings_keep_the_motion_word_distinct(tmp_path):
+    from turbo_edge.core.models import TinyTeacherSpec, build_text_encoder
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.core.sampling import encode_text
+
+    out = tmp_path / "tokens"
+    cfg = TeacherTrainConfig(out=str(out), unet_steps=1, train_text_encoder=False, text_token_std=1.0, phases=("unet",), init_from="builtin", **SMALL)
+    run(cfg)
+    model = load_teacher(export_teacher(out, tmp_path / "exported", half=False))
+    assert float(model.text_encoder.get_input_embeddings().weight.std()) == pytest.approx(1.0, abs=0.05)
+    left, right = encode_text(model, ["a red circle moving left", "a red circle moving right"])
+    at_direction = float((left - right).norm(dim=-1)[5])  # token 5 is the direction word (after BOS)
+    assert at_direction > 8.0, at_direction  # CLIP's own 0.02 init gives ~1.7 here (the builtin's encoder)
+    model.text_encoder = build_text_encoder(TinyTeacherSpec(), len(model.tokenizer)).eval()  # CLIP's own init
+    default_left, default_right = encode_text(model, ["a red circle moving left", "a red circle moving right"])
+    assert float((default_left - default_right).norm(dim=-1)[5]) < at_direction / 2
+    with pytest.raises(ValueError, match="frozen text encoder"):
+        TeacherTrainConfig(text_token_std=1.0)  # the encoder would train away from the draw

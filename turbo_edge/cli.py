@@ -157,6 +157,8 @@ def _teacher_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze-text-encoder", dest="train_text_encoder", action="store_false", default=None,
                    help="keep a freshly initialised text encoder frozen (as real T2V models keep theirs)")
     p.add_argument("--init-from", dest="init_from", help="warm start from this teacher (alias or directory) of the builtin architecture")
+    p.add_argument("--text-token-std", dest="text_token_std", type=float,
+                   help="re-draw the frozen text encoder's token embeddings with this std (1.0 keeps every word distinct)")
 
 
 def _build_teacher_train(a: argparse.Namespace) -> StageConfig:
