@@ -39,7 +39,7 @@ def main() -> None:
             r.pop("config")
             r["wall_seconds"] = time.perf_counter() - start
             rows.append(r)
-            print(json.dumps({k: r[k] for k in ("model", "prompts", "content_acc", "motion_acc", "all_acc", "fd", "seconds_per_video")}))
+            print(json.dumps({k: r[k] for k in ("model", "prompts", "content_acc", "motion_acc", "direction_acc", "all_acc", "fd", "seconds_per_video")}))
     result = {
         "command": "python " + " ".join(sys.argv),
         "threads": args.threads,

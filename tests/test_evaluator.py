@@ -55,3 +55,19 @@ def test_run_eval_writes_json(tmp_path):
 def test_bad_clip_array_is_rejected(evaluator):
     with pytest.raises(ValueError, match="expected uint8 clips"):
         evaluator.score(np.zeros((2, 8, 32, 32, 3), dtype=np.float32), world.prompt_set("val", 2))
+
+
+def test_confusion_and_direction_accuracy_separate_still_from_directions(evaluator):
+    """Clips that never move score every "staying still" prompt right and every direction wrong: motion_acc
+    alone (0.2 here) would not say which; direction_acc and the confusion matrix do."""
+    attrs = world.prompt_set("val", 60, seed=4)
+    still = [world.Attributes(a.colour, a.shape, "still") for a in attrs]
+    clips = np.stack([world.render_clip(s, np.random.default_rng([7, i])) for i, s in enumerate(still)])
+    r = evaluator.score(clips, attrs, split="val")
+    confusion = np.array(r.motion_confusion)
+    counts = np.bincount([world.MOTIONS.index(a.motion) for a in attrs], minlength=5)
+    assert confusion.shape == (5, 5) and confusion.sum() == 60
+    assert (confusion.sum(1) == counts).all()  # rows are the prompts' motions
+    assert confusion[:, world.MOTIONS.index("still")].sum() >= 57  # columns are what the clips do: nothing
+    assert r.direction_acc <= 0.05
+    assert r.motion_acc == pytest.approx(np.trace(confusion) / 60)

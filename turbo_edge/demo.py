@@ -252,7 +252,7 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
         "row": spec.row, "stage": spec.stage, "backend": spec.backend, "precision": spec.precision, "steps": spec.steps,
         "latency_ms": 1e3 * statistics.median(times), "latency_ms_min": 1e3 * min(times),
         "content_acc": score["content_acc"], "motion_acc": score["motion_acc"], "fd": score["fd"],
-        "consistency": score.get("consistency"), "n_videos": len(times), "source": str(spec.source),
+        "direction_acc": score["direction_acc"], "consistency": score.get("consistency"), "n_videos": len(times), "source": str(spec.source),
         "stage_latency_ms": stages or None,
     }
     clip_dir = out / "clips" / config_hash(key)
@@ -318,12 +318,12 @@ def plan_rows(cfg: DemoConfig, teacher: Path, student: Path, pruned: Path, bundl
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'model':28s} {'runtime':12s} {'prec':5s} {'steps':>5s} {'ms/video':>9s} {'speedup':>8s} {'content':>8s} {'motion':>7s} {'FD':>7s}"
+    head = f"{'model':28s} {'runtime':12s} {'prec':5s} {'steps':>5s} {'ms/video':>9s} {'speedup':>8s} {'content':>8s} {'motion':>7s} {'dir':>5s} {'FD':>7s}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['row'][:28]:28s} {r['backend']:12s} {r['precision']:5s} {r['steps']:5d} {r['latency_ms']:9.1f} "
-            f"{r['speedup']:7.1f}x {r['content_acc']:8.2f} {r['motion_acc']:7.2f} {r['fd']:7.0f}"
+            f"{r['speedup']:7.1f}x {r['content_acc']:8.2f} {r['motion_acc']:7.2f} {r.get('direction_acc', float('nan')):5.2f} {r['fd']:7.0f}"
         )
     return "\n".join(lines)
 

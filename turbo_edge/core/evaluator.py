@@ -13,7 +13,7 @@ Never used as a training reward. It scores generated clips against the attribute
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +140,13 @@ class EvalResult:
     consistency: float
     fd: float
     n_videos: int
+    # Motion accuracy over the prompts that move (left / right / up / down): "staying still" is the easy class
+    # (no change at all), so motion_acc alone can hide directions at chance (0.25 here).
+    direction_acc: float = float("nan")
+    # Clip counts, rows = the prompt's motion, columns = the evaluator's reading, both in world.MOTIONS order.
+    motion_confusion: list[list[int]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -180,7 +185,11 @@ class Evaluator:
         labels = np.array([a.labels for a in attrs])
         colour = out["colour"].argmax(-1) == labels[:, None, 0]
         shape = out["shape"].argmax(-1) == labels[:, None, 1]
-        motion = out["motion"].argmax(-1) == labels[:, 2]
+        motion_pred = out["motion"].argmax(-1)
+        motion = motion_pred == labels[:, 2]
+        confusion = np.zeros((len(world.MOTIONS), len(world.MOTIONS)), dtype=np.int64)
+        np.add.at(confusion, (labels[:, 2], motion_pred), 1)
+        moving = labels[:, 2] != world.MOTIONS.index("still")
         maj_colour = np.array([np.bincount(r, minlength=6).argmax() for r in out["colour"].argmax(-1)]) == labels[:, 0]
         maj_shape = np.array([np.bincount(r, minlength=4).argmax() for r in out["shape"].argmax(-1)]) == labels[:, 1]
         feats = out["frame_features"]
@@ -196,4 +205,6 @@ class Evaluator:
             consistency=consistency,
             fd=fd,
             n_videos=len(clips),
+            direction_acc=float(motion[moving].mean()) if moving.any() else float("nan"),
+            motion_confusion=confusion.tolist(),
         )
