@@ -239,3 +239,17 @@ def test_openvino_runs_the_int8_graph(bundle: Path) -> None:
     ref = _ort(bundle / "unet.onnx", feeds)
     got = openvino_runner(bundle / "unet.int8.onnx", threads=1)(feeds)["out_sample"]
     assert np.abs(got - ref).mean() / np.abs(ref).mean() < 0.25
+
+
+def test_int8_overflow_fix_follows_the_cpu_unless_set():
+    from turbo_edge.export.config import host_overflow_fix
+
+    avx2_only = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+    vnni = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni\n"
+    assert host_overflow_fix(avx2_only) == "enable"  # u8 x s8 products saturate 16-bit intermediates here
+    assert host_overflow_fix(vnni) == "first_layer"
+    assert host_overflow_fix("Processor\t: AArch64\n") == "first_layer"  # no x86 flags line
+    assert ExportConfig().int8_overflow_fix in ("enable", "first_layer")  # "auto" is resolved when made
+    assert ExportConfig(int8_overflow_fix="disable").int8_overflow_fix == "disable"
+    with pytest.raises(ValueError, match="int8_overflow_fix"):
+        ExportConfig(int8_overflow_fix="always")

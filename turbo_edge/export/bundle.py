@@ -117,7 +117,7 @@ def export_int8_unet(
         tmp / FILE_NAMES["fp32"].format(name="unet"), int8, feeds, model_type=cfg.int8_model_type,
         ignored_patterns=cfg.int8_ignored_patterns, subset_size=cfg.int8_subset_size,
         fast_bias_correction=cfg.int8_fast_bias_correction, bias_correction=cfg.int8_bias_correction,
-        external_data_threshold=cfg.external_data_threshold,
+        external_data_threshold=cfg.external_data_threshold, overflow_fix=cfg.int8_overflow_fix,
     )
     # Measured on up to 8 of the trajectory's own inputs, spread over its timesteps (they were also calibration
     # inputs: the gate asks "does int8 track fp32 on the sampler's distribution", not generalisation).

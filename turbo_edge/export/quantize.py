@@ -124,8 +124,12 @@ def quantize_int8(
     fast_bias_correction: bool = True,
     bias_correction: bool = True,
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+    overflow_fix: str = "first_layer",
 ) -> list[Path]:
-    """NNCF post-training quantization of an fp32 ONNX graph to QuantizeLinear/DequantizeLinear pairs."""
+    """NNCF post-training quantization of an fp32 ONNX graph to QuantizeLinear/DequantizeLinear pairs.
+
+    ``overflow_fix`` is NNCF's: "enable" keeps every weight in 7 bits, for CPUs without VNNI (see ExportConfig).
+    """
     import nncf
     import onnx
 
@@ -145,10 +149,13 @@ def quantize_int8(
         "fast_bias_correction": fast_bias_correction,
         "ignored_scope": ignored,
     }
-    if not bias_correction:  # it runs ORT once per biased layer: the likely bulk of NNCF time on a UNet (not profiled)
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
-        kwargs["advanced_parameters"] = AdvancedQuantizationParameters(disable_bias_correction=True)
+    kwargs["advanced_parameters"] = AdvancedQuantizationParameters(
+        overflow_fix={"enable": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER, "disable": OverflowFix.DISABLE}[overflow_fix],
+        # Bias correction runs ORT once per biased layer: the likely bulk of NNCF time on a UNet (not profiled).
+        disable_bias_correction=not bias_correction,
+    )
     if model_type == "transformer":
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
     quantized = nncf.quantize(model, nncf.Dataset(feeds), **kwargs)
