@@ -133,7 +133,8 @@ def attach_temporal_position(unet: Any) -> Any:
             if block.pos_embed is None:
                 pos = SinusoidalPositionalEmbedding(block.norm1.normalized_shape[0], max_seq_length=MAX_FRAMES)
                 pos.register_buffer("pe", pos.pe, persistent=False)  # fixed: not a weight, not in safetensors
-                block.pos_embed = pos.to(next(block.parameters()).dtype)
+                ref = next(block.parameters())
+                block.pos_embed = pos.to(device=ref.device, dtype=ref.dtype)
     return unet
 
 
