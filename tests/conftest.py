@@ -55,3 +55,15 @@ def tiny_student_dir(tiny_t2v_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
     out = tmp_path_factory.mktemp("students") / "distill"
     return train(DistillConfig(teacher=str(tiny_t2v_dir), out=str(out), steps=1, batch=2, dataset_clips=8, lora_rank=4, w_embedding_dim=8))
+
+
+def student_unet_inputs(b: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded (latents, text, w-embedding) for the tiny student's UNet (SMALL_SPEC, 8-dim guidance embedding)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(b, 4, 4, 8, 8, generator=g), torch.randn(b, 16, 32, generator=g), torch.randn(b, 8, generator=g)
+
+
+def student_unet_forward(unet: torch.nn.Module, x: torch.Tensor, e: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """One no-grad call of a student UNet at timesteps 300 / 700."""
+    with torch.no_grad():
+        return unet(x, torch.tensor([300, 700][: len(x)]), encoder_hidden_states=e, timestep_cond=w).sample

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import student_unet_forward, student_unet_inputs
 
 from turbo_edge.core.pipeline_io import load_teacher
 from turbo_edge.prune import importance as imp
@@ -30,16 +31,6 @@ def student(student_dir):
     return load_teacher(student_dir)
 
 
-def _inputs(b=2):
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(b, 4, 4, 8, 8, generator=g), torch.randn(b, 16, 32, generator=g), torch.randn(b, 8, generator=g)
-
-
-def _forward(unet, x, e, w):
-    with torch.no_grad():
-        return unet(x, torch.tensor([300, 700][: len(x)]), encoder_hidden_states=e, timestep_cond=w).sample
-
-
 def _cfg(student_dir, out, **kw):
     base = dict(student=str(student_dir), out=str(out), steps=2, batch=2, dataset_clips=8, importance_clips=0,
                 log_every=1, checkpoint_every=1, disc_width=16)
@@ -59,20 +50,20 @@ def test_removable_units_and_vdmini_plan(student):
 
 def test_apply_plan_runs_with_fewer_params_and_matches_simulated_removal(student):
     config = plans.base_config(student.unet)
-    x, e, w = _inputs()
-    full = _forward(student.unet, x, e, w)
+    x, e, w = student_unet_inputs()
+    full = student_unet_forward(student.unet, x, e, w)
     n_full = sum(p.numel() for p in student.unet.parameters())
     for unit in TINY_UNITS:
         pruned = plans.apply_plan(copy.deepcopy(student.unet), plans.make_plan(config, [unit], "test"))
-        out = _forward(pruned, x, e, w)
+        out = student_unet_forward(pruned, x, e, w)
         with imp.simulate_removal(student.unet, imp.components(config, unit)):
-            simulated = _forward(student.unet, x, e, w)
+            simulated = student_unet_forward(student.unet, x, e, w)
         assert out.shape == full.shape
         assert sum(p.numel() for p in pruned.parameters()) < n_full
         # The surgery is exactly the identity-hook simulation the importance table measures.
         assert torch.equal(out, simulated), unit
         assert (out - full).abs().max().item() > 0, unit
-    assert torch.equal(_forward(student.unet, x, e, w), full)  # the simulation restored every module
+    assert torch.equal(student_unet_forward(student.unet, x, e, w), full)  # the simulation restored every module
     vd = plans.apply_plan(copy.deepcopy(student.unet), plans.vdmini_plan(config))
     assert vd.mid_block is None and [len(b.resnets) for b in vd.down_blocks] == [1, 1, 2]
     assert [len(b.resnets) for b in vd.up_blocks] == [3, 2, 2]
@@ -139,8 +130,8 @@ def test_save_load_pruned_round_trip_is_exact(student, tmp_path):
     loaded = load_pruned(out)
     sa, sb = unet.state_dict(), loaded.unet.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-    x, e, w = _inputs()
-    assert torch.equal(_forward(unet, x, e, w), _forward(loaded.unet, x, e, w))
+    x, e, w = student_unet_inputs()
+    assert torch.equal(student_unet_forward(unet, x, e, w), student_unet_forward(loaded.unet, x, e, w))
     # The plain diffusers loader cannot express the pruned shapes: the plan is what makes it loadable.
     broken = {**plan, "removed": ["mid_block"]}
     with pytest.raises(plans.PlanError, match="do not fit"):

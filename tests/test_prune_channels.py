@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import student_unet_forward, student_unet_inputs
 
 from turbo_edge import cli
 from turbo_edge.core.pipeline_io import T2VModel, load_teacher
@@ -47,16 +48,6 @@ def halved(noisy_unet):
     return channels.channel_prune(noisy_unet, 0.5)
 
 
-def _inputs(b=2):
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(b, 4, 4, 8, 8, generator=g), torch.randn(b, 16, 32, generator=g), torch.randn(b, 8, generator=g)
-
-
-def _forward(unet, x, e, w):
-    with torch.no_grad():
-        return unet(x, torch.tensor([300, 700][: len(x)]), encoder_hidden_states=e, timestep_cond=w).sample
-
-
 def _params(unet):
     return sum(p.numel() for p in unet.parameters())
 
@@ -80,9 +71,9 @@ def test_channel_plan_prunes_internal_widths_in_whole_units(noisy_unet, halved):
         if type(m).__name__ == "Attention":  # whole heads went: head_dim stays
             assert m.heads == orig.heads // 2 and m.to_q.out_features == m.inner_dim == orig.inner_dim // 2
     # Block outputs (what skips, ICD and MCA see) keep their width and resolution.
-    x, e, w = _inputs()
+    x, e, w = student_unet_inputs()
     taps = [FeatureTap(u, matched_layers(u)) for u in (noisy_unet, pruned)]
-    assert _forward(pruned, x, e, w).shape == _forward(noisy_unet, x, e, w).shape == x.shape
+    assert student_unet_forward(pruned, x, e, w).shape == student_unet_forward(noisy_unet, x, e, w).shape == x.shape
     assert {k: v.shape for k, v in taps[0].features.items()} == {k: v.shape for k, v in taps[1].features.items()}
     for t in taps:
         t.close()
@@ -100,10 +91,10 @@ def test_pruned_unet_is_the_unpruned_one_with_removed_channels_cut(noisy_unet, h
                 if layer["dim"] == "in":
                     removed = sorted(set(range(layer["size"])) - set(layer["kept"]))
                     modules[layer["name"]].weight[:, removed] = 0
-    x, e, w = _inputs()
-    out = _forward(pruned, x, e, w)
-    assert (out - _forward(cut, x, e, w)).abs().max().item() < 1e-5  # measured 1.5e-6
-    assert (out - _forward(noisy_unet, x, e, w)).abs().max().item() > 0.1  # and the pruning did change the function
+    x, e, w = student_unet_inputs()
+    out = student_unet_forward(pruned, x, e, w)
+    assert (out - student_unet_forward(cut, x, e, w)).abs().max().item() < 1e-5  # measured 1.5e-6
+    assert (out - student_unet_forward(noisy_unet, x, e, w)).abs().max().item() > 0.1  # and the pruning did change the function
 
 
 def test_replay_equals_torch_pruning_and_leaves_the_source_alone(noisy_unet, halved):
@@ -113,8 +104,8 @@ def test_replay_equals_torch_pruning_and_leaves_the_source_alone(noisy_unet, hal
     assert _params(noisy_unet) == before  # channel_prune worked on a copy
     sa, sb = pruned.state_dict(), replayed.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-    x, e, w = _inputs()
-    assert torch.equal(_forward(pruned, x, e, w), _forward(replayed, x, e, w))
+    x, e, w = student_unet_inputs()
+    assert torch.equal(student_unet_forward(pruned, x, e, w), student_unet_forward(replayed, x, e, w))
     assert channels.channel_plan_id(plan) == channels.channel_plan_id(json.loads(json.dumps(plan)))
 
 
@@ -133,11 +124,11 @@ def test_save_load_by_replay_is_exact_channel_only(halved, halved_dir):
     unet, plan = halved
     assert (halved_dir / plans.CHANNEL_PLAN_FILE).is_file() and not (halved_dir / plans.PLAN_FILE).is_file()
     assert plans.read_plan(halved_dir / plans.CHANNEL_PLAN_FILE) == plan
-    x, e, w = _inputs()
-    ref = _forward(unet, x, e, w)
+    x, e, w = student_unet_inputs()
+    ref = student_unet_forward(unet, x, e, w)
     for loaded in (load_teacher(halved_dir).unet, load_pruned(halved_dir).unet):
         assert _params(loaded) == _params(unet)
-        assert (_forward(loaded, x, e, w) - ref).abs().max().item() <= 1e-6
+        assert (student_unet_forward(loaded, x, e, w) - ref).abs().max().item() <= 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +148,8 @@ def test_block_then_channel_plans_compose_and_load(student, composed, tmp_path):
     assert _params(unet) / _params(student.unet) == pytest.approx(0.50, abs=0.02)
     loaded = load_teacher(out).unet
     assert loaded.mid_block is None and [len(b.resnets) for b in loaded.down_blocks] == [1, 1, 2]
-    x, e, w = _inputs()
-    assert (_forward(loaded, x, e, w) - _forward(unet, x, e, w)).abs().max().item() <= 1e-6
+    x, e, w = student_unet_inputs()
+    assert (student_unet_forward(loaded, x, e, w) - student_unet_forward(unet, x, e, w)).abs().max().item() <= 1e-6
     # The channel plan names post-surgery layers: without its block plan it cannot be replayed.
     shutil.copytree(out, tmp_path / "no_block_plan")
     (tmp_path / "no_block_plan" / plans.PLAN_FILE).unlink()
@@ -176,12 +167,12 @@ def test_channel_pruned_model_exports_to_onnx_with_parity(composed, tmp_path):
     contract, module = build_components(load_teacher(out), ExportShapes(4, 16, 16), ("unet",))["unet"]
     assert [t.name for t in contract.inputs] == ["sample", "timestep", "encoder_hidden_states", "timestep_cond"]
     export_onnx(module, contract, tmp_path / "unet.onnx")
-    x, e, w = _inputs(1)
+    x, e, w = student_unet_inputs(1)
     feeds = {"sample": x.numpy(), "timestep": np.array([300.0], np.float32), "encoder_hidden_states": e.numpy(), "timestep_cond": w.numpy()}
     got = next(iter(run_ort(tmp_path / "unet.onnx", feeds).values()))
     assert got.shape == (1, 4, 4, 8, 8)
     assert np.abs(got - next(iter(run_torch(module, contract, feeds).values()))).max() < 1e-4
-    assert np.abs(got - _forward(unet, x, e, w).numpy()).max() < 1e-4
+    assert np.abs(got - student_unet_forward(unet, x, e, w).numpy()).max() < 1e-4
 
 
 @pytest.mark.parametrize("case, message", [
