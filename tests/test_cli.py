@@ -17,6 +17,7 @@ def _dry(capsys, argv):
         (["eval", "--model", "noise", "--num", "8"], "eval"),
         (["teacher", "train", "--unet-steps", "7"], "teacher_train"),
         (["teacher", "export", "--run", "x"], "teacher_export"),
+        (["teacher", "probe", "--timesteps", "850,975"], "teacher_probe"),
         (["evaluator", "train", "--steps", "3"], "evaluator_train"),
         (["rewards", "train", "--which", "video"], "reward_train"),
         (["prune", "--student", "x", "--icd-weight", "0"], "prune"),
@@ -37,6 +38,13 @@ def test_flags_override_config_file(capsys, tmp_path):
     path.write_text(json.dumps({"kind": "teacher_train", "version": 1, "batch": 8, "lr": 0.01}))
     cfg = _dry(capsys, ["teacher", "train", "--config", str(path), "--lr", "0.5"])
     assert cfg["batch"] == 8 and cfg["lr"] == 0.5
+
+
+def test_teacher_train_high_noise_flags(capsys):
+    cfg = _dry(capsys, ["teacher", "train", "--high-noise-fraction", "0.5", "--high-noise-min-t", "800"])
+    assert cfg["high_noise_fraction"] == 0.5 and cfg["high_noise_min_t"] == 800
+    assert cli.main(["teacher", "train", "--high-noise-fraction", "1.5", "--dry-run"]) == 2
+    assert "high_noise_fraction must be in [0, 1]" in capsys.readouterr().err
 
 
 def test_phases_flag(capsys):

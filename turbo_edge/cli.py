@@ -159,6 +159,9 @@ def _teacher_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", dest="init_from", help="warm start from this teacher (alias or directory) of the builtin architecture")
     p.add_argument("--text-token-std", dest="text_token_std", type=float,
                    help="re-draw the frozen text encoder's token embeddings with this std (1.0 keeps every word distinct)")
+    p.add_argument("--high-noise-fraction", dest="high_noise_fraction", type=float,
+                   help="fraction of each batch whose timestep is drawn from [--high-noise-min-t, 1000), where motion is decided")
+    p.add_argument("--high-noise-min-t", dest="high_noise_min_t", type=int, help="lower end of the high-noise timestep range (default 850)")
 
 
 def _build_teacher_train(a: argparse.Namespace) -> StageConfig:
@@ -200,6 +203,28 @@ def _teacher_export(cfg: TeacherExportConfig) -> None:
 from turbo_edge.export.cli_commands import add_cli as _add_export_cli  # noqa: E402
 
 _add_export_cli(command, _from_args)
+
+
+def _teacher_probe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="teacher: builtin or a model directory of the world's geometry")
+    p.add_argument("--timesteps", type=lambda v: tuple(int(x) for x in v.split(",")), help="comma-separated, e.g. 700,850,950")
+    p.add_argument("--num", type=int, help="moving validation clips")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json", help="write the result here")
+
+
+def _build_teacher_probe(a: argparse.Namespace) -> StageConfig:
+    from turbo_edge.teacher.probe import ProbeConfig
+
+    return _from_args(ProbeConfig, a)
+
+
+@command("teacher probe", _teacher_probe_args, _build_teacher_probe)
+def _teacher_probe(cfg: StageConfig) -> None:
+    from turbo_edge.teacher.probe import format_table, run
+
+    print(format_table(run(cfg)))  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ distill
