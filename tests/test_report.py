@@ -70,14 +70,27 @@ def _export_json() -> dict:
     }
 
 
+CONFUSION = [[1, 2, 0, 0, 0], [3, 1, 0, 0, 0], [0, 0, 2, 2, 0], [0, 0, 1, 3, 0], [0, 0, 0, 0, 7]]
+
+
+def _teacher_json() -> dict:
+    """The structure of benchmarks/results/teacher.json (bench_teacher.py), two rows."""
+    row = {"content_acc": 0.9792, "colour_acc": 1.0, "shape_acc": 0.9583, "motion_acc": 0.3333, "direction_acc": 0.2381,
+           "consistency": 0.9512, "fd": 275.3, "n_videos": 24, "steps": 50, "guidance": 3.0, "model": "builtin",
+           "prompts": "val", "seconds_per_video": 5.312, "motion_confusion": CONFUSION}
+    truth = dict(row, model="groundtruth", guidance=None, motion_acc=1.0, direction_acc=1.0, motion_confusion=[[1] * 5] * 5)
+    return {"command": "python benchmarks/bench_teacher.py --model builtin --num 24", "threads": 2, "rows": [truth, row]}
+
+
 @pytest.fixture()
 def results_dir(tmp_path: Path) -> Path:
     d = tmp_path / "results"
     d.mkdir()
     (d / "demo.json").write_text(json.dumps(_demo_json()))
     (d / "export.json").write_text(json.dumps(_export_json()))
-    (d / "teacher.json").write_text(json.dumps({"command": "turbo-edge eval --model builtin", "content_acc": 0.4583,
-                                                "n_videos": 48, "per_prompt": [{"p": 1}]}))
+    (d / "teacher.json").write_text(json.dumps(_teacher_json()))
+    (d / "misc.json").write_text(json.dumps({"command": "turbo-edge eval --model builtin", "content_acc": 0.4583,
+                                             "n_videos": 48, "per_prompt": [{"p": 1}]}))
     (d / "demo_config.json").write_text(json.dumps({"kind": "demo", "version": 1}))  # not a results file: no command
     return d
 
@@ -143,12 +156,37 @@ def test_export_unet_latency_speedups_parity(results_dir, tmp_path):
 def test_unknown_and_non_results_files(results_dir, tmp_path):
     summary = render_report(results_dir, tmp_path / "out")
     markdown = Path(summary["report_md"]).read_text()
-    assert summary["sources"] == ["demo.json", "teacher.json", "export.json"]  # demo first, then by family
+    assert summary["sources"] == ["demo.json", "teacher.json", "export.json", "misc.json"]  # demo first, then by family
     assert summary["skipped"] == ["demo_config.json"] and "skipped: `demo_config.json`" in markdown
-    teacher = markdown[markdown.index("## teacher"):markdown.index("## export")]
-    assert "`turbo-edge eval --model builtin`" in teacher
-    assert "| content_acc | 0.4583 |" in teacher and "| n_videos | 48 |" in teacher
-    assert "not shown: `per_prompt`" in teacher
+    misc = markdown[markdown.index("## misc"):]
+    assert "`turbo-edge eval --model builtin`" in misc
+    assert "| content_acc | 0.4583 |" in misc and "| n_videos | 48 |" in misc
+    assert "not shown: `per_prompt`" in misc
+
+
+def test_teacher_rows_and_motion_confusion(results_dir, tmp_path):
+    markdown = Path(render_report(results_dir, tmp_path / "out")["report_md"]).read_text()
+    teacher = markdown[markdown.index("## teacher: held-out evaluator"):markdown.index("## export")]
+    assert _md_table_row(teacher, ["builtin", "val"]) == ["builtin", "val", "50", "3", "0.9792", "1", "0.9583", "0.3333", "0.2381",
+                                                          "0.9512", "275.3", "5.312"]
+    assert "motion confusion: builtin on val prompts" in teacher
+    assert "motion confusion: groundtruth" not in teacher  # the anchors' matrices are diagonal by construction
+    assert _md_table_row(teacher, ["left"]) == ["left", "1", "2", "0", "0", "0"]
+    assert _md_table_row(teacher, ["still"]) == ["still", "0", "0", "0", "0", "7"]
+
+
+def test_teacher_probe_rows(tmp_path):
+    d = tmp_path / "results"
+    d.mkdir()
+    rows = [{"t": 925, "snr": 0.01342, "mse_true_prompt": 0.2511, "gap_direction": 0.02214, "gap_colour": 1.321,
+             "gap_uncond": 0.4603, "direction_acc": 0.4062}]
+    (d / "teacher_probe.json").write_text(json.dumps({"command": "turbo-edge teacher probe --model builtin", "num": 32, "rows": rows}))
+    markdown = Path(render_report(d, tmp_path / "out")["report_md"]).read_text()
+    assert "## teacher: denoising-loss probe" in markdown
+    assert _md_table_row(markdown, ["925"]) == ["925", "0.01342", "0.2511", "0.02214", "1.321", "0.4603", "0.4062"]
+    (d / "teacher_probe.json").write_text(json.dumps({"command": "x", "rows": [dict(rows[0], gap_direction="big")]}))
+    with pytest.raises(ReportError, match="gap_direction"):
+        render_report(d, tmp_path / "out2")
 
 
 def test_plots_are_real_pngs(results_dir, tmp_path):
@@ -216,7 +254,7 @@ def test_clips_are_copied_and_shown_side_by_side(results_dir, clips_dir, tmp_pat
     still = still[:still.index("</table>")]
     assert "<th>teacher 50-step CFG pytorch fp32</th><th>pruned 4-step openvino int8</th>" in still
     assert still.count("<img ") == 1 and "(missing)" in still
-    assert page.index('id="clips"') < page.index('id="teacher"')  # the videos follow the demo table
+    assert page.index('id="clips"') < page.index('id="teacher-held-out-evaluator"')  # the videos follow the demo table
 
 
 def test_cli_dry_run_prints_config_and_writes_nothing(capsys, results_dir, tmp_path):

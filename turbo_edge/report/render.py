@@ -232,6 +232,51 @@ def _export_section(name: str, data: dict[str, Any], plots_dir: Path) -> Section
     return Section("export: UNet latency and parity", name, data.get("command"), blocks)
 
 
+TEACHER_COLUMNS = {
+    "model": "model", "prompts": "prompts", "steps": "steps", "guidance": "guidance", "content_acc": "content acc",
+    "colour_acc": "colour acc", "shape_acc": "shape acc", "motion_acc": "motion acc", "direction_acc": "direction acc",
+    "consistency": "consistency", "fd": "FD", "seconds_per_video": "s / video",
+}
+TEACHER_NUMBERS = ("steps", "content_acc", "motion_acc", "direction_acc", "fd", "seconds_per_video")
+PROBE_COLUMNS = {
+    "t": "t", "snr": "SNR", "mse_true_prompt": "x0 MSE (true prompt)", "gap_direction": "gap: wrong direction",
+    "gap_colour": "gap: wrong colour", "gap_uncond": "gap: no text", "direction_acc": "direction read-out acc",
+}
+# The evaluator's motion classes, in the order of its confusion matrices (turbo_edge.core.world.MOTIONS).
+MOTION_LABELS = ("left", "right", "up", "down", "still")
+
+
+def _confusion_table(matrix: Any, caption: str) -> Table | None:
+    if not (isinstance(matrix, list) and len(matrix) == len(MOTION_LABELS)
+            and all(isinstance(r, list) and len(r) == len(MOTION_LABELS) for r in matrix)):
+        return None
+    rows = [{"prompt says": label, **{f"read {c}": v for c, v in zip(MOTION_LABELS, r)}} for label, r in zip(MOTION_LABELS, matrix)]
+    return table_from_dicts(rows, caption=caption)
+
+
+@builder("teacher")
+def _teacher_section(name: str, data: dict[str, Any], plots_dir: Path) -> Section:
+    """Evaluator rows (one per model x prompt split) with their motion confusion matrices, or probe rows (one per t)."""
+    rows = data.get("rows", [])
+    blocks: list[Block] = []
+    title = "teacher: held-out evaluator"
+    if rows and isinstance(rows, list) and all(isinstance(r, dict) and "t" in r for r in rows):
+        title = "teacher: denoising-loss probe"
+        rows = _check_rows(name, data, "rows", tuple(k for k in PROBE_COLUMNS))
+        blocks.append(table_from_dicts(rows, list(PROBE_COLUMNS), PROBE_COLUMNS,
+                                       "denoising-loss probe: relative x0-loss increase when one prompt attribute is wrong"))
+    elif rows:
+        rows = _check_rows(name, data, "rows", TEACHER_NUMBERS)
+        main = [{k: r.get(k) for k in TEACHER_COLUMNS} for r in rows]
+        blocks.append(table_from_dicts(main, list(TEACHER_COLUMNS), TEACHER_COLUMNS, "held-out evaluator, per model and prompt split"))
+        for r in rows:
+            table = _confusion_table(r.get("motion_confusion"), f"motion confusion: {r.get('model')} on {r.get('prompts')} prompts (rows: prompt, columns: evaluator's reading)")
+            if table is not None and r.get("model") not in ("groundtruth", "noise"):
+                blocks.append(table)
+    blocks += _structured_blocks(data, {"rows"})
+    return Section(title, name, data.get("command"), blocks)
+
+
 def _parity_rows(parity: dict[str, Any]) -> list[dict[str, Any]]:
     """``{module: {precision: {max_abs, mean_rel, ...}}}`` to one row per module and precision (scalars only)."""
     rows = []
