@@ -250,6 +250,15 @@ def test_int8_overflow_fix_follows_the_cpu_unless_set():
     assert host_overflow_fix(vnni) == "first_layer"
     assert host_overflow_fix("Processor\t: AArch64\n") == "first_layer"  # no x86 flags line
     assert ExportConfig().int8_overflow_fix in ("enable", "first_layer")  # "auto" is resolved when made
+
+
+def test_cpu_flags_and_clock_from_cpuinfo_text():
+    from turbo_edge.runtime.cpu import cpu_flags, cpu_mhz
+
+    text = "processor\t: 0\ncpu MHz\t\t: 2445.412\nflags\t\t: fpu avx2 avx512f\nprocessor\t: 1\nflags\t\t: fpu\n"
+    assert cpu_flags(text) == frozenset({"fpu", "avx2", "avx512f"})  # the first processor's line
+    assert cpu_mhz(text) == 2445.412
+    assert cpu_flags("") is None and cpu_mhz("") is None
     assert ExportConfig(int8_overflow_fix="disable").int8_overflow_fix == "disable"
     with pytest.raises(ValueError, match="int8_overflow_fix"):
         ExportConfig(int8_overflow_fix="always")

@@ -291,12 +291,10 @@ def unet_flops(model_dir: Path, batch: int) -> float:
 def cpu_peak_gflops(threads: int) -> dict[str, Any]:
     """Nominal fp32 peak of ``threads`` cores: 2 AVX-512 FMA units x 16 lanes x 2 FLOPs per cycle at the
     reported clock (an upper bound: turbo and AVX-512 clock offsets are ignored)."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    mhz = next((float(line.split(":")[1]) for line in cpuinfo.splitlines() if line.startswith("cpu MHz")), None)
-    lanes = 16 if "avx512f" in cpuinfo else 8
+    from turbo_edge.runtime.cpu import cpu_flags, cpu_mhz
+
+    mhz = cpu_mhz()
+    lanes = 16 if "avx512f" in (cpu_flags() or ()) else 8
     if mhz is None:
         return {"peak_gflops": None, "formula": "unknown clock"}
     return {"peak_gflops": threads * 2 * lanes * 2 * mhz / 1e3, "formula": f"{threads} cores x 2 FMA x {lanes} fp32 lanes x 2 x {mhz:.0f} MHz"}

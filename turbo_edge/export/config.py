@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 
 from turbo_edge.core.config import StageConfig
 from turbo_edge.export.contracts import PRECISIONS
@@ -22,14 +21,11 @@ INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 def host_overflow_fix(cpuinfo: str | None = None) -> str:
     """NNCF overflow fix for int8 graphs run on this machine's CPU: "enable" without VNNI, else "first_layer"."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return "first_layer"  # not Linux: NNCF's own default
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
+    from turbo_edge.runtime.cpu import cpu_flags
+
+    flags = cpu_flags(cpuinfo)
     if flags is None:
-        return "first_layer"  # not x86 (or no flags line): nothing to say about u8 x s8 saturation
+        return "first_layer"  # not x86 Linux (no flags line): NNCF's own default, nothing known about u8 x s8 saturation
     return "first_layer" if any(f in flags for f in INT8_DOT_FLAGS) else "enable"
 
 
