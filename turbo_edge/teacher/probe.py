@@ -172,6 +172,8 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     result = probe(load_teacher(cfg.model, torch_dtype=torch.float32), cfg)
+    result["command"] = (f"turbo-edge teacher probe --model {cfg.model} --timesteps {','.join(map(str, cfg.timesteps))} "
+                         f"--num {cfg.num} --seed {cfg.seed}" + (f" --json {cfg.json}" if cfg.json else ""))
     result["config"] = cfg.to_dict()
     if cfg.json:
         out = Path(cfg.json)
