@@ -18,6 +18,7 @@ def _dry(capsys, argv):
         (["teacher", "train", "--unet-steps", "7"], "teacher_train"),
         (["teacher", "export", "--run", "x"], "teacher_export"),
         (["teacher", "probe", "--timesteps", "850,975"], "teacher_probe"),
+        (["convert", "--model", "builtin", "--out", "x"], "convert"),
         (["evaluator", "train", "--steps", "3"], "evaluator_train"),
         (["rewards", "train", "--which", "video"], "reward_train"),
         (["prune", "--student", "x", "--icd-weight", "0"], "prune"),

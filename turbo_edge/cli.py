@@ -227,6 +227,36 @@ def _teacher_probe(cfg: StageConfig) -> None:
     print(format_table(run(cfg)))  # type: ignore[arg-type]
 
 
+@dataclasses.dataclass
+class ConvertConfig(StageConfig):
+    KIND = "convert"
+
+    model: str = ""
+    out: str = ""
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        from turbo_edge.core.pipeline_io import WEIGHT_DTYPES
+
+        if not self.model or not self.out:
+            raise ValueError("give --model (alias or directory) and --out (a new directory)")
+        if self.dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"--dtype must be one of {WEIGHT_DTYPES}, got {self.dtype!r}")
+
+
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="alias or model directory")
+    p.add_argument("--out", help="new directory for the converted copy")
+    p.add_argument("--dtype", help="float16 (default: half the bytes), bfloat16 or float32")
+
+
+@command("convert", _convert_args, lambda a: _from_args(ConvertConfig, a))
+def _convert(cfg: StageConfig) -> None:
+    from turbo_edge.core.pipeline_io import convert_weights
+
+    print(f"wrote {convert_weights(cfg.model, cfg.out, cfg.dtype)} ({cfg.dtype} weights)")  # type: ignore[attr-defined]
+
+
 # ------------------------------------------------------------------ distill
 
 

@@ -195,3 +195,46 @@ def _diffusers_version() -> str:
     import diffusers
 
     return diffusers.__version__
+
+
+WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
+
+
+def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike[str], dtype: str = "float16") -> Path:
+    """Copy a model directory with every floating-point safetensors tensor stored as ``dtype``.
+
+    float16 halves the bytes of a shipped model; ``load_teacher`` reads the weights back as float32 by default, so
+    everything downstream runs on the rounded weights. Files other than weights (configs, tokenizer, pruning plans,
+    turbo_edge.json) are copied as they are; turbo_edge.json records ``weights_dtype``. Written atomically.
+    """
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"unknown weight dtype {dtype!r}; choose one of {WEIGHT_DTYPES}")
+    src = resolve_model_path(name_or_path)
+    check_layout(src)
+    out = Path(out)
+    if out.resolve() == src.resolve():
+        raise ValueError(f"--out {out} is the model itself: write the converted copy to a new directory")
+    target = getattr(torch, dtype)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp_", dir=out.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        for file in sorted(tmp.rglob("*.safetensors")):
+            with safe_open(str(file), framework="pt") as fh:
+                header = fh.metadata()
+            tensors = load_file(str(file))
+            save_file({k: v.to(target) if v.is_floating_point() else v for k, v in tensors.items()}, str(file), metadata=header)
+        meta_file = tmp / META_FILE
+        if meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
+            meta["weights_dtype"] = dtype
+            meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
