@@ -19,7 +19,7 @@ import torch
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import param
 from turbo_edge.core.data import encode_world, prompts_for
-from turbo_edge.core.pipeline_io import T2VModel, load_teacher, save_model
+from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.distill import consistency as cd
 from turbo_edge.distill.config import DistillConfig
@@ -204,7 +204,7 @@ def student_meta(cfg: DistillConfig, teacher: T2VModel, step: int) -> dict[str, 
             "supported_steps": SUPPORTED_STEPS,
             "timesteps": {str(k): param.consistency_timesteps(num_train, cfg.origin_steps, k).tolist() for k in SUPPORTED_STEPS},
         },
-        "teacher": str(teacher.path),
+        "teacher": cfg.teacher if cfg.teacher in ALIASES else str(teacher.path),  # an alias stays portable
         "distill": {"config": cfg.to_dict(), "step": step},
         "reproduce": f"turbo-edge distill --teacher {cfg.teacher} --out {cfg.out} --config {cfg.out}/distill_config.json",
     }
