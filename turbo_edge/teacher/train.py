@@ -278,7 +278,10 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps))
     phase_keys = ("dataset_clips", "batch", "lr", "warmup_steps", "min_snr_gamma", "cond_dropout", "ema_decay", "seed", "init_from", "min_snr_plus_one", "train_text_encoder", "text_token_std", "high_noise_fraction", "high_noise_min_t")
-    chash = ckpt.config_hash({"phase": "unet", **{k: getattr(cfg, k) for k in phase_keys}, "spec": spec.to_dict()})
+    hashed = {k: getattr(cfg, k) for k in phase_keys}
+    if cfg.high_noise_fraction == 0:  # off: the hash of a run recorded before the option existed, so it still resumes
+        del hashed["high_noise_fraction"], hashed["high_noise_min_t"]
+    chash = ckpt.config_hash({"phase": "unet", **hashed, "spec": spec.to_dict()})
     start = 0
     if last is not None:
         meta = ckpt.load_checkpoint(last, {"model": model, "ema": ema}, opt, expected_config_hash=chash)
