@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from turbo_edge.core.world import MOTIONS
 from turbo_edge.report.plots import Plot, plot_bars, plot_latency_quality, plot_stage_latency
 
 Scalar = str | int | float | bool | None
@@ -242,8 +243,8 @@ PROBE_COLUMNS = {
     "t": "t", "snr": "SNR", "mse_true_prompt": "x0 MSE (true prompt)", "gap_direction": "gap: wrong direction",
     "gap_colour": "gap: wrong colour", "gap_uncond": "gap: no text", "direction_acc": "direction read-out acc",
 }
-# The evaluator's motion classes, in the order of its confusion matrices (turbo_edge.core.world.MOTIONS).
-MOTION_LABELS = ("left", "right", "up", "down", "still")
+# The evaluator's motion classes, in the order of its confusion matrices.
+MOTION_LABELS = MOTIONS
 
 
 def _confusion_table(matrix: Any, caption: str) -> Table | None:

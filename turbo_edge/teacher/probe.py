@@ -28,7 +28,7 @@ from turbo_edge.core import param, world
 from turbo_edge.core.config import StageConfig
 from turbo_edge.core.data import to_pixels
 from turbo_edge.core.pipeline_io import T2VModel
-from turbo_edge.core.sampling import encode_text
+from turbo_edge.core.sampling import encode_text, latent_shape
 
 DIRECTIONS = ("left", "right", "up", "down")
 
@@ -53,8 +53,8 @@ class ProbeConfig(StageConfig):
 
 
 def _world_config(model: T2VModel) -> world.WorldConfig:
-    frames = int(model.meta.get("frames", 8))
-    size = int(model.unet.config.sample_size) * 2 ** (len(model.vae.config.block_out_channels) - 1)
+    _, frames, _, _ = latent_shape(model, None, None, None)  # the model's own default clip geometry
+    size = int(model.vae.config.sample_size)
     try:
         return world.WorldConfig(frames=frames, size=size)
     except ValueError as e:
@@ -172,8 +172,10 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     result = probe(load_teacher(cfg.model, torch_dtype=torch.float32), cfg)
-    result["command"] = (f"turbo-edge teacher probe --model {cfg.model} --timesteps {','.join(map(str, cfg.timesteps))} "
-                         f"--num {cfg.num} --seed {cfg.seed}" + (f" --json {cfg.json}" if cfg.json else ""))
+    result["command"] = (
+        f"turbo-edge teacher probe --model {cfg.model} --timesteps {','.join(map(str, cfg.timesteps))} "
+        f"--num {cfg.num} --seed {cfg.seed}" + (f" --json {cfg.json}" if cfg.json else "")
+    )
     result["config"] = cfg.to_dict()
     if cfg.json:
         out = Path(cfg.json)
