@@ -81,6 +81,34 @@ def diversity(model: Any, attrs: list, steps: int, seeds: int) -> float:
     return float(np.mean(spreads))
 
 
+def unet_call_ms(model: Any, batch: int, runs: int = 20, warmup: int = 3, w_dim: int | None = None) -> float:
+    """Median ms of one UNet call at ``batch`` clips of ``model``'s latent shape (``w_dim``: with a guidance embedding)."""
+    import torch
+
+    from turbo_edge.core.sampling import encode_text, latent_shape
+
+    shape = latent_shape(model, None, None, None)
+    x = torch.randn((batch, *shape))
+    text = encode_text(model, ["a red circle moving left"] * batch)
+    t = torch.full((batch,), 500)
+    kwargs = {"timestep_cond": torch.zeros(batch, w_dim)} if w_dim else {}
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            model.unet(x, t, encoder_hidden_states=text, **kwargs)
+            if i >= warmup:
+                times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def main() -> int:
     import torch
 
@@ -144,10 +172,17 @@ def main() -> int:
         if four:
             row["beats_teacher_at_4_steps"] = {m: four[m] >= teacher_scores[m] for m in ("content_acc", "motion_acc")}
             row["speedup_teacher_over_4_step"] = result["teacher"]["latency_s_median"] / four["latency_s_median"]
+        if "unet_calls" not in result:
+            # Why the end-to-end ratio is what it is: one CFG step runs the UNet on 2 clips, one student step on 1
+            # (plus a guidance embedding). UNet-only ceiling of the 4-step ratio: 50 * t(batch 2) / (4 * t(batch 1)).
+            t2 = unet_call_ms(teacher, 2)
+            t1 = unet_call_ms(student, 1, w_dim=int(student.meta["sampler"]["w_embedding_dim"]))
+            result["unet_calls"] = {"teacher_cfg_batch2_ms": t2, "student_batch1_ms": t1, "batch2_over_batch1": t2 / t1,
+                                    "unet_only_ceiling_50_over_4": args.teacher_steps * t2 / (4 * t1)}
         result["arms"][arm] = row
         print(f"{arm}: " + ", ".join(f"{k}-step content {v['content_acc']:.2f} motion {v['motion_acc']:.2f}" for k, v in row["steps"].items()), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(Path(args.out), result)  # after every arm: an interrupted ablation keeps the arms it finished
+    write_json(Path(args.out), result)
     print(f"teacher {args.teacher_steps}-step: content {teacher_scores['content_acc']:.2f} motion {teacher_scores['motion_acc']:.2f}; wrote {args.out}")
     return 0
 

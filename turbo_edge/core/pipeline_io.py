@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from turbo_edge.core.fsutil import replace_dir
+from turbo_edge.core.fsutil import staged_dir
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ALIASES: dict[str, Path] = {
@@ -152,9 +151,7 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
 def save_model(model: T2VModel, out: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
     """Write the diffusers layout atomically: a temp dir beside ``out``, renamed into place when complete."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp_", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
         model.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         model.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
@@ -174,10 +171,6 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], meta: dict[str, Any
         full_meta = {**model.meta, **(meta or {})}
         if full_meta:
             (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2) + "\n")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -219,9 +212,7 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
     if out.resolve() == src.resolve():
         raise ValueError(f"--out {out} is the model itself: write the converted copy to a new directory")
     target = getattr(torch, dtype)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp_", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         for file in sorted(tmp.rglob("*.safetensors")):
             with safe_open(str(file), framework="pt") as fh:
@@ -233,8 +224,4 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
             meta = json.loads(meta_file.read_text())
             meta["weights_dtype"] = dtype
             meta_file.write_text(json.dumps(meta, indent=2) + "\n")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -16,13 +16,12 @@ import hashlib
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from turbo_edge.core.fsutil import replace_dir
+from turbo_edge.core.fsutil import staged_dir
 from turbo_edge.export import manifest as mf
 from turbo_edge.export.config import ExportConfig
 from turbo_edge.export.contracts import Contract, ExportShapes, build_components
@@ -210,9 +209,7 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
     shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler["uses_cfg"])
     components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components).items()}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp_", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         files: dict[str, dict[str, str]] = {}
         parity: dict[str, dict[str, ParityResult]] = {}
         for name, (contract, module) in components.items():
@@ -243,9 +240,5 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
         )
         mf.write_manifest(tmp, manifest)
         mf.verify_bundle(tmp)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote bundle %s (config_hash %s)", out, config_hash)
     return out

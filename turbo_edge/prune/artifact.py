@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-from turbo_edge.core.fsutil import replace_dir
+from turbo_edge.core.fsutil import staged_dir
 from turbo_edge.prune.plan import CHANNEL_PLAN_FILE, PLAN_FILE, PlanError, load_pruned_unet, read_plans, write_plan
 
 
@@ -30,14 +29,12 @@ def save_pruned(model: Any, plan: dict[str, Any] | None, out: str | os.PathLike[
     if plan is None and channel_plan is None:
         raise PlanError("a pruned directory needs a block plan, a channel plan or both")
     out = Path(out)
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_model(model, staging, meta=meta)
-    if plan is not None:
-        write_plan(plan, staging / PLAN_FILE)
-    if channel_plan is not None:
-        write_plan(channel_plan, staging / CHANNEL_PLAN_FILE)
-    replace_dir(staging, out)
+    with staged_dir(out) as staging:
+        save_model(model, staging, meta=meta)
+        if plan is not None:
+            write_plan(plan, staging / PLAN_FILE)
+        if channel_plan is not None:
+            write_plan(channel_plan, staging / CHANNEL_PLAN_FILE)
     return out
 
 

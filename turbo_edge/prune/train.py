@@ -34,7 +34,7 @@ import torch
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import param
 from turbo_edge.core.data import encode_world, prompts_for
-from turbo_edge.core.pipeline_io import T2VModel, load_teacher
+from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.distill import consistency as cd
 from turbo_edge.prune import channels, losses
@@ -211,7 +211,7 @@ def pruned_meta(cfg: PruneConfig, student: T2VModel, plan: dict[str, Any] | None
     return {
         **{k: v for k, v in student.meta.items() if k in keep},
         "kind": "pruned",
-        "student": str(student.path),
+        "student": cfg.student if cfg.student in ALIASES else str(student.path),  # an alias stays portable
         "prune": {
             "config": cfg.to_dict(), "step": step, "rule": plan["rule"] if plan else "none",
             "removed": plan["removed"] if plan else [],
