@@ -8,7 +8,9 @@ widths only) ``channel_pruned`` (the student's UNet at R) and ``block_channel_pr
 blocks first, as ``turbo-edge prune --channel-ratio`` does). Latency does not depend on the weights, so ``--rule``
 (or ``--plan``) applies a plan to the student's UNet directly when no trained pruned directory exists yet. All
 UNets run interleaved (A, B, C, ...) after a warm-up, at fixed threads, batch 1, one consistency step's call
-(timestep_cond included), PyTorch eager; medians reported.
+(timestep_cond included), PyTorch eager; medians reported. With a real student (not ``--tiny``) the student and
+the pruned UNet are also exported to ONNX with the bundle's UNet contract (static, batch 1) and timed, interleaved,
+in ONNX Runtime and OpenVINO fp32 (``fp32_onnx_same_inputs``; ``--no-onnx`` skips it).
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ def _tiny_student_unet(channels: tuple[int, ...], w_dim: int) -> tuple[Any, dict
     return unet_from_config(config).eval(), {"frames": spec.frames, "text_len": spec.max_length, "w_dim": w_dim}
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any] | None, dict[str, Any], str]:
-    """(student UNet, block-pruned UNet, its block plan, input shape, label)."""
+def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any] | None, dict[str, Any], str, Any]:
+    """(student UNet, block-pruned UNet, its block plan, input shape, label, the student's T2VModel or None)."""
     from turbo_edge.prune import plan as plans
 
     if args.tiny:
         student, shape = _tiny_student_unet(tuple(int(c) for c in args.channels.split(",")), 8)
-        source = f"random tiny UNet3D {args.channels}"
+        source, model = f"random tiny UNet3D {args.channels}", None
     else:
         from turbo_edge.core.pipeline_io import load_teacher
 
@@ -65,7 +67,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any] | None, di
         plan = plans.read_plan(args.plan) if args.plan else plans.RULES[args.rule](config)
         pruned = plans.apply_plan(copy.deepcopy(student), plan)
         plan_name = args.plan or args.rule
-    return student, pruned.eval(), plan, shape, f"{source} vs {plan_name}"
+    return student, pruned.eval(), plan, shape, f"{source} vs {plan_name}", model
 
 
 def _channel_rows(student: Any, pruned: Any, plan: dict[str, Any] | None, ratio: float) -> dict[str, Any]:
@@ -98,6 +100,44 @@ def _flops(unet: Any, inputs: dict[str, Any]) -> int:
     return int(counter.get_total_flops())
 
 
+def _onnx_runners(unets: dict[str, Any], model: Any, inputs: dict[str, Any], threads: int, work: Path) -> dict[str, Any]:
+    """``{"<unet>/onnxruntime": run, "<unet>/openvino": run}``: each UNet exported with the bundle's own contract
+    (static shapes, batch 1, the student's guidance-embedding input), fp32, run on the same inputs."""
+    from turbo_edge.export.contracts import ExportShapes, unet_component
+    from turbo_edge.export.onnx_export import export_onnx, ort_session
+    from turbo_edge.export.parity import openvino_runner
+
+    shapes = ExportShapes(frames=int(inputs["sample"].shape[2]), height=int(model.meta.get("height", 32)),
+                          width=int(model.meta.get("width", 32)), max_batch=1, static=True, uses_cfg=False)
+    feeds = {k: v.numpy().astype("float32") for k, v in inputs.items()}
+    runners: dict[str, Any] = {}
+    for name, unet in unets.items():
+        view = copy.copy(model)
+        view.unet = unet
+        contract, module = unet_component(view, shapes)
+        path = work / f"{name}.onnx"
+        export_onnx(module, contract, path)
+        sess = ort_session(path, threads)
+        outs = [o.name for o in sess.get_outputs()]
+        runners[f"{name}/onnxruntime"] = lambda sess=sess, outs=outs: sess.run(outs, feeds)
+        ov = openvino_runner(path, threads, warmup=feeds)
+        runners[f"{name}/openvino"] = lambda ov=ov: ov(feeds)
+    return runners
+
+
+def _time_interleaved(calls: dict[str, Any], warmup: int, runs: int) -> dict[str, list[float]]:
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(runs):  # interleaved, so drifting machine load hits every model alike
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 @torch.no_grad()
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -111,22 +151,25 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime / OpenVINO rows (they export each UNet first)")
     p.add_argument("--out", default="benchmarks/results/prune.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    student, pruned, plan, shape, label = _load(args)
+    student, pruned, plan, shape, label, model = _load(args)
     unets = {"student": student, "pruned": pruned, **_channel_rows(student, pruned, plan, args.channel_ratio)}
     size = int(student.config.sample_size)
     inputs = _inputs(student, shape, size)
-    for _ in range(args.warmup):
-        for unet in unets.values():
-            unet(**inputs)
-    times: dict[str, list[float]] = {name: [] for name in unets}
-    for _ in range(args.runs):  # interleaved, so drifting machine load hits every model alike
-        for name, unet in unets.items():
-            start = time.perf_counter()
-            unet(**inputs)
-            times[name].append(time.perf_counter() - start)
+    times = _time_interleaved({name: (lambda unet=unet: unet(**inputs)) for name, unet in unets.items()}, args.warmup, args.runs)
+    onnx_rows: dict[str, Any] = {}
+    if model is not None and not args.no_onnx:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as work:
+            runners = _onnx_runners({"student": student, "pruned": pruned}, model, inputs, args.threads, Path(work))
+            onnx_times = _time_interleaved(runners, args.warmup, args.runs)
+        for backend in ("onnxruntime", "openvino"):
+            a, b = (1000 * statistics.median(onnx_times[f"{n}/{backend}"]) for n in ("student", "pruned"))
+            onnx_rows[backend] = {"student_median_ms": a, "pruned_median_ms": b, "latency_speedup": a / b}
     rows = {}
     for name, unet in unets.items():
         rows[name] = {
@@ -150,6 +193,8 @@ def main() -> None:
         "params_ratio": rows["pruned"]["params"] / rows["student"]["params"],
         "flops_ratio": rows["pruned"]["flops"] / rows["student"]["flops"],
     }
+    if onnx_rows:
+        result["fp32_onnx_same_inputs"] = onnx_rows
     if len(unets) > 2:
         result["channel_ratio"] = args.channel_ratio
     for name in list(unets)[2:]:  # the same three figures per channel row, against the unpruned student
@@ -157,7 +202,7 @@ def main() -> None:
         result[f"{key}_latency_speedup"] = rows["student"]["median_ms"] / rows[name]["median_ms"]
         result[f"{key}_params_ratio"] = rows[name]["params"] / rows["student"]["params"]
         result[f"{key}_flops_ratio"] = rows[name]["flops"] / rows["student"]["flops"]
-    print(json.dumps({k: v for k, v in result.items() if k == "models" or k.endswith(("speedup", "_ratio"))}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k in ("models", "fp32_onnx_same_inputs") or k.endswith(("speedup", "_ratio"))}, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 

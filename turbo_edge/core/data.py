@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -28,12 +30,13 @@ def encode_world(vae, num_clips: int, seed: int, cache_dir: str | Path, split: s
     interrupted encode is redone rather than half-read.
     """
     cache = Path(cache_dir)
-    lat_path, lab_path = cache / "latents.npy", cache / "labels.npy"
-    if lat_path.is_file() and lab_path.is_file():
-        lat = np.load(lat_path, allow_pickle=False)
-        if lat.shape[0] == num_clips:
+    lat_path, lab_path, key_path = cache / "latents.npy", cache / "labels.npy", cache / "dataset.json"
+    key = dataset_key(vae, num_clips, seed, split)
+    if lat_path.is_file() and lab_path.is_file() and key_path.is_file():
+        if json.loads(key_path.read_text()) == key:
             log.info("reusing encoded dataset %s", lat_path)
-            return lat, np.load(lab_path, allow_pickle=False)
+            return np.load(lat_path, allow_pickle=False), np.load(lab_path, allow_pickle=False)
+        log.info("encoded dataset %s was made by another VAE or world setting: re-encoding", lat_path)
     sf = vae.config.scaling_factor
     lats, labels = [], []
     for start in tqdm(range(0, num_clips, 128), desc="encode dataset"):
@@ -48,8 +51,20 @@ def encode_world(vae, num_clips: int, seed: int, cache_dir: str | Path, split: s
     np.save(lab_path, lab)
     tmp = cache / "latents.tmp.npy"
     np.save(tmp, lat)
+    key_path.unlink(missing_ok=True)
     tmp.replace(lat_path)
+    key_path.write_text(json.dumps(key, indent=1) + "\n")  # last: a cache without its key is never reused
     return lat, lab
+
+
+def dataset_key(vae, num_clips: int, seed: int, split: str) -> dict[str, object]:
+    """What an encoded dataset depends on: the world setting and every VAE weight (a changed teacher re-encodes)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(vae.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return {"split": split, "seed": int(seed), "num_clips": int(num_clips),
+            "scaling_factor": float(vae.config.scaling_factor), "vae_sha256": h.hexdigest()}
 
 
 def prompts_for(labels: np.ndarray, drop: np.ndarray | None = None) -> list[str]:
