@@ -35,3 +35,23 @@ def test_cache_without_its_key_is_redone(tiny_t2v_dir, tmp_path):
     np.save(tmp_path / "latents.npy", np.zeros((4, 1), dtype=np.float16))
     lat, _ = data.encode_world(vae, 4, 0, tmp_path)
     assert lat.ndim == 5
+
+
+def test_an_encode_killed_half_way_never_leaves_a_cache_that_matches(tiny_t2v_dir, tmp_path, monkeypatch):
+    vae = load_teacher(tiny_t2v_dir).vae
+    _, labels0 = data.encode_world(vae, 8, 0, tmp_path)
+    real_save = np.save
+
+    def killed(path, arr, *a, **kw):
+        if str(path).endswith("latents.tmp.npy"):
+            raise KeyboardInterrupt("killed after the labels landed, before the latents")
+        return real_save(path, arr, *a, **kw)
+
+    monkeypatch.setattr(data.np, "save", killed)
+    try:
+        data.encode_world(vae, 8, 1, tmp_path)  # another setting: re-encodes over the seed-0 cache
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(data.np, "save", real_save)
+    _, labels = data.encode_world(vae, 8, 0, tmp_path)  # seed 0 again: its labels, not seed 1's beside old latents
+    assert np.array_equal(labels, labels0)

@@ -48,10 +48,10 @@ def encode_world(vae, num_clips: int, seed: int, cache_dir: str | Path, split: s
         labels.extend(a.labels for a in attrs)
     lat, lab = np.concatenate(lats), np.asarray(labels, dtype=np.int64)
     cache.mkdir(parents=True, exist_ok=True)
+    key_path.unlink(missing_ok=True)  # first: a half-replaced cache (new labels, old latents) must never match a key
     np.save(lab_path, lab)
     tmp = cache / "latents.tmp.npy"
     np.save(tmp, lat)
-    key_path.unlink(missing_ok=True)
     tmp.replace(lat_path)
     key_path.write_text(json.dumps(key, indent=1) + "\n")  # last: a cache without its key is never reused
     return lat, lab
