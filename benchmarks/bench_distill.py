@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import timed  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,14 +93,8 @@ def unet_call_ms(model: Any, batch: int, runs: int = 20, warmup: int = 3, w_dim:
     text = encode_text(model, ["a red circle moving left"] * batch)
     t = torch.full((batch,), 500)
     kwargs = {"timestep_cond": torch.zeros(batch, w_dim)} if w_dim else {}
-    times = []
     with torch.no_grad():
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            model.unet(x, t, encoder_hidden_states=text, **kwargs)
-            if i >= warmup:
-                times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+        return timed(lambda: model.unet(x, t, encoder_hidden_states=text, **kwargs), warmup, runs)["median_ms"]
 
 
 def write_json(path: Path, result: dict[str, Any]) -> None:
@@ -182,7 +177,6 @@ def main() -> int:
         result["arms"][arm] = row
         print(f"{arm}: " + ", ".join(f"{k}-step content {v['content_acc']:.2f} motion {v['motion_acc']:.2f}" for k, v in row["steps"].items()), flush=True)
         write_json(Path(args.out), result)  # after every arm: an interrupted ablation keeps the arms it finished
-    write_json(Path(args.out), result)
     print(f"teacher {args.teacher_steps}-step: content {teacher_scores['content_acc']:.2f} motion {teacher_scores['motion_acc']:.2f}; wrote {args.out}")
     return 0
 

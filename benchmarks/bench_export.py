@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -19,21 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import timed  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def timed(fn: Callable[[], Any], warmup: int, runs: int) -> dict[str, float]:
-    """Warm-up calls, then ``runs`` timed calls; median and p90 in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))], "min_ms": times[0]}
 
 
 def unet_feeds(manifest: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import timed  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,14 +58,7 @@ def openvino_time(path: Path, feeds: dict[str, np.ndarray], threads: int, hint: 
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint,
                                                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
     request = compiled.create_infer_request()
-    for _ in range(warmup):
-        request.infer(feeds)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        request.infer(feeds)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return timed(lambda: request.infer(feeds), warmup, runs)["median_ms"]
 
 
 def feeds_for(manifest: dict[str, Any], batch: int) -> dict[str, np.ndarray]:

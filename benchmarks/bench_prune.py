@@ -22,11 +22,11 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _timing import time_interleaved  # benchmarks/ is on sys.path when a script runs
 
 
 def _tiny_student_unet(channels: tuple[int, ...], w_dim: int) -> tuple[Any, dict[str, Any]]:
@@ -104,8 +104,8 @@ def _onnx_runners(unets: dict[str, Any], model: Any, inputs: dict[str, Any], thr
     """``{"<unet>/onnxruntime": run, "<unet>/openvino": run}``: each UNet exported with the bundle's own contract
     (static shapes, batch 1, the student's guidance-embedding input), fp32, run on the same inputs."""
     from turbo_edge.export.contracts import ExportShapes, unet_component
-    from turbo_edge.export.onnx_export import export_onnx, ort_session
-    from turbo_edge.export.parity import openvino_runner
+    from turbo_edge.export.onnx_export import export_onnx
+    from turbo_edge.export.parity import openvino_runner, ort_runner
 
     shapes = ExportShapes(frames=int(inputs["sample"].shape[2]), height=int(model.meta.get("height", 32)),
                           width=int(model.meta.get("width", 32)), max_batch=1, static=True, uses_cfg=False)
@@ -117,25 +117,9 @@ def _onnx_runners(unets: dict[str, Any], model: Any, inputs: dict[str, Any], thr
         contract, module = unet_component(view, shapes)
         path = work / f"{name}.onnx"
         export_onnx(module, contract, path)
-        sess = ort_session(path, threads)
-        outs = [o.name for o in sess.get_outputs()]
-        runners[f"{name}/onnxruntime"] = lambda sess=sess, outs=outs: sess.run(outs, feeds)
-        ov = openvino_runner(path, threads, warmup=feeds)
-        runners[f"{name}/openvino"] = lambda ov=ov: ov(feeds)
+        for backend, run in (("onnxruntime", ort_runner(path, threads)), ("openvino", openvino_runner(path, threads, warmup=feeds))):
+            runners[f"{name}/{backend}"] = lambda run=run: run(feeds)
     return runners
-
-
-def _time_interleaved(calls: dict[str, Any], warmup: int, runs: int) -> dict[str, list[float]]:
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(runs):  # interleaved, so drifting machine load hits every model alike
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 @torch.no_grad()
@@ -159,14 +143,14 @@ def main() -> None:
     unets = {"student": student, "pruned": pruned, **_channel_rows(student, pruned, plan, args.channel_ratio)}
     size = int(student.config.sample_size)
     inputs = _inputs(student, shape, size)
-    times = _time_interleaved({name: (lambda unet=unet: unet(**inputs)) for name, unet in unets.items()}, args.warmup, args.runs)
+    times = time_interleaved({name: (lambda unet=unet: unet(**inputs)) for name, unet in unets.items()}, args.warmup, args.runs)
     onnx_rows: dict[str, Any] = {}
     if model is not None and not args.no_onnx:
         import tempfile
 
         with tempfile.TemporaryDirectory() as work:
             runners = _onnx_runners({"student": student, "pruned": pruned}, model, inputs, args.threads, Path(work))
-            onnx_times = _time_interleaved(runners, args.warmup, args.runs)
+            onnx_times = time_interleaved(runners, args.warmup, args.runs)
         for backend in ("onnxruntime", "openvino"):
             a, b = (1000 * statistics.median(onnx_times[f"{n}/{backend}"]) for n in ("student", "pruned"))
             onnx_rows[backend] = {"student_median_ms": a, "pruned_median_ms": b, "latency_speedup": a / b}
