@@ -78,3 +78,25 @@ def test_int8_student_runs_in_openvino_close_to_fp32(student_bundle):
     int8 = Pipeline.from_bundle(student_bundle, backend="openvino", precision="int8", threads=1).generate_batch(PROMPTS, seed=1)
     mean_abs = np.abs(fp32.astype(float) - int8.astype(float)).mean()
     assert mean_abs < 12.0, f"int8 frames drift {mean_abs:.1f} levels on average from fp32"
+
+
+def test_eval_scores_a_bundle_like_the_model_it_came_from(tiny_student_dir, student_bundle):
+    from turbo_edge.core.eval_run import EvalConfig, run_eval
+
+    common = {"steps": 1, "prompts": "val", "num": 4, "seed": 0, "batch_size": 2}
+    torch_result = run_eval(EvalConfig(model=str(tiny_student_dir), **common))
+    fp32 = run_eval(EvalConfig(model=str(student_bundle), backend="ort-cpu", precision="fp32", threads=1, **common))
+    for key in ("content_acc", "motion_acc", "consistency"):
+        assert fp32[key] == pytest.approx(torch_result[key], abs=1e-3), key
+    assert fp32["fd"] == pytest.approx(torch_result["fd"], rel=1e-2)
+    int8 = run_eval(EvalConfig(model=str(student_bundle), backend="openvino", precision="int8", threads=1, **common))
+    assert int8["config"]["precision"] == "int8" and int8["n_videos"] == 4
+
+
+def test_eval_refuses_runtime_options_for_a_model_directory(tiny_student_dir):
+    from turbo_edge.core.eval_run import EvalConfig
+
+    with pytest.raises(ValueError, match="not a bundle directory"):
+        EvalConfig(model=str(tiny_student_dir), precision="int8")
+    with pytest.raises(ValueError, match="--backend must be one of"):
+        EvalConfig(model=str(tiny_student_dir), backend="cuda")

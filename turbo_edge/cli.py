@@ -116,7 +116,7 @@ def _generate(cfg: GenerateConfig) -> None:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="builtin, a model directory, or groundtruth / noise (evaluator anchors)")
+    p.add_argument("--model", help="builtin, a model directory, a bundle directory (turbo-edge export), or groundtruth / noise (evaluator anchors)")
     p.add_argument("--steps", type=int)
     p.add_argument("--guidance", type=float)
     p.add_argument("--prompts", choices=["train", "val", "heldout"])
@@ -125,6 +125,9 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--json", help="write the result here")
     p.add_argument("--save-clips", dest="save_clips", help="directory for one GIF per clip")
+    p.add_argument("--backend", help="bundles: runtime backend (ort-cpu, openvino, ort-cuda, tensorrt)")
+    p.add_argument("--precision", help="bundles: fp32, fp16 or int8 (where the bundle has that graph)")
+    p.add_argument("--threads", type=int, help="bundles: runtime threads (default: every core)")
 
 
 def _build_eval(a: argparse.Namespace) -> StageConfig:

@@ -2,6 +2,8 @@
 
 Clip sources register by name: ``groundtruth`` and ``noise`` (the evaluator's own sanity anchors) and
 model kinds read from a model directory's ``turbo_edge.json`` (``teacher`` here; later stages add theirs).
+A bundle directory (``turbo-edge export``'s, with ``manifest.json``) runs through the torch-free runtime on
+``--backend`` at ``--precision``, so an int8 bundle is scored by the same evaluator as the model it came from.
 """
 
 from __future__ import annotations
@@ -37,8 +39,24 @@ class EvalConfig(StageConfig):
     batch_size: int = 16
     json: str | None = None
     save_clips: str | None = None  # a directory for a GIF per clip
+    # Bundles only (``model`` is a bundle directory): the runtime backend, precision and threads.
+    backend: str = "ort-cpu"
+    precision: str = "fp32"
+    threads: int | None = None  # None: every core
 
     def __post_init__(self) -> None:
+        from turbo_edge.runtime.backends import BACKENDS
+        from turbo_edge.runtime.bundle import PRECISIONS
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {sorted(BACKENDS)}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if (self.backend, self.precision) != ("ort-cpu", "fp32") and not is_bundle(self.model):
+            raise ValueError(f"--backend / --precision choose how a bundle runs; {self.model!r} is not a bundle directory "
+                             "(make one with `turbo-edge export`)")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.prompts not in ("train", "val", "heldout"):
             raise ValueError(f"--prompts must be train, val or heldout, got {self.prompts!r}")
         if self.num < 2:
@@ -99,6 +117,23 @@ def _student(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
     return generate_student(model, [a.prompt for a in attrs], steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, batch_size=cfg.batch_size, progress=True)
 
 
+def is_bundle(model: str) -> bool:
+    return (Path(model) / "manifest.json").is_file()
+
+
+def _bundle(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+    import os
+
+    from turbo_edge.runtime.pipeline import Pipeline
+
+    pipe = Pipeline.from_bundle(cfg.model, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads or os.cpu_count() or 1)
+    try:
+        # The runtime splits the prompts into profile-sized calls; prompt i keeps noise stream i either way.
+        return pipe.run([a.prompt for a in attrs], steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance).frames
+    finally:
+        pipe.close()
+
+
 def model_kind(model: str) -> str:
     from turbo_edge.core.pipeline_io import META_FILE, check_layout, resolve_model_path
 
@@ -111,6 +146,8 @@ def model_kind(model: str) -> str:
 def clip_source(cfg: EvalConfig) -> ClipSource:
     if cfg.model in SOURCES:
         return SOURCES[cfg.model]
+    if is_bundle(cfg.model):
+        return _bundle
     kind = model_kind(cfg.model)
     if kind not in MODEL_KINDS:
         raise ValueError(f"no sampler is registered for model kind {kind!r} (known: {sorted(MODEL_KINDS)})")
