@@ -122,6 +122,31 @@ def test_int8_graph_is_qdq_and_close_to_fp32(bundle: Path) -> None:
     assert 1e-4 < rel < 0.25  # off-trajectory input: looser than the gate's 0.15 on the sampler's own latents
 
 
+def _quantized_op_types(path: Path) -> set[str]:
+    """Op types with at least one input coming from a DequantizeLinear (what int8 actually covers)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.op_type for n in graph.node if n.op_type != "QuantizeLinear" and any(i in dq_outputs for i in n.input)}
+
+
+def test_int8_conv_scope_keeps_matmuls_fp32(bundle: Path, tmp_path: Path) -> None:
+    from turbo_edge.export.config import INT8_SCOPES
+    from turbo_edge.export.quantize import quantize_int8
+
+    assert {"Conv", "MatMul"} <= _quantized_op_types(bundle / "unet.int8.onnx")  # scope "all" (the bundle's default)
+    rng = np.random.default_rng(2)
+    feeds = [{"sample": rng.standard_normal((2, 4, 4, 8, 8)).astype(np.float32), "timestep": np.array([t, t], np.float32),
+              "encoder_hidden_states": rng.standard_normal((2, 16, 32)).astype(np.float32)} for t in (900.0, 500.0, 100.0)]
+    out = tmp_path / "unet.conv.onnx"
+    quantize_int8(bundle / "unet.onnx", out, feeds, ignored_types=INT8_SCOPES["conv"], subset_size=3, bias_correction=False)
+    covered = _quantized_op_types(out)
+    assert "Conv" in covered and not covered & {"MatMul", "Gemm"}
+    with pytest.raises(ValueError, match="int8_scope"):
+        ExportConfig(int8_scope="attention")
+
+
 def test_reexport_with_same_config_reuses(bundle: Path, tiny_t2v_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     before = (bundle / "manifest.json").read_bytes()
     with caplog.at_level(logging.INFO, logger="turbo_edge.export.bundle"):

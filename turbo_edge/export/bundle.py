@@ -23,7 +23,7 @@ import numpy as np
 
 from turbo_edge.core.fsutil import staged_dir
 from turbo_edge.export import manifest as mf
-from turbo_edge.export.config import ExportConfig
+from turbo_edge.export.config import INT8_SCOPES, ExportConfig
 from turbo_edge.export.contracts import Contract, ExportShapes, build_components
 from turbo_edge.export.onnx_export import export_onnx, run_torch
 from turbo_edge.export.parity import ParityError, ParityResult, check_parity, openvino_runner, ort_runner
@@ -114,7 +114,7 @@ def export_int8_unet(
     int8 = tmp / FILE_NAMES["int8"].format(name="unet")
     quantize_int8(
         tmp / FILE_NAMES["fp32"].format(name="unet"), int8, feeds, model_type=cfg.int8_model_type,
-        ignored_patterns=cfg.int8_ignored_patterns, subset_size=cfg.int8_subset_size,
+        ignored_patterns=cfg.int8_ignored_patterns, ignored_types=INT8_SCOPES[cfg.int8_scope], subset_size=cfg.int8_subset_size,
         fast_bias_correction=cfg.int8_fast_bias_correction, bias_correction=cfg.int8_bias_correction,
         external_data_threshold=cfg.external_data_threshold, overflow_fix=cfg.int8_overflow_fix,
     )

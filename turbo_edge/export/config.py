@@ -15,6 +15,10 @@ NOT_HASHED = ("out", "threads", "openvino_check")
 
 
 OVERFLOW_FIXES = ("auto", "enable", "first_layer", "disable")
+# What int8 quantizes: every op NNCF's preset picks, or convolutions only (MatMul/Gemm kept fp32: on a CPU
+# without int8 dot products, OpenVINO runs quantized matmuls through a slow int8 GEMM and the Q/DQ nodes break
+# its fp32 attention fusions; benchmarks/results/int8_scope.json measures both).
+INT8_SCOPES: dict[str, tuple[str, ...]] = {"all": (), "conv": ("MatMul", "Gemm")}
 # /proc/cpuinfo flags of x86 int8 dot-product instructions with 32-bit accumulation (no 16-bit saturation).
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -60,6 +64,7 @@ class ExportConfig(StageConfig):
     # int8 (NNCF post-training quantization of the UNet to Q/DQ).
     int8_model_type: str = "transformer"  # "transformer" | "default"
     int8_ignored_patterns: tuple[str, ...] = (r".*time_embedding.*", r".*time_proj.*", r".*conv_in.*", r".*conv_out.*")
+    int8_scope: str = "all"  # a key of INT8_SCOPES
     int8_calibration_prompts: int = 8
     int8_calibration_steps: int | None = None  # None: default_steps (the bundle's own timesteps)
     int8_subset_size: int = 300
@@ -98,6 +103,8 @@ class ExportConfig(StageConfig):
             raise ValueError(f"int8_overflow_fix must be one of {OVERFLOW_FIXES}, got {self.int8_overflow_fix!r}")
         if self.int8_overflow_fix == "auto":
             self.int8_overflow_fix = host_overflow_fix()
+        if self.int8_scope not in INT8_SCOPES:
+            raise ValueError(f"int8_scope must be one of {sorted(INT8_SCOPES)}, got {self.int8_scope!r}")
         if self.int8_model_type not in ("transformer", "default"):
             raise ValueError(f"int8_model_type must be 'transformer' or 'default', got {self.int8_model_type!r}")
 

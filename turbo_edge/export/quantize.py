@@ -120,6 +120,7 @@ def quantize_int8(
     feeds: CalibrationFeeds,
     model_type: str = "transformer",
     ignored_patterns: tuple[str, ...] = (),
+    ignored_types: tuple[str, ...] = (),
     subset_size: int = 300,
     fast_bias_correction: bool = True,
     bias_correction: bool = True,
@@ -129,6 +130,7 @@ def quantize_int8(
     """NNCF post-training quantization of an fp32 ONNX graph to QuantizeLinear/DequantizeLinear pairs.
 
     ``overflow_fix`` is NNCF's: "enable" keeps every weight in 7 bits, for CPUs without VNNI (see ExportConfig).
+    ``ignored_types`` names ONNX op types left in fp32 (``("MatMul", "Gemm")``: convolutions only).
     """
     import nncf
     import onnx
@@ -137,13 +139,12 @@ def quantize_int8(
         raise ValueError("int8 calibration got no inputs")
     model = onnx.load(str(src))
     node_names = [n.name for n in model.graph.node]
-    ignored = None
-    if ignored_patterns:
-        import re
+    import re
 
-        matched = [p for p in ignored_patterns if any(re.fullmatch(p, name) for name in node_names)]
-        # Only patterns that match this architecture: the defaults name diffusers modules a pruned UNet may lack.
-        ignored = nncf.IgnoredScope(patterns=matched, validate=False) if matched else None
+    # Only patterns that match this architecture: the defaults name diffusers modules a pruned UNet may lack.
+    matched = [p for p in ignored_patterns if any(re.fullmatch(p, name) for name in node_names)]
+    types = [t for t in ignored_types if any(n.op_type == t for n in model.graph.node)]
+    ignored = nncf.IgnoredScope(patterns=matched, types=types, validate=False) if matched or types else None
     kwargs: dict[str, Any] = {
         "subset_size": min(subset_size, len(feeds)),
         "fast_bias_correction": fast_bias_correction,
