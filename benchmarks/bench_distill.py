@@ -6,6 +6,11 @@ Standalone script (the library never imports it). Each arm trains with ``turbo-e
 
     python benchmarks/bench_distill.py --teacher builtin --steps 1000 --num 48 --threads 2
     python benchmarks/bench_distill.py --arms cd,cd_image --steps 2 --num 2 --out /tmp/d.json   # smoke
+    python benchmarks/bench_distill.py --arms cd_latent,cd_vsd --steps 200 --num 48 --merge   # add arms to --out
+
+``--merge`` keeps the arms already in ``--out`` and its teacher quality row when they were measured at the same
+budget, prompts and teacher; the teacher's latency is still re-timed in this run (on ``--merge-timing-prompts``
+prompts), so each new arm's speedup is a same-run ratio.
 
 Diversity: for each of ``--diversity-prompts`` prompts, ``--diversity-seeds`` clips from different seeds; the
 spread is the mean distance of their evaluator clip features from their mean (0 = every seed gives the same clip).
@@ -97,6 +102,19 @@ def unet_call_ms(model: Any, batch: int, runs: int = 20, warmup: int = 3, w_dim:
         return timed(lambda: model.unet(x, t, encoder_hidden_states=text, **kwargs), warmup, runs)["median_ms"]
 
 
+def merged_result(path: Path, args: argparse.Namespace, budget: dict[str, int], prompts: dict[str, Any]) -> dict[str, Any]:
+    """The earlier result in ``path`` to add arms to; refuses one measured at another budget, prompts or teacher."""
+    if not path.is_file():
+        raise SystemExit(f"--merge: {path} does not exist; run without --merge first")
+    result = json.loads(path.read_text())
+    theirs = {"budget": result.get("budget"), "prompts": result.get("prompts"),
+              "teacher": {k: result.get("teacher", {}).get(k) for k in ("model", "steps")}}
+    ours = {"budget": budget, "prompts": prompts, "teacher": {"model": args.teacher, "steps": args.teacher_steps}}
+    if theirs != ours:
+        raise SystemExit(f"--merge: {path} was measured with {theirs}, this run uses {ours}; use another --out")
+    return result
+
+
 def write_json(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -126,6 +144,8 @@ def main() -> int:
     p.add_argument("--latent-reward-steps", type=int, default=1000)
     p.add_argument("--runs", default=str(ROOT / "runs" / "distill_ablation"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distill.json"))
+    p.add_argument("--merge", action="store_true", help="add the arms to those already in --out (same budget, prompts, teacher)")
+    p.add_argument("--merge-timing-prompts", type=int, default=3, help="with --merge: prompts the teacher is re-timed on")
     args = p.parse_args()
     arms = args.arms.split(",")
     unknown = [a for a in arms if a not in ARMS]
@@ -137,18 +157,28 @@ def main() -> int:
     div_attrs = world.prompt_set("val", args.diversity_prompts, seed=1)
     student_steps = [int(s) for s in args.student_steps.split(",")]
 
+    command = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads, "loadavg_at_start": list(os.getloadavg())}
+    budget, prompts = {"steps": args.steps, "batch": args.batch}, {"split": "val", "num": args.num}
     teacher = load_teacher(args.teacher)
-    teacher_scores, teacher_times = evaluate(teacher, "teacher", attrs, args.teacher_steps, seed=0)
-    result: dict[str, Any] = {
-        "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
-                    "loadavg_at_start": list(os.getloadavg())},
-        "teacher": {"model": args.teacher, "steps": args.teacher_steps, **teacher_scores,
-                    "latency_s_median": statistics.median(teacher_times)},
-        "budget": {"steps": args.steps, "batch": args.batch},
-        "prompts": {"split": "val", "num": args.num},
-        "arms": {},
-    }
+    if args.merge:
+        result = merged_result(Path(args.out), args, budget, prompts)
+        teacher_scores = {m: result["teacher"][m] for m in ("content_acc", "motion_acc")}
+        _, times = evaluate(teacher, "teacher", attrs[: args.merge_timing_prompts], args.teacher_steps, seed=0)
+        teacher_latency = statistics.median(times)
+        result.setdefault("merged_runs", []).append({"command": command, "machine": machine, "arms": arms,
+                                                     "teacher_latency_s_median_this_run": teacher_latency})
+    else:
+        teacher_scores, teacher_times = evaluate(teacher, "teacher", attrs, args.teacher_steps, seed=0)
+        teacher_latency = statistics.median(teacher_times)
+        result = {
+            "command": command,
+            "machine": machine,
+            "teacher": {"model": args.teacher, "steps": args.teacher_steps, **teacher_scores, "latency_s_median": teacher_latency},
+            "budget": budget,
+            "prompts": prompts,
+            "arms": {},
+        }
     for arm in arms:
         overrides = json.loads(json.dumps(ARMS[arm]))
         for r in overrides.get("rewards", []):
@@ -166,7 +196,7 @@ def main() -> int:
         four = row["steps"].get("4")
         if four:
             row["beats_teacher_at_4_steps"] = {m: four[m] >= teacher_scores[m] for m in ("content_acc", "motion_acc")}
-            row["speedup_teacher_over_4_step"] = result["teacher"]["latency_s_median"] / four["latency_s_median"]
+            row["speedup_teacher_over_4_step"] = teacher_latency / four["latency_s_median"]  # same run
         if "unet_calls" not in result:
             # Why the end-to-end ratio is what it is: one CFG step runs the UNet on 2 clips, one student step on 1
             # (plus a guidance embedding). UNet-only ceiling of the 4-step ratio: 50 * t(batch 2) / (4 * t(batch 1)).

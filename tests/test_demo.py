@@ -59,6 +59,10 @@ def test_interrupted_demo_resumes_and_prints_the_table(tmp_path, monkeypatch, ca
     assert "ms/video" in printed and "openvino" in printed
     saved = json.loads((out / "demo.json").read_text())
     assert len(saved["rows"]) == 6 and saved["stage_latency"]
+    # wall time per stage of the resumed run: every stage is named, and they account for the run's time
+    wall = saved["stage_seconds"]
+    assert set(wall) == {"distill", "prune", "export", "rows_teacher", "rows_student", "rows_pruned"}
+    assert 0 < sum(wall.values()) <= saved["seconds"] and "seconds per stage" in printed
     index = json.loads((out / "index.json").read_text())
     for row_clips in index["rows"].values():
         assert all((out / p).is_file() for p in row_clips.values())

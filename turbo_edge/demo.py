@@ -354,22 +354,31 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     start = time.perf_counter()
     teacher = resolve_model_path(cfg.teacher)
     shipped_student, shipped_pruned = _shipped(cfg.student), _shipped(cfg.pruned)
-    distilled = distill_stage(cfg, out, shipped_student)
+    wall: dict[str, float] = {}  # seconds per stage of this invocation (a reused stage takes ~0)
+
+    def staged(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        value = fn()
+        wall[name] = wall.get(name, 0.0) + time.perf_counter() - t0
+        return value
+
+    distilled = staged("distill", lambda: distill_stage(cfg, out, shipped_student))
     student = shipped_student or distilled
-    pruned_run = prune_stage(cfg, out, student)
+    pruned_run = staged("prune", lambda: prune_stage(cfg, out, student))
     pruned = shipped_pruned or pruned_run
     labels = {
         "student": "student (shipped)" if shipped_student else f"student (demo, {cfg.setting('distill_steps')} st)",
         "pruned": "pruned (shipped)" if shipped_pruned else f"pruned (demo, {cfg.setting('prune_steps')} st)",
     }
-    bundles = {"student": export_stage(cfg, out, student, "student"), "pruned": export_stage(cfg, out, pruned, "pruned")}
+    bundles = staged("export", lambda: {"student": export_stage(cfg, out, student, "student"), "pruned": export_stage(cfg, out, pruned, "pruned")})
     if "tensorrt" in cfg.backends:  # GPU only: engines from the bundles' fp16 / int8 graphs (reused when present)
         from turbo_edge.export.tensorrt_build import EngineConfig, build_engines
 
         for bundle in bundles.values():
             build_engines(bundle, EngineConfig(bundle=str(bundle), precisions=tuple(cfg.precisions)))
     attrs = world.prompt_set("val", cfg.setting("num_prompts"), seed=cfg.seed)
-    rows = [measure_row(spec, attrs, cfg, out) for spec in plan_rows(cfg, teacher, student, pruned, bundles, labels)]
+    rows = [staged(f"rows_{spec.stage}", lambda spec=spec: measure_row(spec, attrs, cfg, out))
+            for spec in plan_rows(cfg, teacher, student, pruned, bundles, labels)]
     teacher_ms = rows[0]["latency_ms"]
     flops = {"teacher": unet_flops(teacher, 2), "student": unet_flops(student, 1), "pruned": unet_flops(pruned, 1)}
     peak = cpu_peak_gflops(cfg.threads)
@@ -388,6 +397,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "command": f"turbo-edge demo --preset {cfg.preset}",
         "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(), "threads": cfg.threads, **peak},
         "seconds": time.perf_counter() - start,
+        "stage_seconds": wall,
         "stages": {"distilled": str(distilled), "pruned_run": str(pruned_run), "student": str(student), "pruned": str(pruned),
                    "bundles": {k: str(v) for k, v in bundles.items()}},
         "rows": rows,
@@ -399,5 +409,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                    "rows": {f"{r['row']} {r['backend']} {r['precision']}": {p: str(Path(c).relative_to(out)) for p, c in r["clips"].items()} for r in rows}}
     (out / "index.json").write_text(json.dumps(clips_index, indent=2) + "\n")
     print(format_table(rows))
+    print("[demo] seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in wall.items()))
     print(f"[demo] wrote {out / 'demo.json'} ({result['seconds']:.0f} s); render it with: turbo-edge report --results {out} --clips {out}")
     return result
