@@ -49,15 +49,21 @@ def build_model(out: Path, width: int, seed: int = 0) -> Path:
     return save_model(model, out, meta=meta)
 
 
-def openvino_time(path: Path, feeds: dict[str, np.ndarray], threads: int, hint: str, warmup: int, runs: int) -> float:
+def openvino_request(path: Path, feeds: dict[str, np.ndarray], threads: int, hint: str = "f32", profile: bool = False) -> Any:
+    """An OpenVINO CPU infer request for ``path`` reshaped to the static shapes of ``feeds`` (PERF_COUNT with ``profile``)."""
     import openvino as ov
 
     core = ov.Core()
     model = core.read_model(str(path))
     model.reshape({k: list(v.shape) for k, v in feeds.items()})
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint,
-                                                 "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
-    request = compiled.create_infer_request()
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    if profile:
+        config["PERF_COUNT"] = "YES"
+    return core.compile_model(model, "CPU", config).create_infer_request()
+
+
+def openvino_time(path: Path, feeds: dict[str, np.ndarray], threads: int, hint: str, warmup: int, runs: int) -> float:
+    request = openvino_request(path, feeds, threads, hint)
     return timed(lambda: request.infer(feeds), warmup, runs)["median_ms"]
 
 

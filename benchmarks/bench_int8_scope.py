@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from _timing import time_interleaved  # benchmarks/ is on sys.path when a script runs
+from bench_int8_scale import feeds_for, openvino_request
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,26 +50,6 @@ def bundle_for(model: str, scope: str, work: Path, threads: int, calibration_pro
     export_bundle(resolve_model_path(model), out, cfg)
     print(f"[int8_scope] exported {out} in {time.perf_counter() - start:.0f} s", flush=True)
     return out
-
-
-def unet_feeds(manifest: dict[str, Any]) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    entry = manifest["components"]["unet"]
-    feeds = {s["name"]: rng.standard_normal([1, *entry["profile"]["opt"][s["name"]][1:]]).astype(np.float32) for s in entry["inputs"]}
-    feeds["timestep"] = np.full((1,), 500.0, np.float32)
-    return feeds
-
-
-def openvino_request(path: Path, feeds: dict[str, np.ndarray], threads: int, profile: bool) -> Any:
-    import openvino as ov
-
-    core = ov.Core()
-    model = core.read_model(str(path))
-    model.reshape({k: list(v.shape) for k, v in feeds.items()})
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
-    if profile:
-        config["PERF_COUNT"] = "YES"
-    return core.compile_model(model, "CPU", config).create_infer_request()
 
 
 def kernel_breakdown(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int = 10, top: int = 8) -> list[dict[str, Any]]:
@@ -122,11 +103,11 @@ def main() -> int:
     for model in args.models.split(","):
         bundles = {scope: bundle_for(model, scope, work, args.threads, args.calibration_prompts) for scope in scopes}
         first = bundles[scopes[0]]
-        feeds = unet_feeds(json.loads((first / "manifest.json").read_text()))
+        feeds = feeds_for(json.loads((first / "manifest.json").read_text()), batch=1)
         graphs = {"fp32": first / "unet.onnx", **{f"int8_{s}": b / "unet.int8.onnx" for s, b in bundles.items()}}
         calls: dict[str, Any] = {}
         for name, path in graphs.items():
-            request = openvino_request(path, feeds, args.threads, profile=False)
+            request = openvino_request(path, feeds, args.threads)
             calls[f"openvino {name}"] = lambda r=request, f=feeds: r.infer(f)
             calls[f"onnxruntime {name}"] = ort_call(path, feeds, args.threads)
         times = time_interleaved(calls, args.warmup, args.runs)
