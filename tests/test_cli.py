@@ -41,6 +41,51 @@ def test_flags_override_config_file(capsys, tmp_path):
     assert cfg["batch"] == 8 and cfg["lr"] == 0.5
 
 
+def test_set_overrides_config_and_flags_override_set(capsys, tmp_path):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"kind": "distill", "version": 1, "w_max": 4.0, "lr": 0.01}))
+    cfg = _dry(capsys, ["distill", "--config", str(path), "--set", "w_max=6", "--set", "lr=0.5", "--lr", "0.2",
+                        "--set", 'rewards=[{"name": "builtin-image", "weight": 2.0}]', "--set", "teacher=some/dir"])
+    assert cfg["w_max"] == 6 and cfg["lr"] == 0.2 and cfg["teacher"] == "some/dir"
+    assert cfg["rewards"] == [{"name": "builtin-image", "weight": 2.0}]
+
+
+@pytest.mark.parametrize("arg,message", [("w_maxx=6", "--set w_maxx: not a distill config key"), ("w_max", "--set takes KEY=VALUE"),
+                                         ("w_min=9", "need 0 < w_min <= w_max")])
+def test_bad_set_is_one_clear_line(capsys, arg, message):
+    assert cli.main(["distill", "--set", arg, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("alias,section", [("student", "distill"), ("pruned", "prune")])
+def test_shipped_reproduce_line_rebuilds_the_recorded_config(capsys, alias, section):
+    """The `reproduce` line of a shipped model runs on a fresh clone (no run-local config file) and
+    resolves to exactly the config its turbo_edge.json records."""
+    import shlex
+    from pathlib import Path
+
+    import turbo_edge
+
+    meta = json.loads((Path(turbo_edge.__file__).parent / "assets" / alias / "turbo_edge.json").read_text())
+    train_line = meta["reproduce"].split(" && ")[0]
+    argv = shlex.split(train_line)
+    assert argv[:2] == ["turbo-edge", section] and "--config" not in argv
+    assert _dry(capsys, argv[1:]) == meta[section]["config"]
+
+
+def test_generated_command_line_round_trips(capsys):
+    import shlex
+
+    from turbo_edge.distill.config import DistillConfig
+
+    cfg = DistillConfig(steps=7, w_max=6.5, rewards=[{"name": "builtin-video", "weight": 0.5, "frames": 4}], out="runs/it's here")
+    argv = shlex.split(cfg.command_line("distill", first=("out",)))
+    assert argv[2:4] == ["--set", "out=\"runs/it's here\""]
+    assert _dry(capsys, argv[1:]) == cfg.to_dict()
+    assert DistillConfig().command_line("distill") == "turbo-edge distill"
+
+
 def test_teacher_train_high_noise_flags(capsys):
     cfg = _dry(capsys, ["teacher", "train", "--high-noise-fraction", "0.5", "--high-noise-min-t", "800"])
     assert cfg["high_noise_fraction"] == 0.5 and cfg["high_noise_min_t"] == 800

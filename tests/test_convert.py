@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -25,6 +26,16 @@ def test_float16_copy_halves_the_bytes_and_loads_the_rounded_weights(tiny_t2v_di
         assert torch.equal(converted.unet.state_dict()[name], p.half().float()), name
     assert json.loads((out / META_FILE).read_text())["weights_dtype"] == "float16"
     assert (out / "tokenizer" / "vocab.json").read_text() == (tiny_t2v_dir / "tokenizer" / "vocab.json").read_text()
+
+
+def test_convert_appends_itself_to_the_reproduce_line(tiny_t2v_dir, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(tiny_t2v_dir, src)
+    meta = json.loads((src / META_FILE).read_text()) if (src / META_FILE).is_file() else {}
+    (src / META_FILE).write_text(json.dumps({**meta, "reproduce": "turbo-edge distill --set steps=3"}))
+    out = convert_weights(src, tmp_path / "half", "float16")
+    line = json.loads((out / META_FILE).read_text())["reproduce"]
+    assert line == f"turbo-edge distill --set steps=3 && turbo-edge convert --model {src} --out {out} --dtype float16"
 
 
 def test_convert_refuses_to_overwrite_its_source_and_unknown_dtypes(tiny_t2v_dir, capsys):

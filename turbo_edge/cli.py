@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from turbo_edge.core.config import StageConfig
+from turbo_edge.core.config import StageConfig, parse_set
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], StageConfig], Callable[[StageConfig], Any]]] = {}
 
@@ -28,12 +28,17 @@ def command(name: str, add_args: Callable[[argparse.ArgumentParser], None], buil
 
 
 def _from_args(cls: type[StageConfig], args: argparse.Namespace, **renames: str) -> StageConfig:
-    """Build ``cls`` from a ``--config`` JSON (if given) overridden by the flags the user actually passed."""
+    """Build ``cls`` from a ``--config`` JSON (if given), then ``--set KEY=VALUE`` pairs, then the flags passed."""
     base: dict[str, Any] = {}
     if getattr(args, "config", None):
         base = cls.load(args.config).to_dict()
         base.pop("kind"), base.pop("version")
     names = {f.name for f in dataclasses.fields(cls)}
+    for text in getattr(args, "set", None) or []:
+        key, value = parse_set(text)
+        if key not in names:
+            raise ValueError(f"--set {key}: not a {cls.KIND} config key; valid keys: {sorted(names)}")
+        base[key] = value
     for key, value in vars(args).items():
         field_name = renames.get(key, key)
         if field_name in names and value is not None:
@@ -473,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
             p = sub.add_parser(head)
         add_args(p)
         p.add_argument("--config", help="a JSON config; flags given on the command line override it")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="set any config field (VALUE as JSON, e.g. --set w_max=6 --set 'rewards=[]'); repeatable, overrides --config, flags override it")
         p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
         p.set_defaults(_command=name)
     return parser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,3 +50,42 @@ class StageConfig:
 
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(self, **changes)
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields that differ from the class defaults, as JSON values (what a command line must carry)."""
+        default = type(self)().to_dict() if _constructible(type(self)) else {}
+        return {k: v for k, v in self.to_dict().items() if k not in ("kind", "version") and default.get(k, _MISSING) != v}
+
+    def command_line(self, command: str, first: tuple[str, ...] = ()) -> str:
+        """A runnable ``turbo-edge COMMAND --set key=value ...`` that rebuilds exactly this config from its defaults.
+
+        Unlike ``--config run/x_config.json`` it needs no file from the run directory, so it works on a fresh
+        clone. ``first`` names fields to put first (for readability, e.g. ``("teacher", "out")``).
+        """
+        items = self.overrides()
+        keys = [k for k in first if k in items] + [k for k in items if k not in first]
+        parts = ["turbo-edge", command] + [f"--set {shlex.quote(k + '=' + json.dumps(items[k], separators=(',', ':')))}" for k in keys]
+        return " ".join(parts)
+
+
+_MISSING = object()
+
+
+def _constructible(cls: type[StageConfig]) -> bool:
+    try:
+        cls()
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def parse_set(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from ``--set``: VALUE is JSON (numbers, lists, objects, true/false/null), else a plain string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set takes KEY=VALUE (VALUE as JSON or a plain string), got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value

@@ -198,7 +198,8 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
 
     float16 halves the bytes of a shipped model; ``load_teacher`` reads the weights back as float32 by default, so
     everything downstream runs on the rounded weights. Files other than weights (configs, tokenizer, pruning plans,
-    turbo_edge.json) are copied as they are; turbo_edge.json records ``weights_dtype``. Written atomically.
+    turbo_edge.json) are copied as they are; turbo_edge.json records ``weights_dtype`` and appends this conversion
+    to its ``reproduce`` line. Written atomically.
     """
     import torch
     from safetensors import safe_open
@@ -223,5 +224,8 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
         if meta_file.is_file():
             meta = json.loads(meta_file.read_text())
             meta["weights_dtype"] = dtype
+            step = f"turbo-edge convert --model {src} --out {out} --dtype {dtype}"
+            if meta.get("reproduce") and step not in meta["reproduce"]:  # the line that made it, then this copy
+                meta["reproduce"] = f"{meta['reproduce']} && {step}"
             meta_file.write_text(json.dumps(meta, indent=2) + "\n")
     return out

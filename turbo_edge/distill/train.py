@@ -206,7 +206,7 @@ def student_meta(cfg: DistillConfig, teacher: T2VModel, step: int) -> dict[str, 
         },
         "teacher": cfg.teacher if cfg.teacher in ALIASES else str(teacher.path),  # an alias stays portable
         "distill": {"config": cfg.to_dict(), "step": step},
-        "reproduce": f"turbo-edge distill --teacher {cfg.teacher} --out {cfg.out} --config {cfg.out}/distill_config.json",
+        "reproduce": cfg.command_line("distill", first=("teacher", "out", "init_student", "steps")),
     }
 
 

@@ -219,7 +219,7 @@ def pruned_meta(cfg: PruneConfig, student: T2VModel, plan: dict[str, Any] | None
             "channel_groups": len(channel_plan["groups"]) if channel_plan else 0,
             "params_student": params[0], "params_pruned": params[1],
         },
-        "reproduce": f"turbo-edge prune --student {cfg.student} --out {cfg.out} --config {cfg.out}/prune_config.json",
+        "reproduce": cfg.command_line("prune", first=("student", "out", "steps")),
     }
 
 
