@@ -19,7 +19,8 @@ from turbo_edge.export import bundle as bundle_mod
 from turbo_edge.export.contracts import ExportShapes, build_components
 
 FAST = {"openvino_check": False, "int8_calibration_prompts": 2, "int8_calibration_steps": 4, "int8_subset_size": 16,
-        "int8_bias_correction": False}  # it runs ORT once per biased layer: cheaper tests
+        "int8_bias_correction": False,  # it runs ORT once per biased layer: cheaper tests
+        "int8_scope": "all"}  # not "auto": the same graphs on every CI host
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +146,17 @@ def test_int8_conv_scope_keeps_matmuls_fp32(bundle: Path, tmp_path: Path) -> Non
     assert "Conv" in covered and not covered & {"MatMul", "Gemm"}
     with pytest.raises(ValueError, match="int8_scope"):
         ExportConfig(int8_scope="attention")
+
+
+def test_int8_scope_auto_follows_the_cpu_unless_set():
+    from turbo_edge.export.config import host_int8_scope
+
+    assert host_int8_scope("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma f16c\n") == "conv"  # no int8 dot products
+    assert host_int8_scope("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n") == "all"
+    assert host_int8_scope("processor\t: 0\nflags\t\t: fpu avx2 avx_vnni\n") == "all"
+    assert host_int8_scope("Processor\t: AArch64\n") == "all"  # no x86 flags line: NNCF's preset
+    assert ExportConfig().int8_scope in ("all", "conv")  # "auto" is resolved when made
+    assert ExportConfig(int8_scope="all").int8_scope == "all"
 
 
 def test_reexport_with_same_config_reuses(bundle: Path, tiny_t2v_dir: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -34,9 +34,10 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8-model-type", dest="int8_model_type", choices=["transformer", "default"],
                    help="NNCF preset: transformer (default: matmuls only, accurate) or default (also convolutions: faster on "
                         "wide UNets, see benchmarks/results/int8_scale*.json)")
-    p.add_argument("--int8-scope", dest="int8_scope", choices=["all", "conv"],
-                   help="int8 quantizes every op the preset picks (all, default) or convolutions only (conv: matmuls stay fp32, "
-                        "faster on CPUs without VNNI, see benchmarks/results/int8_scope.json)")
+    p.add_argument("--int8-scope", dest="int8_scope", choices=["auto", "all", "conv"],
+                   help="int8 quantizes every op the preset picks (all) or convolutions only (conv: matmuls stay fp32, faster "
+                        "on CPUs without VNNI, see benchmarks/results/int8_scope.json); auto (default): conv on an exporting "
+                        "CPU without VNNI / AMX int8, else all")
 
 
 @dataclasses.dataclass

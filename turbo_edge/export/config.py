@@ -19,6 +19,7 @@ OVERFLOW_FIXES = ("auto", "enable", "first_layer", "disable")
 # without int8 dot products, OpenVINO runs quantized matmuls through a slow int8 GEMM and the Q/DQ nodes break
 # its fp32 attention fusions; benchmarks/results/int8_scope.json measures both).
 INT8_SCOPES: dict[str, tuple[str, ...]] = {"all": (), "conv": ("MatMul", "Gemm")}
+INT8_SCOPE_CHOICES = ("auto", *INT8_SCOPES)
 # /proc/cpuinfo flags of x86 int8 dot-product instructions with 32-bit accumulation (no 16-bit saturation).
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -31,6 +32,21 @@ def host_overflow_fix(cpuinfo: str | None = None) -> str:
     if flags is None:
         return "first_layer"  # not x86 Linux (no flags line): NNCF's own default, nothing known about u8 x s8 saturation
     return "first_layer" if any(f in flags for f in INT8_DOT_FLAGS) else "enable"
+
+
+def host_int8_scope(cpuinfo: str | None = None) -> str:
+    """What int8 should quantize for this machine's CPU: "conv" without int8 dot products (VNNI / AMX), else "all".
+
+    Measured on the AVX2-only host (benchmarks/results/int8_scope.json): quantizing every op made OpenVINO's int8
+    UNet slower than fp32 and cost quality, convolutions only made it faster at fp32 quality. With VNNI / AMX
+    (and on TensorRT) quantized attention matmuls are the usual win, so NNCF's full preset stays the choice there.
+    """
+    from turbo_edge.runtime.cpu import cpu_flags
+
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
+        return "all"  # not x86 Linux: nothing known, keep NNCF's preset
+    return "all" if any(f in flags for f in INT8_DOT_FLAGS) else "conv"
 
 
 @dataclasses.dataclass
@@ -64,7 +80,9 @@ class ExportConfig(StageConfig):
     # int8 (NNCF post-training quantization of the UNet to Q/DQ).
     int8_model_type: str = "transformer"  # "transformer" | "default"
     int8_ignored_patterns: tuple[str, ...] = (r".*time_embedding.*", r".*time_proj.*", r".*conv_in.*", r".*conv_out.*")
-    int8_scope: str = "all"  # a key of INT8_SCOPES
+    # "auto": host_int8_scope() ("conv" on a CPU without int8 dot products, else "all"), resolved when the config
+    # is made like int8_overflow_fix, so the config beside the bundle names the scope used; or a key of INT8_SCOPES.
+    int8_scope: str = "auto"
     int8_calibration_prompts: int = 8
     int8_calibration_steps: int | None = None  # None: default_steps (the bundle's own timesteps)
     int8_subset_size: int = 300
@@ -103,8 +121,10 @@ class ExportConfig(StageConfig):
             raise ValueError(f"int8_overflow_fix must be one of {OVERFLOW_FIXES}, got {self.int8_overflow_fix!r}")
         if self.int8_overflow_fix == "auto":
             self.int8_overflow_fix = host_overflow_fix()
-        if self.int8_scope not in INT8_SCOPES:
-            raise ValueError(f"int8_scope must be one of {sorted(INT8_SCOPES)}, got {self.int8_scope!r}")
+        if self.int8_scope not in INT8_SCOPE_CHOICES:
+            raise ValueError(f"int8_scope must be one of {list(INT8_SCOPE_CHOICES)}, got {self.int8_scope!r}")
+        if self.int8_scope == "auto":
+            self.int8_scope = host_int8_scope()
         if self.int8_model_type not in ("transformer", "default"):
             raise ValueError(f"int8_model_type must be 'transformer' or 'default', got {self.int8_model_type!r}")
 
