@@ -81,6 +81,8 @@ def feeds_for(manifest: dict[str, Any], batch: int) -> dict[str, np.ndarray]:
 def main() -> int:
     from turbo_edge.demo import unet_flops
     from turbo_edge.export import ExportConfig, export_bundle, verify_bundle
+    from turbo_edge.export.config import INT8_DOT_FLAGS
+    from turbo_edge.runtime.cpu import cpu_flags
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--widths", default="1,2,4", help="UNet channel multipliers of the builtin (32, 64, 64)")
@@ -121,6 +123,7 @@ def main() -> int:
                     "gflops_per_call": flops / 1e9, "openvino_fp32_ms": fp32, "openvino_bf16_ms": bf16, "openvino_int8_ms": int8,
                     "fp32_over_int8": fp32 / int8, "fp32_over_bf16": fp32 / bf16, "fp32_gflops_per_s": flops / fp32 / 1e6,
                     "int8_mean_rel_error_random_weights": parity["mean_rel"], "export_seconds": export_s,
+                    "int8_scope": cfg.int8_scope, "int8_overflow_fix": cfg.int8_overflow_fix,
                 }
                 rows.append(row)
                 print(f"x{width} batch {batch}: {flops / 1e9:6.2f} GFLOP  fp32 {fp32:8.1f} ms  bf16 {bf16:8.1f} ms  int8 {int8:8.1f} ms  "
@@ -131,7 +134,8 @@ def main() -> int:
     result = {
         "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "env": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_start": list(os.getloadavg())},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_start": list(os.getloadavg()),
+                    "int8_dot_product": [f for f in INT8_DOT_FLAGS if f in (cpu_flags() or ())]},
         "threads": args.threads, "runs": args.runs, "int8_model_type": args.model_type,
         "note": "random weights at the builtin architecture, widths multiplied; OpenVINO CPU, graphs reshaped to static shapes",
         "rows": rows,

@@ -89,8 +89,11 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--calibration-prompts", type=int, default=8)
     p.add_argument("--work", default=str(ROOT / "build" / "int8_scope"))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8_scope.json"))
+    p.add_argument("--out", help="default: benchmarks/results/int8_scope_vnni.json on a CPU with int8 dot products "
+                                 "(VNNI / AMX), else int8_scope_avx2.json: the answer differs between the two")
     args = p.parse_args()
+    if args.out is None:
+        args.out = str(ROOT / "benchmarks" / "results" / f"int8_scope_{'vnni' if int8_dot_flags() else 'avx2'}.json")
     scopes = args.scopes.split(",")
     work = Path(args.work)
     result: dict[str, Any] = {

@@ -36,7 +36,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                         "wide UNets, see benchmarks/results/int8_scale*.json)")
     p.add_argument("--int8-scope", dest="int8_scope", choices=["auto", "all", "conv"],
                    help="int8 quantizes every op the preset picks (all) or convolutions only (conv: matmuls stay fp32, faster "
-                        "on CPUs without VNNI, see benchmarks/results/int8_scope.json); auto (default): conv on an exporting "
+                        "on CPUs without VNNI, see benchmarks/results/int8_scope_*.json); auto (default): conv on an exporting "
                         "CPU without VNNI / AMX int8, else all")
 
 

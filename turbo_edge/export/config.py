@@ -17,7 +17,8 @@ NOT_HASHED = ("out", "threads", "openvino_check")
 OVERFLOW_FIXES = ("auto", "enable", "first_layer", "disable")
 # What int8 quantizes: every op NNCF's preset picks, or convolutions only (MatMul/Gemm kept fp32: on a CPU
 # without int8 dot products, OpenVINO runs quantized matmuls through a slow int8 GEMM and the Q/DQ nodes break
-# its fp32 attention fusions; benchmarks/results/int8_scope.json measures both).
+# its fp32 attention fusions; benchmarks/results/int8_scope_avx2.json and
+# int8_scope_vnni.json measure both).
 INT8_SCOPES: dict[str, tuple[str, ...]] = {"all": (), "conv": ("MatMul", "Gemm")}
 INT8_SCOPE_CHOICES = ("auto", *INT8_SCOPES)
 # /proc/cpuinfo flags of x86 int8 dot-product instructions with 32-bit accumulation (no 16-bit saturation).
@@ -37,9 +38,10 @@ def host_overflow_fix(cpuinfo: str | None = None) -> str:
 def host_int8_scope(cpuinfo: str | None = None) -> str:
     """What int8 should quantize for this machine's CPU: "conv" without int8 dot products (VNNI / AMX), else "all".
 
-    Measured on the AVX2-only host (benchmarks/results/int8_scope.json): quantizing every op made OpenVINO's int8
-    UNet slower than fp32 and cost quality, convolutions only made it faster at fp32 quality. With VNNI / AMX
-    (and on TensorRT) quantized attention matmuls are the usual win, so NNCF's full preset stays the choice there.
+    Measured: on an AVX2-only EPYC (benchmarks/results/int8_scope_avx2.json) quantizing every op made OpenVINO's
+    int8 UNet slower than fp32 (its int8 matmuls run a slow GEMM there); convolutions only made it 1.07-1.14x faster.
+    On an AVX-512 VNNI EPYC (int8_scope_vnni.json) it is the other way round: every op 1.20-1.21x, convolutions only
+    0.91-1.01x. Quality stayed within a point of fp32 either way.
     """
     from turbo_edge.runtime.cpu import cpu_flags
 
