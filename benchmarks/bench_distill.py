@@ -46,14 +46,17 @@ ARMS: dict[str, dict[str, Any]] = {
 }
 
 
-def latent_reward(teacher: str, runs: Path, threads: int, steps: int) -> str:
-    """DOLLAR's latent reward for this teacher's VAE (trained once into ``runs/latent_reward``)."""
+def latent_reward(teacher: str, runs: Path, threads: int, steps: int, x0_fraction: float) -> tuple[str, dict[str, Any]]:
+    """DOLLAR's latent reward for this teacher's VAE (trained once per ``x0_fraction`` into ``runs``), and its fit."""
     from turbo_edge.distill.rewards.train import RewardTrainConfig, run_training
 
-    out = runs / "latent_reward"
+    out = runs / f"latent_reward_x0_{x0_fraction:g}"
     if not (out / "config.json").is_file():
-        run_training(RewardTrainConfig(which="latent", teacher=teacher, out=str(out), threads=threads, steps=steps))
-    return str(out)
+        run_training(RewardTrainConfig(which="latent", teacher=teacher, out=str(out), threads=threads, steps=steps,
+                                       x0_fraction=x0_fraction))
+    metrics = json.loads((out / "metrics.json").read_text())
+    keep = ("target", "samples", "heldback_pearson", "heldback_mse", "fit_mse_end", "train_seconds")
+    return str(out), {"x0_fraction": x0_fraction, "steps": steps, **{k: metrics[k] for k in keep if k in metrics}}
 
 
 def evaluate(model: Any, kind: str, attrs: list, steps: int, seed: int) -> tuple[dict[str, float], list[float]]:
@@ -128,6 +131,7 @@ def main() -> int:
     from turbo_edge.core import world
     from turbo_edge.core.pipeline_io import load_teacher
     from turbo_edge.distill.config import DistillConfig
+    from turbo_edge.distill.rewards.train import RewardTrainConfig
     from turbo_edge.distill.train import train
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -142,6 +146,8 @@ def main() -> int:
     p.add_argument("--diversity-seeds", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--latent-reward-steps", type=int, default=1000)
+    p.add_argument("--latent-x0-fraction", type=float, default=RewardTrainConfig.x0_fraction,
+                   help="share of the latent reward's training samples that are the teacher's one-step x0 (0: clean clips only)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "distill_ablation"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distill.json"))
     p.add_argument("--merge", action="store_true", help="add the arms to those already in --out (same budget, prompts, teacher)")
@@ -181,14 +187,18 @@ def main() -> int:
         }
     for arm in arms:
         overrides = json.loads(json.dumps(ARMS[arm]))
+        latent_fit = None
         for r in overrides.get("rewards", []):
             if r["name"] == "latent":
-                r["path"] = latent_reward(args.teacher, runs, args.threads, args.latent_reward_steps)
+                r["path"], latent_fit = latent_reward(args.teacher, runs, args.threads, args.latent_reward_steps,
+                                                      args.latent_x0_fraction)
         cfg = DistillConfig(teacher=args.teacher, out=str(runs / arm), steps=args.steps, batch=args.batch, threads=args.threads,
                             checkpoint_every=min(100, args.steps), **overrides)
         start = time.perf_counter()
         student = load_teacher(train(cfg))
         row: dict[str, Any] = {"config": overrides, "train_seconds": time.perf_counter() - start, "steps": {}}
+        if latent_fit:
+            row["latent_reward"] = latent_fit
         for k in student_steps:
             scores, times = evaluate(student, "student", attrs, k, seed=0)
             row["steps"][str(k)] = {**scores, "latency_s_median": statistics.median(times)}

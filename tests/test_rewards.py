@@ -229,6 +229,32 @@ def test_latent_reward_trains_on_tiny_random_vae(tmp_path: Path):
         model(latents[:, :3], PROMPTS)
 
 
+def test_latent_dataset_takes_its_x0_share_from_the_denoiser(tiny_t2v_dir: Path):
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.distill.rewards.latent import build_latent_dataset, teacher_x0_denoiser
+
+    teacher = load_teacher(tiny_t2v_dir)
+    seen: list[int] = []
+
+    def zeros(z: torch.Tensor, prompts: list[str], rng: np.random.Generator) -> torch.Tensor:
+        seen.append(len(prompts))
+        return torch.zeros_like(z)
+
+    target = lambda frames, prompts: frames.mean((1, 2, 3, 4))  # noqa: E731
+    lats, _, _ = build_latent_dataset(teacher.vae, target, 64, 0, denoiser=zeros, x0_fraction=0.5)
+    zeroed = int((lats.flatten(1).abs().amax(1) == 0).sum())
+    assert zeroed == sum(seen) and 20 <= zeroed <= 44  # about half of 64
+    plain, _, _ = build_latent_dataset(teacher.vae, target, 64, 0, denoiser=zeros, x0_fraction=0.0)
+    assert int((plain.flatten(1).abs().amax(1) == 0).sum()) == 0
+    # The teacher's one-step x0 at an almost clean timestep is almost the clean latent; at t=900 it is not.
+    z = lats[:2].clone() + 1.0
+    near = teacher_x0_denoiser(teacher, t_range=(1, 1))(z, PROMPTS[:2], np.random.default_rng(0))
+    far = teacher_x0_denoiser(teacher, t_range=(900, 900))(z, PROMPTS[:2], np.random.default_rng(0))
+    assert near.shape == z.shape and (near - z).abs().mean() < 0.05 * z.abs().mean() < (far - z).abs().mean()
+    with pytest.raises(ValueError, match="x0_fraction"):
+        RewardTrainConfig(which="latent", teacher="builtin", x0_fraction=1.5)
+
+
 # ---------------------------------------------------------------- training entry point
 
 

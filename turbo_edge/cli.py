@@ -354,6 +354,8 @@ def _rewards_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", help="latent reward: the teacher whose VAE defines the latents")
     p.add_argument("--target", help="latent reward: what it predicts (builtin-video, motion, ...)")
     p.add_argument("--samples", type=int, help="latent reward: encoded training samples")
+    p.add_argument("--x0-fraction", dest="x0_fraction", type=float,
+                   help="latent reward: share of samples that are the teacher's one-step x0 from a noised clip (0 disables)")
 
 
 def _build_rewards(a: argparse.Namespace) -> StageConfig:

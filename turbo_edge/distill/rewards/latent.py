@@ -124,12 +124,19 @@ def resolve_target(target: str | TargetFn) -> tuple[str, TargetFn]:
     return target, lambda frames, prompts: model(frames, prompts).detach()
 
 
+Denoiser = Callable[[torch.Tensor, list[str], np.random.Generator], torch.Tensor]
+
+
 @torch.no_grad()
 def build_latent_dataset(
-    vae, target_fn: TargetFn, num: int, seed: int, world_cfg: world.WorldConfig | None = None, chunk: int = 32
+    vae, target_fn: TargetFn, num: int, seed: int, world_cfg: world.WorldConfig | None = None, chunk: int = 32,
+    denoiser: Denoiser | None = None, x0_fraction: float = 0.0,
 ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """``num`` (latents [C, F, h, w], prompt, target) triples from ``train`` clips and their variants:
-    40% as is, 20% with another training prompt, 20% time-reversed, 20% with noised latents."""
+    40% as is, 20% with another training prompt, 20% time-reversed, 20% with noised latents; with a
+    ``denoiser``, ``x0_fraction`` of them are instead its one-step x0 prediction from the (prompted) clip noised to
+    a random timestep, the off-manifold latents a distilling student's single-step x0 actually is, so the reward
+    is fitted where the distiller queries it rather than only on clean clips."""
     sf = float(vae.config.scaling_factor)
     prompts_pool = [a.prompt for a in world.combinations("train")]
     lats, prompts, targets = [], [], []
@@ -140,7 +147,8 @@ def build_latent_dataset(
         n, f = clips.shape[:2]
         z = vae.encode(to_pixels(clips.reshape(-1, *clips.shape[2:]))).latent_dist.mean * sf
         z = z.reshape(n, f, *z.shape[1:]).transpose(1, 2)  # [n, C, F, h, w]
-        variant = rng.choice(4, size=n, p=[0.4, 0.2, 0.2, 0.2])
+        share = x0_fraction if denoiser is not None else 0.0
+        variant = rng.choice(5, size=n, p=[*(np.array([0.4, 0.2, 0.2, 0.2]) * (1 - share)), share])
         batch_prompts = [a.prompt for a in attrs]
         for i in np.flatnonzero(variant == 1):
             batch_prompts[i] = prompts_pool[int(rng.integers(len(prompts_pool)))]
@@ -149,6 +157,9 @@ def build_latent_dataset(
         noise_level = torch.from_numpy(np.where(variant == 3, rng.uniform(0.3, 1.0, size=n), 0.0)).float()
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         z = z + noise_level[:, None, None, None, None] * z.std() * torch.randn(z.shape, generator=gen)
+        pick = np.flatnonzero(variant == 4)
+        if len(pick):
+            z[torch.from_numpy(pick)] = denoiser(z[torch.from_numpy(pick)], [batch_prompts[i] for i in pick], rng).float()
         decoded = vae.decode(z.transpose(1, 2).flatten(0, 1) / sf).sample.clamp(-1, 1)
         frames = decoded.reshape(n, f, *decoded.shape[1:])
         lats.append(z.float())
@@ -169,18 +180,21 @@ def train_latent_reward(
     cfg: RewardConfig | None = None,
     world_cfg: world.WorldConfig | None = None,
     progress: bool = True,
+    denoiser: Denoiser | None = None,
+    x0_fraction: float = 0.0,
 ) -> tuple[LatentReward, dict[str, object]]:
     """Fit a :class:`LatentReward` to ``target`` on ``vae``'s latent space (a diffusers AutoencoderKL).
 
     Returns the frozen model and a history: per-step losses, the target's mean / std, the normalised MSE on the
     fitted samples before and after training, and the MSE and Pearson correlation between prediction and
-    target on the held-back last fifth of the samples.
+    target on the held-back last fifth of the samples. ``denoiser`` / ``x0_fraction``: see
+    :func:`build_latent_dataset` (:func:`teacher_x0_denoiser` makes one from a teacher).
     """
     if steps < 1 or batch < 2 or num_samples < 10:
         raise ValueError(f"need steps >= 1, batch >= 2, num_samples >= 10; got {steps}, {batch}, {num_samples}")
     target_name, target_fn = resolve_target(target)
     torch.manual_seed(seed)
-    latents, prompts, targets = build_latent_dataset(vae, target_fn, num_samples, seed, world_cfg)
+    latents, prompts, targets = build_latent_dataset(vae, target_fn, num_samples, seed, world_cfg, denoiser=denoiser, x0_fraction=x0_fraction)
     n_fit = num_samples - num_samples // 5
     mean, std = float(targets[:n_fit].mean()), float(targets[:n_fit].std().clamp_min(1e-3))
     base = cfg if cfg is not None else RewardConfig(name="latent")
@@ -216,3 +230,29 @@ def train_latent_reward(
                "fit_mse_start": fit_mse_start, "fit_mse_end": normalised_mse(0, n_fit), "heldback_mse": normalised_mse(n_fit, num_samples)}
     log.info("latent reward: target %s, held-back Pearson r = %.3f", target_name, corr)
     return model, history
+
+
+def teacher_x0_denoiser(teacher, t_range: tuple[int, int] = (100, 950), guidance: tuple[float, float] = (2.0, 5.0)) -> Denoiser:
+    """The teacher's one-step x0 estimate (CFG at a random scale in ``guidance``) from clean latents noised to a
+    random timestep in ``t_range``: what a consistency student's single-step x0 looks like early in distillation."""
+    from turbo_edge.core import param
+    from turbo_edge.core.sampling import encode_text
+
+    abar = param.alphas_cumprod(teacher.scheduler_config)
+    ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
+
+    @torch.no_grad()
+    def denoise(z: torch.Tensor, prompts: list[str], rng: np.random.Generator) -> torch.Tensor:
+        n = z.shape[0]
+        t = rng.integers(t_range[0], t_range[1] + 1, size=n)
+        w = torch.from_numpy(rng.uniform(*guidance, size=n)).float()[:, None, None, None, None]
+        alpha, sigma = (torch.from_numpy(np.asarray(v, np.float32)) for v in param.alpha_sigma(abar[t]))
+        eps = torch.from_numpy(rng.standard_normal(z.shape).astype(np.float32))
+        x_t = param.add_noise(z, eps, alpha, sigma)
+        text = encode_text(teacher, list(prompts) + [""] * n)
+        out = teacher.unet(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), encoder_hidden_states=text).sample
+        cond, uncond = out.chunk(2)
+        x0, _ = param.to_x0_eps(ptype, uncond + w * (cond - uncond), x_t, alpha, sigma)
+        return x0
+
+    return denoise

@@ -59,6 +59,10 @@ class RewardTrainConfig(StageConfig):
     teacher: str = ""
     target: str = "builtin-video"
     samples: int = 2048
+    # Share of samples that are the teacher's one-step x0 from a noised clip (latent.teacher_x0_denoiser): the
+    # distribution a student's x0 is in. 0 fits clean clips and their variants only (the reward was then
+    # exploited: benchmarks/results/distill.json, arm cd_latent).
+    x0_fraction: float = 0.3
 
     def __post_init__(self) -> None:
         if self.which not in WHICH:
@@ -72,6 +76,8 @@ class RewardTrainConfig(StageConfig):
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
         if self.width % 8:
             raise ValueError(f"width must be a multiple of 8 (its layers use group norms of 8 groups), got {self.width}")
+        if not 0.0 <= self.x0_fraction <= 1.0:
+            raise ValueError(f"x0_fraction must be in [0, 1], got {self.x0_fraction}")
         if self.which == "latent" and not self.teacher:
             raise ValueError("the latent reward needs --teacher DIR: its latent space is that teacher's VAE's")
 
@@ -275,10 +281,16 @@ def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.n
         raise FileNotFoundError(f"{cfg.teacher} has no vae/ folder: the latent reward needs a diffusers teacher directory")
     # float32 whatever the checkpoint stores (the shipped teacher keeps float16 weights)
     vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=True, torch_dtype=torch.float32).eval()
+    denoiser = None
+    if cfg.x0_fraction > 0:
+        from turbo_edge.core.pipeline_io import load_teacher
+        from turbo_edge.distill.rewards.latent import teacher_x0_denoiser
+
+        denoiser = teacher_x0_denoiser(load_teacher(cfg.teacher))
     start = time.time()
     model, history = train_latent_reward(
         vae, cfg.target, steps=cfg.steps, batch=cfg.batch, num_samples=cfg.samples, lr=cfg.lr, seed=cfg.seed,
-        cfg=RewardConfig(name="latent", width=cfg.width), progress=progress,
+        cfg=RewardConfig(name="latent", width=cfg.width), progress=progress, denoiser=denoiser, x0_fraction=cfg.x0_fraction,
     )
     losses = history.pop("loss")
     metrics = {"reward": "latent", "train_seconds": round(time.time() - start, 1), "final_loss": float(np.mean(losses[-20:])),
@@ -313,6 +325,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", help="latent reward: diffusers teacher directory whose VAE defines the latents")
     p.add_argument("--target", help="latent reward: what to predict (builtin-video, builtin-image, motion, ...)")
     p.add_argument("--samples", type=int, help="latent reward: encoded (latent, prompt, target) samples")
+    p.add_argument("--x0-fraction", dest="x0_fraction", type=float,
+                   help="latent reward: share of samples that are the teacher's one-step x0 from a noised clip (0 disables)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config(s) and exit")
 
 
