@@ -42,6 +42,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "cd_image_video": {"rewards": [IMAGE, VIDEO]},
     "cd_image_video_motion": {"rewards": [IMAGE, VIDEO], "motion_guidance": 1.0},
     "cd_latent": {"rewards": [{"name": "latent", "weight": 1.0}]},
+    "cd_latent_low": {"rewards": [{"name": "latent", "weight": 0.3}]},
     "cd_vsd": {"vsd_weight": 1.0},
 }
 
