@@ -32,12 +32,12 @@ from bench_int8_scale import feeds_for, openvino_request
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def bundle_for(model: str, scope: str, work: Path, threads: int, calibration_prompts: int) -> Path:
+def bundle_for(model: str, scope: str, work: Path, threads: int, calibration_prompts: int, model_type: str) -> Path:
     """The model's fp32 + int8 bundle at this scope, exported once into ``work`` (reused when it verifies)."""
     from turbo_edge.core.pipeline_io import resolve_model_path
     from turbo_edge.export import ExportConfig, export_bundle, verify_bundle
 
-    out = work / f"{model}_{scope}"
+    out = work / (f"{model}_{scope}" if model_type == "transformer" else f"{model}_{scope}_{model_type}")
     if (out / "manifest.json").is_file():
         try:
             verify_bundle(out)
@@ -45,7 +45,7 @@ def bundle_for(model: str, scope: str, work: Path, threads: int, calibration_pro
         except Exception as err:  # a tampered or stale bundle: export again
             print(f"[int8_scope] {out}: {err}; exporting again", flush=True)
     cfg = ExportConfig(model=model, out=str(out), precisions=("fp32", "int8"), int8_scope=scope, threads=threads,
-                       openvino_check=False, int8_calibration_prompts=calibration_prompts)
+                       openvino_check=False, int8_calibration_prompts=calibration_prompts, int8_model_type=model_type)
     start = time.perf_counter()
     export_bundle(resolve_model_path(model), out, cfg)
     print(f"[int8_scope] exported {out} in {time.perf_counter() - start:.0f} s", flush=True)
@@ -83,6 +83,8 @@ def main() -> int:
     p.add_argument("--models", default="builtin-student,builtin-pruned")
     p.add_argument("--scopes", default="all,conv", help="comma-separated int8 scopes (ExportConfig.int8_scope)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--int8-model-type", default="transformer", choices=["transformer", "default"],
+                   help="NNCF preset of every int8 graph (ExportConfig.int8_model_type)")
     p.add_argument("--runs", type=int, default=40, help="timed calls per graph (interleaved)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--num", type=int, default=48, help="validation prompts per evaluator score")
@@ -100,11 +102,11 @@ def main() -> int:
         "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
                     "loadavg_at_start": list(os.getloadavg()), "int8_dot_product": int8_dot_flags()},
-        "runs": args.runs, "prompts": {"split": "val", "num": args.num}, "steps": args.steps,
+        "int8_model_type": args.int8_model_type, "runs": args.runs, "prompts": {"split": "val", "num": args.num}, "steps": args.steps,
         "models": {},
     }
     for model in args.models.split(","):
-        bundles = {scope: bundle_for(model, scope, work, args.threads, args.calibration_prompts) for scope in scopes}
+        bundles = {scope: bundle_for(model, scope, work, args.threads, args.calibration_prompts, args.int8_model_type) for scope in scopes}
         first = bundles[scopes[0]]
         feeds = feeds_for(json.loads((first / "manifest.json").read_text()), batch=1)
         graphs = {"fp32": first / "unet.onnx", **{f"int8_{s}": b / "unet.int8.onnx" for s, b in bundles.items()}}
