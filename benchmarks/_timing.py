@@ -21,15 +21,27 @@ def timed(fn: Callable[[], Any], warmup: int, runs: int) -> dict[str, float]:
     return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))], "min_ms": times[0]}
 
 
-def time_interleaved(calls: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict[str, list[float]]:
-    """Seconds per call of each of ``calls``, run A, B, C, ... in turn, so drifting machine load hits every one alike."""
+def time_interleaved(calls: dict[str, Callable[[], Any]], warmup: int, runs: int, block: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each of ``calls``, run A, B, C, ... in turn, so drifting machine load hits every one alike.
+
+    ``block`` > 1 runs each call ``block`` times in a row per turn and times only the repeats: a sampler calls its
+    UNet several times back to back, with the weights still in cache, while strict A, B, C turns make every call
+    start cold, which favours the graph with fewer weight bytes (an int8 or a pruned one). ``runs`` timed samples
+    per call either way.
+    """
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
     for _ in range(warmup):
         for call in calls.values():
             call()
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(runs):
+    per_turn = max(1, block - 1)
+    while min(len(v) for v in times.values()) < runs:
         for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    return times
+            if block > 1:
+                call()  # back in cache: the untimed first call of the block
+            for _ in range(per_turn):
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    return {name: v[:runs] for name, v in times.items()}

@@ -87,6 +87,9 @@ def main() -> int:
                    help="NNCF preset of every int8 graph (ExportConfig.int8_model_type)")
     p.add_argument("--runs", type=int, default=40, help="timed calls per graph (interleaved)")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--block", type=int, default=4,
+                   help="calls of one graph in a row per turn, the first untimed (4: a 4-step sampler's UNet calls, weights "
+                        "warm in cache); 1: strict A, B, C turns, every call cache-cold")
     p.add_argument("--num", type=int, default=48, help="validation prompts per evaluator score")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--calibration-prompts", type=int, default=8)
@@ -102,7 +105,7 @@ def main() -> int:
         "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
                     "loadavg_at_start": list(os.getloadavg()), "int8_dot_product": int8_dot_flags()},
-        "int8_model_type": args.int8_model_type, "runs": args.runs, "prompts": {"split": "val", "num": args.num}, "steps": args.steps,
+        "int8_model_type": args.int8_model_type, "runs": args.runs, "block": args.block, "prompts": {"split": "val", "num": args.num}, "steps": args.steps,
         "models": {},
     }
     for model in args.models.split(","):
@@ -115,7 +118,7 @@ def main() -> int:
             request = openvino_request(path, feeds, args.threads)
             calls[f"openvino {name}"] = lambda r=request, f=feeds: r.infer(f)
             calls[f"onnxruntime {name}"] = ort_call(path, feeds, args.threads)
-        times = time_interleaved(calls, args.warmup, args.runs)
+        times = time_interleaved(calls, args.warmup, args.runs, block=args.block)
         latency = {name: 1e3 * statistics.median(v) for name, v in times.items()}
         speedups = {f"{rt} fp32 / {name}": latency[f"{rt} fp32"] / latency[f"{rt} {name}"]
                     for rt in ("openvino", "onnxruntime") for name in graphs if name != "fp32"}
