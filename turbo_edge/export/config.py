@@ -40,8 +40,8 @@ def host_int8_scope(cpuinfo: str | None = None) -> str:
 
     Measured: on an AVX2-only EPYC (benchmarks/results/int8_scope_avx2.json) quantizing every op made OpenVINO's
     int8 UNet slower than fp32 (its int8 matmuls run a slow GEMM there); convolutions only made it 1.07-1.14x faster.
-    On an AVX-512 VNNI EPYC (int8_scope_vnni.json) every op is the better choice: 1.26-1.32x, convolutions only
-    1.08-1.13x. Quality stayed within a point of fp32 either way.
+    On an AVX-512 VNNI EPYC (int8_scope_vnni.json) every op is the better choice: 1.11-1.18x with warm weights,
+    convolutions only 1.03-1.04x. Quality stayed within a point of fp32 either way.
     """
     from turbo_edge.runtime.cpu import cpu_flags
 
