@@ -135,6 +135,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--block", type=int, default=4,
+                   help="calls of one UNet in a row per turn, the first untimed (4: a 4-step sampler, weights warm); 1: strict turns")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime / OpenVINO rows (they export each UNet first)")
     p.add_argument("--out", default="benchmarks/results/prune.json")
     args = p.parse_args()
@@ -143,14 +145,15 @@ def main() -> None:
     unets = {"student": student, "pruned": pruned, **_channel_rows(student, pruned, plan, args.channel_ratio)}
     size = int(student.config.sample_size)
     inputs = _inputs(student, shape, size)
-    times = time_interleaved({name: (lambda unet=unet: unet(**inputs)) for name, unet in unets.items()}, args.warmup, args.runs)
+    times = time_interleaved({name: (lambda unet=unet: unet(**inputs)) for name, unet in unets.items()}, args.warmup, args.runs,
+                             block=args.block)
     onnx_rows: dict[str, Any] = {}
     if model is not None and not args.no_onnx:
         import tempfile
 
         with tempfile.TemporaryDirectory() as work:
             runners = _onnx_runners({"student": student, "pruned": pruned}, model, inputs, args.threads, Path(work))
-            onnx_times = time_interleaved(runners, args.warmup, args.runs)
+            onnx_times = time_interleaved(runners, args.warmup, args.runs, block=args.block)
         for backend in ("onnxruntime", "openvino"):
             a, b = (1000 * statistics.median(onnx_times[f"{n}/{backend}"]) for n in ("student", "pruned"))
             onnx_rows[backend] = {"student_median_ms": a, "pruned_median_ms": b, "latency_speedup": a / b}
@@ -169,6 +172,7 @@ def main() -> None:
         "threads": args.threads,
         "warmup": args.warmup,
         "runs": args.runs,
+        "block": args.block,
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
