@@ -134,7 +134,7 @@ def main() -> int:
         },
         "parity": manifest["parity"],
         "parity_openvino": json.loads((bundle / "parity.json").read_text()).get("openvino", {}),
-        "todo": "evaluator quality per precision (fp32/fp16/int8 bundles through turbo_edge.runtime) once the runtime lands",
+        "quality": "evaluator quality per precision through the runtime: benchmarks/results/int8_scope_*.json (fp32 / int8 bundles of the shipped students) and `turbo-edge eval --model BUNDLE --backend B --precision P`",
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
