@@ -48,6 +48,7 @@ def test_set_overrides_config_and_flags_override_set(capsys, tmp_path):
                         "--set", 'rewards=[{"name": "builtin-image", "weight": 2.0}]', "--set", "teacher=some/dir"])
     assert cfg["w_max"] == 6 and cfg["lr"] == 0.2 and cfg["teacher"] == "some/dir"
     assert cfg["rewards"] == [{"name": "builtin-image", "weight": 2.0}]
+    assert _dry(capsys, ["distill", "--set", "out=2026", "--set", "init_student=7"])["out"] == "2026"  # str fields stay str
 
 
 @pytest.mark.parametrize("arg,message", [("w_maxx=6", "--set w_maxx: not a distill config key"), ("w_max", "--set takes KEY=VALUE"),

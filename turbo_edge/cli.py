@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import sys
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -34,10 +35,13 @@ def _from_args(cls: type[StageConfig], args: argparse.Namespace, **renames: str)
         base = cls.load(args.config).to_dict()
         base.pop("kind"), base.pop("version")
     names = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     for text in getattr(args, "set", None) or []:
         key, value = parse_set(text)
         if key not in names:
             raise ValueError(f"--set {key}: not a {cls.KIND} config key; valid keys: {sorted(names)}")
+        if hints.get(key) in (str, str | None) and value is not None and not isinstance(value, str):
+            value = text.partition("=")[2]  # a string field keeps the text as typed (--set teacher=123)
         base[key] = value
     for key, value in vars(args).items():
         field_name = renames.get(key, key)
