@@ -81,8 +81,7 @@ def feeds_for(manifest: dict[str, Any], batch: int) -> dict[str, np.ndarray]:
 def main() -> int:
     from turbo_edge.demo import unet_flops
     from turbo_edge.export import ExportConfig, export_bundle, verify_bundle
-    from turbo_edge.export.config import INT8_DOT_FLAGS
-    from turbo_edge.runtime.cpu import cpu_flags
+    from turbo_edge.export.config import host_int8_dot_flags
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--widths", default="1,2,4", help="UNet channel multipliers of the builtin (32, 64, 64)")
@@ -135,7 +134,7 @@ def main() -> int:
         "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "env": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_start": list(os.getloadavg()),
-                    "int8_dot_product": [f for f in INT8_DOT_FLAGS if f in (cpu_flags() or ())]},
+                    "int8_dot_product": host_int8_dot_flags() or []},
         "threads": args.threads, "runs": args.runs, "int8_model_type": args.model_type,
         "note": "random weights at the builtin architecture, widths multiplied; OpenVINO CPU, graphs reshaped to static shapes",
         "rows": rows,

@@ -78,6 +78,7 @@ def ort_call(path: Path, feeds: dict[str, np.ndarray], threads: int) -> Any:
 
 def main() -> int:
     from turbo_edge.core.eval_run import EvalConfig, run_eval
+    from turbo_edge.export.config import host_int8_dot_flags
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="builtin-student,builtin-pruned")
@@ -97,14 +98,15 @@ def main() -> int:
     p.add_argument("--out", help="default: benchmarks/results/int8_scope_vnni.json on a CPU with int8 dot products "
                                  "(VNNI / AMX), else int8_scope_avx2.json: the answer differs between the two")
     args = p.parse_args()
+    dot_flags = host_int8_dot_flags() or []
     if args.out is None:
-        args.out = str(ROOT / "benchmarks" / "results" / f"int8_scope_{'vnni' if int8_dot_flags() else 'avx2'}.json")
+        args.out = str(ROOT / "benchmarks" / "results" / f"int8_scope_{'vnni' if dot_flags else 'avx2'}.json")
     scopes = args.scopes.split(",")
     work = Path(args.work)
     result: dict[str, Any] = {
         "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
-                    "loadavg_at_start": list(os.getloadavg()), "int8_dot_product": int8_dot_flags()},
+                    "loadavg_at_start": list(os.getloadavg()), "int8_dot_product": dot_flags},
         "int8_model_type": args.int8_model_type, "runs": args.runs, "block": args.block, "prompts": {"split": "val", "num": args.num}, "steps": args.steps,
         "models": {},
     }
@@ -138,14 +140,6 @@ def main() -> int:
         out.write_text(json.dumps(result, indent=2) + "\n")  # after every model
     print(f"wrote {args.out}")
     return 0
-
-
-def int8_dot_flags() -> list[str]:
-    from turbo_edge.export.config import INT8_DOT_FLAGS
-    from turbo_edge.runtime.cpu import cpu_flags
-
-    flags = cpu_flags() or set()
-    return [f for f in INT8_DOT_FLAGS if f in flags]
 
 
 if __name__ == "__main__":

@@ -53,7 +53,10 @@ class StageConfig:
 
     def overrides(self) -> dict[str, Any]:
         """The fields that differ from the class defaults, as JSON values (what a command line must carry)."""
-        default = type(self)().to_dict() if _constructible(type(self)) else {}
+        try:
+            default = type(self)().to_dict()
+        except (TypeError, ValueError):  # a config without a valid default instance: every field is carried
+            default = {}
         return {k: v for k, v in self.to_dict().items() if k not in ("kind", "version") and default.get(k, _MISSING) != v}
 
     def command_line(self, command: str, first: tuple[str, ...] = ()) -> str:
@@ -69,14 +72,6 @@ class StageConfig:
 
 
 _MISSING = object()
-
-
-def _constructible(cls: type[StageConfig]) -> bool:
-    try:
-        cls()
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def parse_set(text: str) -> tuple[str, Any]:

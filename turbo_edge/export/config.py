@@ -25,14 +25,21 @@ INT8_SCOPE_CHOICES = ("auto", *INT8_SCOPES)
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
-def host_overflow_fix(cpuinfo: str | None = None) -> str:
-    """NNCF overflow fix for int8 graphs run on this machine's CPU: "enable" without VNNI, else "first_layer"."""
+def host_int8_dot_flags(cpuinfo: str | None = None) -> list[str] | None:
+    """The INT8_DOT_FLAGS this machine's CPU has (``cpuinfo``: /proc/cpuinfo text, default this machine's);
+    None where nothing is known (not x86 Linux: no flags line)."""
     from turbo_edge.runtime.cpu import cpu_flags
 
     flags = cpu_flags(cpuinfo)
-    if flags is None:
+    return None if flags is None else [f for f in INT8_DOT_FLAGS if f in flags]
+
+
+def host_overflow_fix(cpuinfo: str | None = None) -> str:
+    """NNCF overflow fix for int8 graphs run on this machine's CPU: "enable" without VNNI, else "first_layer"."""
+    dot = host_int8_dot_flags(cpuinfo)
+    if dot is None:
         return "first_layer"  # not x86 Linux (no flags line): NNCF's own default, nothing known about u8 x s8 saturation
-    return "first_layer" if any(f in flags for f in INT8_DOT_FLAGS) else "enable"
+    return "first_layer" if dot else "enable"
 
 
 def host_int8_scope(cpuinfo: str | None = None) -> str:
@@ -43,12 +50,10 @@ def host_int8_scope(cpuinfo: str | None = None) -> str:
     On an AVX-512 VNNI EPYC (int8_scope_vnni.json) every op is the better choice: 1.11-1.18x with warm weights,
     convolutions only 1.03-1.04x. Quality stayed within a point of fp32 either way.
     """
-    from turbo_edge.runtime.cpu import cpu_flags
-
-    flags = cpu_flags(cpuinfo)
-    if flags is None:
+    dot = host_int8_dot_flags(cpuinfo)
+    if dot is None:
         return "all"  # not x86 Linux: nothing known, keep NNCF's preset
-    return "all" if any(f in flags for f in INT8_DOT_FLAGS) else "conv"
+    return "all" if dot else "conv"
 
 
 @dataclasses.dataclass

@@ -159,7 +159,8 @@ def build_latent_dataset(
         z = z + noise_level[:, None, None, None, None] * z.std() * torch.randn(z.shape, generator=gen)
         pick = np.flatnonzero(variant == 4)
         if len(pick):
-            z[torch.from_numpy(pick)] = denoiser(z[torch.from_numpy(pick)], [batch_prompts[i] for i in pick], rng).float()
+            rows = torch.from_numpy(pick)
+            z[rows] = denoiser(z[rows], [batch_prompts[i] for i in pick], rng).float()
         decoded = vae.decode(z.transpose(1, 2).flatten(0, 1) / sf).sample.clamp(-1, 1)
         frames = decoded.reshape(n, f, *decoded.shape[1:])
         lats.append(z.float())

@@ -61,7 +61,7 @@ class RewardTrainConfig(StageConfig):
     samples: int = 2048
     # Share of samples that are the teacher's one-step x0 from a noised clip (latent.teacher_x0_denoiser): the
     # distribution a student's x0 is in. 0 fits clean clips and their variants only (the reward was then
-    # exploited: benchmarks/results/distill.json, arm cd_latent).
+    # exploited: benchmarks/results/distill.json, arm cd_latent_clean_fit).
     x0_fraction: float = 0.3
 
     def __post_init__(self) -> None:
