@@ -49,7 +49,8 @@ ARMS: dict[str, dict[str, Any]] = {
 
 def latent_reward(teacher: str, runs: Path, threads: int, steps: int, x0_fraction: float) -> tuple[str, dict[str, Any]]:
     """DOLLAR's latent reward for this teacher's VAE (trained once per ``x0_fraction`` into ``runs``), and its fit."""
-    from turbo_edge.distill.rewards.train import RewardTrainConfig, run_training
+    from turbo_edge.distill.rewards.train import run_training
+    from turbo_edge.spec.configs import RewardTrainConfig
 
     out = runs / f"latent_reward_x0_{x0_fraction:g}"
     if not (out / "config.json").is_file():
@@ -64,7 +65,7 @@ def evaluate(model: Any, kind: str, attrs: list, steps: int, seed: int) -> tuple
     """Evaluator scores of one clip per prompt (generated one at a time, so each is also a latency sample)."""
     from turbo_edge.core.evaluator import Evaluator
     from turbo_edge.core.sampling import generate_teacher
-    from turbo_edge.distill.sampling import generate_student
+    from turbo_edge.core.student_sampling import generate_student
 
     clips, times = [], []
     for i, a in enumerate(attrs):
@@ -81,7 +82,7 @@ def evaluate(model: Any, kind: str, attrs: list, steps: int, seed: int) -> tuple
 
 def diversity(model: Any, attrs: list, steps: int, seeds: int) -> float:
     from turbo_edge.core.evaluator import Evaluator
-    from turbo_edge.distill.sampling import generate_student
+    from turbo_edge.core.student_sampling import generate_student
 
     ev, spreads = Evaluator(), []
     for a in attrs:
@@ -131,9 +132,8 @@ def main() -> int:
 
     from turbo_edge.core import world
     from turbo_edge.core.pipeline_io import load_teacher
-    from turbo_edge.distill.config import DistillConfig
-    from turbo_edge.distill.rewards.train import RewardTrainConfig
     from turbo_edge.distill.train import train
+    from turbo_edge.spec.configs import DistillConfig, RewardTrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", default="builtin")
@@ -193,7 +193,7 @@ def main() -> int:
             if r["name"] == "latent":
                 r["path"], latent_fit = latent_reward(args.teacher, runs, args.threads, args.latent_reward_steps,
                                                       args.latent_x0_fraction)
-        cfg = DistillConfig(teacher=args.teacher, out=str(runs / arm), steps=args.steps, batch=args.batch, threads=args.threads,
+        cfg = DistillConfig.make(teacher=args.teacher, out=str(runs / arm), steps=args.steps, batch=args.batch, threads=args.threads,
                             checkpoint_every=min(100, args.steps), **overrides)
         start = time.perf_counter()
         student = load_teacher(train(cfg))

@@ -77,7 +77,8 @@ def torch_fn(model_dir: str, feeds: dict[str, np.ndarray], threads: int) -> Call
 
 def main() -> int:
     from turbo_edge.core.pipeline_io import ALIASES
-    from turbo_edge.export import ExportConfig, export_bundle, verify_bundle
+    from turbo_edge.export import export_bundle, verify_bundle
+    from turbo_edge.spec.configs import ExportConfig
 
     default_model = "builtin" if (ALIASES["builtin"] / "model_index.json").is_file() else None
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -38,7 +38,7 @@ def build_model(out: Path, width: int, seed: int = 0) -> Path:
     from turbo_edge.core import world
     from turbo_edge.core.models import TinyTeacherSpec, build_scheduler, build_text_encoder, build_unet, build_vae
     from turbo_edge.core.pipeline_io import T2VModel, save_model
-    from turbo_edge.core.tokenizer_files import write_tokenizer
+    from turbo_edge.spec.tokenizer_files import write_tokenizer
 
     base = TinyTeacherSpec()
     spec = replace(base, unet_channels=tuple(c * width for c in base.unet_channels))
@@ -80,8 +80,9 @@ def feeds_for(manifest: dict[str, Any], batch: int) -> dict[str, np.ndarray]:
 
 def main() -> int:
     from turbo_edge.demo import unet_flops
-    from turbo_edge.export import ExportConfig, export_bundle, verify_bundle
-    from turbo_edge.export.config import host_int8_dot_flags
+    from turbo_edge.export import export_bundle, verify_bundle
+    from turbo_edge.spec.configs import ExportConfig
+    from turbo_edge.spec.host import host_int8_dot_flags
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--widths", default="1,2,4", help="UNet channel multipliers of the builtin (32, 64, 64)")

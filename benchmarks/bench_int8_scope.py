@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def bundle_for(model: str, scope: str, work: Path, threads: int, calibration_prompts: int, model_type: str) -> Path:
     """The model's fp32 + int8 bundle at this scope, exported once into ``work`` (reused when it verifies)."""
     from turbo_edge.core.pipeline_io import resolve_model_path
-    from turbo_edge.export import ExportConfig, export_bundle, verify_bundle
+    from turbo_edge.export import export_bundle, verify_bundle
+    from turbo_edge.spec.configs import ExportConfig
 
     out = work / (f"{model}_{scope}" if model_type == "transformer" else f"{model}_{scope}_{model_type}")
     if (out / "manifest.json").is_file():
@@ -77,8 +78,9 @@ def ort_call(path: Path, feeds: dict[str, np.ndarray], threads: int) -> Any:
 
 
 def main() -> int:
-    from turbo_edge.core.eval_run import EvalConfig, run_eval
-    from turbo_edge.export.config import host_int8_dot_flags
+    from turbo_edge.evaluate import run_eval
+    from turbo_edge.spec.configs import EvalConfig
+    from turbo_edge.spec.host import host_int8_dot_flags
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="builtin-student,builtin-pruned")

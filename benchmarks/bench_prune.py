@@ -40,7 +40,8 @@ def _tiny_student_unet(channels: tuple[int, ...], w_dim: int) -> tuple[Any, dict
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any] | None, dict[str, Any], str, Any]:
     """(student UNet, block-pruned UNet, its block plan, input shape, label, the student's T2VModel or None)."""
-    from turbo_edge.prune import plan as plans
+    from turbo_edge.core import replay
+    from turbo_edge.spec import plan as plans
 
     if args.tiny:
         student, shape = _tiny_student_unet(tuple(int(c) for c in args.channels.split(",")), 8)
@@ -63,9 +64,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any] | None, di
             plan = None
         plan_name = f"{args.pruned} ({plan['rule'] if plan else 'channels'})"
     else:
-        config = plans.base_config(student)
+        config = replay.base_config(student)
         plan = plans.read_plan(args.plan) if args.plan else plans.RULES[args.rule](config)
-        pruned = plans.apply_plan(copy.deepcopy(student), plan)
+        pruned = replay.apply_plan(copy.deepcopy(student), plan)
         plan_name = args.plan or args.rule
     return student, pruned.eval(), plan, shape, f"{source} vs {plan_name}", model
 

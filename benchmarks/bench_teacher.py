@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from turbo_edge.core.eval_run import EvalConfig, run_eval
+from turbo_edge.evaluate import run_eval
+from turbo_edge.spec.configs import EvalConfig
 
 
 def main() -> None:

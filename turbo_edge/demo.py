@@ -27,61 +27,15 @@ import numpy as np
 
 from turbo_edge.core import world
 from turbo_edge.core.checkpoint import config_hash
-from turbo_edge.core.config import StageConfig
+from turbo_edge.spec.backends import GPU_BACKENDS
+from turbo_edge.spec.card import read_card
+from turbo_edge.spec.configs import DemoConfig
 
 log = logging.getLogger(__name__)
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # ~10 minutes on 2 CPU cores: the stages run briefly, the table measures the shipped models.
-    "quick": {"distill_steps": 20, "prune_steps": 20, "batch": 4, "dataset_clips": 512, "num_prompts": 8,
-              "calibration_prompts": 4},
-    # Reproduces the shipped students' training length (hours on 2 CPU cores).
-    "full": {"distill_steps": None, "prune_steps": None, "batch": None, "dataset_clips": None, "num_prompts": 48,
-             "calibration_prompts": 8},
-}
 DONE = "done.json"
 # Runtime backends as the table names them; the GPU ones run only where a GPU is (never on this project's CPU machine).
 BACKEND_LABELS = {"ort-cpu": "onnxruntime", "openvino": "openvino", "ort-cuda": "onnxruntime-cuda", "tensorrt": "tensorrt"}
-GPU_BACKENDS = ("ort-cuda", "tensorrt")
-
-
-@dataclasses.dataclass
-class DemoConfig(StageConfig):
-    KIND = "demo"
-
-    preset: str = "quick"
-    out: str = "build/demo"
-    teacher: str = "builtin"
-    student: str = "builtin-student"  # used for the table when it exists; else the student this run distils
-    pruned: str = "builtin-pruned"
-    teacher_steps: int = 50
-    student_steps: tuple[int, ...] = (1, 2, 4)
-    runtime_steps: int = 4
-    backends: tuple[str, ...] = ("ort-cpu", "openvino")
-    precisions: tuple[str, ...] = ("fp32", "int8")
-    num_prompts: int | None = None  # None: the preset's
-    distill_steps: int | None = None
-    prune_steps: int | None = None
-    threads: int = 2
-    seed: int = 0
-    clips_per_row: int = 3  # GIFs kept per row for the report
-
-    def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
-        if self.teacher_steps < 1 or self.runtime_steps < 1 or not self.student_steps:
-            raise ValueError("teacher_steps and runtime_steps must be >= 1 and student_steps non-empty")
-        if "fp32" not in self.precisions:
-            raise ValueError(f"precisions must include fp32 (the reference), got {list(self.precisions)}")
-        unknown = [b for b in self.backends if b not in BACKEND_LABELS]
-        if unknown:
-            raise ValueError(f"unknown backend(s) {unknown}; choose from {sorted(BACKEND_LABELS)}")
-        if self.num_prompts is not None and self.num_prompts < 2:
-            raise ValueError(f"num_prompts must be >= 2 (the evaluator's Fréchet distance needs a spread), got {self.num_prompts}")
-
-    def setting(self, name: str) -> Any:
-        value = getattr(self, name, None)
-        return PRESETS[self.preset][name] if value is None else value
 
 
 # ------------------------------------------------------------------ cached stages
@@ -114,61 +68,59 @@ def _shipped(alias: str) -> Path | None:
     return path if (path / "model_index.json").is_file() else None
 
 
-def _stage_config(config_cls: Any, cfg: DemoConfig, fields: dict[str, Any], steps_setting: str) -> Any:
-    """``config_cls`` from ``fields`` with the preset's steps / batch / dataset size, checkpointing at least once."""
+def _stage_config(base: Any, cfg: DemoConfig, fields: dict[str, Any], steps_setting: str) -> Any:
+    """``base`` with ``fields`` and the preset's steps / batch / dataset size, checkpointing at least once."""
     fields = dict(fields)
     for name, field in ((steps_setting, "steps"), ("batch", "batch"), ("dataset_clips", "dataset_clips")):
         if cfg.setting(name) is not None:
             fields[field] = cfg.setting(name)
-    fields = {k: v for k, v in fields.items() if k not in ("kind", "version", "out")}
-    config = config_cls.from_dict(fields)
-    return dataclasses.replace(config, checkpoint_every=min(config.steps, config.checkpoint_every))
+    config = base.replace(**fields)
+    return config.replace(checkpoint_every=min(config.loop.steps, config.loop.checkpoint_every))
 
 
 def distill_stage(cfg: DemoConfig, out: Path, shipped: Path | None) -> Path:
-    from turbo_edge.distill.config import DistillConfig
     from turbo_edge.distill.train import train
+    from turbo_edge.spec.configs import DistillConfig
 
-    base = _shipped_training_config(cfg.student, "distill") if cfg.preset == "full" else {}
-    fields = dict(base, teacher=cfg.teacher, threads=cfg.threads, seed=cfg.seed)
+    base = _shipped_training_config(cfg.student, DistillConfig) if cfg.preset == "full" else DistillConfig()
+    fields: dict[str, Any] = dict(teacher=cfg.teacher, threads=cfg.threads, seed=cfg.seed)
     if cfg.preset == "quick" and shipped is not None:  # a top-up of the shipped student, not a fresh start
-        meta = json.loads((shipped / "turbo_edge.json").read_text())
-        fields.update(init_student=str(shipped), w_embedding_dim=meta["sampler"]["w_embedding_dim"])
-    dc = _stage_config(DistillConfig, cfg, fields, "distill_steps")
-    key = {"stage": "distill", **dc.training_hash_fields(), "steps": dc.steps}
+        fields.update(init_student=str(shipped), w_embedding_dim=read_card(shipped).sampler.w_embedding_dim)
+    dc = _stage_config(base, cfg, fields, "distill_steps")
+    key = {"stage": "distill", **dc.training_hash_fields(), "steps": dc.loop.steps}
     if dc.init_student:
         from turbo_edge.export.bundle import model_hash
 
         key["init_student_hash"] = model_hash(Path(dc.init_student))
-    return cached(out, "distill", key, lambda d: train(dataclasses.replace(dc, out=str(d))))
+    return cached(out, "distill", key, lambda d: train(dc.replace(out=str(d))))
 
 
 def prune_stage(cfg: DemoConfig, out: Path, student: Path) -> Path:
     from turbo_edge.export.bundle import model_hash
-    from turbo_edge.prune.config import PruneConfig
     from turbo_edge.prune.train import prune
+    from turbo_edge.spec.configs import PruneConfig
 
-    base = _shipped_training_config(cfg.pruned, "prune") if cfg.preset == "full" else {}
-    fields = dict(base, student=str(student), threads=cfg.threads, seed=cfg.seed, importance_clips=0)
-    pc = _stage_config(PruneConfig, cfg, fields, "prune_steps")
-    key = {"stage": "prune", **pc.training_hash_fields(), "steps": pc.steps, "student_hash": model_hash(student)}
-    return cached(out, "prune", key, lambda d: prune(dataclasses.replace(pc, out=str(d))))
+    base = _shipped_training_config(cfg.pruned, PruneConfig) if cfg.preset == "full" else PruneConfig()
+    fields = dict(student=str(student), threads=cfg.threads, seed=cfg.seed, importance_clips=0)
+    pc = _stage_config(base, cfg, fields, "prune_steps")
+    key = {"stage": "prune", **pc.training_hash_fields(), "steps": pc.loop.steps, "student_hash": model_hash(student)}
+    return cached(out, "prune", key, lambda d: prune(pc.replace(out=str(d))))
 
 
-def _shipped_training_config(alias: str, kind: str) -> dict[str, Any]:
-    """The config the shipped model was trained with (its turbo_edge.json), for ``--preset full``."""
+def _shipped_training_config(alias: str, config_cls: Any) -> Any:
+    """The config the shipped model was trained with (its model card's lineage), for ``--preset full``."""
     path = _shipped(alias)
     if path is None:
         raise FileNotFoundError(f"--preset full reproduces the shipped {alias}, which this package does not have yet")
-    meta = json.loads((path / "turbo_edge.json").read_text())
-    config = meta.get(kind, {}).get("config")  # turbo_edge.json keeps {"distill": {"config": ...}} / {"prune": ...}
-    if not config or config.get("kind") != kind:
-        raise ValueError(f"{path}/turbo_edge.json does not record the {kind} config it was trained with")
-    return {k: v for k, v in config.items() if k not in ("kind", "version")}
+    lineage = read_card(path).lineage
+    if lineage is None or lineage.config.get("kind") != config_cls.KIND:
+        raise ValueError(f"{path}/turbo_edge.json does not record the {config_cls.KIND} config it was trained with")
+    return config_cls.from_dict(lineage.config)
 
 
 def export_stage(cfg: DemoConfig, out: Path, model: Path, name: str) -> Path:
-    from turbo_edge.export import ExportConfig, export_bundle
+    from turbo_edge.export import export_bundle
+    from turbo_edge.spec.configs import ExportConfig
 
     bundle = out / "bundles" / name
     ec = ExportConfig(model=str(model), out=str(bundle), precisions=tuple(cfg.precisions), threads=cfg.threads,
@@ -214,9 +166,9 @@ def _generator(spec: RowSpec, threads: int) -> Callable[[str, int], tuple[np.nda
         if spec.stage == "teacher":
             from turbo_edge.core.sampling import generate_teacher
 
-            guidance = float(model.meta.get("default_guidance", 3.0))
+            guidance = float(model.card.default_guidance)
             return lambda p, seed: (generate_teacher(model, [p], steps=spec.steps, guidance=guidance, seed=seed)[0], {})
-        from turbo_edge.distill.sampling import generate_student
+        from turbo_edge.core.student_sampling import generate_student
 
         return lambda p, seed: (generate_student(model, [p], steps=spec.steps, seed=seed)[0], {})
     from turbo_edge.runtime.pipeline import Pipeline
@@ -291,7 +243,7 @@ def unet_flops(model_dir: Path, batch: int) -> float:
 def cpu_peak_gflops(threads: int) -> dict[str, Any]:
     """Nominal fp32 peak of ``threads`` cores: 2 AVX-512 FMA units x 16 lanes x 2 FLOPs per cycle at the
     reported clock (an upper bound: turbo and AVX-512 clock offsets are ignored)."""
-    from turbo_edge.runtime.cpu import cpu_flags, cpu_mhz
+    from turbo_edge.spec.host import cpu_flags, cpu_mhz
 
     mhz = cpu_mhz()
     lanes = 16 if "avx512f" in (cpu_flags() or ()) else 8
@@ -372,7 +324,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     }
     bundles = staged("export", lambda: {"student": export_stage(cfg, out, student, "student"), "pruned": export_stage(cfg, out, pruned, "pruned")})
     if "tensorrt" in cfg.backends:  # GPU only: engines from the bundles' fp16 / int8 graphs (reused when present)
-        from turbo_edge.export.tensorrt_build import EngineConfig, build_engines
+        from turbo_edge.export.tensorrt_build import build_engines
+        from turbo_edge.spec.configs import EngineConfig
 
         for bundle in bundles.values():
             build_engines(bundle, EngineConfig(bundle=str(bundle), precisions=tuple(cfg.precisions)))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from turbo_edge.core.fsutil import staged_dir
+from turbo_edge.spec.card import ModelCard, read_card, write_card
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ALIASES: dict[str, Path] = {
@@ -26,7 +27,6 @@ COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHTED = ("unet", "vae", "text_encoder")
 PIPELINE_CLASSES = ("TextToVideoSDPipeline", "VideoToVideoSDPipeline", "TurboEdgeT2VPipeline")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-META_FILE = "turbo_edge.json"
 
 
 class ModelLayoutError(ValueError):
@@ -35,7 +35,7 @@ class ModelLayoutError(ValueError):
 
 @dataclass
 class T2VModel:
-    """The five components of a text-to-video diffusion model, plus turbo-edge's metadata if present."""
+    """The five components of a text-to-video diffusion model, plus its model card (``ModelCard.absent()`` if none)."""
 
     unet: Any
     vae: Any
@@ -43,7 +43,7 @@ class T2VModel:
     tokenizer: Any
     scheduler: Any
     path: Path | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard = field(default_factory=ModelCard.absent)
 
     @property
     def scheduler_config(self) -> dict[str, Any]:
@@ -52,7 +52,7 @@ class T2VModel:
     @property
     def closed_vocabulary(self) -> list[str] | None:
         """Words the model was trained on, for models that know only those (the builtin ones)."""
-        return self.meta.get("closed_vocabulary")
+        return self.card.closed_vocabulary
 
     def eval(self) -> T2VModel:
         for part in (self.unet, self.vae, self.text_encoder):
@@ -121,7 +121,8 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from turbo_edge.core.models import attach_temporal_position, own_config_keys_quiet
-    from turbo_edge.prune.plan import load_pruned_unet, read_plans
+    from turbo_edge.core.replay import load_pruned_unet
+    from turbo_edge.spec.plan import read_plans
 
     path = resolve_model_path(name_or_path)
     check_layout(path)
@@ -143,13 +144,15 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
         raise ModelLayoutError(f"could not load the weights in {path}: {exc}") from exc
     tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
     scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
-    meta_file = path / META_FILE
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    return T2VModel(unet, vae, text_encoder, tokenizer, scheduler, path=path, meta=meta).eval()
+    return T2VModel(unet, vae, text_encoder, tokenizer, scheduler, path=path, card=read_card(path)).eval()
 
 
-def save_model(model: T2VModel, out: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
-    """Write the diffusers layout atomically: a temp dir beside ``out``, renamed into place when complete."""
+def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | None = None) -> Path:
+    """Write the diffusers layout atomically: a temp dir beside ``out``, renamed into place when complete.
+
+    The model card written is ``card``, else the model's own; a model without one (a third-party checkpoint)
+    is written without a card.
+    """
     out = Path(out)
     with staged_dir(out) as tmp:
         model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
@@ -168,9 +171,9 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], meta: dict[str, Any
             "vae": ["diffusers", "AutoencoderKL"],
         }
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-        full_meta = {**model.meta, **(meta or {})}
-        if full_meta:
-            (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2) + "\n")
+        card = card or model.card
+        if card.present:
+            write_card(card, tmp)
     return out
 
 
@@ -220,12 +223,11 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
                 header = fh.metadata()
             tensors = load_file(str(file))
             save_file({k: v.to(target) if v.is_floating_point() else v for k, v in tensors.items()}, str(file), metadata=header)
-        meta_file = tmp / META_FILE
-        if meta_file.is_file():
-            meta = json.loads(meta_file.read_text())
-            meta["weights_dtype"] = dtype
+        card = read_card(tmp)
+        if card.present:
+            card.weights_dtype = dtype
             step = f"turbo-edge convert --model {src} --out {out} --dtype {dtype}"
-            if meta.get("reproduce") and step not in meta["reproduce"]:  # the line that made it, then this copy
-                meta["reproduce"] = f"{meta['reproduce']} && {step}"
-            meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+            if card.reproduce and step not in card.reproduce:  # the line that made it, then this copy
+                card.reproduce = f"{card.reproduce} && {step}"
+            write_card(card, tmp)
     return out

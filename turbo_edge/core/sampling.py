@@ -1,7 +1,7 @@
 """Teacher sampling in PyTorch: prompt encoding, DDIM with classifier-free guidance, VAE decoding.
 
 The DDIM update is diffusers' ``DDIMScheduler.step``; initial noise comes from the runtime's counter-based
-generator (``turbo_edge.runtime.noise``), one stream per prompt, so a clip does not depend on batch size.
+generator (``turbo_edge.spec.noise``), one stream per prompt, so a clip does not depend on batch size.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from turbo_edge.core.pipeline_io import T2VModel
-from turbo_edge.runtime.noise import normal
-from turbo_edge.runtime.tokenizer import pre_tokenize
+from turbo_edge.spec.noise import normal
+from turbo_edge.spec.tokenizer import pre_tokenize
 
 
 class PromptError(ValueError):
@@ -50,7 +50,7 @@ def latent_shape(model: T2VModel, frames: int | None, height: int | None, width:
     scale = 2 ** (len(model.vae.config.block_out_channels) - 1)
     height = height or int(model.vae.config.sample_size)
     width = width or height
-    frames = frames or int(model.meta.get("frames", 16))
+    frames = frames or int(model.card.frames or 16)
     if height % scale or width % scale:
         raise ValueError(f"height and width must be multiples of the VAE's factor {scale}, got {height}x{width}")
     return (int(model.unet.config.in_channels), frames, height // scale, width // scale)

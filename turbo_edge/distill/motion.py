@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from turbo_edge.core import param
+from turbo_edge.spec import param
 
 
 class _AttentionStore:

@@ -38,11 +38,11 @@ def build_student_unet(teacher_unet: torch.nn.Module, w_embedding_dim: int) -> t
 def load_init_student(path: str, teacher_unet: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
     """The UNet of a student distilled earlier from this teacher, checked to fit before any training."""
     from turbo_edge.core.pipeline_io import load_teacher
-    from turbo_edge.prune.plan import PLAN_FILE
+    from turbo_edge.spec.plan import PLAN_FILE
 
     model = load_teacher(path)
-    if model.meta.get("kind") != "student" or (model.path / PLAN_FILE).is_file():
-        raise ValueError(f"init_student {path} is a {model.meta.get('kind', 'teacher')}, not an (unpruned) distilled student")
+    if model.card.kind != "student" or (model.path / PLAN_FILE).is_file():
+        raise ValueError(f"init_student {path} is a {model.card.kind}, not an (unpruned) distilled student")
     got = model.unet.config.get("time_cond_proj_dim")
     if got != w_embedding_dim:
         raise ValueError(f"init_student {path} has a {got}-dim guidance embedding; set w_embedding_dim to {got}")

@@ -17,16 +17,18 @@ import numpy as np
 import torch
 
 from turbo_edge.core import checkpoint as ckpt
-from turbo_edge.core import param
+from turbo_edge.core import consistency as cd
 from turbo_edge.core.data import encode_world, prompts_for
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
 from turbo_edge.core.sampling import encode_text
-from turbo_edge.distill import consistency as cd
-from turbo_edge.distill.config import DistillConfig
 from turbo_edge.distill.student import add_lora, build_student_unet, describe, merge_lora
+from turbo_edge.spec import param
+from turbo_edge.spec.card import Lineage, ModelCard
+from turbo_edge.spec.configs import DistillConfig
+from turbo_edge.spec.sampler import STUDENT_STEPS, SamplerSpec
 
 log = logging.getLogger(__name__)
-SUPPORTED_STEPS = [1, 2, 4, 8]
+SUPPORTED_STEPS = STUDENT_STEPS
 
 
 def _rng(cfg: DistillConfig, step: int, rank: int, stream: int) -> np.random.Generator:
@@ -39,8 +41,8 @@ def _gen(cfg: DistillConfig, step: int, rank: int, stream: int) -> torch.Generat
 
 def check_teacher(teacher: T2VModel) -> None:
     """Refuse teachers the distiller cannot use, before any training starts."""
-    if teacher.meta.get("kind", "teacher") != "teacher":
-        raise ValueError(f"{teacher.path} is a {teacher.meta.get('kind')}, not a teacher: distil from the original teacher")
+    if teacher.card.kind != "teacher":
+        raise ValueError(f"{teacher.path} is a {teacher.card.kind}, not a teacher: distil from the original teacher")
     if teacher.unet.config.time_cond_proj_dim is not None:
         raise ValueError(f"{teacher.path}'s UNet already has a guidance embedding (time_cond_proj_dim): it is a student")
     ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
@@ -95,9 +97,9 @@ class Distiller:
         params = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
         temporal = [p for n, p in params if "temp_" in n or "transformer_in" in n]
         other = [p for n, p in params if not ("temp_" in n or "transformer_in" in n)]
-        groups = [{"params": other, "lr": self.cfg.lr}]
+        groups = [{"params": other, "lr": self.cfg.loop.lr}]
         if temporal:
-            groups.append({"params": temporal, "lr": self.cfg.lr * self.cfg.temporal_lr_scale})
+            groups.append({"params": temporal, "lr": self.cfg.loop.lr * self.cfg.temporal_lr_scale})
         if self.vsd is not None:
             # One optimizer for student and fake score keeps resume exact; each step only has one side's grads.
             groups.append({"params": self.vsd.parameters(), "lr": self.cfg.vsd_lr})
@@ -184,30 +186,15 @@ class Distiller:
         return total, metrics
 
 
-def student_meta(cfg: DistillConfig, teacher: T2VModel, step: int) -> dict[str, Any]:
-    sched = teacher.scheduler_config
-    num_train = int(sched.get("num_train_timesteps", 1000))
-    return {
-        **{k: v for k, v in teacher.meta.items() if k in ("frames", "height", "width", "closed_vocabulary")},
-        "kind": "student",
-        "default_guidance": cfg.default_guidance,
-        "default_steps": cfg.default_steps,
-        "sampler": {
-            "kind": "consistency",
-            "prediction_type": sched.get("prediction_type", "epsilon"),
-            "num_train_timesteps": num_train,
-            "origin_steps": cfg.origin_steps,
-            "timestep_scaling": cfg.timestep_scaling,
-            "sigma_data": cfg.sigma_data,
-            "w_embedding_dim": cfg.w_embedding_dim,
-            "default_steps": cfg.default_steps,
-            "supported_steps": SUPPORTED_STEPS,
-            "timesteps": {str(k): param.consistency_timesteps(num_train, cfg.origin_steps, k).tolist() for k in SUPPORTED_STEPS},
-        },
-        "teacher": cfg.teacher if cfg.teacher in ALIASES else str(teacher.path),  # an alias stays portable
-        "distill": {"config": cfg.to_dict(), "step": step},
-        "reproduce": cfg.command_line("distill", first=("teacher", "out", "init_student", "steps")),
-    }
+def student_card(cfg: DistillConfig, teacher: T2VModel, step: int) -> ModelCard:
+    sampler = SamplerSpec.consistency(
+        teacher.scheduler_config, cfg.origin_steps, cfg.w_embedding_dim, default_steps=cfg.default_steps,
+        supported_steps=SUPPORTED_STEPS, guidance=cfg.default_guidance, timestep_scaling=cfg.timestep_scaling, sigma_data=cfg.sigma_data,
+    )
+    lineage = Lineage(stage="distill", parent=cfg.teacher if cfg.teacher in ALIASES else str(teacher.path),  # an alias stays portable
+                      config=cfg.to_dict(), step=step)
+    return ModelCard(kind="student", **teacher.card.geometry(), default_guidance=cfg.default_guidance, sampler=sampler,
+                     lineage=lineage, reproduce=cfg.command_line("distill", first=("teacher", "out", "init_student", "steps")))
 
 
 def export_student(distiller: Distiller, out: str | Path, step: int) -> Path:
@@ -220,8 +207,8 @@ def export_student(distiller: Distiller, out: str | Path, step: int) -> Path:
     t = distiller.teacher
     sched_cfg = {k: v for k, v in t.scheduler_config.items() if not k.startswith("_")}
     scheduler = LCMScheduler.from_config(sched_cfg, original_inference_steps=distiller.cfg.origin_steps, timestep_scaling=distiller.cfg.timestep_scaling)
-    model = T2VModel(unet, t.vae, t.text_encoder, t.tokenizer, scheduler, meta={})
-    return save_model(model, out, meta=student_meta(distiller.cfg, t, step))
+    model = T2VModel(unet, t.vae, t.text_encoder, t.tokenizer, scheduler)
+    return save_model(model, out, card=student_card(distiller.cfg, t, step))
 
 
 def train(cfg: DistillConfig) -> Path:
@@ -229,15 +216,15 @@ def train(cfg: DistillConfig) -> Path:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.loop.threads:
+        torch.set_num_threads(cfg.loop.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "distill_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
     teacher = load_teacher(cfg.teacher)
     distiller = Distiller(cfg, teacher, accel)
-    latents, labels = encode_world(teacher.vae, cfg.dataset_clips, cfg.seed, out / "data")
+    latents, labels = encode_world(teacher.vae, cfg.loop.dataset_clips, cfg.seed, out / "data")
     opt = torch.optim.AdamW(distiller.parameter_groups(), weight_decay=0.0)
     chash = ckpt.config_hash(cfg.training_hash_fields())
     modules: dict[str, Any] = {"student": distiller.student}
@@ -253,17 +240,17 @@ def train(cfg: DistillConfig) -> Path:
         log.info("resumed distillation from %s (step %d)", last, start)
     student, opt = accel.prepare(distiller.student, opt)
     rank, ws = accel.process_index, accel.num_processes
-    per_rank = max(1, cfg.batch // ws)
+    per_rank = max(1, cfg.loop.batch // ws)
     if accel.is_main_process:
         log.info("student: %s", describe(distiller.student))
-    bar = tqdm(total=cfg.steps, initial=start, desc="distill", disable=not accel.is_main_process, dynamic_ncols=True)
-    for step in range(start, cfg.steps):
+    bar = tqdm(total=cfg.loop.steps, initial=start, desc="distill", disable=not accel.is_main_process, dynamic_ncols=True)
+    for step in range(start, cfg.loop.steps):
         idx = _rng(cfg, step, rank, 0).integers(0, len(latents), size=per_rank)
         x0 = torch.from_numpy(latents[idx].astype(np.float32)).permute(0, 2, 1, 3, 4)
         loss, metrics = distiller.loss(x0, prompts_for(labels[idx]), step, rank, student)
         opt.zero_grad(set_to_none=True)
         accel.backward(loss)
-        accel.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        accel.clip_grad_norm_(student.parameters(), cfg.loop.grad_clip)
         opt.step()
         if distiller.target is not None:
             distiller.target.update_parameters(distiller.student)
@@ -276,14 +263,14 @@ def train(cfg: DistillConfig) -> Path:
         bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items() if k in ("loss", "loss_cd")}, refresh=False)
         bar.update(1)
         done = step + 1
-        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.steps):
+        if accel.is_main_process and (done % cfg.loop.log_every == 0 or done == cfg.loop.steps):
             ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, "time": time.time()})
-        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+        if accel.is_main_process and (done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.steps):
             state = {"step": done, "config_hash": chash}
             ckpt.save_checkpoint(out / "ckpt", modules, opt, state)
     bar.close()
     accel.wait_for_everyone()
     student_dir = out / "student"
     if accel.is_main_process:
-        export_student(distiller, student_dir, cfg.steps)
+        export_student(distiller, student_dir, cfg.loop.steps)
     return student_dir

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from turbo_edge.core import param
-from turbo_edge.distill.consistency import coef
+from turbo_edge.core.consistency import coef
+from turbo_edge.spec import param
 
 
 class VariationalScore:

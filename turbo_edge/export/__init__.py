@@ -5,11 +5,12 @@ that need them, so importing this package is cheap.
 """
 
 from turbo_edge.export.bundle import export_bundle
-from turbo_edge.export.config import ExportConfig
 from turbo_edge.export.contracts import COMPONENTS, Contract, ContractError, TensorSpec
-from turbo_edge.export.manifest import BundleError, verify_bundle
 from turbo_edge.export.parity import ParityError
-from turbo_edge.export.tensorrt_build import EngineConfig, TensorRTUnavailable, build_engines
+from turbo_edge.export.tensorrt_build import TensorRTUnavailable, build_engines
+from turbo_edge.spec.bundle import verify_bundle
+from turbo_edge.spec.configs import EngineConfig, ExportConfig
+from turbo_edge.spec.errors import BundleError
 
 __all__ = [
     "COMPONENTS", "BundleError", "Contract", "ContractError", "EngineConfig", "ExportConfig", "ParityError",

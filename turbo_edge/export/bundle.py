@@ -21,13 +21,17 @@ from typing import Any
 
 import numpy as np
 
+from turbo_edge import __version__
 from turbo_edge.core.fsutil import staged_dir
-from turbo_edge.export import manifest as mf
-from turbo_edge.export.config import INT8_SCOPES, ExportConfig
-from turbo_edge.export.contracts import Contract, ExportShapes, build_components
+from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, resolve_model_path
+from turbo_edge.export.contracts import Contract, ExportShapes, build_components, latent_hw
 from turbo_edge.export.onnx_export import export_onnx, run_torch
 from turbo_edge.export.parity import ParityError, ParityResult, check_parity, openvino_runner, ort_runner
 from turbo_edge.export.quantize import CALIBRATION_SOURCES, CalibrationSource, convert_fp16, quantize_int8
+from turbo_edge.spec import bundle as schema
+from turbo_edge.spec.configs import INT8_SCOPES, ExportConfig
+from turbo_edge.spec.errors import BundleError
+from turbo_edge.spec.sampler import SamplerSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ def model_hash(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(f.relative_to(path).as_posix().encode())
-        h.update(mf.sha256_file(f).encode())
+        h.update(schema.sha256_file(f).encode())
     return h.hexdigest()
 
 
@@ -48,8 +52,6 @@ def toolchain() -> dict[str, str]:
     import onnx
     import onnxruntime
     import torch
-
-    from turbo_edge import __version__
 
     return {"turbo_edge": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
@@ -60,8 +62,22 @@ def source_hash(cfg: ExportConfig, model_dir: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def sampler_contract(model: T2VModel, cfg: ExportConfig) -> SamplerSpec:
+    """The contract the bundle carries: a student's own (from its card), or DDIM + CFG for a teacher; the export
+    config's step counts and guidance override, and the noise schedule's numbers are filled in."""
+    if model.card.sampler is not None:
+        sampler = model.card.sampler
+    else:
+        sampler = SamplerSpec.ddim_cfg(model.scheduler_config, guidance=model.card.default_guidance)
+    sampler = sampler.with_steps(cfg.default_steps, cfg.supported_steps, cfg.guidance)
+    w_dim = model.unet.config.get("time_cond_proj_dim")
+    if sampler.kind == "consistency" and sampler.w_embedding_dim != (int(w_dim) if w_dim else None):
+        raise BundleError(f"{model.path}: the card's w_embedding_dim {sampler.w_embedding_dim} differs from the UNet's time_cond_proj_dim {w_dim}")
+    return sampler.with_schedule(model.scheduler_config)
+
+
 def resolve_shapes(model: Any, cfg: ExportConfig, uses_cfg: bool) -> ExportShapes:
-    frames = cfg.frames or int(model.meta.get("frames", 16))
+    frames = cfg.frames or int(model.card.frames or 16)
     height = cfg.height or int(model.vae.config.sample_size)
     width = cfg.width or height
     return ExportShapes(
@@ -152,13 +168,11 @@ def copy_tokenizer(model_dir: Path, tmp: Path) -> None:
     for fname in TOKENIZER_FILES:
         src = model_dir / "tokenizer" / fname
         if not src.is_file():
-            raise mf.BundleError(f"{model_dir / 'tokenizer'} lacks {fname}, which the runtime tokenizer reads")
+            raise BundleError(f"{model_dir / 'tokenizer'} lacks {fname}, which the runtime tokenizer reads")
         shutil.copy2(src, out / fname)
 
 
 def describe(model: Any, shapes: ExportShapes, components: dict[str, tuple[Contract, Any]]) -> dict[str, Any]:
-    from turbo_edge.export.contracts import latent_hw
-
     h, w = latent_hw(model, shapes)
     enc = components.get("text_encoder", (None, None))[0]
     length = enc.inputs[0].shape[1] if enc else min(int(model.tokenizer.model_max_length), int(model.text_encoder.config.max_position_embeddings))
@@ -172,11 +186,11 @@ def describe(model: Any, shapes: ExportShapes, components: dict[str, tuple[Contr
 
 
 def reusable(out: Path, config_hash: str) -> bool:
-    if not (out / mf.MANIFEST).is_file():
+    if not (out / schema.MANIFEST).is_file():
         return False
     try:
-        manifest = mf.verify_bundle(out)
-    except mf.BundleError as exc:
+        manifest = schema.verify_bundle(out)
+    except BundleError as exc:
         log.warning("existing bundle at %s does not verify (%s); exporting again", out, exc)
         return False
     return manifest["source"].get("config_hash") == config_hash
@@ -192,8 +206,6 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
     """
     import torch
 
-    from turbo_edge.core.pipeline_io import check_layout, load_teacher, resolve_model_path
-
     cfg = (config or ExportConfig()).replace(model=str(model), out=str(out))
     out = Path(out)
     model_dir = resolve_model_path(model)
@@ -205,8 +217,8 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
 
     torch.set_num_threads(cfg.threads)
     t2v = load_teacher(model_dir)
-    sampler = mf.sampler_section(t2v, cfg.default_steps, cfg.supported_steps, cfg.guidance)
-    shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler["uses_cfg"])
+    sampler = sampler_contract(t2v, cfg)
+    shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler.uses_cfg)
     components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components).items()}
 
     with staged_dir(out) as tmp:
@@ -216,9 +228,9 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
             files[name], parity[name] = export_component(name, contract, module, tmp, cfg)
         int8_feeds = None
         if "int8" in cfg.precisions and "unet" in components:
-            source = calibration or CALIBRATION_SOURCES.get(sampler["kind"])
+            source = calibration or CALIBRATION_SOURCES.get(sampler.kind)
             if source is None:
-                raise ValueError(f"no int8 calibration source for sampler kind {sampler['kind']!r}; pass calibration=...")
+                raise ValueError(f"no int8 calibration source for sampler kind {sampler.kind!r}; pass calibration=...")
             files["unet"]["int8"], parity["unet"]["int8"], int8_feeds = export_int8_unet(
                 t2v, components["unet"][0], components["unet"][1], tmp, cfg, shapes, source)
         report = {
@@ -229,16 +241,17 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
         (tmp / "parity.json").write_text(json.dumps(report, indent=1) + "\n")
         cfg.save(tmp / "export_config.json")
         copy_tokenizer(model_dir, tmp)
-        manifest = mf.new_manifest(
-            source={"model": str(model), "kind": str(t2v.meta.get("kind", "teacher")), "config_hash": config_hash,
+        manifest = schema.new_manifest(
+            __version__,
+            source={"model": str(model), "kind": t2v.card.kind, "config_hash": config_hash,
                     "toolchain": toolchain()},
-            sampler=sampler,
+            sampler=sampler.to_dict(),
             **describe(t2v, shapes, components),
             components={n: {"files": files[n], **c.to_manifest()} for n, (c, _m) in components.items()},
             parity={n: {p: {k: r.to_dict()[k] for k in ("max_abs", "mean_rel", "tolerance", "passed", "metric")} for p, r in v.items()}
                     for n, v in parity.items()},
         )
-        mf.write_manifest(tmp, manifest)
-        mf.verify_bundle(tmp)
+        schema.write_manifest(tmp, manifest)
+        schema.verify_bundle(tmp)
     log.info("wrote bundle %s (config_hash %s)", out, config_hash)
     return out

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from turbo_edge.export.onnx_export import EXTERNAL_DATA_THRESHOLD, save_model
+from turbo_edge.spec import logs
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ def _ddim_trajectory_feeds(model: Any, cfg: Any, shapes: Any, input_names: tuple
 
     from turbo_edge.core.sampling import ddim_cfg_sample, encode_text, initial_noise, latent_shape
 
-    steps = cfg.int8_calibration_steps or cfg.default_steps or int(model.meta.get("default_steps", 50))
-    guidance = cfg.guidance if cfg.guidance is not None else float(model.meta.get("default_guidance", 3.0))
+    steps = cfg.int8_calibration_steps or cfg.default_steps or 50
+    guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
     scheduler = DDIMScheduler.from_config(model.scheduler.config)
     scheduler.set_timesteps(steps)
     shape = latent_shape(model, shapes.frames, shapes.height, shapes.width)
@@ -99,9 +100,9 @@ def student_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[st
     """UNet inputs along the student's own multistep consistency trajectory at the bundle's step count (one
     input per clip and step, batch 1 as the runtime calls it for one prompt), on training prompts."""
     from turbo_edge.core import world
-    from turbo_edge.distill.sampling import generate_student
+    from turbo_edge.core.student_sampling import generate_student
 
-    steps = cfg.int8_calibration_steps or cfg.default_steps or int(model.meta.get("default_steps", 4))
+    steps = cfg.int8_calibration_steps or cfg.default_steps or model.card.default_steps
     prompts = [a.prompt for a in world.prompt_set("train", cfg.int8_calibration_prompts, seed=cfg.seed)]
     feeds: CalibrationFeeds = []
     generate_student(
@@ -135,6 +136,7 @@ def quantize_int8(
     import nncf
     import onnx
 
+    logs.quiet_nncf()
     if not feeds:
         raise ValueError("int8 calibration got no inputs")
     model = onnx.load(str(src))

@@ -17,11 +17,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from turbo_edge.core.config import StageConfig
+from turbo_edge.spec import bundle as schema
+from turbo_edge.spec.bundle import ENGINE_DIR
+from turbo_edge.spec.configs import EngineConfig
 
 log = logging.getLogger(__name__)
 
-ENGINE_DIR = "engines"
 INSTALL_HINT = (
     "TensorRT engines need an NVIDIA GPU with the TensorRT Python package: "
     "pip install 'turbo-edge[gpu]' (tensorrt>=10, downloaded from NVIDIA's index: "
@@ -32,27 +33,6 @@ INSTALL_HINT = (
 
 class TensorRTUnavailable(RuntimeError):
     """No TensorRT Python package or no CUDA GPU on this machine."""
-
-
-@dataclasses.dataclass
-class EngineConfig(StageConfig):
-    KIND = "engine"
-
-    bundle: str = ""
-    precisions: tuple[str, ...] = ("fp16",)  # graphs to build: fp16 and/or int8 (fp32 also works)
-    components: tuple[str, ...] = ("text_encoder", "unet", "vae_decoder")
-    workspace_gb: float = 4.0
-    optimization_level: int = 3
-    timing_cache: str | None = None  # None: <bundle>/engines/timing_<trt>_<gpu>.cache
-
-    def __post_init__(self) -> None:
-        bad = [p for p in self.precisions if p not in ("fp32", "fp16", "int8")]
-        if bad:
-            raise ValueError(f"unknown precision(s) {bad}; engines build from fp32, fp16 or int8 graphs")
-        if not 0 <= self.optimization_level <= 5:
-            raise ValueError(f"optimization_level must be in 0..5, got {self.optimization_level}")
-        if self.workspace_gb <= 0:
-            raise ValueError("workspace_gb must be positive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,11 +155,9 @@ def build_engines(bundle: str | Path, cfg: EngineConfig | None = None, trt: Any 
     machine without either fails with ``TensorRTUnavailable`` saying what to install. ``dry_run`` returns the
     engine paths that would be built. Engines already present (same name = same inputs) are reused.
     """
-    from turbo_edge.export import manifest as mf
-
     root = Path(bundle)
     cfg = cfg or EngineConfig(bundle=str(root))
-    manifest = mf.verify_bundle(root)
+    manifest = schema.verify_bundle(root)
     trt = trt if trt is not None else load_tensorrt()
     gpu = gpu if gpu is not None else detect_gpu()
     builds = plan_builds(manifest, cfg, str(trt.__version__), gpu)
@@ -199,5 +177,5 @@ def build_engines(bundle: str | Path, cfg: EngineConfig | None = None, trt: Any 
             "file": b["engine"], "tensorrt_version": str(trt.__version__), "gpu": gpu.name,
             "compute_capability": list(gpu.compute_capability),
         }
-    mf.write_manifest(root, {**manifest, "engines": engines})  # engines and timing cache join the hashed files
+    schema.write_manifest(root, {**manifest, "engines": engines})  # engines and timing cache join the hashed files
     return paths

@@ -40,21 +40,15 @@ after block surgery (blocks first) and names the block plan it was made on; load
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from turbo_edge.prune.plan import PlanError, architecture_hash, base_config
-
-CHANNEL_PLAN_KIND = "channel_pruning_plan"
-CHANNEL_PLAN_VERSION = 1
-IMPORTANCES = ("magnitude", "l1", "random")
-_WEIGHTED = (nn.Conv2d, nn.Conv3d, nn.Linear)
-_NORMS = (nn.GroupNorm, nn.LayerNorm)
+from turbo_edge.core.replay import NORMS, WEIGHTED, base_config, fix_stale_ints, width_of, width_units
+from turbo_edge.spec.errors import PlanError
+from turbo_edge.spec.plan import CHANNEL_IMPORTANCES, CHANNEL_PLAN_KIND, CHANNEL_PLAN_VERSION, architecture_hash, check_ratio
 
 
 def _importance(name: str) -> Any:
@@ -67,7 +61,7 @@ def _importance(name: str) -> Any:
         return tp.importance.GroupMagnitudeImportance(p=1)
     if name == "random":
         return tp.importance.RandomImportance()  # seeded by the caller: an ablation baseline
-    raise PlanError(f"unknown channel importance {name!r}; known: {list(IMPORTANCES)}")
+    raise PlanError(f"unknown channel importance {name!r}; known: {list(CHANNEL_IMPORTANCES)}")
 
 
 def internal_layers(unet: nn.Module) -> set[str]:
@@ -110,37 +104,10 @@ def _forward(unet: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     return unet(**inputs).sample
 
 
-def _width(m: nn.Module, dim: str) -> int:
-    if isinstance(m, nn.GroupNorm):
-        return m.num_channels
-    if isinstance(m, nn.LayerNorm):
-        return m.normalized_shape[0]
-    if isinstance(m, nn.Linear):
-        return m.out_features if dim == "out" else m.in_features
-    return m.out_channels if dim == "out" else m.in_channels
-
-
-def _width_units(unet: nn.Module) -> tuple[dict[str, int], dict[str, int], set[str]]:
-    """The units pruning keeps whole, as built: Attention name -> head_dim, GroupNorm name -> group size, and the
-    gated feed-forward projections (GEGLU / SwiGLU) whose output halves are multiplied pairwise."""
-    from diffusers.models.activations import GEGLU, SwiGLU
-    from diffusers.models.attention_processor import Attention
-
-    head_dims, groups, gated = {}, {}, set()
-    for name, m in unet.named_modules():
-        if isinstance(m, Attention):
-            head_dims[name] = m.inner_dim // m.heads
-        elif isinstance(m, nn.GroupNorm):
-            groups[name] = m.num_channels // m.num_groups
-        elif isinstance(m, GEGLU | SwiGLU):
-            gated.add(f"{name}.proj")
-    return head_dims, groups, gated
-
-
 def _units(group: Any, names: dict[nn.Module, str], root: nn.Module, widths: tuple[dict[str, int], dict[str, int], set[str]]) -> tuple[str, list[list[int]]]:
     """The group's pruning units as lists of root channel indices: heads, norm groups, gated pairs or channels."""
     head_dims, norm_sizes, gated = widths
-    width = _width(root, "out")
+    width = width_of(root, "out")
     parent = names[root].rsplit(".", 1)[0]
     if names[root].endswith((".to_q", ".to_k", ".to_v")) and parent in head_dims:
         hd = head_dims[parent]
@@ -155,12 +122,6 @@ def _units(group: Any, names: dict[nn.Module, str], root: nn.Module, widths: tup
     return "channels", [[i] for i in range(width)]
 
 
-def _check_ratio(ratio: Any) -> float:
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
-        raise PlanError(f"the channel pruning ratio must be in (0, 1), got {ratio!r}")
-    return float(ratio)
-
-
 def channel_prune(unet: nn.Module, ratio: float, importance: str = "magnitude",
                   block_plan: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Prune a copy of ``unet`` (block surgery, if any, already applied) with torch-pruning; return it and its plan.
@@ -169,20 +130,20 @@ def channel_prune(unet: nn.Module, ratio: float, importance: str = "magnitude",
     """
     import torch_pruning as tp
 
-    ratio = _check_ratio(ratio)
+    ratio = check_ratio(ratio)
     scorer = _importance(importance)
     model = copy.deepcopy(unet).eval()
     flags = {n: p.requires_grad for n, p in unet.named_parameters()}
     model.requires_grad_(True)  # torch-pruning traces the autograd graph: a frozen copy would have none
     names = {m: n for n, m in model.named_modules()}
-    widths = _width_units(model)
+    widths = width_units(model)
     internal = internal_layers(model)
-    frozen = [m for m, n in names.items() if isinstance(m, _WEIGHTED) and n not in internal]
+    frozen = [m for m, n in names.items() if isinstance(m, WEIGHTED) and n not in internal]
     inputs = example_inputs(model)
     with torch.enable_grad():
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=inputs, forward_fn=_forward, verbose=False)
     selected = []
-    for group in graph.get_all_groups(ignored_layers=frozen, root_module_types=list(_WEIGHTED)):
+    for group in graph.get_all_groups(ignored_layers=frozen, root_module_types=list(WEIGHTED)):
         root, handler = group[0].dep.target.module, group[0].dep.handler
         kind, units = _units(group, names, root, widths)
         n_remove = math.floor(ratio * len(units))
@@ -205,9 +166,9 @@ def channel_prune(unet: nn.Module, ratio: float, importance: str = "magnitude",
             module = dep.target.module
             if module not in names:  # torch-pruning's nodes for reshapes, adds, splits: no weights
                 continue
-            dim = "out" if isinstance(module, _NORMS) or graph.is_out_channel_pruning_fn(dep.handler) else "in"
+            dim = "out" if isinstance(module, NORMS) or graph.is_out_channel_pruning_fn(dep.handler) else "in"
             key = (names[module], dim)
-            size, pruned = layers.get(key, (_width(module, dim), set()))
+            size, pruned = layers.get(key, (width_of(module, dim), set()))
             layers[key] = (size, pruned | {int(i) for i in dep_idxs})
         if seen & set(layers):
             raise PlanError(f"torch-pruning put {sorted(seen & set(layers))} in two groups; this UNet's layout is not supported")
@@ -218,7 +179,7 @@ def channel_prune(unet: nn.Module, ratio: float, importance: str = "magnitude",
                        for (n, d), (size, pruned) in sorted(layers.items())],
         })
         group.prune()
-    _fix_stale_ints(model, widths)
+    fix_stale_ints(model, widths)
     for n, p in model.named_parameters():
         p.requires_grad_(flags.get(n, False))
     config = base_config(unet)
@@ -243,7 +204,7 @@ def channel_prune(unet: nn.Module, ratio: float, importance: str = "magnitude",
 
 def make_channel_plan(unet: nn.Module, ratio: float, importance: str = "magnitude",
                       block_plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The channel plan for ``unet`` at ``ratio`` (``unet`` is left as it is; replay with ``apply_channel_plan``)."""
+    """The channel plan for ``unet`` at ``ratio`` (``unet`` is left as it is; replay with ``core.replay.apply_channel_plan``)."""
     return channel_prune(unet, ratio, importance, block_plan)[1]
 
 
@@ -251,103 +212,3 @@ def _count(unet: nn.Module) -> int:
     return sum(p.numel() for p in unet.parameters())
 
 
-def channel_plan_id(plan: dict[str, Any]) -> str:
-    """A short hash of what the plan keeps: two plans with the same id build the same architecture."""
-    body = {k: plan.get(k) for k in ("architecture_hash", "after_blocks", "groups")}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def validate_channel_plan(plan: dict[str, Any], config: dict[str, Any], block_plan: dict[str, Any] | None = None) -> None:
-    """Raise ``PlanError`` if the plan's header does not fit a UNet with ``config`` after ``block_plan``."""
-    if not isinstance(plan, dict) or plan.get("kind") != CHANNEL_PLAN_KIND:
-        raise PlanError(f"not a channel pruning plan: expected a JSON object with \"kind\": \"{CHANNEL_PLAN_KIND}\"")
-    if plan.get("version") != CHANNEL_PLAN_VERSION:
-        raise PlanError(f"channel plan version {plan.get('version')} is not supported (this build reads {CHANNEL_PLAN_VERSION})")
-    expected = architecture_hash(config)
-    if plan.get("architecture_hash") != expected:
-        raise PlanError(f"the channel plan was made for another architecture (hash {plan.get('architecture_hash')}, this UNet's is {expected})")
-    _check_ratio(plan.get("ratio"))
-    blocks = list(block_plan["removed"]) if block_plan else []
-    if plan.get("after_blocks") != blocks:
-        raise PlanError(f"the channel plan was made after removing blocks {plan.get('after_blocks')}, but this model's block plan removes {blocks}")
-    if not isinstance(plan.get("groups"), list) or not plan["groups"]:
-        raise PlanError("the channel plan prunes nothing: list at least one group under \"groups\"")
-
-
-def apply_channel_plan(unet: nn.Module, plan: dict[str, Any], block_plan: dict[str, Any] | None = None) -> nn.Module:
-    """Replay ``plan`` on ``unet`` in place (after ``block_plan``'s surgery, if any) and return it.
-
-    Every layer is checked before any weight changes: a plan naming a missing layer, a layer of another type or
-    width, or indices out of range fails with ``PlanError`` and leaves ``unet`` as it was.
-    """
-    validate_channel_plan(plan, base_config(unet), block_plan)
-    modules = dict(unet.named_modules())
-    widths = _width_units(unet)
-    norm_sizes = widths[1]
-    edits = []
-    for group in plan["groups"]:
-        for layer in group.get("layers", []):
-            name, dim, kept = layer.get("name"), layer.get("dim"), layer.get("kept")
-            m = modules.get(name)
-            if not isinstance(m, _WEIGHTED + _NORMS):
-                raise PlanError(f"the channel plan names layer {name!r}, which this UNet does not have (or is no conv / linear / norm)")
-            if dim not in ("out", "in") or (isinstance(m, nn.Conv2d | nn.Conv3d) and m.groups != 1):
-                raise PlanError(f"the channel plan prunes {name!r} along {dim!r}, which replay cannot do")
-            size = _width(m, dim)
-            if size != layer.get("size"):
-                raise PlanError(f"the channel plan expects {name!r} to have {layer.get('size')} {dim} channels; it has {size}")
-            if not isinstance(kept, list) or not kept or kept != sorted(set(kept)) or kept[0] < 0 or kept[-1] >= size:
-                raise PlanError(f"the channel plan's kept indices for {name!r} are not sorted unique indices in [0, {size})")
-            if isinstance(m, nn.GroupNorm) and len(kept) % norm_sizes[name]:
-                raise PlanError(f"the channel plan keeps {len(kept)} channels of {name!r}, not a whole number of its groups of {norm_sizes[name]}")
-            edits.append((m, dim, kept))
-    _check_heads(unet, {(id(m), dim): len(kept) for m, dim, kept in edits}, widths[0])
-    for m, dim, kept in edits:
-        _keep(m, dim, kept)
-    _fix_stale_ints(unet, widths)
-    return unet
-
-
-def _check_heads(unet: nn.Module, new_widths: dict[tuple[int, str], int], head_dims: dict[str, int]) -> None:
-    """Before any edit: every Attention must end with equal to_q / to_k / to_v widths in whole heads (UNet3D's
-    attention has no grouped kv heads), else the processors would split it wrongly or fail mid-forward."""
-    from diffusers.models.attention_processor import Attention
-
-    for name, m in unet.named_modules():
-        if not isinstance(m, Attention):
-            continue
-        outs = [new_widths.get((id(p), "out"), p.out_features) for p in (m.to_q, m.to_k, m.to_v)]
-        if len(set(outs)) > 1 or outs[0] % head_dims[name]:
-            raise PlanError(f"the channel plan leaves {name}'s to_q / to_k / to_v with widths {outs}, not equal whole heads of {head_dims[name]}")
-
-
-@torch.no_grad()
-def _keep(m: nn.Module, dim: str, kept: list[int]) -> None:
-    """Keep channels ``kept`` of ``m`` along its output (``out``) or input (``in``) dimension."""
-    idx = torch.tensor(kept, device=m.weight.device)
-    axis = 0 if dim == "out" or isinstance(m, _NORMS) else 1
-    m.weight = nn.Parameter(m.weight.index_select(axis, idx).contiguous(), requires_grad=m.weight.requires_grad)
-    if m.bias is not None and axis == 0:
-        m.bias = nn.Parameter(m.bias.index_select(0, idx).contiguous(), requires_grad=m.bias.requires_grad)
-    n = len(kept)
-    if isinstance(m, nn.GroupNorm):
-        m.num_channels = n
-    elif isinstance(m, nn.LayerNorm):
-        m.normalized_shape = (n,)
-    elif isinstance(m, nn.Linear):
-        setattr(m, "out_features" if dim == "out" else "in_features", n)
-    else:
-        setattr(m, "out_channels" if dim == "out" else "in_channels", n)
-
-
-def _fix_stale_ints(unet: nn.Module, widths: tuple[dict[str, int], dict[str, int], set[str]]) -> None:
-    """Reset the plain ints that still describe the unpruned widths (pruning only changes tensors and layer sizes)."""
-    from diffusers.models.attention_processor import Attention
-
-    head_dims, norm_sizes, _ = widths
-    for name, m in unet.named_modules():
-        if isinstance(m, nn.GroupNorm):
-            m.num_groups = m.num_channels // norm_sizes[name]  # whole groups were removed: the group size stays
-        elif isinstance(m, Attention):
-            m.inner_dim, m.inner_kv_dim = m.to_q.out_features, m.to_k.out_features
-            m.heads = m.inner_dim // head_dims[name]  # the processors split by heads; head_dim (and the scale) stay

@@ -26,8 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from turbo_edge.core import param
-from turbo_edge.prune import plan as plans
+from turbo_edge.core import replay
+from turbo_edge.core.consistency import consistency_output
+from turbo_edge.spec import param
+from turbo_edge.spec import plan as plans
+from turbo_edge.spec.sampler import SamplerSpec
 
 
 class _PassThrough(nn.Module):
@@ -121,22 +124,20 @@ def clip_costs(x0: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
 
 @torch.no_grad()
 def measure_importance(
-    unet: nn.Module, sampler: dict[str, Any], scheduler_config: dict[str, Any], latents: torch.Tensor, cond: torch.Tensor,
+    unet: nn.Module, sampler: SamplerSpec, scheduler_config: dict[str, Any], latents: torch.Tensor, cond: torch.Tensor,
     guidance: float, seed: int = 0, steps: int = 4,
 ) -> dict[str, Any]:
     """The importance table of ``unet`` (a consistency student) on clean latents [B, C, F, h, w] with text ``cond``.
 
     Costs average over the ``steps``-step sampler's timesteps, each with its own seeded noise.
     """
-    from turbo_edge.distill.consistency import consistency_output
-
     unet.eval()
-    config = plans.base_config(unet)
+    config = replay.base_config(unet)
     abar = param.alphas_cumprod(scheduler_config)
-    timesteps = [int(t) for t in sampler["timesteps"][str(steps)]]
+    timesteps = [int(t) for t in sampler.timesteps[steps]]
     b = latents.shape[0]
-    w_emb = torch.from_numpy(param.guidance_embedding(np.full(b, guidance), int(sampler["w_embedding_dim"]))).float()
-    kw = dict(prediction_type=sampler["prediction_type"], timestep_scaling=float(sampler["timestep_scaling"]), sigma_data=float(sampler["sigma_data"]))
+    w_emb = torch.from_numpy(param.guidance_embedding(np.full(b, guidance), int(sampler.w_embedding_dim))).float()
+    kw = dict(prediction_type=sampler.prediction_type, timestep_scaling=sampler.timestep_scaling, sigma_data=sampler.sigma_data)
     inputs = []
     for n, t in enumerate(timesteps):
         tt = np.full(b, t, dtype=np.int64)

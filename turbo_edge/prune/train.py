@@ -22,6 +22,7 @@ checkpoints save, so a resumed run is the uninterrupted one.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import time
@@ -32,16 +33,20 @@ import numpy as np
 import torch
 
 from turbo_edge.core import checkpoint as ckpt
-from turbo_edge.core import param
+from turbo_edge.core import consistency as cd
+from turbo_edge.core import replay
 from turbo_edge.core.data import encode_world, prompts_for
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
-from turbo_edge.distill import consistency as cd
 from turbo_edge.prune import channels, losses
 from turbo_edge.prune import importance as imp
-from turbo_edge.prune import plan as plans
 from turbo_edge.prune.artifact import save_pruned
-from turbo_edge.prune.config import PruneConfig
+from turbo_edge.spec import param
+from turbo_edge.spec import plan as plans
+from turbo_edge.spec.card import Lineage, ModelCard
+from turbo_edge.spec.configs import PruneConfig
+from turbo_edge.spec.plan import CHANNEL_PLAN_FILE, PLAN_FILE
+from turbo_edge.spec.sampler import SamplerSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +55,13 @@ def _rng(cfg: PruneConfig, step: int, rank: int, stream: int) -> np.random.Gener
     return np.random.default_rng([cfg.seed, step, rank, stream])
 
 
-def check_student(student: T2VModel) -> dict[str, Any]:
+def check_student(student: T2VModel) -> SamplerSpec:
     """Refuse models the pruner cannot use, before any training starts; returns the sampler contract."""
-    kind = student.meta.get("kind", "teacher")
+    kind = student.card.kind
     if kind != "student":
         raise ValueError(f"{student.path} is a {kind}, not a consistency student: prune the output of `turbo-edge distill`")
-    sampler = student.meta.get("sampler") or {}
-    if sampler.get("kind") != "consistency":
+    sampler = student.card.sampler
+    if sampler is None or sampler.kind != "consistency":
         raise ValueError(f"{student.path}'s turbo_edge.json has no consistency sampler contract")
     return sampler
 
@@ -87,7 +92,7 @@ def resolve_channel_plan(cfg: PruneConfig, unet: torch.nn.Module, plan: dict[str
         return None
     blocks = copy.deepcopy(unet)
     if plan is not None:
-        plans.apply_plan(blocks, plan)
+        replay.apply_plan(blocks, plan)
     torch.manual_seed(cfg.seed)
     return channels.make_channel_plan(blocks, cfg.channel_ratio, cfg.channel_importance, block_plan=plan)
 
@@ -96,11 +101,11 @@ def _clip_batch(latents: np.ndarray, idx: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(latents[idx].astype(np.float32)).permute(0, 2, 1, 3, 4)  # [B, C, F, h, w]
 
 
-def importance_table(cfg: PruneConfig, student: T2VModel, sampler: dict[str, Any], latents: np.ndarray, labels: np.ndarray, out: Path) -> dict[str, Any]:
+def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, latents: np.ndarray, labels: np.ndarray, out: Path) -> dict[str, Any]:
     """Measure (or reuse, when made for this architecture and settings) the run's importance table."""
     path = out / "importance.json"
     settings = {"clips": cfg.importance_clips, "steps": cfg.importance_steps, "seed": cfg.seed}
-    arch = plans.architecture_hash(plans.base_config(student.unet))
+    arch = plans.architecture_hash(replay.base_config(student.unet))
     if path.is_file():
         table = json.loads(path.read_text())
         if table.get("architecture_hash") == arch and table.get("settings") == settings:
@@ -109,7 +114,7 @@ def importance_table(cfg: PruneConfig, student: T2VModel, sampler: dict[str, Any
     idx = np.arange(cfg.importance_clips)
     with torch.no_grad():
         cond = encode_text(student, prompts_for(labels[idx]))
-    guidance = float(student.meta.get("default_guidance", 3.0))
+    guidance = float(student.card.sampler.guidance)
     table = imp.measure_importance(student.unet, sampler, student.scheduler_config, _clip_batch(latents, idx), cond, guidance, cfg.seed, cfg.importance_steps)
     table["settings"] = settings
     imp.write_table(table, out)
@@ -119,18 +124,18 @@ def importance_table(cfg: PruneConfig, student: T2VModel, sampler: dict[str, Any
 class Recovery:
     """The frozen unpruned student, the trainable pruned one, feature taps and the MCA discriminator."""
 
-    def __init__(self, cfg: PruneConfig, student: T2VModel, sampler: dict[str, Any], plan: dict[str, Any] | None,
+    def __init__(self, cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, plan: dict[str, Any] | None,
                  channel_plan: dict[str, Any] | None = None) -> None:
         self.cfg, self.student, self.sampler = cfg, student, sampler
         self.abar = param.alphas_cumprod(student.scheduler_config)
-        self.grid = param.solver_timesteps(len(self.abar), int(sampler["origin_steps"]))
+        self.grid = param.solver_timesteps(len(self.abar), int(sampler.origin_steps))
         self.reference = student.unet.eval().requires_grad_(False)
         torch.manual_seed(cfg.seed)
         self.pruned = copy.deepcopy(self.reference)
         if plan is not None:
-            plans.apply_plan(self.pruned, plan)
+            replay.apply_plan(self.pruned, plan)
         if channel_plan is not None:  # replayed, not torch-pruning's own copy: what trains is what load_teacher rebuilds
-            channels.apply_channel_plan(self.pruned, channel_plan, plan)
+            replay.apply_channel_plan(self.pruned, channel_plan, plan)
         self.pruned.requires_grad_(True).train()
         self.layers = losses.matched_layers(self.pruned)
         self.mca_layer = f"up_blocks.{cfg.mca_up_block % len(self.pruned.up_blocks)}"
@@ -144,7 +149,7 @@ class Recovery:
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         # One optimizer keeps checkpoints (one optimizer each) exact; each of the two steps has one side's grads.
-        groups = [{"params": list(self.pruned.parameters()), "lr": self.cfg.lr}]
+        groups = [{"params": list(self.pruned.parameters()), "lr": self.cfg.loop.lr}]
         if self.disc is not None:
             groups.append({"params": list(self.disc.parameters()), "lr": self.cfg.disc_lr})
         return groups
@@ -152,7 +157,7 @@ class Recovery:
     def _output(self, net: torch.nn.Module, x_t: torch.Tensor, t: np.ndarray, cond: torch.Tensor, w_emb: torch.Tensor) -> torch.Tensor:
         out = net(x_t, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb).sample
         s = self.sampler
-        return cd.consistency_output(out, x_t, t, self.abar, s["prediction_type"], float(s["timestep_scaling"]), float(s["sigma_data"]))
+        return cd.consistency_output(out, x_t, t, self.abar, s.prediction_type, s.timestep_scaling, s.sigma_data)
 
     def loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int, pruned: torch.nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, b = self.cfg, x0.shape[0]
@@ -160,7 +165,7 @@ class Recovery:
         # Step 1: timestep on the solver grid, guidance, noised latents.
         t = self.grid[rng.integers(0, len(self.grid), size=b)]
         w = rng.uniform(cfg.w_min, cfg.w_max, size=b)
-        w_emb = torch.from_numpy(param.guidance_embedding(w, int(self.sampler["w_embedding_dim"]))).float()
+        w_emb = torch.from_numpy(param.guidance_embedding(w, int(self.sampler.w_embedding_dim))).float()
         eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(_rng(cfg, step, rank, 2).integers(2**62))))
         alpha, sigma = (cd.coef(v, x0) for v in param.alpha_sigma(self.abar[t]))
         x_t = param.add_noise(x0, eps, alpha, sigma)
@@ -205,22 +210,19 @@ def _count(unet: torch.nn.Module) -> int:
     return sum(p.numel() for p in unet.parameters())
 
 
-def pruned_meta(cfg: PruneConfig, student: T2VModel, plan: dict[str, Any] | None, step: int, params: tuple[int, int],
-                channel_plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    keep = ("frames", "height", "width", "closed_vocabulary", "default_guidance", "default_steps", "sampler")
-    return {
-        **{k: v for k, v in student.meta.items() if k in keep},
-        "kind": "pruned",
-        "student": cfg.student if cfg.student in ALIASES else str(student.path),  # an alias stays portable
-        "prune": {
-            "config": cfg.to_dict(), "step": step, "rule": plan["rule"] if plan else "none",
-            "removed": plan["removed"] if plan else [],
-            "channel_ratio": channel_plan["ratio"] if channel_plan else 0.0,
-            "channel_groups": len(channel_plan["groups"]) if channel_plan else 0,
-            "params_student": params[0], "params_pruned": params[1],
-        },
-        "reproduce": cfg.command_line("prune", first=("student", "out", "steps")),
-    }
+def pruned_card(cfg: PruneConfig, student: T2VModel, plan: dict[str, Any] | None, step: int, params: tuple[int, int],
+                channel_plan: dict[str, Any] | None = None) -> ModelCard:
+    lineage = Lineage(
+        stage="prune", parent=cfg.student if cfg.student in ALIASES else str(student.path),  # an alias stays portable
+        config=cfg.to_dict(), step=step,
+        plans=tuple(f for f, p in ((PLAN_FILE, plan), (CHANNEL_PLAN_FILE, channel_plan)) if p is not None),
+        details={"rule": plan["rule"] if plan else "none", "removed": plan["removed"] if plan else [],
+                 "channel_ratio": channel_plan["ratio"] if channel_plan else 0.0,
+                 "channel_groups": len(channel_plan["groups"]) if channel_plan else 0,
+                 "params_student": params[0], "params_pruned": params[1]},
+    )
+    return dataclasses.replace(student.card, kind="pruned", lineage=lineage, weights_dtype=None,
+                               reproduce=cfg.command_line("prune", first=("student", "out", "steps")))
 
 
 def _student_scheduler(student: T2VModel) -> Any:
@@ -237,19 +239,19 @@ def prune(cfg: PruneConfig) -> Path:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.loop.threads:
+        torch.set_num_threads(cfg.loop.threads)
     out = Path(cfg.out)
     student = load_teacher(cfg.student)
     sampler = check_student(student)
-    config = plans.base_config(student.unet)
+    config = replay.base_config(student.unet)
     # Bad plans fail here, before data or training; only the lowest_cost rule must measure importance first.
     needs_table = cfg.rule == "lowest_cost" and not cfg.plan
     plan = None if needs_table else resolve_plan(cfg, config, None)
     channel_plan = None if needs_table else resolve_channel_plan(cfg, student.unet, plan)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "prune_config.json")
-    latents, labels = encode_world(student.vae, cfg.dataset_clips, cfg.seed, out / "data")
+    latents, labels = encode_world(student.vae, cfg.loop.dataset_clips, cfg.seed, out / "data")
     table = importance_table(cfg, student, sampler, latents, labels, out) if cfg.importance_clips > 0 else None
     if needs_table:
         plan = resolve_plan(cfg, config, table)
@@ -264,7 +266,7 @@ def prune(cfg: PruneConfig) -> Path:
     opt = torch.optim.AdamW(rec.parameter_groups(), weight_decay=0.0)
     identity: dict[str, Any] = {"removed": plan["removed"] if plan else [], "architecture": plans.architecture_hash(config)}
     if channel_plan is not None:  # only then: block-only runs keep the hash their checkpoints were written with
-        identity["channels"] = channels.channel_plan_id(channel_plan)
+        identity["channels"] = plans.channel_plan_id(channel_plan)
     chash = ckpt.config_hash({**cfg.training_hash_fields(), **identity})
     modules: dict[str, Any] = {"pruned": rec.pruned}
     if rec.disc is not None:
@@ -277,19 +279,19 @@ def prune(cfg: PruneConfig) -> Path:
     prepared = accel.prepare(rec.pruned, opt) if rec.disc is None else accel.prepare(rec.pruned, rec.disc, opt)
     pruned, opt = prepared[0], prepared[-1]
     rank, ws = accel.process_index, accel.num_processes
-    per_rank = max(1, cfg.batch // ws)
+    per_rank = max(1, cfg.loop.batch // ws)
     params = (_count(rec.reference), _count(rec.pruned))
     if accel.is_main_process:
         log.info("pruned %s, channel ratio %g: %d -> %d UNet parameters (%.1f%%)", plan["removed"] if plan else [],
                  cfg.channel_ratio, *params, 100 * params[1] / params[0])
-    bar = tqdm(total=cfg.steps, initial=start, desc="prune", disable=not accel.is_main_process, dynamic_ncols=True)
-    for step in range(start, cfg.steps):
+    bar = tqdm(total=cfg.loop.steps, initial=start, desc="prune", disable=not accel.is_main_process, dynamic_ncols=True)
+    for step in range(start, cfg.loop.steps):
         idx = _rng(cfg, step, rank, 0).integers(0, len(latents), size=per_rank)
         x0 = _clip_batch(latents, idx)
         loss, metrics = rec.loss(x0, prompts_for(labels[idx]), step, rank, pruned)
         opt.zero_grad(set_to_none=True)
         accel.backward(loss)
-        accel.clip_grad_norm_(pruned.parameters(), cfg.grad_clip)
+        accel.clip_grad_norm_(pruned.parameters(), cfg.loop.grad_clip)
         opt.step()
         if rec.disc is not None:
             opt.zero_grad(set_to_none=True)
@@ -300,9 +302,9 @@ def prune(cfg: PruneConfig) -> Path:
         bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items() if k in ("loss", "loss_cd")}, refresh=False)
         bar.update(1)
         done = step + 1
-        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.steps):
+        if accel.is_main_process and (done % cfg.loop.log_every == 0 or done == cfg.loop.steps):
             ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, "time": time.time()})
-        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+        if accel.is_main_process and (done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.steps):
             ckpt.save_checkpoint(out / "ckpt", modules, opt, {"step": done, "config_hash": chash})
     bar.close()
     rec.close()
@@ -310,7 +312,7 @@ def prune(cfg: PruneConfig) -> Path:
     pruned_dir = out / "pruned"
     if accel.is_main_process:
         scheduler = _student_scheduler(student)
-        model = T2VModel(copy.deepcopy(rec.pruned).eval(), student.vae, student.text_encoder, student.tokenizer, scheduler, meta={})
-        meta = pruned_meta(cfg, student, plan, cfg.steps, params, channel_plan)
-        save_pruned(model, plan, pruned_dir, meta, channel_plan=channel_plan)
+        model = T2VModel(copy.deepcopy(rec.pruned).eval(), student.vae, student.text_encoder, student.tokenizer, scheduler)
+        card = pruned_card(cfg, student, plan, cfg.loop.steps, params, channel_plan)
+        save_pruned(model, plan, pruned_dir, card, channel_plan=channel_plan)
     return pruned_dir

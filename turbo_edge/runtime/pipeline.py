@@ -7,7 +7,6 @@ and the sampling loop allocates nothing but the re-injected noise.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import warnings
@@ -17,37 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from turbo_edge.core.config import StageConfig
 from turbo_edge.runtime import samplers
-from turbo_edge.runtime.backends import BACKENDS, Backend, Binding, create_backend
-from turbo_edge.runtime.bundle import COMPONENTS, PRECISIONS, Bundle, load_bundle
-from turbo_edge.runtime.errors import RuntimeInputError
-from turbo_edge.runtime.noise import normal, stream_id
-from turbo_edge.runtime.tokenizer import ClipTokenizer, pre_tokenize
+from turbo_edge.runtime.backends import Backend, Binding, create_backend
+from turbo_edge.spec.bundle import COMPONENTS, Bundle, load_bundle
+from turbo_edge.spec.configs import RuntimeConfig
+from turbo_edge.spec.errors import RuntimeInputError
+from turbo_edge.spec.noise import normal, stream_id
+from turbo_edge.spec.tokenizer import ClipTokenizer, pre_tokenize
 
 
 class PromptTruncatedWarning(UserWarning):
     """The prompt had more tokens than the text encoder takes; its tail was dropped."""
-
-
-@dataclasses.dataclass
-class RuntimeConfig(StageConfig):
-    KIND = "runtime"
-
-    bundle: str = ""
-    backend: str = "ort-cpu"
-    precision: str = "fp32"  # per component where the bundle has that variant (int8: the UNet only), else fp32
-    threads: int = 1  # per session: ORT intra-op threads / OpenVINO INFERENCE_NUM_THREADS
-    verify: bool = True  # check every file's sha256 against the manifest at load
-    text_cache_size: int = 64  # prompts whose text-encoder output is kept (LRU)
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of {sorted(BACKENDS)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
-        if self.threads < 1 or self.text_cache_size < 0:
-            raise ValueError(f"threads must be >= 1 and text_cache_size >= 0, got {self.threads}, {self.text_cache_size}")
 
 
 @dataclass
@@ -65,7 +44,7 @@ class Pipeline:
         self.sessions: dict[str, Backend] = {}
         for name in COMPONENTS:
             session = create_backend(config.backend, threads=config.threads)
-            session.load(self._model_file(name))
+            session.load(session.model_file(bundle, name, config.precision))
             self.sessions[name] = session
         self._local = threading.local()
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -75,14 +54,6 @@ class Pipeline:
     def from_bundle(cls, path: str | Path, backend: str = "ort-cpu", precision: str = "fp32", threads: int = 1, verify: bool = True) -> Pipeline:
         config = RuntimeConfig(bundle=str(path), backend=backend, precision=precision, threads=threads, verify=verify)
         return cls(load_bundle(path, verify=verify), config)
-
-    def _model_file(self, name: str) -> Path:
-        if self.config.backend == "tensorrt":
-            engines = sorted((self.bundle.root / "engines").glob(f"{name}*{self.config.precision}*.plan"))
-            if not engines:
-                raise RuntimeInputError(f"no TensorRT engine for {name} ({self.config.precision}) in {self.bundle.root / 'engines'}; run `turbo-edge engine --bundle {self.bundle.root}` on this GPU")
-            return engines[0]
-        return self.bundle.model_path(name, self.config.precision)
 
     def close(self) -> None:
         for session in self.sessions.values():

@@ -1,7 +1,7 @@
 """Few-step samplers as pure numpy functions of ``(model_fn, x, timesteps, *, noise_fn)``: no IO, no backend.
 
 Schedule numbers come from the bundle (``alphas_cumprod``, timesteps); prediction-type conversions and
-consistency scalings come from the one parameterisation module (``turbo_edge.core.param``, numpy-only),
+consistency scalings come from the one parameterisation module (``turbo_edge.spec.param``, numpy-only),
 so the runtime cannot drift from training. Each update is folded into two float64 scalars ``x <- A*x + B*out``
 (the conversions are linear in ``x`` and ``out``) and applied in place on float32, so the loop allocates no
 arrays of its own. ``runtime/cpp/src/samplers.cpp`` implements the same steps.
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from turbo_edge.core import param
+from turbo_edge.spec import param
 
 # model_fn(x [B, ...], t) -> raw network prediction; for ddim_cfg it is [2B, ...]: unconditional half first.
 ModelFn = Callable[[np.ndarray, int], np.ndarray]

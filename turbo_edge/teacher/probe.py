@@ -24,32 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from turbo_edge.core import param, world
-from turbo_edge.core.config import StageConfig
+from turbo_edge.core import world
 from turbo_edge.core.data import to_pixels
 from turbo_edge.core.pipeline_io import T2VModel
 from turbo_edge.core.sampling import encode_text, latent_shape
+from turbo_edge.spec import param
+from turbo_edge.spec.configs import ProbeConfig
 
 DIRECTIONS = ("left", "right", "up", "down")
-
-
-@dataclass
-class ProbeConfig(StageConfig):
-    KIND = "teacher_probe"
-
-    model: str = "builtin"
-    timesteps: tuple[int, ...] = (500, 700, 850, 925, 975)
-    num: int = 32  # moving validation clips
-    seed: int = 0
-    batch: int = 16
-    threads: int = 0
-    json: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.num <= 0 or self.batch <= 0:
-            raise ValueError(f"num and batch must be positive, got num={self.num} batch={self.batch}")
-        if not self.timesteps:
-            raise ValueError("give at least one timestep, e.g. --timesteps 850,925,975")
 
 
 def _world_config(model: T2VModel) -> world.WorldConfig:

@@ -12,7 +12,6 @@ what an uninterrupted one would have done.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -24,82 +23,14 @@ import torch
 from tqdm.auto import tqdm
 
 from turbo_edge.core import checkpoint as ckpt
-from turbo_edge.core import param, world
-from turbo_edge.core.config import StageConfig
+from turbo_edge.core import world
 from turbo_edge.core.data import encode_world, prompts_for, to_pixels
 from turbo_edge.core.models import TEMPORAL_POSITION_KEY, TinyTeacherSpec, build_text_encoder, build_unet, build_vae
+from turbo_edge.spec import param
+from turbo_edge.spec.card import Lineage, ModelCard, read_card
+from turbo_edge.spec.configs import TeacherTrainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class TeacherTrainConfig(StageConfig):
-    KIND = "teacher_train"
-
-    out: str = "runs/teacher"
-    seed: int = 0
-    # Phase 1: autoencoder.
-    vae_steps: int = 1200
-    vae_batch: int = 64
-    vae_lr: float = 1e-3
-    vae_kl_weight: float = 1e-6
-    vae_object_weight: float = 8.0
-    # Phase 2: UNet + text encoder.
-    dataset_clips: int = 16384
-    unet_steps: int = 20000
-    batch: int = 32
-    lr: float = 3e-4
-    warmup_steps: int = 200
-    min_snr_gamma: float = 5.0
-    min_snr_plus_one: bool = False  # x0-space weight min(SNR, gamma) + 1 instead of min(SNR, gamma): see param
-    cond_dropout: float = 0.1
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    checkpoint_every: int = 250
-    log_every: int = 25
-    threads: int = 0  # 0: leave torch's default
-    phases: tuple[str, ...] = ("vae", "unet")
-    # Warm start: a teacher directory (or alias) of this architecture whose autoencoder replaces the vae phase
-    # and whose UNet and text encoder initialise the UNet phase (continuing a shipped snapshot's training).
-    init_from: str = ""
-    # False: a freshly initialised (seeded) text encoder stays frozen, as real text-to-video models keep their
-    # pretrained one frozen. Trained jointly from scratch, the tiny encoder learned colour first and then kept
-    # motion words almost indistinguishable (|left - right| ~0.4 vs |red - blue| ~12 at norm 8), starving the
-    # UNet of the motion signal; a frozen random encoder keeps every word equally distinct (~3-6).
-    train_text_encoder: bool = True
-    # > 0: re-draw the (frozen) text encoder's token embeddings from N(0, std^2) before training. CLIP's own init
-    # (std 0.02) leaves a word's hidden state dominated by the causal average over the words before it, so
-    # the last word of a prompt (the motion direction) came out nearly identical across prompts: at norm 8,
-    # |enc(left) - enc(right)| ~1.7 (cosine 0.98) vs ~3.9 for colours, and the UNet had bound every attribute
-    # but direction after 4,250 steps. At std 1 every word keeps its own identity (~10-11 apart).
-    text_token_std: float = 0.0
-    # > 0: this fraction of each batch draws its timestep from [high_noise_min_t, T) instead of [0, T). At the tiny
-    # teacher's 8x8 latents a clip's layout is legible far into the noise (x0 error 0.02 at t=700, SNR 0.25),
-    # so where the text, not x_t, decides the direction of travel is the top ~15 % of timesteps: uniform
-    # sampling spends ~10 % of its steps there, at the smallest loss weight (measured: a wrong direction word
-    # raised the x0 loss by under 2 % at any t after 3,750 steps). The same reason SD3 shifts its timesteps
-    # towards noise; here only the training distribution moves, the noise schedule is unchanged.
-    high_noise_fraction: float = 0.0
-    high_noise_min_t: int = 850
-
-    def __post_init__(self) -> None:
-        for name in ("vae_steps", "unet_steps", "batch", "vae_batch", "dataset_clips", "checkpoint_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.cond_dropout < 1.0:
-            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
-        if not self.phases or set(self.phases) - {"vae", "unet"}:
-            raise ValueError(f"phases must be a non-empty subset of ('vae', 'unet'), got {self.phases}")
-        if not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
-        if self.text_token_std < 0 or (self.text_token_std > 0 and self.train_text_encoder):
-            raise ValueError(f"text_token_std must be >= 0 and applies only to a frozen text encoder (--freeze-text-encoder), got {self.text_token_std}")
-        if not 0.0 <= self.high_noise_fraction <= 1.0:
-            raise ValueError(f"high_noise_fraction must be in [0, 1], got {self.high_noise_fraction}")
-        if not 0 <= self.high_noise_min_t < 1000:
-            raise ValueError(f"high_noise_min_t must be a training timestep in [0, 1000), got {self.high_noise_min_t}")
-        if self.init_from and "vae" in self.phases:
-            raise ValueError("init_from supplies the autoencoder: run only the unet phase (--phases unet)")
 
 
 def _step_rng(seed: int, step: int, rank: int, stream: int) -> np.random.Generator:
@@ -352,7 +283,7 @@ def _init_dir(cfg: TeacherTrainConfig) -> Path:
     path = Path(cfg.out) / "init"
     if not path.is_dir():
         init = _init_model(cfg.init_from, TinyTeacherSpec())
-        save_model(init, path, meta=init.meta)
+        save_model(init, path)
     return path
 
 
@@ -392,7 +323,7 @@ def _load_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
 def _tokenizer(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
     from transformers import CLIPTokenizer
 
-    from turbo_edge.core.tokenizer_files import write_tokenizer
+    from turbo_edge.spec.tokenizer_files import write_tokenizer
 
     path = write_tokenizer(Path(cfg.out) / "tokenizer", spec.words, spec.max_length)
     return CLIPTokenizer.from_pretrained(path)
@@ -442,23 +373,21 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
     training: dict[str, Any] = {"config": cfg.to_dict(), "unet_step": step, "weights": "ema" if use_ema else "online"}
     reproduce = f"turbo-edge teacher train --out {run_dir} && turbo-edge teacher export --run {run_dir} --out turbo_edge/assets/teacher"
     if cfg.init_from:  # the chain of runs: what this one started from, and how that was made
-        from turbo_edge.core.pipeline_io import META_FILE
-
-        init_meta = json.loads((_init_dir(cfg) / META_FILE).read_text())
-        training["init"] = init_meta.get("training", {})
+        init = read_card(_init_dir(cfg))
+        training["init"] = _training_record(init)
         training["unet_step_total"] = step + int(training["init"].get("unet_step_total", training["init"].get("unet_step", 0)))
-        reproduce = f"({init_meta.get('reproduce', '?')}) then: turbo-edge teacher train --phases unet --init-from <that model> --out {run_dir} && turbo-edge teacher export --run {run_dir}"
-    meta = {
-        "kind": "teacher",
-        "frames": spec.frames,
-        "height": spec.size,
-        "width": spec.size,
-        "closed_vocabulary": spec.words,
-        "default_guidance": 3.0,
-        "training": training,
-        "reproduce": reproduce,
-    }
+        reproduce = f"({init.reproduce or '?'}) then: turbo-edge teacher train --phases unet --init-from <that model> --out {run_dir} && turbo-edge teacher export --run {run_dir}"
+    lineage = Lineage(stage="teacher_train", parent=cfg.init_from or None, config=training.pop("config"), step=step, details=training)
     if half:
         model, vae = model.half(), vae.half()
     t2v = T2VModel(model.unet, vae, model.text_encoder, tokenizer, build_scheduler(spec))
-    return save_model(t2v, out, meta={**meta, "weights_dtype": "float16" if half else "float32"})
+    card = ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words,
+                     default_guidance=3.0, lineage=lineage, reproduce=reproduce, weights_dtype="float16" if half else "float32")
+    return save_model(t2v, out, card=card)
+
+
+def _training_record(card: ModelCard) -> dict[str, Any]:
+    """A teacher card's run record as the chain nests it: {config, unet_step, weights, init, unet_step_total}."""
+    if card.lineage is None:
+        return {}
+    return {"config": card.lineage.config, "unet_step": card.lineage.step, **card.lineage.details}

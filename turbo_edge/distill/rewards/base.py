@@ -17,9 +17,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from turbo_edge.core import world
-from turbo_edge.core.config import StageConfig
-from turbo_edge.core.tokenizer_files import build_vocab_and_merges
-from turbo_edge.runtime.tokenizer import ClipTokenizer
+from turbo_edge.spec.config import StageConfig
+from turbo_edge.spec.tokenizer import ClipTokenizer
+from turbo_edge.spec.tokenizer_files import build_vocab_and_merges
 
 ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "rewards"
 BUILTIN_KINDS = {"builtin-image": "image", "builtin-video": "video", "latent": "latent"}

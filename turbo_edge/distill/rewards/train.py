@@ -1,8 +1,6 @@
 """Train the builtin rewards on the synthetic world's ``train`` split, measure them on ``val`` / ``heldout``.
 
-``python -m turbo_edge.distill.rewards.train --which image|video|all|latent --steps N [--dry-run]``; the
-library CLI wires the same functions as ``turbo-edge rewards train`` (``add_train_arguments``,
-``config_from_args``, ``run_training``).
+``turbo-edge rewards train --which image|video|latent --steps N [--dry-run]`` runs ``run_training``.
 
 Objective (both builtin rewards): InfoNCE with a learnable temperature, clip -> every training prompt plus
 prompt -> every clip in the batch, with all matching pairs as positives (a frame matches every prompt of its
@@ -14,9 +12,6 @@ gain; time reversal for video, which swaps the motion's direction).
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import logging
 import sys
 import time
@@ -29,65 +24,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from turbo_edge.core import world
-from turbo_edge.core.config import StageConfig
 from turbo_edge.core.data import to_pixels
 from turbo_edge.distill.rewards.base import ASSET_DIR, RewardConfig, save_reward
 from turbo_edge.distill.rewards.builtin import ImageTextReward, VideoTextReward, _DualEncoder
+from turbo_edge.spec.configs import RewardTrainConfig
 
 log = logging.getLogger(__name__)
-WHICH = {"image": "builtin-image", "video": "builtin-video", "latent": "latent"}
 REVERSED_MOTION = {"left": "right", "right": "left", "up": "down", "down": "up", "still": "still"}
 VIDEO_FRAME_COUNTS = ((2, 0.25), (4, 0.25), (8, 0.5))
-
-
-@dataclasses.dataclass
-class RewardTrainConfig(StageConfig):
-    KIND = "reward_train"
-
-    which: str = "image"  # image | video | latent (``all`` on the command line trains image then video)
-    out: str = ""  # default: turbo_edge/assets/rewards/<reward name>
-    steps: int = 1000
-    batch: int = 48
-    lr: float = 2e-3
-    seed: int = 0
-    threads: int = 1  # 0: leave torch's default
-    pool_clips: int = 3456  # rendered train samples the batches are drawn from
-    eval_clips: int = 256
-    width: int = 16
-    embed_dim: int = 64
-    # Latent reward only: the teacher whose VAE defines the latent space, and what to predict.
-    teacher: str = ""
-    target: str = "builtin-video"
-    samples: int = 2048
-    # Share of samples that are the teacher's one-step x0 from a noised clip (latent.teacher_x0_denoiser): the
-    # distribution a student's x0 is in. 0 fits clean clips and their variants only (the reward was then
-    # exploited: benchmarks/results/distill.json, arm cd_latent_clean_fit).
-    x0_fraction: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.which not in WHICH:
-            raise ValueError(f"which must be one of {list(WHICH)}, got {self.which!r}")
-        for key in ("steps", "batch", "pool_clips", "eval_clips", "width", "embed_dim", "samples"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.batch < 4 or self.batch % 2:
-            raise ValueError(f"batch must be even and >= 4 (clips come in hard-negative pairs), got {self.batch}")
-        if not 0 < self.lr < 1:
-            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
-        if self.width % 8:
-            raise ValueError(f"width must be a multiple of 8 (its layers use group norms of 8 groups), got {self.width}")
-        if not 0.0 <= self.x0_fraction <= 1.0:
-            raise ValueError(f"x0_fraction must be in [0, 1], got {self.x0_fraction}")
-        if self.which == "latent" and not self.teacher:
-            raise ValueError("the latent reward needs --teacher DIR: its latent space is that teacher's VAE's")
-
-    @property
-    def reward_name(self) -> str:
-        return WHICH[self.which]
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out) if self.out else ASSET_DIR / self.reward_name
 
 
 # ---------------------------------------------------------------- data
@@ -298,68 +242,15 @@ def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.n
     return model, metrics
 
 
+def out_dir(cfg: RewardTrainConfig) -> Path:
+    """Where the reward is written: ``cfg.out``, else the package's assets (the builtin rewards' home)."""
+    return Path(cfg.out) if cfg.out else ASSET_DIR / cfg.reward_name
+
+
 def run_training(cfg: RewardTrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train one reward, write ``model.safetensors`` + ``config.json`` + ``metrics.json`` to ``cfg.out_dir``."""
+    """Train one reward, write ``model.safetensors`` + ``config.json`` + ``metrics.json`` to ``out_dir(cfg)``."""
     model, metrics = (train_latent if cfg.which == "latent" else train_builtin)(cfg, progress)
     metrics["command"] = " ".join([Path(sys.executable).name, *sys.argv]) if sys.argv and sys.argv[0] else ""
-    save_reward(model, model.cfg, cfg.out_dir, metrics)
-    log.info("wrote %s reward to %s", cfg.reward_name, cfg.out_dir)
+    save_reward(model, model.cfg, out_dir(cfg), metrics)
+    log.info("wrote %s reward to %s", cfg.reward_name, out_dir(cfg))
     return metrics
-
-
-# ---------------------------------------------------------------- command line
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--which", default="image", choices=[*WHICH, "all"], help="all = image then video")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, help="torch threads (default 1; 0 = torch's default)")
-    p.add_argument("--out", help="output directory (default turbo_edge/assets/rewards/<name>; not with --which all)")
-    p.add_argument("--pool-clips", dest="pool_clips", type=int)
-    p.add_argument("--eval-clips", dest="eval_clips", type=int)
-    p.add_argument("--width", type=int)
-    p.add_argument("--embed-dim", dest="embed_dim", type=int)
-    p.add_argument("--teacher", help="latent reward: diffusers teacher directory whose VAE defines the latents")
-    p.add_argument("--target", help="latent reward: what to predict (builtin-video, builtin-image, motion, ...)")
-    p.add_argument("--samples", type=int, help="latent reward: encoded (latent, prompt, target) samples")
-    p.add_argument("--x0-fraction", dest="x0_fraction", type=float,
-                   help="latent reward: share of samples that are the teacher's one-step x0 from a noised clip (0 disables)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config(s) and exit")
-
-
-def configs_from_args(args: argparse.Namespace) -> list[RewardTrainConfig]:
-    """One config per reward to train (``--which all`` gives image and video)."""
-    which = ["image", "video"] if args.which == "all" else [args.which]
-    if len(which) > 1 and args.out:
-        raise ValueError("--out names one directory; train one reward at a time with it")
-    names = {f.name for f in dataclasses.fields(RewardTrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in names and k != "which" and v is not None}
-    return [RewardTrainConfig(which=w, **given) for w in which]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m turbo_edge.distill.rewards.train", description=__doc__.split("\n")[0])
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        configs = configs_from_args(args)
-    except ValueError as err:
-        parser.error(str(err))
-    if args.dry_run:
-        for cfg in configs:
-            print(json.dumps({**cfg.to_dict(), "out_dir": str(cfg.out_dir)}, indent=2))
-        return 0
-    for cfg in configs:
-        metrics = run_training(cfg)
-        summary = {k: metrics[k] for k in ("reward", "train_seconds", "final_loss") if k in metrics}
-        summary.update({k: metrics[k] for k in ("val", "heldout", "heldback_pearson") if k in metrics})
-        print(json.dumps(summary, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from turbo_edge.runtime.errors import BackendUnavailableError
+from turbo_edge.spec.backends import BACKENDS, register_backend
+from turbo_edge.spec.bundle import Bundle
+from turbo_edge.spec.errors import BackendUnavailableError
+
+__all__ = ["BACKENDS", "Backend", "Binding", "Shapes", "backend_class", "create_backend", "numpy_dtype", "register_backend"]
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -54,25 +58,13 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, binding: Binding) -> None: ...
 
+    def model_file(self, bundle: Bundle, component: str, precision: str) -> Path:
+        """The file this backend loads for ``component`` at ``precision`` (the ONNX graph; TensorRT: its engine)."""
+        return bundle.model_path(component, precision)
+
     def close(self) -> None:
         """Release the session; the default drops references and lets the library free them."""
         self.__dict__.pop("session", None)
-
-
-# name -> "module:ClassName", imported on first use.
-BACKENDS: dict[str, str] = {
-    "ort-cpu": "turbo_edge.runtime.backends.ort:OrtCpuBackend",
-    "ort-cuda": "turbo_edge.runtime.backends.ort:OrtCudaBackend",
-    "openvino": "turbo_edge.runtime.backends.openvino_cpu:OpenVinoCpuBackend",
-    "tensorrt": "turbo_edge.runtime.backends.tensorrt:TensorRTBackend",
-}
-
-
-def register_backend(name: str, target: str) -> None:
-    """Add a backend: ``target`` is ``"package.module:ClassName"`` of a ``Backend`` subclass."""
-    if ":" not in target:
-        raise ValueError(f"backend target must be 'module:ClassName', got {target!r}")
-    BACKENDS[name] = target
 
 
 def backend_class(name: str) -> type[Backend]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from turbo_edge.runtime.backends import Backend, Binding, Shapes, numpy_dtype
-from turbo_edge.runtime.errors import BackendUnavailableError
+from turbo_edge.spec.errors import BackendUnavailableError
 
 
 class OpenVinoCpuBackend(Backend):

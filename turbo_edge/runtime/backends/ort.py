@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from turbo_edge.runtime.backends import Backend, Binding, Shapes, numpy_dtype
-from turbo_edge.runtime.errors import BackendUnavailableError
+from turbo_edge.spec.errors import BackendUnavailableError
 
 
 def _import_ort():

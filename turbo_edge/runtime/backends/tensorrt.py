@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from turbo_edge.runtime.backends import Backend, Binding, Shapes
-from turbo_edge.runtime.errors import BackendUnavailableError
+from turbo_edge.spec.bundle import Bundle
+from turbo_edge.spec.errors import BackendUnavailableError
 
 
 class CudaApi:
@@ -95,6 +96,10 @@ class TensorRTBackend(Backend):
         super().__init__(threads)
         self.cuda_graph = cuda_graph
         self._trt, self._cuda = trt, cuda  # injected fakes in tests; real libraries imported in load()
+
+    def model_file(self, bundle: Bundle, component: str, precision: str) -> Path:
+        """The engine ``turbo-edge engine`` built for this component and precision, as the manifest records it."""
+        return bundle.engine_path(component, precision)
 
     def load(self, path: Path) -> None:
         trt = self._trt or _import_trt()

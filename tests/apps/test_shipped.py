@@ -1,0 +1,54 @@
+"""The shipped students: what they are, that they load from float16 safetensors, and that they still work.
+
+The quality check is a small regression guard (8 validation prompts, 4 steps, a few seconds each), not the
+result: the figures are in benchmarks/results (48 prompts). A broken load or a lost plan scores near chance
+(content 0.04, motion 0.20).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from turbo_edge.core import replay, world
+from turbo_edge.core.evaluator import Evaluator
+from turbo_edge.core.pipeline_io import ALIASES, load_teacher
+from turbo_edge.core.student_sampling import generate_student
+from turbo_edge.spec import plan as plans
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.set_num_threads(2)
+    return {name: load_teacher(name) for name in ("builtin-student", "builtin-pruned")}
+
+
+def test_shipped_students_are_float16_consistency_students_of_the_builtin_chain(models):
+    student, pruned = models["builtin-student"], models["builtin-pruned"]
+    assert student.card.kind == "student" and student.card.parent == "builtin"
+    assert pruned.card.kind == "pruned" and pruned.card.parent == "builtin-student"
+    for m in (student, pruned):
+        assert m.card.weights_dtype == "float16" and m.card.sampler.kind == "consistency"
+        assert m.unet.dtype == torch.float32  # read back as float32
+    assert pruned.card.sampler == student.card.sampler
+
+
+def test_builtin_pruned_rebuilds_from_its_plan(models):
+    student, pruned = models["builtin-student"], models["builtin-pruned"]
+    plan = json.loads((ALIASES["builtin-pruned"] / plans.PLAN_FILE).read_text())
+    assert plan["rule"] == "vdmini" and plan["removed"] == pruned.card.lineage.details["removed"]
+    assert plan["architecture_hash"] == plans.architecture_hash(replay.base_config(student.unet))
+    n_student = sum(p.numel() for p in student.unet.parameters())
+    n_pruned = sum(p.numel() for p in pruned.unet.parameters())
+    assert n_pruned == pruned.card.lineage.details["params_pruned"] < 0.7 * n_student
+    assert len(pruned.unet.down_blocks[0].resnets) == 1 and pruned.unet.mid_block is None
+
+
+@pytest.mark.parametrize("name", ["builtin-student", "builtin-pruned"])
+def test_shipped_student_still_draws_the_prompt_in_4_steps(models, name):
+    attrs = world.prompt_set("val", 8, seed=3)
+    clips = generate_student(models[name], [a.prompt for a in attrs], steps=4, seed=0)
+    score = Evaluator().score(clips, attrs, split="val")
+    assert score.content_acc >= 0.75 and score.motion_acc >= 0.75, score.to_dict()

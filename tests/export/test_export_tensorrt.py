@@ -1,0 +1,188 @@
+"""TensorRT engine logic (profiles, names, builder config, manifest update) with a fake ``tensorrt`` module.
+
+TensorRT cannot be installed on the CPU development machines, so nothing here imports it; the one test that
+builds a real engine is marked ``gpu`` and skips without TensorRT.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from turbo_edge.export.tensorrt_build import (
+    EngineConfig,
+    GpuInfo,
+    TensorRTUnavailable,
+    build_engines,
+    configure,
+    engine_name,
+    load_tensorrt,
+    timing_cache_name,
+)
+from turbo_edge.spec import bundle as mf
+from turbo_edge.spec.sampler import SamplerSpec
+
+PROFILE = {
+    "min": {"sample": [1, 4, 1, 8, 8], "timestep": [1]},
+    "opt": {"sample": [2, 4, 8, 8, 8], "timestep": [2]},
+    "max": {"sample": [4, 4, 16, 8, 8], "timestep": [4]},
+}
+GPU = GpuInfo("NVIDIA GeForce RTX 4090", (8, 9))
+
+
+class FakeTRT(types.SimpleNamespace):
+    """Records what the build code asks of TensorRT; serialises a network as the ONNX bytes it parsed."""
+
+    def __init__(self) -> None:
+        calls: list[tuple] = []
+        super().__init__(__version__="10.8.0.43", calls=calls)
+        fake = self
+
+        class Logger:
+            WARNING = 2
+
+            def __init__(self, level: int) -> None:
+                calls.append(("logger", level))
+
+        class Profile:
+            def set_shape(self, name, lo, opt, hi) -> None:
+                calls.append(("set_shape", name, lo, opt, hi))
+
+        class Cache:
+            def __init__(self, data: bytes) -> None:
+                self.data = data
+
+            def serialize(self) -> bytes:
+                return self.data + b"+timed"
+
+        class Config:
+            builder_optimization_level = None
+
+            def set_memory_pool_limit(self, pool, size) -> None:
+                calls.append(("workspace", pool, size))
+
+            def add_optimization_profile(self, profile) -> None:
+                calls.append(("add_profile",))
+
+            def create_timing_cache(self, data: bytes) -> Cache:
+                calls.append(("timing_cache_in", data))
+                return Cache(data)
+
+            def set_timing_cache(self, cache, ignore_mismatch) -> None:
+                calls.append(("set_timing_cache", ignore_mismatch))
+
+            def set_flag(self, flag) -> None:  # strongly typed networks must not need precision flags
+                raise AssertionError(f"set_flag({flag}) called on a strongly typed build")
+
+        class Network:
+            source = b""
+
+        class Builder:
+            def __init__(self, logger) -> None:
+                pass
+
+            def create_network(self, flags: int) -> Network:
+                calls.append(("network_flags", flags))
+                return Network()
+
+            def create_optimization_profile(self) -> Profile:
+                return Profile()
+
+            def create_builder_config(self) -> Config:
+                return Config()
+
+            def build_serialized_network(self, network, config) -> bytes:
+                calls.append(("build", config.builder_optimization_level))
+                return b"PLAN:" + network.source
+
+        class OnnxParser:
+            num_errors = 0
+
+            def __init__(self, network, logger) -> None:
+                self.network = network
+
+            def parse_from_file(self, path: str) -> bool:
+                self.network.source = Path(path).read_bytes()
+                return True
+
+        fake.Logger, fake.Builder, fake.OnnxParser = Logger, Builder, OnnxParser
+        fake.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+        fake.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1, EXPLICIT_BATCH=0)
+
+
+def _fake_bundle(root: Path) -> Path:
+    root.mkdir()
+    (root / "unet.onnx").write_bytes(b"fp32-graph")
+    (root / "unet.fp16.onnx").write_bytes(b"fp16-graph")
+    (root / "text_encoder.onnx").write_bytes(b"te-graph")
+    (root / "vae_decoder.onnx").write_bytes(b"vae-graph")
+    io = {"inputs": [], "outputs": [], "profile": PROFILE}
+    sampler = SamplerSpec.ddim_cfg({"num_train_timesteps": 1000}).to_dict()
+    mf.write_manifest(root, mf.new_manifest(
+        "0.0.0", source={"model": "fake", "kind": "teacher", "config_hash": "0" * 16}, sampler=sampler, latent={}, video={}, text={},
+        components={"unet": {"files": {"fp32": "unet.onnx", "fp16": "unet.fp16.onnx"}, **io},
+                    "text_encoder": {"files": {"fp32": "text_encoder.onnx"}, "inputs": [], "outputs": []},
+                    "vae_decoder": {"files": {"fp32": "vae_decoder.onnx"}, "inputs": [], "outputs": []}}, parity={},
+    ))
+    return root
+
+
+def test_engine_name_encodes_version_gpu_precision_and_shapes() -> None:
+    name = engine_name("unet", "fp16", "10.8.0.43", GPU, PROFILE)
+    assert name.startswith("unet.fp16.trt10.8.0.43.sm89.nvidia-geforce-rtx-4090.") and name.endswith(".plan")
+    other_shapes = {**PROFILE, "max": {"sample": [8, 4, 16, 8, 8], "timestep": [8]}}
+    assert engine_name("unet", "fp16", "10.8.0.43", GPU, other_shapes) != name
+    assert engine_name("unet", "int8", "10.8.0.43", GPU, PROFILE) != name
+    assert engine_name("unet", "fp16", "10.8.0.43", GpuInfo("NVIDIA H100", (9, 0)), PROFILE) != name
+    assert timing_cache_name("10.8.0.43", GPU) == "timing.trt10.8.0.43.sm89.nvidia-geforce-rtx-4090.cache"
+
+
+def test_builder_config_has_profile_cache_and_no_precision_flags() -> None:
+    trt = FakeTRT()
+    builder = trt.Builder(None)
+    config, cache = configure(trt, builder, EngineConfig(workspace_gb=2.0, optimization_level=4), PROFILE, b"old")
+    assert config.builder_optimization_level == 4
+    assert ("workspace", "workspace", 2 * (1 << 30)) in trt.calls
+    assert ("set_shape", "sample", (1, 4, 1, 8, 8), (2, 4, 8, 8, 8), (4, 4, 16, 8, 8)) in trt.calls
+    assert ("set_shape", "timestep", (1,), (2,), (4,)) in trt.calls
+    assert ("timing_cache_in", b"old") in trt.calls and cache.serialize() == b"old+timed"
+
+
+def test_build_engines_with_fake_trt_updates_manifest(tmp_path: Path) -> None:
+    root = _fake_bundle(tmp_path / "bundle")
+    trt = FakeTRT()
+    cfg = EngineConfig(bundle=str(root), precisions=("fp16", "int8"), components=("unet",))
+    planned = build_engines(root, cfg, trt=trt, gpu=GPU, dry_run=True)
+    assert [p.name.split(".")[1] for p in planned] == ["fp16"]  # no int8 graph in this bundle: skipped
+    assert not (root / "engines").exists()
+    (plan,) = build_engines(root, cfg, trt=trt, gpu=GPU)
+    assert plan.read_bytes() == b"PLAN:fp16-graph"
+    assert ("network_flags", 1 << 1) in trt.calls and ("build", 3) in trt.calls
+    m = mf.verify_bundle(root)  # engines and the timing cache are hashed into the manifest
+    assert m["engines"]["unet"]["fp16"]["file"] == f"engines/{plan.name}"
+    assert m["engines"]["unet"]["fp16"]["compute_capability"] == [8, 9]
+    cache = root / "engines" / timing_cache_name(trt.__version__, GPU)
+    assert cache.read_bytes() == b"+timed" and f"engines/{cache.name}" in m["files"]
+    builds = sum(1 for c in trt.calls if c[0] == "build")
+    build_engines(root, cfg, trt=trt, gpu=GPU)  # same name = same inputs: reused, not rebuilt
+    assert sum(1 for c in trt.calls if c[0] == "build") == builds
+
+
+def test_clear_error_without_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
+    with pytest.raises(TensorRTUnavailable, match="pip install"):
+        load_tensorrt()
+    root = _fake_bundle(tmp_path / "bundle")
+    with pytest.raises(TensorRTUnavailable, match="NVIDIA GPU"):
+        build_engines(root)
+    with pytest.raises(ValueError, match="unknown precision"):
+        EngineConfig(precisions=("fp8",))
+
+
+@pytest.mark.gpu
+def test_real_engine_build(tmp_path: Path) -> None:
+    pytest.importorskip("tensorrt", reason="TensorRT is installable only from NVIDIA's index, on GPU machines")
+    pytest.skip("needs a bundle exported on the GPU machine: run `turbo-edge export` then `turbo-edge engine` there")

@@ -1,0 +1,92 @@
+"""The bundle's trust boundary, one rule for ``turbo-edge verify`` and the runtime (``spec.bundle.load_bundle``):
+every file a reader opens is a hashed member of the bundle, inside its directory, unchanged since export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import make_synthetic_bundle
+
+from turbo_edge import cli
+from turbo_edge.runtime import Pipeline
+from turbo_edge.spec.bundle import load_bundle, verify_bundle
+from turbo_edge.spec.errors import BundleError
+
+PROMPT = "a red circle moving left"
+
+
+def _edit(bundle: Path, change) -> None:  # noqa: ANN001
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    change(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture()
+def bundle(tmp_path: Path) -> Path:
+    return make_synthetic_bundle(tmp_path / "b", "consistency")
+
+
+def _refused_everywhere(bundle: Path, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for verify in (True, False):  # --no-verify skips the hashes, never the boundary
+        with pytest.raises(BundleError, match=message):
+            Pipeline.from_bundle(bundle, verify=verify)
+    with pytest.raises(BundleError, match=message):
+        verify_bundle(bundle)
+    assert cli.main(["verify", str(bundle)]) == 2
+    assert cli.main(["generate", PROMPT, "--bundle", str(bundle), "--out", str(bundle.parent / "x.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 2
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot"])
+def test_a_component_graph_outside_the_bundle_is_never_run(bundle: Path, tmp_path: Path, where: str, capsys):
+    evil = tmp_path / "outside" / "evil.onnx"
+    evil.parent.mkdir()
+    shutil.copy(bundle / "unet.onnx", evil)
+    rel = str(evil) if where == "absolute" else "../outside/evil.onnx"
+    _edit(bundle, lambda m: m["components"]["unet"]["files"].__setitem__("fp32", rel))
+    _refused_everywhere(bundle, "outside the bundle", capsys)
+
+
+def test_a_files_entry_naming_a_system_file_is_refused_without_hashing_it(bundle: Path, capsys):
+    passwd = Path("/etc/passwd")
+    digest = hashlib.sha256(passwd.read_bytes()).hexdigest() if passwd.is_file() else "0" * 64
+    _edit(bundle, lambda m: m["files"].update({"/etc/passwd": digest, "../../../etc/shadow": "f" * 64}))
+    _refused_everywhere(bundle, "outside the bundle", capsys)
+
+
+def test_a_changed_file_error_does_not_reveal_its_hash(bundle: Path):
+    (bundle / "unet.onnx").write_bytes((bundle / "unet.onnx").read_bytes() + b"x")
+    actual = hashlib.sha256((bundle / "unet.onnx").read_bytes()).hexdigest()
+    with pytest.raises(BundleError, match="changed after export") as info:
+        verify_bundle(bundle)
+    assert actual[:8] not in str(info.value)
+
+
+def test_a_symlink_leaving_the_bundle_is_refused(bundle: Path, tmp_path: Path):
+    outside = tmp_path / "copy.onnx"
+    shutil.copy(bundle / "vae_decoder.onnx", outside)
+    (bundle / "vae_decoder.onnx").unlink()
+    os.symlink(outside, bundle / "vae_decoder.onnx")  # same bytes, same hash: only the location is wrong
+    with pytest.raises(BundleError, match="link to a file outside the bundle"):
+        load_bundle(bundle)
+
+
+def test_verify_and_runtime_agree_on_an_unlisted_file(bundle: Path):
+    (bundle / "notes.txt").write_text("extra")
+    for read in (verify_bundle, Pipeline.from_bundle):
+        with pytest.raises(BundleError, match="not in its manifest"):
+            read(bundle)
+
+
+@pytest.mark.parametrize("text,message", [("[1, 2]", "not an object"), ("{", "not valid JSON")])
+def test_a_malformed_manifest_is_one_line(bundle: Path, text: str, message: str, capsys):
+    (bundle / "manifest.json").write_text(text)
+    assert cli.main(["verify", str(bundle)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -1,0 +1,90 @@
+"""The C++ runtime (runtime/cpp): built with CMake against the openvino wheel, compared with the Python runtime."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from turbo_edge.runtime.pipeline import Pipeline
+from turbo_edge.spec.noise import normal
+from turbo_edge.spec.tokenizer import ClipTokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build" / "runtime_cpp"  # gitignored; reused across runs (CMake rebuilds only what changed)
+PROMPT = "a red circle moving left"
+
+
+@pytest.fixture(scope="module")
+def host() -> Path:
+    missing = [t for t in ("cmake", "g++", "make") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"C++ build tools missing: {missing}; run runtime/cpp/build.sh (it installs them with apt-get)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "JOBS": "1"}
+    proc = subprocess.run([str(ROOT / "runtime" / "cpp" / "build.sh"), str(BUILD)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return BUILD / "turbo_edge_generate"
+
+
+def _run(host: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(host), *args], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_cpp_noise_matches_python_golden_values_and_many_more(host):
+    for seed, stream, n in ((0, 0, 4), (123456789, 5, 3), (7, 2**32 + 3, 20000)):
+        cpp = np.array(_run(host, "noise", str(seed), str(stream), str(n)).stdout.split(), dtype=np.float32)
+        assert np.array_equal(cpp, normal(seed, stream, (n,)))
+
+
+@pytest.mark.parametrize("text", [PROMPT, "A  White DIAMOND staying still", "a dog jumping!! 12 _x it's", "purple " * 20, ""])
+def test_cpp_tokenizer_ids_equal_python(host, synthetic_student_bundle, text):
+    tok_dir = synthetic_student_bundle / "tokenizer"
+    out = _run(host, "tokenize", str(tok_dir), "8", text).stdout.split("\n")
+    ours = ClipTokenizer.from_dir(tok_dir, max_length=8).encode(text)
+    assert [int(i) for i in out[0].split()] == ours.ids
+    assert (out[1] == "truncated") == ours.truncated
+
+
+def test_cpp_sha256(host, synthetic_student_bundle):
+    import hashlib
+
+    f = synthetic_student_bundle / "unet.onnx"
+    assert _run(host, "sha256", str(f)).stdout.strip() == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def _cpp_frames(host: Path, bundle: Path, out: Path, *extra: str) -> np.ndarray:
+    proc = _run(host, "--bundle", str(bundle), "--prompt", PROMPT, "--seed", "3", "--out", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    return np.fromfile(out / "frames.rgb", dtype=np.uint8)
+
+
+@pytest.mark.parametrize("which", ["synthetic_teacher_bundle", "synthetic_student_bundle"])
+def test_cpp_frames_equal_python_openvino(host, which, request, tmp_path):
+    bundle = request.getfixturevalue(which)
+    py = Pipeline.from_bundle(bundle, backend="openvino").generate(PROMPT, seed=3)
+    cpp = _cpp_frames(host, bundle, tmp_path).reshape(py.shape)
+    assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1
+
+
+def test_cpp_frames_equal_python_on_exported_bundle(host, exported_teacher_bundle, tmp_path):
+    py = Pipeline.from_bundle(exported_teacher_bundle, backend="openvino").generate(PROMPT, seed=3, steps=2)
+    cpp = _cpp_frames(host, exported_teacher_bundle, tmp_path, "--steps", "2").reshape(py.shape)
+    assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1
+    assert (tmp_path / "frame_000.ppm").read_bytes().startswith(b"P6\n")
+
+
+def test_cpp_errors_are_clear(host, synthetic_student_bundle, tmp_path):
+    bad = shutil.copytree(synthetic_student_bundle, tmp_path / "b")
+    with open(bad / "vae_decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    proc = _run(host, "--bundle", str(bad), "--prompt", PROMPT, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "vae_decoder.onnx" in proc.stderr and "changed after export" in proc.stderr
+    cases = {("--prompt", "a red dog"): "never trained on: 'dog'", ("--prompt", PROMPT, "--steps", "3"): "steps=3 is not supported",
+             ("--prompt", "  "): "empty prompt"}
+    for args, message in cases.items():
+        proc = _run(host, "--bundle", str(synthetic_student_bundle), "--out", str(tmp_path / "o"), *args)
+        assert proc.returncode == 2 and message in proc.stderr

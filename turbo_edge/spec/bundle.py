@@ -1,0 +1,216 @@
+"""The bundle format, read and written by one piece of code: ``turbo-edge export`` writes it, ``turbo-edge verify``,
+the Python runtime and (mirrored key by key) ``runtime/cpp/src/bundle.cpp`` read it.
+
+A bundle is a directory: ``manifest.json`` (schema, the sampler contract with its schedule numbers, shapes, and the
+sha256 of every file) beside the ONNX graphs, tokenizer files and optional TensorRT engines. The trust boundary is
+the manifest's ``files`` table: every path the runtime opens must be a hashed entry of it, inside the directory,
+and match its hash. ``load_bundle`` enforces exactly that, for ``verify`` and the runtime alike.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from turbo_edge.spec.errors import BundleError
+from turbo_edge.spec.sampler import SamplerSpec
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+PRECISIONS = ("fp32", "fp16", "int8")
+REQUIRED_KEYS = ("schema_version", "sampler", "latent", "video", "text", "components", "files")
+ENGINE_DIR = "engines"
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tmp_name() -> str:
+    return f".{MANIFEST}.tmp"
+
+
+def hash_files(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` except the manifest itself, keyed by POSIX relative path."""
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in (MANIFEST, _tmp_name())
+    }
+
+
+def member(root: Path, rel: Any, what: str) -> Path:
+    """``root / rel`` for a manifest path that stays inside the bundle; ``BundleError`` for anything else.
+
+    Refused: non-strings, absolute paths, ``..`` parts, and links whose target lies outside the bundle, so no
+    manifest can make a reader open (or report the hash of) a file elsewhere on the machine.
+    """
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        raise BundleError(f"{root / MANIFEST}: {what} path {rel!r} is not a relative file name; re-export the bundle")
+    posix = PurePosixPath(rel)
+    if posix.is_absolute() or Path(rel).is_absolute() or ".." in posix.parts or "\\" in rel:
+        raise BundleError(f"{root / MANIFEST}: {what} path {rel!r} points outside the bundle; a bundle may only name its own files")
+    path = root / rel
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        inside = False
+    if not inside:
+        raise BundleError(f"{root / MANIFEST}: {what} {rel!r} is a link to a file outside the bundle; copy the file in and re-export")
+    return path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of bundle ``path`` as a dict, with its schema and required sections checked."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise BundleError(f"bundle {root} does not exist or is not a directory; create one with `turbo-edge export --model MODEL --out {root}`")
+    file = root / MANIFEST
+    if not file.is_file():
+        raise BundleError(f"{root} is not a bundle (no {MANIFEST}, or an export that never finished); create one with `turbo-edge export`")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file} is not valid JSON ({exc}); re-export the bundle") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{file} is a JSON {type(manifest).__name__}, not an object; re-export the bundle")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(f"{file}: schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION}); re-export or upgrade turbo-edge")
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    components = manifest.get("components")
+    if not isinstance(components, dict) or not isinstance(manifest.get("files"), dict):
+        raise BundleError(f"{file}: components and files must be JSON objects; re-export the bundle")
+    missing += [f"components.{c}" for c in COMPONENTS if c not in components]
+    if missing:
+        raise BundleError(f"{file} lacks {missing}; re-export the bundle")
+    return manifest
+
+
+def referenced_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(what, path) for every file the manifest points a reader at: component graphs and TensorRT engines."""
+    refs = []
+    for name, entry in manifest["components"].items():
+        files = entry.get("files") if isinstance(entry, dict) else None
+        if not isinstance(files, dict) or not files.get("fp32"):
+            raise BundleError(f"{MANIFEST}: component {name} has no fp32 graph; re-export the bundle")
+        refs += [(f"component {name} {precision}", rel) for precision, rel in files.items() if rel]
+    for name, by_precision in (manifest.get("engines") or {}).items():
+        refs += [(f"engine {name} {precision}", e.get("file")) for precision, e in by_precision.items()]
+    return refs
+
+
+def verify_files(root: Path, manifest: dict[str, Any]) -> None:
+    """Every listed file present, inside the bundle and unchanged; every referenced file listed; nothing unlisted."""
+    files = manifest["files"]
+    if not files:
+        raise BundleError(f"{root / MANIFEST} lists no files; re-export the bundle with `turbo-edge export`")
+    for what, rel in referenced_files(manifest):
+        member(root, rel, what)
+        if rel not in files:
+            raise BundleError(f"{root / MANIFEST}: {what} file {rel!r} is not in the hashed file list; re-export the bundle")
+    for rel, expected in sorted(files.items()):
+        path = member(root, rel, "file")
+        if not path.is_file():
+            raise BundleError(f"bundle file {rel} is missing from {root}; re-export the bundle or copy it again whole")
+        if sha256_file(path) != expected:
+            raise BundleError(f"bundle file {rel} in {root} was changed after export (its sha256 differs from the manifest's); "
+                              f"re-export the bundle, or restore the original file")
+    extra = sorted(set(hash_files(root)) - set(files))
+    if extra:
+        raise BundleError(f"bundle {root} holds files not in its manifest: {extra}; remove them or re-export the bundle")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A read bundle: its manifest and the typed sampler contract. Paths it hands out are checked members."""
+
+    root: Path
+    manifest: dict[str, Any]
+    sampler: SamplerSpec
+    verified: bool
+
+    @property
+    def latent(self) -> dict[str, Any]:
+        return self.manifest["latent"]
+
+    @property
+    def video(self) -> dict[str, Any]:
+        return self.manifest["video"]
+
+    @property
+    def text(self) -> dict[str, Any]:
+        return self.manifest["text"]
+
+    @property
+    def closed_vocabulary(self) -> list[str] | None:
+        return self.text.get("closed_vocabulary")
+
+    def component(self, name: str) -> dict[str, Any]:
+        return self.manifest["components"][name]
+
+    def model_path(self, name: str, precision: str) -> Path:
+        """The ONNX file of component ``name`` at ``precision``; components without that variant stay fp32."""
+        files = self.component(name)["files"]
+        if precision != "fp32" and not files.get(precision) and name == "unet":
+            have = sorted(k for k, v in files.items() if v)
+            raise BundleError(f"this bundle has no {precision} UNet (it has {have}); export it with `--precision {precision}` or pick one of those")
+        return member(self.root, files.get(precision) or files["fp32"], f"component {name}")
+
+    def engine_path(self, name: str, precision: str) -> Path:
+        """The TensorRT engine ``turbo-edge engine`` recorded for component ``name`` at ``precision``."""
+        engines = self.manifest.get("engines") or {}
+        entry = engines.get(name, {}).get(precision) or (engines.get(name, {}).get("fp32") if name != "unet" else None)
+        if not entry:
+            raise BundleError(f"no TensorRT engine for {name} ({precision}) in {self.root}; run `turbo-edge engine --bundle {self.root}` on this GPU")
+        return member(self.root, entry["file"], f"engine {name}")
+
+    def profile(self, name: str) -> dict[str, dict[str, list[int]]]:
+        return self.component(name).get("profile") or {}
+
+
+def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Read ``manifest.json`` and (``verify``) check every file against it. One rule for verify and both runtimes."""
+    root = Path(path).expanduser()
+    manifest = read_manifest(root)
+    if verify:
+        verify_files(root, manifest)
+    else:  # no hashing, but the same boundary: every path the manifest names stays inside the bundle
+        for what, rel in [*referenced_files(manifest), *(("file", rel) for rel in manifest["files"])]:
+            member(root, rel, what)
+    return Bundle(root=root, manifest=manifest, sampler=SamplerSpec.from_dict(manifest["sampler"]), verified=verify)
+
+
+def verify_bundle(path: str | Path) -> dict[str, Any]:
+    """Check the manifest's schema and every file's sha256; return the manifest. Raises ``BundleError``."""
+    return load_bundle(path, verify=True).manifest
+
+
+def new_manifest(turbo_edge_version: str, **sections: Any) -> dict[str, Any]:
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"schema_version": SCHEMA_VERSION, "turbo_edge_version": turbo_edge_version, "created": now, **sections}
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Hash every file now in ``root`` into the manifest and write it (last, so it describes what is there)."""
+    manifest = {**manifest, "files": hash_files(root)}
+    tmp = root / _tmp_name()
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(tmp, root / MANIFEST)  # a reader sees the old manifest or the new one, never half of one
+    return manifest
+
+
+def is_bundle(path: str | Path) -> bool:
+    """Whether ``path`` is a bundle directory (has a manifest); says nothing of whether it verifies."""
+    return (Path(path).expanduser() / MANIFEST).is_file()

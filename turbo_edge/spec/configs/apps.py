@@ -1,0 +1,143 @@
+"""The apps' configs: generate, eval, demo, report. Torch-free."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from turbo_edge.spec.backends import BACKENDS
+from turbo_edge.spec.bundle import PRECISIONS, is_bundle
+from turbo_edge.spec.config import StageConfig, opt
+from turbo_edge.spec.configs.train import csv
+
+SPLITS = ("train", "val", "heldout")
+
+
+@dataclasses.dataclass
+class GenerateConfig(StageConfig):
+    """One clip: from a model directory in PyTorch (teachers), or from a bundle through the torch-free runtime."""
+
+    KIND = "generate"
+
+    prompt: str = opt("", positional=True, help='e.g. "a red circle moving left"')
+    model: str = opt("builtin", help="a teacher: builtin (default) or a diffusers text-to-video directory, run in PyTorch")
+    bundle: str | None = opt(None, help="run an exported bundle with the torch-free runtime instead of --model")
+    backend: str = opt("ort-cpu", choices=tuple(BACKENDS), help="bundles: runtime backend")
+    precision: str = opt("fp32", choices=PRECISIONS, help="bundles: graph precision (int8: the UNet only)")
+    threads: int = opt(1)
+    steps: int | None = opt(None, help="sampler steps (default: 50 for a teacher, the bundle's default_steps otherwise)")
+    guidance: float | None = opt(None, help="default: the model's or bundle's own")
+    seed: int = opt(0)
+    out: str = opt("clip.gif", help="output .gif or .mp4")
+    scale: int = opt(4, help="nearest-neighbour upscaling of the written video")
+    fps: int | None = opt(None, help="default: the bundle's video fps (8)")
+    verify: bool = opt(True, help="bundles: check every file's sha256 before loading")
+
+    def __post_init__(self) -> None:
+        if not self.prompt.strip():
+            raise ValueError("empty prompt: describe the video, e.g. \"a red circle moving left\"")
+        if not self.out.lower().endswith((".gif", ".mp4")):
+            raise ValueError(f"--out must end in .gif or .mp4, got {self.out!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown --backend {self.backend!r}; choose one of {sorted(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown --precision {self.precision!r}; choose one of {list(PRECISIONS)}")
+
+
+@dataclasses.dataclass
+class EvalConfig(StageConfig):
+    KIND = "eval"
+
+    model: str = opt("builtin", help="builtin, a model directory, a bundle directory (turbo-edge export), or groundtruth / noise (evaluator anchors)")
+    steps: int = opt(50)
+    guidance: float | None = opt(None, help="default: the model's own")
+    prompts: str = opt("val", choices=SPLITS)
+    num: int = opt(48)
+    seed: int = opt(0)
+    batch_size: int = opt(16)
+    json: str | None = opt(None, help="write the result here")
+    save_clips: str | None = opt(None, help="directory for one GIF per clip")
+    # Bundles only (``model`` is a bundle directory): the runtime backend, precision and threads.
+    backend: str = opt("ort-cpu", help="bundles: runtime backend (ort-cpu, openvino, ort-cuda, tensorrt)")
+    precision: str = opt("fp32", help="bundles: fp32, fp16 or int8 (where the bundle has that graph)")
+    threads: int | None = opt(None, help="bundles: runtime threads (default: every core)")
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {sorted(BACKENDS)}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if (self.backend, self.precision) != ("ort-cpu", "fp32") and not is_bundle(self.model):
+            raise ValueError(f"--backend / --precision choose how a bundle runs; {self.model!r} is not a bundle directory "
+                             "(make one with `turbo-edge export`)")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.prompts not in SPLITS:
+            raise ValueError(f"--prompts must be train, val or heldout, got {self.prompts!r}")
+        if self.num < 2:
+            raise ValueError(f"--num must be >= 2 (the Fréchet distance needs a spread), got {self.num}")
+        if self.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {self.steps}")
+
+
+DEMO_PRESETS: dict[str, dict[str, Any]] = {
+    # Minutes on 2 CPU cores: the stages run briefly, the table measures the shipped models.
+    "quick": {"distill_steps": 20, "prune_steps": 20, "batch": 4, "dataset_clips": 512, "num_prompts": 8,
+              "calibration_prompts": 4},
+    # Reproduces the shipped students' training length (hours on 2 CPU cores).
+    "full": {"distill_steps": None, "prune_steps": None, "batch": None, "dataset_clips": None, "num_prompts": 48,
+             "calibration_prompts": 8},
+}
+
+
+@dataclasses.dataclass
+class DemoConfig(StageConfig):
+    KIND = "demo"
+
+    preset: str = opt("quick", choices=tuple(DEMO_PRESETS), help="quick (default, minutes on 2 cores) or full (reproduces the shipped students)")
+    out: str = opt("build/demo", help="working directory; finished stages and rows are reused on a re-run")
+    teacher: str = opt("builtin")
+    student: str = opt("builtin-student", help="used for the table when it exists; else the student this run distils")
+    pruned: str = opt("builtin-pruned")
+    teacher_steps: int = opt(50)
+    student_steps: tuple[int, ...] = opt((1, 2, 4), parse=lambda v: tuple(int(x) for x in csv(v)))
+    runtime_steps: int = opt(4)
+    backends: tuple[str, ...] = opt(("ort-cpu", "openvino"), parse=csv, help="runtime backends, e.g. ort-cpu,openvino (GPU: ort-cuda,tensorrt)")
+    precisions: tuple[str, ...] = opt(("fp32", "int8"), parse=csv, help="bundle precisions, e.g. fp32,int8 (GPU: fp32,fp16,int8)")
+    num_prompts: int | None = opt(None, help="default: the preset's")
+    distill_steps: int | None = opt(None, help="default: the preset's")
+    prune_steps: int | None = opt(None, help="default: the preset's")
+    threads: int = opt(2)
+    seed: int = opt(0)
+    clips_per_row: int = opt(3, help="GIFs kept per row for the report")
+
+    def __post_init__(self) -> None:
+        if self.preset not in DEMO_PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(DEMO_PRESETS)}")
+        if self.teacher_steps < 1 or self.runtime_steps < 1 or not self.student_steps:
+            raise ValueError("teacher_steps and runtime_steps must be >= 1 and student_steps non-empty")
+        if "fp32" not in self.precisions:
+            raise ValueError(f"precisions must include fp32 (the reference), got {list(self.precisions)}")
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown:
+            raise ValueError(f"unknown backend(s) {unknown}; choose from {sorted(BACKENDS)}")
+        if self.num_prompts is not None and self.num_prompts < 2:
+            raise ValueError(f"num_prompts must be >= 2 (the evaluator's Fréchet distance needs a spread), got {self.num_prompts}")
+
+    def setting(self, name: str) -> Any:
+        value = getattr(self, name, None)
+        return DEMO_PRESETS[self.preset][name] if value is None else value
+
+
+@dataclasses.dataclass
+class ReportConfig(StageConfig):
+    KIND = "report"
+
+    results: str = opt("benchmarks/results", help="directory of benchmark results *.json")
+    clips: str | None = opt(None, help="directory with index.json and the GIFs it names (e.g. the demo's --out): shown side by side per prompt")
+    out: str = opt("build/report", help="report directory: report.md, index.html, plots/, clips/")
+    page: str | None = opt(None, help="also write the results page (docs/results.md) rendered from --results")
+
+    def __post_init__(self) -> None:
+        if not self.results or not self.out:
+            raise ValueError("--results and --out must name directories")

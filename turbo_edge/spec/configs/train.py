@@ -1,0 +1,361 @@
+"""The training stages' configs: teacher, rewards, evaluator, distillation, pruning. Torch-free.
+
+Distillation and pruning share one nested ``TrainLoop`` (steps, batch, optimiser, data, checkpoints); their own
+fields are what makes each stage what it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from turbo_edge.spec.config import StageConfig, move_into, opt
+from turbo_edge.spec.plan import BLOCK_RULES, CHANNEL_IMPORTANCES
+
+# The reward registry's names (distill/rewards/registry.py maps them to model classes; a test keeps them equal).
+REWARD_NAMES = ("builtin-image", "builtin-video", "clip", "xclip", "latent")
+REWARD_WHICH = {"image": "builtin-image", "video": "builtin-video", "latent": "latent"}  # rewards train --which -> reward
+
+
+def csv(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def csv_ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in csv(text))
+
+
+def reward_arg(text: str) -> dict[str, Any]:
+    """``--reward NAME:WEIGHT[:FRAMES]`` -> a reward entry."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"--reward takes NAME:WEIGHT[:FRAMES], got {text!r}")
+    entry: dict[str, Any] = {"name": parts[0], "weight": float(parts[1])}
+    if len(parts) == 3:
+        entry["frames"] = int(parts[2])
+    return entry
+
+
+@dataclasses.dataclass
+class TrainLoop(StageConfig):
+    """What every training loop of a student needs: length, batch, optimiser, data, checkpoints."""
+
+    KIND = "train_loop"
+
+    steps: int = opt(1000, help="optimiser steps")
+    batch: int = opt(8, help="clips per step")
+    lr: float = opt(1e-4, help="learning rate")
+    grad_clip: float = opt(1.0, help="gradient norm clip")
+    dataset_clips: int = opt(4096, help="training clips encoded once before the loop")
+    checkpoint_every: int = opt(100, help="steps between checkpoints (a killed run resumes from the last)")
+    log_every: int = opt(10, help="steps between log lines")
+    threads: int = opt(0, help="torch threads (0: torch's default)")
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "dataset_clips", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def resume_fields(self) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the checkpoint (not its length or logging)."""
+        return {k: v for k, v in self.fields_dict().items() if k not in ("steps", "checkpoint_every", "log_every", "threads")}
+
+
+_LOOP_KEYS = tuple(f.name for f in dataclasses.fields(TrainLoop))
+
+
+@dataclasses.dataclass
+class RewardTerm:
+    """One reward in the loss: ``- weight * reward(x0 decoded)``, on ``frames`` frames (image) or strided (video)."""
+
+    name: str
+    weight: float
+    path: str | None = None
+    frames: int = 2
+
+    def __post_init__(self) -> None:
+        if self.name not in REWARD_NAMES:
+            raise ValueError(f"unknown reward {self.name!r}; known rewards: {sorted(REWARD_NAMES)}")
+        if not 0.0 <= self.weight <= 100.0:
+            raise ValueError(f"reward {self.name!r} weight must be in [0, 100], got {self.weight}")
+        if self.frames < 1:
+            raise ValueError(f"reward {self.name!r} needs frames >= 1, got {self.frames}")
+
+
+@dataclasses.dataclass
+class DistillConfig(StageConfig):
+    KIND = "distill"
+    VERSION = 2
+    MIGRATIONS = {1: move_into("loop", _LOOP_KEYS)}
+
+    teacher: str = opt("builtin", help="builtin (default) or a diffusers text-to-video directory")
+    out: str = opt("runs/student", help="run directory; the student lands in OUT/student")
+    seed: int = opt(0)
+    # Student.
+    mode: str = opt("lora", choices=("lora", "full"), help="lora (T2V-Turbo v1) or full fine-tune (T2V-Turbo v2)")
+    lora_rank: int = opt(32)
+    w_embedding_dim: int = opt(32, help="the student's guidance-embedding width (timestep_cond)")
+    init_student: str = opt("", help="top up this student (distilled earlier from the same teacher) instead of starting from the teacher")
+    # Consistency distillation.
+    origin_steps: int = opt(50, help="the teacher ODE solver's grid (DDIM over this many timesteps)")
+    w_min: float = opt(2.0, help="guidance scale range sampled per clip")
+    w_max: float = opt(5.0)
+    huber_c: float = opt(0.001)
+    target_ema: float = opt(0.0, help="0: the online student under no_grad is the target (T2V-Turbo); else an EMA decay")
+    timestep_scaling: float = opt(10.0)
+    sigma_data: float = opt(0.5)
+    # Rewards on the single-step x0.
+    rewards: list[dict[str, Any]] = opt(default_factory=list, flag="--reward", parse=reward_arg, append=True,
+                                        help="NAME:WEIGHT[:FRAMES], repeatable (e.g. builtin-image:1.0:2)")
+    motion_guidance: float = opt(0.0, help="motion guidance strength (T2V-Turbo-v2); 0 disables")
+    motion_fraction: float = opt(0.5, help="guide the noisiest fraction of solver steps")
+    vsd_weight: float = opt(0.0, help="variational score distillation weight (DOLLAR); 0 disables")
+    vsd_lora_rank: int = opt(16)
+    vsd_lr: float = opt(1e-4)
+    temporal_lr_scale: float = opt(1.0, help="full mode: temporal layers train at this multiple of lr (T2V-Turbo-v2)")
+    loop: TrainLoop = dataclasses.field(default_factory=TrainLoop)
+    # What the student is sampled with.
+    default_steps: int = opt(4)
+    default_guidance: float = opt(3.0)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("lora", "full"):
+            raise ValueError(f"mode must be 'lora' or 'full', got {self.mode!r}")
+        if self.mode == "lora" and self.lora_rank < 1:
+            raise ValueError(f"lora_rank must be >= 1 in lora mode, got {self.lora_rank}")
+        if not 0 < self.w_min <= self.w_max:
+            raise ValueError(f"need 0 < w_min <= w_max, got [{self.w_min}, {self.w_max}]")
+        if self.w_embedding_dim < 2 or self.w_embedding_dim % 2:
+            raise ValueError(f"w_embedding_dim must be even and >= 2, got {self.w_embedding_dim}")
+        if not 0.0 <= self.target_ema < 1.0:
+            raise ValueError(f"target_ema must be in [0, 1), got {self.target_ema}")
+        if not 0.0 <= self.motion_fraction <= 1.0 or self.motion_guidance < 0:
+            raise ValueError("motion_guidance must be >= 0 and motion_fraction in [0, 1]")
+        if self.vsd_weight < 0 or self.huber_c <= 0:
+            raise ValueError("vsd_weight must be >= 0 and huber_c > 0")
+        for name in ("origin_steps", "default_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.reward_terms()  # validates every reward entry
+
+    def reward_terms(self) -> list[RewardTerm]:
+        terms = []
+        for entry in self.rewards:
+            unknown = set(entry) - {f.name for f in dataclasses.fields(RewardTerm)}
+            if unknown:
+                raise ValueError(f"unknown reward keys {sorted(unknown)} in {entry}")
+            terms.append(RewardTerm(**entry))
+        return terms
+
+    def training_hash_fields(self) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the checkpoint (not the step count)."""
+        d = self.fields_dict()
+        d.pop("out")
+        d["loop"] = self.loop.resume_fields()
+        return d
+
+
+@dataclasses.dataclass
+class PruneConfig(StageConfig):
+    KIND = "prune"
+    VERSION = 2
+    MIGRATIONS = {1: move_into("loop", _LOOP_KEYS)}
+
+    student: str = opt("builtin-student", help="builtin-student (default) or a student directory from `turbo-edge distill`")
+    out: str = opt("runs/pruned", help="run directory; the pruned student lands in OUT/pruned")
+    plan: str | None = opt(None, help="a pruning_plan.json to replay (default: the plan --rule makes)")
+    rule: str = opt("vdmini", choices=BLOCK_RULES, help="block plan rule; none: channel pruning only")
+    remove_count: int = opt(3, help="units the lowest_cost rule removes (cheapest first in the importance table)")
+    channel_ratio: float = opt(0.0, help="after the block plan, prune this fraction of every internal width with torch-pruning "
+                                         "(whole norm groups, heads, gated pairs; block output widths never change); 0 disables")
+    channel_importance: str = opt("magnitude", choices=CHANNEL_IMPORTANCES)
+    seed: int = opt(0)
+    importance_clips: int = opt(8, help="clips for the importance table written beside the run (0 skips it unless the rule needs it)")
+    importance_steps: int = opt(4)
+    # Recovery training: the unpruned student teaches the pruned one.
+    w_min: float = opt(2.0)
+    w_max: float = opt(5.0)
+    huber_c: float = opt(0.001)
+    icd_weight: float = opt(0.1, help="Individual Content Distillation weight (per-frame feature L2); 0 disables")
+    mca_weight: float = opt(1.0, help="Multi-frame Content Adversarial weight (hinge); 0 disables")
+    mca_up_block: int = opt(-1, help="which up block's output features the discriminator sees")
+    disc_width: int = opt(64)
+    disc_lr: float = opt(1e-4)
+    loop: TrainLoop = dataclasses.field(default_factory=TrainLoop)
+
+    def __post_init__(self) -> None:
+        if self.rule not in BLOCK_RULES:
+            raise ValueError(f"unknown pruning rule {self.rule!r}; known rules: {list(BLOCK_RULES)}")
+        if not 0 <= self.channel_ratio < 1:
+            raise ValueError(f"channel_ratio must be in [0, 1) (0 disables channel pruning), got {self.channel_ratio}")
+        if self.channel_importance not in CHANNEL_IMPORTANCES:
+            raise ValueError(f"unknown channel importance {self.channel_importance!r}; known: {list(CHANNEL_IMPORTANCES)}")
+        if self.rule == "none" and not self.plan and self.channel_ratio == 0:
+            raise ValueError("rule 'none' removes no blocks: set channel_ratio > 0 (or give a plan), else nothing is pruned")
+        if self.icd_weight < 0 or self.mca_weight < 0:
+            raise ValueError(f"icd_weight and mca_weight must be >= 0 (0 disables), got {self.icd_weight}, {self.mca_weight}")
+        if not 0 < self.w_min <= self.w_max:
+            raise ValueError(f"need 0 < w_min <= w_max, got [{self.w_min}, {self.w_max}]")
+        if self.huber_c <= 0 or self.disc_lr <= 0:
+            raise ValueError("huber_c and disc_lr must be > 0")
+        for name in ("importance_steps", "remove_count", "disc_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.importance_clips < 0 or self.importance_clips > self.loop.dataset_clips:
+            raise ValueError(f"importance_clips must be in [0, dataset_clips={self.loop.dataset_clips}], got {self.importance_clips}")
+
+    def training_hash_fields(self) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the checkpoint (not the step count)."""
+        d = self.fields_dict()
+        for key in ("out", "importance_clips", "importance_steps"):
+            d.pop(key)
+        d["loop"] = self.loop.resume_fields()
+        if self.channel_ratio == 0:  # off: the hash block-only checkpoints were written with before these fields
+            d.pop("channel_ratio"), d.pop("channel_importance")
+        return d
+
+
+@dataclasses.dataclass
+class TeacherTrainConfig(StageConfig):
+    KIND = "teacher_train"
+
+    out: str = opt("runs/teacher", help="run directory (checkpoints, logs, encoded data)")
+    seed: int = opt(0)
+    # Phase 1: autoencoder.
+    vae_steps: int = opt(1200)
+    vae_batch: int = opt(64)
+    vae_lr: float = opt(1e-3)
+    vae_kl_weight: float = opt(1e-6)
+    vae_object_weight: float = opt(8.0)
+    # Phase 2: UNet + text encoder.
+    dataset_clips: int = opt(16384)
+    unet_steps: int = opt(20000)
+    batch: int = opt(32)
+    lr: float = opt(3e-4)
+    warmup_steps: int = opt(200)
+    min_snr_gamma: float = opt(5.0)
+    min_snr_plus_one: bool = opt(False, help="loss weight min(SNR, gamma) + 1 in x0 terms (weights high noise; see spec.param)")
+    cond_dropout: float = opt(0.1)
+    ema_decay: float = opt(0.999)
+    grad_clip: float = opt(1.0)
+    checkpoint_every: int = opt(250)
+    log_every: int = opt(25)
+    threads: int = opt(0, help="torch threads (0: torch's default; 1 keeps a second core free)")
+    phases: tuple[str, ...] = opt(("vae", "unet"), parse=csv, help="comma-separated subset of vae,unet")
+    init_from: str = opt("", help="warm start from this teacher (alias or directory) of the builtin architecture: its autoencoder "
+                                  "replaces the vae phase, its UNet and text encoder initialise the unet phase")
+    # False: a freshly initialised (seeded) text encoder stays frozen, as real text-to-video models keep theirs
+    # (docs/decisions.md: trained jointly, the tiny encoder kept motion words almost indistinguishable).
+    train_text_encoder: bool = opt(True, negative="--freeze-text-encoder",
+                                   help="train the text encoder jointly (--freeze-text-encoder keeps a freshly initialised one frozen)")
+    # > 0: re-draw the frozen text encoder's token embeddings from N(0, std^2) (docs/decisions.md: at CLIP's own init
+    # the last word of a prompt, the direction, stays nearly identical across prompts).
+    text_token_std: float = opt(0.0, help="re-draw the frozen text encoder's token embeddings with this std (1.0 keeps every word distinct)")
+    # > 0: this fraction of each batch draws its timestep from [high_noise_min_t, T), where a clip's direction of
+    # travel is decided at the tiny teacher's 8x8 latents (docs/decisions.md); the noise schedule is unchanged.
+    high_noise_fraction: float = opt(0.0, help="fraction of each batch whose timestep is drawn from [--high-noise-min-t, 1000)")
+    high_noise_min_t: int = opt(850, help="lower end of the high-noise timestep range")
+
+    def __post_init__(self) -> None:
+        for name in ("vae_steps", "unet_steps", "batch", "vae_batch", "dataset_clips", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not self.phases or set(self.phases) - {"vae", "unet"}:
+            raise ValueError(f"phases must be a non-empty subset of ('vae', 'unet'), got {self.phases}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.text_token_std < 0 or (self.text_token_std > 0 and self.train_text_encoder):
+            raise ValueError(f"text_token_std must be >= 0 and applies only to a frozen text encoder (--freeze-text-encoder), got {self.text_token_std}")
+        if not 0.0 <= self.high_noise_fraction <= 1.0:
+            raise ValueError(f"high_noise_fraction must be in [0, 1], got {self.high_noise_fraction}")
+        if not 0 <= self.high_noise_min_t < 1000:
+            raise ValueError(f"high_noise_min_t must be a training timestep in [0, 1000), got {self.high_noise_min_t}")
+        if self.init_from and "vae" in self.phases:
+            raise ValueError("init_from supplies the autoencoder: run only the unet phase (--phases unet)")
+
+
+@dataclasses.dataclass
+class TeacherExportConfig(StageConfig):
+    KIND = "teacher_export"
+
+    run: str = opt("runs/teacher", help="teacher run directory")
+    out: str = opt("turbo_edge/assets/teacher", help="output diffusers directory")
+    ema: bool = opt(True, negative="--online", help="export the EMA weights (--online: the online weights)")
+
+
+@dataclasses.dataclass
+class ProbeConfig(StageConfig):
+    KIND = "teacher_probe"
+
+    model: str = opt("builtin", help="teacher: builtin or a model directory of the world's geometry")
+    timesteps: tuple[int, ...] = opt((500, 700, 850, 925, 975), parse=csv_ints, help="comma-separated, e.g. 700,850,950")
+    num: int = opt(32, help="moving validation clips")
+    seed: int = opt(0)
+    batch: int = opt(16)
+    threads: int = opt(0)
+    json: str | None = opt(None, help="write the result here")
+
+    def __post_init__(self) -> None:
+        if self.num <= 0 or self.batch <= 0:
+            raise ValueError(f"num and batch must be positive, got num={self.num} batch={self.batch}")
+        if not self.timesteps:
+            raise ValueError("give at least one timestep, e.g. --timesteps 850,925,975")
+
+
+@dataclasses.dataclass
+class RewardTrainConfig(StageConfig):
+    KIND = "reward_train"
+
+    which: str = opt("image", choices=tuple(REWARD_WHICH), help="which reward to train")
+    out: str = opt("", help="default: turbo_edge/assets/rewards/<reward name>")
+    steps: int = opt(1000)
+    batch: int = opt(48)
+    lr: float = opt(2e-3)
+    seed: int = opt(0)
+    threads: int = opt(1, help="torch threads (0: torch's default)")
+    pool_clips: int = opt(3456, help="rendered train samples the batches are drawn from")
+    eval_clips: int = opt(256)
+    width: int = opt(16)
+    embed_dim: int = opt(64)
+    # Latent reward only: the teacher whose VAE defines the latent space, and what to predict.
+    teacher: str = opt("", help="latent reward: the teacher whose VAE defines the latents")
+    target: str = opt("builtin-video", help="latent reward: what it predicts (builtin-video, motion, ...)")
+    samples: int = opt(2048, help="latent reward: encoded training samples")
+    # Share of samples that are the teacher's one-step x0 from a noised clip: the distribution a student's x0 is
+    # in. 0 fits clean clips only (the reward was then exploited: docs/decisions.md).
+    x0_fraction: float = opt(0.3, help="latent reward: share of samples that are the teacher's one-step x0 from a noised clip (0 disables)")
+
+    def __post_init__(self) -> None:
+        if self.which not in REWARD_WHICH:
+            raise ValueError(f"which must be one of {list(REWARD_WHICH)}, got {self.which!r}")
+        for key in ("steps", "batch", "pool_clips", "eval_clips", "width", "embed_dim", "samples"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.batch < 4 or self.batch % 2:
+            raise ValueError(f"batch must be even and >= 4 (clips come in hard-negative pairs), got {self.batch}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+        if self.width % 8:
+            raise ValueError(f"width must be a multiple of 8 (its layers use group norms of 8 groups), got {self.width}")
+        if not 0.0 <= self.x0_fraction <= 1.0:
+            raise ValueError(f"x0_fraction must be in [0, 1], got {self.x0_fraction}")
+        if self.which == "latent" and not self.teacher:
+            raise ValueError("the latent reward needs --teacher DIR: its latent space is that teacher's VAE's")
+
+    @property
+    def reward_name(self) -> str:
+        return REWARD_WHICH[self.which]
+
+
+@dataclasses.dataclass
+class EvaluatorTrainConfig(StageConfig):
+    KIND = "evaluator_train"
+
+    steps: int = opt(1200)
+    batch: int = opt(32)
+    seed: int = opt(0)
+    out: str | None = opt(None, help="default: the package's assets/evaluator")

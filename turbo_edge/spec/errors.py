@@ -1,0 +1,23 @@
+"""Runtime errors. Each message says what went wrong and what to do about it (one line, no traceback needed)."""
+
+from __future__ import annotations
+
+
+class RuntimeInputError(ValueError):
+    """A request the bundle cannot serve: empty/unknown-word prompt, unsupported steps, shape outside the profile."""
+
+
+class BundleError(ValueError):
+    """A bundle directory that is missing, incomplete, of another schema, or tampered with (sha256 mismatch)."""
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend's library, provider or device is not present on this machine."""
+
+
+class PlanError(ValueError):
+    """A pruning plan that cannot be applied to this architecture (reported before any training)."""
+
+
+class CardError(ValueError):
+    """A model card (``turbo_edge.json``) that is malformed or of a version this build cannot read."""

@@ -1,0 +1,59 @@
+"""What this machine's CPU offers, read from /proc/cpuinfo (Linux); torch-free, for the runtime, export and benchmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def read_cpuinfo() -> str:
+    """The text of /proc/cpuinfo, or "" where there is none (not Linux)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str] | None:
+    """The first processor's feature flags (x86 ``flags`` line), or None where the text has no such line."""
+    text = read_cpuinfo() if cpuinfo is None else cpuinfo
+    line = next((line for line in text.splitlines() if line.startswith("flags")), None)
+    return None if line is None else frozenset(line.split(":", 1)[1].split())
+
+
+def cpu_mhz(cpuinfo: str | None = None) -> float | None:
+    """The first processor's reported clock in MHz, or None."""
+    text = read_cpuinfo() if cpuinfo is None else cpuinfo
+    return next((float(line.split(":", 1)[1]) for line in text.splitlines() if line.startswith("cpu MHz")), None)
+
+
+# /proc/cpuinfo flags of x86 int8 dot-product instructions with 32-bit accumulation (no 16-bit saturation).
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def host_int8_dot_flags(cpuinfo: str | None = None) -> list[str] | None:
+    """The INT8_DOT_FLAGS this machine's CPU has (``cpuinfo``: /proc/cpuinfo text, default this machine's);
+    None where nothing is known (not x86 Linux: no flags line)."""
+    flags = cpu_flags(cpuinfo)
+    return None if flags is None else [f for f in INT8_DOT_FLAGS if f in flags]
+
+
+def host_overflow_fix(cpuinfo: str | None = None) -> str:
+    """NNCF overflow fix for int8 graphs run on this machine's CPU: "enable" without VNNI, else "first_layer"."""
+    dot = host_int8_dot_flags(cpuinfo)
+    if dot is None:
+        return "first_layer"  # not x86 Linux (no flags line): NNCF's own default, nothing known about u8 x s8 saturation
+    return "first_layer" if dot else "enable"
+
+
+def host_int8_scope(cpuinfo: str | None = None) -> str:
+    """What int8 should quantize for this machine's CPU: "conv" without int8 dot products (VNNI / AMX), else "all".
+
+    Measured: on an AVX2-only EPYC (benchmarks/results/int8_scope_avx2.json) quantizing every op made OpenVINO's
+    int8 UNet slower than fp32 (its int8 matmuls run a slow GEMM there); convolutions only made it 1.07-1.14x faster.
+    On an AVX-512 VNNI EPYC (int8_scope_vnni.json) every op is the better choice: 1.11-1.18x with warm weights,
+    convolutions only 1.03-1.04x. Quality stayed within a point of fp32 either way.
+    """
+    dot = host_int8_dot_flags(cpuinfo)
+    if dot is None:
+        return "all"  # not x86 Linux: nothing known, keep NNCF's preset
+    return "all" if dot else "conv"

@@ -1,0 +1,229 @@
+"""Pruning plans as data: the replayable description of what a pruned model removed, torch-free.
+
+A block plan (``pruning_plan.json``) names removable *units* of a UNet3D base architecture:
+
+- ``down_blocks.K.layers.I``: layer I of down block K (its resnet, temporal conv and, in cross-attention blocks,
+  its spatial and temporal transformer) together with its partner in the mirrored up block
+  ``up_blocks.(N-1-K).layers.(L-I)`` (L = layers_per_block). The partner is forced by the skip connections:
+  removing a down layer removes one skip, so the mirrored up block must consume one skip fewer. Up layer L-I
+  (not the "mirror" L-1-I) is the one whose removal (a) never changes the hidden-state channels its successor
+  sees, because up layer 0 is the only one fed by the deeper level, and (b) leaves every remaining up layer
+  with exactly the skip it saw when the two layers are replaced by identities, so the importance measured by
+  identity hooks (prune/importance.py) is the importance of the surgery.
+- ``mid_block.layers.1``: the mid block's (attention, temporal attention, resnet, temporal conv) pair.
+- ``mid_block``: the whole mid block (UNet3DConditionModel skips a ``None`` mid block).
+
+A channel plan (``channel_plan.json``, made by prune/channels.py with torch-pruning) holds explicit kept indices
+per layer. Both are validated here against the base architecture's config (a plain dict) and replayed by
+``core.replay`` (torch), so loading a pruned model needs neither the pruning code nor torch-pruning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from turbo_edge.spec.errors import PlanError
+
+PLAN_FILE = "pruning_plan.json"
+CHANNEL_PLAN_FILE = "channel_plan.json"  # a pruned directory holds either file or both
+PLAN_VERSION = 1
+CHANNEL_PLAN_KIND = "channel_pruning_plan"
+CHANNEL_PLAN_VERSION = 1
+CHANNEL_IMPORTANCES = ("magnitude", "l1", "random")
+BLOCK_RULES = ("vdmini", "lowest_cost", "none")
+_DOWN_UNIT = re.compile(r"^down_blocks\.(\d+)\.layers\.(\d+)$")
+MID_PAIR, MID_WHOLE = "mid_block.layers.1", "mid_block"
+
+
+def architecture_hash(config: dict[str, Any]) -> str:
+    """A short hash of the architecture-defining config: a plan only applies to the architecture it was made for."""
+    clean = {k: v for k, v in config.items() if not k.startswith("_")}
+    return hashlib.sha256(json.dumps(clean, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def levels(config: dict[str, Any]) -> tuple[list[int], int]:
+    channels = list(config["block_out_channels"])
+    layers = config["layers_per_block"]
+    if not isinstance(layers, int):
+        raise PlanError(f"layers_per_block must be one int for UNet3DConditionModel, got {layers!r}")
+    return channels, layers
+
+
+def down_layer_removable(config: dict[str, Any], block: int, layer: int) -> bool:
+    """A down layer can go only if its resnet keeps the channel count (resnet 0 of a widening block cannot)."""
+    channels, _ = levels(config)
+    if layer > 0:
+        return True
+    block_in = channels[0] if block == 0 else channels[block - 1]
+    return block_in == channels[block]
+
+
+def up_partner(config: dict[str, Any], block: int, layer: int) -> tuple[int, int]:
+    """(up block, up layer) removed together with down layer ``layer`` of down block ``block`` (see module doc)."""
+    channels, layers = levels(config)
+    return len(channels) - 1 - block, layers - layer
+
+
+def removable_units(config: dict[str, Any]) -> list[str]:
+    """Every unit a plan may name for this architecture, shallow to deep, then the mid block's."""
+    channels, layers = levels(config)
+    units = [
+        f"down_blocks.{k}.layers.{i}" for k in range(len(channels)) for i in range(layers) if down_layer_removable(config, k, i)
+    ]
+    return units + [MID_PAIR, MID_WHOLE]
+
+
+def validate_plan(plan: dict[str, Any], config: dict[str, Any]) -> None:
+    """Raise ``PlanError`` naming the problem if ``plan`` cannot be applied to a UNet with ``config``."""
+    if not isinstance(plan, dict) or plan.get("kind") != "pruning_plan":
+        raise PlanError("not a pruning plan: expected a JSON object with \"kind\": \"pruning_plan\"")
+    if plan.get("version") != PLAN_VERSION:
+        raise PlanError(f"pruning plan version {plan.get('version')} is not supported (this build reads {PLAN_VERSION})")
+    expected = architecture_hash(config)
+    if plan.get("architecture_hash") != expected:
+        raise PlanError(
+            f"the plan was made for another architecture (hash {plan.get('architecture_hash')}, this UNet's is {expected}); "
+            f"make a plan for this model (e.g. turbo-edge prune --student MODEL --dry-run prints the resolved config)"
+        )
+    removed = plan.get("removed")
+    if not isinstance(removed, list) or not removed:
+        raise PlanError("the plan removes nothing: list at least one unit under \"removed\"")
+    if len(set(removed)) != len(removed):
+        raise PlanError(f"the plan names units more than once: {sorted({u for u in removed if removed.count(u) > 1})}")
+    known = removable_units(config)
+    unknown = [u for u in removed if u not in known]
+    if unknown:
+        raise PlanError(f"the plan names units this UNet does not have or cannot lose: {unknown}; removable units: {known}")
+    if MID_PAIR in removed and MID_WHOLE in removed:
+        raise PlanError(f"the plan names both {MID_WHOLE!r} and its part {MID_PAIR!r}; name one")
+    if set(removed) >= set(known) - {MID_PAIR}:
+        raise PlanError("the plan removes everything removable; keep at least some blocks")
+    channels, layers = levels(config)
+    for k in range(len(channels)):
+        if all(f"down_blocks.{k}.layers.{i}" in removed for i in range(layers)):
+            raise PlanError(f"the plan removes every layer of down block {k}: each resolution level must keep at least one layer")
+
+
+def make_plan(config: dict[str, Any], removed: list[str], rule: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A validated plan for ``config`` removing ``removed`` (ordered as ``removable_units`` orders them)."""
+    order = {u: i for i, u in enumerate(removable_units(config))}
+    plan = {
+        "kind": "pruning_plan",
+        "version": PLAN_VERSION,
+        "rule": rule,
+        "rule_details": details or {},
+        "architecture_hash": architecture_hash(config),
+        "base_config": config,
+        "removed": sorted(removed, key=lambda u: order.get(u, len(order))),
+    }
+    plan["up_layers_removed"] = [
+        "up_blocks.{}.layers.{}".format(*up_partner(config, *down_unit(u))) for u in plan["removed"] if _DOWN_UNIT.match(u)
+    ]
+    validate_plan(plan, config)
+    return plan
+
+
+def vdmini_plan(config: dict[str, Any]) -> dict[str, Any]:
+    """VDMini's rule: keep the deepest down block and the first up block whole, drop the second layer (resnet +
+    attention pair) of every other down block and its up partner, and drop the mid block."""
+    channels, layers = levels(config)
+    if layers < 2:
+        raise PlanError(f"the VDMini rule drops each block's second layer; this UNet has layers_per_block={layers}")
+    removed = [f"down_blocks.{k}.layers.1" for k in range(len(channels) - 1)] + [MID_WHOLE]
+    return make_plan(config, removed, "vdmini", {"kept_whole": [f"down_blocks.{len(channels) - 1}", "up_blocks.0"]})
+
+
+def lowest_cost_plan(config: dict[str, Any], table: dict[str, Any], count: int) -> dict[str, Any]:
+    """Remove the ``count`` units with the lowest measured content + motion cost (an importance table's rows)."""
+    rows = sorted(table["units"], key=lambda r: r["content_cost"] + r["motion_cost"])
+    chosen: list[str] = []
+    for row in rows:
+        trial = chosen + [row["name"]]
+        try:
+            make_plan(config, trial, "lowest_cost")
+        except PlanError:
+            continue
+        chosen = trial
+        if len(chosen) == count:
+            break
+    return make_plan(config, chosen, "lowest_cost", {"count": count, "criterion": "content_cost + motion_cost"})
+
+
+RULES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"vdmini": vdmini_plan}
+
+
+def down_unit(name: str) -> tuple[int, int]:
+    m = _DOWN_UNIT.match(name)
+    if m is None:
+        raise PlanError(f"{name!r} is not a down-block unit (down_blocks.K.layers.I)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def read_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise PlanError(f"pruning plan {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"pruning plan {path} is not valid JSON ({exc})") from exc
+
+
+# A JSON list of ints as indent=2 writes it (real newlines occur only between tokens, never inside strings).
+_INT_LIST = re.compile(r"\[\n\s+(\d+(?:,\n\s+\d+)*)\n\s*\]")
+
+
+def write_plan(plan: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    # Index lists (a channel plan's kept channels) on one line each: indent=2 gives every int a line of its own.
+    text = _INT_LIST.sub(lambda m: "[" + re.sub(r",\n\s+", ", ", m.group(1)) + "]", json.dumps(plan, indent=2))
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_plans(model_dir: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(block plan, channel plan) of a model directory; ``None`` for the one it lacks (both: not pruned)."""
+    model_dir = Path(model_dir)
+    block = read_plan(model_dir / PLAN_FILE) if (model_dir / PLAN_FILE).is_file() else None
+    channel = read_plan(model_dir / CHANNEL_PLAN_FILE) if (model_dir / CHANNEL_PLAN_FILE).is_file() else None
+    return block, channel
+
+
+def channel_plan_id(plan: dict[str, Any]) -> str:
+    """A short hash of what the plan keeps: two plans with the same id build the same architecture."""
+    body = {k: plan.get(k) for k in ("architecture_hash", "after_blocks", "groups")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_ratio(ratio: Any) -> float:
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
+        raise PlanError(f"the channel pruning ratio must be in (0, 1), got {ratio!r}")
+    return float(ratio)
+
+
+def validate_channel_plan(plan: dict[str, Any], config: dict[str, Any], block_plan: dict[str, Any] | None = None) -> None:
+    """Raise ``PlanError`` if the plan's header does not fit a UNet with ``config`` after ``block_plan``."""
+    if not isinstance(plan, dict) or plan.get("kind") != CHANNEL_PLAN_KIND:
+        raise PlanError(f"not a channel pruning plan: expected a JSON object with \"kind\": \"{CHANNEL_PLAN_KIND}\"")
+    if plan.get("version") != CHANNEL_PLAN_VERSION:
+        raise PlanError(f"channel plan version {plan.get('version')} is not supported (this build reads {CHANNEL_PLAN_VERSION})")
+    expected = architecture_hash(config)
+    if plan.get("architecture_hash") != expected:
+        raise PlanError(f"the channel plan was made for another architecture (hash {plan.get('architecture_hash')}, this UNet's is {expected})")
+    check_ratio(plan.get("ratio"))
+    blocks = list(block_plan["removed"]) if block_plan else []
+    if plan.get("after_blocks") != blocks:
+        raise PlanError(f"the channel plan was made after removing blocks {plan.get('after_blocks')}, but this model's block plan removes {blocks}")
+    if not isinstance(plan.get("groups"), list) or not plan["groups"]:
+        raise PlanError("the channel plan prunes nothing: list at least one group under \"groups\"")
+
+

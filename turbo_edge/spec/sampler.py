@@ -1,0 +1,147 @@
+"""The sampler contract: how a model is sampled, as plain numbers. One dataclass for the whole toolchain.
+
+The distiller writes it into the student's model card, export completes it with the noise schedule and writes
+it into the bundle's manifest, and both runtimes (Python and ``runtime/cpp/src/bundle.cpp``) run from it, so no
+stage re-derives a schedule with guessed defaults. Timesteps come from ``spec.param`` (the one parameterisation
+module): trailing DDIM spacing for a teacher, the LCM grid for a consistency student.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from turbo_edge.spec import param
+from turbo_edge.spec.errors import BundleError
+
+SAMPLER_KINDS = ("ddim_cfg", "consistency")
+TEACHER_STEPS = (10, 25, 50)
+STUDENT_STEPS = (1, 2, 4, 8)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSpec:
+    """What a runtime needs to sample a model. ``alphas_cumprod`` is None in a model card (its scheduler config
+    beside it defines the schedule) and filled by ``with_schedule`` when export writes the bundle."""
+
+    kind: str  # "ddim_cfg" (teacher) or "consistency" (student / pruned student)
+    prediction_type: str
+    num_train_timesteps: int
+    default_steps: int
+    timesteps: dict[int, tuple[int, ...]]  # step count -> descending timesteps
+    guidance: float = 3.0
+    w_embedding_dim: int | None = None  # the student's guidance embedding (timestep_cond); None: guidance distilled in
+    timestep_scaling: float = 10.0
+    sigma_data: float = 0.5
+    origin_steps: int | None = None  # the teacher ODE solver's grid the student's timesteps are picked from
+    alphas_cumprod: np.ndarray | None = dataclasses.field(default=None, compare=False)  # float64 [num_train_timesteps]
+    final_alpha_cumprod: float = 1.0  # abar "before t=0", where DDIM's last step lands
+
+    def __post_init__(self) -> None:
+        if self.kind not in SAMPLER_KINDS:
+            raise BundleError(f"sampler kind {self.kind!r} is not one this toolchain runs {SAMPLER_KINDS}")
+        if self.prediction_type not in param.PREDICTION_TYPES:
+            raise BundleError(f"sampler prediction_type {self.prediction_type!r} is not one of {param.PREDICTION_TYPES}")
+        if self.default_steps not in self.timesteps:
+            raise BundleError(f"sampler default_steps {self.default_steps} has no timesteps (it has {sorted(self.timesteps)})")
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.kind == "ddim_cfg"
+
+    @property
+    def supported_steps(self) -> tuple[int, ...]:
+        return tuple(sorted(self.timesteps))
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def ddim_cfg(cls, scheduler_config: dict[str, Any], default_steps: int = 50, supported_steps: Iterable[int] = TEACHER_STEPS,
+                 guidance: float = 3.0) -> SamplerSpec:
+        """A teacher's 50-step DDIM + CFG contract (trailing spacing), from its diffusers scheduler config."""
+        n = int(scheduler_config.get("num_train_timesteps", 1000))
+        steps = sorted({int(default_steps), *(int(s) for s in supported_steps)})
+        return cls(kind="ddim_cfg", prediction_type=str(scheduler_config.get("prediction_type", "epsilon")), num_train_timesteps=n,
+                   default_steps=int(default_steps), timesteps={s: tuple(int(t) for t in param.ddim_timesteps(n, s)) for s in steps},
+                   guidance=float(guidance))
+
+    @classmethod
+    def consistency(cls, scheduler_config: dict[str, Any], origin_steps: int, w_embedding_dim: int | None, default_steps: int = 4,
+                    supported_steps: Iterable[int] = STUDENT_STEPS, guidance: float = 3.0, timestep_scaling: float = 10.0,
+                    sigma_data: float = 0.5) -> SamplerSpec:
+        """A consistency student's contract: timesteps picked from the teacher's ``origin_steps`` solver grid."""
+        n = int(scheduler_config.get("num_train_timesteps", 1000))
+        steps = sorted({int(default_steps), *(int(s) for s in supported_steps)})
+        return cls(kind="consistency", prediction_type=str(scheduler_config.get("prediction_type", "epsilon")), num_train_timesteps=n,
+                   default_steps=int(default_steps), guidance=float(guidance), w_embedding_dim=w_embedding_dim,
+                   timestep_scaling=float(timestep_scaling), sigma_data=float(sigma_data), origin_steps=int(origin_steps),
+                   timesteps={s: tuple(int(t) for t in param.consistency_timesteps(n, origin_steps, s)) for s in steps})
+
+    def with_steps(self, default_steps: int | None = None, supported_steps: Iterable[int] | None = None,
+                   guidance: float | None = None) -> SamplerSpec:
+        """The same contract at other step counts (export's ``--default-steps`` / ``--supported-steps``)."""
+        default = int(default_steps or self.default_steps)
+        steps = sorted({default, *(int(s) for s in (supported_steps or self.supported_steps))})
+        table = {}
+        for s in steps:
+            if s in self.timesteps:
+                table[s] = self.timesteps[s]
+            elif self.kind == "ddim_cfg":
+                table[s] = tuple(int(t) for t in param.ddim_timesteps(self.num_train_timesteps, s))
+            elif self.origin_steps:
+                table[s] = tuple(int(t) for t in param.consistency_timesteps(self.num_train_timesteps, self.origin_steps, s))
+            else:
+                raise BundleError(f"this student's card has no solver grid (origin_steps) to make {s}-step timesteps; use {list(self.supported_steps)}")
+        return dataclasses.replace(self, default_steps=default, timesteps=table, guidance=self.guidance if guidance is None else float(guidance))
+
+    def with_schedule(self, scheduler_config: dict[str, Any]) -> SamplerSpec:
+        """The contract with its noise schedule's numbers, as a bundle carries it (the runtime computes none)."""
+        abar = param.alphas_cumprod(scheduler_config)
+        if len(abar) != self.num_train_timesteps:
+            raise BundleError(f"scheduler has {len(abar)} timesteps, the sampler contract {self.num_train_timesteps}")
+        # DDIM's last step goes to abar = 1 (set_alpha_to_one) or to abar[0]: the runtime needs it to land on x0.
+        final = 1.0 if scheduler_config.get("set_alpha_to_one", True) else float(abar[0])
+        return dataclasses.replace(self, alphas_cumprod=abar, final_alpha_cumprod=final)
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind, "prediction_type": self.prediction_type, "num_train_timesteps": self.num_train_timesteps,
+            "default_steps": self.default_steps, "supported_steps": list(self.supported_steps),
+            "timesteps": {str(k): list(v) for k, v in sorted(self.timesteps.items())},
+            "guidance": self.guidance, "uses_cfg": self.uses_cfg, "w_embedding_dim": self.w_embedding_dim,
+            "timestep_scaling": self.timestep_scaling, "sigma_data": self.sigma_data,
+        }
+        if self.origin_steps is not None:
+            out["origin_steps"] = self.origin_steps
+        if self.alphas_cumprod is not None:
+            out["alphas_cumprod"] = [float(a) for a in self.alphas_cumprod]
+            out["final_alpha_cumprod"] = self.final_alpha_cumprod
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], guidance: float | None = None) -> SamplerSpec:
+        """Read a contract from a manifest or a card. ``guidance`` fills a card written before it carried one."""
+        if not isinstance(d, dict):
+            raise BundleError(f"sampler contract must be a JSON object, got {type(d).__name__}")
+        try:
+            timesteps = {int(k): tuple(int(t) for t in v) for k, v in d["timesteps"].items()}
+            abar = d.get("alphas_cumprod")
+            return cls(
+                kind=str(d["kind"]), prediction_type=str(d["prediction_type"]), num_train_timesteps=int(d["num_train_timesteps"]),
+                default_steps=int(d["default_steps"]), timesteps=timesteps,
+                guidance=float(d["guidance"] if "guidance" in d else (3.0 if guidance is None else guidance)),
+                w_embedding_dim=None if d.get("w_embedding_dim") is None else int(d["w_embedding_dim"]),
+                timestep_scaling=float(d.get("timestep_scaling", 10.0)), sigma_data=float(d.get("sigma_data", 0.5)),
+                origin_steps=None if d.get("origin_steps") is None else int(d["origin_steps"]),
+                alphas_cumprod=None if abar is None else np.asarray(abar, dtype=np.float64),
+                final_alpha_cumprod=float(d.get("final_alpha_cumprod", 1.0)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, BundleError):
+                raise
+            raise BundleError(f"sampler contract is malformed ({type(exc).__name__}: {exc}); re-export the bundle or re-train the model") from exc
