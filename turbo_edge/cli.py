@@ -264,7 +264,7 @@ COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="turbo-edge", description=(__doc__ or "").split("\n")[0])
+    parser = argparse.ArgumentParser(prog="turbo-edge", description=(__doc__ or "").split("\n")[0], exit_on_error=False)
     parser.add_argument("-v", "--verbose", action="store_true", help="third-party INFO logs and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -272,10 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
         head, _, tail = name.partition(" ")
         if tail:
             if head not in groups:
-                groups[head] = sub.add_parser(head, help=f"{head} subcommands").add_subparsers(dest="subcommand", required=True)
-            p = groups[head].add_parser(tail, help=help_text, description=help_text)
+                groups[head] = sub.add_parser(head, help=f"{head} subcommands", exit_on_error=False).add_subparsers(dest="subcommand", required=True)
+            p = groups[head].add_parser(tail, help=help_text, description=help_text, exit_on_error=False)
         else:
-            p = sub.add_parser(head, help=help_text, description=help_text)
+            p = sub.add_parser(head, help=help_text, description=help_text, exit_on_error=False)
         add_config_arguments(p, cls)
         p.add_argument("--config", help="a JSON config; --set and flags override it")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -287,7 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except argparse.ArgumentError as exc:  # a bad flag value: one line naming the flag, as every other input error
+        print(f"turbo-edge: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     logs.configure(verbose=args.verbose)
     cls, run, _ = COMMANDS[args._command]
     try:

@@ -261,7 +261,7 @@ def test_cli_dry_run_prints_config_and_writes_nothing(capsys, results_dir, tmp_p
     out = tmp_path / "out"
     assert cli.main(["report", "--results", str(results_dir), "--out", str(out), "--dry-run"]) == 0
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg == {"kind": "report", "version": 1, "results": str(results_dir), "clips": None, "out": str(out)}
+    assert cfg == {"kind": "report", "version": 1, "results": str(results_dir), "clips": None, "out": str(out), "page": None}
     assert not out.exists()
 
 
@@ -298,3 +298,10 @@ def test_page_renders_in_headless_chromium(results_dir, clips_dir, tmp_path):
     dom = _chromium(tmp_path, "--dump-dom", url).stdout
     assert "<td>teacher 50-step CFG</td>" in dom and "<td class=\"num\">9364</td>" in dom
     assert "<td>onnxruntime</td><td>fp16</td>" in dom
+
+
+def test_cli_writes_the_results_page(capsys, results_dir, tmp_path):
+    page = tmp_path / "docs" / "results.md"
+    assert cli.main(["report", "--results", str(results_dir), "--out", str(tmp_path / "out"), "--page", str(page)]) == 0
+    assert f"wrote {page}" in capsys.readouterr().out
+    assert page.read_text().startswith("# ") and "do not edit by hand" in page.read_text()

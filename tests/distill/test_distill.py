@@ -9,6 +9,7 @@ from turbo_edge.core.pipeline_io import load_teacher
 from turbo_edge.core.student_sampling import generate_student
 from turbo_edge.distill.train import train
 from turbo_edge.spec import param
+from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import DistillConfig
 
 
@@ -137,7 +138,7 @@ def test_top_up_continues_from_a_distilled_student(tiny_t2v_dir, tiny_student_di
     worst = max(float((v - ref[k]).abs().max()) for k, v in topped.unet.state_dict().items())
     assert worst < 1e-5, "a top-up at a negligible learning rate must stay at the student it started from"
     assert torch.allclose(topped.unet.time_embedding.cond_proj.weight, torch.full_like(ref["time_embedding.cond_proj.weight"], 0.05))
-    assert json.loads((out / "turbo_edge.json").read_text())["distill"]["config"]["init_student"] == str(init_dir)
+    assert read_card(out).lineage.config["init_student"] == str(init_dir)
 
 
 @pytest.mark.parametrize("kw, message", [

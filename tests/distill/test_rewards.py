@@ -12,7 +12,7 @@ import torch
 from turbo_edge.cli import main as cli_main
 from turbo_edge.core import world
 from turbo_edge.core.data import to_pixels
-from turbo_edge.distill.rewards import ASSET_DIR, REWARDS, RewardConfig, load_reward
+from turbo_edge.distill.rewards import ASSET_DIR, REWARDS, RewardConfig, RewardModel, load_reward
 from turbo_edge.distill.rewards.builtin import ImageTextReward, VideoTextReward, time_slope
 from turbo_edge.distill.rewards.latent import motion_direction_score, resolve_target, train_latent_reward
 from turbo_edge.spec.configs import RewardTrainConfig
@@ -44,7 +44,11 @@ def _assert_input_grad_only(model: torch.nn.Module, x: torch.Tensor, prompts: li
 
 
 def test_registry_names():
-    assert set(REWARDS) == {"builtin-image", "builtin-video", "clip", "xclip", "latent"}
+    from turbo_edge.distill.rewards.registry import reward_class
+    from turbo_edge.spec.configs import REWARD_NAMES
+
+    assert set(REWARDS) == {"builtin-image", "builtin-video", "clip", "xclip", "latent"} == set(REWARD_NAMES)  # configs validate with these
+    assert all(issubclass(reward_class(n), RewardModel) for n in REWARDS)  # every lazy entry resolves to a model class
 
 
 def test_unknown_reward_lists_valid_names():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from turbo_edge.core.denoiser import FAMILIES, DenoiserFamily, UNet3DFamily, family_for
 from turbo_edge.core.fsutil import staged_dir
 from turbo_edge.spec.card import ModelCard, read_card, write_card
 
@@ -44,6 +45,11 @@ class T2VModel:
     scheduler: Any
     path: Path | None = None
     card: ModelCard = field(default_factory=ModelCard.absent)
+    family: DenoiserFamily = field(default_factory=UNet3DFamily)
+
+    def denoise(self, sample: Any, timestep: Any, text: Any, guidance: Any = None) -> Any:
+        """One denoiser call in the family-independent signature (``core.denoiser``)."""
+        return self.family.forward(self.unet, sample, timestep, text, guidance)
 
     @property
     def scheduler_config(self) -> dict[str, Any]:
@@ -97,8 +103,8 @@ def check_layout(path: Path) -> dict[str, Any]:
     if missing:
         raise ModelLayoutError(f"{path} lacks component folder(s) {missing}; a text-to-video model needs {list(COMPONENTS)}")
     unet_cls = index.get("unet", [None, None])[1]
-    if unet_cls != "UNet3DConditionModel":
-        raise ModelLayoutError(f"{path}'s unet is a {unet_cls!r}; turbo-edge handles UNet3DConditionModel video UNets")
+    if unet_cls not in FAMILIES:
+        raise ModelLayoutError(f"{path}'s unet is a {unet_cls!r}; turbo-edge handles the denoiser families {sorted(FAMILIES)}")
     for comp in WEIGHTED:
         files = list((path / comp).iterdir())
         if not any(f.suffix == ".safetensors" for f in files):
@@ -117,34 +123,28 @@ def check_layout(path: Path) -> dict[str, Any]:
 
 def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) -> T2VModel:
     """Load a text-to-video model from a builtin alias or a local diffusers directory (safetensors only)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from turbo_edge.core.models import attach_temporal_position, own_config_keys_quiet
-    from turbo_edge.core.replay import load_pruned_unet
     from turbo_edge.spec.plan import read_plans
 
     path = resolve_model_path(name_or_path)
-    check_layout(path)
+    index = check_layout(path)
+    family = family_for(index["unet"][1])
     import torch
 
     # Explicit dtype: transformers 5 would otherwise keep the checkpoint's (float16 for the shipped weights).
     dtype = torch_dtype if torch_dtype is not None else torch.float32
     try:
-        block_plan, channel_plan = read_plans(path)
-        if block_plan is not None or channel_plan is not None:  # a pruned student: rebuild it from its plan(s)
-            unet = load_pruned_unet(path / "unet", block_plan, dtype, channel_plan=channel_plan)
-        else:
-            with own_config_keys_quiet():
-                unet = UNet3DConditionModel.from_pretrained(path / "unet", use_safetensors=True, torch_dtype=dtype)
-            attach_temporal_position(unet)
+        block_plan, channel_plan = read_plans(path)  # a pruned student is rebuilt from its plan(s)
+        unet = family.load(path / family.folder, dtype, block_plan, channel_plan)
         vae = AutoencoderKL.from_pretrained(path / "vae", use_safetensors=True, torch_dtype=dtype)
         text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLayoutError(f"could not load the weights in {path}: {exc}") from exc
     tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
     scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
-    return T2VModel(unet, vae, text_encoder, tokenizer, scheduler, path=path, card=read_card(path)).eval()
+    return T2VModel(unet, vae, text_encoder, tokenizer, scheduler, path=path, card=read_card(path), family=family).eval()
 
 
 def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | None = None) -> Path:

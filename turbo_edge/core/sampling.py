@@ -114,7 +114,7 @@ def generate_teacher(
     noise = initial_noise(shape, seed, len(prompts))
 
     def unet_fn(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return model.unet(x, t, encoder_hidden_states=text).sample
+        return model.denoise(x, t, text)
 
     clips = []
     bar = tqdm(total=len(prompts), desc="teacher", disable=not progress)

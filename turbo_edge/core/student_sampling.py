@@ -73,7 +73,7 @@ def generate_student(
                         "encoder_hidden_states": cond[i : i + 1].numpy().astype(np.float32),
                         "timestep_cond": t_cond[i : i + 1].numpy().astype(np.float32),
                     })
-            return model.unet(x, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=t_cond).sample
+            return model.denoise(x, torch.from_numpy(t), cond, t_cond)
 
         def noise_fn(step: int, chunk: list[int] = chunk) -> torch.Tensor:
             return torch.from_numpy(np.stack([normal(seed, stream_id(i, step + 1), shape) for i in chunk]))

@@ -126,7 +126,7 @@ class Distiller:
         f_student = cd.consistency_output(out, x_t, t, self.abar, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
         # Step 4: the teacher's guided DDIM step from t to s (motion guidance on the noisiest solver steps).
         with torch.no_grad():
-            both = self.teacher.unet(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), encoder_hidden_states=torch.cat([cond, uncond])).sample
+            both = self.teacher.denoise(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), torch.cat([cond, uncond]))
             out_c, out_u = both.chunk(2)
             x0_teacher, eps_teacher = cd.guided_x0_eps(out_c, out_u, x_t, t, self.abar, self.ptype, w)
         metrics: dict[str, float] = {}

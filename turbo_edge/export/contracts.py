@@ -197,26 +197,27 @@ def text_encoder_component(model: Any, shapes: ExportShapes) -> tuple[Contract, 
 def unet_component(model: Any, shapes: ExportShapes) -> tuple[Contract, Any]:
     import torch
 
-    unet = model.unet
+    unet, family = model.unet, model.family
+    geo = family.geometry(unet)
     h, w = latent_hw(model, shapes)
     hs, ha = _spatial(shapes, "latent_height", h)
     ws, wa = _spatial(shapes, "latent_width", w)
-    c = int(unet.config.in_channels)
+    c = geo.latent_channels
     length = min(int(model.tokenizer.model_max_length), int(model.text_encoder.config.max_position_embeddings))
-    hidden = int(unet.config.cross_attention_dim)
+    hidden = geo.text_dim
     max_frames = shapes.max_frames or shapes.frames
     inputs = [
         TensorSpec("sample", "float32", ("batch", c, "frames", hs, ws)),
         TensorSpec("timestep", "float32", ("batch",)),
         TensorSpec("encoder_hidden_states", "float32", ("batch", length, hidden)),
     ]
-    w_dim = unet.config.get("time_cond_proj_dim")
+    w_dim = geo.guidance_dim
     if w_dim:  # the distilled student's guidance embedding (T2V-Turbo feeds w as timestep_cond)
         inputs.append(TensorSpec("timestep_cond", "float32", ("batch", int(w_dim))))
     contract = Contract(
         "unet",
         inputs=tuple(inputs),
-        outputs=(TensorSpec("out_sample", "float32", ("batch", int(unet.config.out_channels), "frames", hs, ws)),),
+        outputs=(TensorSpec("out_sample", "float32", ("batch", geo.out_channels, "frames", hs, ws)),),
         axes={"batch": call_batch(shapes), "frames": shapes.axis(shapes.frames, shapes.min_frames, max_frames), **ha, **wa},
     )
 
@@ -226,8 +227,7 @@ def unet_component(model: Any, shapes: ExportShapes) -> tuple[Contract, Any]:
             self.unet = unet
 
         def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor:
-            kw = {"timestep_cond": cond[0]} if cond else {}
-            return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False, **kw)[0]
+            return family.forward(self.unet, sample, timestep, encoder_hidden_states, cond[0] if cond else None)
 
     return contract, UNet().eval()
 

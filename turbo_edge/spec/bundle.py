@@ -78,7 +78,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise BundleError(f"bundle {root} does not exist or is not a directory; create one with `turbo-edge export --model MODEL --out {root}`")
     file = root / MANIFEST
     if not file.is_file():
-        raise BundleError(f"{root} is not a bundle (no {MANIFEST}, or an export that never finished); create one with `turbo-edge export`")
+        raise BundleError(f"{root} is not a bundle: no {MANIFEST} (not a turbo-edge bundle, or an export that never finished); create one with `turbo-edge export`")
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -89,10 +89,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if version != SCHEMA_VERSION:
         raise BundleError(f"{file}: schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION}); re-export or upgrade turbo-edge")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    components = manifest.get("components")
-    if not isinstance(components, dict) or not isinstance(manifest.get("files"), dict):
+    if not isinstance(manifest.get("components", {}), dict) or not isinstance(manifest.get("files", {}), dict):
         raise BundleError(f"{file}: components and files must be JSON objects; re-export the bundle")
-    missing += [f"components.{c}" for c in COMPONENTS if c not in components]
     if missing:
         raise BundleError(f"{file} lacks {missing}; re-export the bundle")
     return manifest
@@ -180,10 +178,17 @@ class Bundle:
         return self.component(name).get("profile") or {}
 
 
-def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
-    """Read ``manifest.json`` and (``verify``) check every file against it. One rule for verify and both runtimes."""
+def load_bundle(path: str | Path, verify: bool = True, runnable: bool = True) -> Bundle:
+    """Read ``manifest.json`` and (``verify``) check every file against it. One rule for verify and both runtimes.
+
+    ``runnable``: the bundle must hold every component the runtime calls (an export of ``--components unet``
+    verifies, but cannot be run).
+    """
     root = Path(path).expanduser()
     manifest = read_manifest(root)
+    lacking = [c for c in COMPONENTS if c not in manifest["components"]]
+    if runnable and lacking:
+        raise BundleError(f"bundle {root} has no {lacking} graph(s) the runtime needs; export them (`--components` default: all)")
     if verify:
         verify_files(root, manifest)
     else:  # no hashing, but the same boundary: every path the manifest names stays inside the bundle
@@ -194,7 +199,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
 
 def verify_bundle(path: str | Path) -> dict[str, Any]:
     """Check the manifest's schema and every file's sha256; return the manifest. Raises ``BundleError``."""
-    return load_bundle(path, verify=True).manifest
+    return load_bundle(path, verify=True, runnable=False).manifest
 
 
 def new_manifest(turbo_edge_version: str, **sections: Any) -> dict[str, Any]:

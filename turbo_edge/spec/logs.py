@@ -28,16 +28,21 @@ def configure(verbose: bool = False) -> None:
     if not verbose:
         for key, value in ENV_QUIET.items():
             os.environ.setdefault(key, value)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
-    own = logging.getLogger("turbo_edge")
-    own.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose and not own.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        own.addHandler(handler)
-        own.propagate = False
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_Terse() if not verbose else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("turbo_edge").setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+class _Terse(logging.Formatter):
+    """turbo-edge's own INFO lines as plain text (they are its stage messages); anything else with level and name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name.startswith("turbo_edge") and record.levelno == logging.INFO:
+            return record.getMessage()
+        return f"{record.levelname} {record.name}: {record.getMessage()}"
 
 
 def quiet_nncf() -> None:

@@ -78,7 +78,7 @@ class _Noised:
 def _x0_mse(model: T2VModel, n: _Noised, prediction_type: str, cond: torch.Tensor) -> torch.Tensor:
     """Per-clip x0-space MSE of the model's prediction from ``n.x_t`` under text states ``cond``."""
     dtype = next(model.unet.parameters()).dtype
-    out = model.unet(n.x_t.to(dtype), n.timesteps, encoder_hidden_states=cond.to(dtype)).sample.float()
+    out = model.denoise(n.x_t.to(dtype), n.timesteps, cond.to(dtype)).float()
     x0_hat = param.to_x0_eps(prediction_type, out, n.x_t, n.alpha, n.sigma)[0]
     return (x0_hat - n.x0).square().mean(dim=(1, 2, 3, 4))
 

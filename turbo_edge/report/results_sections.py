@@ -1,0 +1,275 @@
+"""The results page's sections: one renderer per result family, and ``FAMILIES``, the page's sections in order with the
+file stems each takes. A renderer turns ``[(file name, results dict), ...]`` into Markdown lines. Stdlib only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from turbo_edge.report.results_format import (
+    DASH,
+    FALLBACK_COMMAND,
+    QUALITY,
+    _num,
+    acc,
+    fd,
+    file_block,
+    fmt,
+    kb_to_mb,
+    machine_desc,
+    ms,
+    pct,
+    quality_cells,
+    ratio,
+    seconds_to_ms,
+    sig,
+    table,
+)
+
+
+def _demo(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        rows = [[str(r.get("row", "")), str(r.get("backend", "")), str(r.get("precision", "")), fmt(r.get("steps")),
+                 ms(r.get("latency_ms")), ratio(r.get("speedup")), *quality_cells(r), fmt(r.get("n_videos"))]
+                for r in data["rows"]]
+        body = table(["row", "backend", "precision", "steps", "median ms / video", "speedup vs teacher", *QUALITY, "videos"],
+                     rows, numeric_from=3)
+        stages = data.get("stage_latency") or []
+        if stages:
+            body += ["", "Per stage, runtime rows (median ms):", ""]
+            body += table(["row", "text encoder", "UNet, one step", "VAE decode"],
+                          [[str(s.get("row", "")), ms(s.get("text_encoder_ms")), ms(s.get("unet_step_ms")), ms(s.get("vae_ms"))]
+                           for s in stages])
+        extra = []
+        if isinstance(data.get("stage_seconds"), dict):
+            parts = ", ".join(f"{k} {fmt(v, 0)} s" for k, v in data["stage_seconds"].items())
+            extra.append(f"Wall time {fmt(data.get('seconds'), 0)} s in all ({parts}).")
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
+def _teacher(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        rows = data["rows"]
+        if rows and all("t" in r for r in rows):  # the denoising-loss probe
+            body = table(["t", "SNR", "x0 MSE, true prompt", "wrong direction", "wrong colour", "no text", "direction read-out"],
+                         [[fmt(r.get("t")), sig(r.get("snr")), sig(r.get("mse_true_prompt")), pct(r.get("gap_direction")),
+                           pct(r.get("gap_colour")), pct(r.get("gap_uncond")), acc(r.get("direction_acc"))] for r in rows])
+            extra = [f"{fmt(data.get('num'))} moving validation clips noised at each t; the wrong-prompt columns are the x0 "
+                     "loss's increase over the true prompt's; the read-out picks the direction whose prompt has the lowest "
+                     "loss (chance 0.25)."]
+        else:
+            body = table(["model", "prompts", "steps", *QUALITY, "direction", "s / video"],
+                         [[str(r.get("model", "")), str(r.get("prompts", "")), fmt(r.get("steps")), *quality_cells(r),
+                           acc(r.get("direction_acc")), fmt(r.get("seconds_per_video"), 2)] for r in rows], numeric_from=2)
+            extra = ["`groundtruth` and `noise` are the evaluator's anchors (real clips; pure noise, chance 0.04 content / 0.20 motion)."]
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
+def _distill(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        if isinstance(data.get("arms"), dict):
+            out += _distill_ablation(name, data)
+        else:
+            out += _quality_rows(name, data)
+    return out
+
+
+def _distill_ablation(name: str, data: dict[str, Any]) -> list[str]:
+    step_counts = sorted({int(s) for arm in data["arms"].values() for s in arm.get("steps", {})})
+    columns = ["arm", *[f"content @{s}" for s in step_counts], "motion @4", "FD @4", "diversity @1", "s / video @4",
+               "teacher ÷ 4-step"]
+    rows = []
+    for arm_name, arm in data["arms"].items():
+        steps = {int(k): v for k, v in arm.get("steps", {}).items()}
+        four = steps.get(4, {})
+        rows.append([arm_name, *[acc(steps.get(s, {}).get("content_acc")) for s in step_counts], acc(four.get("motion_acc")),
+                     fd(four.get("fd")), fmt((arm.get("diversity") or {}).get("1"), 1), fmt(four.get("latency_s_median"), 2),
+                     ratio(arm.get("speedup_teacher_over_4_step"))])
+    body = table(columns, rows)
+    teacher = data.get("teacher") or {}
+    if teacher:
+        body += ["", f"The {fmt(teacher.get('steps'))}-step CFG teacher in the same run: content {acc(teacher.get('content_acc'))}, "
+                     f"motion {acc(teacher.get('motion_acc'))}, FD {fd(teacher.get('fd'))}, "
+                     f"{fmt(teacher.get('latency_s_median'), 2)} s / video."]
+    calls = data.get("unet_calls") or {}
+    if calls:
+        body += ["", "UNet calls (median ms):", ""]
+        body += table(["teacher CFG call (batch 2)", "student call (batch 1)", "ratio", "UNet-only ceiling, 50 CFG ÷ 4 steps"],
+                      [[ms(calls.get("teacher_cfg_batch2_ms")), ms(calls.get("student_batch1_ms")),
+                        ratio(calls.get("batch2_over_batch1")), ratio(calls.get("unet_only_ceiling_50_over_4"))]], numeric_from=0)
+    latent = [(k, a["latent_reward"]) for k, a in data["arms"].items() if isinstance(a.get("latent_reward"), dict)]
+    if latent:
+        body += ["", "Latent reward predictors of the latent arms:", ""]
+        body += table(["arm", "x0_fraction", "fit steps", "samples", "held-back Pearson", "held-back MSE"],
+                      [[k, fmt(r.get("x0_fraction"), 1), fmt(r.get("steps")), fmt(r.get("samples")), acc(r.get("heldback_pearson")),
+                        acc(r.get("heldback_mse"))] for k, r in latent])
+    merged = [m for m in data.get("merged_runs") or [] if isinstance(m, dict)]
+    if merged:
+        body += ["", "Arms merged in from later runs (`--merge`):", ""]
+        for m in merged:
+            arms = ", ".join(f"`{a}`" for a in m.get("arms") or [])
+            body.append(f"- {arms}: `{m.get('command', FALLBACK_COMMAND)}`; machine: {machine_desc(m) or 'not recorded'}; "
+                        f"teacher {fmt(m.get('teacher_latency_s_median_this_run'), 2)} s / video in that run")
+    budget, prompts = data.get("budget") or {}, data.get("prompts") or {}
+    extra = [f"Every arm: {fmt(budget.get('steps'))} training steps at batch {fmt(budget.get('batch'))}; "
+             f"{fmt(prompts.get('num'))} `{prompts.get('split', '?')}` prompts. Diversity: spread of evaluator features over seeds."]
+    return file_block(name, data, body, extra) + [""]
+
+
+def _quality_rows(name: str, data: dict[str, Any]) -> list[str]:
+    """A file of named evaluator results (``{"<name>": {content_acc, motion_acc, fd, ...}}``)."""
+    rows = [[k, *quality_cells(v), acc(v.get("direction_acc")), fmt(v.get("n_videos"))]
+            for k, v in data.items() if isinstance(v, dict) and _num(v.get("content_acc")) is not None]
+    if not rows:
+        raise ValueError("no evaluator results")
+    extra = [f"Note recorded in the file: {data['note']}"] if isinstance(data.get("note"), str) else []
+    return file_block(name, data, table(["run", *QUALITY, "direction", "videos"], rows), extra) + [""]
+
+
+def _prune(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        if isinstance(data.get("student"), dict) and isinstance(data.get("pruned"), dict):
+            rows = [["PyTorch eager", ms(data["student"].get("median_ms")), ms(data["pruned"].get("median_ms")),
+                     ratio(data.get("latency_speedup"))]]
+            for backend, label in (("onnxruntime", "ONNX Runtime fp32"), ("openvino", "OpenVINO fp32")):
+                r = (data.get("fp32_onnx_same_inputs") or {}).get(backend)
+                if isinstance(r, dict):
+                    rows.append([label, ms(r.get("student_median_ms")), ms(r.get("pruned_median_ms")), ratio(r.get("latency_speedup"))])
+            body = table(["runtime", "unpruned UNet ms", "pruned UNet ms", "unpruned ÷ pruned"], rows)
+            extra = [f"{data.get('models', 'unpruned vs pruned')}; parameters kept {ratio(data.get('params_ratio'))}, "
+                     f"FLOPs kept {ratio(data.get('flops_ratio'))}; {fmt(data.get('threads'))} threads, {fmt(data.get('runs'))} runs, "
+                     + (f"`--block {data['block']}`." if "block" in data else "block: not recorded.")]
+            out += file_block(name, data, body, extra) + [""]
+        else:
+            out += _quality_rows(name, data)
+    return out
+
+
+def _export(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        body = table(["backend", "precision", "median ms", "p90 ms", "min ms"],
+                     [[str(r.get("backend", "")), str(r.get("precision", "")), ms(r.get("median_ms")), ms(r.get("p90_ms")),
+                       ms(r.get("min_ms"))] for r in data["unet_latency"]], numeric_from=2)
+        if isinstance(data.get("speedups"), dict):
+            body += ["", "Ratios (same run):", ""]
+            body += table(["ratio", "value"], [[k, ratio(v)] for k, v in data["speedups"].items()])
+        parity = []
+        for key, label in (("parity", "ONNX Runtime"), ("parity_openvino", "OpenVINO")):
+            for module, per_precision in (data.get(key) or {}).items():
+                for precision, r in (per_precision or {}).items():
+                    if isinstance(r, dict):
+                        parity.append([label, module, precision, sig(r.get("max_abs")), sig(r.get("mean_rel")),
+                                       f"{r.get('metric', '?')} ≤ {sig(r.get('tolerance'))}", fmt(r.get("passed"))])
+        if parity:
+            body += ["", "Parity against PyTorch:", ""]
+            body += table(["runtime", "graph", "precision", "max abs error", "mean rel error", "gate", "passed"], parity, numeric_from=3)
+        shapes = data.get("unet_input_shapes") or {}
+        sample = shapes.get("sample") if isinstance(shapes, dict) else None
+        extra = [f"Model `{data.get('model', '?')}`, UNet input {'x'.join(map(str, sample)) if isinstance(sample, list) else '?'}; "
+                 f"{fmt(data.get('threads'))} threads, {fmt(data.get('runs'))} runs after {fmt(data.get('warmup'))} warm-up."]
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
+def _int8_scale(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        body = table(["width", "batch", "GFLOP / call", "fp32 ms", "bf16 ms", "int8 ms", "fp32 ÷ int8", "fp32 ÷ bf16",
+                      "int8 mean rel error"],
+                     [[fmt(r.get("width")), fmt(r.get("batch")), fmt(r.get("gflops_per_call"), 1), ms(r.get("openvino_fp32_ms")),
+                       ms(r.get("openvino_bf16_ms")), ms(r.get("openvino_int8_ms")), ratio(r.get("fp32_over_int8")),
+                       ratio(r.get("fp32_over_bf16")), acc(r.get("int8_mean_rel_error_random_weights"))] for r in data["rows"]],
+                     numeric_from=0)
+        extra = [f"OpenVINO CPU, random weights at the builtin architecture with widths multiplied; NNCF preset "
+                 f"`{data.get('int8_model_type', '?')}`; {fmt(data.get('threads'))} threads, {fmt(data.get('runs'))} runs."]
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
+def _int8_scope(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        rows = []
+        for model, m in data["models"].items():
+            latency, quality = m.get("unet_median_ms") or {}, m.get("quality_openvino") or {}
+            for arm in ("fp32", *sorted(k for k in quality if k != "fp32")):
+                ov, ort = latency.get(f"openvino {arm}"), latency.get(f"onnxruntime {arm}")
+                ov_fp32, ort_fp32 = _num(latency.get("openvino fp32")), _num(latency.get("onnxruntime fp32"))
+                ov_x = ov_fp32 / ov if arm != "fp32" and ov_fp32 and _num(ov) else None
+                ort_x = ort_fp32 / ort if arm != "fp32" and ort_fp32 and _num(ort) else None
+                rows.append([model, arm, ms(ov), ratio(ov_x) if ov_x else DASH, ms(ort), ratio(ort_x) if ort_x else DASH,
+                             *quality_cells(quality.get(arm) or {})])
+        body = table(["model", "graph", "OpenVINO UNet ms", "OpenVINO fp32 ÷ this", "ORT UNet ms", "ORT fp32 ÷ this", *QUALITY],
+                     rows, numeric_from=2)
+        prompts = data.get("prompts") or {}
+        extra = [f"Batch-1 UNet medians over {fmt(data.get('runs'))} interleaved runs, "
+                 + (f"`--block {data['block']}`" if "block" in data else "block: not recorded")
+                 + "; NNCF preset " + (f"`{data['int8_model_type']}`" if "int8_model_type" in data else "not recorded") + ". Quality: the runtime on OpenVINO, "
+                 f"{fmt(data.get('steps'))} steps, {fmt(prompts.get('num'))} `{prompts.get('split', '?')}` prompts. "
+                 "`int8_all`: every op the preset picks is quantized; `int8_conv`: convolutions only."]
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
+def _runtime(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        runs = [r for r in data["rows"] if "median_seconds" in r]
+        body = table(["pipeline", "median ms / video", "model-session ms", "end to end ÷ session", "peak RSS MB"],
+                     [[str(r.get("name", "")), ms(seconds_to_ms(r.get("median_seconds"))), ms(seconds_to_ms(r.get("median_session_seconds"))),
+                       fmt(r.get("overhead_ratio"), 3), fmt(kb_to_mb(r.get("peak_rss_kb")), 0)] for r in runs])
+        summary = data.get("summary") or {}
+        if summary:
+            body += ["", "Ratios:", ""] + table(["ratio", "value"], [[k, fmt(v, 3)] for k, v in summary.items()])
+        for r in data["rows"]:
+            if "growth_kb" in r:
+                body += ["", f"{r.get('name', 'repeated calls')}: RSS {fmt(kb_to_mb(r.get('rss_before_kb')), 0)} MB before, "
+                             f"+{fmt(r.get('growth_kb'))} KB after."]
+        source = data.get("bundle_source") or {}
+        toolchain = source.get("toolchain") or {}
+        extra = [f"Bundle of the {source.get('kind', '?')} `{source.get('model', '?')}`, {fmt(data.get('steps'))} steps, "
+                 f"threads: {fmt(data.get('threads'))}"
+                 + ("; toolchain " + ", ".join(f"{k} {v}" for k, v in toolchain.items()) if toolchain else "") + "."]
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
+Section = Callable[[list[tuple[str, dict[str, Any]]]], list[str]]
+
+# (family, title, intro, the stems it takes, builder), in page order.
+FAMILIES: list[tuple[str, str, str, Callable[[str], bool], Section]] = [
+    ("demo", "Demo: teacher vs student vs pruned",
+     "`turbo-edge demo` end to end: one row per model / runtime / precision, median latency per video, speedup over "
+     "the 50-step CFG teacher and the held-out evaluator's quality (8 prompts per row: a smoke check of quality).",
+     lambda s: s == "demo" or s.startswith("demo_"), _demo),
+    ("teacher", "Teacher",
+     "The builtin teacher on the held-out evaluator (50-step DDIM + CFG) and the denoising-loss probe of what it listens to.",
+     lambda s: s == "teacher" or s.startswith("teacher_"), _teacher),
+    ("distill", "Distillation",
+     "The distillation ablation at one training budget (content accuracy per sampler step count) and the shipped "
+     "student against the teacher on more prompts.",
+     lambda s: s == "distill" or s.startswith("distill_"), _distill),
+    ("prune", "Pruning",
+     "UNet latency of the unpruned student against the VDMini-pruned one, and the pruned student's quality.",
+     lambda s: s == "prune" or s.startswith("prune_"), _prune),
+    ("export", "Export: UNet latency and parity",
+     "The builtin teacher's UNet (one CFG call) in PyTorch eager, ONNX Runtime and OpenVINO at each precision, and "
+     "every exported graph's error against PyTorch.",
+     lambda s: s == "export" or s.startswith("export_"), _export),
+    ("int8_scale", "int8 against UNet width",
+     "Where OpenVINO int8 (and bf16) starts to pay over fp32 as the UNet widens.",
+     lambda s: s == "int8_scale" or s.startswith("int8_scale_"), _int8_scale),
+    ("int8_scope", "int8 scope: what to quantize",
+     "The shipped students' UNets with every op quantized (`all`) or convolutions only (`conv`), latency and quality.",
+     lambda s: s == "int8_scope" or s.startswith("int8_scope_"), _int8_scope),
+    ("runtime", "Runtime overhead and memory",
+     "The torch-free Python runtime and the C++ host against the PyTorch pipeline on the same bundle.",
+     lambda s: s == "runtime" or s.startswith("runtime_"), _runtime),
+]
