@@ -71,7 +71,7 @@ def evaluate(model: Any, kind: str, attrs: list, steps: int, seed: int) -> tuple
     for i, a in enumerate(attrs):
         start = time.perf_counter()
         if kind == "teacher":
-            clip = generate_teacher(model, [a.prompt], steps=steps, guidance=float(model.meta.get("default_guidance", 3.0)), seed=seed + i)
+            clip = generate_teacher(model, [a.prompt], steps=steps, guidance=float(model.card.default_guidance), seed=seed + i)
         else:
             clip = generate_student(model, [a.prompt], steps=steps, seed=seed + i)
         times.append(time.perf_counter() - start)
@@ -212,7 +212,7 @@ def main() -> int:
             # Why the end-to-end ratio is what it is: one CFG step runs the UNet on 2 clips, one student step on 1
             # (plus a guidance embedding). UNet-only ceiling of the 4-step ratio: 50 * t(batch 2) / (4 * t(batch 1)).
             t2 = unet_call_ms(teacher, 2)
-            t1 = unet_call_ms(student, 1, w_dim=int(student.meta["sampler"]["w_embedding_dim"]))
+            t1 = unet_call_ms(student, 1, w_dim=int(student.card.sampler.w_embedding_dim))
             result["unet_calls"] = {"teacher_cfg_batch2_ms": t2, "student_batch1_ms": t1, "batch2_over_batch1": t2 / t1,
                                     "unet_only_ceiling_50_over_4": args.teacher_steps * t2 / (4 * t1)}
         result["arms"][arm] = row

@@ -38,6 +38,7 @@ def build_model(out: Path, width: int, seed: int = 0) -> Path:
     from turbo_edge.core import world
     from turbo_edge.core.models import TinyTeacherSpec, build_scheduler, build_text_encoder, build_unet, build_vae
     from turbo_edge.core.pipeline_io import T2VModel, save_model
+    from turbo_edge.spec.card import ModelCard
     from turbo_edge.spec.tokenizer_files import write_tokenizer
 
     base = TinyTeacherSpec()
@@ -45,8 +46,8 @@ def build_model(out: Path, width: int, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     tokenizer = CLIPTokenizer.from_pretrained(write_tokenizer(out.parent / f"{out.name}_tok", spec.words, spec.max_length))
     model = T2VModel(build_unet(spec), build_vae(spec), build_text_encoder(spec, len(tokenizer)), tokenizer, build_scheduler(spec))
-    meta = {"kind": "teacher", "frames": spec.frames, "closed_vocabulary": world.vocabulary(), "default_guidance": 3.0}
-    return save_model(model, out, meta=meta)
+    card = ModelCard(kind="teacher", frames=spec.frames, closed_vocabulary=world.vocabulary(), default_guidance=3.0)
+    return save_model(model, out, card=card)
 
 
 def openvino_request(path: Path, feeds: dict[str, np.ndarray], threads: int, hint: str = "f32", profile: bool = False) -> Any:

@@ -51,8 +51,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any] | None, di
 
         model = load_teacher(args.student)
         student = model.unet.eval()
-        shape = {"frames": int(model.meta.get("frames", 16)), "text_len": model.tokenizer.model_max_length,
-                 "w_dim": int(model.meta["sampler"]["w_embedding_dim"])}
+        shape = {"frames": int(model.card.frames or 16), "text_len": model.tokenizer.model_max_length,
+                 "w_dim": int(model.card.sampler.w_embedding_dim)}
         source = args.student
     if args.pruned:
         from turbo_edge.prune.artifact import load_pruned
@@ -108,8 +108,8 @@ def _onnx_runners(unets: dict[str, Any], model: Any, inputs: dict[str, Any], thr
     from turbo_edge.export.onnx_export import export_onnx
     from turbo_edge.export.parity import openvino_runner, ort_runner
 
-    shapes = ExportShapes(frames=int(inputs["sample"].shape[2]), height=int(model.meta.get("height", 32)),
-                          width=int(model.meta.get("width", 32)), max_batch=1, static=True, uses_cfg=False)
+    shapes = ExportShapes(frames=int(inputs["sample"].shape[2]), height=int(model.card.height or 32),
+                          width=int(model.card.width or 32), max_batch=1, static=True, uses_cfg=False)
     feeds = {k: v.numpy().astype("float32") for k, v in inputs.items()}
     runners: dict[str, Any] = {}
     for name, unet in unets.items():

@@ -1,4 +1,4 @@
-"""Consistency distillation pieces, each a small pure function over tensors (numbers from ``core.param``).
+"""Consistency distillation pieces, each a small pure function over tensors (numbers from ``spec.param``).
 
 Step numbers follow one consistency-distillation iteration; the sampler at the bottom is what the student
 runs at inference, so training and sampling share ``consistency_output`` and cannot drift.

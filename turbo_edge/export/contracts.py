@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-PRECISIONS = ("fp32", "fp16", "int8")
 # Tolerances on the PyTorch reference. fp32/fp16 gate on the largest absolute difference; int8 on the mean
 # relative error (``mean|a-b| / mean|b|``): Q/DQ errors are spread over every element, and a max-abs gate
 # would be set by one outlier.

@@ -161,14 +161,9 @@ class Pipeline:
         def noise_fn(step: int) -> np.ndarray:
             return np.stack([normal(seed, stream_id(first_index + i, step), shape) for i in range(b)])
 
-        x = noise_fn(0)
         timesteps = spec.timesteps[steps]
-        common = {"alphas_cumprod": spec.alphas_cumprod, "prediction_type": spec.prediction_type, "noise_fn": noise_fn}
-        if spec.kind == "ddim_cfg":
-            prev = samplers.ddim_prev_timesteps(timesteps, spec.num_train_timesteps)
-            return samplers.ddim_cfg(model_fn, x, timesteps, guidance=guidance, prev_timesteps=prev,
-                                     final_alpha_cumprod=spec.final_alpha_cumprod, **common)
-        return samplers.consistency(model_fn, x, timesteps, sigma_data=spec.sigma_data, timestep_scaling=spec.timestep_scaling, **common)
+        sample_fn, options = samplers.SAMPLERS[spec.kind]
+        return sample_fn(model_fn, noise_fn(0), timesteps, noise_fn=noise_fn, **options(spec, timesteps, guidance))
 
     def decode(self, latents: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
         """Latents [B, C, F, h, w] (as the UNet sees them) -> uint8 frames [B, F, H, W, 3], in profile-sized chunks."""

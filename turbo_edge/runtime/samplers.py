@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from turbo_edge.spec import param
+from turbo_edge.spec.sampler import SamplerSpec
 
 # model_fn(x [B, ...], t) -> raw network prediction; for ddim_cfg it is [2B, ...]: unconditional half first.
 ModelFn = Callable[[np.ndarray, int], np.ndarray]
@@ -115,4 +117,18 @@ def consistency(
     return x
 
 
-SAMPLERS: dict[str, Callable[..., np.ndarray]] = {"ddim_cfg": ddim_cfg, "consistency": consistency}
+def ddim_cfg_options(spec: SamplerSpec, timesteps: Sequence[int], guidance: float) -> dict[str, Any]:
+    return {"alphas_cumprod": spec.alphas_cumprod, "prediction_type": spec.prediction_type, "guidance": guidance,
+            "prev_timesteps": ddim_prev_timesteps(timesteps, spec.num_train_timesteps), "final_alpha_cumprod": spec.final_alpha_cumprod}
+
+
+def consistency_options(spec: SamplerSpec, timesteps: Sequence[int], guidance: float) -> dict[str, Any]:
+    return {"alphas_cumprod": spec.alphas_cumprod, "prediction_type": spec.prediction_type, "sigma_data": spec.sigma_data,
+            "timestep_scaling": spec.timestep_scaling}
+
+
+# The bundle's sampler kind -> (sampler, the keyword options it takes from the contract). The pipeline dispatches here.
+SAMPLERS: dict[str, tuple[Callable[..., np.ndarray], Callable[[SamplerSpec, Sequence[int], float], dict[str, Any]]]] = {
+    "ddim_cfg": (ddim_cfg, ddim_cfg_options),
+    "consistency": (consistency, consistency_options),
+}

@@ -194,7 +194,10 @@ def load_bundle(path: str | Path, verify: bool = True, runnable: bool = True) ->
     else:  # no hashing, but the same boundary: every path the manifest names stays inside the bundle
         for what, rel in [*referenced_files(manifest), *(("file", rel) for rel in manifest["files"])]:
             member(root, rel, what)
-    return Bundle(root=root, manifest=manifest, sampler=SamplerSpec.from_dict(manifest["sampler"]), verified=verify)
+    sampler = SamplerSpec.from_dict(manifest["sampler"])
+    if runnable and sampler.alphas_cumprod is None:
+        raise BundleError(f"{root / MANIFEST}: the sampler contract carries no noise schedule (alphas_cumprod); re-export the bundle")
+    return Bundle(root=root, manifest=manifest, sampler=sampler, verified=verify)
 
 
 def verify_bundle(path: str | Path) -> dict[str, Any]:

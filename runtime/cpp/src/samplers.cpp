@@ -11,7 +11,7 @@ namespace {
 
 struct Linear { double x0_x, x0_o, eps_x, eps_o; };
 
-// core/param.py to_x0_eps evaluated on the basis (x=1, out=0) and (x=0, out=1), as samplers.linear_x0_eps does.
+// spec/param.py to_x0_eps evaluated on the basis (x=1, out=0) and (x=0, out=1), as samplers.linear_x0_eps does.
 Linear linear_x0_eps(const std::string& prediction_type, double a, double s) {
   auto eval = [&](double x, double o, double* x0, double* eps) {
     if (prediction_type == "epsilon") { *x0 = (x - s * o) / a; *eps = o; }
@@ -32,7 +32,7 @@ double abar_at(const SamplerSpec& spec, int t, double final_value) { return t >=
 std::vector<float> guidance_embedding(double w, int dim) {
   int half = dim / 2;
   std::vector<float> emb(static_cast<size_t>(dim), 0.0f);
-  // core/param.py guidance_embedding: exp(-log(10000) * k / (half - 1)), times w * 1000.
+  // spec/param.py guidance_embedding: exp(-log(10000) * k / (half - 1)), times w * 1000.
   for (int k = 0; k < half; ++k) {
     double arg = (w * 1000.0) * std::exp(-std::log(10000.0) * static_cast<double>(k) / (half - 1));
     emb[static_cast<size_t>(k)] = static_cast<float>(std::sin(arg));
@@ -67,7 +67,7 @@ void consistency(const ModelFn& model_fn, float* x, size_t n, const std::vector<
     const float* out = model_fn(x, t);
     double abar_t = abar_at(spec, t, 1.0);
     Linear l = linear_x0_eps(spec.prediction_type, std::sqrt(abar_t), std::sqrt(1.0 - abar_t));
-    // 1. Boundary scalings (core/param.py boundary_scalings): denoised = c_skip x_t + c_out x0_pred.
+    // 1. Boundary scalings (spec/param.py boundary_scalings): denoised = c_skip x_t + c_out x0_pred.
     double ts = static_cast<double>(t) * spec.timestep_scaling, sd2 = spec.sigma_data * spec.sigma_data;
     double c_skip = sd2 / (ts * ts + sd2), c_out = ts / std::sqrt(ts * ts + sd2);
     const float B = static_cast<float>(c_out * l.x0_o), A = static_cast<float>(c_skip + c_out * l.x0_x);
