@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
         run(cfg)
-    except (UserError, ValueError, FileNotFoundError) as exc:
+    except (UserError, ValueError, FileNotFoundError, FileExistsError) as exc:
         if args.verbose:
             raise
         print(f"turbo-edge {args._command}: error: {_one_line(exc)}", file=sys.stderr)

@@ -27,6 +27,7 @@ ALIASES: dict[str, Path] = {
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHTED = ("unet", "vae", "text_encoder")
 PIPELINE_CLASSES = ("TextToVideoSDPipeline", "VideoToVideoSDPipeline", "TurboEdgeT2VPipeline")
+MODEL_INDEX = "model_index.json"  # marks a model directory (staged_dir replaces only those)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
@@ -154,7 +155,7 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | N
     is written without a card.
     """
     out = Path(out)
-    with staged_dir(out) as tmp:
+    with staged_dir(out, MODEL_INDEX) as tmp:
         model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
         model.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         model.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
@@ -216,7 +217,7 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
     if out.resolve() == src.resolve():
         raise ValueError(f"--out {out} is the model itself: write the converted copy to a new directory")
     target = getattr(torch, dtype)
-    with staged_dir(out) as tmp:
+    with staged_dir(out, MODEL_INDEX) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         for file in sorted(tmp.rglob("*.safetensors")):
             with safe_open(str(file), framework="pt") as fh:

@@ -221,7 +221,7 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
     shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler.uses_cfg)
     components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components).items()}
 
-    with staged_dir(out) as tmp:
+    with staged_dir(out, schema.MANIFEST) as tmp:
         files: dict[str, dict[str, str]] = {}
         parity: dict[str, dict[str, ParityResult]] = {}
         for name, (contract, module) in components.items():
