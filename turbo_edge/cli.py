@@ -9,6 +9,7 @@ this module imports no torch: each runner imports its stage when it runs (``gene
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import types
@@ -71,7 +72,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[StageConfig]
         parse = meta.get("parse") or kind
         if parse is None:
             continue  # a list / dict field without a parser: --set only
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if default not in (None, "", ()) and not meta.get("append"):
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text = f"{help_text or ''} (default: {shown})".strip()
         parser.add_argument(flag, dest=dest, type=_checked(parse, flag), choices=meta.get("choices"), default=None,
+                            metavar=None if meta.get("choices") else f.name.upper(),
                             action="append" if meta.get("append") else "store", help=help_text)
 
 
@@ -264,7 +270,8 @@ COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="turbo-edge", description=(__doc__ or "").split("\n")[0], exit_on_error=False)
+    parser = argparse.ArgumentParser(prog="turbo-edge", exit_on_error=False,
+                                     description="Distil, prune, export and run few-step text-to-video diffusion students.")
     parser.add_argument("-v", "--verbose", action="store_true", help="third-party INFO logs and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}

@@ -27,9 +27,21 @@ import numpy as np
 
 from turbo_edge.core import world
 from turbo_edge.core.checkpoint import config_hash
+from turbo_edge.core.evaluator import Evaluator
+from turbo_edge.core.pipeline_io import ModelLayoutError, load_teacher, resolve_model_path
+from turbo_edge.core.sampling import generate_teacher, latent_shape
+from turbo_edge.core.student_sampling import generate_student
+from turbo_edge.distill.train import train
+from turbo_edge.export import export_bundle
+from turbo_edge.export.bundle import model_hash
+from turbo_edge.export.tensorrt_build import TensorRTUnavailable, build_engines, detect_gpu, load_tensorrt
+from turbo_edge.prune.train import prune
+from turbo_edge.runtime.pipeline import Pipeline
+from turbo_edge.runtime.video import write_video
 from turbo_edge.spec.backends import GPU_BACKENDS
 from turbo_edge.spec.card import read_card
-from turbo_edge.spec.configs import DemoConfig
+from turbo_edge.spec.configs import DemoConfig, DistillConfig, EngineConfig, ExportConfig, PruneConfig
+from turbo_edge.spec.host import cpu_flags, cpu_mhz
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +71,6 @@ def cached(out: Path, stage: str, key: dict[str, Any], build: Callable[[Path], P
 
 
 def _shipped(alias: str) -> Path | None:
-    from turbo_edge.core.pipeline_io import ModelLayoutError, resolve_model_path
 
     try:
         path = resolve_model_path(alias)
@@ -79,8 +90,6 @@ def _stage_config(base: Any, cfg: DemoConfig, fields: dict[str, Any], steps_sett
 
 
 def distill_stage(cfg: DemoConfig, out: Path, shipped: Path | None) -> Path:
-    from turbo_edge.distill.train import train
-    from turbo_edge.spec.configs import DistillConfig
 
     base = _shipped_training_config(cfg.student, DistillConfig) if cfg.preset == "full" else DistillConfig()
     fields: dict[str, Any] = dict(teacher=cfg.teacher, threads=cfg.threads, seed=cfg.seed)
@@ -89,16 +98,12 @@ def distill_stage(cfg: DemoConfig, out: Path, shipped: Path | None) -> Path:
     dc = _stage_config(base, cfg, fields, "distill_steps")
     key = {"stage": "distill", **dc.training_hash_fields(), "steps": dc.loop.steps}
     if dc.init_student:
-        from turbo_edge.export.bundle import model_hash
 
         key["init_student_hash"] = model_hash(Path(dc.init_student))
     return cached(out, "distill", key, lambda d: train(dc.replace(out=str(d))))
 
 
 def prune_stage(cfg: DemoConfig, out: Path, student: Path) -> Path:
-    from turbo_edge.export.bundle import model_hash
-    from turbo_edge.prune.train import prune
-    from turbo_edge.spec.configs import PruneConfig
 
     base = _shipped_training_config(cfg.pruned, PruneConfig) if cfg.preset == "full" else PruneConfig()
     fields = dict(student=str(student), threads=cfg.threads, seed=cfg.seed, importance_clips=0)
@@ -119,8 +124,6 @@ def _shipped_training_config(alias: str, config_cls: Any) -> Any:
 
 
 def export_stage(cfg: DemoConfig, out: Path, model: Path, name: str) -> Path:
-    from turbo_edge.export import export_bundle
-    from turbo_edge.spec.configs import ExportConfig
 
     bundle = out / "bundles" / name
     ec = ExportConfig(model=str(model), out=str(bundle), precisions=tuple(cfg.precisions), threads=cfg.threads,
@@ -159,19 +162,15 @@ def _generator(spec: RowSpec, threads: int) -> Callable[[str, int], tuple[np.nda
     if spec.backend == "pytorch":
         import torch
 
-        from turbo_edge.core.pipeline_io import load_teacher
 
         torch.set_num_threads(threads)
         model = load_teacher(spec.source)
         if spec.stage == "teacher":
-            from turbo_edge.core.sampling import generate_teacher
 
             guidance = float(model.card.default_guidance)
             return lambda p, seed: (generate_teacher(model, [p], steps=spec.steps, guidance=guidance, seed=seed)[0], {})
-        from turbo_edge.core.student_sampling import generate_student
 
         return lambda p, seed: (generate_student(model, [p], steps=spec.steps, seed=seed)[0], {})
-    from turbo_edge.runtime.pipeline import Pipeline
 
     backend = {label: key for key, label in BACKEND_LABELS.items()}[spec.backend]
     pipe = Pipeline.from_bundle(spec.source, backend=backend, precision=spec.precision, threads=threads)
@@ -184,8 +183,6 @@ def _generator(spec: RowSpec, threads: int) -> Callable[[str, int], tuple[np.nda
 
 
 def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, out: Path) -> dict[str, Any]:
-    from turbo_edge.core.evaluator import Evaluator
-    from turbo_edge.export.bundle import model_hash
 
     if (spec.source / "model_index.json").is_file():
         source_hash = model_hash(spec.source)
@@ -208,7 +205,6 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
         "stage_latency_ms": stages or None,
     }
     clip_dir = out / "clips" / config_hash(key)
-    from turbo_edge.runtime.video import write_video
 
     row["clips"] = {}
     for i, a in enumerate(attrs[: cfg.clips_per_row]):
@@ -225,8 +221,6 @@ def unet_flops(model_dir: Path, batch: int) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from turbo_edge.core.pipeline_io import load_teacher
-    from turbo_edge.core.sampling import latent_shape
 
     model = load_teacher(model_dir)
     c, f, h, w = latent_shape(model, None, None, None)
@@ -243,7 +237,6 @@ def unet_flops(model_dir: Path, batch: int) -> float:
 def cpu_peak_gflops(threads: int) -> dict[str, Any]:
     """Nominal fp32 peak of ``threads`` cores: 2 AVX-512 FMA units x 16 lanes x 2 FLOPs per cycle at the
     reported clock (an upper bound: turbo and AVX-512 clock offsets are ignored)."""
-    from turbo_edge.spec.host import cpu_flags, cpu_mhz
 
     mhz = cpu_mhz()
     lanes = 16 if "avx512f" in (cpu_flags() or ()) else 8
@@ -281,7 +274,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def check_backends(cfg: DemoConfig) -> None:
     """Refuse GPU backends this machine cannot run before any stage starts (not after an hour of training)."""
     if "tensorrt" in cfg.backends:
-        from turbo_edge.export.tensorrt_build import TensorRTUnavailable, detect_gpu, load_tensorrt
 
         try:
             load_tensorrt()
@@ -297,7 +289,6 @@ def check_backends(cfg: DemoConfig) -> None:
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    from turbo_edge.core.pipeline_io import resolve_model_path
 
     check_backends(cfg)
     out = Path(cfg.out)
@@ -324,8 +315,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     }
     bundles = staged("export", lambda: {"student": export_stage(cfg, out, student, "student"), "pruned": export_stage(cfg, out, pruned, "pruned")})
     if "tensorrt" in cfg.backends:  # GPU only: engines from the bundles' fp16 / int8 graphs (reused when present)
-        from turbo_edge.export.tensorrt_build import build_engines
-        from turbo_edge.spec.configs import EngineConfig
 
         for bundle in bundles.values():
             build_engines(bundle, EngineConfig(bundle=str(bundle), precisions=tuple(cfg.precisions)))

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +165,23 @@ def exported_teacher_bundle(tiny_t2v_dir: Path, tmp_path_factory: pytest.TempPat
                        openvino_check=False, threads=1)
     export.export_bundle(tiny_t2v_dir, out, cfg)
     return out
+
+
+ROOT = Path(__file__).resolve().parents[2]
+CPP_BUILD = ROOT / "build" / "runtime_cpp"  # gitignored; reused across runs (CMake rebuilds only what changed)
+
+
+@pytest.fixture(scope="session")
+def host() -> Path:
+    """The C++ host (runtime/cpp), built with CMake against the openvino wheel."""
+    missing = [t for t in ("cmake", "g++", "make") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"C++ build tools missing: {missing}; run runtime/cpp/build.sh (it installs them with apt-get)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "JOBS": "1"}
+    proc = subprocess.run([str(ROOT / "runtime" / "cpp" / "build.sh"), str(CPP_BUILD)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return CPP_BUILD / "turbo_edge_generate"
+
+
+def run_host(host: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(host), *args], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_synthetic_bundle
+from conftest import make_synthetic_bundle, run_host
 
 from turbo_edge import cli
 from turbo_edge.runtime import Pipeline
@@ -31,7 +31,40 @@ def bundle(tmp_path: Path) -> Path:
     return make_synthetic_bundle(tmp_path / "b", "consistency")
 
 
-def _refused_everywhere(bundle: Path, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def _outside_component(where: str):
+    def mutate(bundle: Path) -> None:
+        evil = bundle.parent / "outside" / "evil.onnx"
+        evil.parent.mkdir(exist_ok=True)
+        shutil.copy(bundle / "unet.onnx", evil)
+        rel = str(evil) if where == "absolute" else "../outside/evil.onnx"
+        _edit(bundle, lambda m: m["components"]["unet"]["files"].__setitem__("fp32", rel))
+    return mutate
+
+
+def _system_file(bundle: Path) -> None:
+    passwd = Path("/etc/passwd")
+    digest = hashlib.sha256(passwd.read_bytes()).hexdigest() if passwd.is_file() else "0" * 64
+    _edit(bundle, lambda m: m["files"].update({"/etc/passwd": digest, "../../../etc/shadow": "f" * 64}))
+
+
+def _unhashed_component(bundle: Path) -> None:
+    shutil.copy(bundle / "unet.onnx", bundle / "unet2.onnx")
+    _edit(bundle, lambda m: m["components"]["unet"]["files"].__setitem__("fp32", "unet2.onnx"))
+
+
+# One table of cases, run against verify, the Python runtime (with and without --no-verify) and the C++ host.
+CASES = {
+    "component_absolute_path": (_outside_component("absolute"), "outside the bundle"),
+    "component_dotdot_path": (_outside_component("dotdot"), "outside the bundle"),
+    "files_entry_system_file": (_system_file, "outside the bundle"),
+    "component_not_hashed": (_unhashed_component, "not in the hashed file list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_python_readers_refuse(bundle: Path, case: str, capsys):
+    mutate, message = CASES[case]
+    mutate(bundle)
     for verify in (True, False):  # --no-verify skips the hashes, never the boundary
         with pytest.raises(BundleError, match=message):
             Pipeline.from_bundle(bundle, verify=verify)
@@ -40,24 +73,17 @@ def _refused_everywhere(bundle: Path, message: str, capsys: pytest.CaptureFixtur
     assert cli.main(["verify", str(bundle)]) == 2
     assert cli.main(["generate", PROMPT, "--bundle", str(bundle), "--out", str(bundle.parent / "x.gif")]) == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("error:") == 2
+    assert "Traceback" not in err and err.count("error:") == 2 and message in err
 
 
-@pytest.mark.parametrize("where", ["absolute", "dotdot"])
-def test_a_component_graph_outside_the_bundle_is_never_run(bundle: Path, tmp_path: Path, where: str, capsys):
-    evil = tmp_path / "outside" / "evil.onnx"
-    evil.parent.mkdir()
-    shutil.copy(bundle / "unet.onnx", evil)
-    rel = str(evil) if where == "absolute" else "../outside/evil.onnx"
-    _edit(bundle, lambda m: m["components"]["unet"]["files"].__setitem__("fp32", rel))
-    _refused_everywhere(bundle, "outside the bundle", capsys)
-
-
-def test_a_files_entry_naming_a_system_file_is_refused_without_hashing_it(bundle: Path, capsys):
-    passwd = Path("/etc/passwd")
-    digest = hashlib.sha256(passwd.read_bytes()).hexdigest() if passwd.is_file() else "0" * 64
-    _edit(bundle, lambda m: m["files"].update({"/etc/passwd": digest, "../../../etc/shadow": "f" * 64}))
-    _refused_everywhere(bundle, "outside the bundle", capsys)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cpp_host_refuses(host, bundle: Path, case: str, tmp_path: Path):
+    mutate, message = CASES[case]
+    mutate(bundle)
+    for extra in ((), ("--no-verify",)):
+        proc = run_host(host, "--bundle", str(bundle), "--prompt", PROMPT, "--out", str(tmp_path / "o"), *extra)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_changed_file_error_does_not_reveal_its_hash(bundle: Path):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +17,7 @@ BUILD = ROOT / "build" / "runtime_cpp"  # gitignored; reused across runs (CMake 
 PROMPT = "a red circle moving left"
 
 
-@pytest.fixture(scope="module")
-def host() -> Path:
-    missing = [t for t in ("cmake", "g++", "make") if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"C++ build tools missing: {missing}; run runtime/cpp/build.sh (it installs them with apt-get)")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "JOBS": "1"}
-    proc = subprocess.run([str(ROOT / "runtime" / "cpp" / "build.sh"), str(BUILD)], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return BUILD / "turbo_edge_generate"
-
-
-def _run(host: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(host), *args], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+from conftest import run_host as _run  # noqa: E402
 
 
 def test_cpp_noise_matches_python_golden_values_and_many_more(host):

@@ -11,6 +11,10 @@ from typing import Any
 
 import torch
 
+from turbo_edge.core.models import unet_from_config
+from turbo_edge.core.pipeline_io import load_teacher
+from turbo_edge.spec.plan import PLAN_FILE
+
 # Layers LoRA adapts (T2V-Turbo: every Linear / Conv in attention, resnets and temporal convs; diffusers' LCM
 # script adds time_emb_proj). A regex on full module names, because the temporal convs' ``conv1`` is a
 # Sequential whose Conv3d sits at index 2 (3 for conv2..conv4).
@@ -22,7 +26,6 @@ LORA_TARGET_REGEX = (
 
 def build_student_unet(teacher_unet: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
     """A UNet3DConditionModel with the teacher's weights and a zero-initialised guidance embedding input."""
-    from turbo_edge.core.models import unet_from_config
 
     # Private keys (``_use_default_values`` among them) would make diffusers ignore the new field.
     config = {k: v for k, v in teacher_unet.config.items() if not k.startswith("_")}
@@ -37,8 +40,6 @@ def build_student_unet(teacher_unet: torch.nn.Module, w_embedding_dim: int) -> t
 
 def load_init_student(path: str, teacher_unet: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
     """The UNet of a student distilled earlier from this teacher, checked to fit before any training."""
-    from turbo_edge.core.pipeline_io import load_teacher
-    from turbo_edge.spec.plan import PLAN_FILE
 
     model = load_teacher(path)
     if model.card.kind != "student" or (model.path / PLAN_FILE).is_file():

@@ -21,7 +21,10 @@ from turbo_edge.core import consistency as cd
 from turbo_edge.core.data import encode_world, prompts_for
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
 from turbo_edge.core.sampling import encode_text
-from turbo_edge.distill.student import add_lora, build_student_unet, describe, merge_lora
+from turbo_edge.distill.motion import MotionGuidance
+from turbo_edge.distill.rewards import load_reward
+from turbo_edge.distill.student import add_lora, build_student_unet, describe, load_init_student, merge_lora
+from turbo_edge.distill.vsd import VariationalScore
 from turbo_edge.spec import param
 from turbo_edge.spec.card import Lineage, ModelCard
 from turbo_edge.spec.configs import DistillConfig
@@ -61,7 +64,6 @@ class Distiller:
         self.grid = param.solver_timesteps(len(self.abar), cfg.origin_steps)
         torch.manual_seed(cfg.seed)
         if cfg.init_student:
-            from turbo_edge.distill.student import load_init_student
 
             student = load_init_student(cfg.init_student, teacher.unet, cfg.w_embedding_dim)
         else:
@@ -76,12 +78,10 @@ class Distiller:
         self.rewards = self._load_rewards()
         self.motion = None
         if cfg.motion_guidance > 0:
-            from turbo_edge.distill.motion import MotionGuidance
 
             self.motion = MotionGuidance(teacher.unet, self.abar, self.ptype)
         self.vsd = None
         if cfg.vsd_weight > 0:
-            from turbo_edge.distill.vsd import VariationalScore
 
             self.vsd = VariationalScore(teacher.unet, self.abar, self.ptype, cfg)
 
@@ -89,7 +89,6 @@ class Distiller:
         terms = self.cfg.reward_terms()
         if not terms:
             return []
-        from turbo_edge.distill.rewards import load_reward
 
         return [(term, load_reward(term.name, term.path)) for term in terms]
 

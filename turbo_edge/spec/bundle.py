@@ -109,17 +109,24 @@ def referenced_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     return refs
 
 
-def verify_files(root: Path, manifest: dict[str, Any]) -> None:
-    """Every listed file present, inside the bundle and unchanged; every referenced file listed; nothing unlisted."""
+def check_paths(root: Path, manifest: dict[str, Any]) -> None:
+    """Every path the manifest names stays inside the bundle, and every file a reader opens is a hashed entry."""
     files = manifest["files"]
-    if not files:
-        raise BundleError(f"{root / MANIFEST} lists no files; re-export the bundle with `turbo-edge export`")
+    for rel in files:
+        member(root, rel, "file")
     for what, rel in referenced_files(manifest):
         member(root, rel, what)
         if rel not in files:
             raise BundleError(f"{root / MANIFEST}: {what} file {rel!r} is not in the hashed file list; re-export the bundle")
+
+
+def verify_files(root: Path, manifest: dict[str, Any]) -> None:
+    """Every listed file present and unchanged since export; nothing unlisted beside them."""
+    files = manifest["files"]
+    if not files:
+        raise BundleError(f"{root / MANIFEST} lists no files; re-export the bundle with `turbo-edge export`")
     for rel, expected in sorted(files.items()):
-        path = member(root, rel, "file")
+        path = root / rel
         if not path.is_file():
             raise BundleError(f"bundle file {rel} is missing from {root}; re-export the bundle or copy it again whole")
         if sha256_file(path) != expected:
@@ -189,11 +196,9 @@ def load_bundle(path: str | Path, verify: bool = True, runnable: bool = True) ->
     lacking = [c for c in COMPONENTS if c not in manifest["components"]]
     if runnable and lacking:
         raise BundleError(f"bundle {root} has no {lacking} graph(s) the runtime needs; export them (`--components` default: all)")
+    check_paths(root, manifest)  # the boundary holds with --no-verify too: only the hashing is skipped
     if verify:
         verify_files(root, manifest)
-    else:  # no hashing, but the same boundary: every path the manifest names stays inside the bundle
-        for what, rel in [*referenced_files(manifest), *(("file", rel) for rel in manifest["files"])]:
-            member(root, rel, what)
     sampler = SamplerSpec.from_dict(manifest["sampler"])
     if runnable and sampler.alphas_cumprod is None:
         raise BundleError(f"{root / MANIFEST}: the sampler contract carries no noise schedule (alphas_cumprod); re-export the bundle")

@@ -25,10 +25,19 @@ from tqdm.auto import tqdm
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import world
 from turbo_edge.core.data import encode_world, prompts_for, to_pixels
-from turbo_edge.core.models import TEMPORAL_POSITION_KEY, TinyTeacherSpec, build_text_encoder, build_unet, build_vae
+from turbo_edge.core.models import (
+    TEMPORAL_POSITION_KEY,
+    TinyTeacherSpec,
+    build_scheduler,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+)
+from turbo_edge.core.pipeline_io import T2VModel, load_teacher, save_model
 from turbo_edge.spec import param
 from turbo_edge.spec.card import Lineage, ModelCard, read_card
 from turbo_edge.spec.configs import TeacherTrainConfig
+from turbo_edge.spec.tokenizer_files import write_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +271,6 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
 
 def _init_model(init_from: str, spec: TinyTeacherSpec):
     """The warm-start teacher, checked to have the builtin architecture before any weight is copied."""
-    from turbo_edge.core.pipeline_io import load_teacher
 
     init = load_teacher(init_from)
     want = {"unet": build_unet(spec).config, "vae": build_vae(spec).config}
@@ -278,7 +286,6 @@ def _init_model(init_from: str, spec: TinyTeacherSpec):
 
 def _init_dir(cfg: TeacherTrainConfig) -> Path:
     """The warm-start model, copied into the run once, so later exports do not depend on what the alias holds then."""
-    from turbo_edge.core.pipeline_io import save_model
 
     path = Path(cfg.out) / "init"
     if not path.is_dir():
@@ -288,7 +295,6 @@ def _init_dir(cfg: TeacherTrainConfig) -> Path:
 
 
 def _warm_start(model: TeacherModel, cfg: TeacherTrainConfig) -> None:
-    from turbo_edge.core.pipeline_io import load_teacher
 
     init = load_teacher(_init_dir(cfg))
     model.unet.load_state_dict(init.unet.state_dict())
@@ -323,7 +329,6 @@ def _load_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
 def _tokenizer(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
     from transformers import CLIPTokenizer
 
-    from turbo_edge.spec.tokenizer_files import write_tokenizer
 
     path = write_tokenizer(Path(cfg.out) / "tokenizer", spec.words, spec.max_length)
     return CLIPTokenizer.from_pretrained(path)
@@ -340,7 +345,6 @@ def run(cfg: TeacherTrainConfig) -> None:
     if "vae" in cfg.phases:
         train_vae(cfg, spec)
     if "unet" in cfg.phases:
-        from turbo_edge.core.models import build_scheduler
 
         train_unet(cfg, spec, _load_vae(cfg, spec), tokenizer, dict(build_scheduler(spec).config))
 
@@ -353,8 +357,6 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
     """
     from safetensors.torch import load_file
 
-    from turbo_edge.core.models import build_scheduler
-    from turbo_edge.core.pipeline_io import T2VModel, save_model
 
     cfg = TeacherTrainConfig.load(Path(run_dir) / "teacher_train_config.json")
     spec = TinyTeacherSpec()

@@ -7,6 +7,26 @@
 namespace turbo_edge {
 namespace fs = std::filesystem;
 
+// The bundle's trust boundary, as spec/bundle.py member(): a manifest path must be a relative name that stays
+// inside the bundle (no absolute path, no "..", no link leaving it), so no manifest makes this runtime open or
+// hash a file elsewhere on the machine.
+static fs::path member(const std::string& root, const std::string& rel, const std::string& what) {
+  if (rel.empty() || rel.find('\0') != std::string::npos || rel.find('\\') != std::string::npos)
+    throw BundleError("manifest.json: " + what + " path is not a relative file name; re-export the bundle");
+  fs::path p(rel);
+  bool dotdot = false;
+  for (const auto& part : p) dotdot = dotdot || part == "..";
+  if (p.is_absolute() || rel[0] == '/' || dotdot)
+    throw BundleError("manifest.json: " + what + " path '" + rel + "' points outside the bundle; a bundle may only name its own files");
+  std::error_code ec;
+  fs::path base = fs::weakly_canonical(fs::path(root), ec);
+  fs::path full = fs::weakly_canonical(fs::path(root) / p, ec);
+  auto rel_to = full.lexically_relative(base);
+  if (ec || rel_to.empty() || *rel_to.begin() == "..")
+    throw BundleError("manifest.json: " + what + " '" + rel + "' is a link to a file outside the bundle; copy the file in and re-export");
+  return fs::path(root) / p;
+}
+
 Bundle Bundle::load(const std::string& root, bool verify) {
   Bundle b;
   b.root = root;
@@ -20,16 +40,25 @@ Bundle Bundle::load(const std::string& root, bool verify) {
   const Json& m = b.manifest;
   if (!m.has("schema_version") || m["schema_version"].integer() != 1)
     throw BundleError("bundle schema_version is not 1, the one this runtime reads; re-export or upgrade turbo-edge");
+  std::set<std::string> listed{"manifest.json"};
+  for (const auto& [rel, digest] : m["files"].object()) {
+    member(root, rel, "file");
+    listed.insert(rel);
+  }
+  for (const auto& [name, entry] : m["components"].object())
+    for (const auto& [precision, rel] : entry["files"].object()) {
+      if (rel.is_null()) continue;
+      member(root, rel.str(), "component " + name + " " + precision);
+      if (!listed.count(rel.str()))
+        throw BundleError("manifest.json: component " + name + " " + precision + " file '" + rel.str() + "' is not in the hashed file list; re-export the bundle");
+    }
   if (verify) {
-    std::set<std::string> listed{"manifest.json"};
     for (const auto& [rel, digest] : m["files"].object()) {
-      listed.insert(rel);
       fs::path p = fs::path(root) / rel;
       if (!fs::is_regular_file(p)) throw BundleError("bundle file " + rel + " is missing from " + root + "; re-export the bundle or copy it again whole");
-      std::string actual = sha256_file(p.string());
-      if (actual != digest.str())
-        throw BundleError("bundle file " + rel + " in " + root + " was changed after export (sha256 " + actual.substr(0, 12) + "... != manifest " +
-                          digest.str().substr(0, 12) + "...); re-export the bundle, or restore the original file");
+      if (sha256_file(p.string()) != digest.str())
+        throw BundleError("bundle file " + rel + " in " + root + " was changed after export (its sha256 differs from the manifest's); "
+                          "re-export the bundle, or restore the original file");
     }
     for (const auto& entry : fs::recursive_directory_iterator(root)) {
       if (!entry.is_regular_file()) continue;
@@ -73,10 +102,10 @@ Bundle Bundle::load(const std::string& root, bool verify) {
 
 std::string Bundle::model_path(const std::string& component, const std::string& precision) const {
   const Json& files = manifest["components"][component]["files"];
-  if (files.has(precision) && !files[precision].is_null()) return (fs::path(root) / files[precision].str()).string();
+  if (files.has(precision) && !files[precision].is_null()) return member(root, files[precision].str(), "component " + component).string();
   if (component == "unet" && precision != "fp32")
     throw BundleError("this bundle has no " + precision + " UNet; export it with `--precision " + precision + "` or use fp32");
-  return (fs::path(root) / files["fp32"].str()).string();
+  return member(root, files["fp32"].str(), "component " + component).string();
 }
 
 static long long profile_at(const Json& manifest, const std::string& component, const std::string& point, const std::string& input,

@@ -21,8 +21,11 @@ from tqdm.auto import tqdm
 
 from turbo_edge.core import world
 from turbo_edge.core.data import to_pixels
+from turbo_edge.core.sampling import encode_text
 from turbo_edge.distill.rewards.base import RewardConfig, RewardModel, WorldTextEncoder
 from turbo_edge.distill.rewards.builtin import soft_argmax, time_slope
+from turbo_edge.distill.rewards.registry import REWARDS, load_reward
+from turbo_edge.spec import param
 
 log = logging.getLogger(__name__)
 _WORLD = world.WorldConfig()
@@ -115,7 +118,6 @@ def resolve_target(target: str | TargetFn) -> tuple[str, TargetFn]:
         return getattr(target, "__name__", "custom"), target
     if target in TARGETS:
         return target, TARGETS[target]
-    from turbo_edge.distill.rewards.registry import REWARDS, load_reward
 
     if target == "latent" or target not in REWARDS:
         valid = sorted(TARGETS) + sorted(n for n in REWARDS if n != "latent")
@@ -236,8 +238,6 @@ def train_latent_reward(
 def teacher_x0_denoiser(teacher, t_range: tuple[int, int] = (100, 950), guidance: tuple[float, float] = (2.0, 5.0)) -> Denoiser:
     """The teacher's one-step x0 estimate (CFG at a random scale in ``guidance``) from clean latents noised to a
     random timestep in ``t_range``: what a consistency student's single-step x0 looks like early in distillation."""
-    from turbo_edge.core.sampling import encode_text
-    from turbo_edge.spec import param
 
     abar = param.alphas_cumprod(teacher.scheduler_config)
     ptype = teacher.scheduler_config.get("prediction_type", "epsilon")

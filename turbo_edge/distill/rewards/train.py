@@ -25,8 +25,10 @@ from tqdm.auto import tqdm
 
 from turbo_edge.core import world
 from turbo_edge.core.data import to_pixels
+from turbo_edge.core.pipeline_io import load_teacher, resolve_model_path
 from turbo_edge.distill.rewards.base import ASSET_DIR, RewardConfig, save_reward
 from turbo_edge.distill.rewards.builtin import ImageTextReward, VideoTextReward, _DualEncoder
+from turbo_edge.distill.rewards.latent import teacher_x0_denoiser, train_latent_reward
 from turbo_edge.spec.configs import RewardTrainConfig
 
 log = logging.getLogger(__name__)
@@ -214,11 +216,9 @@ def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.n
     """Fit the latent reward to ``cfg.target`` in the latent space of ``cfg.teacher``'s VAE."""
     from diffusers import AutoencoderKL
 
-    from turbo_edge.distill.rewards.latent import train_latent_reward
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    from turbo_edge.core.pipeline_io import resolve_model_path
 
     vae_dir = resolve_model_path(cfg.teacher) / "vae"  # aliases (builtin) or a directory
     if not vae_dir.is_dir():
@@ -227,8 +227,6 @@ def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.n
     vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=True, torch_dtype=torch.float32).eval()
     denoiser = None
     if cfg.x0_fraction > 0:
-        from turbo_edge.core.pipeline_io import load_teacher
-        from turbo_edge.distill.rewards.latent import teacher_x0_denoiser
 
         denoiser = teacher_x0_denoiser(load_teacher(cfg.teacher))
     start = time.time()
