@@ -210,6 +210,10 @@ def test_bad_inputs_give_clear_errors(teacher_pipe, student_pipe):
         student_pipe.generate(PROMPT, height=7, width=8)
     # Inside the profile: 4 frames (max) work.
     assert student_pipe.generate(PROMPT, frames=4).shape == (4, 8, 8, 3)
+    # The Python API applies the same input rules as the CLI (spec.inputs).
+    for kwargs, message in (({"seed": 1.5}, "seed must be an integer"), ({"guidance": float("nan")}, "guidance must be a finite number")):
+        with pytest.raises(RuntimeInputError, match=message):
+            teacher_pipe.generate(PROMPT, **kwargs)
 
 
 def test_overlong_prompt_is_truncated_with_a_warning_and_a_flag(student_pipe):

@@ -21,6 +21,7 @@ from turbo_edge.runtime.backends import Backend, Binding, create_backend
 from turbo_edge.spec.bundle import COMPONENTS, Bundle, load_bundle
 from turbo_edge.spec.configs import RuntimeConfig
 from turbo_edge.spec.errors import RuntimeInputError
+from turbo_edge.spec.inputs import check_guidance, check_prompt_text, check_seed, shown
 from turbo_edge.spec.noise import normal, stream_id
 from turbo_edge.spec.tokenizer import ClipTokenizer, pre_tokenize
 
@@ -63,13 +64,15 @@ class Pipeline:
     # ------------------------------------------------------------------ validation
 
     def check_prompt(self, prompt: str) -> None:
-        if not prompt or not prompt.strip():
-            raise RuntimeInputError("empty prompt: describe the video, e.g. 'a red circle moving left'")
+        try:
+            check_prompt_text(prompt)
+        except ValueError as exc:
+            raise RuntimeInputError(str(exc)) from exc
         vocab = self.bundle.closed_vocabulary
         if vocab is not None:
             unknown = [w for w in pre_tokenize(prompt) if w not in vocab]
             if unknown:
-                raise RuntimeInputError(f"prompt {prompt!r} uses words this model was never trained on: {unknown}; use only: {vocab}")
+                raise RuntimeInputError(f"prompt {shown(prompt)} uses words this model was never trained on: {unknown}; use only: {vocab}")
 
     def resolve_steps(self, steps: int | None) -> int:
         spec = self.bundle.sampler
@@ -192,6 +195,10 @@ class Pipeline:
             raise RuntimeInputError("no prompts given")
         for p in prompts:
             self.check_prompt(p)
+        try:
+            seed, guidance = check_seed(seed), check_guidance(guidance)
+        except ValueError as exc:
+            raise RuntimeInputError(str(exc)) from exc
         spec = self.bundle.sampler
         steps = self.resolve_steps(steps)
         if guidance is not None and not spec.uses_cfg and spec.w_embedding_dim is None:

@@ -9,6 +9,7 @@ from turbo_edge.spec.backends import BACKENDS
 from turbo_edge.spec.bundle import PRECISIONS, is_bundle
 from turbo_edge.spec.config import StageConfig, opt
 from turbo_edge.spec.configs.train import csv
+from turbo_edge.spec.inputs import check_guidance, check_prompt_text, check_scale, check_seed, check_threads
 
 SPLITS = ("train", "val", "heldout")
 
@@ -34,8 +35,13 @@ class GenerateConfig(StageConfig):
     verify: bool = opt(True, help="bundles: check every file's sha256 before loading")
 
     def __post_init__(self) -> None:
-        if not self.prompt.strip():
-            raise ValueError("empty prompt: describe the video, e.g. \"a red circle moving left\"")
+        check_prompt_text(self.prompt)
+        check_seed(self.seed)
+        check_guidance(self.guidance)
+        check_threads(self.threads)
+        check_scale(self.scale)
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not self.out.lower().endswith((".gif", ".mp4")):
             raise ValueError(f"--out must end in .gif or .mp4, got {self.out!r}")
         if self.backend not in BACKENDS:

@@ -12,6 +12,7 @@ from turbo_edge.spec.bundle import COMPONENTS, PRECISIONS
 from turbo_edge.spec.config import StageConfig, opt
 from turbo_edge.spec.configs.train import csv, csv_ints
 from turbo_edge.spec.host import host_int8_scope, host_overflow_fix
+from turbo_edge.spec.inputs import check_threads
 
 # Fields that change how an export runs but not what it produces: left out of the config hash.
 NOT_HASHED = ("out", "threads", "openvino_check")
@@ -175,5 +176,6 @@ class RuntimeConfig(StageConfig):
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {sorted(BACKENDS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
-        if self.threads < 1 or self.text_cache_size < 0:
-            raise ValueError(f"threads must be >= 1 and text_cache_size >= 0, got {self.threads}, {self.text_cache_size}")
+        check_threads(self.threads)
+        if self.text_cache_size < 0:
+            raise ValueError(f"text_cache_size must be >= 0, got {self.text_cache_size}")

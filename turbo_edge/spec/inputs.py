@@ -1,0 +1,70 @@
+"""One table of input rules for a generation request, checked the same way by the CLI, the Python API and (with
+the same messages) the C++ host: each rule is a small function that returns the value or raises ``ValueError``
+naming the input, the value as the user gave it (shortened), and what is allowed."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from typing import Any
+
+MAX_SEED = 2**63  # the counter-based noise generator's key space (spec.noise)
+MAX_GUIDANCE = 100.0  # classifier-free guidance beyond this is a typo, not a setting
+MAX_SCALE = 16  # nearest-neighbour upscaling of the written video
+MAX_OUTPUT_PIXELS = 4096 * 4096  # per frame, after upscaling
+MAX_PROMPT_CHARS = 2000
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``value`` as the user typed it, cut to ``limit`` characters for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
+
+
+def thread_cap() -> int:
+    """More threads than 4x the cores only oversubscribe (and 1000 hung the runtime)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {shown(seed)}")
+    return int(seed)
+
+
+def check_guidance(guidance: Any) -> float | None:
+    if guidance is None:
+        return None
+    if isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not math.isfinite(float(guidance)):
+        raise ValueError(f"guidance must be a finite number, got {shown(guidance)}")
+    if not 0.0 <= float(guidance) <= MAX_GUIDANCE:
+        raise ValueError(f"guidance must be in [0, {MAX_GUIDANCE:g}], got {shown(guidance)}")
+    return float(guidance)
+
+
+def check_threads(threads: Any) -> int:
+    cap = thread_cap()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= int(threads) <= cap:
+        raise ValueError(f"threads must be an integer in [1, {cap}] (4x this machine's cores), got {shown(threads)}")
+    return int(threads)
+
+
+def check_scale(scale: Any, height: int | None = None, width: int | None = None) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or not 1 <= int(scale) <= MAX_SCALE:
+        raise ValueError(f"scale must be an integer in [1, {MAX_SCALE}], got {shown(scale)}")
+    if height and width and height * width * int(scale) ** 2 > MAX_OUTPUT_PIXELS:
+        raise ValueError(f"scale {scale} makes {height * scale}x{width * scale} frames, over the {MAX_OUTPUT_PIXELS} pixel limit; use a smaller --scale")
+    return int(scale)
+
+
+def check_prompt_text(prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be text, got {type(prompt).__name__}")
+    if "\x00" in prompt:
+        raise ValueError("prompt contains a NUL character; remove it")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt is {len(prompt)} characters, over the limit of {MAX_PROMPT_CHARS}: {shown(prompt)}")
+    if not prompt.strip():
+        raise ValueError("empty prompt: describe the video, e.g. \"a red circle moving left\"")
+    return prompt
