@@ -74,3 +74,25 @@ def test_cpp_errors_are_clear(host, synthetic_student_bundle, tmp_path):
     for args, message in cases.items():
         proc = _run(host, "--bundle", str(synthetic_student_bundle), "--out", str(tmp_path / "o"), *args)
         assert proc.returncode == 2 and message in proc.stderr
+
+
+# One case list for the input rules (spec/inputs.py): the C++ host gives the Python CLI's message for each.
+INPUT_CASES = [
+    (("--seed", "-1"), "seed must be an integer in [0, 2**63)"),
+    (("--seed", "1.5"), "seed must be an integer in [0, 2**63)"),
+    (("--guidance", "nan"), "guidance must be a finite number"),
+    (("--guidance", "inf"), "guidance must be a finite number"),
+    (("--guidance", "-5"), "guidance must be in [0, 100]"),
+    (("--threads", "0"), "threads must be an integer in [1, "),
+    (("--threads", "1000"), "threads must be an integer in [1, "),
+]
+
+
+@pytest.mark.parametrize("args,message", INPUT_CASES)
+def test_cpp_and_python_refuse_the_same_inputs(host, synthetic_student_bundle, tmp_path, capsys, args, message):
+    from turbo_edge import cli
+
+    proc = _run(host, "--bundle", str(synthetic_student_bundle), "--prompt", PROMPT, "--out", str(tmp_path / "o"), *args)
+    assert proc.returncode == 2 and message in proc.stderr and not (tmp_path / "o").exists()
+    assert cli.main(["generate", PROMPT, "--bundle", str(synthetic_student_bundle), "--out", str(tmp_path / "x.gif"), *args]) == 2
+    assert message in capsys.readouterr().err

@@ -6,6 +6,7 @@
 //   turbo_edge_generate noise SEED STREAM COUNT
 //   turbo_edge_generate tokenize TOKENIZER_DIR MAX_LENGTH TEXT
 //   turbo_edge_generate sha256 FILE
+#include <thread>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -45,6 +46,45 @@ void write_frames(const Clip& clip, const std::string& dir) {
   }
 }
 
+// The input rules of spec/inputs.py, with the same messages: a flag's value is checked whole before anything loads.
+long long parse_integer(const std::string& flag, const std::string& text, long long lo, long long hi, const std::string& rule) {
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v < lo || v > hi) throw InputError(flag.substr(2) + " must be " + rule + ", got '" + text + "'");
+  return v;
+}
+
+unsigned long long parse_seed(const std::string& text) {
+  size_t used = 0;
+  unsigned long long v = 0;
+  bool ok = !text.empty() && text[0] != '-' && text[0] != '+';
+  try {
+    if (ok) v = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    ok = false;
+  }
+  if (!ok || used != text.size() || v >= (1ULL << 63)) throw InputError("seed must be an integer in [0, 2**63), got '" + text + "'");
+  return v;
+}
+
+double parse_guidance(const std::string& text) {
+  size_t used = 0;
+  double v = std::nan("");
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(v)) throw InputError("guidance must be a finite number, got '" + text + "'");
+  if (v < 0.0 || v > 100.0) throw InputError("guidance must be in [0, 100], got '" + text + "'");
+  return v;
+}
+
 int generate(int argc, char** argv) {
   std::string bundle, prompt, out, precision = "fp32";
   int steps = 0, threads = 1, repeat = 1;
@@ -61,11 +101,13 @@ int generate(int argc, char** argv) {
     else if (a == "--prompt") prompt = next();
     else if (a == "--out") out = next();
     else if (a == "--precision") precision = next();
-    else if (a == "--steps") steps = std::stoi(next());
-    else if (a == "--seed") seed = std::stoull(next());
-    else if (a == "--guidance") guidance = std::stod(next());
-    else if (a == "--threads") threads = std::stoi(next());
-    else if (a == "--repeat") repeat = std::max(1, std::stoi(next()));
+    else if (a == "--steps") steps = static_cast<int>(parse_integer(a, next(), 1, 1000, "an integer in [1, 1000]"));
+    else if (a == "--seed") seed = parse_seed(next());
+    else if (a == "--guidance") guidance = parse_guidance(next());
+    else if (a == "--threads") {
+      long long cap = 4LL * std::max(1u, std::thread::hardware_concurrency());
+      threads = static_cast<int>(parse_integer(a, next(), 1, cap, "an integer in [1, " + std::to_string(cap) + "] (4x this machine's cores)"));
+    } else if (a == "--repeat") repeat = static_cast<int>(parse_integer(a, next(), 1, 100000, "an integer in [1, 100000]"));
     else if (a == "--no-verify") verify = false;
     else throw InputError("unknown flag " + a + " (see the usage at the top of turbo_edge_generate.cpp)");
   }
