@@ -86,7 +86,7 @@ def _checked(parse: Callable[[str], Any], flag: str) -> Callable[[str], Any]:
         try:
             return parse(text)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{flag}: {exc}") from exc
+            raise argparse.ArgumentTypeError(str(exc)) from exc  # argparse names the flag itself
 
     convert.__name__ = getattr(parse, "__name__", "value")
     return convert

@@ -33,6 +33,14 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
+def seed_arg(text: str) -> int:
+    """``--seed TEXT`` -> an int, with the rule's message for anything that is not one (``1.5``, ``abc``)."""
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {shown(text)}") from None
+
+
 def check_guidance(guidance: Any) -> float | None:
     if guidance is None:
         return None

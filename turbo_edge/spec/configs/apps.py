@@ -9,7 +9,7 @@ from turbo_edge.spec.backends import BACKENDS
 from turbo_edge.spec.bundle import PRECISIONS, is_bundle
 from turbo_edge.spec.config import StageConfig, opt
 from turbo_edge.spec.configs.train import csv
-from turbo_edge.spec.inputs import check_guidance, check_prompt_text, check_scale, check_seed, check_threads
+from turbo_edge.spec.inputs import check_guidance, check_prompt_text, check_scale, check_seed, check_threads, seed_arg
 
 SPLITS = ("train", "val", "heldout")
 
@@ -28,7 +28,7 @@ class GenerateConfig(StageConfig):
     threads: int = opt(1)
     steps: int | None = opt(None, help="sampler steps (default: 50 for a teacher, the bundle's default_steps otherwise)")
     guidance: float | None = opt(None, help="default: the model's or bundle's own")
-    seed: int = opt(0)
+    seed: int = opt(0, parse=seed_arg)
     out: str = opt("clip.gif", help="output .gif or .mp4")
     scale: int = opt(4, help="nearest-neighbour upscaling of the written video")
     fps: int | None = opt(None, help="default: the bundle's video fps (8)")
