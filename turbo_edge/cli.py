@@ -76,12 +76,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[StageConfig]
         if default not in (None, "", ()) and not meta.get("append"):
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             help_text = f"{help_text or ''} (default: {shown})".strip()
-        parser.add_argument(flag, dest=dest, type=_checked(parse, flag), choices=meta.get("choices"), default=None,
+        parser.add_argument(flag, dest=dest, type=_checked(parse), choices=meta.get("choices"), default=None,
                             metavar=None if meta.get("choices") else f.name.upper(),
                             action="append" if meta.get("append") else "store", help=help_text)
 
 
-def _checked(parse: Callable[[str], Any], flag: str) -> Callable[[str], Any]:
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         try:
             return parse(text)

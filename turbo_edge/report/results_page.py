@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from turbo_edge.report.results_sections import FAMILIES
+from turbo_edge.report.results_sections import FAMILIES, takes
 
 __all__ = ["HEADER", "main", "render_results_page", "write_results_page"]
 
@@ -48,10 +48,10 @@ def render_results_page(results_dir: str | Path) -> str:
            "the machine the file recorded and the command that reproduces it, where the file records them. Latencies are medians. Quality "
            "columns come from the held-out evaluator: content and motion accuracy (chance 0.04 and 0.20) and the Fréchet "
            "distance (FD) of evaluator features against real clips (lower is closer)."]
-    for _family, title, intro, takes, build in FAMILIES:
+    for family, title, intro, build in FAMILIES:
         files: list[tuple[str, dict[str, Any]]] = []
         for path in paths:
-            if path.name in claimed or not takes(path.stem):
+            if path.name in claimed or not takes(family, path.stem):
                 continue
             claimed.add(path.name)
             data = _read(path)

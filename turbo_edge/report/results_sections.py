@@ -243,33 +243,30 @@ def _runtime(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 Section = Callable[[list[tuple[str, dict[str, Any]]]], list[str]]
 
-# (family, title, intro, the stems it takes, builder), in page order.
-FAMILIES: list[tuple[str, str, str, Callable[[str], bool], Section]] = [
+# (family, title, intro, builder), in page order. A family takes the files named FAMILY.json and FAMILY_*.json.
+FAMILIES: list[tuple[str, str, str, Section]] = [
     ("demo", "Demo: teacher vs student vs pruned",
      "`turbo-edge demo` end to end: one row per model / runtime / precision, median latency per video, speedup over "
-     "the 50-step CFG teacher and the held-out evaluator's quality (8 prompts per row: a smoke check of quality).",
-     lambda s: s == "demo" or s.startswith("demo_"), _demo),
+     "the 50-step CFG teacher and the held-out evaluator's quality (8 prompts per row: a smoke check of quality).", _demo),
     ("teacher", "Teacher",
-     "The builtin teacher on the held-out evaluator (50-step DDIM + CFG) and the denoising-loss probe of what it listens to.",
-     lambda s: s == "teacher" or s.startswith("teacher_"), _teacher),
+     "The builtin teacher on the held-out evaluator (50-step DDIM + CFG) and the denoising-loss probe of what it listens to.", _teacher),
     ("distill", "Distillation",
      "The distillation ablation at one training budget (content accuracy per sampler step count) and the shipped "
-     "student against the teacher on more prompts.",
-     lambda s: s == "distill" or s.startswith("distill_"), _distill),
+     "student against the teacher on more prompts.", _distill),
     ("prune", "Pruning",
-     "UNet latency of the unpruned student against the VDMini-pruned one, and the pruned student's quality.",
-     lambda s: s == "prune" or s.startswith("prune_"), _prune),
+     "UNet latency of the unpruned student against the VDMini-pruned one, and the pruned student's quality.", _prune),
     ("export", "Export: UNet latency and parity",
      "The builtin teacher's UNet (one CFG call) in PyTorch eager, ONNX Runtime and OpenVINO at each precision, and "
-     "every exported graph's error against PyTorch.",
-     lambda s: s == "export" or s.startswith("export_"), _export),
+     "every exported graph's error against PyTorch.", _export),
     ("int8_scale", "int8 against UNet width",
-     "Where OpenVINO int8 (and bf16) starts to pay over fp32 as the UNet widens.",
-     lambda s: s == "int8_scale" or s.startswith("int8_scale_"), _int8_scale),
+     "Where OpenVINO int8 (and bf16) starts to pay over fp32 as the UNet widens.", _int8_scale),
     ("int8_scope", "int8 scope: what to quantize",
-     "The shipped students' UNets with every op quantized (`all`) or convolutions only (`conv`), latency and quality.",
-     lambda s: s == "int8_scope" or s.startswith("int8_scope_"), _int8_scope),
+     "The shipped students' UNets with every op quantized (`all`) or convolutions only (`conv`), latency and quality.", _int8_scope),
     ("runtime", "Runtime overhead and memory",
-     "The torch-free Python runtime and the C++ host against the PyTorch pipeline on the same bundle.",
-     lambda s: s == "runtime" or s.startswith("runtime_"), _runtime),
+     "The torch-free Python runtime and the C++ host against the PyTorch pipeline on the same bundle.", _runtime),
 ]
+
+
+def takes(family: str, stem: str) -> bool:
+    """Whether result file ``stem`` belongs to ``family`` (``prune`` takes ``prune`` and ``prune_vnni``)."""
+    return stem == family or stem.startswith(f"{family}_")
