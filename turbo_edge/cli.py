@@ -128,8 +128,9 @@ def _generate(cfg: GenerateConfig) -> None:
     from turbo_edge.core.pipeline_io import load_teacher
     from turbo_edge.core.sampling import generate_teacher
     from turbo_edge.evaluate import model_kind
-    from turbo_edge.runtime.video import write_video
+    from turbo_edge.runtime.video import check_video_out, write_video
 
+    check_video_out(cfg.out, cfg.overwrite)  # before the model loads
     kind = model_kind(cfg.model)
     if kind != "teacher":
         raise UserError(f"`generate --model` runs teachers in PyTorch; {cfg.model} is a {kind}: export it and use --bundle")
@@ -137,7 +138,7 @@ def _generate(cfg: GenerateConfig) -> None:
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
     steps = cfg.steps or 50
     clip = generate_teacher(model, [cfg.prompt], steps=steps, guidance=guidance, seed=cfg.seed, progress=True)[0]
-    path = write_video(clip, cfg.out, fps=cfg.fps or 8, scale=cfg.scale)
+    path = write_video(clip, cfg.out, fps=cfg.fps or 8, scale=cfg.scale, overwrite=cfg.overwrite)
     print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {steps} DDIM steps, guidance {guidance})")
 
 
@@ -157,7 +158,7 @@ def _teacher_train(cfg: TeacherTrainConfig) -> None:
 def _teacher_export(cfg: TeacherExportConfig) -> None:
     from turbo_edge.teacher.train import export_teacher
 
-    print(f"wrote {export_teacher(cfg.run, cfg.out, use_ema=cfg.ema)}")
+    print(f"wrote {export_teacher(cfg.run, cfg.out, use_ema=cfg.ema, overwrite=cfg.overwrite)}")
 
 
 def _teacher_probe(cfg: ProbeConfig) -> None:
@@ -169,7 +170,7 @@ def _teacher_probe(cfg: ProbeConfig) -> None:
 def _convert(cfg: ConvertConfig) -> None:
     from turbo_edge.core.pipeline_io import convert_weights
 
-    print(f"wrote {convert_weights(cfg.model, cfg.out, cfg.dtype)} ({cfg.dtype} weights)")
+    print(f"wrote {convert_weights(cfg.model, cfg.out, cfg.dtype, overwrite=cfg.overwrite)} ({cfg.dtype} weights)")
 
 
 def _distill(cfg: DistillConfig) -> None:

@@ -42,6 +42,7 @@ from turbo_edge.spec.backends import GPU_BACKENDS
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import DemoConfig, DistillConfig, EngineConfig, ExportConfig, PruneConfig
 from turbo_edge.spec.host import cpu_flags, cpu_mhz
+from turbo_edge.spec.outputs import claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,10 @@ def cached(out: Path, stage: str, key: dict[str, Any], build: Callable[[Path], P
         if result.exists():
             print(f"[demo] {stage}: reusing {result}")
             return result
+    print(f"[demo] {stage}: running in {workdir}")
+    result = build(workdir)  # the stage claims workdir as its own run directory (resumable)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "key.json").write_text(json.dumps(key, indent=2, default=str) + "\n")
-    print(f"[demo] {stage}: running in {workdir}")
-    result = build(workdir)
     marker.write_text(json.dumps({"result": str(Path(result).resolve()), "time": time.time()}) + "\n")
     return result
 
@@ -127,7 +128,7 @@ def export_stage(cfg: DemoConfig, out: Path, model: Path, name: str) -> Path:
 
     bundle = out / "bundles" / name
     ec = ExportConfig(model=str(model), out=str(bundle), precisions=tuple(cfg.precisions), threads=cfg.threads,
-                      openvino_check=False, int8_calibration_prompts=cfg.setting("calibration_prompts"))
+                      openvino_check=False, overwrite=True, int8_calibration_prompts=cfg.setting("calibration_prompts"))
     return export_bundle(model, bundle, ec)  # reuses an up-to-date bundle by its own hash
 
 
@@ -209,7 +210,7 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
     row["clips"] = {}
     for i, a in enumerate(attrs[: cfg.clips_per_row]):
         path = clip_dir / f"{i:02d}.gif"
-        write_video(clips[i], path)
+        write_video(clips[i], path, overwrite=True)  # inside its own work directory
         row["clips"][a.prompt] = str(path)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(row, indent=2) + "\n")
@@ -291,8 +292,7 @@ def check_backends(cfg: DemoConfig) -> None:
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     check_backends(cfg)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_run_dir(cfg.out, "demo_config.json")
     cfg.save(out / "demo_config.json")
     start = time.perf_counter()
     teacher = resolve_model_path(cfg.teacher)

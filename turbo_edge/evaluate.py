@@ -133,7 +133,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.save_clips:
 
         for i, (a, clip) in enumerate(zip(attrs, clips)):
-            write_video(clip, Path(cfg.save_clips) / f"{i:03d}_{a.prompt.replace(' ', '_')}.gif")
+            write_video(clip, Path(cfg.save_clips) / f"{i:03d}_{a.prompt.replace(' ', '_')}.gif", overwrite=True)
     if cfg.json:
         Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.json).write_text(json.dumps(result, indent=2) + "\n")

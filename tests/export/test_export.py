@@ -195,13 +195,17 @@ def test_interrupted_export_leaves_previous_bundle(tiny_t2v_dir: Path, tmp_path:
 
     monkeypatch.setattr(bundle_mod, "copy_tokenizer", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        export_bundle(tiny_t2v_dir, out, _text_only(opset=18))  # a different config: not reusable
+        export_bundle(tiny_t2v_dir, out, _text_only(opset=18, overwrite=True))  # a different config: not reusable
     assert (out / "manifest.json").read_bytes() == good
     assert verify_bundle(out)["components"]["text_encoder"]["files"] == {"fp32": "text_encoder.onnx"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temp dir, no half bundle
     with pytest.raises(RuntimeError):
         export_bundle(tiny_t2v_dir, tmp_path / "fresh", _text_only(opset=18))
     assert not (tmp_path / "fresh").exists()
+    monkeypatch.undo()
+    with pytest.raises(FileExistsError, match="already holds a bundle; pass --overwrite"):
+        export_bundle(tiny_t2v_dir, out, _text_only(opset=18))  # refused before the model loads
+    assert (out / "manifest.json").read_bytes() == good
 
 
 def test_parity_gate_blocks_the_bundle(tiny_t2v_dir: Path, tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from turbo_edge.core.denoiser import FAMILIES, DenoiserFamily, UNet3DFamily, family_for
-from turbo_edge.core.fsutil import staged_dir
 from turbo_edge.spec.card import ModelCard, read_card, write_card
+from turbo_edge.spec.outputs import check_replaceable, staged_dir
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ALIASES: dict[str, Path] = {
@@ -136,6 +136,9 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
 
     # Explicit dtype: transformers 5 would otherwise keep the checkpoint's (float16 for the shipped weights).
     dtype = torch_dtype if torch_dtype is not None else torch.float32
+    from turbo_edge.core.memory import check_fits
+
+    check_fits(path, torch.empty((), dtype=dtype).element_size())  # before from_pretrained allocates what the configs name
     try:
         block_plan, channel_plan = read_plans(path)  # a pruned student is rebuilt from its plan(s)
         unet = family.load(path / family.folder, dtype, block_plan, channel_plan)
@@ -148,14 +151,14 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
     return T2VModel(unet, vae, text_encoder, tokenizer, scheduler, path=path, card=read_card(path), family=family).eval()
 
 
-def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | None = None) -> Path:
+def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | None = None, overwrite: bool = False) -> Path:
     """Write the diffusers layout atomically: a temp dir beside ``out``, renamed into place when complete.
 
     The model card written is ``card``, else the model's own; a model without one (a third-party checkpoint)
-    is written without a card.
+    is written without a card. An existing model directory at ``out`` is replaced only with ``overwrite``.
     """
     out = Path(out)
-    with staged_dir(out, MODEL_INDEX) as tmp:
+    with staged_dir(out, MODEL_INDEX, overwrite) as tmp:
         model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
         model.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         model.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
@@ -197,7 +200,7 @@ def _diffusers_version() -> str:
 WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
 
 
-def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike[str], dtype: str = "float16") -> Path:
+def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike[str], dtype: str = "float16", overwrite: bool = False) -> Path:
     """Copy a model directory with every floating-point safetensors tensor stored as ``dtype``.
 
     float16 halves the bytes of a shipped model; ``load_teacher`` reads the weights back as float32 by default, so
@@ -216,8 +219,9 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
     out = Path(out)
     if out.resolve() == src.resolve():
         raise ValueError(f"--out {out} is the model itself: write the converted copy to a new directory")
+    check_replaceable(out, MODEL_INDEX, overwrite)  # before any copying
     target = getattr(torch, dtype)
-    with staged_dir(out, MODEL_INDEX) as tmp:
+    with staged_dir(out, MODEL_INDEX, overwrite) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         for file in sorted(tmp.rglob("*.safetensors")):
             with safe_open(str(file), framework="pt") as fh:

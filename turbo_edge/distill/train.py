@@ -28,6 +28,7 @@ from turbo_edge.distill.vsd import VariationalScore
 from turbo_edge.spec import param
 from turbo_edge.spec.card import Lineage, ModelCard
 from turbo_edge.spec.configs import DistillConfig
+from turbo_edge.spec.outputs import claim_run_dir
 from turbo_edge.spec.sampler import STUDENT_STEPS, SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def export_student(distiller: Distiller, out: str | Path, step: int) -> Path:
     sched_cfg = {k: v for k, v in t.scheduler_config.items() if not k.startswith("_")}
     scheduler = LCMScheduler.from_config(sched_cfg, original_inference_steps=distiller.cfg.origin_steps, timestep_scaling=distiller.cfg.timestep_scaling)
     model = T2VModel(unet, t.vae, t.text_encoder, t.tokenizer, scheduler)
-    return save_model(model, out, card=student_card(distiller.cfg, t, step))
+    return save_model(model, out, card=student_card(distiller.cfg, t, step), overwrite=True)  # inside its own run directory
 
 
 def train(cfg: DistillConfig) -> Path:
@@ -217,8 +218,7 @@ def train(cfg: DistillConfig) -> Path:
 
     if cfg.loop.threads:
         torch.set_num_threads(cfg.loop.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_run_dir(cfg.out, "distill_config.json")
     cfg.save(out / "distill_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
     teacher = load_teacher(cfg.teacher)

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from turbo_edge import __version__
-from turbo_edge.core.fsutil import staged_dir
 from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, resolve_model_path
 from turbo_edge.export.contracts import Contract, ExportShapes, build_components, latent_hw
 from turbo_edge.export.onnx_export import export_onnx, run_torch
@@ -31,6 +30,7 @@ from turbo_edge.export.quantize import CALIBRATION_SOURCES, CalibrationSource, c
 from turbo_edge.spec import bundle as schema
 from turbo_edge.spec.configs import INT8_SCOPES, ExportConfig
 from turbo_edge.spec.errors import BundleError
+from turbo_edge.spec.outputs import check_replaceable, staged_dir
 from turbo_edge.spec.sampler import SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,7 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
     if reusable(out, config_hash):
         log.info("reusing bundle %s: same model, config and toolchain (config_hash %s)", out, config_hash)
         return out
+    check_replaceable(out, schema.MANIFEST, cfg.overwrite)  # before the model loads
 
     torch.set_num_threads(cfg.threads)
     t2v = load_teacher(model_dir)
@@ -221,7 +222,7 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
     shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler.uses_cfg)
     components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components).items()}
 
-    with staged_dir(out, schema.MANIFEST) as tmp:
+    with staged_dir(out, schema.MANIFEST, cfg.overwrite) as tmp:
         files: dict[str, dict[str, str]] = {}
         parity: dict[str, dict[str, ParityResult]] = {}
         for name, (contract, module) in components.items():

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from turbo_edge.core.fsutil import staged_dir
 from turbo_edge.core.pipeline_io import MODEL_INDEX, T2VModel, check_layout, load_teacher, resolve_model_path, save_model
 from turbo_edge.spec.card import ModelCard
 from turbo_edge.spec.errors import PlanError
+from turbo_edge.spec.outputs import staged_dir
 from turbo_edge.spec.plan import CHANNEL_PLAN_FILE, PLAN_FILE, read_plans, write_plan
 
 
@@ -29,8 +29,8 @@ def save_pruned(model: T2VModel, plan: dict[str, Any] | None, out: str | os.Path
     if plan is None and channel_plan is None:
         raise PlanError("a pruned directory needs a block plan, a channel plan or both")
     out = Path(out)
-    with staged_dir(out, MODEL_INDEX) as staging:
-        save_model(model, staging, card=card)
+    with staged_dir(out, MODEL_INDEX, overwrite=True) as staging:  # inside its own run directory
+        save_model(model, staging, card=card, overwrite=True)
         if plan is not None:
             write_plan(plan, staging / PLAN_FILE)
         if channel_plan is not None:

@@ -45,6 +45,7 @@ from turbo_edge.spec import param
 from turbo_edge.spec import plan as plans
 from turbo_edge.spec.card import Lineage, ModelCard
 from turbo_edge.spec.configs import PruneConfig
+from turbo_edge.spec.outputs import claim_run_dir
 from turbo_edge.spec.plan import CHANNEL_PLAN_FILE, PLAN_FILE
 from turbo_edge.spec.sampler import SamplerSpec
 
@@ -249,7 +250,7 @@ def prune(cfg: PruneConfig) -> Path:
     needs_table = cfg.rule == "lowest_cost" and not cfg.plan
     plan = None if needs_table else resolve_plan(cfg, config, None)
     channel_plan = None if needs_table else resolve_channel_plan(cfg, student.unet, plan)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_run_dir(out, "prune_config.json")
     cfg.save(out / "prune_config.json")
     latents, labels = encode_world(student.vae, cfg.loop.dataset_clips, cfg.seed, out / "data")
     table = importance_table(cfg, student, sampler, latents, labels, out) if cfg.importance_clips > 0 else None

@@ -33,6 +33,7 @@ from turbo_edge.report.blocks import (
 from turbo_edge.report.builders import BUILDERS, FAMILY_ORDER, Builder, _generic_section, builder, family_of
 from turbo_edge.report.html_page import _html
 from turbo_edge.report.plots import Plot
+from turbo_edge.spec.outputs import claim_run_dir
 
 __all__ = [
     "BUILDERS", "FAMILY_ORDER", "Block", "Builder", "ClipGrid", "Plot", "ReportError", "Scalar", "Section", "Table",
@@ -113,6 +114,7 @@ def render_report(results_dir: str | Path, out_dir: str | Path, clips_dir: str |
     parsed = [(path, _read_json(path)) for path in files]  # every file parsed before anything is written
     loaded = [(path, data) for path, data in parsed if "command" in data]
     skipped = [path.name for path, data in parsed if "command" not in data]
+    claim_run_dir(out_dir, "index.html")  # a report replaces only an earlier report, never a user's folder
     plots_dir = out_dir / "plots"
     sections = [BUILDERS.get(family_of(path.stem), _generic_section)(path.name, data, plots_dir) for path, data in loaded]
     copied: list[Path] = []
@@ -121,7 +123,6 @@ def render_report(results_dir: str | Path, out_dir: str | Path, clips_dir: str |
         demo_count = sum(1 for path, _ in loaded if family_of(path.stem) == "demo")
         sections.insert(demo_count, clip_section)  # the videos right after the demo table they belong to
     sources = [path.name for path, _ in loaded]
-    out_dir.mkdir(parents=True, exist_ok=True)
     md_path, html_path = out_dir / "report.md", out_dir / "index.html"
     md_path.write_text(_markdown(sections, sources, skipped))
     html_path.write_text(_html(sections, sources, skipped))

@@ -9,12 +9,13 @@ import time
 import warnings
 
 from turbo_edge.runtime.pipeline import Pipeline, PromptTruncatedWarning
-from turbo_edge.runtime.video import write_video
+from turbo_edge.runtime.video import check_video_out, write_video
 from turbo_edge.spec.configs import GenerateConfig
 
 
 def run_generate(cfg: GenerateConfig) -> str:
     """Generate one clip and write it; returns the one-line report the CLI prints."""
+    check_video_out(cfg.out, cfg.overwrite)  # before any work
     pipe = Pipeline.from_bundle(cfg.bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads, verify=cfg.verify)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -23,7 +24,7 @@ def run_generate(cfg: GenerateConfig) -> str:
     seconds = time.perf_counter() - start
     clip = result.frames[0]
     fps = cfg.fps or int(pipe.bundle.video.get("fps", 8))
-    path = write_video(clip, cfg.out, fps=fps, scale=cfg.scale)
+    path = write_video(clip, cfg.out, fps=fps, scale=cfg.scale, overwrite=cfg.overwrite)
     note = "; WARNING: prompt truncated to the text encoder's length" if result.truncated[0] else ""
     for w in caught:
         if not issubclass(w.category, PromptTruncatedWarning):

@@ -57,3 +57,17 @@ def host_int8_scope(cpuinfo: str | None = None) -> str:
     if dot is None:
         return "all"  # not x86 Linux: nothing known, keep NNCF's preset
     return "all" if dot else "conv"
+
+
+def mem_available_bytes(meminfo: str | None = None) -> int | None:
+    """The kernel's estimate of memory a new allocation can get without swapping (``MemAvailable``); None where
+    ``/proc/meminfo`` is missing (not Linux)."""
+    if meminfo is None:
+        try:
+            meminfo = Path("/proc/meminfo").read_text()
+        except OSError:
+            return None
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None

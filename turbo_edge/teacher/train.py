@@ -37,6 +37,7 @@ from turbo_edge.core.pipeline_io import T2VModel, load_teacher, save_model
 from turbo_edge.spec import param
 from turbo_edge.spec.card import Lineage, ModelCard, read_card
 from turbo_edge.spec.configs import TeacherTrainConfig
+from turbo_edge.spec.outputs import claim_run_dir
 from turbo_edge.spec.tokenizer_files import write_tokenizer
 
 log = logging.getLogger(__name__)
@@ -290,7 +291,7 @@ def _init_dir(cfg: TeacherTrainConfig) -> Path:
     path = Path(cfg.out) / "init"
     if not path.is_dir():
         init = _init_model(cfg.init_from, TinyTeacherSpec())
-        save_model(init, path)
+        save_model(init, path, overwrite=True)  # inside its own run directory
     return path
 
 
@@ -339,7 +340,7 @@ def run(cfg: TeacherTrainConfig) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     spec = TinyTeacherSpec()
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    claim_run_dir(cfg.out, "teacher_train_config.json")
     cfg.save(Path(cfg.out) / "teacher_train_config.json")
     tokenizer = _tokenizer(cfg, spec)
     if "vae" in cfg.phases:
@@ -349,7 +350,7 @@ def run(cfg: TeacherTrainConfig) -> None:
         train_unet(cfg, spec, _load_vae(cfg, spec), tokenizer, dict(build_scheduler(spec).config))
 
 
-def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, half: bool = True) -> Path:
+def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, half: bool = True, overwrite: bool = False) -> Path:
     """Assemble the diffusers text-to-video directory from a run's latest checkpoints (EMA weights by default).
 
     ``half`` stores the weights as float16 (half the bytes in git); ``from_pretrained`` loads them back as float32,
@@ -385,7 +386,7 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
     t2v = T2VModel(model.unet, vae, model.text_encoder, tokenizer, build_scheduler(spec))
     card = ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words,
                      default_guidance=3.0, lineage=lineage, reproduce=reproduce, weights_dtype="float16" if half else "float32")
-    return save_model(t2v, out, card=card)
+    return save_model(t2v, out, card=card, overwrite=overwrite)
 
 
 def _training_record(card: ModelCard) -> dict[str, Any]:

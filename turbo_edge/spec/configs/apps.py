@@ -30,6 +30,7 @@ class GenerateConfig(StageConfig):
     guidance: float | None = opt(None, help="default: the model's or bundle's own")
     seed: int = opt(0, parse=seed_arg)
     out: str = opt("clip.gif", help="output .gif or .mp4")
+    overwrite: bool = opt(False, help="replace an existing output of the same kind (a GIF or MP4 file)")
     scale: int = opt(4, help="nearest-neighbour upscaling of the written video")
     fps: int | None = opt(None, help="default: the bundle's video fps (8)")
     verify: bool = opt(True, help="bundles: check every file's sha256 before loading")

@@ -15,7 +15,7 @@ from turbo_edge.spec.host import host_int8_scope, host_overflow_fix
 from turbo_edge.spec.inputs import check_threads
 
 # Fields that change how an export runs but not what it produces: left out of the config hash.
-NOT_HASHED = ("out", "threads", "openvino_check")
+NOT_HASHED = ("out", "overwrite", "threads", "openvino_check")
 OVERFLOW_FIXES = ("auto", "enable", "first_layer", "disable")
 # What int8 quantizes: every op NNCF's preset picks, or convolutions only (MatMul/Gemm kept fp32: on a CPU
 # without int8 dot products, OpenVINO runs quantized matmuls through a slow int8 GEMM and the Q/DQ nodes break
@@ -30,7 +30,8 @@ class ExportConfig(StageConfig):
     KIND = "export"
 
     model: str = opt("builtin", help="builtin, builtin-student, builtin-pruned or a diffusers text-to-video directory")
-    out: str = opt("bundles/builtin", help="bundle directory to write (atomically replaced)")
+    out: str = opt("bundles/builtin", help="bundle directory to write")
+    overwrite: bool = opt(False, help="replace an existing output of the same kind turbo-edge wrote (kept until the new one is complete)")
     precisions: tuple[str, ...] = opt(("fp32", "fp16", "int8"), flag="--precision", parse=csv, help="comma-separated subset of fp32,fp16,int8 (fp32 always)")
     components: tuple[str, ...] = opt(COMPONENTS, parse=csv)
     fp16_components: tuple[str, ...] = opt(COMPONENTS, parse=csv)  # the tiny text encoder and decoder cost nothing to convert
@@ -151,6 +152,7 @@ class ConvertConfig(StageConfig):
 
     model: str = opt("", help="alias or model directory")
     out: str = opt("", help="new directory for the converted copy")
+    overwrite: bool = opt(False, help="replace an existing output of the same kind turbo-edge wrote (kept until the new one is complete)")
     dtype: str = opt("float16", choices=WEIGHT_DTYPES, help="float16 (default: half the bytes), bfloat16 or float32")
 
     def __post_init__(self) -> None:

@@ -284,6 +284,7 @@ class TeacherExportConfig(StageConfig):
 
     run: str = opt("runs/teacher", help="teacher run directory")
     out: str = opt("turbo_edge/assets/teacher", help="output diffusers directory")
+    overwrite: bool = opt(False, help="replace an existing output of the same kind turbo-edge wrote (kept until the new one is complete)")
     ema: bool = opt(True, negative="--online", help="export the EMA weights (--online: the online weights)")
 
 
