@@ -120,7 +120,7 @@ def student(lib: ctypes.CDLL, synthetic_student_bundle: Path):
 # ------------------------------------------------------------------ the example app, built against the install
 
 
-@pytest.mark.parametrize("which", ["synthetic_teacher_bundle", "synthetic_student_bundle"])
+@pytest.mark.parametrize("which", ["synthetic_teacher_bundle", "synthetic_student_bundle", "exported_teacher_bundle"])
 def test_c_app_frames_equal_python(installed, which, request, tmp_path):
     bundle = request.getfixturevalue(which)
     proc = subprocess.run([str(APP_BUILD / "turbo_edge_c_app"), str(bundle), PROMPT, "3", str(tmp_path / "clip")], capture_output=True, text=True)
