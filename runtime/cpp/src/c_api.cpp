@@ -16,6 +16,9 @@
 
 #include "runtime.hpp"
 
+#define TE_STR2(x) #x
+#define TE_STR(x) TE_STR2(x)
+
 struct te_pipeline {
   std::unique_ptr<turbo_edge::Pipeline> pipeline;
   std::mutex errors_mutex;
@@ -111,9 +114,6 @@ turbo_edge::Clip run_one(te_pipeline* p, const char* prompt, const te_generate_p
     progress = [&gp, index, count](int done, int total) { return gp.progress(index * total + done, count * total, gp.user_data) == 0; };
   return p->pipeline->generate(prompt, gp.steps, gp.seed, guidance, progress);
 }
-
-#define TE_STR2(x) #x
-#define TE_STR(x) TE_STR2(x)
 
 }  // namespace
 
