@@ -3,7 +3,7 @@
 // (so AVX-512 BF16 / AMX CPUs do not silently run fp32 graphs in bf16), tensors wrapping the host buffers.
 #include <openvino/openvino.hpp>
 
-#include "turbo_edge/runtime.hpp"
+#include "runtime.hpp"
 
 namespace turbo_edge {
 

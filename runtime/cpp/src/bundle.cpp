@@ -1,8 +1,8 @@
 #include <filesystem>
 #include <set>
 
-#include "turbo_edge/core.hpp"
-#include "turbo_edge/runtime.hpp"
+#include "core.hpp"
+#include "runtime.hpp"
 
 namespace turbo_edge {
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-#include "turbo_edge/json.hpp"
+#include "json.hpp"
 
 #include <cstdlib>
 #include <fstream>

@@ -1,7 +1,7 @@
 // The same lines as turbo_edge/runtime/noise.py (SplitMix64 finaliser over a counter, Box-Muller in double).
 #include <cmath>
 
-#include "turbo_edge/core.hpp"
+#include "core.hpp"
 
 namespace turbo_edge {
 namespace {

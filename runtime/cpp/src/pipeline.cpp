@@ -3,8 +3,8 @@
 #include <cmath>
 #include <sstream>
 
-#include "turbo_edge/core.hpp"
-#include "turbo_edge/runtime.hpp"
+#include "core.hpp"
+#include "runtime.hpp"
 
 namespace turbo_edge {
 namespace {
@@ -48,6 +48,11 @@ void Pipeline::infer(const std::string& component, Binding& b) {
 }
 
 void Pipeline::check_prompt(const std::string& prompt) const {
+  // spec/inputs.py check_prompt_text: at most 2000 characters (code points, as Python's len counts them).
+  size_t chars = 0;
+  for (unsigned char c : prompt) chars += (c & 0xC0) != 0x80;
+  if (chars > 2000)
+    throw InputError("prompt is " + std::to_string(chars) + " characters, over the limit of 2000: '" + prompt.substr(0, 50) + "...'");
   if (ClipTokenizer::normalize(prompt).empty()) throw InputError("empty prompt: describe the video, e.g. 'a red circle moving left'");
   if (bundle_.closed_vocabulary.empty()) return;
   std::string unknown;
@@ -72,7 +77,7 @@ std::vector<float> Pipeline::encode(const std::string& prompt, bool* truncated) 
   return hidden;
 }
 
-Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, double guidance) {
+Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, double guidance, const ProgressFn& progress) {
   std::lock_guard<std::mutex> lock(mutex_);
   const SamplerSpec& spec = bundle_.sampler;
   check_prompt(prompt);
@@ -82,6 +87,8 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
     for (const auto& kv : spec.timesteps) have += " " + std::to_string(kv.first);
     throw InputError("steps=" + std::to_string(steps) + " is not supported by this bundle; use one of:" + have);
   }
+  if (!std::isnan(guidance) && !spec.uses_cfg && spec.w_embedding_dim == 0)
+    throw InputError("this bundle's student has its guidance distilled in (no guidance input); omit guidance");
   if (std::isnan(guidance)) guidance = spec.guidance;
   session_seconds_ = 0.0;
   Clip clip;
@@ -110,7 +117,16 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
   float* sample = ub.inputs["sample"].f32();
   float* timestep = ub.inputs["timestep"].f32();
   const float* out = ub.outputs["out_sample"].f32();
+  // Progress: the k-th network call starts once k steps are done; the samplers stay pure (no callback inside).
+  const int total = static_cast<int>(spec.timesteps.at(steps).size());
+  int calls = 0;
+  auto report = [&](int done) {
+    if (progress && !progress(done, total))
+      throw Cancelled("generation cancelled by the progress callback after step " + std::to_string(done) + " of " + std::to_string(total));
+  };
   ModelFn model_fn = [&](const float* x, int t) {
+    if (calls > 0) report(calls);
+    ++calls;
     for (int64_t r = 0; r < rows; ++r) std::copy(x, x + n, sample + r * static_cast<int64_t>(n));
     std::fill(timestep, timestep + rows, static_cast<float>(t));
     infer("unet", ub);
@@ -124,6 +140,7 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
   const std::vector<int>& ts = spec.timesteps.at(steps);
   if (spec.kind == "ddim_cfg") ddim_cfg(model_fn, x.data(), n, ts, spec, guidance);
   else consistency(model_fn, x.data(), n, ts, spec, noise_fn);
+  report(total);
 
   // VAE decoder: [C, F, h, w] -> F frames of [C, h, w], in chunks the profile allows.
   const int64_t factor = bundle_.height / bundle_.latent_height, H = h * factor, W = w * factor;

@@ -4,7 +4,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "turbo_edge/runtime.hpp"
+#include "runtime.hpp"
 
 namespace turbo_edge {
 namespace {

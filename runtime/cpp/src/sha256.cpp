@@ -5,7 +5,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "turbo_edge/core.hpp"
+#include "core.hpp"
 
 namespace turbo_edge {
 namespace {

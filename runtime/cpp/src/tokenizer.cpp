@@ -1,10 +1,10 @@
-#include "turbo_edge/tokenizer.hpp"
+#include "tokenizer.hpp"
 
 #include <climits>
 #include <fstream>
 #include <stdexcept>
 
-#include "turbo_edge/json.hpp"
+#include "json.hpp"
 
 namespace turbo_edge {
 namespace {

@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "turbo_edge/core.hpp"
-#include "turbo_edge/runtime.hpp"
+#include "core.hpp"
+#include "runtime.hpp"
 
 using namespace turbo_edge;
 

@@ -8,11 +8,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "turbo_edge/json.hpp"
-#include "turbo_edge/tokenizer.hpp"
+#include "json.hpp"
+#include "tokenizer.hpp"
 
 namespace turbo_edge {
 
@@ -51,6 +52,7 @@ struct Bundle {
 struct BundleError : std::runtime_error { using std::runtime_error::runtime_error; };
 struct InputError : std::runtime_error { using std::runtime_error::runtime_error; };
 struct BackendUnavailable : std::runtime_error { using std::runtime_error::runtime_error; };
+struct Cancelled : std::runtime_error { using std::runtime_error::runtime_error; };
 
 // ------------------------------------------------------------------ samplers (pure: no IO, no backend)
 
@@ -113,8 +115,10 @@ class Pipeline {
  public:
   static std::unique_ptr<Pipeline> from_bundle(const std::string& path, const std::string& backend = "openvino",
                                                const std::string& precision = "fp32", int threads = 1, bool verify = true);
+  // Called after each sampling step with (steps done, steps in all); returning false cancels the call (throws Cancelled).
+  using ProgressFn = std::function<bool(int done, int total)>;
   // steps <= 0: the bundle's default; guidance NaN: the bundle's.
-  Clip generate(const std::string& prompt, int steps, uint64_t seed, double guidance);
+  Clip generate(const std::string& prompt, int steps, uint64_t seed, double guidance, const ProgressFn& progress = nullptr);
   const Bundle& bundle() const { return bundle_; }
 
  private:
