@@ -84,7 +84,7 @@ def config_pbtxt(cfg: ServeConfig, bundle: Bundle) -> str:
         f"max_batch_size: {cfg.max_batch}",
         "input [\n" + ",\n".join(tensor(t, (1,)) for t in INPUTS) + "\n]",
         "output [\n" + tensor(OUTPUT, frame_dims(bundle)) + "\n]",
-        "dynamic_batching { }",
+        f"dynamic_batching {{\n  max_queue_delay_microseconds: {cfg.batch_delay_us}\n}}",
         f"instance_group [\n  {{\n    count: {cfg.instances}\n    kind: KIND_CPU\n  }}\n]",
         params,
         "",

@@ -86,6 +86,8 @@ def serving_pythonpath() -> str:
 
 def check_port_free(address: str, port: int, what: str) -> None:
     with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the server binds: a port left in TIME_WAIT by closed connections is free, one that is listened on is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError as exc:

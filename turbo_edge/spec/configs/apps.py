@@ -170,6 +170,8 @@ class ServeConfig(StageConfig):
     threads: int = opt(1, help="runtime threads per model instance")
     instances: int = opt(1, help="model instances (each a process with its own runtime): parallel requests")
     max_batch: int = opt(4, help="rows per request, and per batch the dynamic batcher forms")
+    batch_delay_us: int = opt(0, help="microseconds the dynamic batcher waits to merge requests into one model call (an instance runs "
+                                      "the rows one after another, so a delay adds latency and saves only per-call overhead)")
     port: int = opt(8000, help="HTTP port; gRPC listens on PORT+1")
     address: str = opt("127.0.0.1", help="address the server listens on (0.0.0.0: every interface)")
     model_name: str = opt("turbo_edge", help="the model's name in the repository and in request URLs")
@@ -190,6 +192,8 @@ class ServeConfig(StageConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+        if isinstance(self.batch_delay_us, bool) or not isinstance(self.batch_delay_us, int) or not 0 <= self.batch_delay_us <= 10**7:
+            raise ValueError(f"--batch-delay-us must be an integer in [0, 10000000], got {self.batch_delay_us!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65534:
             raise ValueError(f"--port must be in [1, 65534] (gRPC takes PORT+1), got {self.port!r}")
         if not MODEL_NAME.fullmatch(self.model_name):
