@@ -243,6 +243,21 @@ def test_the_example_client_writes_a_gif(served, tmp_path):
     assert proc.returncode == 1 and proc.stderr.startswith("serve_client: error: empty prompt")
 
 
+def test_openvino_instances_serve_the_direct_runtimes_frames(serve_bundle, triton_install, tmp_path):
+    import tritonclient.http as httpclient
+
+    cfg = ServeConfig(bundle=str(serve_bundle), backend="openvino", repository=str(tmp_path / "repo"), port=free_port())
+    write_repository(cfg)
+    direct = Pipeline.from_bundle(serve_bundle, backend="openvino")
+    with TritonServer(cfg.repository, port=cfg.port, ready_timeout=120) as server:
+        c = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
+        got = _frames(c, cfg.model_name, [PROMPT, PROMPT], [4, 5], [2, 4])
+        c.close()
+    for row, (seed, steps) in enumerate([(4, 2), (5, 4)]):
+        assert np.array_equal(got[row], direct.generate(PROMPT, steps=steps, seed=seed))
+    assert server.process.returncode == 0
+
+
 # ------------------------------------------------------------------ the command's own errors (no server needed)
 
 
@@ -299,6 +314,22 @@ def test_write_only_replaces_the_model_and_keeps_the_others(capsys, serve_bundle
     assert "max_batch_size: 5" in (repo / "turbo_edge" / "config.pbtxt").read_text()
     assert sorted(p.name for p in repo.iterdir()) == ["other", "turbo_edge"] and sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
     assert capsys.readouterr().out.count("wrote") == 2
+
+
+def test_serve_imports_only_spec_and_runtime_and_no_torch():
+    import ast
+
+    for file in (ROOT / "turbo_edge" / "serve").glob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name.startswith("turbo_edge"):
+                    assert name.startswith(("turbo_edge.spec", "turbo_edge.runtime", "turbo_edge.serve")), (file.name, name)
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); import no_torch; "
+            "import turbo_edge.serve, turbo_edge.serve.handler, turbo_edge.cli; print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 def test_a_malformed_request_is_refused_before_the_runtime():

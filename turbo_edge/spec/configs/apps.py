@@ -176,7 +176,7 @@ class ServeConfig(StageConfig):
     address: str = opt("127.0.0.1", help="address the server listens on (0.0.0.0: every interface)")
     model_name: str = opt("turbo_edge", help="the model's name in the repository and in request URLs")
     repository: str = opt("build/serve", help="model repository directory to write (its NAME/ folder is replaced)")
-    write_only: bool = opt(False, help="write the repository and exit, e.g. for NVIDIA's Triton containers on a GPU host")
+    write_only: bool = opt(False, help="write the repository and exit, e.g. for NVIDIA's Triton containers on a GPU host (that GPU path is unverified here)")
     verify: bool = opt(True, help="check every bundle file's sha256 when the repository is written and when each instance loads")
     ready_timeout: float = opt(180.0, help="seconds to wait for the server and every instance to be ready")
 
