@@ -32,6 +32,7 @@ from turbo_edge.spec.configs import (
     PruneConfig,
     ReportConfig,
     RewardTrainConfig,
+    ServeConfig,
     TeacherExportConfig,
     TeacherTrainConfig,
     VerifyConfig,
@@ -250,6 +251,15 @@ def _report(cfg: ReportConfig) -> None:
         print(f"wrote {write_results_page(cfg.results, cfg.page)}")
 
 
+def _serve(cfg: ServeConfig) -> None:
+    from turbo_edge.serve import ServeError, run_serve
+
+    try:
+        run_serve(cfg, verbose=logs.verbose())
+    except ServeError as exc:
+        raise UserError(str(exc)) from exc
+
+
 # name -> (config class, runner, one-line help)
 COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
     "generate": (GenerateConfig, _generate, "one clip from a teacher (PyTorch) or a bundle (the torch-free runtime)"),
@@ -267,6 +277,7 @@ COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
     "verify": (VerifyConfig, _verify, "check a bundle's manifest and every file's sha256"),
     "demo": (DemoConfig, _demo, "the main job: distil, prune, export, run; prints the side-by-side table"),
     "report": (ReportConfig, _report, "render benchmark results as Markdown + HTML (and docs/results.md)"),
+    "serve": (ServeConfig, _serve, "serve a bundle on Triton Inference Server (CPU Python backend; --write-only for GPU hosts, unverified)"),
 }
 
 

@@ -241,6 +241,30 @@ def _runtime(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
+def _serve(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        lat, load, server = data["latency_ms"], data["load"], data["server"]
+        serial, serial_all = data["direct_serial"], data.get("direct_serial_all_cores") or {}
+        body = table(["pipeline", "requests / s", "p50 ms", "p99 ms"],
+                     [[f"tritonserver, {fmt(server.get('instances'))} instance(s) x {fmt(server.get('threads_per_instance'))} thread(s), "
+                       f"{fmt(load.get('concurrency'))} in flight", fmt(data.get("throughput_rps"), 2), ms(lat.get("p50")), ms(lat.get("p99"))],
+                      [f"direct runtime, serial, {fmt(serial.get('threads'))} thread(s)", fmt(serial.get("throughput_rps"), 2),
+                       ms(serial.get("p50_ms")), ms(serial.get("p99_ms"))],
+                      [f"direct runtime, serial, {fmt(serial_all.get('threads'))} thread(s)", fmt(serial_all.get("throughput_rps"), 2),
+                       ms(serial_all.get("p50_ms")), ms(serial_all.get("p99_ms"))]])
+        bundle = data.get("bundle") or {}
+        source = bundle.get("source") or {}
+        extra = [f"{fmt(load.get('requests'))} requests, {fmt(data.get('failed_requests'))} failed, "
+                 f"{fmt(data.get('clips_differing_from_direct'))} clips differing from the direct runtime's; throughput "
+                 f"{ratio(data.get('throughput_over_direct_serial'))}x the serial runtime's "
+                 f"({ratio(data.get('throughput_over_direct_serial_all_cores'))}x the all-cores one). Bundle of the "
+                 f"{source.get('kind', '?')} `{source.get('model', '?')}` ({server.get('backend', '?')} {server.get('precision', '?')}), "
+                 f"tritonserver {server.get('tritonserver', '?')}."]
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
 Section = Callable[[list[tuple[str, dict[str, Any]]]], list[str]]
 
 # (family, title, intro, builder), in page order. A family takes the files named FAMILY.json and FAMILY_*.json.
@@ -264,6 +288,9 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
      "The shipped students' UNets with every op quantized (`all`) or convolutions only (`conv`), latency and quality.", _int8_scope),
     ("runtime", "Runtime overhead and memory",
      "The torch-free Python runtime and the C++ host against the PyTorch pipeline on the same bundle.", _runtime),
+    ("serve", "Serving on Triton",
+     "`turbo-edge serve` (tritonserver, Python backend over the torch-free runtime, loopback HTTP) under a bounded load, "
+     "against one runtime process answering the same requests one after another.", _serve),
 ]
 
 

@@ -1,11 +1,12 @@
-"""The apps' configs: generate, eval, demo, report. Torch-free."""
+"""The apps' configs: generate, eval, demo, report, serve. Torch-free."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
-from turbo_edge.spec.backends import BACKENDS
+from turbo_edge.spec.backends import BACKENDS, GPU_BACKENDS
 from turbo_edge.spec.bundle import PRECISIONS, is_bundle
 from turbo_edge.spec.config import StageConfig, opt
 from turbo_edge.spec.configs.train import csv
@@ -148,3 +149,60 @@ class ReportConfig(StageConfig):
     def __post_init__(self) -> None:
         if not self.results or not self.out:
             raise ValueError("--results and --out must name directories")
+
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclasses.dataclass
+class ServeConfig(StageConfig):
+    """A Triton Inference Server model repository over a bundle (Python backend, torch-free runtime), and the server.
+
+    Verified here: the CPU backends (ort-cpu, openvino) on the tritonserver binary of the nvidia-pytriton wheel,
+    over loopback. The GPU backends (ort-cuda, tensorrt) are written into the repository for NVIDIA's Triton
+    containers (``--write-only``) and have never run on a GPU in this project.
+    """
+
+    KIND = "serve"
+
+    bundle: str = opt("", help="a bundle directory written by `turbo-edge export`")
+    backend: str = opt("ort-cpu", choices=tuple(BACKENDS), help="runtime backend of every model instance (ort-cuda / tensorrt: --write-only for a GPU host, unverified here)")
+    precision: str = opt("fp32", choices=PRECISIONS, help="graph precision (int8: the UNet only)")
+    threads: int = opt(1, help="runtime threads per model instance")
+    instances: int = opt(1, help="model instances (each a process with its own runtime): parallel requests")
+    max_batch: int = opt(4, help="rows per request, and per batch the dynamic batcher forms")
+    batch_delay_us: int = opt(0, help="microseconds the dynamic batcher waits to merge requests into one model call (an instance runs "
+                                      "the rows one after another, so a delay adds latency and saves only per-call overhead)")
+    port: int = opt(8000, help="HTTP port; gRPC listens on PORT+1")
+    address: str = opt("127.0.0.1", help="address the server listens on (0.0.0.0: every interface)")
+    model_name: str = opt("turbo_edge", help="the model's name in the repository and in request URLs")
+    repository: str = opt("build/serve", help="model repository directory to write (its NAME/ folder is replaced)")
+    write_only: bool = opt(False, help="write the repository and exit, e.g. for NVIDIA's Triton containers on a GPU host (that GPU path is unverified here)")
+    verify: bool = opt(True, help="check every bundle file's sha256 when the repository is written and when each instance loads")
+    ready_timeout: float = opt(180.0, help="seconds to wait for the server and every instance to be ready")
+
+    def __post_init__(self) -> None:
+        if not self.bundle:
+            raise ValueError("give --bundle: a bundle directory written by `turbo-edge export`")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown --backend {self.backend!r}; choose one of {sorted(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown --precision {self.precision!r}; choose one of {list(PRECISIONS)}")
+        check_threads(self.threads)
+        for name in ("instances", "max_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+        if isinstance(self.batch_delay_us, bool) or not isinstance(self.batch_delay_us, int) or not 0 <= self.batch_delay_us <= 10**7:
+            raise ValueError(f"--batch-delay-us must be an integer in [0, 10000000], got {self.batch_delay_us!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65534:
+            raise ValueError(f"--port must be in [1, 65534] (gRPC takes PORT+1), got {self.port!r}")
+        if not MODEL_NAME.fullmatch(self.model_name):
+            raise ValueError(f"--model-name must be 1-64 letters, digits, '_', '.' or '-' (not starting with '.' or '-'), got {self.model_name!r}")
+        if not self.repository:
+            raise ValueError("--repository must name a directory")
+        if self.backend in GPU_BACKENDS and not self.write_only:
+            raise ValueError(f"--backend {self.backend} is for a GPU host and is unverified here: add --write-only and serve the repository "
+                             "with NVIDIA's Triton container there")
+        if not self.ready_timeout > 0:
+            raise ValueError(f"--ready-timeout must be positive, got {self.ready_timeout}")
