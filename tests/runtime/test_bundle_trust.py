@@ -116,3 +116,31 @@ def test_a_malformed_manifest_is_one_line(bundle: Path, text: str, message: str,
     assert cli.main(["verify", str(bundle)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_no_verify_says_that_it_runs_unchecked_graphs(host, bundle: Path, tmp_path: Path, capsys):
+    from turbo_edge.spec.errors import UnverifiedBundleWarning
+
+    with open(bundle / "vae_decoder.onnx", "ab") as fh:
+        fh.write(b"\xa0\x01\x00")  # an unknown protobuf field: a changed graph that still parses; --no-verify runs it, and says so
+    with pytest.warns(UnverifiedBundleWarning, match="not hash-checked"):
+        Pipeline.from_bundle(bundle, verify=False)
+    assert cli.main(["generate", PROMPT, "--bundle", str(bundle), "--out", str(tmp_path / "x.gif"), "--no-verify"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: --no-verify: the bundle's files are not hash-checked") == 1 and "UnverifiedBundleWarning" not in err
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", PROMPT, "--out", str(tmp_path / "o"), "--no-verify")
+    assert proc.returncode == 0 and "warning: --no-verify: the bundle's files are not hash-checked" in proc.stderr
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", PROMPT, "--out", str(tmp_path / "o2"))
+    assert proc.returncode == 2 and "changed after export" in proc.stderr and "warning" not in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_onnx"])
+def test_no_verify_on_a_broken_graph_is_one_line(host, bundle: Path, tmp_path: Path, capsys, damage: str):
+    graph = bundle / "vae_decoder.onnx"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2] if damage == "truncated" else b"GIF89a not a graph")
+    assert cli.main(["generate", PROMPT, "--bundle", str(bundle), "--out", str(tmp_path / "x.gif"), "--no-verify"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "vae_decoder.onnx: the ort-cpu backend cannot load this vae_decoder graph" in err
+    assert len(err.strip().splitlines()) == 2  # the --no-verify warning and the error
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", PROMPT, "--out", str(tmp_path / "o"), "--no-verify")
+    assert proc.returncode == 2 and "vae_decoder.onnx" in proc.stderr and len(proc.stderr.strip().splitlines()) == 2, proc.stderr

@@ -96,3 +96,29 @@ def test_cpp_and_python_refuse_the_same_inputs(host, synthetic_student_bundle, t
     assert proc.returncode == 2 and message in proc.stderr and not (tmp_path / "o").exists()
     assert cli.main(["generate", PROMPT, "--bundle", str(synthetic_student_bundle), "--out", str(tmp_path / "x.gif"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+# Prompts a hostile but ordinary user types: both runtimes name the user's words (never the BPE's byte-level
+# form such as 'ðŁļĢ'), each once, and cut long ones; the messages are the same, character for character.
+PROMPT_CASES = [
+    ("a red 🚀 circle", "'🚀'"),
+    ("a red ｒｅｄ circle", "'ｒｅｄ'"),
+    ("a red dog dog moving", "'dog'; use only: "),
+    ("a red \x01 circle", "'\\x01'"),
+    ("a red " + "x" * 100, "'" + "x" * 36 + "…'"),
+    ("one two three four five six seven eight nine ten", "and 2 more; use only: "),
+    ("a" * 10000, "prompt is 10000 characters, over the limit of 2000: '" + "a" * 54 + "…aaa'"),
+]
+
+
+@pytest.mark.parametrize("prompt,needle", PROMPT_CASES, ids=range(len(PROMPT_CASES)))
+def test_cpp_and_python_name_the_same_words(host, synthetic_student_bundle, tmp_path, capsys, prompt, needle):
+    from turbo_edge import cli
+
+    proc = _run(host, "--bundle", str(synthetic_student_bundle), "--prompt", prompt, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    cpp = proc.stderr.strip().splitlines()[-1].split("error: ", 1)[1]
+    assert cli.main(["generate", prompt, "--bundle", str(synthetic_student_bundle), "--out", str(tmp_path / "x.gif")]) == 2
+    py = capsys.readouterr().err.strip().splitlines()[-1].split("error: ", 1)[1]
+    assert needle in py and cpp == py and len(py) < 400
+    assert "ð" not in py and "Ā" not in py

@@ -198,7 +198,7 @@ def test_overhead_is_only_the_session_time_and_no_buffers_are_reallocated(studen
 def test_bad_inputs_give_clear_errors(teacher_pipe, student_pipe):
     with pytest.raises(RuntimeInputError, match="empty prompt"):
         teacher_pipe.generate("   ")
-    with pytest.raises(RuntimeInputError, match=r"never trained on: \['dog'\]"):
+    with pytest.raises(RuntimeInputError, match=r"never trained on: 'dog'; use only: "):
         teacher_pipe.generate("a red dog")
     with pytest.raises(RuntimeInputError, match=r"steps=3 is not supported.*\[1, 2, 4\]"):
         student_pipe.generate(PROMPT, steps=3)
@@ -369,8 +369,17 @@ def test_cli_generate_writes_a_video_and_dry_run_prints_config(synthetic_student
     out = tmp_path / "clip.gif"
     assert gen(PROMPT, "--bundle", str(synthetic_student_bundle), "--steps", "2", "--out", str(out), "--backend", "openvino") == 0
     assert out.stat().st_size > 100 and "2 consistency steps" in capsys.readouterr().out
-    assert gen("a red dog", "--bundle", str(synthetic_student_bundle), "--out", str(out)) == 2
-    assert "never trained on" in capsys.readouterr().err
+    assert gen("a red dog", "--bundle", str(synthetic_student_bundle), "--out", str(tmp_path / "dog.gif")) == 2
+    assert "never trained on: 'dog'" in capsys.readouterr().err and not (tmp_path / "dog.gif").exists()
+    before = out.read_bytes()
+    assert gen(PROMPT, "--bundle", str(synthetic_student_bundle), "--seed", "7", "--out", str(out)) == 2  # refused before any work
+    assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert gen(PROMPT, "--bundle", str(synthetic_student_bundle), "--seed", "7", "--out", str(out), "--overwrite") == 0
+    assert out.read_bytes() != before and sorted(p.name for p in tmp_path.iterdir()) == ["clip.gif"]
+    thesis = tmp_path / "thesis.gif"
+    thesis.write_text("not a GIF")
+    assert gen(PROMPT, "--bundle", str(synthetic_student_bundle), "--out", str(thesis), "--overwrite") == 2
+    assert "is not a GIF file" in capsys.readouterr().err and thesis.read_text() == "not a GIF"
 
 
 # ------------------------------------------------------------------ against the PyTorch teacher

@@ -13,8 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from turbo_edge.core.pipeline_io import T2VModel
+from turbo_edge.spec.inputs import check_closed_vocabulary, check_prompt_text
 from turbo_edge.spec.noise import normal
-from turbo_edge.spec.tokenizer import pre_tokenize
 
 
 class PromptError(ValueError):
@@ -24,14 +24,11 @@ class PromptError(ValueError):
 def check_prompts(model: T2VModel, prompts: list[str]) -> None:
     if not prompts:
         raise PromptError("no prompts given")
-    vocab = model.closed_vocabulary
     for p in prompts:
-        if not p or not p.strip():
-            raise PromptError("empty prompt: describe the video, e.g. 'a red circle moving left'")
-        if vocab is not None:
-            unknown = [w for w in pre_tokenize(p) if w not in vocab]
-            if unknown:
-                raise PromptError(f"prompt {p!r} uses words this model was never trained on: {unknown}. Known words: {vocab}")
+        try:  # the runtime's rules and messages (spec.inputs)
+            check_closed_vocabulary(check_prompt_text(p), model.closed_vocabulary)
+        except ValueError as exc:
+            raise PromptError(str(exc)) from None
 
 
 def max_text_length(model: T2VModel) -> int:

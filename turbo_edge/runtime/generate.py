@@ -5,18 +5,24 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 
 from turbo_edge.runtime.pipeline import Pipeline, PromptTruncatedWarning
 from turbo_edge.runtime.video import check_video_out, write_video
 from turbo_edge.spec.configs import GenerateConfig
+from turbo_edge.spec.errors import UNVERIFIED, UnverifiedBundleWarning
 
 
 def run_generate(cfg: GenerateConfig) -> str:
     """Generate one clip and write it; returns the one-line report the CLI prints."""
     check_video_out(cfg.out, cfg.overwrite)  # before any work
-    pipe = Pipeline.from_bundle(cfg.bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads, verify=cfg.verify)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnverifiedBundleWarning)
+        if not cfg.verify:  # one plain line on stderr, not a Python warning with a source location
+            print(f"turbo-edge generate: warning: {UNVERIFIED}", file=sys.stderr)
+        pipe = Pipeline.from_bundle(cfg.bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads, verify=cfg.verify)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PromptTruncatedWarning)

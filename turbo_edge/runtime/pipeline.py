@@ -20,10 +20,10 @@ from turbo_edge.runtime import samplers
 from turbo_edge.runtime.backends import Backend, Binding, create_backend
 from turbo_edge.spec.bundle import COMPONENTS, Bundle, load_bundle
 from turbo_edge.spec.configs import RuntimeConfig
-from turbo_edge.spec.errors import RuntimeInputError
-from turbo_edge.spec.inputs import check_guidance, check_prompt_text, check_seed, shown
+from turbo_edge.spec.errors import BackendUnavailableError, BundleError, RuntimeInputError
+from turbo_edge.spec.inputs import check_closed_vocabulary, check_guidance, check_prompt_text, check_seed
 from turbo_edge.spec.noise import normal, stream_id
-from turbo_edge.spec.tokenizer import ClipTokenizer, pre_tokenize
+from turbo_edge.spec.tokenizer import ClipTokenizer
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -45,7 +45,15 @@ class Pipeline:
         self.sessions: dict[str, Backend] = {}
         for name in COMPONENTS:
             session = create_backend(config.backend, threads=config.threads)
-            session.load(session.model_file(bundle, name, config.precision))
+            file = session.model_file(bundle, name, config.precision)
+            try:
+                session.load(file)
+            except (BackendUnavailableError, BundleError):
+                raise
+            except Exception as exc:  # the backend's own parse error (a truncated or non-ONNX file, say)
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+                raise BundleError(f"{file}: the {config.backend} backend cannot load this {name} graph ({first}); "
+                                  "run `turbo-edge verify` on the bundle, or re-export it") from None
             self.sessions[name] = session
         self._local = threading.local()
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -65,14 +73,9 @@ class Pipeline:
 
     def check_prompt(self, prompt: str) -> None:
         try:
-            check_prompt_text(prompt)
+            check_closed_vocabulary(check_prompt_text(prompt), self.bundle.closed_vocabulary)
         except ValueError as exc:
             raise RuntimeInputError(str(exc)) from exc
-        vocab = self.bundle.closed_vocabulary
-        if vocab is not None:
-            unknown = [w for w in pre_tokenize(prompt) if w not in vocab]
-            if unknown:
-                raise RuntimeInputError(f"prompt {shown(prompt)} uses words this model was never trained on: {unknown}; use only: {vocab}")
 
     def resolve_steps(self, steps: int | None) -> int:
         spec = self.bundle.sampler

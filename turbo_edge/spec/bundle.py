@@ -13,11 +13,12 @@ import datetime
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from turbo_edge.spec.errors import BundleError
+from turbo_edge.spec.errors import UNVERIFIED, BundleError, UnverifiedBundleWarning
 from turbo_edge.spec.sampler import SamplerSpec
 
 SCHEMA_VERSION = 1
@@ -199,6 +200,8 @@ def load_bundle(path: str | Path, verify: bool = True, runnable: bool = True) ->
     check_paths(root, manifest)  # the boundary holds with --no-verify too: only the hashing is skipped
     if verify:
         verify_files(root, manifest)
+    elif runnable:
+        warnings.warn(UNVERIFIED, UnverifiedBundleWarning, stacklevel=2)
     sampler = SamplerSpec.from_dict(manifest["sampler"])
     if runnable and sampler.alphas_cumprod is None:
         raise BundleError(f"{root / MANIFEST}: the sampler contract carries no noise schedule (alphas_cumprod); re-export the bundle")

@@ -21,3 +21,11 @@ class PlanError(ValueError):
 
 class CardError(ValueError):
     """A model card (``turbo_edge.json``) that is malformed or of a version this build cannot read."""
+
+
+class UnverifiedBundleWarning(UserWarning):
+    """A bundle loaded with ``verify=False`` (``--no-verify``): its graphs run without their sha256 being checked."""
+
+
+UNVERIFIED = ("--no-verify: the bundle's files are not hash-checked, so a changed or tampered graph runs as it is; "
+              "run `turbo-edge verify` on it, or drop --no-verify")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 MAX_SEED = 2**63  # the counter-based noise generator's key space (spec.noise)
@@ -14,6 +16,9 @@ MAX_GUIDANCE = 100.0  # classifier-free guidance beyond this is a typo, not a se
 MAX_SCALE = 16  # nearest-neighbour upscaling of the written video
 MAX_OUTPUT_PIXELS = 4096 * 4096  # per frame, after upscaling
 MAX_PROMPT_CHARS = 2000
+MAX_WORD_CHARS = 40  # an unknown word is cut to this many characters in a message
+MAX_WORDS_SHOWN = 8  # unknown words named in a message (then "and N more")
+MAX_VOCAB_SHOWN = 30  # closed-vocabulary words named in a message (then "... (N in all)")
 
 
 def shown(value: Any, limit: int = 60) -> str:
@@ -75,4 +80,30 @@ def check_prompt_text(prompt: Any) -> str:
         raise ValueError(f"prompt is {len(prompt)} characters, over the limit of {MAX_PROMPT_CHARS}: {shown(prompt)}")
     if not prompt.strip():
         raise ValueError("empty prompt: describe the video, e.g. \"a red circle moving left\"")
+    return prompt
+
+
+def quote_word(word: str) -> str:
+    """A word as the user typed it, for a message: in single quotes, control characters as ``\\xNN``, cut to
+    ``MAX_WORD_CHARS`` characters. The C++ host's ``quote_word`` writes the same."""
+    if len(word) > MAX_WORD_CHARS:
+        word = word[: MAX_WORD_CHARS - 4] + "…"
+    return "'" + "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in word) + "'"
+
+
+def check_closed_vocabulary(prompt: str, vocabulary: Sequence[str] | None) -> str:
+    """A closed-vocabulary model (the builtin ones) refuses words it never saw, naming them as the user wrote them
+    (not in the BPE's byte-level form), each once, in order."""
+    if vocabulary is None:
+        return prompt
+    from turbo_edge.spec.tokenizer import byte_level, words
+
+    known = set(vocabulary)
+    unknown = list(dict.fromkeys(w for w in words(prompt) if byte_level(w) not in known))
+    if unknown:
+        named = ", ".join(quote_word(w) for w in unknown[:MAX_WORDS_SHOWN])
+        more = f" and {len(unknown) - MAX_WORDS_SHOWN} more" if len(unknown) > MAX_WORDS_SHOWN else ""
+        vocab = ", ".join(list(vocabulary)[:MAX_VOCAB_SHOWN])
+        vocab += f", ... ({len(vocabulary)} in all)" if len(vocabulary) > MAX_VOCAB_SHOWN else ""
+        raise ValueError(f"prompt uses words this model was never trained on: {named}{more}; use only: {vocab}")
     return prompt

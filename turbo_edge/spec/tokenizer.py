@@ -42,9 +42,19 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip().lower()
 
 
+def words(text: str) -> list[str]:
+    """Split normalised text into words as the user wrote them (CLIP's pre-tokenisation pattern)."""
+    return _PATTERN.findall(normalize(text))
+
+
+def byte_level(word: str) -> str:
+    """A word's byte-level unicode form: the alphabet the BPE vocabulary is written in."""
+    return "".join(_BYTE_MAP[b] for b in word.encode("utf-8"))
+
+
 def pre_tokenize(text: str) -> list[str]:
     """Split normalised text into words, each as its byte-level unicode string."""
-    return ["".join(_BYTE_MAP[b] for b in piece.encode("utf-8")) for piece in _PATTERN.findall(normalize(text))]
+    return [byte_level(w) for w in words(text)]
 
 
 def bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:

@@ -1,6 +1,7 @@
 // OpenVINO CPU backend (the C++ API from the openvino PyPI wheel). Same choices as the Python backend:
 // static shapes per binding, INFERENCE_NUM_THREADS = threads, one stream, LATENCY, f32 inference precision
 // (so AVX-512 BF16 / AMX CPUs do not silently run fp32 graphs in bf16), tensors wrapping the host buffers.
+#include <openvino/frontend/manager.hpp>
 #include <openvino/openvino.hpp>
 
 #include "runtime.hpp"
@@ -36,7 +37,26 @@ class OpenVinoBackend : public Backend {
  public:
   using Backend::Backend;
 
-  void load(const std::string& path) override { model_ = core_.read_model(path); }
+  // The ONNX frontend only: Core::read_model tries every frontend in turn, and on a damaged file TensorFlow's
+  // prints its parse errors to stderr before the read fails.
+  void load(const std::string& path) override {
+    try {
+      ov::frontend::FrontEndManager manager;
+      ov::frontend::FrontEnd::Ptr onnx = manager.load_by_framework("onnx");
+      model_ = onnx->convert(onnx->load(path));
+    } catch (const std::exception& e) {
+      std::string what = e.what(), line;
+      for (size_t start = 0; start < what.size();) {  // the last non-empty line of OpenVINO's multi-line message
+        size_t end = what.find('\n', start);
+        std::string l = what.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        if (l.find_first_not_of(" \t") != std::string::npos) line = l;
+        if (end == std::string::npos) break;
+        start = end + 1;
+      }
+      throw BundleError(path + ": the openvino backend cannot load this graph (" + line.substr(0, 200) +
+                        "); run `turbo-edge verify` on the bundle, or re-export it");
+    }
+  }
 
   Binding allocate(const Shapes& inputs, const Shapes& outputs) override {
     std::map<std::string, ov::PartialShape> static_shapes;

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "core.hpp"
@@ -47,18 +48,67 @@ void Pipeline::infer(const std::string& component, Binding& b) {
   session_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+namespace {
+// spec/inputs.py MAX_WORD_CHARS, MAX_WORDS_SHOWN, MAX_VOCAB_SHOWN and quote_word.
+constexpr size_t kMaxWordChars = 40, kMaxWordsShown = 8, kMaxVocabShown = 30;
+
+size_t utf8_length(unsigned char lead) { return lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : 4; }
+
+std::string quote_word(const std::string& word) {
+  size_t total = 0;
+  for (size_t i = 0; i < word.size(); i += utf8_length(static_cast<unsigned char>(word[i]))) ++total;
+  std::string out = "'";
+  size_t chars = 0;
+  for (size_t i = 0; i < word.size(); ++chars) {
+    if (total > kMaxWordChars && chars == kMaxWordChars - 4) { out += "\xe2\x80\xa6"; break; }  // U+2026
+    unsigned char c = static_cast<unsigned char>(word[i]);
+    size_t n = std::min(utf8_length(c), word.size() - i);
+    unsigned cp = n == 2 ? ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(word[i + 1]) & 0x3Fu) : c;
+    if ((n == 1 && (c < 0x20 || c == 0x7F)) || (n == 2 && cp >= 0x80 && cp <= 0x9F)) {  // Unicode category Cc
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", cp);
+      out += buf;
+    } else {
+      out += word.substr(i, n);
+    }
+    i += n;
+  }
+  return out + "'";
+}
+
+// spec/inputs.py shown(): a quoted value cut to 60 characters, its first 55, an ellipsis and its last 4.
+std::string shown(const std::string& text) {
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < text.size(); i += utf8_length(static_cast<unsigned char>(text[i]))) starts.push_back(i);
+  if (starts.size() <= 60) return text;
+  return text.substr(0, starts[55]) + "\xe2\x80\xa6" + text.substr(starts[starts.size() - 4]);
+}
+}  // namespace
+
 void Pipeline::check_prompt(const std::string& prompt) const {
   // spec/inputs.py check_prompt_text: at most 2000 characters (code points, as Python's len counts them).
   size_t chars = 0;
   for (unsigned char c : prompt) chars += (c & 0xC0) != 0x80;
-  if (chars > 2000)
-    throw InputError("prompt is " + std::to_string(chars) + " characters, over the limit of 2000: '" + prompt.substr(0, 50) + "...'");
+  if (chars > 2000) throw InputError("prompt is " + std::to_string(chars) + " characters, over the limit of 2000: " + shown("'" + prompt + "'"));
   if (ClipTokenizer::normalize(prompt).empty()) throw InputError("empty prompt: describe the video, e.g. 'a red circle moving left'");
   if (bundle_.closed_vocabulary.empty()) return;
-  std::string unknown;
-  for (const std::string& w : ClipTokenizer::pre_tokenize(prompt))
-    if (std::find(bundle_.closed_vocabulary.begin(), bundle_.closed_vocabulary.end(), w) == bundle_.closed_vocabulary.end()) unknown += " '" + w + "'";
-  if (!unknown.empty()) throw InputError("prompt uses words this model was never trained on:" + unknown + "; use only the bundle's closed vocabulary");
+  // spec/inputs.py check_closed_vocabulary: the user's words (not their byte-level form), each once, in order.
+  const auto& vocab = bundle_.closed_vocabulary;
+  std::vector<std::string> unknown;
+  for (const std::string& w : ClipTokenizer::words(prompt)) {
+    std::string level;
+    for (const std::string& b : ClipTokenizer::pre_tokenize(w)) level += b;
+    if (std::find(vocab.begin(), vocab.end(), level) == vocab.end() && std::find(unknown.begin(), unknown.end(), w) == unknown.end())
+      unknown.push_back(w);
+  }
+  if (unknown.empty()) return;
+  std::string named;
+  for (size_t i = 0; i < unknown.size() && i < kMaxWordsShown; ++i) named += (i ? ", " : "") + quote_word(unknown[i]);
+  if (unknown.size() > kMaxWordsShown) named += " and " + std::to_string(unknown.size() - kMaxWordsShown) + " more";
+  std::string known;
+  for (size_t i = 0; i < vocab.size() && i < kMaxVocabShown; ++i) known += (i ? ", " : "") + vocab[i];
+  if (vocab.size() > kMaxVocabShown) known += ", ... (" + std::to_string(vocab.size()) + " in all)";
+  throw InputError("prompt uses words this model was never trained on: " + named + "; use only: " + known);
 }
 
 std::vector<float> Pipeline::encode(const std::string& prompt, bool* truncated) {

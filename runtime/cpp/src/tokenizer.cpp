@@ -77,6 +77,16 @@ std::string ClipTokenizer::normalize(const std::string& text) {
 }
 
 std::vector<std::string> ClipTokenizer::pre_tokenize(const std::string& text) {
+  std::vector<std::string> pieces;
+  for (const std::string& w : words(text)) {
+    std::string word;
+    for (unsigned char c : w) word += byte_map()[c];
+    pieces.push_back(word);
+  }
+  return pieces;
+}
+
+std::vector<std::string> ClipTokenizer::words(const std::string& text) {
   // Same alternatives, in the same order, as tokenizer.py's _PATTERN (a leftmost-first regex).
   static const char* const contractions[] = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
   const std::string s = normalize(text);
@@ -114,9 +124,7 @@ std::vector<std::string> ClipTokenizer::pre_tokenize(const std::string& text) {
         }
       }
     }
-    std::string word;
-    for (size_t j = start; j < i; ++j) word += byte_map()[static_cast<unsigned char>(s[j])];
-    pieces.push_back(word);
+    pieces.push_back(s.substr(start, i - start));
   }
   return pieces;
 }

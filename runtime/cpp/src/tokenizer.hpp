@@ -24,6 +24,7 @@ class ClipTokenizer {
   int max_length() const { return max_length_; }
 
   static std::string normalize(const std::string& text);
+  static std::vector<std::string> words(const std::string& text);        // words as the user wrote them (UTF-8)
   static std::vector<std::string> pre_tokenize(const std::string& text);  // words in byte-level unicode form
   std::vector<std::string> bpe(const std::string& word) const;
 

@@ -113,6 +113,9 @@ int generate(int argc, char** argv) {
   }
   if (bundle.empty() || out.empty()) throw InputError("--bundle and --out are required");
   auto t0 = std::chrono::steady_clock::now();
+  if (!verify)  // spec/errors.py UNVERIFIED
+    std::cerr << "turbo_edge_generate: warning: --no-verify: the bundle's files are not hash-checked, so a changed or tampered "
+                 "graph runs as it is; run `turbo-edge verify` on it, or drop --no-verify\n";
   auto pipe = Pipeline::from_bundle(bundle, "openvino", precision, threads, verify);
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Clip clip;

@@ -29,7 +29,10 @@ class OpenVinoCpuBackend(Backend):
             raise BackendUnavailableError("the openvino backend needs the openvino package: pip install openvino") from e
         self._ov = ov
         self._core = ov.Core()
-        self.session = self._core.read_model(str(path))
+        # The ONNX frontend only (as the C++ backend): Core.read_model tries every frontend in turn, and on a damaged
+        # file TensorFlow's prints its parse errors to stderr before the read fails.
+        onnx = ov.frontend.FrontEndManager().load_by_framework("onnx")
+        self.session = onnx.convert(onnx.load(str(path)))
         self._config = {
             "INFERENCE_NUM_THREADS": self.threads,
             "NUM_STREAMS": 1,

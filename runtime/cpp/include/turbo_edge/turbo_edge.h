@@ -65,7 +65,8 @@ typedef struct te_pipeline_params {
   const char* backend;   /* "openvino" (the one backend of the C runtime) */
   const char* precision; /* "fp32" or "int8" (the UNet's graph; the others stay fp32) */
   int threads;           /* inference threads, in [1, 4x the machine's cores]; default 1 */
-  int verify;            /* nonzero: check every file's sha256 against the manifest at open; default 1 */
+  int verify;            /* nonzero: check every file's sha256 against the manifest at open; default 1. 0 skips only the
+                            hashing (paths must still stay inside the bundle): a changed graph then runs as it is */
 } te_pipeline_params;
 
 /* Called after each sampling step: step = steps done so far (1..total), total = steps of the whole call (for
