@@ -274,6 +274,12 @@ def unet_inputs(batch: int, channels: int, frames: int, size: int, text_len: int
     return x
 
 
+def unet_call(net: Any, args: dict[str, Any]) -> Callable[[], Any]:
+    """One UNet call on fixed input tensors (what a CUDA graph captures)."""
+    kw = {"timestep_cond": args["timestep_cond"]} if "timestep_cond" in args else {}
+    return lambda: net(args["sample"], args["timestep"], encoder_hidden_states=args["encoder_hidden_states"], return_dict=False, **kw)[0]
+
+
 def time_unet(record: dict[str, Any], path: str, model: str, unet: Any, inputs: dict[str, Any], precisions: tuple[str, ...],
               budget: Budget, warmup: int, runs: int, need_s: float, reference: Any = None) -> None:
     """Rows for one UNet at one batch: each precision eager and as a CUDA graph, parity vs ``reference`` (fp32 eager
@@ -289,12 +295,7 @@ def time_unet(record: dict[str, Any], path: str, model: str, unet: Any, inputs: 
             skip(record, path, f"{model} b{batch} bf16", "torch.cuda.is_bf16_supported() is False on this GPU")
             continue
         net = copy.deepcopy(unet).to("cuda", dtypes[precision]).eval() if precision != "fp32" else unet.to("cuda").eval()
-        args = {k: v.to("cuda", dtypes[precision]) for k, v in inputs.items()}
-        kw = {"timestep_cond": args["timestep_cond"]} if "timestep_cond" in args else {}
-
-        def call() -> Any:
-            return net(args["sample"], args["timestep"], encoder_hidden_states=args["encoder_hidden_states"], return_dict=False, **kw)[0]
-
+        call = unet_call(net, {k: v.to("cuda", dtypes[precision]) for k, v in inputs.items()})
         for mode in MODES:
             case = f"{model} b{batch} {precision} {mode}"
             if not budget.allows(need_s):
