@@ -483,6 +483,8 @@ def run_paths(record: dict[str, Any], budget: Budget, args: argparse.Namespace, 
         if not budget.allows(MIN_SECONDS[path]):
             entry.update(status="skipped", reason=budget.reason(MIN_SECONDS[path]))
             skip(record, path, None, entry["reason"])
+            record["budget"].update(spent_s=budget.spent(), stopped_by_budget=True)
+            write_record(record, out)
             continue
         start = time.perf_counter()
         print(f"== {path}", flush=True)
