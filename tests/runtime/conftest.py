@@ -168,7 +168,7 @@ def exported_teacher_bundle(tiny_t2v_dir: Path, tmp_path_factory: pytest.TempPat
 
 
 ROOT = Path(__file__).resolve().parents[2]
-CPP_BUILD = ROOT / "build" / "runtime_cpp"  # gitignored; reused across runs (CMake rebuilds only what changed)
+CPP_BUILD = Path(os.environ.get("TURBO_EDGE_CPP_BUILD", ROOT / "build" / "runtime_cpp"))  # gitignored; reused (CMake rebuilds what changed)
 
 
 @pytest.fixture(scope="session")

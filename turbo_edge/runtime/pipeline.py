@@ -38,6 +38,10 @@ class GenerationResult:
     session_seconds: dict[str, float] = field(default_factory=dict)  # time inside backend.infer, per component
 
 
+# The inputs each component's graph must take (the export contract's names; timestep_cond is optional).
+GRAPH_INPUTS = {"text_encoder": ("input_ids",), "unet": ("sample", "timestep", "encoder_hidden_states"), "vae_decoder": ("latent",)}
+
+
 class Pipeline:
     def __init__(self, bundle: Bundle, config: RuntimeConfig) -> None:
         self.bundle, self.config = bundle, config
@@ -54,6 +58,10 @@ class Pipeline:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
                 raise BundleError(f"{file}: the {config.backend} backend cannot load this {name} graph ({first}); "
                                   "run `turbo-edge verify` on the bundle, or re-export it") from None
+            missing = sorted(set(GRAPH_INPUTS[name]) - set(session.input_dtypes()))
+            if missing:
+                raise BundleError(f"{file}: this graph has no input(s) {missing}, so it is not a {name} graph; "
+                                  "the manifest names the wrong file: re-export the bundle")
             self.sessions[name] = session
         self._local = threading.local()
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()

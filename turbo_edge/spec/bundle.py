@@ -186,6 +186,25 @@ class Bundle:
         return self.component(name).get("profile") or {}
 
 
+# The numbers a runtime reads from the manifest's geometry sections (the C++ host reads the same).
+GEOMETRY = {"latent": ("channels", "frames", "height", "width"), "video": ("frames", "height", "width"), "text": ("max_length", "hidden_size")}
+
+
+def check_geometry(root: Path, manifest: dict[str, Any]) -> None:
+    """Each geometry section is an object of positive integers, and a closed vocabulary is a list of words."""
+    for section, keys in GEOMETRY.items():
+        value = manifest[section]
+        if not isinstance(value, dict):
+            raise BundleError(f"{root / MANIFEST}: {section} must be a JSON object, got {type(value).__name__}; re-export the bundle")
+        for key in keys:
+            n = value.get(key)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise BundleError(f"{root / MANIFEST}: {section}.{key} must be a positive integer, got {n!r}; re-export the bundle")
+    vocab = manifest["text"].get("closed_vocabulary")
+    if vocab is not None and (not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab)):
+        raise BundleError(f"{root / MANIFEST}: text.closed_vocabulary must be a list of words or null; re-export the bundle")
+
+
 def load_bundle(path: str | Path, verify: bool = True, runnable: bool = True) -> Bundle:
     """Read ``manifest.json`` and (``verify``) check every file against it. One rule for verify and both runtimes.
 
@@ -203,6 +222,8 @@ def load_bundle(path: str | Path, verify: bool = True, runnable: bool = True) ->
     elif runnable:
         warnings.warn(UNVERIFIED, UnverifiedBundleWarning, stacklevel=2)
     sampler = SamplerSpec.from_dict(manifest["sampler"])
+    if runnable:
+        check_geometry(root, manifest)
     if runnable and sampler.alphas_cumprod is None:
         raise BundleError(f"{root / MANIFEST}: the sampler contract carries no noise schedule (alphas_cumprod); re-export the bundle")
     return Bundle(root=root, manifest=manifest, sampler=sampler, verified=verify)

@@ -27,7 +27,21 @@ static fs::path member(const std::string& root, const std::string& rel, const st
   return fs::path(root) / p;
 }
 
+static Bundle load_manifest(const std::string& root, bool verify);
+
+// spec/bundle.py read_manifest's checks and messages; a manifest whose values have the wrong JSON types is one
+// line naming manifest.json, never the parser's bare "expected a object".
 Bundle Bundle::load(const std::string& root, bool verify) {
+  try {
+    return load_manifest(root, verify);
+  } catch (const BundleError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw BundleError((fs::path(root) / "manifest.json").string() + ": " + e.what() + "; re-export the bundle");
+  }
+}
+
+static Bundle load_manifest(const std::string& root, bool verify) {
   Bundle b;
   b.root = root;
   if (!fs::is_regular_file(fs::path(root) / "manifest.json"))
@@ -35,11 +49,21 @@ Bundle Bundle::load(const std::string& root, bool verify) {
   try {
     b.manifest = Json::parse_file((fs::path(root) / "manifest.json").string());
   } catch (const std::exception& e) {
-    throw BundleError(std::string(e.what()) + "; re-export the bundle");
+    throw BundleError((fs::path(root) / "manifest.json").string() + " is not valid JSON (" + e.what() + "); re-export the bundle");
   }
   const Json& m = b.manifest;
-  if (!m.has("schema_version") || m["schema_version"].integer() != 1)
-    throw BundleError("bundle schema_version is not 1, the one this runtime reads; re-export or upgrade turbo-edge");
+  const std::string file = (fs::path(root) / "manifest.json").string();
+  static const char* const types[] = {"null", "bool", "number", "string", "list", "object"};
+  if (m.type() != Json::Type::Object)
+    throw BundleError(file + " is a JSON " + types[static_cast<int>(m.type())] + ", not an object; re-export the bundle");
+  if (!m.has("schema_version") || m["schema_version"].type() != Json::Type::Number || m["schema_version"].number() != 1)
+    throw BundleError(file + ": schema_version is not supported (this build reads 1); re-export or upgrade turbo-edge");
+  if ((m.has("components") && m["components"].type() != Json::Type::Object) || (m.has("files") && m["files"].type() != Json::Type::Object))
+    throw BundleError(file + ": components and files must be JSON objects; re-export the bundle");
+  std::string missing;
+  for (const char* key : {"schema_version", "sampler", "latent", "video", "text", "components", "files"})
+    if (!m.has(key)) missing += std::string(missing.empty() ? "" : ", ") + "'" + key + "'";
+  if (!missing.empty()) throw BundleError(file + " lacks [" + missing + "]; re-export the bundle");
   std::set<std::string> listed{"manifest.json"};
   for (const auto& [rel, digest] : m["files"].object()) {
     member(root, rel, "file");
@@ -72,6 +96,8 @@ Bundle Bundle::load(const std::string& root, bool verify) {
   if (sp.kind != "ddim_cfg" && sp.kind != "consistency") throw BundleError("sampler kind " + sp.kind + " is not one this runtime runs");
   sp.prediction_type = s["prediction_type"].str();
   sp.num_train_timesteps = static_cast<int>(s["num_train_timesteps"].integer());
+  if (!s.has("alphas_cumprod") || s["alphas_cumprod"].is_null())
+    throw BundleError(file + ": the sampler contract carries no noise schedule (alphas_cumprod); re-export the bundle");
   for (const Json& a : s["alphas_cumprod"].array()) sp.alphas_cumprod.push_back(a.number());
   sp.final_alpha_cumprod = s.has("final_alpha_cumprod") ? s["final_alpha_cumprod"].number() : 1.0;
   sp.default_steps = static_cast<int>(s["default_steps"].integer());

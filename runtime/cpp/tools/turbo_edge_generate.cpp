@@ -161,7 +161,10 @@ int main(int argc, char** argv) {
     }
     return generate(argc, argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::string what = e.what();  // one line, whatever the library wrote (OpenVINO's messages span several)
+    for (char& c : what)
+      if (c == '\n' || c == '\r') c = ' ';
+    std::fprintf(stderr, "error: %s\n", what.c_str());
     return 2;
   }
 }
