@@ -100,9 +100,10 @@ def read_bpe(directory: str | Path) -> tuple[dict[str, int], list[tuple[str, str
     spec = _read_json(path)
     model = spec.get("model") if isinstance(spec, dict) else None
     kind = model.get("type") if isinstance(model, dict) else None
-    if kind != "BPE" or not isinstance(model.get("vocab"), dict) or not isinstance(model.get("merges"), list):
-        raise ValueError(f"{path} holds a {kind!r} tokenizer model, not a BPE one with vocab and merges; turbo-edge needs "
-                         "a CLIP BPE tokenizer")
+    if kind != "BPE":
+        raise ValueError(f"{path} holds a {kind!r} tokenizer model, not a BPE one; turbo-edge needs a CLIP BPE tokenizer")
+    if not isinstance(model.get("vocab"), dict) or not isinstance(model.get("merges"), list):
+        raise ValueError(f"{path}'s BPE model lacks its vocab (an object) or merges (a list); save the tokenizer again")
     if model.get("end_of_word_suffix", EOW) != EOW:
         raise ValueError(f"{path}'s BPE ends words with {model['end_of_word_suffix']!r}, not CLIP's {EOW!r}; turbo-edge "
                          "needs a CLIP BPE tokenizer")

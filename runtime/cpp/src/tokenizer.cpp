@@ -203,16 +203,17 @@ ClipTokenizer ClipTokenizer::from_dir(const std::string& dir, int max_length) {
   } else if (is_file(dir + "/tokenizer.json")) {
     const std::string path = dir + "/tokenizer.json";
     Json spec = Json::parse_file(path);
-    const bool bpe = spec.type() == Json::Type::Object && spec.has("model") && spec["model"].type() == Json::Type::Object &&
-                     spec["model"].has("type") && spec["model"]["type"].type() == Json::Type::String &&
-                     spec["model"]["type"].str() == "BPE" && spec["model"].has("vocab") &&
-                     spec["model"]["vocab"].type() == Json::Type::Object && spec["model"].has("merges") &&
-                     spec["model"]["merges"].type() == Json::Type::Array;
-    if (!bpe) throw std::runtime_error(path + " holds no BPE tokenizer model with vocab and merges; turbo-edge needs a CLIP BPE tokenizer");
+    auto is = [](const Json& j, const char* key, Json::Type type) { return j.has(key) && j[key].type() == type; };
+    const bool has_model = spec.type() == Json::Type::Object && is(spec, "model", Json::Type::Object);
+    const std::string kind = has_model && is(spec["model"], "type", Json::Type::String) ? spec["model"]["type"].str() : "";
+    if (kind != "BPE")
+      throw std::runtime_error(path + " holds a '" + kind + "' tokenizer model, not a BPE one; turbo-edge needs a CLIP BPE tokenizer");
+    if (!is(spec["model"], "vocab", Json::Type::Object) || !is(spec["model"], "merges", Json::Type::Array))
+      throw std::runtime_error(path + "'s BPE model lacks its vocab (an object) or merges (a list); save the tokenizer again");
     const Json& model = spec["model"];
-    if (model.has("end_of_word_suffix") && !model["end_of_word_suffix"].is_null() && model["end_of_word_suffix"].str() != EOW)
-      throw std::runtime_error(path + "'s BPE ends words with '" + model["end_of_word_suffix"].str() +
-                               "', not CLIP's '</w>'; turbo-edge needs a CLIP BPE tokenizer");
+    const std::string suffix = is(model, "end_of_word_suffix", Json::Type::String) ? model["end_of_word_suffix"].str() : "";
+    if (model.has("end_of_word_suffix") && suffix != EOW)
+      throw std::runtime_error(path + "'s BPE ends words with '" + suffix + "', not CLIP's '</w>'; turbo-edge needs a CLIP BPE tokenizer");
     for (const auto& [token, id] : model["vocab"].object()) t.vocab_[token] = id.integer();
     if (spec.has("added_tokens"))  // the special tokens, which some writers keep out of model.vocab
       for (const Json& added : spec["added_tokens"].array()) t.vocab_.emplace(added["content"].str(), added["id"].integer());
