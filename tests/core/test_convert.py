@@ -26,7 +26,7 @@ def test_float16_copy_halves_the_bytes_and_loads_the_rounded_weights(tiny_t2v_di
     for name, p in original.unet.state_dict().items():
         assert torch.equal(converted.unet.state_dict()[name], p.half().float()), name
     assert json.loads((out / META_FILE).read_text())["weights_dtype"] == "float16"
-    assert (out / "tokenizer" / "vocab.json").read_text() == (tiny_t2v_dir / "tokenizer" / "vocab.json").read_text()
+    assert (out / "tokenizer" / "tokenizer.json").read_text() == (tiny_t2v_dir / "tokenizer" / "tokenizer.json").read_text()
 
 
 def test_convert_appends_itself_to_the_reproduce_line(tiny_t2v_dir, tmp_path):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from turbo_edge.core.pipeline_io import ModelLayoutError, load_teacher, save_model
+from turbo_edge.core.pipeline_io import ModelLayoutError, check_layout, load_teacher, save_model
 from turbo_edge.core.sampling import PromptError, generate_teacher
+from turbo_edge.spec.tokenizer_files import write_tokenizer
 
 
 def test_loads_random_diffusers_layout_of_another_configuration(tiny_t2v_dir):
@@ -14,7 +15,8 @@ def test_loads_random_diffusers_layout_of_another_configuration(tiny_t2v_dir):
     assert model.unet.config.block_out_channels == [16, 32, 32]
     assert model.vae.config.block_out_channels == [16, 16]
     assert model.text_encoder.config.hidden_size == 32
-    assert (tiny_t2v_dir / "tokenizer" / "vocab.json").is_file() and (tiny_t2v_dir / "tokenizer" / "merges.txt").is_file()
+    # save_model writes the tokenizer as the pinned transformers does: tokenizer.json, no vocab.json / merges.txt.
+    assert sorted(p.name for p in (tiny_t2v_dir / "tokenizer").iterdir()) == ["tokenizer.json", "tokenizer_config.json"]
     clips = generate_teacher(model, ["a red circle moving left", "a blue square moving up"], steps=3, guidance=2.0)
     assert clips.shape == (2, 4, 16, 16, 3) and clips.dtype == np.uint8
 
@@ -81,6 +83,17 @@ def test_missing_component(tiny_t2v_dir, tmp_path):
     shutil.rmtree(bad / "vae")
     with pytest.raises(ModelLayoutError, match=r"lacks component folder\(s\) \['vae'\]"):
         load_teacher(bad)
+
+
+def test_tokenizer_json_or_vocab_and_merges_and_nothing_else(tiny_t2v_dir, tmp_path):
+    model = shutil.copytree(tiny_t2v_dir, tmp_path / "m")
+    assert check_layout(model)["tokenizer"] == ["transformers", "CLIPTokenizer"]  # tokenizer.json only
+    (model / "tokenizer" / "tokenizer.json").unlink()
+    with pytest.raises(ModelLayoutError, match=r"tokenizer holds neither tokenizer.json nor vocab.json \+ merges.txt") as exc:
+        check_layout(model)
+    assert "\n" not in str(exc.value)
+    write_tokenizer(model / "tokenizer", ["red"], 16)  # the transformers 4 layout still loads
+    check_layout(model)
 
 
 def test_pickle_only_weights_are_refused(tiny_t2v_dir, tmp_path):

@@ -72,7 +72,7 @@ def test_manifest_carries_sampler_numbers_shapes_and_hashes(bundle: Path, model)
     assert unet["inputs"][0]["shape"] == ["batch", 4, "frames", 8, 8]
     assert unet["profile"]["min"]["sample"] == [1, 4, 1, 8, 8] and unet["profile"]["max"]["sample"] == [4, 4, 4, 8, 8]
     assert m["components"]["vae_decoder"]["outputs"][0] == {"name": "image", "dtype": "float32", "shape": ["frames_total", 3, 16, 16]}
-    expected = {"manifest.json", "parity.json", "export_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
+    expected = {"manifest.json", "parity.json", "export_config.json", "tokenizer/tokenizer.json",
                 "tokenizer/tokenizer_config.json", "text_encoder.onnx", "unet.onnx", "unet.fp16.onnx", "unet.int8.onnx",
                 "vae_decoder.onnx", "text_encoder.fp16.onnx", "vae_decoder.fp16.onnx"}
     assert {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()} == expected
@@ -206,6 +206,25 @@ def test_interrupted_export_leaves_previous_bundle(tiny_t2v_dir: Path, tmp_path:
     with pytest.raises(FileExistsError, match="already holds a bundle; pass --overwrite"):
         export_bundle(tiny_t2v_dir, out, _text_only(opset=18))  # refused before the model loads
     assert (out / "manifest.json").read_bytes() == good
+
+
+def test_bundle_carries_the_tokenizer_files_the_model_has(tiny_t2v_dir: Path, tmp_path: Path) -> None:
+    from turbo_edge.core import world
+    from turbo_edge.spec.tokenizer import ClipTokenizer
+    from turbo_edge.spec.tokenizer_files import write_tokenizer
+
+    model = shutil.copytree(tiny_t2v_dir, tmp_path / "m")
+    shutil.rmtree(model / "tokenizer")
+    write_tokenizer(model / "tokenizer", world.vocabulary(), 16)  # the transformers 4 layout: vocab.json + merges.txt
+    bundle = export_bundle(model, tmp_path / "b", _text_only())
+    tokenizer = {f for f in verify_bundle(bundle)["files"] if f.startswith("tokenizer/")}
+    assert tokenizer == {"tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json"}
+    assert ClipTokenizer.from_dir(bundle / "tokenizer").encode("a red circle").ids == \
+        ClipTokenizer.from_dir(tiny_t2v_dir / "tokenizer").encode("a red circle").ids  # same vocabulary, either file form
+    (model / "tokenizer" / "tokenizer_config.json").unlink()
+    with pytest.raises(BundleError, match="lacks tokenizer_config.json") as exc:
+        bundle_mod.copy_tokenizer(model, tmp_path / "c")
+    assert "\n" not in str(exc.value)
 
 
 def test_parity_gate_blocks_the_bundle(tiny_t2v_dir: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from tokenizer_cases import transformers_json_tokenizer
 
 from turbo_edge.core import world
 from turbo_edge.spec import param
@@ -95,14 +96,22 @@ def vae_graph(channels: int, factor: int, rng: np.random.Generator) -> onnx.Grap
     )
 
 
-def make_synthetic_bundle(out: Path, kind: str = "ddim_cfg", seed: int = 0, max_batch: int = 2) -> Path:
-    """A complete bundle (manifest schema 1) of tiny hand-built graphs; ``kind`` is the sampler."""
+def make_synthetic_bundle(out: Path, kind: str = "ddim_cfg", seed: int = 0, max_batch: int = 2, tokenizer_json: bool = False) -> Path:
+    """A complete bundle (manifest schema 1) of tiny hand-built graphs; ``kind`` is the sampler.
+
+    Its tokenizer is vocab.json + merges.txt, or with ``tokenizer_json`` the same vocabulary as transformers 5 saves
+    it (tokenizer.json only; needs transformers).
+    """
     out.mkdir(parents=True, exist_ok=True)
     s = SYN
     rng = np.random.default_rng(seed)
-    tok = write_tokenizer(out / "tokenizer", world.vocabulary(), model_max_length=s["length"])
-    (tok / "special_tokens_map.json").unlink()
-    vocab_size = len(json.loads((tok / "vocab.json").read_text(encoding="utf-8")))
+    if tokenizer_json:
+        tok = transformers_json_tokenizer(out / "tokenizer", s["length"])
+        vocab_size = len(json.loads((tok / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"])
+    else:
+        tok = write_tokenizer(out / "tokenizer", world.vocabulary(), model_max_length=s["length"])
+        (tok / "special_tokens_map.json").unlink()
+        vocab_size = len(json.loads((tok / "vocab.json").read_text(encoding="utf-8")))
     student = kind == "consistency"
     w_dim = s["w_dim"] if student else None
     _save(text_encoder_graph(vocab_size, s["length"], s["hidden"], rng), out / "text_encoder.onnx")
@@ -151,6 +160,13 @@ def synthetic_teacher_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_student_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic_bundle(tmp_path_factory.mktemp("bundles") / "syn_student", "consistency")
+
+
+@pytest.fixture(scope="session")
+def synthetic_json_student_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``synthetic_student_bundle`` with its tokenizer as transformers 5 saves it: tokenizer.json, hashed in the manifest."""
+    pytest.importorskip("transformers", reason="transformers writes the tokenizer.json (this run blocks it: pytest -p no_torch)")
+    return make_synthetic_bundle(tmp_path_factory.mktemp("bundles") / "syn_student_json", "consistency", tokenizer_json=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 ``load_teacher`` accepts the builtin aliases or any local directory in that layout (ModelScope T2V and
 zeroscope use it). It checks the layout itself and fails with a message naming the problem, before any
-library gets a chance to fail deep inside. Weights load from safetensors only.
+library gets a chance to fail deep inside. Weights load from safetensors only. The tokenizer folder holds
+``tokenizer.json`` (what transformers 5 writes, and ``save_model`` with it) or ``vocab.json`` + ``merges.txt``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from turbo_edge.core.denoiser import FAMILIES, DenoiserFamily, UNet3DFamily, family_for
 from turbo_edge.spec.card import ModelCard, read_card, write_card
 from turbo_edge.spec.outputs import check_replaceable, staged_dir
+from turbo_edge.spec.tokenizer import bpe_files
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ALIASES: dict[str, Path] = {
@@ -116,9 +118,10 @@ def check_layout(path: Path) -> dict[str, Any]:
                     f"once in a trusted environment (load, then save_pretrained(..., safe_serialization=True))"
                 )
             raise ModelLayoutError(f"{path / comp} has no .safetensors weights")
-    for name in ("vocab.json", "merges.txt"):
-        if not (path / "tokenizer" / name).is_file():
-            raise ModelLayoutError(f"{path / 'tokenizer'} lacks {name}; turbo-edge needs a CLIP BPE tokenizer")
+    try:
+        bpe_files(path / "tokenizer")
+    except FileNotFoundError as exc:
+        raise ModelLayoutError(str(exc)) from None
     return index
 
 
@@ -162,8 +165,7 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | N
         model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
         model.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         model.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
-        model.tokenizer.save_pretrained(tmp / "tokenizer")
-        _write_bpe_files(tmp / "tokenizer")
+        model.tokenizer.save_pretrained(tmp / "tokenizer")  # transformers 5: tokenizer.json, which every reader takes
         model.scheduler.save_pretrained(tmp / "scheduler")
         index = {
             "_class_name": "TextToVideoSDPipeline",
@@ -179,16 +181,6 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | N
         if card.present:
             write_card(card, tmp)
     return out
-
-
-def _write_bpe_files(tokenizer_dir: Path) -> None:
-    """transformers 5 saves only ``tokenizer.json``; the runtimes (and older tools) read vocab.json + merges.txt."""
-    if (tokenizer_dir / "vocab.json").is_file() and (tokenizer_dir / "merges.txt").is_file():
-        return
-    bpe = json.loads((tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"]
-    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
-    (tokenizer_dir / "vocab.json").write_text(json.dumps(bpe["vocab"], ensure_ascii=False) + "\n", encoding="utf-8")
-    (tokenizer_dir / "merges.txt").write_text("\n".join(["#version: 0.2", *merges]) + "\n", encoding="utf-8")
 
 
 def _diffusers_version() -> str:

@@ -6,7 +6,7 @@ Steps (each a function, so a failure names its step; the bundle appears only aft
   3. fp16 graphs, gated the same way;
   4. int8 UNet calibrated on the model's own sampler trajectory, gated on mean relative error;
   5. OpenVINO accuracy of the same files (measured, not gated);
-  6. tokenizer files, configs, parity report, manifest with every file's sha256;
+  6. tokenizer files (tokenizer.json, or vocab.json + merges.txt: what the model has), configs, parity report, manifest with every file's sha256;
   7. rename the temp directory into place.
 """
 
@@ -32,11 +32,12 @@ from turbo_edge.spec.configs import INT8_SCOPES, ExportConfig
 from turbo_edge.spec.errors import BundleError
 from turbo_edge.spec.outputs import check_replaceable, staged_dir
 from turbo_edge.spec.sampler import SamplerSpec
+from turbo_edge.spec.tokenizer import bpe_files
 
 log = logging.getLogger(__name__)
 
 FILE_NAMES = {"fp32": "{name}.onnx", "fp16": "{name}.fp16.onnx", "int8": "{name}.int8.onnx"}
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
 def model_hash(path: Path) -> str:
@@ -163,13 +164,17 @@ def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], file
 
 
 def copy_tokenizer(model_dir: Path, tmp: Path) -> None:
-    out = tmp / "tokenizer"
+    """Copy the files the runtime tokenizers read: the BPE (``spec.tokenizer.bpe_files``) and tokenizer_config.json."""
+    src, out = model_dir / "tokenizer", tmp / "tokenizer"
+    try:
+        names = [*bpe_files(src), TOKENIZER_CONFIG]
+    except FileNotFoundError as exc:
+        raise BundleError(str(exc)) from None
+    if not (src / TOKENIZER_CONFIG).is_file():
+        raise BundleError(f"{src} lacks {TOKENIZER_CONFIG}, which the runtime tokenizer reads; save the tokenizer there again")
     out.mkdir()
-    for fname in TOKENIZER_FILES:
-        src = model_dir / "tokenizer" / fname
-        if not src.is_file():
-            raise BundleError(f"{model_dir / 'tokenizer'} lacks {fname}, which the runtime tokenizer reads")
-        shutil.copy2(src, out / fname)
+    for name in names:
+        shutil.copy2(src / name, out / name)
 
 
 def describe(model: Any, shapes: ExportShapes, components: dict[str, tuple[Contract, Any]]) -> dict[str, Any]:

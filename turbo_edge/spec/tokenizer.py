@@ -1,4 +1,9 @@
-"""CLIP byte-level BPE in plain Python, reading a bundle's ``vocab.json`` and ``merges.txt``.
+"""CLIP byte-level BPE in plain Python, reading a tokenizer directory as transformers writes it.
+
+The BPE comes from ``vocab.json`` + ``merges.txt`` when both are there (transformers 4, the slow tokenizer),
+else from ``tokenizer.json`` (transformers 5 writes only that): its ``model.vocab`` and ``model.merges``, each
+merge an ``"a b"`` string or an ``["a", "b"]`` pair. ``bpe_files`` is that rule; the exporter copies, and
+``check_layout`` requires, the files it names.
 
 Matches ``transformers.CLIPTokenizer`` on the text it is given after its normalisation (NFC, whitespace
 collapsed, lower-cased); the C++ runtime implements the same steps (``runtime/cpp/src/tokenizer.cpp``).
@@ -14,6 +19,8 @@ from pathlib import Path
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 EOW = "</w>"
+BPE_PAIR = ("vocab.json", "merges.txt")
+TOKENIZER_JSON = "tokenizer.json"
 # CLIP's pre-tokenisation pattern with \p{L} / \p{N} spelled in the standard library's ``re`` terms.
 _PATTERN = re.compile(
     r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|(?:[^\s\w]|_)+",
@@ -57,6 +64,55 @@ def pre_tokenize(text: str) -> list[str]:
     return [byte_level(w) for w in words(text)]
 
 
+def bpe_files(directory: str | Path) -> tuple[str, ...]:
+    """The files a directory's BPE is read from: ``vocab.json`` + ``merges.txt`` if both exist, else ``tokenizer.json``."""
+    d = Path(directory)
+    if all((d / name).is_file() for name in BPE_PAIR):
+        return BPE_PAIR
+    if (d / TOKENIZER_JSON).is_file():
+        return (TOKENIZER_JSON,)
+    raise FileNotFoundError(f"{d} holds neither tokenizer.json nor vocab.json + merges.txt; save a CLIP tokenizer there "
+                            "(tokenizer.save_pretrained)")
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); save the tokenizer again") from None
+
+
+def _merge_pair(path: Path, merge: object) -> tuple[str, str]:
+    parts = merge.split() if isinstance(merge, str) else merge
+    if not isinstance(parts, list | tuple) or len(parts) != 2 or not all(isinstance(p, str) for p in parts):
+        raise ValueError(f"{path}: merge {merge!r} is neither an \"a b\" string nor an [a, b] pair; save the tokenizer again")
+    return parts[0], parts[1]
+
+
+def read_bpe(directory: str | Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A directory's BPE vocabulary and merges, in merge-rank order (the files ``bpe_files`` names)."""
+    d = Path(directory)
+    if bpe_files(d) == BPE_PAIR:
+        vocab = _read_json(d / "vocab.json")
+        lines = (d / "merges.txt").read_text(encoding="utf-8").splitlines()
+        return vocab, [_merge_pair(d / "merges.txt", line) for line in lines if line and not line.startswith("#version")]  # type: ignore[return-value]
+    path = d / TOKENIZER_JSON
+    spec = _read_json(path)
+    model = spec.get("model") if isinstance(spec, dict) else None
+    kind = model.get("type") if isinstance(model, dict) else None
+    if kind != "BPE":
+        raise ValueError(f"{path} holds a {kind!r} tokenizer model, not a BPE one; turbo-edge needs a CLIP BPE tokenizer")
+    if not isinstance(model.get("vocab"), dict) or not isinstance(model.get("merges"), list):
+        raise ValueError(f"{path}'s BPE model lacks its vocab (an object) or merges (a list); save the tokenizer again")
+    if model.get("end_of_word_suffix", EOW) != EOW:
+        raise ValueError(f"{path}'s BPE ends words with {model['end_of_word_suffix']!r}, not CLIP's {EOW!r}; turbo-edge "
+                         "needs a CLIP BPE tokenizer")
+    vocab = dict(model["vocab"])
+    for token in spec.get("added_tokens", []):  # the special tokens, which some writers keep out of model.vocab
+        vocab.setdefault(token["content"], token["id"])
+    return vocab, [_merge_pair(path, m) for m in model["merges"]]
+
+
 def bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
     """Merge the lowest-ranked adjacent pair until none is mergeable; the last symbol carries ``</w>``."""
     if not word:
@@ -93,7 +149,7 @@ class ClipTokenizer:
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], max_length: int) -> None:
         if BOS not in vocab or EOS not in vocab:
-            raise ValueError(f"vocab.json lacks {BOS} or {EOS}: not a CLIP tokenizer vocabulary")
+            raise ValueError(f"the tokenizer vocabulary lacks {BOS} or {EOS}: it is not a CLIP tokenizer's")
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {max_length}")
         self.vocab = vocab
@@ -105,17 +161,12 @@ class ClipTokenizer:
     @classmethod
     def from_dir(cls, directory: str | Path, max_length: int | None = None) -> ClipTokenizer:
         d = Path(directory)
-        for name in ("vocab.json", "merges.txt"):
-            if not (d / name).is_file():
-                raise FileNotFoundError(f"tokenizer file {d / name} is missing; a CLIP tokenizer needs vocab.json and merges.txt")
-        vocab = json.loads((d / "vocab.json").read_text(encoding="utf-8"))
-        lines = (d / "merges.txt").read_text(encoding="utf-8").splitlines()
-        merges = [tuple(line.split()) for line in lines if line and not line.startswith("#version")]
+        vocab, merges = read_bpe(d)
         if max_length is None:
             cfg_path = d / "tokenizer_config.json"
             cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
             max_length = int(cfg.get("model_max_length", 77))
-        return cls(vocab, merges, max_length)  # type: ignore[arg-type]
+        return cls(vocab, merges, max_length)
 
     def word_tokens(self, word: str) -> list[str]:
         if word not in self._cache:

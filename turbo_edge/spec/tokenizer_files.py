@@ -4,7 +4,8 @@ The layout follows OpenAI CLIP's: 256 byte-level symbols, the same 256 with the 
 ``</w>``, then one token per merge, then ``<|startoftext|>`` and ``<|endoftext|>``. Each world word is
 built by a chain of left-to-right merges, so it encodes as a single token; any other word still encodes
 (it falls back to shorter pieces, down to single bytes), which is what lets callers detect and report
-words outside the model's vocabulary instead of silently mapping them to ``<unk>``.
+words outside the model's vocabulary instead of silently mapping them to ``<unk>``. transformers 5 loads these
+files and saves them again as ``tokenizer.json`` (the same vocabulary and merges); both forms are read by the runtimes.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 #include <climits>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include "json.hpp"
@@ -158,20 +159,71 @@ std::vector<std::string> ClipTokenizer::bpe(const std::string& word) const {
   return symbols;
 }
 
+namespace {
+
+bool is_file(const std::string& path) { return static_cast<bool>(std::ifstream(path)); }
+
+const char* const BAD_MERGE = ": a merge is neither an \"a b\" string nor an [a, b] pair; save the tokenizer again";
+
+// A merges.txt line or a string merge of tokenizer.json: "a b" -> the ranks_ key "a b".
+std::string merge_key(const std::string& path, const std::string& merge) {
+  std::istringstream in(merge);
+  std::string a, b, rest;
+  if (in >> a >> b && !(in >> rest)) return a + " " + b;
+  throw std::runtime_error(path + BAD_MERGE);
+}
+
+// One merge of tokenizer.json's model.merges: an "a b" string or an ["a", "b"] pair (tokenizer.py _merge_pair).
+std::string merge_key(const std::string& path, const Json& merge) {
+  if (merge.type() == Json::Type::String) {
+    return merge_key(path, merge.str());
+  } else if (merge.type() == Json::Type::Array && merge.size() == 2 && merge[0].type() == Json::Type::String &&
+             merge[1].type() == Json::Type::String) {
+    return merge[0].str() + " " + merge[1].str();
+  }
+  throw std::runtime_error(path + BAD_MERGE);
+}
+
+}  // namespace
+
+// tokenizer.py read_bpe: vocab.json + merges.txt when both exist, else tokenizer.json (what transformers 5 writes).
 ClipTokenizer ClipTokenizer::from_dir(const std::string& dir, int max_length) {
   ClipTokenizer t;
-  Json vocab = Json::parse_file(dir + "/vocab.json");
-  for (const auto& [token, id] : vocab.object()) t.vocab_[token] = id.integer();
-  if (!t.vocab_.count(BOS) || !t.vocab_.count(EOS)) throw std::runtime_error(dir + "/vocab.json lacks <|startoftext|> or <|endoftext|>");
-  std::ifstream merges(dir + "/merges.txt");
-  if (!merges) throw std::runtime_error("tokenizer file " + dir + "/merges.txt is missing");
-  std::string line;
-  int rank = 0;
-  while (std::getline(merges, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || line.rfind("#version", 0) == 0) continue;
-    t.ranks_[line] = rank++;  // "a b"; a repeated pair keeps its last rank, as the Python dict does
+  int rank = 0;  // a repeated pair keeps its last rank, as the Python dict does
+  if (is_file(dir + "/vocab.json") && is_file(dir + "/merges.txt")) {
+    Json vocab = Json::parse_file(dir + "/vocab.json");
+    for (const auto& [token, id] : vocab.object()) t.vocab_[token] = id.integer();
+    std::ifstream merges(dir + "/merges.txt");
+    std::string line;
+    while (std::getline(merges, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty() || line.rfind("#version", 0) == 0) continue;
+      t.ranks_[merge_key(dir + "/merges.txt", line)] = rank++;
+    }
+  } else if (is_file(dir + "/tokenizer.json")) {
+    const std::string path = dir + "/tokenizer.json";
+    Json spec = Json::parse_file(path);
+    auto is = [](const Json& j, const char* key, Json::Type type) { return j.has(key) && j[key].type() == type; };
+    const bool has_model = spec.type() == Json::Type::Object && is(spec, "model", Json::Type::Object);
+    const std::string kind = has_model && is(spec["model"], "type", Json::Type::String) ? spec["model"]["type"].str() : "";
+    if (kind != "BPE")
+      throw std::runtime_error(path + " holds a '" + kind + "' tokenizer model, not a BPE one; turbo-edge needs a CLIP BPE tokenizer");
+    if (!is(spec["model"], "vocab", Json::Type::Object) || !is(spec["model"], "merges", Json::Type::Array))
+      throw std::runtime_error(path + "'s BPE model lacks its vocab (an object) or merges (a list); save the tokenizer again");
+    const Json& model = spec["model"];
+    const std::string suffix = is(model, "end_of_word_suffix", Json::Type::String) ? model["end_of_word_suffix"].str() : "";
+    if (model.has("end_of_word_suffix") && suffix != EOW)
+      throw std::runtime_error(path + "'s BPE ends words with '" + suffix + "', not CLIP's '</w>'; turbo-edge needs a CLIP BPE tokenizer");
+    for (const auto& [token, id] : model["vocab"].object()) t.vocab_[token] = id.integer();
+    if (spec.has("added_tokens"))  // the special tokens, which some writers keep out of model.vocab
+      for (const Json& added : spec["added_tokens"].array()) t.vocab_.emplace(added["content"].str(), added["id"].integer());
+    for (const Json& merge : model["merges"].array()) t.ranks_[merge_key(path, merge)] = rank++;
+  } else {
+    throw std::runtime_error(dir + " holds neither tokenizer.json nor vocab.json + merges.txt; save a CLIP tokenizer there "
+                             "(tokenizer.save_pretrained)");
   }
+  if (!t.vocab_.count(BOS) || !t.vocab_.count(EOS))
+    throw std::runtime_error(dir + ": the tokenizer vocabulary lacks <|startoftext|> or <|endoftext|>: it is not a CLIP tokenizer's");
   if (max_length < 2) throw std::runtime_error("max_length must be >= 2");
   t.max_length_ = max_length;
   t.bos_ = t.vocab_[BOS];

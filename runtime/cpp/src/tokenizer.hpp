@@ -1,4 +1,5 @@
-// CLIP byte-level BPE, the algorithm of turbo_edge/runtime/tokenizer.py, reading vocab.json + merges.txt.
+// CLIP byte-level BPE, the algorithm of turbo_edge/spec/tokenizer.py, reading vocab.json + merges.txt when both
+// exist, else tokenizer.json (model.vocab, model.merges as "a b" strings or [a, b] pairs: what transformers 5 writes).
 //
 // Normalisation differs from Python in one documented way: no Unicode NFC and only ASCII lower-casing
 // (no ICU dependency). Pre-tokenisation classifies every non-ASCII code point as a letter. For ASCII
