@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from turbo_edge.core.pipeline_io import ModelLayoutError
+from turbo_edge.spec.errors import ModelLayoutError
 from turbo_edge.spec.host import mem_available_bytes
 
 GiB = 1024**3

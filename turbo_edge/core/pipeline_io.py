@@ -17,6 +17,7 @@ from typing import Any
 
 from turbo_edge.core.denoiser import FAMILIES, DenoiserFamily, UNet3DFamily, family_for
 from turbo_edge.spec.card import ModelCard, read_card, write_card
+from turbo_edge.spec.errors import ModelLayoutError
 from turbo_edge.spec.outputs import check_replaceable, staged_dir
 from turbo_edge.spec.tokenizer import bpe_files
 
@@ -31,10 +32,6 @@ WEIGHTED = ("unet", "vae", "text_encoder")
 PIPELINE_CLASSES = ("TextToVideoSDPipeline", "VideoToVideoSDPipeline", "TurboEdgeT2VPipeline")
 MODEL_INDEX = "model_index.json"  # marks a model directory (staged_dir replaces only those)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-
-
-class ModelLayoutError(ValueError):
-    """A model directory is missing, incomplete, or not in the diffusers text-to-video layout."""
 
 
 @dataclass

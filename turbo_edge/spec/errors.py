@@ -15,6 +15,10 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend's library, provider or device is not present on this machine."""
 
 
+class ModelLayoutError(ValueError):
+    """A model directory is missing, incomplete, not in the diffusers text-to-video layout, or too large for this machine."""
+
+
 class PlanError(ValueError):
     """A pruning plan that cannot be applied to this architecture (reported before any training)."""
 
