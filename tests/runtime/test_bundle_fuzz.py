@@ -2,7 +2,8 @@
 
 Every reader (``turbo-edge verify``, the Python runtime's ``generate``, the C++ host) either accepts the bundle or
 refuses it with one ``error:`` line (never a traceback, never a crash), and they agree: what verify refuses, both
-runtimes refuse, and the two runtimes give the same verdict. 150 examples by default, 2000 with ``-m slow``.
+runtimes refuse, and the two runtimes give the same verdict. 300 examples by default, 2000 with ``-m slow``. Edits reach the paths,
+hashes and types of the manifest, its nesting and schema version, and the bundle's files (extra, missing, symlinked).
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ EDIT = st.one_of(
     st.tuples(st.just("files_del"), st.sampled_from(FILES), st.none()),
     st.tuples(st.just("component_path"), st.sampled_from(COMPONENTS), st.one_of(PATHS, JSON_VALUES)),
     st.tuples(st.just("section"), st.sampled_from(["files", "components", "sampler", "text", "latent", "video"]), JSON_VALUES),
+    st.tuples(st.just("nest"), st.sampled_from(["files", "components", "text", "latent"]), st.sampled_from(["list", "dict"])),
+    st.tuples(st.just("schema"), st.just("schema_version"), st.one_of(JSON_VALUES, st.sampled_from([0, 1, 2, 1.0, "1", True]))),
 )
+# Edits of the bundle's files rather than its manifest: an extra file, a missing one, a symlink (to an identical
+# copy outside the bundle, or to another member inside it).
+FILE_EDIT = st.tuples(st.sampled_from(["extra", "missing", "link_outside", "link_inside"]), st.sampled_from(FILES))
 
 
 def mutate(manifest: dict, edit: tuple) -> None:  # noqa: C901
@@ -59,6 +65,35 @@ def mutate(manifest: dict, edit: tuple) -> None:  # noqa: C901
         components[target]["files"]["fp32"] = value
     elif kind == "section":
         manifest[target] = value
+    elif kind == "nest" and target in manifest:
+        manifest[target] = [manifest[target]] if value == "list" else {"nested": manifest[target]}
+    elif kind == "schema":
+        manifest[target] = value
+
+
+def edit_files(bundle: Path, edit: tuple) -> bool:
+    """Apply one file edit; True when it changed the bundle (each such change puts it outside the rules)."""
+    kind, name = edit
+    path = bundle / name
+    if kind == "extra":
+        (bundle / (name + ".extra")).write_bytes(b"extra")
+    elif kind == "missing":
+        if not path.is_file():
+            return False
+        path.unlink()
+    elif path.is_file() and not path.is_symlink():
+        if kind == "link_outside":
+            outside = bundle.parent / "outside" / name.replace("/", "_")
+            outside.parent.mkdir(exist_ok=True)
+            shutil.move(path, outside)
+            path.symlink_to(outside)
+        else:
+            other = bundle / ("unet.onnx" if name != "unet.onnx" else "vae_decoder.onnx")
+            path.unlink()
+            path.symlink_to(other)
+    else:
+        return False
+    return True
 
 
 def _verdict(rc: int, err: str) -> bool:
@@ -74,21 +109,27 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic_bundle(tmp_path_factory.mktemp("fuzz") / "base", "consistency")
 
 
-def check(host: Path, base: Path, work: Path, edits: list[tuple], capsys) -> None:  # noqa: ANN001
+def check(host: Path, base: Path, work: Path, edits: list[tuple], capsys, file_edits: list[tuple] = ()) -> None:  # noqa: ANN001
     bundle = work / "b"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(base, bundle)
+    changed = [edit for edit in file_edits if edit_files(bundle, edit)]
     manifest = json.loads((bundle / "manifest.json").read_text())
     for edit in edits:
         mutate(manifest, edit)
+    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    # Outside the rules whatever else changed: an unlisted extra file, a listed file missing or now a symlink.
+    broken = [(k, n) for k, n in changed if (n + ".extra" not in listed if k == "extra" else n in listed)]
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     capsys.readouterr()
     verified = _verdict(cli.main(["verify", str(bundle)]), capsys.readouterr().err)
     py = _verdict(cli.main(["generate", PROMPT, "--bundle", str(bundle), "--steps", "1", "--out", str(work / "x.gif")]), capsys.readouterr().err)
     proc = run_host(host, "--bundle", str(bundle), "--prompt", PROMPT, "--steps", "1", "--out", str(work / "o"))
     cpp = _verdict(proc.returncode, proc.stderr)
-    assert py == cpp, (edits, py, cpp, proc.stderr[-500:])
-    assert verified or not py, edits  # what verify refuses, no runtime runs
+    assert py == cpp, (edits, file_edits, py, cpp, proc.stderr[-500:])
+    assert verified or not py, (edits, file_edits)  # what verify refuses, no runtime runs
+    if broken:  # an extra, missing or symlinked file: no reader accepts the bundle, whatever the manifest says
+        assert not (verified or py or cpp), (edits, broken)
 
 
 def _fuzz(examples: int):
@@ -96,14 +137,14 @@ def _fuzz(examples: int):
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-@_fuzz(150)
-@given(edits=st.lists(EDIT, min_size=1, max_size=3))
-def test_readers_agree_on_fuzzed_manifests(host, base, tmp_path, capsys, edits):
-    check(host, base, tmp_path / "case", edits, capsys)
+@_fuzz(300)
+@given(edits=st.lists(EDIT, max_size=3), file_edits=st.lists(FILE_EDIT, max_size=2))
+def test_readers_agree_on_fuzzed_manifests(host, base, tmp_path, capsys, edits, file_edits):
+    check(host, base, tmp_path / "case", edits, capsys, file_edits)
 
 
 @pytest.mark.slow
 @_fuzz(2000)
-@given(edits=st.lists(EDIT, min_size=1, max_size=4))
-def test_readers_agree_on_many_fuzzed_manifests(host, base, tmp_path, capsys, edits):
-    check(host, base, tmp_path / "case", edits, capsys)
+@given(edits=st.lists(EDIT, max_size=4), file_edits=st.lists(FILE_EDIT, max_size=3))
+def test_readers_agree_on_many_fuzzed_manifests(host, base, tmp_path, capsys, edits, file_edits):
+    check(host, base, tmp_path / "case", edits, capsys, file_edits)

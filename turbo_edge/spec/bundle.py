@@ -65,6 +65,8 @@ def member(root: Path, rel: Any, what: str) -> Path:
     path = root / rel
     try:
         inside = path.resolve().is_relative_to(root.resolve())
+    except RuntimeError:  # Python 3.11's resolve() on a link cycle
+        raise BundleError(f"{root / MANIFEST}: {what} {rel!r} is a symlink loop; copy the real file in and re-export") from None
     except OSError:
         inside = False
     if not inside:
