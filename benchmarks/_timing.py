@@ -17,7 +17,12 @@ def timed(fn: Callable[[], Any], warmup: int, runs: int) -> dict[str, float]:
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
+    return summary(times)
+
+
+def summary(times_ms: list[float]) -> dict[str, float]:
+    """Median, p90 (nearest rank) and min of per-call times in milliseconds."""
+    times = sorted(times_ms)
     return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))], "min_ms": times[0]}
 
 

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import sys
 import time
 import traceback
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "benchmarks") not in sys.path:  # _timing beside this file, also when a test loads it by path
+    sys.path.insert(0, str(ROOT / "benchmarks"))
 PATHS = ("pytorch-cuda-builtin", "pytorch-cuda-modelscope", "ort-cuda", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 MODES = ("eager", "cuda_graph")
@@ -87,11 +88,12 @@ class Budget:
 
 
 def latency_stats(times_ms: list[float]) -> dict[str, float]:
-    """Median, p90 (nearest rank, as benchmarks/_timing.py) and min of per-call times in milliseconds."""
+    """benchmarks/_timing.py's summary (median, p90, min in milliseconds) with the number of runs."""
     if not times_ms:
         raise ValueError("no timed runs")
-    t = sorted(times_ms)
-    return {"median_ms": statistics.median(t), "p90_ms": t[int(0.9 * (len(t) - 1))], "min_ms": t[0], "runs": len(t)}
+    from _timing import summary
+
+    return {**summary(times_ms), "runs": len(times_ms)}
 
 
 def compose_ratios(rows: list[dict[str, Any]], teacher: str, student: str, teacher_batch: int = 2, student_batch: int = 1,
@@ -395,7 +397,6 @@ def _feeds(bundle: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]], di
 def run_backend(backend: Any, model_file: Path, feeds: dict[str, Any], out_shapes: dict[str, tuple[int, ...]], warmup: int,
                 runs: int) -> tuple[dict[str, float], Any]:
     """Host-clock latency of ``infer`` (host<->device copies included: the runtime's own interface) and the output."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from _timing import timed
 
     backend.load(model_file)
