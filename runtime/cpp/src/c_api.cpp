@@ -86,8 +86,6 @@ int guarded(te_pipeline* p, int other, Body&& body) {
   }
 }
 
-long long thread_cap() { return 4LL * std::max(1u, std::thread::hardware_concurrency()); }
-
 std::string shown(double v) {
   std::ostringstream s;
   s << v;
@@ -97,14 +95,13 @@ std::string shown(double v) {
 // The request's values, checked as spec/inputs.py does; returns the guidance to pass (NaN: the bundle's).
 double checked_guidance(const te_generate_params& gp) {
   if (gp.steps < 0) throw turbo_edge::InputError("steps must be 0 (the bundle's default) or one of the bundle's supported steps, got " + std::to_string(gp.steps));
-  if (gp.seed >= (1ULL << 63)) throw turbo_edge::InputError("seed must be an integer in [0, 2**63), got " + std::to_string(gp.seed));
+  turbo_edge::check_seed(gp.seed, std::to_string(gp.seed));
   if (gp.use_default_guidance) {
     if (!std::isnan(gp.guidance))
       throw InvalidArgument("te_generate_params.guidance is set but use_default_guidance is nonzero; set use_default_guidance = 0 to use it");
     return std::nan("");
   }
-  if (!std::isfinite(gp.guidance)) throw turbo_edge::InputError("guidance must be a finite number, got " + shown(gp.guidance));
-  if (gp.guidance < 0.0 || gp.guidance > 100.0) throw turbo_edge::InputError("guidance must be in [0, 100], got " + shown(gp.guidance));
+  turbo_edge::check_guidance(gp.guidance, shown(gp.guidance));
   return gp.guidance;
 }
 
@@ -149,10 +146,7 @@ int te_pipeline_open(const te_pipeline_params* params, te_pipeline** out) {
     const std::string precision = params->precision;
     if (precision != "fp32" && precision != "fp16" && precision != "int8")
       throw turbo_edge::InputError("precision must be one of fp32, fp16, int8, got '" + precision + "'");
-    const long long cap = thread_cap();
-    if (params->threads < 1 || params->threads > cap)
-      throw turbo_edge::InputError("threads must be an integer in [1, " + std::to_string(cap) + "] (4x this machine's cores), got " +
-                                   std::to_string(params->threads));
+    turbo_edge::check_threads(params->threads, std::to_string(params->threads));
     auto p = std::make_unique<te_pipeline>();
     p->pipeline = turbo_edge::Pipeline::from_bundle(params->bundle, params->backend, precision, params->threads, params->verify != 0);
     *out = p.release();

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <sstream>
+#include <thread>
 
 #include "core.hpp"
 #include "runtime.hpp"
@@ -46,6 +47,23 @@ void Pipeline::infer(const std::string& component, Binding& b) {
   auto start = std::chrono::steady_clock::now();
   sessions_.at(component)->infer(b);
   session_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+long long thread_cap() { return 4LL * std::max(1u, std::thread::hardware_concurrency()); }
+
+void check_seed(unsigned long long seed, const std::string& shown) {
+  if (seed >= (1ULL << 63)) throw InputError("seed must be an integer in [0, 2**63), got " + shown);
+}
+
+void check_guidance(double guidance, const std::string& shown) {
+  if (!std::isfinite(guidance)) throw InputError("guidance must be a finite number, got " + shown);
+  if (guidance < 0.0 || guidance > 100.0) throw InputError("guidance must be in [0, 100], got " + shown);
+}
+
+void check_threads(long long threads, const std::string& shown) {
+  const long long cap = thread_cap();
+  if (threads < 1 || threads > cap)
+    throw InputError("threads must be an integer in [1, " + std::to_string(cap) + "] (4x this machine's cores), got " + shown);
 }
 
 namespace {

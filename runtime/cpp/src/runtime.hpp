@@ -54,6 +54,14 @@ struct InputError : std::runtime_error { using std::runtime_error::runtime_error
 struct BackendUnavailable : std::runtime_error { using std::runtime_error::runtime_error; };
 struct Cancelled : std::runtime_error { using std::runtime_error::runtime_error; };
 
+// ------------------------------------------------------------------ input rules (spec/inputs.py, same messages)
+
+// Each check throws InputError naming the value as the caller shows it (the host: the flag's text in quotes).
+long long thread_cap();  // 4x this machine's cores
+void check_seed(unsigned long long seed, const std::string& shown);
+void check_guidance(double guidance, const std::string& shown);
+void check_threads(long long threads, const std::string& shown);
+
 // ------------------------------------------------------------------ samplers (pure: no IO, no backend)
 
 // model_fn(x, t) returns the network's raw prediction; for ddim_cfg [2B * n] with the unconditional half first.

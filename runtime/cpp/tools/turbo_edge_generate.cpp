@@ -6,7 +6,6 @@
 //   turbo_edge_generate noise SEED STREAM COUNT
 //   turbo_edge_generate tokenize TOKENIZER_DIR MAX_LENGTH TEXT
 //   turbo_edge_generate sha256 FILE
-#include <thread>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -68,7 +67,7 @@ unsigned long long parse_seed(const std::string& text) {
   } catch (const std::exception&) {
     ok = false;
   }
-  if (!ok || used != text.size() || v >= (1ULL << 63)) throw InputError("seed must be an integer in [0, 2**63), got '" + text + "'");
+  check_seed(ok && used == text.size() ? v : ~0ULL, "'" + text + "'");  // text that is no integer gets the rule's message too
   return v;
 }
 
@@ -80,8 +79,7 @@ double parse_guidance(const std::string& text) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != text.size() || !std::isfinite(v)) throw InputError("guidance must be a finite number, got '" + text + "'");
-  if (v < 0.0 || v > 100.0) throw InputError("guidance must be in [0, 100], got '" + text + "'");
+  check_guidance(used != 0 && used == text.size() ? v : std::nan(""), "'" + text + "'");
   return v;
 }
 
@@ -105,7 +103,7 @@ int generate(int argc, char** argv) {
     else if (a == "--seed") seed = parse_seed(next());
     else if (a == "--guidance") guidance = parse_guidance(next());
     else if (a == "--threads") {
-      long long cap = 4LL * std::max(1u, std::thread::hardware_concurrency());
+      long long cap = thread_cap();
       threads = static_cast<int>(parse_integer(a, next(), 1, cap, "an integer in [1, " + std::to_string(cap) + "] (4x this machine's cores)"));
     } else if (a == "--repeat") repeat = static_cast<int>(parse_integer(a, next(), 1, 100000, "an integer in [1, 100000]"));
     else if (a == "--no-verify") verify = false;
