@@ -18,7 +18,7 @@ from typing import Any
 from turbo_edge.core.denoiser import FAMILIES, DenoiserFamily, UNet3DFamily, family_for
 from turbo_edge.spec.card import ModelCard, read_card, write_card
 from turbo_edge.spec.errors import ModelLayoutError
-from turbo_edge.spec.outputs import check_replaceable, staged_dir
+from turbo_edge.spec.outputs import staged_dir
 from turbo_edge.spec.tokenizer import bpe_files
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -208,7 +208,6 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
     out = Path(out)
     if out.resolve() == src.resolve():
         raise ValueError(f"--out {out} is the model itself: write the converted copy to a new directory")
-    check_replaceable(out, MODEL_INDEX, overwrite)  # before any copying
     target = getattr(torch, dtype)
     with staged_dir(out, MODEL_INDEX, overwrite) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)

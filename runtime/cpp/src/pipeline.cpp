@@ -70,8 +70,6 @@ namespace {
 // spec/inputs.py MAX_WORD_CHARS, MAX_WORDS_SHOWN, MAX_VOCAB_SHOWN and quote_word.
 constexpr size_t kMaxWordChars = 40, kMaxWordsShown = 8, kMaxVocabShown = 30;
 
-size_t utf8_length(unsigned char lead) { return lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : 4; }
-
 std::string quote_word(const std::string& word) {
   size_t total = 0;
   for (size_t i = 0; i < word.size(); i += utf8_length(static_cast<unsigned char>(word[i]))) ++total;
@@ -114,9 +112,7 @@ void Pipeline::check_prompt(const std::string& prompt) const {
   const auto& vocab = bundle_.closed_vocabulary;
   std::vector<std::string> unknown;
   for (const std::string& w : ClipTokenizer::words(prompt)) {
-    std::string level;
-    for (const std::string& b : ClipTokenizer::pre_tokenize(w)) level += b;
-    if (std::find(vocab.begin(), vocab.end(), level) == vocab.end() && std::find(unknown.begin(), unknown.end(), w) == unknown.end())
+    if (std::find(vocab.begin(), vocab.end(), ClipTokenizer::byte_level(w)) == vocab.end() && std::find(unknown.begin(), unknown.end(), w) == unknown.end())
       unknown.push_back(w);
   }
   if (unknown.empty()) return;

@@ -53,7 +53,7 @@ std::vector<std::string> utf8_symbols(const std::string& s) {
   std::vector<std::string> out;
   for (size_t i = 0; i < s.size();) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : 4;
+    size_t n = utf8_length(c);
     out.push_back(s.substr(i, n));
     i += n;
   }
@@ -77,13 +77,15 @@ std::string ClipTokenizer::normalize(const std::string& text) {
   return out;
 }
 
+std::string ClipTokenizer::byte_level(const std::string& word) {
+  std::string out;
+  for (unsigned char c : word) out += byte_map()[c];
+  return out;
+}
+
 std::vector<std::string> ClipTokenizer::pre_tokenize(const std::string& text) {
   std::vector<std::string> pieces;
-  for (const std::string& w : words(text)) {
-    std::string word;
-    for (unsigned char c : w) word += byte_map()[c];
-    pieces.push_back(word);
-  }
+  for (const std::string& w : words(text)) pieces.push_back(byte_level(w));
   return pieces;
 }
 

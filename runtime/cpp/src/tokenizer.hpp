@@ -6,6 +6,7 @@
 // prompts (every prompt of the builtin models) the ids are identical to Python's and transformers'.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -18,6 +19,9 @@ struct Encoding {
   std::vector<std::string> unknown_words;  // words (byte-level form) that did not encode as one token
 };
 
+// Bytes of the UTF-8 sequence that starts with ``lead``.
+inline size_t utf8_length(unsigned char lead) { return lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : 4; }
+
 class ClipTokenizer {
  public:
   static ClipTokenizer from_dir(const std::string& dir, int max_length);
@@ -27,6 +31,7 @@ class ClipTokenizer {
   static std::string normalize(const std::string& text);
   static std::vector<std::string> words(const std::string& text);        // words as the user wrote them (UTF-8)
   static std::vector<std::string> pre_tokenize(const std::string& text);  // words in byte-level unicode form
+  static std::string byte_level(const std::string& word);                 // a word in the BPE's byte-level alphabet
   std::vector<std::string> bpe(const std::string& word) const;
 
  private:
