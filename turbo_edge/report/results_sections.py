@@ -265,6 +265,50 @@ def _serve(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
+def _real_shape(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    calls = [("teacher_cfg_b2", "UNet, teacher CFG call (batch 2)"), ("student_b1", "UNet, student call (batch 1, w embedding)"),
+             ("unpruned_b1", "UNet, batch 1 (no w embedding)"), ("vdmini_b1", "UNet, VDMini block plan"),
+             ("vdmini_ch_b1", "UNet, VDMini plan + channels"), ("bf16_b1", "UNet, bf16 (plugin hint)"), ("int8_b1", "UNet, int8 (NNCF Q/DQ)"),
+             ("text_b1", "text encoder, 1 prompt"), ("text_b2", "text encoder, prompt + empty"), ("decode", "VAE decoder, all frames")]
+    for name, data in files:
+        med = data.get("medians_ms") or {}
+        kinds = [k for k in ("pytorch", "ort", "openvino") if k in med]
+        body = table(["call", *[{"pytorch": "PyTorch eager", "ort": "ONNX Runtime", "openvino": "OpenVINO"}[k] + " ms" for k in kinds]],
+                     [[label, *[ms(med[k].get(key)) for k in kinds]] for key, label in calls if any(key in med[k] for k in kinds)])
+        r = data.get("ratios") or {}
+        goals = r.get("goals") or {}
+        body += ["", "Goals:", ""] + table(["ratio", "value", "goal", "met"],
+                                          [[k, fmt(g.get("value"), 3), fmt(g.get("goal")), "yes" if g.get("met") else "**no**"] for k, g in goals.items()])
+        video = r.get("video") or {}
+        if video:
+            body += ["", "Per video (composed from the stage medians: text encoder + steps x UNet call + VAE decode):", ""]
+            body += table(["backend", "teacher 50-step CFG ms", "student 4-step ms", "student 1-step ms", "4-step ratio", "1-step ratio",
+                           "decode share, 4-step", "ratio bound by text + decode"],
+                          [[k, ms(v.get("teacher_ms")), ms(v.get("student_4_step_ms")), ms(v.get("student_1_step_ms")), ratio(v.get("ratio_4_step")),
+                            ratio(v.get("ratio_1_step")), pct((v.get("student_4_step_share") or {}).get("decode")), ratio(v.get("bound_4_step"))]
+                           for k, v in video.items()])
+        flops = data.get("flops") or {}
+        peak = r.get("peak") or {}
+        shape = data.get("shape") or {}
+        unet = shape.get("unet") or {}
+        variants = data.get("variants") or {}
+        params = ", ".join(f"{k} {fmt((v.get('parameters') or 0) / 1e9, 3)} B" for k, v in variants.items())
+        extra = [f"Shape `{shape.get('name', '?')}`: UNet3D {tuple(unet.get('block_out_channels', ()))}, {fmt(unet.get('layers_per_block'))} layers per block, "
+                 f"cross-attention {fmt(unet.get('cross_attention_dim'))}; {fmt(shape.get('frames'))} frames at "
+                 f"{'x'.join(map(str, shape.get('pixels', [])))} pixels (latent {'x'.join(map(str, shape.get('latent', [])))}), "
+                 f"{fmt(shape.get('text_len'))} text tokens; random weights. Parameters: {params}. "
+                 f"{fmt((flops.get('unpruned_b1') or 0) / 1e9, 1)} GFLOP per batch-1 UNet call; fastest fp32 backend "
+                 f"{peak.get('backend', '?')} at {fmt(peak.get('achieved_gflops'), 1)} GFLOP/s = {pct(peak.get('fraction'))} of "
+                 f"{fmt(peak.get('peak_gflops'), 0)} GFLOP/s ({peak.get('peak_basis', '?')}). Medians of {fmt(data.get('runs'))} interleaved runs "
+                 f"after {fmt(data.get('warmup'))} warm-up, {fmt(data.get('threads'))} threads."]
+        for key, prof in (data.get("profiles") or {}).items():
+            ops = ", ".join(f"{o['op']} {pct(o['share'])}" for o in prof.get("ops", [])[:6])
+            extra.append(f"Profile `{key}` ({ms(prof.get('total_ms'))} ms): {ops}.")
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
 Section = Callable[[list[tuple[str, dict[str, Any]]]], list[str]]
 
 # (family, title, intro, builder), in page order. A family takes the files named FAMILY.json and FAMILY_*.json.
@@ -286,6 +330,10 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
      "Where OpenVINO int8 (and bf16) starts to pay over fp32 as the UNet widens.", _int8_scale),
     ("int8_scope", "int8 scope: what to quantize",
      "The shipped students' UNets with every op quantized (`all`) or convolutions only (`conv`), latency and quality.", _int8_scope),
+    ("real_shape", "Speed at a real model's shape: ModelScope T2V",
+     "The compression ratios on ModelScope T2V's architecture (random weights: latency does not depend on their values), "
+     "where the UNet is compute-bound: teacher loop ÷ student loop, VDMini pruning against its FLOP ratio, int8 and bf16 "
+     "against fp32, ONNX Runtime against eager, and achieved FLOP/s against the CPU's peak.", _real_shape),
     ("runtime", "Runtime overhead and memory",
      "The torch-free Python runtime and the C++ host against the PyTorch pipeline on the same bundle.", _runtime),
     ("serve", "Serving on Triton",

@@ -1,0 +1,640 @@
+"""What the toolchain buys at a real model's shape: ModelScope T2V's UNet3D, random weights, on this CPU.
+
+    python benchmarks/bench_real_shape.py                 # ModelScope shape, 128x128, 8 frames (~1 h on 2 cores)
+    python benchmarks/bench_real_shape.py --shape tiny    # the same chain at a reduced width, in about a minute
+
+Latency does not depend on the weights' values, so the subject is ModelScope T2V's architecture with random
+weights, saved with the pinned diffusers / transformers exactly as a user's checkpoint is (``save_pretrained``):
+the UNet of damo-vilab/text-to-video-ms-1.7b (320/640/1280/1280, two layers per block, cross-attention 1024,
+head dim 64: 1.41 B parameters), Stable Diffusion's VAE (128/256/512/512) and an OpenCLIP ViT-H-sized text
+encoder (24 layers, width 1024). The chain is the toolchain's own: ``turbo-edge export`` writes the fp32 bundle
+(text encoder, UNet with external data, VAE decoder), the VDMini block plan and the channel plan are applied by
+the prune stage's code, int8 is NNCF's Q/DQ through ``export.quantize``, and the ONNX graphs run through the
+runtime's own backends (ONNX Runtime, OpenVINO CPU) as ``turbo-edge generate --bundle`` runs them.
+
+Per-call times are measured side by side, interleaved (``_timing.time_interleaved``), with every variant of one
+backend loaded at once; per-video figures are composed from the measured stage medians (a 50-step CFG teacher
+video would take many minutes here). Everything it writes goes to ``--work`` (artifacts are reused when their
+recipe matches) and one JSON to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _timing import summary, time_interleaved  # noqa: E402
+
+SCHEMA = 1
+# damo-vilab/text-to-video-ms-1.7b unet/config.json (the same dict as gpu_check.MODELSCOPE_UNET).
+MODELSCOPE_UNET: dict[str, Any] = {
+    "in_channels": 4, "out_channels": 4, "layers_per_block": 2, "cross_attention_dim": 1024, "attention_head_dim": 64,
+    "block_out_channels": (320, 640, 1280, 1280), "norm_num_groups": 32,
+    "down_block_types": ("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+    "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+}
+SD_VAE: dict[str, Any] = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "scaling_factor": 0.18215,
+    "block_out_channels": (128, 256, 512, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
+}
+VIT_H_TEXT: dict[str, Any] = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+                              "projection_dim": 1024, "hidden_act": "gelu", "max_position_embeddings": 77}
+TINY = {  # the same architecture families at a width that runs in seconds (the script's own test)
+    "unet": {**MODELSCOPE_UNET, "block_out_channels": (32, 64, 128, 128), "cross_attention_dim": 64, "attention_head_dim": 16, "norm_num_groups": 16},
+    "vae": {**SD_VAE, "block_out_channels": (16, 32, 32, 32), "norm_num_groups": 16},
+    "text": {**VIT_H_TEXT, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "projection_dim": 64},
+}
+SHAPES = {"modelscope": {"unet": MODELSCOPE_UNET, "vae": SD_VAE, "text": VIT_H_TEXT}, "tiny": TINY}
+GUIDANCE_DIM = 256  # T2V-Turbo's guidance (w) embedding: the student UNet's only extra input
+TEACHER_STEPS, STUDENT_STEPS = 50, (4, 1)
+GOALS = {"loop_4_step": 22.0, "loop_1_step": 85.0, "prune_vs_flops": 0.9, "ov_int8_vs_fp32": 2.0, "ort_vs_eager": 1.3, "achieved_vs_peak": 0.4}
+
+
+# ------------------------------------------------------------------ small helpers
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def rss_gib() -> float:
+    """Current resident set of this process (GiB)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def peak_rss_gib(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 2**20
+
+
+def recipe_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+def cached(path: Path, recipe: dict[str, Any]) -> bool:
+    """True when ``path`` holds what ``recipe`` makes (its stamp file says so)."""
+    stamp = path.with_name(path.name + ".recipe.json")
+    return path.exists() and stamp.exists() and json.loads(stamp.read_text()) == recipe
+
+
+def stamp(path: Path, recipe: dict[str, Any]) -> None:
+    path.with_name(path.name + ".recipe.json").write_text(json.dumps(recipe, sort_keys=True, default=list))
+
+
+def machine() -> dict[str, Any]:
+    from turbo_edge.spec.host import cpu_flags, read_cpuinfo
+
+    info = read_cpuinfo()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.processor())
+    flags = cpu_flags(info) or frozenset()
+    keep = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "flags": [f for f in keep if f in flags],
+            "mem_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1), "python": platform.python_version()}
+
+
+def cpu_slug(m: dict[str, Any]) -> str:
+    return "vnni" if "avx512_vnni" in m["flags"] else "avx512" if "avx512f" in m["flags"] else "avx2"
+
+
+# ------------------------------------------------------------------ 1. the model directory (save_pretrained, random weights)
+
+
+def build_teacher(work: Path, shape: str, seed: int) -> Path:
+    """A diffusers TextToVideoSDPipeline directory of the shape, random weights, written by ``save_pretrained``."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from turbo_edge.core.pipeline_io import resolve_model_path
+
+    out = work / "teacher"
+    cfg = SHAPES[shape]
+    recipe = {"what": "teacher", "shape": shape, "seed": seed, **cfg}
+    if cached(out, recipe):
+        log(f"teacher: reusing {out}")
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    torch.manual_seed(seed)
+    # The builtin tokenizer (CLIP BPE, the world's words), at ModelScope's 77 tokens: latency depends on the
+    # sequence length, not on which words the vocabulary has.
+    tokenizer = CLIPTokenizer.from_pretrained(resolve_model_path("builtin") / "tokenizer")
+    tokenizer.model_max_length = 77
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **cfg["text"]))
+    pipe = TextToVideoSDPipeline(
+        vae=AutoencoderKL(**cfg["vae"]), text_encoder=text, tokenizer=tokenizer,
+        unet=UNet3DConditionModel(**cfg["unet"]),
+        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                set_alpha_to_one=False, prediction_type="epsilon"),
+    )
+    start = time.perf_counter()
+    pipe.save_pretrained(out, safe_serialization=True)
+    stamp(out, recipe)
+    log(f"teacher: wrote {out} in {time.perf_counter() - start:.0f} s")
+    return out
+
+
+# ------------------------------------------------------------------ 2. the fp32 bundle (turbo-edge export)
+
+
+def export_bundle(work: Path, teacher: Path, frames: int, size: int, threads: int, record: dict[str, Any]) -> Path:
+    out = work / "bundle"
+    recipe = {"what": "bundle", "teacher": json.loads(teacher.with_name(teacher.name + ".recipe.json").read_text()),
+              "frames": frames, "size": size}
+    if cached(out, recipe):
+        log(f"bundle: reusing {out}")
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "turbo_edge.cli", "export", "--model", str(teacher), "--out", str(out), "--precision", "fp32",
+           "--frames", str(frames), "--height", str(size), "--width", str(size), "--max-batch", "1", "--threads", str(threads),
+           "--set", "openvino_check=false"]
+    log("bundle: " + " ".join(cmd[2:]))
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    record["stages"]["export_fp32"] = {"wall_s": round(time.perf_counter() - start, 1), "peak_rss_gib": round(peak_rss_gib(resource.RUSAGE_CHILDREN), 2),
+                                       "command": "turbo-edge " + " ".join(cmd[3:])}
+    stamp(out, recipe)
+    return out
+
+
+# ------------------------------------------------------------------ 3. the UNet variants (torch) and their graphs
+
+
+def unet_variants(teacher: Path, bundle: Path, work: Path, frames: int, size: int, channel_ratio: float, record: dict[str, Any]) -> dict[str, Any]:
+    """The unpruned UNet (with the student's guidance embedding), the VDMini block plan, and plan + channels.
+
+    Returns the torch modules by name and writes the pruned variants' ONNX graphs (the unpruned graph is the
+    bundle's). Weights are random: the pruned modules are rebuilt from their plans, not recovered.
+    """
+    from diffusers import UNet3DConditionModel
+
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.core.replay import build_pruned_unet
+    from turbo_edge.export.contracts import ExportShapes, unet_component
+    from turbo_edge.export.onnx_export import export_onnx
+    from turbo_edge.prune.channels import make_channel_plan
+    from turbo_edge.spec.plan import vdmini_plan
+
+    model = load_teacher(teacher)
+    config = dict(model.unet.config)
+    # The student: the teacher's UNet plus T2V-Turbo's w embedding (timestep_cond), one extra linear layer.
+    student = UNet3DConditionModel.from_config({**config, "time_cond_proj_dim": GUIDANCE_DIM}).eval()
+    missing = student.load_state_dict(model.unet.state_dict(), strict=False).missing_keys
+    assert all("cond_proj" in k for k in missing), missing
+    # The plans are made for the student's architecture (w embedding included), as `turbo-edge prune` makes them.
+    plan = vdmini_plan({k: v for k, v in dict(student.config).items() if not k.startswith("_")})
+    pruned = build_pruned_unet(plan).eval()
+    start = time.perf_counter()
+    channel_plan = make_channel_plan(pruned, channel_ratio, block_plan=plan)
+    record["stages"]["channel_plan_s"] = round(time.perf_counter() - start, 1)
+    pruned_ch = build_pruned_unet(plan, channel_plan).eval()
+    variants = {"unpruned": student, "vdmini": pruned, "vdmini_ch": pruned_ch}
+    record["variants"] = {name: {"parameters": sum(p.numel() for p in m.parameters())} for name, m in variants.items()}
+    record["variants"]["vdmini"]["removed"] = plan["removed"]
+    record["variants"]["vdmini_ch"]["channel_ratio"] = channel_ratio
+    shapes = ExportShapes(frames=frames, height=size, width=size, max_batch=1)
+    graphs = {"unpruned": bundle / "unet.onnx"}
+    for name in ("vdmini", "vdmini_ch"):
+        path = work / f"unet_{name}.onnx"
+        recipe = {"what": name, "bundle": recipe_hash(json.loads((bundle / "manifest.json").read_text())["files"]),
+                  "channel_ratio": channel_ratio, "plan": plan["removed"]}
+        if not cached(path, recipe):
+            contract, module = unet_component(dataclasses.replace(model, unet=variants[name]), shapes)
+            start = time.perf_counter()
+            export_onnx(module, contract, path)
+            record["stages"][f"export_{name}_s"] = round(time.perf_counter() - start, 1)
+            stamp(path, recipe)
+        graphs[name] = path
+    del model
+    gc.collect()
+    return {"torch": variants, "graphs": graphs, "config": config}
+
+
+def quantize(graph: Path, work: Path, feeds: list[dict[str, Any]], model_type: str, record: dict[str, Any]) -> Path:
+    """NNCF int8 (Q/DQ) of the unpruned UNet graph, calibrated on a few of the sampler's own latents.
+
+    The figure here is latency, which does not depend on the scales, so calibration is bounded to a handful of
+    inputs and bias correction is off; ``turbo-edge export --precision int8`` calibrates properly.
+    """
+    from turbo_edge.export.quantize import quantize_int8
+    from turbo_edge.spec.configs.deploy import ExportConfig
+    from turbo_edge.spec.host import host_overflow_fix
+
+    out = work / f"unet.int8_{model_type}.onnx"
+    recipe = {"what": "int8", "src": graph.stat().st_size, "model_type": model_type, "feeds": len(feeds)}
+    if cached(out, recipe):
+        return out
+    start = time.perf_counter()
+    quantize_int8(graph, out, feeds, model_type=model_type, ignored_patterns=ExportConfig().int8_ignored_patterns,
+                  subset_size=len(feeds), bias_correction=False, overflow_fix=host_overflow_fix())
+    record["stages"][f"int8_{model_type}_s"] = round(time.perf_counter() - start, 1)
+    record["stages"][f"int8_{model_type}_peak_rss_gib"] = round(peak_rss_gib(), 2)
+    stamp(out, recipe)
+    return out
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def unet_feeds(config: dict[str, Any], frames: int, latent: int, batch: int, seed: int, timestep: float = 499.0, cond: bool = False) -> dict[str, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feeds = {
+        "sample": rng.standard_normal((batch, config["in_channels"], frames, latent, latent), dtype=np.float32),
+        "timestep": np.full((batch,), timestep, dtype=np.float32),
+        "encoder_hidden_states": rng.standard_normal((batch, 77, config["cross_attention_dim"]), dtype=np.float32),
+    }
+    if cond:
+        feeds["timestep_cond"] = rng.standard_normal((batch, GUIDANCE_DIM), dtype=np.float32)
+    return feeds
+
+
+def torch_call(module: Any, feeds: dict[str, Any]) -> Any:
+    import torch
+
+    args = {k: torch.from_numpy(v) for k, v in feeds.items()}
+
+    def call() -> Any:
+        with torch.inference_mode():
+            return module(args["sample"], args["timestep"], encoder_hidden_states=args["encoder_hidden_states"],
+                          timestep_cond=args.get("timestep_cond"), return_dict=False)[0]
+
+    return call
+
+
+def backend_call(backend: Any, feeds: dict[str, Any], out_shapes: dict[str, tuple[int, ...]]) -> Any:
+    binding = backend.allocate({k: v.shape for k, v in feeds.items()}, out_shapes)
+    for name, value in feeds.items():
+        binding.inputs[name][...] = value
+    return lambda: backend.infer(binding)
+
+
+def load_backend(kind: str, path: Path, threads: int, precision_hint: str = "f32") -> Any:
+    from turbo_edge.runtime.backends import create_backend
+
+    backend = create_backend(kind, threads=threads)
+    backend.load(path)
+    if kind == "openvino" and precision_hint != "f32":
+        backend._config["INFERENCE_PRECISION_HINT"] = precision_hint  # the plugin's bf16 on an fp32 graph
+    return backend
+
+
+# ------------------------------------------------------------------ timing groups
+
+
+def ms(times_s: list[float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in summary([t * 1e3 for t in times_s]).items()}
+
+
+def run_group(name: str, calls: dict[str, Any], warmup: int, runs: int, record: dict[str, Any]) -> dict[str, dict[str, float]]:
+    log(f"timing {name}: {', '.join(calls)} ({warmup} warm-up + {runs} runs each, interleaved)")
+    times = time_interleaved(calls, warmup=warmup, runs=runs)
+    rows = {k: ms(v) for k, v in times.items()}
+    for k, v in rows.items():
+        record["rows"].append({"group": name, "call": k, **v, "rss_gib": round(rss_gib(), 2)})
+        log(f"  {k:28s} median {v['median_ms']:10.1f} ms  min {v['min_ms']:10.1f}")
+    return rows
+
+
+def out_shape(feeds: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {"out_sample": feeds["sample"].shape}
+
+
+def ort_profile(path: Path, feeds: dict[str, Any], threads: int, top: int = 12) -> dict[str, Any]:
+    """ONNX Runtime's profiler over one call: milliseconds per op type, largest first."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(path.parent / f"ort_profile_{path.stem}")
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess.run(None, feeds)
+    trace = Path(sess.end_profiling())
+    by_op: dict[str, float] = {}
+    for ev in json.loads(trace.read_text()):
+        if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time"):
+            op = ev.get("args", {}).get("op_name", "?")
+            by_op[op] = by_op.get(op, 0.0) + ev["dur"] / 1e3
+    trace.unlink()
+    return _top(by_op, top)
+
+
+def ov_profile(path: Path, feeds: dict[str, Any], threads: int, hint: str = "f32", top: int = 12) -> dict[str, Any]:
+    """OpenVINO's PERF_COUNT over one call: milliseconds per executed layer type (with its kernel), largest first."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = ov.frontend.FrontEndManager().load_by_framework("onnx")
+    m = model.convert(model.load(str(path)))
+    m.reshape({k: list(v.shape) for k, v in feeds.items()})
+    compiled = core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                                             "INFERENCE_PRECISION_HINT": hint, "PERF_COUNT": "YES"})
+    req = compiled.create_infer_request()
+    req.infer(feeds)
+    req.infer(feeds)
+    by_op: dict[str, float] = {}
+    for info in req.profiling_info:
+        key = f"{info.node_type} ({info.exec_type})"
+        by_op[key] = by_op.get(key, 0.0) + info.real_time.total_seconds() * 1e3
+    return _top(by_op, top)
+
+
+def _top(by_op: dict[str, float], top: int) -> dict[str, Any]:
+    total = sum(by_op.values()) or 1.0
+    rows = sorted(by_op.items(), key=lambda kv: -kv[1])[:top]
+    return {"total_ms": round(total, 1), "ops": [{"op": k, "ms": round(v, 1), "share": round(v / total, 3)} for k, v in rows]}
+
+
+# ------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", choices=sorted(SHAPES), default="modelscope")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=128, help="pixel height = width")
+    p.add_argument("--channel-ratio", type=float, default=0.25)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--int8-model-type", default="default", choices=("default", "transformer"))
+    p.add_argument("--skip", default="", help="comma-separated groups to skip: pytorch,ort,openvino,int8,profile")
+    p.add_argument("--work", default=str(ROOT / "build" / "real_shape"))
+    p.add_argument("--out", default=None, help="default benchmarks/results/real_shape_<cpu>.json (tiny: under --work)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prepare-only", action="store_true", help="build the artifacts under --work (model, bundle, pruned and int8 graphs) and stop")
+    args = p.parse_args(argv)
+    skip = {s for s in args.skip.split(",") if s}
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    work = Path(args.work) / args.shape
+    work.mkdir(parents=True, exist_ok=True)
+    mach = machine()
+    out = Path(args.out) if args.out else (ROOT / "benchmarks" / "results" / f"real_shape_{cpu_slug(mach)}.json" if args.shape == "modelscope"
+                                            else work / "real_shape.json")
+    record: dict[str, Any] = {
+        "schema": SCHEMA, "command": "python benchmarks/bench_real_shape.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": mach, "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "goals": GOALS,
+        "shape": {"name": args.shape, "frames": args.frames, "pixels": [args.size, args.size], "latent": [args.size // 8, args.size // 8],
+                  "text_len": 77, "unet": SHAPES[args.shape]["unet"], "vae": SHAPES[args.shape]["vae"], "text_encoder": SHAPES[args.shape]["text"]},
+        "stages": {}, "rows": [], "note": "random weights; per-call medians measured interleaved; per-video figures composed from stage medians",
+    }
+    latent = args.size // 8
+    teacher = build_teacher(work, args.shape, args.seed)
+    bundle = export_bundle(work, teacher, args.frames, args.size, args.threads, record)
+    v = unet_variants(teacher, bundle, work, args.frames, args.size, args.channel_ratio, record)
+    cfg = v["config"]
+    if args.prepare_only:
+        v["torch"] = None
+        gc.collect()
+        calib = [unet_feeds(cfg, args.frames, latent, 1, args.seed + i, timestep=t) for i, t in enumerate((999.0, 759.0, 499.0, 259.0))]
+        if "int8" not in skip:
+            quantize(v["graphs"]["unpruned"], work, calib, args.int8_model_type, record)
+        log(f"prepared {work}: {json.dumps(record['stages'])}")
+        return 0
+    f1 = unet_feeds(cfg, args.frames, latent, 1, args.seed)
+    f1c = unet_feeds(cfg, args.frames, latent, 1, args.seed, cond=True)
+    f2 = unet_feeds(cfg, args.frames, latent, 2, args.seed)
+    record["flops"] = count_all_flops(v, f1, f1c, f2, v["graphs"])
+    medians: dict[str, dict[str, float]] = {}
+
+    # PyTorch eager: every variant loaded, interleaved.
+    if "pytorch" not in skip:
+        tv = v["torch"]
+        rows = run_group("pytorch", {
+            "teacher_cfg_b2": torch_call(tv["unpruned"], f2), "student_b1": torch_call(tv["unpruned"], f1c),
+            "unpruned_b1": torch_call(tv["unpruned"], f1), "vdmini_b1": torch_call(tv["vdmini"], f1c),
+            "vdmini_ch_b1": torch_call(tv["vdmini_ch"], f1c),
+        }, args.warmup, args.runs, record)
+        medians["pytorch"] = {k: r["median_ms"] for k, r in rows.items()}
+        medians["pytorch"].update(stage_times_torch(teacher, args.frames, latent, args.warmup, args.runs, record))
+    v["torch"] = None
+    gc.collect()
+
+    # int8 before the ONNX groups (NNCF needs the memory the torch modules held).
+    int8 = None
+    if "int8" not in skip:
+        calib = [unet_feeds(cfg, args.frames, latent, 1, args.seed + i, timestep=t) for i, t in enumerate((999.0, 759.0, 499.0, 259.0))]
+        int8 = quantize(v["graphs"]["unpruned"], work, calib, args.int8_model_type, record)
+
+    for kind in ("ort", "openvino"):
+        if kind in skip:
+            continue
+        backends = {name: load_backend(kind, path, args.threads) for name, path in v["graphs"].items()}
+        calls = {"teacher_cfg_b2": backend_call(backends["unpruned"], f2, out_shape(f2)),
+                 "unpruned_b1": backend_call(backends["unpruned"], f1, out_shape(f1)),
+                 "vdmini_b1": backend_call(backends["vdmini"], f1c if "timestep_cond" in backends["vdmini"].input_dtypes() else f1, out_shape(f1)),
+                 "vdmini_ch_b1": backend_call(backends["vdmini_ch"], f1c if "timestep_cond" in backends["vdmini_ch"].input_dtypes() else f1, out_shape(f1))}
+        if kind == "openvino":
+            backends["bf16"] = load_backend(kind, v["graphs"]["unpruned"], args.threads, precision_hint="bf16")
+            calls["bf16_b1"] = backend_call(backends["bf16"], f1, out_shape(f1))
+            if int8 is not None:
+                backends["int8"] = load_backend(kind, int8, args.threads)
+                calls["int8_b1"] = backend_call(backends["int8"], f1, out_shape(f1))
+        rows = run_group(kind, calls, args.warmup, args.runs, record)
+        medians[kind] = {k: r["median_ms"] for k, r in rows.items()}
+        for b in backends.values():
+            b.close()
+        del backends, calls
+        gc.collect()
+        medians[kind].update(stage_times_bundle(kind, bundle, args.threads, args.warmup, args.runs, record))
+
+    record["medians_ms"] = medians
+    record["ratios"] = ratios(medians, record["flops"], record)
+    if "profile" not in skip:
+        record["profiles"] = profiles(record, v["graphs"], int8, f1, args.threads)
+    record["peak_rss_gib"] = round(max(peak_rss_gib(), peak_rss_gib(resource.RUSAGE_CHILDREN)), 2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    log(f"wrote {out}")
+    print(json.dumps(record["ratios"], indent=1))
+    return 0
+
+
+def count_all_flops(v: dict[str, Any], f1: dict[str, Any], f1c: dict[str, Any], f2: dict[str, Any], graphs: dict[str, Path]) -> dict[str, Any]:
+    """FLOPs per UNet call: PyTorch's FlopCounterMode on each module, the ONNX graph's count beside it."""
+    from turbo_edge.core.flops import count_flops
+    from turbo_edge.runtime.flops import onnx_flops
+
+    tv = v["torch"]
+    out: dict[str, Any] = {
+        "unpruned_b1": count_flops(torch_call(tv["unpruned"], f1)),
+        "student_b1": count_flops(torch_call(tv["unpruned"], f1c)),
+        "teacher_cfg_b2": count_flops(torch_call(tv["unpruned"], f2)),
+        "vdmini_b1": count_flops(torch_call(tv["vdmini"], f1c)),
+        "vdmini_ch_b1": count_flops(torch_call(tv["vdmini_ch"], f1c)),
+    }
+    out["onnx"] = {}
+    for name, path in graphs.items():
+        feeds = f1c if name != "unpruned" else f1
+        try:
+            out["onnx"][f"{name}_b1"] = onnx_flops(path, {k: tuple(a.shape) for k, a in feeds.items()})
+        except Exception as exc:  # the graph lacks timestep_cond (the teacher's): count at its own inputs
+            out["onnx"][f"{name}_b1"] = onnx_flops(path, {k: tuple(a.shape) for k, a in f1.items()}) if "timestep_cond" in str(exc) else repr(exc)
+    return out
+
+
+def stage_times_torch(teacher: Path, frames: int, latent: int, warmup: int, runs: int, record: dict[str, Any]) -> dict[str, float]:
+    """The text encoder (one prompt; CFG adds the empty prompt: batch 2) and the VAE decoder (all frames), eager."""
+    import torch
+
+    from turbo_edge.core.pipeline_io import load_teacher
+
+    model = load_teacher(teacher)
+    ids1 = torch.zeros((1, 77), dtype=torch.long)
+    ids2 = torch.zeros((2, 77), dtype=torch.long)
+    lat = torch.randn(frames, model.vae.config.latent_channels, latent, latent)
+
+    def enc(ids: Any) -> Any:
+        def call() -> Any:
+            with torch.inference_mode():
+                return model.text_encoder(ids)[0]
+        return call
+
+    def dec() -> Any:
+        with torch.inference_mode():
+            return model.vae.decode(lat).sample
+
+    rows = run_group("pytorch_stages", {"text_b1": enc(ids1), "text_b2": enc(ids2), "decode": dec}, warmup, runs, record)
+    model = None
+    gc.collect()
+    return {k: r["median_ms"] for k, r in rows.items()}
+
+
+def stage_times_bundle(kind: str, bundle: Path, threads: int, warmup: int, runs: int, record: dict[str, Any]) -> dict[str, float]:
+    """The bundle's text encoder and VAE decoder graphs on ``kind``, at the manifest's opt shapes."""
+    import numpy as np
+
+    from turbo_edge.spec.bundle import load_bundle
+
+    b = load_bundle(bundle)
+    calls = {}
+    keep = []
+    rng = np.random.default_rng(0)
+    for comp, label in (("text_encoder", "text"), ("vae_decoder", "decode")):
+        spec, opt = b.component(comp), b.profile(comp)["opt"]
+        backend = load_backend(kind, b.model_path(comp, "fp32"), threads)
+        keep.append(backend)
+        dtypes = backend.input_dtypes()
+        for batch in ((1, 2) if comp == "text_encoder" else (None,)):
+            ins = {n: (batch, *s[1:]) if batch else tuple(s) for n, s in opt.items()}
+            dims = {d: v for t in spec["inputs"] for d, v in zip(t["shape"], ins[t["name"]]) if isinstance(d, str)}
+            outs = {t["name"]: tuple(dims[d] if isinstance(d, str) else d for d in t["shape"]) for t in spec["outputs"]}
+            feeds = {n: np.zeros(s, dtype=dtypes[n]) if np.issubdtype(dtypes[n], np.integer) else rng.standard_normal(s).astype(dtypes[n])
+                     for n, s in ins.items()}
+            calls[f"{label}_b{batch}" if batch else label] = backend_call(backend, feeds, outs)
+    rows = run_group(f"{kind}_stages", calls, warmup, runs, record)
+    for backend in keep:
+        backend.close()
+    return {k: r["median_ms"] for k, r in rows.items()}
+
+
+def ratios(medians: dict[str, dict[str, float]], flops: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Every ratio the issue asks for, each beside its goal, from the per-call medians."""
+    from turbo_edge.spec.host import cpu_peak_flops
+
+    out: dict[str, Any] = {"loop": {}, "video": {}, "prune": {}, "precision": {}, "backend": {}, "peak": {}}
+    flop_ratio = {n: flops["unpruned_b1"] / flops[f"{n}_b1"] for n in ("vdmini", "vdmini_ch")}
+    for kind, m in medians.items():
+        if "teacher_cfg_b2" not in m:
+            continue
+        student = m.get("student_b1", m["unpruned_b1"])
+        teacher_loop = TEACHER_STEPS * m["teacher_cfg_b2"]
+        out["loop"][kind] = {f"{n}_step": round(teacher_loop / (n * student), 2) for n in STUDENT_STEPS}
+        out["loop"][kind]["cfg_b2_over_b1"] = round(m["teacher_cfg_b2"] / m["unpruned_b1"], 3)
+        text_t, text_s, dec = m.get("text_b2"), m.get("text_b1"), m.get("decode")
+        if None not in (text_t, text_s, dec):
+            teacher_video = text_t + teacher_loop + dec
+            video = {"teacher_ms": round(teacher_video), "teacher_share": {"text": round(text_t / teacher_video, 4), "unet": round(teacher_loop / teacher_video, 4), "decode": round(dec / teacher_video, 4)}}
+            for n in STUDENT_STEPS:
+                sv = text_s + n * student + dec
+                video[f"student_{n}_step_ms"] = round(sv)
+                video[f"student_{n}_step_share"] = {"text": round(text_s / sv, 4), "unet": round(n * student / sv, 4), "decode": round(dec / sv, 4)}
+                video[f"ratio_{n}_step"] = round(teacher_video / sv, 2)
+                # With the decoder as it is, no UNet speed-up can take the ratio past teacher video / (text + decode).
+                video[f"bound_{n}_step"] = round(teacher_video / (text_s + dec), 1)
+            out["video"][kind] = video
+        out["prune"][kind] = {}
+        for n in ("vdmini", "vdmini_ch"):
+            speedup = m["unpruned_b1"] / m[f"{n}_b1"]
+            out["prune"][kind][n] = {"speedup": round(speedup, 3), "flop_ratio": round(flop_ratio[n], 3), "of_flop_ratio": round(speedup / flop_ratio[n], 3)}
+    ov = medians.get("openvino", {})
+    if "int8_b1" in ov:
+        out["precision"]["ov_int8_over_fp32"] = round(ov["unpruned_b1"] / ov["int8_b1"], 3)
+    if "bf16_b1" in ov:
+        out["precision"]["ov_bf16_over_fp32"] = round(ov["unpruned_b1"] / ov["bf16_b1"], 3)
+    eager = medians.get("pytorch", {}).get("unpruned_b1")
+    for kind in ("ort", "openvino"):
+        if eager and kind in medians:
+            out["backend"][f"{kind}_over_eager"] = round(eager / medians[kind]["unpruned_b1"], 3)
+    peak = cpu_peak_flops("fp32")
+    fp32 = {k: m["unpruned_b1"] for k, m in medians.items() if "unpruned_b1" in m}
+    if fp32 and peak:
+        fastest = min(fp32, key=fp32.get)
+        achieved = flops["unpruned_b1"] / (fp32[fastest] / 1e3)
+        out["peak"] = {"backend": fastest, "achieved_gflops": round(achieved / 1e9, 1), "peak_gflops": round(peak["flops_per_s"] / 1e9, 1),
+                       "fraction": round(achieved / peak["flops_per_s"], 3), "peak_basis": peak.get("basis")}
+        out["peak"]["by_backend"] = {k: round(flops["unpruned_b1"] / (t / 1e3) / peak["flops_per_s"], 3) for k, t in fp32.items()}
+    out["goals"] = goal_check(out)
+    return out
+
+
+def goal_check(r: dict[str, Any]) -> dict[str, Any]:
+    """Each goal: the figure it is judged on, and met or missed."""
+    rows: dict[str, Any] = {}
+
+    def add(name: str, value: float | None, goal: float) -> None:
+        if value is not None:
+            rows[name] = {"value": value, "goal": goal, "met": bool(value >= goal)}
+
+    for kind, loop in r["loop"].items():
+        add(f"loop_4_step_{kind}", loop["4_step"], GOALS["loop_4_step"])
+        add(f"loop_1_step_{kind}", loop["1_step"], GOALS["loop_1_step"])
+    for kind, pr in r["prune"].items():
+        for n, row in pr.items():
+            add(f"prune_{n}_{kind}", row["of_flop_ratio"], GOALS["prune_vs_flops"])
+    add("ov_int8_over_fp32", r["precision"].get("ov_int8_over_fp32"), GOALS["ov_int8_vs_fp32"])
+    add("ort_over_eager", r["backend"].get("ort_over_eager"), GOALS["ort_vs_eager"])
+    add("achieved_over_peak", r["peak"].get("fraction"), GOALS["achieved_vs_peak"])
+    return rows
+
+
+def profiles(record: dict[str, Any], graphs: dict[str, Path], int8: Path | None, f1: dict[str, Any], threads: int) -> dict[str, Any]:
+    """Where the time goes, for each backend whose goal was missed (ORT's profiler, OpenVINO's PERF_COUNT)."""
+    missed = {k for k, g in record["ratios"]["goals"].items() if not g["met"]}
+    out: dict[str, Any] = {}
+    if any(k.endswith("_ort") or k == "ort_over_eager" for k in missed):
+        log("profile: ort unpruned")
+        out["ort_unpruned_b1"] = ort_profile(graphs["unpruned"], f1, threads)
+    if any(k.endswith("_openvino") for k in missed) or "achieved_over_peak" in missed:
+        log("profile: openvino unpruned fp32")
+        out["openvino_unpruned_b1"] = ov_profile(graphs["unpruned"], f1, threads)
+    if "ov_int8_over_fp32" in missed and int8 is not None:
+        log("profile: openvino int8")
+        out["openvino_int8_b1"] = ov_profile(int8, f1, threads)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
