@@ -265,6 +265,22 @@ def _serve(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
+def _merged_groups(groups: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One backend's calls from its interleaved groups; a call timed in several (the unpruned reference) keeps the
+    value of its first group (``all`` or ``cfg``, the teacher-and-student group)."""
+    merged: dict[str, float] = {}
+    for key in sorted(groups, key=lambda g: (g not in ("all", "cfg"), g)):
+        for call, value in groups[key].items():
+            merged.setdefault(call, value)
+    return merged
+
+
+def share(value: Any) -> str:
+    """A fraction of a whole as a percentage: 0.165 -> 16.5 %."""
+    number = _num(value)
+    return fmt(value) if number is None else f"{number * 100:.1f} %"
+
+
 def _real_shape(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     out: list[str] = []
     calls = [("teacher_cfg_b2", "UNet, teacher CFG call (batch 2)"), ("student_b1", "UNet, student call (batch 1, w embedding)"),
@@ -272,7 +288,7 @@ def _real_shape(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
              ("vdmini_ch_b1", "UNet, VDMini plan + channels"), ("bf16_b1", "UNet, bf16 (plugin hint)"), ("int8_b1", "UNet, int8 (NNCF Q/DQ)"),
              ("text_b1", "text encoder, 1 prompt"), ("text_b2", "text encoder, prompt + empty"), ("decode", "VAE decoder, all frames")]
     for name, data in files:
-        med = data.get("medians_ms") or {}
+        med = {kind: _merged_groups(groups) for kind, groups in (data.get("medians_ms") or {}).items()}
         kinds = [k for k in ("pytorch", "ort", "openvino") if k in med]
         body = table(["call", *[{"pytorch": "PyTorch eager", "ort": "ONNX Runtime", "openvino": "OpenVINO"}[k] + " ms" for k in kinds]],
                      [[label, *[ms(med[k].get(key)) for k in kinds]] for key, label in calls if any(key in med[k] for k in kinds)])
@@ -286,7 +302,7 @@ def _real_shape(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
             body += table(["backend", "teacher 50-step CFG ms", "student 4-step ms", "student 1-step ms", "4-step ratio", "1-step ratio",
                            "decode share, 4-step", "ratio bound by text + decode"],
                           [[k, ms(v.get("teacher_ms")), ms(v.get("student_4_step_ms")), ms(v.get("student_1_step_ms")), ratio(v.get("ratio_4_step")),
-                            ratio(v.get("ratio_1_step")), pct((v.get("student_4_step_share") or {}).get("decode")), ratio(v.get("bound_4_step"))]
+                            ratio(v.get("ratio_1_step")), share((v.get("student_4_step_share") or {}).get("decode")), ratio(v.get("bound_4_step"))]
                            for k, v in video.items()])
         flops = data.get("flops") or {}
         peak = r.get("peak") or {}
@@ -299,11 +315,11 @@ def _real_shape(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
                  f"{'x'.join(map(str, shape.get('pixels', [])))} pixels (latent {'x'.join(map(str, shape.get('latent', [])))}), "
                  f"{fmt(shape.get('text_len'))} text tokens; random weights. Parameters: {params}. "
                  f"{fmt((flops.get('unpruned_b1') or 0) / 1e9, 1)} GFLOP per batch-1 UNet call; fastest fp32 backend "
-                 f"{peak.get('backend', '?')} at {fmt(peak.get('achieved_gflops'), 1)} GFLOP/s = {pct(peak.get('fraction'))} of "
+                 f"{peak.get('backend', '?')} at {fmt(peak.get('achieved_gflops'), 1)} GFLOP/s = {share(peak.get('fraction'))} of "
                  f"{fmt(peak.get('peak_gflops'), 0)} GFLOP/s ({peak.get('peak_basis', '?')}). Medians of {fmt(data.get('runs'))} interleaved runs "
                  f"after {fmt(data.get('warmup'))} warm-up, {fmt(data.get('threads'))} threads."]
         for key, prof in (data.get("profiles") or {}).items():
-            ops = ", ".join(f"{o['op']} {pct(o['share'])}" for o in prof.get("ops", [])[:6])
+            ops = ", ".join(f"{o['op']} {share(o['share'])}" for o in prof.get("ops", [])[:6])
             extra.append(f"Profile `{key}` ({ms(prof.get('total_ms'))} ms): {ops}.")
         out += file_block(name, data, body, extra) + [""]
     return out
