@@ -24,18 +24,20 @@ from tqdm.auto import tqdm
 
 from turbo_edge.core import sources, video_io
 from turbo_edge.core.data import to_pixels
-from turbo_edge.core.pipeline_io import T2VModel, load_teacher, resolve_model_path
+from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, resolve_model_path
 from turbo_edge.core.prepared import (
     INDEX,
     INDEX_FORMAT,
     INDEX_VERSION,
     SHARD_FORMAT,
+    SHARD_KEY,
     read_index,
     sha256_bytes,
     shard_metadata,
     shard_name,
 )
 from turbo_edge.core.sampling import encode_text
+from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs.data import DataPrepareConfig, flag_command
 from turbo_edge.spec.inputs import check_closed_vocabulary
 from turbo_edge.spec.outputs import claim_run_dir, staged_file
@@ -64,12 +66,15 @@ def model_fingerprint(model: str | os.PathLike[str]) -> tuple[str, dict[str, str
     return sha256_bytes(json.dumps(files, sort_keys=True).encode()), files
 
 
-def resolve_geometry(model: T2VModel, cfg: DataPrepareConfig) -> dict[str, int]:
-    """frames / height / width: the flags, else the model card's, else the VAE's sample size (16 frames)."""
-    card, vae = model.card, model.vae.config
-    height = cfg.height or card.height or int(vae.sample_size)
+def resolve_geometry(model: str | os.PathLike[str], cfg: DataPrepareConfig) -> dict[str, int]:
+    """frames / height / width: the flags, else the model card's, else the VAE's sample size (16 frames). Read from the
+    model's files, so a dataset of another geometry is refused before any weights load."""
+    root = resolve_model_path(model)
+    card = read_card(root)
+    vae = json.loads((root / "vae" / "config.json").read_text())
+    height = cfg.height or card.height or int(vae["sample_size"])
     geometry = {"frames": cfg.frames or card.frames or 16, "height": height, "width": cfg.width or card.width or height}
-    factor = 2 ** (len(vae.block_out_channels) - 1)
+    factor = 2 ** (len(vae["block_out_channels"]) - 1)
     if geometry["height"] % factor or geometry["width"] % factor:
         raise ValueError(f"--height and --width must be multiples of the VAE's downsampling factor {factor}, "
                          f"got {geometry['height']}x{geometry['width']}")
@@ -90,17 +95,17 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
     kind = sources.describe(cfg.source)  # a bad --source is refused before anything is written or loaded
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    check_layout(resolve_model_path(cfg.model))
+    fingerprint, files = model_fingerprint(cfg.model)
+    geometry = resolve_geometry(cfg.model, cfg)
     out = claim_run_dir(cfg.out, INDEX)
-    model = load_teacher(cfg.model)
-    fingerprint, files = model_fingerprint(model.path)
-    geometry = resolve_geometry(model, cfg)
-    run_key = {"config": {k: v for k, v in cfg.fields_dict().items() if k not in _NOT_RUN_KEY}, "model_fingerprint": fingerprint}
+    run_key = {"config": {k: v for k, v in cfg.fields_dict().items() if k not in _NOT_RUN_KEY}, "model_fingerprint": fingerprint,
+               "geometry": geometry}
     run_id = sha256_bytes(json.dumps(run_key, sort_keys=True).encode())[:16]
     base = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION, "complete": False, "command": flag_command(cfg, "data prepare"),
         "config": cfg.to_dict(), "run_id": run_id, "run_key": run_key,
-        "model": {"path": str(model.path), "name": cfg.model, "fingerprint": fingerprint, "files": files,
-                  "scaling_factor": float(model.vae.config.scaling_factor)},
+        "model": {"path": str(resolve_model_path(cfg.model)), "name": cfg.model, "fingerprint": fingerprint, "files": files},
         "source": {"path": cfg.source, "kind": kind}, "geometry": geometry, "sampling": cfg.sampling(),
         "layout": {"latents": f"{cfg.dtype} [n, frames, latent_channels, h, w]: the VAE's latent mean times scaling_factor",
                    "text": f"{cfg.dtype} [n, tokens, dim]: the text encoder's last hidden state of the padded caption"},
@@ -110,6 +115,8 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
     if shards and _is_complete(out, run_id):
         log.info("%s is already complete (%d clips in %d shards)", out, index["samples"], len(shards))
         return read_index(out)
+    model = load_teacher(cfg.model)
+    index["model"]["scaling_factor"] = float(model.vae.config.scaling_factor)
     _write_index(out, index)
     if shards:
         log.info("resuming %s after shard %d (%d clips, %d source items done)", out, len(shards) - 1, index["samples"], items)
@@ -156,8 +163,8 @@ def _resume_point(out: Path, run_key: dict[str, Any], run_id: str, overwrite: bo
             raise ValueError(f"{file} is not a readable shard ({exc}); pass --overwrite to start over") from None
         if meta.get("format") != SHARD_FORMAT or meta.get("run_id") != run_id:
             raise FileExistsError(f"{file} was written by another run; pass --overwrite to start over, or choose another --out")
-        items, bad = int(meta["items_end"]), json.loads(meta["bad"])
-        shards.append({"file": file.name, "samples": len(json.loads(meta["captions"])), "sha256": digest, "items_end": items})
+        items, bad = int(meta["items_end"]), dict(meta["bad"])
+        shards.append({"file": file.name, "samples": len(meta["captions"]), "sha256": digest, "items_end": items})
     if len(shards) < len(listed):
         raise FileNotFoundError(f"{out} lacks shard {shard_name(len(shards))} listed in {INDEX}; pass --overwrite to start over")
     return shards, items, bad
@@ -166,6 +173,8 @@ def _resume_point(out: Path, run_key: dict[str, Any], run_id: str, overwrite: bo
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     if old.get("model_fingerprint") != new.get("model_fingerprint"):
         return "another model"
+    if old.get("geometry") != new.get("geometry"):
+        return f"geometry {old.get('geometry')} -> {new.get('geometry')}"
     a, b = old.get("config") or {}, new.get("config") or {}
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return "differs in " + ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:4])
@@ -183,8 +192,8 @@ def _write_shard(out: Path, k: int, latents: list[torch.Tensor], text: list[torc
     from safetensors.torch import save
 
     target = getattr(torch, dtype)
-    meta = {"format": SHARD_FORMAT, "run_id": run_id, "items_end": str(items_end), "bad": json.dumps(bad, sort_keys=True),
-            "captions": json.dumps(captions), "sources": json.dumps(sources_)}
+    record = {"format": SHARD_FORMAT, "run_id": run_id, "items_end": items_end, "bad": bad, "captions": captions, "sources": sources_}
+    meta = {SHARD_KEY: json.dumps(record, sort_keys=True)}
     data = save({"latents": torch.cat(latents).to(target).contiguous(), "text": torch.cat(text).to(target).contiguous()}, metadata=meta)
     with staged_file(out / shard_name(k), overwrite=False) as tmp:
         tmp.write_bytes(data)

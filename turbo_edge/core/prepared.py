@@ -5,7 +5,7 @@ Layout of a dataset directory::
     index.json                 versioned: model + fingerprint, geometry, sampling, shards (samples, sha256), bad counts
     shard-00000.safetensors    latents  [n, F, C, h, w]  VAE latent mean * scaling_factor (what the distiller's x0 is)
     shard-00001.safetensors    text     [n, L, D]        the frozen text encoder's last hidden state (what the UNet reads)
-    ...                        metadata: captions and sources (JSON lists), the run key, and the resume point after it
+    ...                        metadata: captions and sources, the run id, and the resume point after it (one JSON record)
 
 Shards are written whole under a temp name and renamed, and never rewritten; ``index.json`` is rewritten after each
 one. The reader checks each shard's sha256 against the index as it loads it, so a modified shard is refused.
@@ -31,6 +31,7 @@ INDEX = "index.json"
 INDEX_FORMAT = "turbo-edge-prepared-data"
 INDEX_VERSION = 1
 SHARD_FORMAT = "turbo-edge-prepared-shard"
+SHARD_KEY = "turbo_edge"  # the one safetensors metadata key of a shard
 
 
 def shard_name(k: int) -> str:
@@ -41,18 +42,19 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def shard_metadata(data: bytes) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file's header (a JSON object of strings)."""
+def shard_metadata(data: bytes) -> dict[str, Any]:
+    """The turbo-edge record in a shard's safetensors header. It is one JSON string under one key: safetensors
+    writes its metadata map in no fixed order, and one key keeps a shard's bytes (so its sha256) reproducible."""
     if len(data) < 8:
         raise ValueError("too short to be a safetensors file")
     size = int.from_bytes(data[:8], "little")
     if size <= 0 or 8 + size > len(data):
         raise ValueError("its safetensors header length is out of range")
-    header = json.loads(data[8:8 + size])
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict):
-        raise ValueError("its safetensors metadata is not an object")
-    return meta
+    meta = json.loads(data[8:8 + size]).get("__metadata__") or {}
+    record = json.loads(meta.get(SHARD_KEY, "null"))
+    if not isinstance(record, dict):
+        raise ValueError(f"its header has no {SHARD_KEY!r} record")
+    return record
 
 
 def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -154,7 +156,7 @@ class PreparedData:
         from safetensors.torch import load
 
         tensors, meta = load(data), shard_metadata(data)
-        return Shard(tensors["latents"].float(), tensors["text"].float(), json.loads(meta["captions"]), json.loads(meta["sources"]))
+        return Shard(tensors["latents"].float(), tensors["text"].float(), list(meta["captions"]), list(meta["sources"]))
 
     def verify(self) -> int:
         """Check every shard's sha256 against the index (raises on the first mismatch); returns the samples checked."""

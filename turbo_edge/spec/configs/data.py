@@ -50,6 +50,8 @@ class DataPrepareConfig(StageConfig):
             raise ValueError("--fps and --stride both choose which frames are kept: give one of them")
         if self.fps is not None and not self.fps > 0:
             raise ValueError(f"--fps must be > 0, got {self.fps}")
+        if self.fps is not None:
+            self.fps = float(self.fps)  # 8 and 8.0 are one setting (a resumed run compares them)
         if self.stride is not None and self.stride < 1:
             raise ValueError(f"--stride must be >= 1, got {self.stride}")
         if self.shard_size < 1 or self.batch < 1:
