@@ -235,3 +235,17 @@ def test_resize_keeps_the_centre():
     assert out.shape == (32, 32, 3) and out[0, 0, 0] == 64 and out[0, -1, 0] == 47 * 4  # columns 16..47
     small = video_io.resize_crop(av.VideoFrame.from_ndarray(np.full((48, 96, 3), 200, np.uint8), format="rgb24"), 32, 32)
     assert small.shape == (32, 32, 3) and int(small.min()) == int(small.max()) == 200
+
+
+def test_recorded_command_rebuilds_the_config(capsys):
+    import shlex
+
+    from turbo_edge.spec.configs.data import flag_command
+
+    cfg = DataPrepareConfig(source="shards/train-{000..009}.tar", out="data/it's here", fps=7.5, caption_column="json", shard_size=64)
+    argv = shlex.split(flag_command(cfg, "data prepare"))
+    assert argv[:3] == ["turbo-edge", "data", "prepare"]
+    assert cli.main([*argv[1:], "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out) == cfg.to_dict()
+    with pytest.raises(ValueError, match="--fps and --stride"):
+        DataPrepareConfig(source="s", out="o", fps=8, stride=2)
