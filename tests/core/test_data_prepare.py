@@ -181,6 +181,8 @@ def test_killed_prepare_resumes_after_its_last_shard(many: tuple[Path, DataPrepa
     assert proc.returncode == -signal.SIGKILL
     done = sorted(out.glob("shard-*.safetensors"))
     assert 2 <= len(done) < 6 and not read_index(out)["complete"]
+    with pytest.raises(ValueError, match="is not finished"):
+        PreparedData(out)
     before = {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in done}
 
     index = prepare(killed)

@@ -52,6 +52,8 @@ class DataPrepareConfig(StageConfig):
             raise ValueError(f"--fps must be > 0, got {self.fps}")
         if self.fps is not None:
             self.fps = float(self.fps)  # 8 and 8.0 are one setting (a resumed run compares them)
+        elif self.stride is None:
+            self.stride = 1  # no flag and --stride 1 are one setting too
         if self.stride is not None and self.stride < 1:
             raise ValueError(f"--stride must be >= 1, got {self.stride}")
         if self.shard_size < 1 or self.batch < 1:
@@ -63,7 +65,7 @@ class DataPrepareConfig(StageConfig):
 
     def sampling(self) -> dict[str, float | int | None]:
         """How frames are chosen: by timestamps at ``fps``, else every ``stride``-th frame."""
-        return {"fps": self.fps, "stride": None if self.fps is not None else (self.stride or 1)}
+        return {"fps": self.fps, "stride": self.stride}
 
 
 @dataclasses.dataclass
