@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -162,6 +163,20 @@ def test_webdataset_source_from_a_brace_pattern(videos: Path, tmp_path: Path):
                                                           ("part-1.tar:k5", "a white triangle moving right")]
 
 
+def test_webdataset_folder_with_a_truncated_shard_keeps_what_precedes_the_damage(videos: Path, tmp_path: Path):
+    shards = tmp_path / "wds"
+    shards.mkdir()
+    good = {"a.mp4": (videos / "bars.mp4").read_bytes(), "a.txt": b"a red circle moving left"}
+    write_tar(shards / "000.tar", good)
+    whole = write_tar(tmp_path / "whole.tar", {**good, "b.mp4": (videos / "wide.mp4").read_bytes(), "b.txt": b"a blue square moving up"})
+    with tarfile.open(whole) as tar:
+        b = tar.getmember("b.mp4")
+    (shards / "001.tar").write_bytes(whole.read_bytes()[:b.offset_data + b.size // 2])  # a download cut short inside b.mp4
+    index = prepare(DataPrepareConfig(source=str(shards), out=str(tmp_path / "out")))
+    assert index["samples"] == 2 and index["bad"] == {"unreadable": 1}
+    assert sorted(next(PreparedData(tmp_path / "out").batches(4)).sources) == ["000.tar:a", "001.tar:a"]
+
+
 def test_killed_prepare_resumes_after_its_last_shard(many: tuple[Path, DataPrepareConfig], tmp_path: Path):
     full, cfg = many
     out = tmp_path / "killed"
@@ -202,6 +217,8 @@ def test_two_ranks_read_disjoint_shares_that_cover_everything(many: tuple[Path, 
         seen = [x for share in shares for x in share]
         assert len(seen) == 12 and len(set(seen)) == 12
         assert all(set(a).isdisjoint(b) for i, a in enumerate(shares) for b in shares[i + 1:])
+    with pytest.raises(ValueError, match="6 shards, fewer than the 7 ranks"):
+        next(data.batches(1, rank=0, world_size=7))
     epoch0 = [b.captions for b in data.batches(12, seed=3, epochs=1)]
     epoch1 = [b.captions for b in data.batches(12, seed=3, start=Position(1), epochs=2)]
     assert epoch0 != epoch1 and sorted(epoch0[0]) == sorted(epoch1[0])  # a new shuffle each epoch, the same samples

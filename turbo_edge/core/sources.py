@@ -117,13 +117,13 @@ def _table(table: Path, rows: Iterator[dict[str, object]], root: Path, video_col
 
 def shard_paths(source: str) -> list[Path]:
     """The tar files of a WebDataset source, in order (a folder's sorted by name, a pattern's as it expands)."""
-    from braceexpand import braceexpand  # a dependency of webdataset
+    from webdataset.shardlists import expand_urls  # webdataset's own pattern rules: braces, '::'-joined lists
 
     path = Path(source)
     if path.is_dir():
         paths = sorted(path.glob("*.tar"))
     else:
-        paths = [Path(p) for p in braceexpand(source)]
+        paths = [Path(p) for p in expand_urls(source)]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"WebDataset shard(s) {missing[:3]} of --source {source} do not exist; check the pattern")
@@ -149,12 +149,17 @@ def _webdataset(source: str, video_ext: str | None, caption_key: str | None) -> 
 
 
 def _members(tar: Path) -> Iterator[dict[str, object]]:
-    """The tar's regular files one at a time (a shard is never held whole in memory)."""
-    from webdataset.tariterators import tar_file_iterator
-
-    with open(tar, "rb") as fh:
-        for member in tar_file_iterator(fh):
-            yield dict(member, __url__=str(tar))
+    """The tar's regular files one at a time (a shard is never held whole in memory), in webdataset's sample-file form.
+    A damaged or cut-short tar raises ``tarfile.ReadError`` at the member it reaches."""
+    try:
+        with tarfile.open(tar, mode="r|*") as stream:
+            for info in stream:
+                if info.isreg() and not info.name.split("/")[-1].startswith("__"):  # webdataset's __key__-style meta files
+                    yield {"fname": info.name, "data": stream.extractfile(info).read(), "__url__": str(tar)}
+                stream.members = []  # stream mode would keep every header otherwise
+    except (tarfile.TarError, OSError, EOFError):
+        yield {}  # group_by_keys hands over the sample it holds: the members before the damage still count
+        raise
 
 
 def _tar_item(tar: Path, sample: dict[str, object], video_ext: str | None, caption_key: str | None) -> Item:
