@@ -27,6 +27,7 @@ from turbo_edge.spec.configs import DataPrepareConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED_BAD = {reason: 1 for _, _, reason in BAD}
+NO_BAD = dict.fromkeys(video_io.REASONS, 0)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def many(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 def test_folder_source_counts_every_bad_reason_and_round_trips(prepared: Path, videos: Path, teacher):
     index = read_index(prepared)
     assert index["complete"] and index["samples"] == 6 and index["items"] == 11
-    assert index["bad"] == EXPECTED_BAD
+    assert index["bad"] == EXPECTED_BAD and list(index["bad"]) == list(video_io.REASONS)  # every reason exactly once
     assert [s["samples"] for s in index["shards"]] == [4, 2] and [s["items_end"] for s in index["shards"]] == [9, 11]
     assert index["geometry"] == {"frames": 8, "height": 32, "width": 32} and index["sampling"] == {"fps": 8, "stride": None}
     assert index["model"]["fingerprint"] == model_fingerprint("builtin")[0]
@@ -140,7 +141,7 @@ def test_a_source_without_usable_clips_is_one_line_error(videos: Path, tmp_path:
 def test_csv_source_with_webvid_columns(many: tuple[Path, DataPrepareConfig]):
     out, _ = many
     index = read_index(out)
-    assert index["source"]["kind"] == "csv" and index["samples"] == 12 and len(index["shards"]) == 6 and index["bad"] == {}
+    assert index["source"]["kind"] == "csv" and index["samples"] == 12 and len(index["shards"]) == 6 and index["bad"] == NO_BAD
     assert index["sampling"] == {"fps": None, "stride": 2}
 
 
@@ -156,7 +157,7 @@ def test_webdataset_source_from_a_brace_pattern(videos: Path, tmp_path: Path):
     out = tmp_path / "out"
     index = prepare(DataPrepareConfig(source=str(shards / "part-{0..1}.tar"), out=str(out), shard_size=2))
     assert index["source"]["kind"] == "webdataset" and index["samples"] == 3 and index["items"] == 6
-    assert index["bad"] == {"empty_caption": 1, "missing": 1, "unreadable": 1}
+    assert index["bad"] == {**NO_BAD, "empty_caption": 1, "missing": 1, "unreadable": 1}
     batch = next(PreparedData(out).batches(3))
     assert sorted(zip(batch.sources, batch.captions)) == [("part-0.tar:k0", "a red circle moving left"),
                                                           ("part-0.tar:k1", "a blue square moving up"),
@@ -173,7 +174,7 @@ def test_webdataset_folder_with_a_truncated_shard_keeps_what_precedes_the_damage
         b = tar.getmember("b.mp4")
     (shards / "001.tar").write_bytes(whole.read_bytes()[:b.offset_data + b.size // 2])  # a download cut short inside b.mp4
     index = prepare(DataPrepareConfig(source=str(shards), out=str(tmp_path / "out")))
-    assert index["samples"] == 2 and index["bad"] == {"unreadable": 1}
+    assert index["samples"] == 2 and index["bad"] == {**NO_BAD, "unreadable": 1}
     assert sorted(next(PreparedData(tmp_path / "out").batches(4)).sources) == ["000.tar:a", "001.tar:a"]
 
 

@@ -111,7 +111,7 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
                    "text": f"{cfg.dtype} [n, tokens, dim]: the text encoder's last hidden state of the padded caption"},
     }
     shards, items, bad = _resume_point(out, run_key, run_id, cfg.overwrite)
-    index = {**base, "shards": shards, "items": items, "samples": sum(s["samples"] for s in shards), "bad": bad}
+    index = {**base, "shards": shards, "items": items, "samples": sum(s["samples"] for s in shards), "bad": _counts(bad)}
     if shards and _is_complete(out, run_id):
         log.info("%s is already complete (%d clips in %d shards)", out, index["samples"], len(shards))
         return read_index(out)
@@ -223,9 +223,9 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
     def flush(items_end: int) -> None:
         if pending:
             encode_pending()
-        shard = _write_shard(out, len(index["shards"]), lat, txt, caps, srcs, items_end, dict(sorted(bad.items())), run_id, cfg.dtype)
+        shard = _write_shard(out, len(index["shards"]), lat, txt, caps, srcs, items_end, _counts(bad), run_id, cfg.dtype)
         index["shards"].append(shard)
-        index.update(items=items_end, samples=index["samples"] + shard["samples"], bad=dict(sorted(bad.items())))
+        index.update(items=items_end, samples=index["samples"] + shard["samples"], bad=_counts(bad))
         _write_index(out, index)
         lat.clear(), txt.clear(), caps.clear(), srcs.clear()
 
@@ -248,9 +248,9 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
     if pending or caps:
         flush(consumed)
     bar.close()
-    index.update(items=consumed, bad=dict(sorted(bad.items())))
+    index.update(items=consumed, bad=_counts(bad))
     if not index["shards"]:
-        counts = ", ".join(f"{n} {r}" for r, n in sorted(bad.items())) or "no entries at all"
+        counts = ", ".join(f"{n} {r}" for r, n in sorted(bad.items()) if n) or "no entries at all"
         _write_index(out, index)
         raise ValueError(f"--source {cfg.source} has no usable clips ({counts}); check the caption table's columns, the files and "
                          f"--frames {frames} against the videos' lengths")
@@ -258,6 +258,11 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
     _write_index(out, index)
     log.info("prepared %d clips in %d shards in %s (%d source items, %s bad)", index["samples"], len(index["shards"]), out,
              consumed, sum(bad.values()))
+
+
+def _counts(bad: dict[str, int]) -> dict[str, int]:
+    """Every reason, zeros included, in ``REASONS`` order: the index always has the same keys."""
+    return {reason: int(bad.get(reason, 0)) for reason in video_io.REASONS}
 
 
 def _usable(item: sources.Item, model: T2VModel, frames: int, height: int, width: int, sampling: dict[str, Any]) -> np.ndarray:
