@@ -23,6 +23,7 @@ from turbo_edge.core import video_io
 from turbo_edge.core.dataset import encode_batch, model_fingerprint, prepare
 from turbo_edge.core.pipeline_io import load_teacher
 from turbo_edge.core.prepared import Position, PreparedData, read_index
+from turbo_edge.spec import outputs
 from turbo_edge.spec.configs import DataPrepareConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,8 +174,11 @@ def test_webdataset_folder_with_a_truncated_shard_keeps_what_precedes_the_damage
     with tarfile.open(whole) as tar:
         b = tar.getmember("b.mp4")
     (shards / "001.tar").write_bytes(whole.read_bytes()[:b.offset_data + b.size // 2])  # a download cut short inside b.mp4
+    stale = tmp_path / "out" / f".index.json.tmp-{outputs._host()}-{2**22 + 17}-x1y2"  # a run killed writing its first index
+    stale.parent.mkdir()
+    stale.write_text("{")
     index = prepare(DataPrepareConfig(source=str(shards), out=str(tmp_path / "out")))
-    assert index["samples"] == 2 and index["bad"] == {**NO_BAD, "unreadable": 1}
+    assert index["samples"] == 2 and index["bad"] == {**NO_BAD, "unreadable": 1} and not stale.exists()
     assert sorted(next(PreparedData(tmp_path / "out").batches(4)).sources) == ["000.tar:a", "001.tar:a"]
 
 

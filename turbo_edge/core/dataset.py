@@ -40,7 +40,7 @@ from turbo_edge.core.sampling import encode_text
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs.data import DataPrepareConfig, flag_command
 from turbo_edge.spec.inputs import check_closed_vocabulary
-from turbo_edge.spec.outputs import claim_run_dir, staged_file
+from turbo_edge.spec.outputs import claim_run_dir, remove_stale, staged_file
 
 log = logging.getLogger(__name__)
 # What the data depends on: a student (its own UNet, the teacher's VAE and text encoder copied) matches its teacher.
@@ -98,6 +98,7 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
     check_layout(resolve_model_path(cfg.model))
     fingerprint, files = model_fingerprint(cfg.model)
     geometry = resolve_geometry(cfg.model, cfg)
+    remove_stale(Path(cfg.out) / INDEX)  # a run killed while writing its first index left only that temp file
     out = claim_run_dir(cfg.out, INDEX)
     run_key = {"config": {k: v for k, v in cfg.fields_dict().items() if k not in _NOT_RUN_KEY}, "model_fingerprint": fingerprint,
                "geometry": geometry}
@@ -142,9 +143,10 @@ def _resume_point(out: Path, run_key: dict[str, Any], run_id: str, overwrite: bo
                 raise FileExistsError(f"--out {out} holds a dataset prepared with other arguments or another model "
                                       f"({_differences(old.get('run_key') or {}, run_key)}); re-run with its arguments to resume it, "
                                       "pass --overwrite to start over, or choose another --out")
-            for f in out.iterdir():
-                if _SHARD.match(f.name) or f.name == INDEX:
+            for f in sorted(out.iterdir()):
+                if _SHARD.match(f.name):
                     f.unlink()
+            (out / INDEX).unlink()  # last: a folder without its index would be refused as not ours
             log.info("--overwrite: removed the dataset in %s prepared with other arguments", out)
     listed = {s["file"]: s for s in read_index(out)["shards"]} if (out / INDEX).is_file() else {}
     shards, items, bad = [], 0, {}
