@@ -20,9 +20,9 @@ from data_sources import BAD, GOOD, make_videos, write_csv, write_jsonl, write_t
 
 from turbo_edge import cli
 from turbo_edge.core import video_io
-from turbo_edge.core.dataset import encode_batch, model_fingerprint, prepare
+from turbo_edge.core.dataset import encode_batch, prepare
 from turbo_edge.core.pipeline_io import load_teacher
-from turbo_edge.core.prepared import Position, PreparedData, read_index
+from turbo_edge.core.prepared import Position, PreparedData, model_fingerprint, read_index
 from turbo_edge.spec import outputs
 from turbo_edge.spec.configs import DataPrepareConfig
 
@@ -90,12 +90,37 @@ def test_folder_source_counts_every_bad_reason_and_round_trips(prepared: Path, v
 
 def test_reader_refuses_another_model_or_geometry(prepared: Path):
     data = PreparedData(prepared)
-    data.check_model(model_fingerprint("builtin")[0], frames=8, height=32, width=32)
+    data.check_model("builtin", frames=8, height=32, width=32)
+    data.check_model(fingerprint=model_fingerprint("builtin")[0])
+    data.check_model("builtin-student")  # a student carries its teacher's VAE, text encoder and tokenizer
     with pytest.raises(ValueError, match="prepare the data again with --model") as exc:
-        data.check_model("0" * 64)
+        data.check_model(fingerprint="0" * 64)
     assert "\n" not in str(exc.value)
     with pytest.raises(ValueError, match=r"frames 8 \(wanted 16\)"):
         data.check_model(frames=16)
+
+
+def test_fingerprint_follows_what_the_data_depends_on(tmp_path: Path):
+    import shutil
+
+    from turbo_edge.core.pipeline_io import ALIASES
+
+    copy = Path(shutil.copytree(ALIASES["builtin"], tmp_path / "teacher"))
+    base = model_fingerprint(copy)[0]
+    assert base == model_fingerprint("builtin")[0]
+    vae_config = copy / "vae" / "config.json"
+    config = json.loads(vae_config.read_text())
+    vae_config.write_text(json.dumps({**config, "_name_or_path": "elsewhere"}, indent=3))  # where it was saved from
+    (copy / "unet" / "config.json").write_text("{}")  # the UNet does not shape the data
+    assert model_fingerprint(copy)[0] == base
+    vae_config.write_text(json.dumps({**config, "scaling_factor": 0.18215}))
+    assert model_fingerprint(copy)[0] != base
+    vae_config.write_text(json.dumps(config))
+    weights = copy / "text_encoder" / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 1
+    weights.write_bytes(bytes(raw))
+    assert model_fingerprint(copy)[0] != base
 
 
 def test_a_tampered_shard_is_refused_naming_it(prepared: Path, tmp_path: Path):

@@ -9,7 +9,6 @@ and the text embeddings exactly what it feeds the UNet (``core.sampling.encode_t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from turbo_edge.core.prepared import (
     INDEX_VERSION,
     SHARD_FORMAT,
     SHARD_KEY,
+    model_fingerprint,
     read_index,
     sha256_bytes,
     shard_metadata,
@@ -43,27 +43,8 @@ from turbo_edge.spec.inputs import check_closed_vocabulary
 from turbo_edge.spec.outputs import claim_run_dir, remove_stale, staged_file
 
 log = logging.getLogger(__name__)
-# What the data depends on: a student (its own UNet, the teacher's VAE and text encoder copied) matches its teacher.
-FINGERPRINTED = ("vae", "text_encoder", "tokenizer")
 _SHARD = re.compile(r"^shard-(\d{5})\.safetensors$")
 _NOT_RUN_KEY = ("out", "overwrite", "threads")  # fields that do not change what is written
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def model_fingerprint(model: str | os.PathLike[str]) -> tuple[str, dict[str, str]]:
-    """sha256 over every file (configs, weights, tokenizer files) of the components the data depends on, and the
-    per-file hashes it combines ({"vae/config.json": ..., ...})."""
-    root = resolve_model_path(model)
-    files = {f.relative_to(root).as_posix(): _file_sha256(f)
-             for comp in FINGERPRINTED for f in sorted((root / comp).rglob("*")) if f.is_file()}
-    return sha256_bytes(json.dumps(files, sort_keys=True).encode()), files
 
 
 def resolve_geometry(model: str | os.PathLike[str], cfg: DataPrepareConfig) -> dict[str, int]:
@@ -229,7 +210,8 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
         index["shards"].append(shard)
         index.update(items=items_end, samples=index["samples"] + shard["samples"], bad=_counts(bad))
         _write_index(out, index)
-        lat.clear(), txt.clear(), caps.clear(), srcs.clear()
+        for held in (lat, txt, caps, srcs):
+            held.clear()
 
     for position, item in enumerate(sources.iter_items(cfg.source, cfg.video_column, cfg.caption_column)):
         if position < skip:
@@ -252,7 +234,7 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
     bar.close()
     index.update(items=consumed, bad=_counts(bad))
     if not index["shards"]:
-        counts = ", ".join(f"{n} {r}" for r, n in sorted(bad.items()) if n) or "no entries at all"
+        counts = ", ".join(f"{n} {r}" for r, n in _counts(bad).items() if n) or "no entries at all"
         _write_index(out, index)
         raise ValueError(f"--source {cfg.source} has no usable clips ({counts}); check the caption table's columns, the files and "
                          f"--frames {frames} against the videos' lengths")

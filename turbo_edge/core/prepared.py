@@ -27,11 +27,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from turbo_edge.core.pipeline_io import resolve_model_path
+
 INDEX = "index.json"
 INDEX_FORMAT = "turbo-edge-prepared-data"
 INDEX_VERSION = 1
 SHARD_FORMAT = "turbo-edge-prepared-shard"
 SHARD_KEY = "turbo_edge"  # the one safetensors metadata key of a shard
+
+
+# What the data depends on: a student (its own UNet, the teacher's VAE and text encoder copied) matches its teacher.
+FINGERPRINTED = ("vae", "text_encoder", "tokenizer")
+# JSON keys that record where or how a component was saved, not what it computes: a copy saved elsewhere, or loaded
+# in another dtype and saved again (the weights' own bytes are hashed), is the same model.
+PROVENANCE_KEYS = ("_name_or_path", "_diffusers_version", "_commit_hash", "transformers_version", "dtype", "torch_dtype",
+                   "padding", "truncation")  # tokenizer.json's last call state: encode_text sets both on every call
 
 
 def shard_name(k: int) -> str:
@@ -40,6 +50,31 @@ def shard_name(k: int) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    if path.suffix == ".json":
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            content = None
+        if isinstance(content, dict):
+            kept = {k: v for k, v in content.items() if k not in PROVENANCE_KEYS}
+            return sha256_bytes(json.dumps(kept, sort_keys=True).encode())
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_fingerprint(model: str | os.PathLike[str]) -> tuple[str, dict[str, str]]:
+    """sha256 over the files of the components the data depends on (weights and tokenizer files as bytes, JSON
+    configs without their ``PROVENANCE_KEYS``), and the per-file hashes it combines ({"vae/config.json": ..., ...})."""
+    root = resolve_model_path(model)
+    files = {f.relative_to(root).as_posix(): _file_sha256(f)
+             for comp in FINGERPRINTED for f in sorted((root / comp).rglob("*")) if f.is_file()}
+    return sha256_bytes(json.dumps(files, sort_keys=True).encode()), files
 
 
 def shard_metadata(data: bytes) -> dict[str, Any]:
@@ -133,9 +168,12 @@ class PreparedData:
     def geometry(self) -> dict[str, int]:
         return dict(self.index["geometry"])
 
-    def check_model(self, fingerprint: str | None = None, frames: int | None = None, height: int | None = None,
-                    width: int | None = None) -> None:
-        """Refuse data made for another model (its VAE / text encoder / tokenizer differ) or another clip geometry."""
+    def check_model(self, model: str | os.PathLike[str] | None = None, *, fingerprint: str | None = None, frames: int | None = None,
+                    height: int | None = None, width: int | None = None) -> None:
+        """Refuse data made for another model (its VAE / text encoder / tokenizer differ: give the model, or its
+        ``model_fingerprint``) or another clip geometry."""
+        if model is not None:
+            fingerprint = model_fingerprint(model)[0]
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise ValueError(f"{self.path} was prepared with model {self.index['model']['path']} (fingerprint {self.fingerprint[:12]}), "
                              f"not this one ({fingerprint[:12]}): prepare the data again with --model set to this model")
