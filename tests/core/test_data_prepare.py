@@ -53,8 +53,9 @@ def prepared(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def many(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DataPrepareConfig]:
-    """12 good clips (each video under several captions) in 6 shards of 2, read every 2nd frame, from a CSV."""
+    """12 good clips (each video under several captions) and a URL in 6 shards of 2, every 2nd frame, from a CSV."""
     rows = [(GOOD[i % 4][0], GOOD[(i + i // 4) % 6][1]) for i in range(12)]
+    rows.insert(5, ("https://example.com/clip.mp4", "a red circle moving left"))  # a URL is not fetched: missing
     table = write_csv(videos / "many.csv", rows)
     out = tmp_path_factory.mktemp("data") / "many"
     cfg = DataPrepareConfig(source=str(table), out=str(out), stride=2, shard_size=2, batch=2, video_column="video_path")
@@ -167,7 +168,8 @@ def test_a_source_without_usable_clips_is_one_line_error(videos: Path, tmp_path:
 def test_csv_source_with_webvid_columns(many: tuple[Path, DataPrepareConfig]):
     out, _ = many
     index = read_index(out)
-    assert index["source"]["kind"] == "csv" and index["samples"] == 12 and len(index["shards"]) == 6 and index["bad"] == NO_BAD
+    assert index["source"]["kind"] == "csv" and index["samples"] == 12 and len(index["shards"]) == 6 and index["bad"] == {**NO_BAD, "missing": 1}
+    assert index["items"] == 13 and [s["items_end"] for s in index["shards"]][:3] == [2, 4, 7]
     assert index["sampling"] == {"fps": None, "stride": 2}
 
 

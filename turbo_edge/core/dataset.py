@@ -97,6 +97,8 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
     if shards and _is_complete(out, run_id):
         log.info("%s is already complete (%d clips in %d shards)", out, index["samples"], len(shards))
         return read_index(out)
+    log.info("data prepare: %s %s -> %s (%s, %dx%dx%d, %s)", kind, cfg.source, out, cfg.model, geometry["frames"], geometry["height"],
+             geometry["width"], f"{cfg.fps:g} fps" if cfg.fps is not None else f"stride {cfg.stride}")
     model = load_teacher(cfg.model)
     index["model"]["scaling_factor"] = float(model.vae.config.scaling_factor)
     _write_index(out, index)
