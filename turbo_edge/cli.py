@@ -21,6 +21,7 @@ from turbo_edge.spec import logs
 from turbo_edge.spec.config import StageConfig, leaf_fields, parse_set, resolve_key, set_path
 from turbo_edge.spec.configs import (
     ConvertConfig,
+    DataPrepareConfig,
     DemoConfig,
     DistillConfig,
     EngineConfig,
@@ -36,6 +37,7 @@ from turbo_edge.spec.configs import (
     TeacherExportConfig,
     TeacherTrainConfig,
     VerifyConfig,
+    WorldExportConfig,
 )
 
 
@@ -260,6 +262,21 @@ def _serve(cfg: ServeConfig) -> None:
         raise UserError(str(exc)) from exc
 
 
+def _data_prepare(cfg: DataPrepareConfig) -> None:
+    from turbo_edge.core.dataset import prepare
+
+    index = prepare(cfg)
+    bad = ", ".join(f"{n} {reason}" for reason, n in index["bad"].items() if n) or "none"
+    print(f"wrote {cfg.out}: {index['samples']} clips in {len(index['shards'])} shards of {index['geometry']['frames']}x"
+          f"{index['geometry']['height']}x{index['geometry']['width']} (bad: {bad})")
+
+
+def _world_export(cfg: WorldExportConfig) -> None:
+    from turbo_edge.core.world_export import export_world
+
+    print(f"wrote {export_world(cfg)} ({cfg.num} {cfg.split} clips as mp4 + metadata.jsonl)")
+
+
 # name -> (config class, runner, one-line help)
 COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
     "generate": (GenerateConfig, _generate, "one clip from a teacher (PyTorch) or a bundle (the torch-free runtime)"),
@@ -272,6 +289,8 @@ COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
     "prune": (PruneConfig, _prune, "prune a student (VDMini blocks, optional channels) and recover it"),
     "rewards train": (RewardTrainConfig, _rewards_train, "train a builtin reward (image, video, latent)"),
     "evaluator train": (EvaluatorTrainConfig, _evaluator_train, "retrain the held-out evaluator"),
+    "data prepare": (DataPrepareConfig, _data_prepare, "decode a video source into shards of latents + text embeddings (resumable)"),
+    "world export": (WorldExportConfig, _world_export, "write the synthetic world's clips as mp4 + metadata.jsonl (a data prepare source)"),
     "export": (ExportConfig, _export, "export a model to a verified ONNX bundle (fp32 / fp16 / int8)"),
     "engine": (EngineConfig, _engine, "build TensorRT engines for a bundle (NVIDIA GPU)"),
     "verify": (VerifyConfig, _verify, "check a bundle's manifest and every file's sha256"),

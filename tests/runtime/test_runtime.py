@@ -33,7 +33,7 @@ def test_import_runtime_loads_no_torch_diffusers_or_tensorrt():
     code = (
         "import sys, turbo_edge.runtime, turbo_edge.runtime.pipeline, turbo_edge.runtime.generate, turbo_edge.cli, "
         "turbo_edge.runtime.backends.tensorrt, turbo_edge.runtime.backends.ort, turbo_edge.runtime.backends.openvino_cpu; "
-        "print([m for m in ('torch', 'diffusers', 'transformers', 'tensorrt', 'onnxruntime', 'openvino') if m in sys.modules])"
+        "print([m for m in ('torch', 'diffusers', 'transformers', 'tensorrt', 'onnxruntime', 'openvino', 'av', 'webdataset') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

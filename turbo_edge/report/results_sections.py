@@ -325,6 +325,29 @@ def _real_shape(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
+def _data(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        prep, resume, world = data["prepare"], data["resume"], data["world_roundtrip"]
+        geometry = prep.get("geometry") or {}
+        body = table(["measure", "value"], [
+            ["clips / s, whole `prepare` call (median)", fmt(prep.get("clips_per_s"), 1)],
+            ["clips / s after model load", fmt(prep.get("clips_per_s_after_model_load"), 1)],
+            ["clips / s, decode + resize alone", fmt(prep.get("decode_resize_clips_per_s"), 1)],
+            ["bad samples skipped", ", ".join(f"{n} {reason}" for reason, n in sorted((data.get("bad") or {}).items())) or DASH],
+            ["resume: shards before the kill / in all / rewritten", f"{fmt(resume.get('shards_before_kill'))} / "
+             f"{fmt(resume.get('shards_total'))} / {fmt(resume.get('rewritten_shards'))}"],
+            ["resume: equal to an uninterrupted run", fmt(resume.get("equal_to_uninterrupted"))],
+            ["world export -> prepare: mean abs / relative RMS latent error", f"{fmt(world.get('mean_abs_error'))} / "
+             f"{fmt(world.get('relative_rms_error'))} (latent std {fmt(world.get('latent_std'), 2)})"],
+        ])
+        extra = [f"{fmt(prep.get('samples'))} clips of {fmt(geometry.get('frames'))}x{fmt(geometry.get('height'))}x"
+                 f"{fmt(geometry.get('width'))} for `{prep.get('model', '?')}` in {fmt(prep.get('shards'))} shards; "
+                 f"CPU {data.get('cpu', '?')}, threads: {fmt(data.get('threads'))}."]
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
 Section = Callable[[list[tuple[str, dict[str, Any]]]], list[str]]
 
 # (family, title, intro, builder), in page order. A family takes the files named FAMILY.json and FAMILY_*.json.
@@ -355,6 +378,9 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
     ("serve", "Serving on Triton",
      "`turbo-edge serve` (tritonserver, Python backend over the torch-free runtime, loopback HTTP) under a bounded load, "
      "against one runtime process answering the same requests one after another.", _serve),
+    ("data", "Data preparation",
+     "`turbo-edge data prepare` on FFmpeg test-pattern videos (H.264, MPEG-4, VP8) with one bad sample of each kind: "
+     "throughput, the skipped samples, a SIGKILLed run's resume, and the world's mp4 round trip.", _data),
 ]
 
 

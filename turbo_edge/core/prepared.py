@@ -1,0 +1,249 @@
+"""A prepared dataset on disk (what ``data prepare`` writes) and its reader, ``PreparedData``.
+
+Layout of a dataset directory::
+
+    index.json                 versioned: model + fingerprint, geometry, sampling, shards (samples, sha256), bad counts
+    shard-00000.safetensors    latents  [n, F, C, h, w]  VAE latent mean * scaling_factor (what the distiller's x0 is)
+    shard-00001.safetensors    text     [n, L, D]        the frozen text encoder's last hidden state (what the UNet reads)
+    ...                        metadata: captions and sources, the run id, and the resume point after it (one JSON record)
+
+Shards are written whole under a temp name and renamed, and never rewritten; ``index.json`` is rewritten after each
+one. The reader checks each shard's sha256 against the index as it loads it, so a modified shard is refused.
+Rank ``r`` of ``world_size`` reads shards ``perm[r::world_size]`` of a per-epoch permutation drawn from ``seed``;
+samples inside a shard are shuffled with a per-(epoch, shard) stream, so an epoch is a pure function of
+(seed, epoch, rank, world_size) and a ``Position`` (epoch, shard, offset) resumes it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from turbo_edge.core.pipeline_io import resolve_model_path
+
+INDEX = "index.json"
+INDEX_FORMAT = "turbo-edge-prepared-data"
+INDEX_VERSION = 1
+SHARD_FORMAT = "turbo-edge-prepared-shard"
+SHARD_KEY = "turbo_edge"  # the one safetensors metadata key of a shard
+
+
+# What the data depends on: a student (its own UNet, the teacher's VAE and text encoder copied) matches its teacher.
+FINGERPRINTED = ("vae", "text_encoder", "tokenizer")
+# JSON keys that record where or how a component was saved, not what it computes: a copy saved elsewhere, or loaded
+# in another dtype and saved again (the weights' own bytes are hashed), is the same model.
+PROVENANCE_KEYS = ("_name_or_path", "_diffusers_version", "_commit_hash", "transformers_version", "dtype", "torch_dtype",
+                   "padding", "truncation")  # tokenizer.json's last call state: encode_text sets both on every call
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}.safetensors"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    if path.suffix == ".json":
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            content = None
+        if isinstance(content, dict):
+            kept = {k: v for k, v in content.items() if k not in PROVENANCE_KEYS}
+            return sha256_bytes(json.dumps(kept, sort_keys=True).encode())
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_fingerprint(model: str | os.PathLike[str]) -> tuple[str, dict[str, str]]:
+    """sha256 over the files of the components the data depends on (weights and tokenizer files as bytes, JSON
+    configs without their ``PROVENANCE_KEYS``), and the per-file hashes it combines ({"vae/config.json": ..., ...})."""
+    root = resolve_model_path(model)
+    files = {f.relative_to(root).as_posix(): _file_sha256(f)
+             for comp in FINGERPRINTED for f in sorted((root / comp).rglob("*")) if f.is_file()}
+    return sha256_bytes(json.dumps(files, sort_keys=True).encode()), files
+
+
+def shard_metadata(data: bytes) -> dict[str, Any]:
+    """The turbo-edge record in a shard's safetensors header. It is one JSON string under one key: safetensors
+    writes its metadata map in no fixed order, and one key keeps a shard's bytes (so its sha256) reproducible."""
+    if len(data) < 8:
+        raise ValueError("too short to be a safetensors file")
+    size = int.from_bytes(data[:8], "little")
+    if size <= 0 or 8 + size > len(data):
+        raise ValueError("its safetensors header length is out of range")
+    meta = json.loads(data[8:8 + size]).get("__metadata__") or {}
+    record = json.loads(meta.get(SHARD_KEY, "null"))
+    if not isinstance(record, dict):
+        raise ValueError(f"its header has no {SHARD_KEY!r} record")
+    return record
+
+
+def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``index.json`` of a prepared dataset, format and version checked."""
+    file = Path(path) / INDEX
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} has no {INDEX}: it is not a prepared dataset; make one with `turbo-edge data prepare`")
+    try:
+        index = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file} is not valid JSON ({exc.msg}); re-run `turbo-edge data prepare` into a new --out") from None
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        raise ValueError(f"{file} is not a turbo-edge prepared-data index; make one with `turbo-edge data prepare`")
+    if index.get("version") != INDEX_VERSION:
+        raise ValueError(f"{file} is prepared-data version {index.get('version')}; this build reads {INDEX_VERSION}: "
+                         "re-run `turbo-edge data prepare` with this build")
+    return index
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where a rank's reading stands: the next sample is sample ``offset`` (in shuffled order) of the rank's
+    ``shard``-th shard in ``epoch``. A checkpoint stores ``to_dict()``."""
+
+    epoch: int = 0
+    shard: int = 0
+    offset: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Position:
+        return cls(int(d["epoch"]), int(d["shard"]), int(d["offset"]))
+
+
+@dataclasses.dataclass
+class Batch:
+    latents: torch.Tensor  # float32 [B, F, C, h, w], scaled (the distiller permutes to [B, C, F, h, w])
+    text: torch.Tensor  # float32 [B, L, D]
+    captions: list[str]
+    sources: list[str]
+    position: Position  # where to resume to continue after this batch
+
+
+@dataclasses.dataclass
+class Shard:
+    latents: torch.Tensor
+    text: torch.Tensor
+    captions: list[str]
+    sources: list[str]
+
+
+class PreparedData:
+    """Read a prepared dataset: verify it, check it suits a model, and iterate batches per rank, resumably."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.index = read_index(self.path)
+        if not self.index.get("complete"):
+            raise ValueError(f"{self.path} is not finished ({len(self.index.get('shards', []))} shards so far): run its command "
+                             f"again to finish it: {self.index.get('command', 'turbo-edge data prepare ...')}")
+        self.shards: list[dict[str, Any]] = list(self.index["shards"])
+        missing = [s["file"] for s in self.shards if not (self.path / s["file"]).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{self.path} lacks {missing[:3]} listed in {INDEX}; the dataset is incomplete: prepare it again into a new --out")
+
+    def __len__(self) -> int:
+        return int(sum(s["samples"] for s in self.shards))
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.index["model"]["fingerprint"])
+
+    @property
+    def geometry(self) -> dict[str, int]:
+        return dict(self.index["geometry"])
+
+    def check_model(self, model: str | os.PathLike[str] | None = None, *, fingerprint: str | None = None, frames: int | None = None,
+                    height: int | None = None, width: int | None = None) -> None:
+        """Refuse data made for another model (its VAE / text encoder / tokenizer differ: give the model, or its
+        ``model_fingerprint``) or another clip geometry."""
+        if model is not None:
+            fingerprint = model_fingerprint(model)[0]
+        if fingerprint is not None and fingerprint != self.fingerprint:
+            raise ValueError(f"{self.path} was prepared with model {self.index['model']['path']} (fingerprint {self.fingerprint[:12]}), "
+                             f"not this one ({fingerprint[:12]}): prepare the data again with --model set to this model")
+        want = {"frames": frames, "height": height, "width": width}
+        wrong = {k: (self.geometry[k], v) for k, v in want.items() if v is not None and self.geometry[k] != v}
+        if wrong:
+            said = ", ".join(f"{k} {have} (wanted {v})" for k, (have, v) in wrong.items())
+            raise ValueError(f"{self.path} holds clips of {said}: prepare it again with --frames / --height / --width of the model")
+
+    def load_shard(self, k: int) -> Shard:
+        """Shard ``k`` of the index, its sha256 checked first."""
+        entry = self.shards[k]
+        file = self.path / entry["file"]
+        data = file.read_bytes()
+        if sha256_bytes(data) != entry["sha256"]:
+            raise ValueError(f"{file} does not match its sha256 in {INDEX} (modified or damaged since it was prepared); "
+                             "prepare the dataset again into a new --out")
+        from safetensors.torch import load
+
+        tensors, meta = load(data), shard_metadata(data)
+        return Shard(tensors["latents"].float(), tensors["text"].float(), list(meta["captions"]), list(meta["sources"]))
+
+    def verify(self) -> int:
+        """Check every shard's sha256 against the index (raises on the first mismatch); returns the samples checked."""
+        for k in range(len(self.shards)):
+            self.load_shard(k)
+        return len(self)
+
+    def shard_order(self, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
+        """The shards rank ``rank`` reads in ``epoch``: a disjoint share of a seeded per-epoch permutation."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
+        if len(self.shards) < world_size:
+            raise ValueError(f"{self.path} has {len(self.shards)} shards, fewer than the {world_size} ranks reading it: "
+                             "prepare it again with a smaller --shard-size")
+        perm = np.random.default_rng([seed, epoch]).permutation(len(self.shards))
+        return [int(k) for k in perm[rank::world_size]]
+
+    def batches(self, batch_size: int, *, rank: int = 0, world_size: int = 1, seed: int = 0, start: Position | None = None,
+                epochs: int | None = 1, drop_last: bool = False) -> Iterator[Batch]:
+        """Batches of this rank's share, from ``start`` (default: the beginning) to the end of epoch ``epochs - 1``
+        (None: forever). The stream depends only on (seed, rank, world_size), so a run resumed from a batch's
+        ``position`` with the same arguments continues it exactly. A batch never spans two epochs; ``drop_last`` drops
+        each epoch's short last batch."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        start = start or Position()
+        epoch = start.epoch
+        while epochs is None or epoch < epochs:
+            yield from self._epoch(epoch, batch_size, rank, world_size, seed, start if epoch == start.epoch else Position(epoch), drop_last)
+            epoch += 1
+
+    def _epoch(self, epoch: int, batch_size: int, rank: int, world_size: int, seed: int, start: Position,
+               drop_last: bool) -> Iterator[Batch]:
+        order = self.shard_order(epoch, seed, rank, world_size)
+        rows: list[tuple[torch.Tensor, torch.Tensor, str, str]] = []
+        for j in range(start.shard, len(order)):
+            shard = self.load_shard(order[j])
+            perm = np.random.default_rng([seed, epoch, order[j]]).permutation(len(shard.captions))
+            first = start.offset if j == start.shard else 0
+            for i in range(first, len(perm)):
+                s = int(perm[i])
+                rows.append((shard.latents[s], shard.text[s], shard.captions[s], shard.sources[s]))
+                if len(rows) == batch_size:
+                    after = Position(epoch, j, i + 1) if i + 1 < len(perm) else Position(epoch, j + 1, 0)
+                    yield _batch(rows, after)
+                    rows = []
+        if rows and not drop_last:
+            yield _batch(rows, Position(epoch, len(order), 0))
+
+
+def _batch(rows: list[tuple[torch.Tensor, torch.Tensor, str, str]], position: Position) -> Batch:
+    return Batch(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), [r[2] for r in rows], [r[3] for r in rows], position)

@@ -1,0 +1,122 @@
+"""Video decoding for ``data prepare`` and mp4 writing for ``world export``, with PyAV (its own FFmpeg, no torch).
+
+A clip is read frame by frame and stops decoding as soon as it has the frames it needs; frames are chosen by
+timestamps (resampled to ``fps``) or by ``stride``, then each chosen frame is resized so its shorter side fits the
+target (swscale's area filter when shrinking) and centre-cropped: ``uint8[F, H, W, 3]`` RGB, the world's layout.
+A file that cannot be used raises ``BadSample`` with a reason ``data prepare`` counts; it never stops a run.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import av
+import numpy as np
+
+T = TypeVar("T")
+# Why a sample was skipped, in the order the index lists them.
+REASONS = ("missing", "unreadable", "too_few_frames", "empty_caption", "caption_vocabulary")
+_TIME_EPS = 1e-6  # seconds: a target time equal to a frame's start (up to rounding) belongs to that frame
+
+
+class BadSample(Exception):
+    """A sample ``data prepare`` skips; ``reason`` is one of ``REASONS``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown bad-sample reason {reason!r}; expected one of {REASONS}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def pick_by_stride(frames: Iterable[T], stride: int, count: int) -> list[T]:
+    """Frames 0, stride, 2 * stride, ... up to ``count`` of them; stops reading once it has them."""
+    picked: list[T] = []
+    for i, frame in enumerate(frames):
+        if i % stride == 0:
+            picked.append(frame)
+            if len(picked) == count:
+                break
+    return picked
+
+
+def pick_by_time(timed: Iterable[tuple[float, float, T]], fps: float, count: int) -> list[T]:
+    """Resample to ``fps``: target k is at ``t0 + k / fps`` (t0 the first frame's time) and gets the frame on screen
+    then, i.e. the last one starting at or before it. ``timed`` yields (start, duration, frame) in presentation order;
+    the last frame stays on screen for its duration. A frame is repeated when ``fps`` exceeds the video's rate."""
+    picked: list[T] = []
+    t0 = None
+    prev: tuple[float, float, T] | None = None
+    for start, duration, frame in timed:
+        if t0 is None:
+            t0 = start
+        while prev is not None and len(picked) < count and t0 + len(picked) / fps < start - _TIME_EPS:
+            picked.append(prev[2])  # the previous frame is on screen at this target
+        if len(picked) == count:
+            return picked
+        prev = (start, duration, frame)
+    if prev is not None and t0 is not None:
+        end = prev[0] + prev[1]
+        while len(picked) < count and t0 + len(picked) / fps < end - _TIME_EPS:
+            picked.append(prev[2])
+    return picked
+
+
+def resize_crop(frame: av.VideoFrame, height: int, width: int) -> np.ndarray:
+    """Scale so the frame covers ``height`` x ``width`` (the shorter side fits), then cut the centre: uint8[H, W, 3]."""
+    scale = max(width / frame.width, height / frame.height)
+    new_w, new_h = max(width, round(frame.width * scale)), max(height, round(frame.height * scale))
+    interpolation = "AREA" if scale < 1 else "BICUBIC"
+    rgb = frame.reformat(width=new_w, height=new_h, format="rgb24", interpolation=interpolation).to_ndarray()
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return np.ascontiguousarray(rgb[top:top + height, left:left + width])
+
+
+def _timed_frames(container: Any, stream: Any) -> Iterator[tuple[float, float, av.VideoFrame]]:
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    for i, frame in enumerate(container.decode(stream)):
+        start = float(frame.time) if frame.time is not None else i / rate
+        duration = float(frame.duration * stream.time_base) if frame.duration and stream.time_base else 1.0 / rate
+        yield start, duration, frame
+
+
+def read_clip(src: str | Path | bytes, frames: int, height: int, width: int, fps: float | None = None, stride: int = 1) -> np.ndarray:
+    """Decode ``frames`` frames of a video file (a path, or its bytes) as uint8[F, H, W, 3]; ``BadSample`` if it
+    cannot be opened or decoded, or is too short."""
+    name = "<bytes>" if isinstance(src, bytes) else str(src)
+    try:
+        with av.open(io.BytesIO(src) if isinstance(src, bytes) else str(src), mode="r") as container:
+            if not container.streams.video:
+                raise BadSample("unreadable", f"{name} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if fps is not None:
+                picked = pick_by_time(_timed_frames(container, stream), fps, frames)
+            else:
+                picked = pick_by_stride(container.decode(stream), stride, frames)
+            if len(picked) < frames:
+                how = f"at {fps:g} fps" if fps is not None else f"with stride {stride}"
+                raise BadSample("too_few_frames", f"{name} gives {len(picked)} of {frames} frames {how}")
+            return np.stack([resize_crop(f, height, width) for f in picked])
+    except (av.FFmpegError, OSError, EOFError, ValueError) as exc:  # ValueError: e.g. a pixel format swscale refuses
+        raise BadSample("unreadable", f"{name}: {' '.join(str(exc).split())}") from None
+
+
+def write_mp4(clip: np.ndarray, path: str | Path, fps: int = 8, crf: int = 10) -> Path:
+    """Encode uint8[F, H, W, 3] RGB as H.264 (yuv420p, which every player reads) at constant quality ``crf``."""
+    if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
+        raise ValueError(f"a clip is uint8 [frames, height, width, 3], got {clip.dtype} {list(clip.shape)}")
+    height, width = clip.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"H.264 in yuv420p needs even sizes, got {width}x{height}")
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for image in clip:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+        container.mux(stream.encode(None))
+    return Path(path)

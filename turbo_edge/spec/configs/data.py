@@ -1,0 +1,108 @@
+"""The data commands' configs: ``data prepare`` (videos -> shards of latents + text embeddings) and ``world export``
+(the synthetic world as mp4 files). Torch-free."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+from turbo_edge.spec.config import StageConfig, opt
+
+LATENT_DTYPES = ("float16", "float32")
+WORLD_SPLITS = ("train", "val", "heldout", "evaluator")
+
+
+@dataclasses.dataclass
+class DataPrepareConfig(StageConfig):
+    """Decode, sample, resize and encode a video source into a prepared dataset directory (resumable)."""
+
+    KIND = "data_prepare"
+
+    source: str = opt("", help="a folder of videos with metadata.jsonl / metadata.csv, a CSV file, or WebDataset *.tar shards "
+                               "(a folder of them, one .tar, or a brace pattern like 'shards/train-{000..009}.tar')")
+    model: str = opt("builtin", help="the model whose VAE and text encoder encode the data: builtin or a diffusers text-to-video directory")
+    out: str = opt("", help="the dataset directory (shard-NNNNN.safetensors + index.json); a killed run resumes in it")
+    frames: int | None = opt(None, help="frames per clip (default: the model card's, else 16)")
+    height: int | None = opt(None, help="pixels (default: the model card's, else the VAE's sample_size)")
+    width: int | None = opt(None, help="pixels (default: the model card's, else the height)")
+    fps: float | None = opt(None, help="resample each video to this frame rate by timestamps (exclusive with --stride)")
+    stride: int | None = opt(None, help="take every STRIDE-th decoded frame (default 1 when --fps is not given)")
+    shard_size: int = opt(256, help="clips per shard (memory holds one shard)")
+    batch: int = opt(8, help="clips per VAE / text-encoder call")
+    video_column: str | None = opt(None, help="table column naming the video file (default: file_name, path or video); "
+                                              "WebDataset: the video member's extension (default: mp4, webm, mkv, avi or mov)")
+    caption_column: str | None = opt(None, help="table column holding the caption (default: text, caption or name); "
+                                                "WebDataset: the caption member's extension, or the field of its .json")
+    dtype: str = opt("float16", choices=LATENT_DTYPES, help="storage dtype of latents and text embeddings")
+    threads: int = opt(0, help="torch threads (0: torch's default)")
+    overwrite: bool = opt(False, help="start over when --out holds a dataset made with other arguments or another model")
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ValueError("give --source: a video folder with metadata.jsonl / metadata.csv, a CSV file or WebDataset .tar shards")
+        if not self.out:
+            raise ValueError("give --out: the directory the prepared dataset is written to")
+        for name in ("frames", "height", "width"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+        if self.fps is not None and self.stride is not None:
+            raise ValueError("--fps and --stride both choose which frames are kept: give one of them")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"--fps must be > 0, got {self.fps}")
+        if self.fps is not None:
+            self.fps = float(self.fps)  # 8 and 8.0 are one setting (a resumed run compares them)
+        elif self.stride is None:
+            self.stride = 1  # no flag and --stride 1 are one setting too
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"--stride must be >= 1, got {self.stride}")
+        if self.shard_size < 1 or self.batch < 1:
+            raise ValueError(f"--shard-size and --batch must be >= 1, got {self.shard_size} and {self.batch}")
+        if self.dtype not in LATENT_DTYPES:
+            raise ValueError(f"--dtype must be one of {LATENT_DTYPES}, got {self.dtype!r}")
+        if self.threads < 0:
+            raise ValueError(f"--threads must be >= 0, got {self.threads}")
+
+    def sampling(self) -> dict[str, float | int | None]:
+        """How frames are chosen: by timestamps at ``fps``, else every ``stride``-th frame."""
+        return {"fps": self.fps, "stride": self.stride}
+
+
+@dataclasses.dataclass
+class WorldExportConfig(StageConfig):
+    """The synthetic world's clips as mp4 files plus metadata.jsonl (Hugging Face videofolder): a ``data prepare`` source."""
+
+    KIND = "world_export"
+
+    split: str = opt("train", choices=WORLD_SPLITS)
+    num: int = opt(64, help="clips to write")
+    out: str = opt("", help="the folder to write (NNNNNN.mp4, metadata.jsonl, world.json)")
+    seed: int = opt(0, help="world seed: clip i is a pure function of (split, seed, i)")
+    fps: int = opt(8, help="frame rate written into the mp4s")
+    crf: int = opt(10, help="libx264 quality (0 lossless in luma, 51 worst); low, because a training source should lose little")
+    overwrite: bool = opt(False, help="replace an existing world export")
+
+    def __post_init__(self) -> None:
+        if self.split not in WORLD_SPLITS:
+            raise ValueError(f"--split must be one of {WORLD_SPLITS}, got {self.split!r}")
+        if self.num < 1:
+            raise ValueError(f"--num must be >= 1, got {self.num}")
+        if not self.out:
+            raise ValueError("give --out: the folder the mp4 files and metadata.jsonl are written to")
+        if self.fps < 1:
+            raise ValueError(f"--fps must be >= 1, got {self.fps}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"--crf must be in [0, 51], got {self.crf}")
+
+
+def flag_command(cfg: StageConfig, command: str) -> str:
+    """``turbo-edge COMMAND --flag value ...`` for the fields that differ from their defaults (``overwrite`` left out):
+    the command line that makes ``cfg``, readable where ``--set`` pairs are not."""
+    parts = ["turbo-edge", *command.split()]
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "overwrite" or value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        parts += [flag] if value is True else [f"--no-{f.name.replace('_', '-')}"] if value is False else [flag, str(value)]
+    return shlex.join(parts)
