@@ -91,7 +91,7 @@ def recipe_hash(obj: Any) -> str:
 def cached(path: Path, recipe: dict[str, Any]) -> bool:
     """True when ``path`` holds what ``recipe`` makes (its stamp file says so)."""
     stamp = path.with_name(path.name + ".recipe.json")
-    return path.exists() and stamp.exists() and json.loads(stamp.read_text()) == recipe
+    return path.exists() and stamp.exists() and json.loads(stamp.read_text()) == json.loads(json.dumps(recipe, sort_keys=True, default=list))
 
 
 def stamp(path: Path, recipe: dict[str, Any]) -> None:
