@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +165,16 @@ def test_frame_consistency_constant_clip_is_one_and_shuffled_noise_lower(clip):
     assert frame_consistency(unit)[0] == pytest.approx(0.0)
 
 
-def test_clip_dir_checks(tmp_path, vision_dir):
+def test_clip_dir_checks(tmp_path, clip_dir, vision_dir):
+    from transformers import CLIPModel
+
+    half = tmp_path / "half"
+    CLIPModel.from_pretrained(str(clip_dir), dtype=torch.float16).save_pretrained(half)
+    for name in ("tokenizer.json", "tokenizer_config.json", "processor_config.json"):
+        shutil.copy(clip_dir / name, half / name)
+    loaded = ClipModel.load(half)  # saved in float16, scored in float32
+    assert loaded.model.dtype == torch.float32
+    assert abs(clip_scores(loaded, _world_clips(PROMPTS[:1]), PROMPTS[:1])["text_frame_similarity"]) <= 1
     with pytest.raises(FileNotFoundError, match="no config.json"):
         ClipModel.load(tmp_path)
     with pytest.raises(ValueError, match="not a CLIP model"):
@@ -287,6 +297,8 @@ def test_eval_prompt_file_of_world_prompts_runs_the_world_evaluator(tmp_path, cl
     result = run_eval(EvalConfig(model="groundtruth", prompts=str(file), clip=str(clip_dir)))
     assert result["world_evaluator"]["ran"] is True and result["n_videos"] == 3
     assert result["content_acc"] > 0.9 and len(result["clip"]["per_prompt"]) == 3
+    split = run_eval(EvalConfig(model="groundtruth", prompts="val", num=4, clip=str(clip_dir)))  # a split may add CLIP scores too
+    assert split["n_videos"] == 4 and "world_evaluator" not in split and len(split["clip"]["per_prompt"]) == 4
     other = tmp_path / "other.txt"
     other.write_text("a cat on a skateboard\n")
     with pytest.raises(ValueError, match="nothing scores the prompts"):

@@ -102,7 +102,8 @@ class ClipModel:
         if model_type != "clip":
             raise ValueError(f"--clip {root} holds a {model_type!r} model, not a CLIP model (model_type 'clip'): give a CLIPModel "
                              "directory (text and vision towers)")
-        model = CLIPModel.from_pretrained(str(root), local_files_only=True, use_safetensors=True).eval()
+        # float32 whatever dtype it was saved in: CPU kernels and the processor's pixels are float32.
+        model = CLIPModel.from_pretrained(str(root), local_files_only=True, use_safetensors=True, dtype=torch.float32).eval()
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
@@ -175,7 +176,7 @@ class FeatureModel:
 
         root = _check_model_dir(path, "--fd-features", "vision model (e.g. a CLIP vision tower)")
         try:
-            model = AutoModel.from_pretrained(str(root), local_files_only=True, use_safetensors=True).eval()
+            model = AutoModel.from_pretrained(str(root), local_files_only=True, use_safetensors=True, dtype=torch.float32).eval()
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"--fd-features {root} does not load as a transformers AutoModel ({' '.join(str(exc).split())[:200]})") from None
         return cls(root, model, _load_image_processor(root, "--fd-features"))
