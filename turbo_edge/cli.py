@@ -20,6 +20,7 @@ from typing import Any
 from turbo_edge.spec import logs
 from turbo_edge.spec.config import StageConfig, leaf_fields, parse_set, resolve_key, set_path
 from turbo_edge.spec.configs import (
+    BenchConfig,
     ConvertConfig,
     DemoConfig,
     DistillConfig,
@@ -251,6 +252,15 @@ def _report(cfg: ReportConfig) -> None:
         print(f"wrote {write_results_page(cfg.results, cfg.page)}")
 
 
+def _bench(cfg: BenchConfig) -> None:
+    from turbo_edge.bench import format_table, run_bench
+
+    record = run_bench(cfg)
+    print(format_table(record))
+    if cfg.json:
+        print(f"wrote {cfg.json}")
+
+
 def _serve(cfg: ServeConfig) -> None:
     from turbo_edge.serve import ServeError, run_serve
 
@@ -277,6 +287,7 @@ COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
     "verify": (VerifyConfig, _verify, "check a bundle's manifest and every file's sha256"),
     "demo": (DemoConfig, _demo, "the main job: distil, prune, export, run; prints the side-by-side table"),
     "report": (ReportConfig, _report, "render benchmark results as Markdown + HTML (and docs/results.md)"),
+    "bench": (BenchConfig, _bench, "per-stage and end-to-end latency, FLOPs vs the host's peak and memory of a bundle or a model"),
     "serve": (ServeConfig, _serve, "serve a bundle on Triton Inference Server (CPU Python backend; --write-only for GPU hosts, unverified)"),
 }
 
