@@ -253,9 +253,11 @@ def _report(cfg: ReportConfig) -> None:
 
 
 def _bench(cfg: BenchConfig) -> None:
+    import shlex
+
     from turbo_edge.bench import format_table, run_bench
 
-    record = run_bench(cfg)
+    record = run_bench(cfg, command="turbo-edge " + shlex.join(_invocation) if _invocation else None)
     print(format_table(record))
     if cfg.json:
         print(f"wrote {cfg.json}")
@@ -316,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_invocation: list[str] = []  # the running command's arguments, for runners that record them (bench's results file)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _invocation[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
     except argparse.ArgumentError as exc:  # a bad flag value: one line naming the flag, as every other input error
