@@ -19,6 +19,7 @@ SCHEMA_VERSION = 1
 def run_bench(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
     """Bench every backend x precision of ``cfg`` (one row each); write ``cfg.json`` when given; return the record."""
     threads = cfg.threads or host.available_cores()
+    machine = machine_info(threads)  # before the runs: the load average the figures were taken under
     rows = []
     if cfg.bundle:
         from turbo_edge.bench.bundle import bench_bundle, check_profile, video_geometry
@@ -47,12 +48,14 @@ def run_bench(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
     record = {
         "command": command or cfg.command_line("bench"),
         "kind": "bench", "schema_version": SCHEMA_VERSION,
-        "machine": machine_info(threads),
+        "machine": machine,
         "shapes": {"batch": cfg.batch, "frames": frames, "height": height, "width": width},
         "warmup": cfg.warmup, "runs": cfg.runs,
         "rows": rows,
         "config": cfg.to_dict(),
     }
+    if cfg.bundle:
+        record["bundle_source"] = bundle.manifest.get("source")  # which model, config hash and toolchain made the graphs
     if cfg.json:
         out = Path(cfg.json)
         out.parent.mkdir(parents=True, exist_ok=True)
