@@ -256,8 +256,12 @@ def _bench(cfg: BenchConfig) -> None:
     import shlex
 
     from turbo_edge.bench import format_table, run_bench
+    from turbo_edge.spec.errors import BackendUnavailableError
 
-    record = run_bench(cfg, command="turbo-edge " + shlex.join(_invocation) if _invocation else None)
+    try:
+        record = run_bench(cfg, command="turbo-edge " + shlex.join(_invocation) if _invocation else None)
+    except BackendUnavailableError as exc:  # e.g. --backend ort-cuda without onnxruntime-gpu: what to install, one line
+        raise UserError(str(exc)) from exc
     print(format_table(record))
     if cfg.json:
         print(f"wrote {cfg.json}")

@@ -111,6 +111,16 @@ def test_shapes_outside_the_profile_are_one_line_naming_the_range(tiny_bundle, c
     assert "bf16 is a PyTorch weights dtype" in capsys.readouterr().err
 
 
+def test_a_gpu_backend_without_its_libraries_is_one_line(tiny_bundle, capsys):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has onnxruntime-gpu: ort-cuda would run")
+    assert cli.main(["bench", "--bundle", str(tiny_bundle), "--backend", "ort-cuda", "--runs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "ort-cuda needs onnxruntime-gpu" in err and "Traceback" not in err
+
+
 def test_bench_bundle_imports_no_torch(tiny_bundle, tmp_path):
     out = tmp_path / "lean.json"
     code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import no_torch; import turbo_edge.cli as cli; "
