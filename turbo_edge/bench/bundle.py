@@ -138,15 +138,15 @@ def _bench(cfg: BenchConfig, pipe: Pipeline, backend: str, precision: str, threa
         stage_entry("vae_decoder", vae_stats, 1, flops["vae_decoder"], _peak(backend, vae_p, threads, gpu)),
     ]
     prompts = [cfg.prompt] * b
-    e2e = timed(lambda: pipe.run(prompts, steps=steps, seed=cfg.seed, guidance=cfg.guidance, frames=video[0],
-                                               height=video[1], width=video[2]), runs=cfg.e2e_runs or cfg.runs)
+    e2e = timed(lambda: pipe.run(prompts, steps=steps, seed=cfg.seed, guidance=cfg.guidance, frames=video[0], height=video[1],
+                                 width=video[2]), runs=cfg.e2e_runs or cfg.runs)
     row = {
         "row": f"bundle {bundle.manifest.get('source', {}).get('kind', '?')} {backend} {precision}", "source": "bundle",
         "model": str(bundle.root), "model_kind": bundle.manifest.get("source", {}).get("kind"), "sampler": spec.kind,
         "backend": backend, "precision": precision, "precisions": {"text_encoder": te_p, "unet": unet_p, "vae_decoder": vae_p},
         "steps": steps, "batch": b, "unet_rows": rows, "cfg": bool(spec.uses_cfg), "guidance": guidance, "threads": threads,
         "timing": "CUDA events (device), host clock beside" if gpu is not None else "host clock (perf_counter)",
-        "verified_on_gpu": False if backend in GPU_BACKENDS else None,
+        "verified_on_gpu": False if backend in GPU_BACKENDS else None, "gpu": None if gpu is None else gpu.device_name(),
         "video": {"frames": video[0], "height": video[1], "width": video[2]},
         "input_shapes": {"text_encoder": {"input_ids": [1, length]}, "unet": {k: list(v) for k, v in inputs.items()},
                          "vae_decoder": {"latent": [b * shape[1], shape[0], shape[2], shape[3]]}},
