@@ -94,11 +94,9 @@ def _inputs(unet: Any, shape: dict[str, Any], size: int) -> dict[str, Any]:
 
 
 def _flops(unet: Any, inputs: dict[str, Any]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
+    from turbo_edge.core.flops import count_flops
 
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        unet(**inputs)
-    return int(counter.get_total_flops())
+    return count_flops(lambda: unet(**inputs))
 
 
 def _onnx_runners(unets: dict[str, Any], model: Any, inputs: dict[str, Any], threads: int, work: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 from turbo_edge.spec import logs
 from turbo_edge.spec.config import StageConfig, leaf_fields, parse_set, resolve_key, set_path
 from turbo_edge.spec.configs import (
+    BenchConfig,
     ConvertConfig,
     DataPrepareConfig,
     DemoConfig,
@@ -253,6 +254,21 @@ def _report(cfg: ReportConfig) -> None:
         print(f"wrote {write_results_page(cfg.results, cfg.page)}")
 
 
+def _bench(cfg: BenchConfig) -> None:
+    import shlex
+
+    from turbo_edge.bench import format_table, run_bench
+    from turbo_edge.spec.errors import BackendUnavailableError
+
+    try:
+        record = run_bench(cfg, command="turbo-edge " + shlex.join(_invocation) if _invocation else None)
+    except BackendUnavailableError as exc:  # e.g. --backend ort-cuda without onnxruntime-gpu: what to install, one line
+        raise UserError(str(exc)) from exc
+    print(format_table(record))
+    if cfg.json:
+        print(f"wrote {cfg.json}")
+
+
 def _serve(cfg: ServeConfig) -> None:
     from turbo_edge.serve import ServeError, run_serve
 
@@ -296,6 +312,7 @@ COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
     "verify": (VerifyConfig, _verify, "check a bundle's manifest and every file's sha256"),
     "demo": (DemoConfig, _demo, "the main job: distil, prune, export, run; prints the side-by-side table"),
     "report": (ReportConfig, _report, "render benchmark results as Markdown + HTML (and docs/results.md)"),
+    "bench": (BenchConfig, _bench, "per-stage and end-to-end latency, FLOPs vs the host's peak and memory of a bundle or a model"),
     "serve": (ServeConfig, _serve, "serve a bundle on Triton Inference Server (CPU Python backend; --write-only for GPU hosts, unverified)"),
 }
 
@@ -324,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_invocation: list[str] = []  # the running command's arguments, for runners that record them (bench's results file)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _invocation[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
     except argparse.ArgumentError as exc:  # a bad flag value: one line naming the flag, as every other input error

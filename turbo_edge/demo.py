@@ -41,7 +41,7 @@ from turbo_edge.runtime.video import write_video
 from turbo_edge.spec.backends import GPU_BACKENDS
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import DemoConfig, DistillConfig, EngineConfig, ExportConfig, PruneConfig
-from turbo_edge.spec.host import cpu_flags, cpu_mhz
+from turbo_edge.spec.host import cpu_peak_flops
 from turbo_edge.spec.outputs import claim_run_dir
 
 log = logging.getLogger(__name__)
@@ -218,10 +218,10 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
 
 
 def unet_flops(model_dir: Path, batch: int) -> float:
-    """FLOPs of one UNet call (PyTorch's FlopCounterMode: matmuls and convolutions, the bulk of the work)."""
+    """FLOPs of one UNet call (``core.flops.count_flops``: matmuls, convolutions and attention, the bulk of the work)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
+    from turbo_edge.core.flops import count_flops
 
     model = load_teacher(model_dir)
     c, f, h, w = latent_shape(model, None, None, None)
@@ -229,21 +229,17 @@ def unet_flops(model_dir: Path, batch: int) -> float:
     if model.unet.config.time_cond_proj_dim:
         kw["timestep_cond"] = torch.zeros(batch, model.unet.config.time_cond_proj_dim)
     text = torch.zeros(batch, model.tokenizer.model_max_length, model.text_encoder.config.hidden_size)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model.unet(torch.zeros(batch, c, f, h, w), torch.full((batch,), 500), encoder_hidden_states=text, **kw)
-    return float(counter.get_total_flops())
+    sample, timestep = torch.zeros(batch, c, f, h, w), torch.full((batch,), 500)
+    return float(count_flops(lambda: model.unet(sample, timestep, encoder_hidden_states=text, **kw)))
 
 
 def cpu_peak_gflops(threads: int) -> dict[str, Any]:
-    """Nominal fp32 peak of ``threads`` cores: 2 AVX-512 FMA units x 16 lanes x 2 FLOPs per cycle at the
-    reported clock (an upper bound: turbo and AVX-512 clock offsets are ignored)."""
-
-    mhz = cpu_mhz()
-    lanes = 16 if "avx512f" in (cpu_flags() or ()) else 8
-    if mhz is None:
-        return {"peak_gflops": None, "formula": "unknown clock"}
-    return {"peak_gflops": threads * 2 * lanes * 2 * mhz / 1e3, "formula": f"{threads} cores x 2 FMA x {lanes} fp32 lanes x 2 x {mhz:.0f} MHz"}
+    """Theoretical fp32 peak of ``threads`` cores (``spec.host.cpu_peak_flops``: FLOP per cycle from the CPU's flags x
+    cores x the reported clock; its assumptions in ``formula``)."""
+    peak = cpu_peak_flops("fp32", cores=threads)
+    if peak is None:
+        return {"peak_gflops": None, "formula": "unknown: no CPU flags or clock in /proc/cpuinfo"}
+    return {"peak_gflops": peak["flops_per_s"] / 1e9, "formula": peak["basis"]}
 
 
 def plan_rows(cfg: DemoConfig, teacher: Path, student: Path, pruned: Path, bundles: dict[str, Path], labels: dict[str, str]) -> list[RowSpec]:

@@ -24,6 +24,7 @@ def _dry(capsys, argv):
         (["rewards", "train", "--which", "video"], "reward_train"),
         (["prune", "--student", "x", "--icd-weight", "0"], "prune"),
         (["distill", "--steps", "5", "--reward", "builtin-image:1.0:2"], "distill"),
+        (["bench", "--bundle", "x", "--backend", "ort,openvino", "--precision", "fp32,int8"], "bench"),
     ],
 )
 def test_every_subcommand_has_dry_run(capsys, argv, kind):
@@ -110,6 +111,11 @@ def test_phases_flag(capsys):
         (["generate", "a red circle moving left", "--out", "x.avi"], ".gif or .mp4"),
         (["eval", "--prompts", "val", "--num", "1"], "--num must be >= 2"),
         (["generate", "a red circle moving left", "--model", "/nonexistent/model"], "does not exist"),
+        (["bench"], "give exactly one of --model DIR (PyTorch eager) or --bundle DIR"),
+        (["bench", "--bundle", "x", "--backend", "cuda"], "unknown --backend ['cuda']"),
+        (["bench", "--model", "builtin", "--precision", "int8"], "--precision int8 is a bundle's graph"),
+        (["bench", "--model", "builtin", "--backend", "openvino"], "--backend chooses how a bundle runs"),
+        (["bench", "--bundle", "x", "--runs", "0"], "--runs must be an integer >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_line(capsys, argv, message):

@@ -23,7 +23,7 @@ from turbo_edge.report.plots import plot_bars, plot_latency_quality, plot_stage_
 
 Builder = Callable[[str, dict[str, Any], Path], Section]
 BUILDERS: dict[str, Builder] = {}
-FAMILY_ORDER = ("demo", "teacher", "distill", "prune", "export", "runtime")
+FAMILY_ORDER = ("demo", "teacher", "distill", "prune", "export", "runtime", "bench")
 
 
 def builder(family: str) -> Callable[[Builder], Builder]:
@@ -190,3 +190,40 @@ def _parity_rows(parity: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(result, dict):
                 rows.append({"module": module, "precision": precision, **{k: v for k, v in result.items() if _is_scalar(v)}})
     return rows
+
+
+BENCH_ROW_COLUMNS = {
+    "row": "row", "backend": "backend", "precision": "precision", "steps": "steps", "batch": "batch", "threads": "threads",
+    "end_to_end_ms": "end to end (ms, median)", "end_to_end_source": "end to end is", "videos_per_min": "videos / min",
+    "composition_rel_diff": "composed ÷ measured - 1", "peak_rss_mb": "peak RSS (MB)", "device_memory_mb": "device memory (MB)",
+}
+BENCH_STAGE_COLUMNS = {
+    "row": "row", "stage": "stage", "calls": "calls / video batch", "median_ms": "median (ms)", "p90_ms": "p90 (ms)", "min_ms": "min (ms)",
+    "share_of_end_to_end": "share of end to end", "gflop": "GFLOP / call", "achieved_gflops": "achieved GFLOP/s", "pct_of_peak": "% of peak",
+}
+BENCH_PARTS = {"text_encoder": "text encoder", "unet": "UNet (all steps)", "vae_decoder": "VAE decode"}
+
+
+@builder("bench")
+def _bench_section(name: str, data: dict[str, Any], plots_dir: Path) -> Section:
+    """``turbo-edge bench`` records: one row per model / backend / precision, its stages, and a stacked plot per row."""
+    rows = _check_rows(name, data, "rows", ("end_to_end_ms", "videos_per_min", "composition_rel_diff", "peak_rss_mb"))
+    blocks: list[Block] = []
+    if rows:
+        blocks.append(table_from_dicts([{k: r.get(k) for k in BENCH_ROW_COLUMNS} for r in rows], list(BENCH_ROW_COLUMNS), BENCH_ROW_COLUMNS,
+                                       "end to end per row (a teacher's: composed from its stage medians, checked by real videos)"))
+        stages = []
+        for i, r in enumerate(rows):
+            entries = _check_rows(name, {"stages": r.get("stages", [])}, "stages", ("median_ms", "p90_ms", "min_ms", "gflop", "pct_of_peak"))
+            stages += [{"row": r.get("row", str(i)), **{k: s.get(k) for k in BENCH_STAGE_COLUMNS if k != "row"}} for s in entries]
+        blocks.append(table_from_dicts(stages, list(BENCH_STAGE_COLUMNS), BENCH_STAGE_COLUMNS, "per stage (times per call)"))
+        bars = []
+        for r in rows:
+            per = {s.get("stage"): s for s in r.get("stages", [])}
+            bars.append({"row": r.get("row", ""), **{f"{k}_ms": (per[k].get("median_ms") or 0.0) * (per[k].get("calls") or 0)
+                                                     for k in BENCH_PARTS if k in per}})
+        blocks.append(plot_stage_latency(bars, {f"{k}_ms": v for k, v in BENCH_PARTS.items()}, plots_dir / f"{Path(name).stem}_stages.png",
+                                         title="time per video batch by stage (median x calls)",
+                                         caption="per-stage time of one video batch, stacked: text encoder, every UNet step, VAE decode"))
+    blocks += _structured_blocks(data, {"rows", "config"})
+    return Section("bench: per-stage latency, FLOPs and memory", name, data.get("command"), blocks)

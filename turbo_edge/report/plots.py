@@ -65,7 +65,8 @@ def _tab20(i: int):
     return colormaps["tab20"](i % 20)
 
 
-def plot_stage_latency(stages: list[dict[str, Any]], parts: dict[str, str], path: Path) -> Plot:
+def plot_stage_latency(stages: list[dict[str, Any]], parts: dict[str, str], path: Path, title: str = "latency per stage (UNet: one step)",
+                       caption: str = "latency per stage, stacked: text encoder, one UNet step, VAE decode") -> Plot:
     """One horizontal bar per row, its ``parts`` (key -> legend label) stacked left to right."""
     fig, ax = _figure(8, 1.6 + 0.5 * len(stages))
     positions = range(len(stages))  # by position: two rows with one label stay two bars
@@ -77,9 +78,9 @@ def plot_stage_latency(stages: list[dict[str, Any]], parts: dict[str, str], path
     ax.set_yticks(positions, [str(s.get("row", "")) for s in stages])
     ax.invert_yaxis()
     ax.set_xlabel("ms")
-    ax.set_title("latency per stage (UNet: one step)")
+    ax.set_title(title)
     fig.legend(loc="outside lower center", ncols=len(parts), fontsize=8)
-    return _save(fig, path, "latency per stage, stacked: text encoder, one UNet step, VAE decode")
+    return _save(fig, path, caption)
 
 
 def plot_bars(labels: list[str], values: list[float], value_labels: list[str], path: Path, title: str) -> Plot:

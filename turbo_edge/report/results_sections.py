@@ -348,6 +348,27 @@ def _data(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
+def _bench(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        shapes = data["shapes"]
+        rows = data["rows"]
+        body = table(["row", "steps", "batch", "end to end ms", "end to end is", "videos / min", "composed ÷ measured", "peak RSS MB"],
+                     [[str(r["row"]), fmt(r.get("steps")), fmt(r.get("batch")), ms(r.get("end_to_end_ms")), str(r.get("end_to_end_source", "")),
+                       ratio(r.get("videos_per_min")), pct(r.get("composition_rel_diff")), fmt(r.get("peak_rss_mb"), 0)] for r in rows])
+        body += ["", "Per stage (ms per call; share of end to end; GFLOP per call; achieved GFLOP/s and % of the host's peak):", ""]
+        body += table(["row", "stage", "calls", "median", "p90", "min", "share", "GFLOP", "GFLOP/s", "% peak"],
+                      [[str(r["row"]), str(s["stage"]), fmt(s.get("calls")), ms(s.get("median_ms")), ms(s.get("p90_ms")), ms(s.get("min_ms")),
+                        f"{100 * s['share_of_end_to_end']:.0f} %" if _num(s.get("share_of_end_to_end")) is not None else DASH,
+                        fmt(s.get("gflop"), 3), fmt(s.get("achieved_gflops"), 1), fmt(s.get("pct_of_peak"), 1)]
+                       for r in rows for s in r["stages"]], numeric_from=2)
+        extra = [f"Shapes: batch {fmt(shapes.get('batch'))}, {fmt(shapes.get('frames'))} frames of {fmt(shapes.get('height'))}x"
+                 f"{fmt(shapes.get('width'))}; {fmt(data.get('warmup'))} warm-up and {fmt(data.get('runs'))} timed calls per stage. "
+                 "Peak RSS is the process's peak so far (rows run in order in one process)."]
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
 Section = Callable[[list[tuple[str, dict[str, Any]]]], list[str]]
 
 # (family, title, intro, builder), in page order. A family takes the files named FAMILY.json and FAMILY_*.json.
@@ -381,6 +402,9 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
     ("data", "Data preparation",
      "`turbo-edge data prepare` on FFmpeg test-pattern videos (H.264, MPEG-4, VP8) with one bad sample of each kind: "
      "throughput, the skipped samples, a SIGKILLed run's resume, and the world's mp4 round trip.", _data),
+    ("bench", "Bench: per-stage latency, FLOPs and memory",
+     "`turbo-edge bench`: each stage's median / p90 / min, its FLOPs (from the ONNX graph or PyTorch's FLOP counter) "
+     "against the host's theoretical peak, end to end and videos per minute.", _bench),
 ]
 
 

@@ -164,7 +164,7 @@ def cpu_peak_flops(precision: str = "fp32", cpuinfo: str | None = None, cores: i
         raise ValueError(f"cores must be >= 1, got {n}")
     per_cycle, basis = per
     return {"flops_per_s": per_cycle * n * mhz * 1e6, "flop_per_cycle_per_core": per_cycle, "cores": n, "mhz": mhz,
-            "basis": f"{cpu_model_name(text) or 'unknown CPU'}: {basis}; {n} cores at {mhz:g} MHz (/proc/cpuinfo)"}
+            "basis": f"{cpu_model_name(text) or 'unknown CPU'}: {basis}; {n} core{'' if n == 1 else 's'} at {mhz:g} MHz (/proc/cpuinfo)"}
 
 
 # Dense (no sparsity) peaks from NVIDIA's datasheets, FLOP/s: tensor-core fp16/bf16 and int8, and non-tensor fp32.

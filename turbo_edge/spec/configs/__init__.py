@@ -1,6 +1,14 @@
 """Every stage's and app's config, torch-free: the CLI builds its flags from these classes' field metadata."""
 
-from turbo_edge.spec.configs.apps import DEMO_PRESETS, DemoConfig, EvalConfig, GenerateConfig, ReportConfig, ServeConfig
+from turbo_edge.spec.configs.apps import (
+    DEMO_PRESETS,
+    BenchConfig,
+    DemoConfig,
+    EvalConfig,
+    GenerateConfig,
+    ReportConfig,
+    ServeConfig,
+)
 from turbo_edge.spec.configs.data import DataPrepareConfig, WorldExportConfig
 from turbo_edge.spec.configs.deploy import (
     INT8_SCOPES,
@@ -25,7 +33,7 @@ from turbo_edge.spec.configs.train import (
 )
 
 __all__ = [
-    "DEMO_PRESETS", "INT8_SCOPES", "REWARD_NAMES", "WEIGHT_DTYPES", "ConvertConfig", "DataPrepareConfig", "DemoConfig", "DistillConfig", "EngineConfig",
+    "DEMO_PRESETS", "INT8_SCOPES", "REWARD_NAMES", "WEIGHT_DTYPES", "BenchConfig", "ConvertConfig", "DataPrepareConfig", "DemoConfig", "DistillConfig", "EngineConfig",
     "EvalConfig", "EvaluatorTrainConfig", "ExportConfig", "GenerateConfig", "ProbeConfig", "PruneConfig", "ReportConfig",
     "RewardTerm", "RewardTrainConfig", "RuntimeConfig", "ServeConfig", "TeacherExportConfig", "TeacherTrainConfig", "TrainLoop", "VerifyConfig", "WorldExportConfig",
 ]

@@ -223,3 +223,77 @@ class ServeConfig(StageConfig):
                              "with NVIDIA's Triton container there")
         if not self.ready_timeout > 0:
             raise ValueError(f"--ready-timeout must be positive, got {self.ready_timeout}")
+
+
+BENCH_PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+BACKEND_ALIASES = {"ort": "ort-cpu"}
+
+
+def backends_arg(text: str) -> tuple[str, ...]:
+    """``--backend ort,openvino``: runtime backends, ``ort`` standing for ``ort-cpu``."""
+    return tuple(BACKEND_ALIASES.get(b, b) for b in csv(text))
+
+
+@dataclasses.dataclass
+class BenchConfig(StageConfig):
+    """Per-stage and end-to-end latency, FLOPs and memory of a bundle (torch-free runtime) or a model dir (PyTorch eager)."""
+
+    KIND = "bench"
+
+    model: str | None = opt(None, help="a teacher, student or pruned model directory (or builtin, builtin-student, builtin-pruned), run in PyTorch eager")
+    bundle: str | None = opt(None, help="a bundle directory, run through the torch-free runtime's backends")
+    backends: tuple[str, ...] = opt(("ort-cpu",), flag="--backend", parse=backends_arg,
+                                    help="bundles: comma-separated runtime backends: ort (= ort-cpu), openvino, ort-cuda, tensorrt")
+    precisions: tuple[str, ...] = opt(("fp32",), flag="--precision", parse=csv,
+                                      help="comma-separated: bundles fp32 / fp16 / int8 (the graph variant), models fp32 / bf16 (weights dtype)")
+    frames: int | None = opt(None, help="default: the model's or bundle's own")
+    height: int | None = opt(None, help="default: the model's or bundle's own")
+    width: int | None = opt(None, help="default: the model's or bundle's own")
+    batch: int = opt(1, help="videos per generate call (a CFG teacher's UNet runs 2x this many rows)")
+    steps: int | None = opt(None, help="sampler steps (default: the bundle's or student's default_steps, 50 for a teacher)")
+    runs: int = opt(10, help="timed calls per stage after the warm-up")
+    warmup: int = opt(2, help="untimed calls per stage first")
+    e2e_runs: int | None = opt(None, help="timed end-to-end videos (default: --runs; a teacher's per-video figures are composed "
+                                          "from its stage medians and this many real videos, default 1, check the composition)")
+    threads: int | None = opt(None, help="runtime / torch threads (default: every core this process may use)")
+    prompt: str = opt("a red circle moving left")
+    seed: int = opt(0, parse=seed_arg)
+    guidance: float | None = opt(None, help="default: the model's or bundle's own")
+    verify: bool = opt(True, help="bundles: check every file's sha256 before loading")
+    json: str | None = opt(None, help="write the results row(s) here (the report reads them: put it in a results directory)")
+
+    def __post_init__(self) -> None:
+        if bool(self.model) == bool(self.bundle):
+            raise ValueError("give exactly one of --model DIR (PyTorch eager) or --bundle DIR (the torch-free runtime)")
+        self.backends = tuple(BACKEND_ALIASES.get(b, b) for b in self.backends)
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown or not self.backends:
+            raise ValueError(f"unknown --backend {list(unknown) or '(none)'}; choose from ort, {', '.join(sorted(BACKENDS))}")
+        bad = [p for p in self.precisions if p not in BENCH_PRECISIONS]
+        if bad or not self.precisions:
+            raise ValueError(f"unknown --precision {bad or '(none)'}; choose from {', '.join(BENCH_PRECISIONS)}")
+        if self.bundle and "bf16" in self.precisions:
+            raise ValueError("--precision bf16 is a PyTorch weights dtype (--model); a bundle runs fp32, fp16 or int8 graphs")
+        if self.model and "int8" in self.precisions:
+            raise ValueError("--precision int8 is a bundle's graph (export with --precision int8, bench with --bundle); --model runs fp32, fp16 or bf16")
+        if self.model and self.backends != ("ort-cpu",):
+            raise ValueError("--backend chooses how a bundle runs; --model runs in PyTorch eager (export it and use --bundle)")
+        for name in ("batch", "runs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name} must be an integer >= 1, got {value!r}")
+        if self.warmup < 0:
+            raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.e2e_runs is not None and self.e2e_runs < 1:
+            raise ValueError(f"--e2e-runs must be >= 1, got {self.e2e_runs}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {self.steps}")
+        for name in ("frames", "height", "width"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+        if self.threads is not None:
+            check_threads(self.threads)
+        check_prompt_text(self.prompt)
+        check_seed(self.seed)
+        check_guidance(self.guidance)
