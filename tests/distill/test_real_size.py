@@ -152,3 +152,14 @@ def test_prune_recovery_in_bf16_with_checkpointing_logs_memory(tiny_student_dir,
     prune(cfg)
     (row,) = _log(tmp_path / "p")
     assert np.isfinite(row["loss"]) and row["peak_rss_mib"] > 50
+
+
+def test_resume_identity_ignores_what_does_not_change_the_numbers():
+    default = DistillConfig.make().training_hash_fields()
+    # where the teacher's weights live and activation recomputation: same numbers, so a run may resume across them
+    assert DistillConfig.make(teacher_weights="copy", gradient_checkpointing=True).training_hash_fields() == default
+    # bf16 changes the numbers; off, it is absent, so checkpoints written before these fields existed still resume
+    assert "mixed_precision" not in default["loop"] and "teacher_weights" not in default
+    assert DistillConfig.make(mixed_precision="bf16").training_hash_fields()["loop"]["mixed_precision"] == "bf16"
+    with pytest.raises(ValueError, match="mixed_precision must be one of \\['no', 'bf16'\\], got 'fp16'"):
+        DistillConfig.make(mixed_precision="fp16")
