@@ -96,7 +96,7 @@ class MeteredUNet:
             log.info(self.plan.estimate(time.perf_counter() - start))
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.plan.calls, initial=1, desc="int8 calibration", unit="call", dynamic_ncols=True, leave=False)
+            self.bar = tqdm(total=self.plan.calls, initial=1, desc="int8 calibration", unit="call", dynamic_ncols=True, leave=False, mininterval=1.0)
         else:
             self.bar.update(1)
         return out
