@@ -32,7 +32,7 @@ def test_student_calibration_follows_its_own_sampler(tiny_student_dir):
     from turbo_edge.export.quantize import CALIBRATION_SOURCES
 
     model = load_teacher(tiny_student_dir)
-    cfg = types.SimpleNamespace(int8_calibration_steps=None, default_steps=None, guidance=None, seed=0, int8_calibration_prompts=3)
+    cfg = types.SimpleNamespace(int8_calibration_steps=None, default_steps=None, guidance=None, seed=0, int8_calibration_prompts=3, int8_subset_size=300)
     shapes = types.SimpleNamespace(frames=None, height=None, width=None)
     names = ("sample", "timestep", "encoder_hidden_states", "timestep_cond")
     feeds = CALIBRATION_SOURCES["consistency"](model, cfg, shapes, names)

@@ -9,7 +9,8 @@ plus, per stage, the pieces listed in ``docs/architecture.md`` ("Adding a denois
   guidance embedding [B, W] or None) -> prediction like sample``: the sampler, the distiller's teacher and
   student calls, the pruner and the export wrapper all call through it;
 - ``geometry``: latent channels, text width and guidance-embedding width, which the export contract is built from;
-- ``removable_units`` / ``apply_plan``: the units a pruning plan may name, and the surgery that removes them.
+- ``removable_units`` / ``apply_plan``: the units a pruning plan may name, and the surgery that removes them;
+- ``enable_gradient_checkpointing``: recompute activations in the backward pass (a family without it refuses).
 
 The parameterisation (prediction type, schedule) is not the family's: it comes from the scheduler config and
 ``spec.param``, so a flow-matching family adds its conversions there.
@@ -18,6 +19,7 @@ The parameterisation (prediction type, schedule) is not the family's: it comes f
 from __future__ import annotations
 
 import os
+import types
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,31 @@ class DenoiserFamily(ABC):
     @abstractmethod
     def apply_plan(self, module: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module: ...
 
+    def enable_gradient_checkpointing(self, module: torch.nn.Module) -> int:
+        """Checkpoint the denoiser's activations; returns how many units recompute. A family that cannot refuses."""
+        raise ValueError(f"the {self.name} denoiser family has no gradient checkpointing; train it with gradient_checkpointing false")
+
+
+def _checkpointed_forward(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """A block's own forward, under non-reentrant activation checkpointing while gradients are recorded.
+
+    Bound per instance (``types.MethodType``), so ``copy.deepcopy`` rebinds it to the copy; the class's forward
+    runs either way. The RNG state is stashed and replayed (torch's default), so the temporal convs' dropout
+    draws the same masks in the recomputation and the global RNG stream is the one an unchecked run sees.
+    """
+    forward = type(self).forward
+    if torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(forward, self, *args, use_reentrant=False, **kwargs)
+    return forward(self, *args, **kwargs)
+
+
+def checkpoint_blocks(blocks: list[torch.nn.Module]) -> int:
+    for block in blocks:
+        block.forward = types.MethodType(_checkpointed_forward, block)
+    return len(blocks)
+
 
 class UNet3DFamily(DenoiserFamily):
     """diffusers ``UNet3DConditionModel``: epsilon / v-prediction video UNets (ModelScope T2V, zeroscope)."""
@@ -95,6 +122,15 @@ class UNet3DFamily(DenoiserFamily):
 
     def apply_plan(self, module: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module:
         return replay.apply_plan(module, plan)
+
+    def enable_gradient_checkpointing(self, module: torch.nn.Module) -> int:
+        """Every down / mid / up block recomputes in the backward pass. diffusers 0.42.1's UNet3DConditionModel has
+        ``_supports_gradient_checkpointing = False`` (its 3D blocks carry the flag but never read it), so its
+        ``enable_gradient_checkpointing()`` raises; the blocks are wrapped here instead. ``module`` may be a peft
+        model around the UNet."""
+        unet = module.get_base_model() if hasattr(module, "get_base_model") else module
+        blocks = [*unet.down_blocks, *([unet.mid_block] if unet.mid_block is not None else []), *unet.up_blocks]
+        return checkpoint_blocks(blocks)
 
 
 FAMILIES: dict[str, DenoiserFamily] = {f.diffusers_class: f for f in (UNet3DFamily(),)}

@@ -6,7 +6,7 @@ export's int8 calibration and both runtimes read the same timesteps and scalings
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ def student_timesteps(sampler: SamplerSpec, steps: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def generate_student(
+def student_latents(
     model: T2VModel,
     prompts: list[str],
     steps: int = 4,
@@ -44,11 +44,12 @@ def generate_student(
     progress: bool = False,
     video_size: tuple[int | None, int | None, int | None] = (None, None, None),
     record: Callable[[dict[str, np.ndarray]], None] | None = None,
-) -> np.ndarray:
-    """Student clips as uint8 [B, F, H, W, 3]; noise from the runtime's counter generator (same as the runtimes).
+) -> Iterator[torch.Tensor]:
+    """The sampler's final latents [b, C, F, h, w], one batch of up to ``batch_size`` prompts at a time.
 
     ``video_size`` is (frames, height, width), None for the model's own. ``record``, if given, receives every
     UNet call's inputs, one dict per clip, as the exported graph takes them (int8 calibration uses this).
+    Prompt ``i`` draws its noise from stream ``i`` whatever the batching, as the runtimes do.
     """
     check_prompts(model, prompts)
     sampler = sampler_contract(model)
@@ -57,7 +58,6 @@ def generate_student(
     abar = param.alphas_cumprod(model.scheduler_config)
     shape = latent_shape(model, *video_size)
     w_emb = torch.from_numpy(param.guidance_embedding(w, int(sampler.w_embedding_dim)))
-    clips = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="student", disable=not progress):
         chunk = list(range(start, min(start + batch_size, len(prompts))))
         cond = encode_text(model, [prompts[i] for i in chunk])
@@ -79,9 +79,27 @@ def generate_student(
             return torch.from_numpy(np.stack([normal(seed, stream_id(i, step + 1), shape) for i in chunk]))
 
         x = torch.from_numpy(np.stack([normal(seed, stream_id(i, 0), shape) for i in chunk]))
-        latents = consistency_sample(
+        yield consistency_sample(
             model_fn, x, timesteps, abar, sampler.prediction_type, noise_fn,
             sampler.timestep_scaling, sampler.sigma_data,
         )
-        clips.append(decode(model, latents))
-    return np.concatenate(clips)
+
+
+@torch.no_grad()
+def generate_student(
+    model: T2VModel,
+    prompts: list[str],
+    steps: int = 4,
+    guidance: float | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = False,
+    video_size: tuple[int | None, int | None, int | None] = (None, None, None),
+    record: Callable[[dict[str, np.ndarray]], None] | None = None,
+) -> np.ndarray:
+    """Student clips as uint8 [B, F, H, W, 3]; noise from the runtime's counter generator (same as the runtimes).
+
+    The arguments are ``student_latents``'; each batch is decoded as it is done.
+    """
+    batches = student_latents(model, prompts, steps, guidance, seed, batch_size, progress, video_size, record)
+    return np.concatenate([decode(model, latents) for latents in batches])

@@ -38,6 +38,31 @@ def build_student_unet(teacher_unet: torch.nn.Module, w_embedding_dim: int) -> t
     return student
 
 
+def attach_guidance_embedding(unet: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+    """``build_student_unet`` in place: the teacher's own UNet gains the zero-initialised ``cond_proj``, no copy.
+
+    The time embedding is rebuilt around the teacher's own ``linear_1`` / ``linear_2`` so ``cond_proj`` sits where
+    a UNet built from the student's config has it (after ``linear_1``): parameter order, hence optimizer state in
+    checkpoints, is the same as with a separate student. Without ``timestep_cond`` the layer is never called, so
+    the UNet still computes exactly the teacher.
+    """
+    from diffusers.models.embeddings import TimestepEmbedding
+
+    old = unet.time_embedding
+    if getattr(old, "cond_proj", None) is not None:
+        raise ValueError("this UNet already has a guidance embedding (time_cond_proj_dim): it is a student, not a teacher")
+    new = TimestepEmbedding(old.linear_1.in_features, old.linear_1.out_features, act_fn=unet.config.act_fn, cond_proj_dim=w_embedding_dim)
+    new.linear_1, new.linear_2 = old.linear_1, old.linear_2
+    if type(new.act) is not type(old.act) or old.post_act is not None:
+        raise ValueError("the teacher's time embedding is not the one UNet3DConditionModel builds; use teacher_weights copy")
+    ref = old.linear_1.weight
+    new.cond_proj = new.cond_proj.to(device=ref.device, dtype=ref.dtype).requires_grad_(ref.requires_grad)
+    torch.nn.init.zeros_(new.cond_proj.weight)
+    unet.time_embedding = new
+    unet.register_to_config(time_cond_proj_dim=w_embedding_dim)
+    return unet
+
+
 def load_init_student(path: str, teacher_unet: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
     """The UNet of a student distilled earlier from this teacher, checked to fit before any training."""
 
@@ -66,6 +91,15 @@ def add_lora(unet: torch.nn.Module, rank: int, alpha: float | None = None, dropo
         target_modules=LORA_TARGET_REGEX, modules_to_save=["cond_proj"], init_lora_weights="gaussian",
     )
     return get_peft_model(unet, config)
+
+
+def base_weights(module: torch.nn.Module) -> dict[int, int]:
+    """Storage ``data_ptr`` -> bytes of every parameter and buffer (a storage counted once however many share it)."""
+    out = {}
+    for t in [*module.parameters(), *module.buffers()]:
+        storage = t.untyped_storage()
+        out[storage.data_ptr()] = storage.nbytes()
+    return out
 
 
 def merge_lora(unet: torch.nn.Module) -> torch.nn.Module:

@@ -4,12 +4,19 @@ Each iteration follows ``consistency.py``'s numbered steps; rewards act on the s
 (decoded through the frozen VAE for image / video rewards, used directly by a latent reward), so no gradient
 goes through a sampling chain. Motion guidance (T2V-Turbo-v2) augments the teacher's epsilon in the solver;
 VSD (DOLLAR) adds a fake-score term. Batches and noise are pure functions of (seed, step, rank).
+
+Memory for real-size teachers (docs/decisions.md): a LoRA student is built in place on the teacher's UNet and the
+teacher's calls run with its adapters disabled (one copy of the base weights); network passes may run under bf16
+autocast (losses in fp32) and the student's blocks may checkpoint their activations. Each log line carries the
+process's current and peak resident memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +28,23 @@ from turbo_edge.core import consistency as cd
 from turbo_edge.core.data import encode_world, prompts_for
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
 from turbo_edge.core.sampling import encode_text
+from turbo_edge.core.training import autocast
 from turbo_edge.distill.motion import MotionGuidance
 from turbo_edge.distill.rewards import load_reward
-from turbo_edge.distill.student import add_lora, build_student_unet, describe, load_init_student, merge_lora
+from turbo_edge.distill.student import (
+    add_lora,
+    attach_guidance_embedding,
+    base_weights,
+    build_student_unet,
+    describe,
+    load_init_student,
+    merge_lora,
+)
 from turbo_edge.distill.vsd import VariationalScore
 from turbo_edge.spec import param
 from turbo_edge.spec.card import Lineage, ModelCard
 from turbo_edge.spec.configs import DistillConfig
+from turbo_edge.spec.host import MiB, process_memory
 from turbo_edge.spec.outputs import claim_run_dir
 from turbo_edge.spec.sampler import STUDENT_STEPS, SamplerSpec
 
@@ -64,12 +81,22 @@ class Distiller:
         self.ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
         self.grid = param.solver_timesteps(len(self.abar), cfg.origin_steps)
         torch.manual_seed(cfg.seed)
+        # Shared: the student is the teacher's own UNet plus cond_proj and LoRA; the teacher's calls disable both
+        # (teacher_pass), so there is one copy of the base weights. Otherwise the student is a second UNet.
+        self.shared = cfg.shares_teacher()
+        self.device_type = accel.device.type if accel is not None else "cpu"
         if cfg.init_student:
-
             student = load_init_student(cfg.init_student, teacher.unet, cfg.w_embedding_dim)
+        elif self.shared:
+            student = attach_guidance_embedding(teacher.unet, cfg.w_embedding_dim)
         else:
             student = build_student_unet(teacher.unet, cfg.w_embedding_dim)
-        self.student = add_lora(student, cfg.lora_rank) if cfg.mode == "lora" else student
+        if cfg.mode == "lora":
+            torch.manual_seed(cfg.seed)  # LoRA's random init is the same however the base was built
+            student = add_lora(student, cfg.lora_rank)
+        self.student = student
+        if cfg.loop.gradient_checkpointing:
+            teacher.family.enable_gradient_checkpointing(self.student)
         self.student.train()
         self.target = None
         if cfg.target_ema > 0:
@@ -85,6 +112,30 @@ class Distiller:
         if cfg.vsd_weight > 0:
 
             self.vsd = VariationalScore(teacher.unet, self.abar, self.ptype, cfg)
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        return autocast(self.cfg.loop.mixed_precision, self.device_type)
+
+    @contextlib.contextmanager
+    def teacher_pass(self) -> Iterator[None]:
+        """The frozen teacher's UNet calls: no grad, the run's autocast; shared, also the student's adapters off
+        (LoRA bypassed, ``cond_proj`` never called without ``timestep_cond``) and eval mode (the student trains
+        with the temporal convs' dropout on, the teacher never had it), restored afterwards."""
+        with torch.no_grad(), self.autocast():
+            if not self.shared:
+                yield
+                return
+            training = self.student.training
+            self.student.eval()
+            try:
+                with self.student.disable_adapter():
+                    yield
+            finally:
+                self.student.train(training)
+
+    def weight_bytes(self) -> int:
+        """Bytes of every distinct parameter / buffer storage the teacher's and student's UNets hold."""
+        return sum({**base_weights(self.teacher.unet), **base_weights(self.student)}.values())
 
     def _load_rewards(self) -> list[tuple[Any, Any]]:
         terms = self.cfg.reward_terms()
@@ -121,12 +172,14 @@ class Distiller:
         eps = torch.randn(x0.shape, generator=_gen(cfg, step, rank, 2))
         alpha, sigma = (cd.coef(v, x0) for v in param.alpha_sigma(self.abar[t]))
         x_t = param.add_noise(x0, eps, alpha, sigma)
-        # Step 3: the student's consistency output (its single-step x0).
-        out = student(x_t, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb).sample
+        # Step 3: the student's consistency output (its single-step x0); losses are fp32 whatever the autocast.
+        with self.autocast():
+            out = student(x_t, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb).sample.float()
         f_student = cd.consistency_output(out, x_t, t, self.abar, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
         # Step 4: the teacher's guided DDIM step from t to s (motion guidance on the noisiest solver steps).
+        with self.teacher_pass():
+            both = self.teacher.denoise(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), torch.cat([cond, uncond])).float()
         with torch.no_grad():
-            both = self.teacher.denoise(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), torch.cat([cond, uncond]))
             out_c, out_u = both.chunk(2)
             x0_teacher, eps_teacher = cd.guided_x0_eps(out_c, out_u, x_t, t, self.abar, self.ptype, w)
         metrics: dict[str, float] = {}
@@ -142,7 +195,8 @@ class Distiller:
             # Step 5: the target's consistency output at s (at s = -1 the boundary condition gives x_s itself).
             s_clamped = np.maximum(s, 0)
             target_net = self.target if self.target is not None else student
-            out_s = target_net(x_s, torch.from_numpy(s_clamped), encoder_hidden_states=cond, timestep_cond=w_emb).sample
+            with self.autocast():
+                out_s = target_net(x_s, torch.from_numpy(s_clamped), encoder_hidden_states=cond, timestep_cond=w_emb).sample.float()
             f_target = cd.consistency_output(out_s, x_s, s_clamped, self.abar, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
             f_target = torch.where(torch.from_numpy(s < 0).view(-1, *[1] * (x_s.ndim - 1)), x_s, f_target)
         # Step 6: Huber consistency loss.
@@ -150,11 +204,13 @@ class Distiller:
         total = loss_cd
         metrics["loss_cd"] = loss_cd.item()
         if self.rewards:
-            reward_loss, reward_metrics = self.reward_loss(f_student, prompts, step, rank)
+            with self.autocast():
+                reward_loss, reward_metrics = self.reward_loss(f_student, prompts, step, rank)
             total = total + reward_loss
             metrics.update(reward_metrics)
         if self.vsd is not None:
-            vsd_loss, vsd_metrics = self.vsd.student_loss(f_student, cond, step, rank)
+            with self.autocast():
+                vsd_loss, vsd_metrics = self.vsd.student_loss(f_student, cond, step, rank)
             total = total + cfg.vsd_weight * vsd_loss
             metrics.update(vsd_metrics)
         metrics["loss"] = total.item()
@@ -181,6 +237,7 @@ class Distiller:
                 r = model(self.decode(x0, idx), prompts)
             else:  # video: evenly strided frames
                 r = model(self.decode(x0, np.linspace(0, frames - 1, min(term.frames, frames)).round().astype(int)), prompts)
+            r = r.float()
             total = total - term.weight * r.mean()
             metrics[f"reward_{term.name}"] = r.mean().item()
         return total, metrics
@@ -241,7 +298,8 @@ def train(cfg: DistillConfig) -> Path:
     rank, ws = accel.process_index, accel.num_processes
     per_rank = max(1, cfg.loop.batch // ws)
     if accel.is_main_process:
-        log.info("student: %s", describe(distiller.student))
+        log.info("student: %s; teacher weights %s (%.0f MiB of UNet weights held)", describe(distiller.student),
+                 "shared with the student (adapters disabled)" if distiller.shared else "a separate copy", distiller.weight_bytes() / MiB)
     bar = tqdm(total=cfg.loop.steps, initial=start, desc="distill", disable=not accel.is_main_process, dynamic_ncols=True)
     for step in range(start, cfg.loop.steps):
         idx = _rng(cfg, step, rank, 0).integers(0, len(latents), size=per_rank)
@@ -255,7 +313,8 @@ def train(cfg: DistillConfig) -> Path:
             distiller.target.update_parameters(distiller.student)
         if distiller.vsd is not None:
             opt.zero_grad(set_to_none=True)
-            fake_loss, fake_metrics = distiller.vsd.fake_score_loss(step, rank)
+            with distiller.autocast():
+                fake_loss, fake_metrics = distiller.vsd.fake_score_loss(step, rank)
             accel.backward(fake_loss)
             opt.step()
             metrics.update(fake_metrics)
@@ -263,7 +322,7 @@ def train(cfg: DistillConfig) -> Path:
         bar.update(1)
         done = step + 1
         if accel.is_main_process and (done % cfg.loop.log_every == 0 or done == cfg.loop.steps):
-            ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, "time": time.time()})
+            ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, **process_memory(), "time": time.time()})
         if accel.is_main_process and (done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.steps):
             state = {"step": done, "config_hash": chash}
             ckpt.save_checkpoint(out / "ckpt", modules, opt, state)

@@ -8,7 +8,9 @@ FP16/INT8 builder flags and calibrators).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,67 +54,143 @@ def convert_fp16(src: Path, dst: Path, keep_fp32_ops: Iterable[str] = FP16_KEEP_
     return save_model(half, dst, external_data_threshold)
 
 
-def _ddim_trajectory_feeds(model: Any, cfg: Any, shapes: Any, input_names: tuple[str, ...], prompts: list[str]) -> CalibrationFeeds:
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """What int8 calibration will run: ``prompts`` trajectories of the model's own sampler, one UNet call per
+    timestep (batch 1 prompt, as the runtime calls it), and the ``samples`` inputs recorded along them that NNCF
+    gets. Trajectories stop being run once they have supplied ``samples`` inputs."""
+
+    prompts: int
+    timesteps: int
+    samples: int
+
+    @property
+    def calls(self) -> int:
+        return self.prompts * self.timesteps
+
+    def estimate(self, seconds_per_call: float) -> str:
+        return (f"int8 calibration: {self.prompts} prompts x {self.timesteps} timesteps = {self.calls} UNet calls, "
+                f"~{self.calls * seconds_per_call:.0f} s (first call {seconds_per_call:.2f} s); then NNCF statistics on {self.samples} inputs")
+
+
+def calibration_plan(prompts: int, timesteps: int, max_samples: int) -> CalibrationPlan:
+    """Only as many prompts as ``max_samples`` inputs need (``int8_calibration_prompts`` at most)."""
+    if min(prompts, timesteps, max_samples) < 1:
+        raise ValueError(f"int8 calibration needs prompts, timesteps and samples >= 1, got {prompts}, {timesteps}, {max_samples}")
+    needed = min(prompts, -(-max_samples // timesteps))
+    return CalibrationPlan(needed, timesteps, min(needed * timesteps, max_samples))
+
+
+class MeteredUNet:
+    """The UNet as calibration calls it: counts calls, times the first and logs the plan's estimate from it, then
+    shows a progress bar over the plan's calls. Attributes (``config``, ...) are the wrapped module's."""
+
+    def __init__(self, unet: Any, plan: CalibrationPlan) -> None:
+        self.unet, self.plan, self.calls, self.bar = unet, plan, 0, None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        out = self.unet(*args, **kwargs)
+        self.calls += 1
+        if self.bar is None:
+            log.info(self.plan.estimate(time.perf_counter() - start))
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.plan.calls, initial=1, desc="int8 calibration", unit="call", dynamic_ncols=True, leave=False, mininterval=1.0)
+        else:
+            self.bar.update(1)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.unet, name)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _timestep_major(per_prompt: list[CalibrationFeeds], samples: int) -> CalibrationFeeds:
+    """Interleave per-prompt trajectories step by step (every prompt's first step, then the second, ...), so any
+    prefix or stride (the parity probe) spans the timesteps; then keep ``samples``."""
+    steps = max(len(f) for f in per_prompt)
+    return [f[j] for j in range(steps) for f in per_prompt if j < len(f)][:samples]
+
+
+def _prompts(cfg: Any) -> list[str]:
+    from turbo_edge.core import world
+
+    return [a.prompt for a in world.prompt_set("train", cfg.int8_calibration_prompts, seed=cfg.seed)]
+
+
+@register_calibration("ddim_cfg")
+def teacher_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[str, ...]) -> CalibrationFeeds:
+    """UNet inputs along the teacher's DDIM+CFG trajectory at the bundle's timesteps (``int8_calibration_steps``,
+    else ``default_steps``, else 50), on training prompts; one item per prompt and step, laid out as the runtime
+    calls the UNet: [uncond_i, cond_i]."""
+    import dataclasses
+
     import torch
     from diffusers import DDIMScheduler
 
     from turbo_edge.core.sampling import ddim_cfg_sample, encode_text, initial_noise, latent_shape
 
+    if "timestep_cond" in input_names:
+        raise ValueError("a UNet with a guidance embedding (timestep_cond) is a student: calibrate it with its own sampler")
     steps = cfg.int8_calibration_steps or cfg.default_steps or 50
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
     scheduler = DDIMScheduler.from_config(model.scheduler.config)
     scheduler.set_timesteps(steps)
+    plan = calibration_plan(len(prompts := _prompts(cfg)), len(scheduler.timesteps), cfg.int8_subset_size)
+    prompts = prompts[: plan.prompts]
     shape = latent_shape(model, shapes.frames, shapes.height, shapes.width)
     x = initial_noise(shape, cfg.seed + 1000, len(prompts)) * scheduler.init_noise_sigma
     cond, uncond = encode_text(model, prompts), encode_text(model, [""] * len(prompts))
-    feeds: CalibrationFeeds = []
-    n = len(prompts)
+    metered = MeteredUNet(model.unet, plan)
+    denoiser = dataclasses.replace(model, unet=metered)
+    per_prompt: list[CalibrationFeeds] = []
 
     def recording_unet(sample: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        # One calibration item per prompt, laid out as the runtime calls the UNet: [uncond_i, cond_i].
-        for i in range(n):
-            idx = [i, n + i]
-            feeds.append({
-                "sample": sample[idx].numpy().astype(np.float32),
-                "timestep": t[idx].float().numpy().astype(np.float32),
-                "encoder_hidden_states": text[idx].numpy().astype(np.float32),
-            })
-        return model.unet(sample, t, encoder_hidden_states=text).sample
+        per_prompt[-1].append({
+            "sample": sample.numpy().astype(np.float32),
+            "timestep": t.float().numpy().astype(np.float32),
+            "encoder_hidden_states": text.numpy().astype(np.float32),
+        })
+        return denoiser.denoise(sample, t, text)
 
-    with torch.no_grad():
-        ddim_cfg_sample(recording_unet, scheduler, x, cond, uncond, guidance)
-    if "timestep_cond" in input_names:
-        raise ValueError("a UNet with a guidance embedding (timestep_cond) is a student: calibrate it with its own sampler")
-    return feeds
-
-
-@register_calibration("ddim_cfg")
-def teacher_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[str, ...]) -> CalibrationFeeds:
-    """UNet inputs along the teacher's DDIM+CFG trajectory at the bundle's timesteps, on training prompts."""
-    from turbo_edge.core import world
-
-    prompts = [a.prompt for a in world.prompt_set("train", cfg.int8_calibration_prompts, seed=cfg.seed)]
-    return _ddim_trajectory_feeds(model, cfg, shapes, input_names, prompts)
+    try:
+        with torch.no_grad():
+            for i in range(len(prompts)):
+                per_prompt.append([])
+                ddim_cfg_sample(recording_unet, scheduler, x[i : i + 1], cond[i : i + 1], uncond[i : i + 1], guidance)
+    finally:
+        metered.close()
+    return _timestep_major(per_prompt, plan.samples)
 
 
 @register_calibration("consistency")
 def student_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[str, ...]) -> CalibrationFeeds:
-    """UNet inputs along the student's own multistep consistency trajectory at the bundle's step count (one
-    input per clip and step, batch 1 as the runtime calls it for one prompt), on training prompts."""
-    from turbo_edge.core import world
-    from turbo_edge.core.student_sampling import generate_student
+    """UNet inputs along the student's own multistep consistency trajectory at the bundle's step count
+    (``int8_calibration_steps``, else ``default_steps``, else the card's), one input per clip and step, batch 1 as
+    the runtime calls it for one prompt, on training prompts. The final latents are not decoded."""
+    import dataclasses
+
+    from turbo_edge.core.student_sampling import sampler_contract, student_latents, student_timesteps
 
     steps = cfg.int8_calibration_steps or cfg.default_steps or model.card.default_steps
-    prompts = [a.prompt for a in world.prompt_set("train", cfg.int8_calibration_prompts, seed=cfg.seed)]
+    plan = calibration_plan(len(prompts := _prompts(cfg)), len(student_timesteps(sampler_contract(model), steps)), cfg.int8_subset_size)
+    metered = MeteredUNet(model.unet, plan)
     feeds: CalibrationFeeds = []
-    generate_student(
-        model, prompts, steps=steps, guidance=cfg.guidance, seed=cfg.seed + 1000,
-        video_size=(shapes.frames, shapes.height, shapes.width), record=feeds.append,
-    )
+    try:
+        for _ in student_latents(dataclasses.replace(model, unet=metered), prompts[: plan.prompts], steps=steps, guidance=cfg.guidance,
+                                 seed=cfg.seed + 1000, batch_size=1, video_size=(shapes.frames, shapes.height, shapes.width), record=feeds.append):
+            pass
+    finally:
+        metered.close()
     missing = [n for n in input_names if n not in feeds[0]]
     if missing:
         raise ValueError(f"the student's UNet graph takes inputs {missing} that its sampler does not feed")
-    return [{n: f[n] for n in input_names} for f in feeds]
+    per_prompt = [feeds[i : i + plan.timesteps] for i in range(0, len(feeds), plan.timesteps)]
+    return [{n: f[n] for n in input_names} for f in _timestep_major(per_prompt, plan.samples)]
 
 
 def quantize_int8(
@@ -161,9 +239,10 @@ def quantize_int8(
     )
     if model_type == "transformer":
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+    start = time.perf_counter()
     quantized = nncf.quantize(model, nncf.Dataset(feeds), **kwargs)
     n_q = sum(1 for n in quantized.graph.node if n.op_type == "QuantizeLinear")
-    log.info("int8: %d QuantizeLinear nodes from %d calibration inputs (%s)", n_q, len(feeds), model_type)
+    log.info("int8: %d QuantizeLinear nodes from %d calibration inputs (%s), NNCF %.0f s", n_q, len(feeds), model_type, time.perf_counter() - start)
     return save_model(quantized, dst, external_data_threshold)
 
 

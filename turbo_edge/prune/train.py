@@ -16,7 +16,9 @@ The unpruned student is the pruned student's teacher. Per iteration (compare dis
 6. discriminator step: hinge loss, unpruned features real, pruned features fake.
 
 Batches and noise are pure functions of (seed, step, rank); dropout draws from torch's global RNG, which
-checkpoints save, so a resumed run is the uninterrupted one.
+checkpoints save, so a resumed run is the uninterrupted one. ``loop.mixed_precision`` runs every network pass
+(both students, the discriminator) under bf16 autocast with the losses in fp32; ``loop.gradient_checkpointing``
+recomputes the pruned student's block activations; log lines carry current and peak resident memory.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from turbo_edge.core import replay
 from turbo_edge.core.data import encode_world, prompts_for
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
+from turbo_edge.core.training import autocast
 from turbo_edge.prune import channels, losses
 from turbo_edge.prune import importance as imp
 from turbo_edge.prune.artifact import save_pruned
@@ -45,6 +48,7 @@ from turbo_edge.spec import param
 from turbo_edge.spec import plan as plans
 from turbo_edge.spec.card import Lineage, ModelCard
 from turbo_edge.spec.configs import PruneConfig
+from turbo_edge.spec.host import process_memory
 from turbo_edge.spec.outputs import claim_run_dir
 from turbo_edge.spec.plan import CHANNEL_PLAN_FILE, PLAN_FILE
 from turbo_edge.spec.sampler import SamplerSpec
@@ -126,8 +130,9 @@ class Recovery:
     """The frozen unpruned student, the trainable pruned one, feature taps and the MCA discriminator."""
 
     def __init__(self, cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, plan: dict[str, Any] | None,
-                 channel_plan: dict[str, Any] | None = None) -> None:
+                 channel_plan: dict[str, Any] | None = None, device_type: str = "cpu") -> None:
         self.cfg, self.student, self.sampler = cfg, student, sampler
+        self.autocast = lambda: autocast(cfg.loop.mixed_precision, device_type)
         self.abar = param.alphas_cumprod(student.scheduler_config)
         self.grid = param.solver_timesteps(len(self.abar), int(sampler.origin_steps))
         self.reference = student.unet.eval().requires_grad_(False)
@@ -138,6 +143,8 @@ class Recovery:
         if channel_plan is not None:  # replayed, not torch-pruning's own copy: what trains is what load_teacher rebuilds
             replay.apply_channel_plan(self.pruned, channel_plan, plan)
         self.pruned.requires_grad_(True).train()
+        if cfg.loop.gradient_checkpointing:
+            student.family.enable_gradient_checkpointing(self.pruned)
         self.layers = losses.matched_layers(self.pruned)
         self.mca_layer = f"up_blocks.{cfg.mca_up_block % len(self.pruned.up_blocks)}"
         self.disc = None
@@ -156,7 +163,8 @@ class Recovery:
         return groups
 
     def _output(self, net: torch.nn.Module, x_t: torch.Tensor, t: np.ndarray, cond: torch.Tensor, w_emb: torch.Tensor) -> torch.Tensor:
-        out = net(x_t, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb).sample
+        with self.autocast():
+            out = net(x_t, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb).sample.float()
         s = self.sampler
         return cd.consistency_output(out, x_t, t, self.abar, s.prediction_type, s.timestep_scaling, s.sigma_data)
 
@@ -186,7 +194,8 @@ class Recovery:
         if self.disc is not None:
             # Step 5: Multi-frame Content Adversarial, generator side (the discriminator's weights stay fixed).
             self.disc.requires_grad_(False)
-            logits = self.disc(self.tap_pruned.features[self.mca_layer], x0.shape[2])
+            with self.autocast():
+                logits = self.disc(self.tap_pruned.features[self.mca_layer], x0.shape[2]).float()
             self.disc.requires_grad_(True)
             loss_mca = losses.hinge_generator_loss(logits)
             total = total + cfg.mca_weight * loss_mca
@@ -199,7 +208,9 @@ class Recovery:
         assert self.disc is not None
         real = self.tap_ref.features[self.mca_layer].detach()
         fake = self.tap_pruned.features[self.mca_layer].detach()
-        loss = losses.hinge_discriminator_loss(self.disc(real, frames), self.disc(fake, frames))
+        with self.autocast():
+            real_logits, fake_logits = self.disc(real, frames).float(), self.disc(fake, frames).float()
+        loss = losses.hinge_discriminator_loss(real_logits, fake_logits)
         return loss, {"loss_disc": loss.item()}
 
     def close(self) -> None:
@@ -263,7 +274,7 @@ def prune(cfg: PruneConfig) -> Path:
         else:
             (out / plan_file).unlink(missing_ok=True)  # a stale plan from another config must not describe this run
     accel = Accelerator(cpu=not torch.cuda.is_available())
-    rec = Recovery(cfg, student, sampler, plan, channel_plan)
+    rec = Recovery(cfg, student, sampler, plan, channel_plan, device_type=accel.device.type)
     opt = torch.optim.AdamW(rec.parameter_groups(), weight_decay=0.0)
     identity: dict[str, Any] = {"removed": plan["removed"] if plan else [], "architecture": plans.architecture_hash(config)}
     if channel_plan is not None:  # only then: block-only runs keep the hash their checkpoints were written with
@@ -304,7 +315,7 @@ def prune(cfg: PruneConfig) -> Path:
         bar.update(1)
         done = step + 1
         if accel.is_main_process and (done % cfg.loop.log_every == 0 or done == cfg.loop.steps):
-            ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, "time": time.time()})
+            ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, **process_memory(), "time": time.time()})
         if accel.is_main_process and (done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.steps):
             ckpt.save_checkpoint(out / "ckpt", modules, opt, {"step": done, "config_hash": chash})
     bar.close()

@@ -191,3 +191,24 @@ def gpu_peak_flops(name: str, precision: str = "fp32") -> dict | None:
     if key is None or precision not in GPU_PEAKS[key]:
         return None
     return {"flops_per_s": GPU_PEAKS[key][precision], "basis": f"{name}: {GPU_PEAKS[key]['source']}, dense {precision}"}
+
+
+MiB = 1024**2
+
+
+def process_memory() -> dict[str, float]:
+    """This process's resident memory in MiB: ``rss_mib`` now (``/proc/self/statm``) and ``peak_rss_mib`` since it
+    started (``getrusage`` ``ru_maxrss``: KiB on Linux, bytes on macOS); a key is left out where the host lacks it."""
+    import os
+    import resource
+    import sys
+
+    out: dict[str, float] = {}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["peak_rss_mib"] = round(peak / MiB if sys.platform == "darwin" else peak / 1024, 1)
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+        out["rss_mib"] = round(resident_pages * os.sysconf("SC_PAGE_SIZE") / MiB, 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    return out

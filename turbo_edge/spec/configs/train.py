@@ -14,6 +14,11 @@ from turbo_edge.spec.plan import BLOCK_RULES, CHANNEL_IMPORTANCES
 
 # The reward registry's names (distill/rewards/registry.py maps them to model classes; a test keeps them equal).
 REWARD_NAMES = ("builtin-image", "builtin-video", "clip", "xclip", "latent")
+MIXED_PRECISIONS = ("no", "bf16")
+# Where the distiller's frozen teacher lives (docs/decisions.md): "shared" runs it as the LoRA student's own base
+# weights with the adapters disabled (one copy, as T2V-Turbo does); "copy" keeps a second UNet; "auto" shares
+# wherever that is exact (a LoRA student started from the teacher, no motion guidance or VSD).
+TEACHER_WEIGHTS = ("auto", "shared", "copy")
 REWARD_WHICH = {"image": "builtin-image", "video": "builtin-video", "latent": "latent"}  # rewards train --which -> reward
 
 
@@ -50,6 +55,10 @@ class TrainLoop(StageConfig):
     checkpoint_every: int = opt(100, help="steps between checkpoints (a killed run resumes from the last)")
     log_every: int = opt(10, help="steps between log lines")
     threads: int = opt(0, help="torch threads (0: torch's default)")
+    # Memory for real-size models (docs/decisions.md): bf16 autocast of every network pass (weights, gradients and
+    # losses stay fp32), and per-block activation checkpointing of the trained denoiser.
+    mixed_precision: str = opt("no", choices=MIXED_PRECISIONS, help="no (fp32) or bf16: network passes under torch.autocast bf16, on CPU too; losses in fp32")
+    gradient_checkpointing: bool = opt(False, help="recompute the trained denoiser's block activations in the backward pass (less memory, ~1 more forward)")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "dataset_clips", "checkpoint_every", "log_every"):
@@ -57,10 +66,19 @@ class TrainLoop(StageConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {list(MIXED_PRECISIONS)}, got {self.mixed_precision!r}")
 
     def resume_fields(self) -> dict[str, Any]:
-        """What a resumed run must share with the run that wrote the checkpoint (not its length or logging)."""
-        return {k: v for k, v in self.fields_dict().items() if k not in ("steps", "checkpoint_every", "log_every", "threads")}
+        """What a resumed run must share with the run that wrote the checkpoint (not its length or logging).
+
+        Gradient checkpointing recomputes the same numbers, so it may change on resume; bf16 is part of the
+        identity only when on, so checkpoints written before the field existed still resume."""
+        skip = ("steps", "checkpoint_every", "log_every", "threads", "gradient_checkpointing")
+        out = {k: v for k, v in self.fields_dict().items() if k not in skip}
+        if out["mixed_precision"] == "no":
+            out.pop("mixed_precision")
+        return out
 
 
 _LOOP_KEYS = tuple(f.name for f in dataclasses.fields(TrainLoop))
@@ -98,6 +116,8 @@ class DistillConfig(StageConfig):
     lora_rank: int = opt(32)
     w_embedding_dim: int = opt(32, help="the student's guidance-embedding width (timestep_cond)")
     init_student: str = opt("", help="top up this student (distilled earlier from the same teacher) instead of starting from the teacher")
+    teacher_weights: str = opt("auto", choices=TEACHER_WEIGHTS, help="shared: the teacher is the LoRA student's base with adapters "
+                               "disabled (one copy of the weights); copy: a second UNet; auto: shared wherever that is exact")
     # Consistency distillation.
     origin_steps: int = opt(50, help="the teacher ODE solver's grid (DDIM over this many timesteps)")
     w_min: float = opt(2.0, help="guidance scale range sampled per clip")
@@ -135,10 +155,29 @@ class DistillConfig(StageConfig):
             raise ValueError("motion_guidance must be >= 0 and motion_fraction in [0, 1]")
         if self.vsd_weight < 0 or self.huber_c <= 0:
             raise ValueError("vsd_weight must be >= 0 and huber_c > 0")
+        if self.teacher_weights not in TEACHER_WEIGHTS:
+            raise ValueError(f"teacher_weights must be one of {list(TEACHER_WEIGHTS)}, got {self.teacher_weights!r}")
+        if self.teacher_weights == "shared" and self.shared_teacher_blocker():
+            raise ValueError(f"teacher_weights 'shared' is not exact here: {self.shared_teacher_blocker()}; use teacher_weights auto or copy")
         for name in ("origin_steps", "default_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         self.reward_terms()  # validates every reward entry
+
+    def shared_teacher_blocker(self) -> str:
+        """Why the teacher cannot be the student's base with adapters disabled ("" where it can)."""
+        if self.mode != "lora":
+            return "a full fine-tune changes the base weights themselves"
+        if self.init_student:
+            return "a topped-up student's base is its merged weights, not the teacher's"
+        if self.motion_guidance > 0:
+            return "motion guidance replaces the teacher's temporal attention processors, which the student would share"
+        if self.vsd_weight > 0:
+            return "VSD's fake score is built as a copy of the teacher's UNet"
+        return ""
+
+    def shares_teacher(self) -> bool:
+        return self.teacher_weights == "shared" or (self.teacher_weights == "auto" and not self.shared_teacher_blocker())
 
     def reward_terms(self) -> list[RewardTerm]:
         terms = []
@@ -153,6 +192,7 @@ class DistillConfig(StageConfig):
         """What a resumed run must share with the run that wrote the checkpoint (not the step count)."""
         d = self.fields_dict()
         d.pop("out")
+        d.pop("teacher_weights")  # where the teacher's weights live, not what it computes (bit-exact either way)
         d["loop"] = self.loop.resume_fields()
         return d
 
