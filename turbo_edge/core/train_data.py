@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from turbo_edge.core.data import prompts_for
+from turbo_edge.core.pipeline_io import resolve_model_path
 from turbo_edge.core.prepared import Position, PreparedData
+from turbo_edge.spec.card import read_card
 
 log = logging.getLogger(__name__)
 STATE_KEY = "data"  # the checkpoint state.json key (absent for the world: its checkpoints are unchanged)
@@ -39,28 +41,29 @@ def _bcfhw(latents_bfchw: torch.Tensor) -> torch.Tensor:
     return latents_bfchw.float().permute(0, 2, 1, 3, 4).contiguous()
 
 
-def open_source(data: str | None, model: str | os.PathLike[str], model_name: str, geometry: dict[str, int | None],
-                world: Callable[[], tuple[np.ndarray, np.ndarray]], seed: int) -> WorldSource | DataSource:
-    """The run's batch source: ``data`` (checked against ``model``'s VAE / text encoder / tokenizer and clip
-    geometry) or, when ``data`` is empty, the world (``world()`` encodes it; called only then)."""
+def open_source(data: str | None, model: str | os.PathLike[str], world: Callable[[], tuple[np.ndarray, np.ndarray]],
+                seed: int) -> WorldSource | DataSource:
+    """The run's batch source: ``data``, checked against ``model``'s VAE / text encoder / tokenizer and clip geometry
+    (read from its files, so a mismatch is refused before any weights load), or, when ``data`` is empty, the world:
+    ``world()`` encodes it, on first use."""
     if not data:
-        return WorldSource(*world(), seed=seed)
-    return DataSource(load_checked(data, model, model_name, geometry), seed=seed)
+        return WorldSource(world, seed=seed)
+    return DataSource(load_checked(data, model), seed=seed)
 
 
-def load_checked(data: str | os.PathLike[str], model: str | os.PathLike[str], model_name: str,
-                 geometry: dict[str, int | None]) -> PreparedData:
-    """``PreparedData(data)``, refused in one line naming the command that makes a matching one."""
+def load_checked(data: str | os.PathLike[str], model: str | os.PathLike[str]) -> PreparedData:
+    """``PreparedData(data)``, refused in one line naming the command that makes one for ``model``."""
     try:
         prepared = PreparedData(data)
     except (FileNotFoundError, ValueError) as exc:
         raise ValueError(f"--data: {exc}") from None
+    card = read_card(resolve_model_path(model))
     try:
-        prepared.check_model(model, **{k: v for k, v in geometry.items() if k in ("frames", "height", "width")})
+        prepared.check_model(model, frames=card.frames, height=card.height, width=card.width)
     except ValueError as exc:
         source = prepared.index.get("source", {}).get("path", "SOURCE")
-        raise ValueError(f"--data {data} does not fit {model_name}: {str(exc).rpartition(': ')[0]}; make one for it with "
-                         f"`turbo-edge data prepare --source {source} --model {model_name} --out NEW_DATA`") from None
+        raise ValueError(f"--data {data} does not fit {model}: {str(exc).rpartition(': ')[0]}; make one for it with "
+                         f"`turbo-edge data prepare --source {source} --model {model} --out NEW_DATA`") from None
     return prepared
 
 
@@ -69,8 +72,21 @@ class WorldSource:
 
     kind = "world"
 
-    def __init__(self, latents: np.ndarray, labels: np.ndarray, seed: int) -> None:
-        self.latents, self.labels, self.seed = latents, labels, seed
+    def __init__(self, encode: Callable[[], tuple[np.ndarray, np.ndarray]], seed: int) -> None:
+        self._encode, self._data, self.seed = encode, None, seed
+
+    @property
+    def latents(self) -> np.ndarray:
+        return self._world()[0]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._world()[1]
+
+    def _world(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._data is None:
+            self._data = self._encode()
+        return self._data
 
     def __len__(self) -> int:
         return len(self.latents)

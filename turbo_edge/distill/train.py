@@ -223,10 +223,10 @@ def train(cfg: DistillConfig) -> Path:
     out = claim_run_dir(cfg.out, "distill_config.json")
     cfg.save(out / "distill_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
+    source = train_data.open_source(cfg.data, cfg.teacher, seed=cfg.seed,  # a DATA is checked before the teacher loads
+                                    world=lambda: encode_world(teacher.vae, cfg.loop.dataset_clips, cfg.seed, out / "data"))
     teacher = load_teacher(cfg.teacher)
     distiller = Distiller(cfg, teacher, accel)
-    source = train_data.open_source(cfg.data, cfg.teacher, cfg.teacher, teacher.card.geometry(), seed=cfg.seed,
-                                    world=lambda: encode_world(teacher.vae, cfg.loop.dataset_clips, cfg.seed, out / "data"))
     opt = torch.optim.AdamW(distiller.parameter_groups(), weight_decay=0.0)
     chash = ckpt.config_hash(cfg.training_hash_fields())
     modules: dict[str, Any] = {"student": distiller.student}

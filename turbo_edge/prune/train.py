@@ -251,7 +251,7 @@ def prune(cfg: PruneConfig) -> Path:
     channel_plan = None if needs_table else resolve_channel_plan(cfg, student.unet, plan)
     claim_run_dir(out, "prune_config.json")
     cfg.save(out / "prune_config.json")
-    source = train_data.open_source(cfg.data, cfg.student, cfg.student, student.card.geometry(), seed=cfg.seed,
+    source = train_data.open_source(cfg.data, cfg.student, seed=cfg.seed,
                                     world=lambda: encode_world(student.vae, cfg.loop.dataset_clips, cfg.seed, out / "data"))
     table = importance_table(cfg, student, sampler, source, out) if cfg.importance_clips > 0 else None
     if needs_table:
