@@ -153,3 +153,26 @@ def test_prune_recovers_one_step_on_data(tiny_data: Path, tiny_student_dir: Path
     table = json.loads((tmp_path / "pruned" / "importance.json").read_text())
     assert table["settings"]["clips"] == 3 and table["settings"]["samples"] == CLIPS  # measured on the DATA's clips
     assert (out / "pruning_plan.json").is_file() and not (tmp_path / "pruned" / "data").exists()
+
+
+def test_latent_reward_trains_on_data_latents_and_image_reward_refuses_data(tiny_data: Path, builtin_data: Path, tiny_t2v_dir: Path):
+    from turbo_edge.distill.rewards.latent import prepared_clips
+    from turbo_edge.distill.rewards.train import train_latent
+    from turbo_edge.spec.configs import RewardTrainConfig
+
+    data = PreparedData(tiny_data)
+    clips, pool = prepared_clips(data)
+    z, prompts = clips(1, 4)  # spans shards 0-2 (shards of 2)
+    shards = [data.load_shard(k) for k in range(3)]
+    assert torch.equal(z, torch.cat([s.latents for s in shards])[1:5].transpose(1, 2))
+    assert prompts == [c for s in shards for c in s.captions][1:5] and len(pool) == len(set(pool)) <= CLIPS
+    cfg = RewardTrainConfig(which="latent", teacher=str(tiny_t2v_dir), data=str(tiny_data), target="motion", steps=3, batch=4,
+                            samples=CLIPS, x0_fraction=0.0, width=8)
+    model, metrics = train_latent(cfg, progress=False)
+    assert metrics["samples"] == CLIPS and np.isfinite(metrics["final_loss"]) and model.cfg.latent_channels == 4
+    with pytest.raises(ValueError, match="fewer than --samples 13"):
+        train_latent(cfg.replace(samples=CLIPS + 1), progress=False)
+    with pytest.raises(ValueError, match="does not fit"):
+        train_latent(cfg.replace(data=str(builtin_data)), progress=False)
+    with pytest.raises(ValueError, match="builtin-image reward trains on the world's rendered pixels"):
+        RewardTrainConfig(which="image", data=str(tiny_data))
