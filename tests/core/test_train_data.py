@@ -176,3 +176,11 @@ def test_latent_reward_trains_on_data_latents_and_image_reward_refuses_data(tiny
         train_latent(cfg.replace(data=str(builtin_data)), progress=False)
     with pytest.raises(ValueError, match="builtin-image reward trains on the world's rendered pixels"):
         RewardTrainConfig(which="image", data=str(tiny_data))
+
+
+def test_distill_builtin_teacher_two_steps_on_builtin_data(builtin_data: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    assert cli.main(["distill", "--data", str(builtin_data), "--out", str(out), "--steps", "2", "--batch", "2", "--log-every", "1"]) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) and 0 < r["loss"] < 1 for r in log)
+    assert (out / "student" / "turbo_edge.json").is_file() and not (out / "data").exists()
