@@ -286,7 +286,7 @@ def _world_export(cfg: WorldExportConfig) -> None:
 # name -> (config class, runner, one-line help)
 COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
     "generate": (GenerateConfig, _generate, "one clip (or one per --prompts line) from a teacher (PyTorch) or a bundle (the torch-free runtime)"),
-    "eval": (EvalConfig, _eval, "score a model, a bundle or an anchor with the held-out evaluator"),
+    "eval": (EvalConfig, _eval, "score a model, a bundle or an anchor with the held-out evaluator, or your own prompts with your CLIP / FD models"),
     "teacher train": (TeacherTrainConfig, _teacher_train, "train the builtin tiny teacher (autoencoder, then UNet)"),
     "teacher export": (TeacherExportConfig, _teacher_export, "write a teacher run as a diffusers directory"),
     "teacher probe": (ProbeConfig, _teacher_probe, "what a teacher listens to, per timestep (no sampling)"),

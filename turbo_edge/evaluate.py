@@ -1,5 +1,10 @@
 """``turbo-edge eval``: generate clips for a split's prompts and score them with the held-out evaluator.
 
+Beyond the world: ``--prompts FILE`` generates one clip per line of a prompt file, and ``--clip DIR`` /
+``--fd-features DIR --reference PATH`` score them with models the user names (``core.clip_eval``). The world's
+evaluator judges world attributes only, so with a prompt file it runs only when every prompt is a world prompt;
+the result says which (``world_evaluator``). With a split, the result is the evaluator's, as before.
+
 Clip sources register by name: ``groundtruth`` and ``noise`` (the evaluator's own sanity anchors) and
 model kinds read from a model directory's ``turbo_edge.json`` (``teacher`` here; later stages add theirs).
 A bundle directory (``turbo-edge export``'s, with ``manifest.json``) runs through the torch-free runtime on
@@ -9,7 +14,9 @@ A bundle directory (``turbo-edge export``'s, with ``manifest.json``) runs throug
 from __future__ import annotations
 
 import json
+import logging
 import platform
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,16 +25,21 @@ from typing import Any
 import numpy as np
 
 from turbo_edge.core import world
+from turbo_edge.core.clip_eval import ClipModel, FeatureModel, clip_scores, fd_score
 from turbo_edge.core.evaluator import Evaluator
 from turbo_edge.core.pipeline_io import check_layout, load_teacher, resolve_model_path
+from turbo_edge.core.reference_clips import load_reference
 from turbo_edge.core.sampling import generate_teacher
 from turbo_edge.core.student_sampling import generate_student
 from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.runtime.video import write_video
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import EvalConfig
+from turbo_edge.spec.prompt_file import read_prompt_file
 
-ClipSource = Callable[["EvalConfig", list[world.Attributes]], np.ndarray]
+log = logging.getLogger(__name__)
+# A source turns prompts into uint8 clips [B, F, H, W, 3]; prompt i gets noise stream i of cfg.seed.
+ClipSource = Callable[["EvalConfig", list[str]], np.ndarray]
 SOURCES: dict[str, ClipSource] = {}
 MODEL_KINDS: dict[str, ClipSource] = {}
 
@@ -49,49 +61,57 @@ def register_model_kind(kind: str) -> Callable[[ClipSource], ClipSource]:
 
 
 @register_source("groundtruth")
-def _groundtruth(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+def _groundtruth(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
     rng_base = 10_000 + cfg.seed
-    return np.stack([world.render_clip(a, np.random.default_rng([rng_base, i])) for i, a in enumerate(attrs)])
+    return np.stack([world.render_clip(_world_prompt(p, "--model groundtruth renders world clips"), np.random.default_rng([rng_base, i]))
+                     for i, p in enumerate(prompts)])
+
+
+def _world_prompt(prompt: str, why: str) -> world.Attributes:
+    try:
+        return world.parse_prompt(prompt)
+    except ValueError as exc:
+        raise ValueError(f"{why}: {exc}") from None
 
 
 @register_source("noise")
-def _noise(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+def _noise(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
     wc = world.WorldConfig()
     rng = np.random.default_rng(cfg.seed)
-    return rng.integers(0, 256, size=(len(attrs), wc.frames, wc.size, wc.size, 3), dtype=np.uint8)
+    return rng.integers(0, 256, size=(len(prompts), wc.frames, wc.size, wc.size, 3), dtype=np.uint8)
 
 
 @register_model_kind("teacher")
-def _teacher(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+def _teacher(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
 
     model = load_teacher(cfg.model)
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
     return generate_teacher(
-        model, [a.prompt for a in attrs], steps=cfg.steps, guidance=guidance, seed=cfg.seed,
+        model, prompts, steps=cfg.steps, guidance=guidance, seed=cfg.seed,
         batch_size=cfg.batch_size, progress=True,
     )
 
 
 @register_model_kind("pruned")
 @register_model_kind("student")
-def _student(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+def _student(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
 
     model = load_teacher(cfg.model)
-    return generate_student(model, [a.prompt for a in attrs], steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, batch_size=cfg.batch_size, progress=True)
+    return generate_student(model, prompts, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, batch_size=cfg.batch_size, progress=True)
 
 
 def is_bundle(model: str) -> bool:
     return (Path(model) / "manifest.json").is_file()
 
 
-def _bundle(cfg: EvalConfig, attrs: list[world.Attributes]) -> np.ndarray:
+def _bundle(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
     import os
 
 
     pipe = Pipeline.from_bundle(cfg.model, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads or os.cpu_count() or 1)
     try:
         # The runtime splits the prompts into profile-sized calls; prompt i keeps noise stream i either way.
-        return pipe.run([a.prompt for a in attrs], steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance).frames
+        return pipe.run(prompts, steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance).frames
     finally:
         pipe.close()
 
@@ -113,27 +133,69 @@ def clip_source(cfg: EvalConfig) -> ClipSource:
     return MODEL_KINDS[kind]
 
 
-def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+def world_attributes(prompts: list[str]) -> tuple[list[world.Attributes] | None, dict[str, Any]]:
+    """The world attributes of a prompt file's prompts when every one is a world prompt (then the world's evaluator
+    scores them, against the held-out split's real clips if every triple is held out, else the val split's), and a
+    record of the decision."""
+    attrs = []
+    for i, prompt in enumerate(prompts):
+        try:
+            attrs.append(world.parse_prompt(prompt))
+        except ValueError as exc:
+            return None, {"ran": False, "reason": f"prompt {i + 1} is not a world prompt ({exc}); the world's evaluator scores world "
+                                                  "attributes only"}
+    split = "heldout" if all(world.is_heldout(a) for a in attrs) else "val"
+    return attrs, {"ran": True, "reason": f"every prompt is a world prompt; its fd is against the {split} split's real clips", "split": split}
 
+
+def _file_name(i: int, prompt: str) -> str:
+    return f"{i:03d}_{re.sub(r'[^A-Za-z0-9]+', '_', prompt).strip('_')[:60]}.gif"
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    """Generate clips for ``cfg.prompts`` (a split, or a prompt file) and score them; the result is JSON-ready."""
     source = clip_source(cfg)
-    attrs = world.prompt_set(cfg.prompts, cfg.num, seed=cfg.seed)
+    note: dict[str, Any] | None = None
+    if cfg.is_prompt_file():
+        prompts, prompts_sha256 = read_prompt_file(cfg.prompts)
+        attrs, note = world_attributes(prompts)
+        if attrs is None and not (cfg.clip or cfg.fd_features):
+            raise ValueError(f"nothing scores the prompts of {cfg.prompts}: {note['reason']}; add --clip DIR and/or --fd-features DIR "
+                             "--reference PATH")
+        log.info("world evaluator: %s (%s)", "runs" if note["ran"] else "not run", note["reason"])
+        split = note.get("split", "val")
+    else:
+        attrs = world.prompt_set(cfg.prompts, cfg.num, seed=cfg.seed)
+        prompts, prompts_sha256, split = [a.prompt for a in attrs], None, cfg.prompts
+    # The user's scoring models load before sampling, so a wrong directory fails in seconds, not after the clips.
+    clip_model = ClipModel.load(cfg.clip) if cfg.clip else None
+    features = FeatureModel.load(cfg.fd_features) if cfg.fd_features else None
+    if cfg.reference and not Path(cfg.reference).exists():
+        raise FileNotFoundError(f"--reference {cfg.reference} does not exist: give a prepared dataset (turbo-edge data prepare) or a folder of videos")
     start = time.perf_counter()
-    clips = source(cfg, attrs)
+    clips = source(cfg, prompts)
     seconds = time.perf_counter() - start
-    result = Evaluator().score(clips, attrs, split=cfg.prompts).to_dict()
+    result: dict[str, Any] = Evaluator().score(clips, attrs, split=split).to_dict() if attrs is not None else {"n_videos": len(clips)}
+    if note is not None:
+        result.update(prompts_sha256=prompts_sha256, n_prompts=len(prompts), world_evaluator=note)
+    if clip_model is not None:
+        result["clip"] = clip_scores(clip_model, clips, prompts)
+    if features is not None and cfg.reference:
+        reference, where = load_reference(cfg.reference, *clips.shape[1:4], limit=cfg.reference_num)
+        result["fd_features"] = {**fd_score(features, clips, reference), "reference": where}
     result.update(
         steps=cfg.steps,
         guidance=cfg.guidance,
         model=cfg.model,
         prompts=cfg.prompts,
-        seconds_per_video=seconds / len(attrs),
+        seconds_per_video=seconds / len(prompts),
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
         config=cfg.to_dict(),
     )
     if cfg.save_clips:
 
-        for i, (a, clip) in enumerate(zip(attrs, clips)):
-            write_video(clip, Path(cfg.save_clips) / f"{i:03d}_{a.prompt.replace(' ', '_')}.gif", overwrite=True)
+        for i, (prompt, clip) in enumerate(zip(prompts, clips)):
+            write_video(clip, Path(cfg.save_clips) / _file_name(i, prompt), overwrite=True)
     if cfg.json:
         Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -81,6 +81,9 @@ def test_results_page_section(tmp_path: Path) -> None:
     assert "| openvino | 47930 | 2420 | 920 | 19.81 | 52.10 | 16.5 % | 114.10 |" in page
     assert "Shape `modelscope`: UNet3D (320, 640, 1280, 1280)" in page
     assert "Convolution (jit_avx512_I8) 60" in page
+    # The page's evidence table names the real shape behind each speed figure.
+    assert "| speed | 50-step CFG teacher ÷ 4-step student, denoising loop | 24.75x (pytorch) | ModelScope T2V shape: UNet3D (320, 640, 1280, 1280)" in page
+    assert "| speed | OpenVINO int8 ÷ fp32, per UNet call | 2.50x (bf16 1.67x) |" in page
 
 
 @pytest.mark.slow

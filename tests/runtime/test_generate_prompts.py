@@ -41,7 +41,7 @@ def test_empty_prompt_file_and_foreign_directory_are_refused_before_work(synthet
     empty.write_text("# nothing yet\n\n")
     assert cli.main(["generate", "--prompts", str(empty), "--out", str(tmp_path / "clips"), "--bundle", str(synthetic_student_bundle)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("has no prompts (only blank lines and # comments): write one prompt per line") and len(err.splitlines()) == 1
+    assert err.endswith("has no prompts (blank lines and # comments are skipped): write one prompt per line") and len(err.splitlines()) == 1
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")

@@ -14,7 +14,8 @@ from turbo_edge.core.pipeline_io import resolve_model_path
 from turbo_edge.core.prepared import PreparedData
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import ExportConfig
-from turbo_edge.spec.inputs import check_closed_vocabulary, read_prompt_file
+from turbo_edge.spec.inputs import check_closed_vocabulary
+from turbo_edge.spec.prompt_file import read_prompt_file
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def resolve(cfg: ExportConfig) -> ExportConfig:
     against the model's closed vocabulary (where it has one)."""
     if not (cfg.prompts or cfg.data):
         return cfg
-    prompts = read_prompt_file(cfg.prompts) if cfg.prompts else data_captions(cfg.data, cfg.int8_calibration_prompts)
+    prompts = read_prompt_file(cfg.prompts)[0] if cfg.prompts else data_captions(cfg.data, cfg.int8_calibration_prompts)
     vocabulary = read_card(resolve_model_path(cfg.model)).closed_vocabulary
     for prompt in prompts:
         try:

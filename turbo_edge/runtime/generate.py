@@ -20,8 +20,8 @@ from turbo_edge.runtime.pipeline import Pipeline, PromptTruncatedWarning
 from turbo_edge.runtime.video import check_video_out, write_video
 from turbo_edge.spec.configs import GenerateConfig
 from turbo_edge.spec.errors import UNVERIFIED, UnverifiedBundleWarning
-from turbo_edge.spec.inputs import read_prompt_file
 from turbo_edge.spec.outputs import check_replaceable, staged_dir
+from turbo_edge.spec.prompt_file import read_prompt_file
 
 CLIPS_INDEX = "clips.json"  # the marker of a --prompts output directory (spec.outputs.KINDS)
 
@@ -31,7 +31,7 @@ def check_clips_out(cfg: GenerateConfig) -> list[str] | None:
     if not cfg.prompts:
         check_video_out(cfg.out, cfg.overwrite)
         return None
-    prompts = read_prompt_file(cfg.prompts)
+    prompts, _ = read_prompt_file(cfg.prompts)
     check_replaceable(Path(cfg.out), CLIPS_INDEX, cfg.overwrite)
     return prompts
 

@@ -108,33 +108,3 @@ def check_closed_vocabulary(prompt: str, vocabulary: Sequence[str] | None) -> st
         raise ValueError(f"prompt uses words this model was never trained on: {named}{more}; use only: {vocab}")
     return prompt
 
-
-MAX_PROMPT_FILE_BYTES = 16 * 2**20  # a prompt list, not a corpus: a bigger file is a wrong path
-
-
-def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
-    """The prompts of a ``--prompts FILE``: one per line (UTF-8), stripped; blank lines and lines starting with ``#``
-    are skipped; every prompt passes ``check_prompt_text``. A missing, unreadable or prompt-less file is a one-line
-    ``ValueError`` / ``FileNotFoundError`` naming the file (and the line, for a bad prompt)."""
-    file = os.fspath(path)
-    if not os.path.isfile(file):
-        raise FileNotFoundError(f"--prompts {file}: no such file; give a text file with one prompt per line")
-    if os.path.getsize(file) > MAX_PROMPT_FILE_BYTES:
-        raise ValueError(f"--prompts {file} is over {MAX_PROMPT_FILE_BYTES >> 20} MiB: give a text file with one prompt per line")
-    try:
-        with open(file, encoding="utf-8-sig") as fh:  # -sig: a byte-order mark some editors write is not part of line 1
-            lines = fh.read().splitlines()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"--prompts {file} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-    prompts = []
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            prompts.append(check_prompt_text(text))
-        except ValueError as exc:
-            raise ValueError(f"--prompts {file}, line {number}: {exc}") from None
-    if not prompts:
-        raise ValueError(f"--prompts {file} has no prompts (only blank lines and # comments): write one prompt per line")
-    return prompts

@@ -29,10 +29,7 @@ class OpenVinoCpuBackend(Backend):
             raise BackendUnavailableError("the openvino backend needs the openvino package: pip install openvino") from e
         self._ov = ov
         self._core = ov.Core()
-        # The ONNX frontend only (as the C++ backend): Core.read_model tries every frontend in turn, and on a damaged
-        # file TensorFlow's prints its parse errors to stderr before the read fails.
-        onnx = ov.frontend.FrontEndManager().load_by_framework("onnx")
-        self.session = onnx.convert(onnx.load(str(path)))
+        self.session = self._read(path)
         self._config = {
             "INFERENCE_NUM_THREADS": self.threads,
             "NUM_STREAMS": 1,
@@ -41,6 +38,12 @@ class OpenVinoCpuBackend(Backend):
         }
         self._compiled: dict[tuple, object] = {}
         self._lock = threading.Lock()
+
+    def _read(self, path: Path):
+        # The ONNX frontend only (as the C++ backend): Core.read_model tries every frontend in turn, and on a damaged
+        # file TensorFlow's prints its parse errors to stderr before the read fails.
+        onnx = self._ov.frontend.FrontEndManager().load_by_framework("onnx")
+        return onnx.convert(onnx.load(str(path)))
 
     def input_dtypes(self) -> dict[str, np.dtype]:
         return {n: numpy_dtype(p.get_element_type().get_type_name()) for p in self.session.inputs for n in p.get_names()}

@@ -11,6 +11,7 @@ from turbo_edge.spec.bundle import PRECISIONS, is_bundle
 from turbo_edge.spec.config import StageConfig, opt
 from turbo_edge.spec.configs.train import csv
 from turbo_edge.spec.inputs import check_guidance, check_prompt_text, check_scale, check_seed, check_threads, seed_arg
+from turbo_edge.spec.prompt_file import is_prompt_file
 
 SPLITS = ("train", "val", "heldout")
 CLIP_FORMATS = ("gif", "mp4")
@@ -72,8 +73,9 @@ class EvalConfig(StageConfig):
     model: str = opt("builtin", help="builtin, a model directory, a bundle directory (turbo-edge export), or groundtruth / noise (evaluator anchors)")
     steps: int = opt(50)
     guidance: float | None = opt(None, help="default: the model's own")
-    prompts: str = opt("val", choices=SPLITS)
-    num: int = opt(48)
+    prompts: str = opt("val", help="a world split (train, val, heldout), or a prompt file: one prompt per line, blank lines and "
+                                   "# comments skipped, one clip per prompt")
+    num: int = opt(48, help="world splits: clips to generate (a prompt file gives one per prompt)")
     seed: int = opt(0)
     batch_size: int = opt(16)
     json: str | None = opt(None, help="write the result here")
@@ -82,6 +84,16 @@ class EvalConfig(StageConfig):
     backend: str = opt("ort-cpu", help="bundles: runtime backend (ort-cpu, openvino, ort-cuda, tensorrt)")
     precision: str = opt("fp32", help="bundles: fp32, fp16 or int8 (where the bundle has that graph)")
     threads: int | None = opt(None, help="bundles: runtime threads (default: every core)")
+    # Beyond the world: scores from models the user names (never training rewards).
+    clip: str | None = opt(None, help="a local CLIP model directory (transformers CLIPModel + processor, safetensors): "
+                                      "text-frame similarity and frame consistency")
+    fd_features: str | None = opt(None, help="a local transformers vision model directory (e.g. a CLIP vision tower): Fréchet "
+                                             "distance of its pooled frame features against --reference")
+    reference: str | None = opt(None, help="--fd-features reference: a prepared dataset (its source videos are decoded) or a folder of videos")
+    reference_num: int = opt(512, help="at most this many reference videos")
+
+    def is_prompt_file(self) -> bool:
+        return is_prompt_file(self.prompts, SPLITS)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -93,8 +105,13 @@ class EvalConfig(StageConfig):
                              "(make one with `turbo-edge export`)")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
-        if self.prompts not in SPLITS:
-            raise ValueError(f"--prompts must be train, val or heldout, got {self.prompts!r}")
+        if self.prompts not in SPLITS and not self.is_prompt_file():
+            raise ValueError(f"--prompts must be a split (train, val, heldout) or a prompt file (one prompt per line), got {self.prompts!r}")
+        if (self.fd_features is None) != (self.reference is None):
+            raise ValueError("--fd-features and --reference go together: the feature model and the clips (a prepared dataset or a "
+                             "folder of videos) the Fréchet distance compares against")
+        if self.reference_num < 2:
+            raise ValueError(f"--reference-num must be >= 2, got {self.reference_num}")
         if self.num < 2:
             raise ValueError(f"--num must be >= 2 (the Fréchet distance needs a spread), got {self.num}")
         if self.steps < 1:
