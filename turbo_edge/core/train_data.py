@@ -12,7 +12,6 @@ all of them without talking to the others, and each rank resumes from its own.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,6 @@ from turbo_edge.core.pipeline_io import resolve_model_path
 from turbo_edge.core.prepared import Position, PreparedData
 from turbo_edge.spec.card import read_card
 
-log = logging.getLogger(__name__)
 STATE_KEY = "data"  # the checkpoint state.json key (absent for the world: its checkpoints are unchanged)
 
 
@@ -69,8 +67,6 @@ def load_checked(data: str | os.PathLike[str], model: str | os.PathLike[str]) ->
 
 class WorldSource:
     """World clips encoded once: rank ``r``'s step-``k`` batch is clips drawn from rng(seed, k, r), with replacement."""
-
-    kind = "world"
 
     def __init__(self, encode: Callable[[], tuple[np.ndarray, np.ndarray]], seed: int) -> None:
         self._encode, self._data, self.seed = encode, None, seed
@@ -121,8 +117,6 @@ class WorldReader:
 
 class DataSource:
     """A prepared DATA: each rank streams its disjoint share of the shards, one full batch per step."""
-
-    kind = "data"
 
     def __init__(self, data: PreparedData, seed: int) -> None:
         self.data, self.seed = data, seed
