@@ -65,7 +65,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[StageConfig]
         help_text = meta.get("help") or None
         kind = _scalar_type(tp)
         if meta.get("positional"):
-            parser.add_argument(dest, metavar=f.name.upper(), help=help_text)
+            parser.add_argument(dest, metavar=f.name.upper(), help=help_text, nargs="?", default=None)  # the config says what is missing
             continue
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         if kind is bool:
@@ -132,15 +132,21 @@ def _generate(cfg: GenerateConfig) -> None:
     from turbo_edge.core.pipeline_io import load_teacher
     from turbo_edge.core.sampling import generate_teacher
     from turbo_edge.evaluate import model_kind
-    from turbo_edge.runtime.video import check_video_out, write_video
+    from turbo_edge.runtime.generate import check_clips_out, write_clips
+    from turbo_edge.runtime.video import write_video
 
-    check_video_out(cfg.out, cfg.overwrite)  # before the model loads
+    prompts = check_clips_out(cfg)  # before the model loads
     kind = model_kind(cfg.model)
     if kind != "teacher":
         raise UserError(f"`generate --model` runs teachers in PyTorch; {cfg.model} is a {kind}: export it and use --bundle")
     model = load_teacher(cfg.model)
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
     steps = cfg.steps or 50
+    if prompts is not None:  # each clip as its own call would make it: batch of one, the same seed
+        out = write_clips(cfg, prompts, lambda p: generate_teacher(model, [p], steps=steps, guidance=guidance, seed=cfg.seed)[0],
+                          cfg.fps or 8, {"model": cfg.model, "steps": steps, "guidance": guidance})
+        print(f"wrote {len(prompts)} clips to {out} ({cfg.clip_format}, {steps} DDIM steps, guidance {guidance})")
+        return
     clip = generate_teacher(model, [cfg.prompt], steps=steps, guidance=guidance, seed=cfg.seed, progress=True)[0]
     path = write_video(clip, cfg.out, fps=cfg.fps or 8, scale=cfg.scale, overwrite=cfg.overwrite)
     print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {steps} DDIM steps, guidance {guidance})")
@@ -295,7 +301,7 @@ def _world_export(cfg: WorldExportConfig) -> None:
 
 # name -> (config class, runner, one-line help)
 COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
-    "generate": (GenerateConfig, _generate, "one clip from a teacher (PyTorch) or a bundle (the torch-free runtime)"),
+    "generate": (GenerateConfig, _generate, "one clip (or one per --prompts line) from a teacher (PyTorch) or a bundle (the torch-free runtime)"),
     "eval": (EvalConfig, _eval, "score a model, a bundle or an anchor with the held-out evaluator, or your own prompts with your CLIP / FD models"),
     "teacher train": (TeacherTrainConfig, _teacher_train, "train the builtin tiny teacher (autoencoder, then UNet)"),
     "teacher export": (TeacherExportConfig, _teacher_export, "write a teacher run as a diffusers directory"),

@@ -1,8 +1,9 @@
 """Training checkpoints in safetensors + JSON only (no pickles), written atomically.
 
 A checkpoint directory holds ``model.safetensors`` (and any other named modules), ``optimizer.safetensors``
-(the optimizer's tensors, flattened) and ``state.json`` (step, config hash, optimizer scalars). Training
-data and noise are pure functions of (seed, step), so this is all an exact resume needs.
+(the optimizer's tensors, flattened) and ``state.json`` (step, config hash, optimizer scalars, and for a run
+reading a prepared DATA every rank's read position: ``core.train_data``). World batches and noise are pure
+functions of (seed, step, rank), so this is all an exact resume needs.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ import torch
 
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import consistency as cd
-from turbo_edge.core.data import encode_world, prompts_for
+from turbo_edge.core import train_data
+from turbo_edge.core.data import encode_world
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import autocast
@@ -156,7 +157,8 @@ class Distiller:
             groups.append({"params": self.vsd.parameters(), "lr": self.cfg.vsd_lr})
         return groups
 
-    def loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int, student: torch.nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int, student: torch.nn.Module,
+             text: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, b = self.cfg, x0.shape[0]
         rng = _rng(cfg, step, rank, 1)
         # Step 1: solver index n, t = grid[n], s = one solver step earlier (-1 is the clean end).
@@ -166,7 +168,7 @@ class Distiller:
         w = torch.from_numpy(rng.uniform(cfg.w_min, cfg.w_max, size=b)).float()
         w_emb = torch.from_numpy(param.guidance_embedding(w.numpy(), cfg.w_embedding_dim))
         with torch.no_grad():
-            cond = encode_text(self.teacher, prompts)
+            cond = encode_text(self.teacher, prompts) if text is None else text  # text: a DATA's stored embeddings
             uncond = encode_text(self.teacher, [""] * b)
         # Step 2: noise the clean latents.
         eps = torch.randn(x0.shape, generator=_gen(cfg, step, rank, 2))
@@ -278,9 +280,10 @@ def train(cfg: DistillConfig) -> Path:
     out = claim_run_dir(cfg.out, "distill_config.json")
     cfg.save(out / "distill_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
+    source = train_data.open_source(cfg.data, cfg.teacher, seed=cfg.seed,  # a DATA is checked before the teacher loads
+                                    world=lambda: encode_world(teacher.vae, cfg.loop.dataset_clips, cfg.seed, out / "data"))
     teacher = load_teacher(cfg.teacher)
     distiller = Distiller(cfg, teacher, accel)
-    latents, labels = encode_world(teacher.vae, cfg.loop.dataset_clips, cfg.seed, out / "data")
     opt = torch.optim.AdamW(distiller.parameter_groups(), weight_decay=0.0)
     chash = ckpt.config_hash(cfg.training_hash_fields())
     modules: dict[str, Any] = {"student": distiller.student}
@@ -288,7 +291,7 @@ def train(cfg: DistillConfig) -> Path:
         modules["target"] = distiller.target
     if distiller.vsd is not None:
         modules["fake_score"] = distiller.vsd.fake
-    start = 0
+    start, meta = 0, {}
     last = ckpt.latest_checkpoint(out / "ckpt")
     if last is not None:
         meta = ckpt.load_checkpoint(last, modules, opt, expected_config_hash=chash)
@@ -297,14 +300,14 @@ def train(cfg: DistillConfig) -> Path:
     student, opt = accel.prepare(distiller.student, opt)
     rank, ws = accel.process_index, accel.num_processes
     per_rank = max(1, cfg.loop.batch // ws)
+    reader = source.reader(rank, ws, per_rank, resume=meta)
     if accel.is_main_process:
         log.info("student: %s; teacher weights %s (%.0f MiB of UNet weights held)", describe(distiller.student),
                  "shared with the student (adapters disabled)" if distiller.shared else "a separate copy", distiller.weight_bytes() / MiB)
     bar = tqdm(total=cfg.loop.steps, initial=start, desc="distill", disable=not accel.is_main_process, dynamic_ncols=True)
     for step in range(start, cfg.loop.steps):
-        idx = _rng(cfg, step, rank, 0).integers(0, len(latents), size=per_rank)
-        x0 = torch.from_numpy(latents[idx].astype(np.float32)).permute(0, 2, 1, 3, 4)
-        loss, metrics = distiller.loss(x0, prompts_for(labels[idx]), step, rank, student)
+        batch = reader.next(step)
+        loss, metrics = distiller.loss(batch.x0, batch.prompts, step, rank, student, text=batch.text)
         opt.zero_grad(set_to_none=True)
         accel.backward(loss)
         accel.clip_grad_norm_(student.parameters(), cfg.loop.grad_clip)
@@ -324,7 +327,7 @@ def train(cfg: DistillConfig) -> Path:
         if accel.is_main_process and (done % cfg.loop.log_every == 0 or done == cfg.loop.steps):
             ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, **process_memory(), "time": time.time()})
         if accel.is_main_process and (done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.steps):
-            state = {"step": done, "config_hash": chash}
+            state = {"step": done, "config_hash": chash, **reader.checkpoint_state(done)}
             ckpt.save_checkpoint(out / "ckpt", modules, opt, state)
     bar.close()
     accel.wait_for_everyone()

@@ -23,6 +23,7 @@ import numpy as np
 
 from turbo_edge import __version__
 from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, resolve_model_path
+from turbo_edge.export import calibration_prompts
 from turbo_edge.export.contracts import Contract, ExportShapes, build_components, latent_hw
 from turbo_edge.export.onnx_export import export_onnx, run_torch
 from turbo_edge.export.parity import ParityError, ParityResult, check_parity, openvino_runner, ort_runner
@@ -211,7 +212,7 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
     """
     import torch
 
-    cfg = (config or ExportConfig()).replace(model=str(model), out=str(out))
+    cfg = calibration_prompts.resolve((config or ExportConfig()).replace(model=str(model), out=str(out)))
     out = Path(out)
     model_dir = resolve_model_path(model)
     check_layout(model_dir)  # a missing component fails here, naming it, before anything is written

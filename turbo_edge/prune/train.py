@@ -36,8 +36,8 @@ import torch
 
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import consistency as cd
-from turbo_edge.core import replay
-from turbo_edge.core.data import encode_world, prompts_for
+from turbo_edge.core import replay, train_data
+from turbo_edge.core.data import encode_world
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import autocast
@@ -102,25 +102,23 @@ def resolve_channel_plan(cfg: PruneConfig, unet: torch.nn.Module, plan: dict[str
     return channels.make_channel_plan(blocks, cfg.channel_ratio, cfg.channel_importance, block_plan=plan)
 
 
-def _clip_batch(latents: np.ndarray, idx: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(latents[idx].astype(np.float32)).permute(0, 2, 1, 3, 4)  # [B, C, F, h, w]
-
-
-def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, latents: np.ndarray, labels: np.ndarray, out: Path) -> dict[str, Any]:
-    """Measure (or reuse, when made for this architecture and settings) the run's importance table."""
+def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, source: train_data.WorldSource | train_data.DataSource,
+                     out: Path) -> dict[str, Any]:
+    """Measure (or reuse, when made for this architecture and settings) the run's importance table on the
+    source's first ``importance_clips`` clips."""
     path = out / "importance.json"
-    settings = {"clips": cfg.importance_clips, "steps": cfg.importance_steps, "seed": cfg.seed}
+    settings = {"clips": cfg.importance_clips, "steps": cfg.importance_steps, "seed": cfg.seed, **source.identity()}
     arch = plans.architecture_hash(replay.base_config(student.unet))
     if path.is_file():
         table = json.loads(path.read_text())
         if table.get("architecture_hash") == arch and table.get("settings") == settings:
             log.info("reusing importance table %s", path)
             return table
-    idx = np.arange(cfg.importance_clips)
+    head = source.head(cfg.importance_clips)
     with torch.no_grad():
-        cond = encode_text(student, prompts_for(labels[idx]))
+        cond = encode_text(student, head.prompts) if head.text is None else head.text
     guidance = float(student.card.sampler.guidance)
-    table = imp.measure_importance(student.unet, sampler, student.scheduler_config, _clip_batch(latents, idx), cond, guidance, cfg.seed, cfg.importance_steps)
+    table = imp.measure_importance(student.unet, sampler, student.scheduler_config, head.x0, cond, guidance, cfg.seed, cfg.importance_steps)
     table["settings"] = settings
     imp.write_table(table, out)
     return table
@@ -168,7 +166,8 @@ class Recovery:
         s = self.sampler
         return cd.consistency_output(out, x_t, t, self.abar, s.prediction_type, s.timestep_scaling, s.sigma_data)
 
-    def loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int, pruned: torch.nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int, pruned: torch.nn.Module,
+             text: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, b = self.cfg, x0.shape[0]
         rng = _rng(cfg, step, rank, 1)
         # Step 1: timestep on the solver grid, guidance, noised latents.
@@ -179,7 +178,7 @@ class Recovery:
         alpha, sigma = (cd.coef(v, x0) for v in param.alpha_sigma(self.abar[t]))
         x_t = param.add_noise(x0, eps, alpha, sigma)
         with torch.no_grad():
-            cond = encode_text(self.student, prompts)
+            cond = encode_text(self.student, prompts) if text is None else text  # text: a DATA's stored embeddings
             # Step 2: the unpruned student's consistency output and features (the target).
             f_ref = self._output(self.reference, x_t, t, cond, w_emb)
         f_pruned = self._output(pruned, x_t, t, cond, w_emb)
@@ -263,8 +262,9 @@ def prune(cfg: PruneConfig) -> Path:
     channel_plan = None if needs_table else resolve_channel_plan(cfg, student.unet, plan)
     claim_run_dir(out, "prune_config.json")
     cfg.save(out / "prune_config.json")
-    latents, labels = encode_world(student.vae, cfg.loop.dataset_clips, cfg.seed, out / "data")
-    table = importance_table(cfg, student, sampler, latents, labels, out) if cfg.importance_clips > 0 else None
+    source = train_data.open_source(cfg.data, cfg.student, seed=cfg.seed,
+                                    world=lambda: encode_world(student.vae, cfg.loop.dataset_clips, cfg.seed, out / "data"))
+    table = importance_table(cfg, student, sampler, source, out) if cfg.importance_clips > 0 else None
     if needs_table:
         plan = resolve_plan(cfg, config, table)
         channel_plan = resolve_channel_plan(cfg, student.unet, plan)
@@ -283,24 +283,26 @@ def prune(cfg: PruneConfig) -> Path:
     modules: dict[str, Any] = {"pruned": rec.pruned}
     if rec.disc is not None:
         modules["discriminator"] = rec.disc
-    start = 0
+    start, meta = 0, {}
     last = ckpt.latest_checkpoint(out / "ckpt")
     if last is not None:
-        start = int(ckpt.load_checkpoint(last, modules, opt, expected_config_hash=chash)["step"])
+        meta = ckpt.load_checkpoint(last, modules, opt, expected_config_hash=chash)
+        start = int(meta["step"])
         log.info("resumed pruning from %s (step %d)", last, start)
     prepared = accel.prepare(rec.pruned, opt) if rec.disc is None else accel.prepare(rec.pruned, rec.disc, opt)
     pruned, opt = prepared[0], prepared[-1]
     rank, ws = accel.process_index, accel.num_processes
     per_rank = max(1, cfg.loop.batch // ws)
+    reader = source.reader(rank, ws, per_rank, resume=meta)
     params = (_count(rec.reference), _count(rec.pruned))
     if accel.is_main_process:
         log.info("pruned %s, channel ratio %g: %d -> %d UNet parameters (%.1f%%)", plan["removed"] if plan else [],
                  cfg.channel_ratio, *params, 100 * params[1] / params[0])
     bar = tqdm(total=cfg.loop.steps, initial=start, desc="prune", disable=not accel.is_main_process, dynamic_ncols=True)
     for step in range(start, cfg.loop.steps):
-        idx = _rng(cfg, step, rank, 0).integers(0, len(latents), size=per_rank)
-        x0 = _clip_batch(latents, idx)
-        loss, metrics = rec.loss(x0, prompts_for(labels[idx]), step, rank, pruned)
+        batch = reader.next(step)
+        x0 = batch.x0
+        loss, metrics = rec.loss(x0, batch.prompts, step, rank, pruned, text=batch.text)
         opt.zero_grad(set_to_none=True)
         accel.backward(loss)
         accel.clip_grad_norm_(pruned.parameters(), cfg.loop.grad_clip)
@@ -317,7 +319,7 @@ def prune(cfg: PruneConfig) -> Path:
         if accel.is_main_process and (done % cfg.loop.log_every == 0 or done == cfg.loop.steps):
             ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, **process_memory(), "time": time.time()})
         if accel.is_main_process and (done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.steps):
-            ckpt.save_checkpoint(out / "ckpt", modules, opt, {"step": done, "config_hash": chash})
+            ckpt.save_checkpoint(out / "ckpt", modules, opt, {"step": done, "config_hash": chash, **reader.checkpoint_state(done)})
     bar.close()
     rec.close()
     accel.wait_for_everyone()

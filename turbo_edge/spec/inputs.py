@@ -107,3 +107,4 @@ def check_closed_vocabulary(prompt: str, vocabulary: Sequence[str] | None) -> st
         vocab += f", ... ({len(vocabulary)} in all)" if len(vocabulary) > MAX_VOCAB_SHOWN else ""
         raise ValueError(f"prompt uses words this model was never trained on: {named}{more}; use only: {vocab}")
     return prompt
+

@@ -28,7 +28,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-KINDS = {"manifest.json": "bundle", "model_index.json": "model directory", "world.json": "world export"}
+KINDS = {"manifest.json": "bundle", "model_index.json": "model directory", "world.json": "world export",
+         "clips.json": "clip directory (generate --prompts)"}
 _OWNED = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|old)-(?P<host>.+)-(?P<pid>\d+)-(?P<rand>[a-z0-9_]+)(?P<suffix>\.[A-Za-z0-9]+)?$")
 
 

@@ -1,4 +1,4 @@
-"""A prompt file for ``turbo-edge eval --prompts FILE``: one prompt per line; blank lines and lines starting with
+"""A prompt file for ``--prompts FILE`` (eval, generate, export): one prompt per line; blank lines and lines starting with
 ``#`` are skipped. Torch-free, so the config can tell a file from a split name without loading anything."""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from turbo_edge.spec.inputs import MAX_PROMPT_CHARS, shown
+from turbo_edge.spec.inputs import MAX_PROMPT_CHARS, check_prompt_text, shown
+
+MAX_PROMPT_FILE_BYTES = 16 * 2**20  # a prompt list, not a corpus: a bigger file is a wrong path
 
 
 def is_prompt_file(value: str, splits: tuple[str, ...]) -> bool:
@@ -19,20 +21,29 @@ def is_prompt_file(value: str, splits: tuple[str, ...]) -> bool:
 
 
 def read_prompt_file(path: str | os.PathLike[str]) -> tuple[list[str], str]:
-    """The prompts of ``path`` in file order (each stripped) and the file's sha256."""
+    """The prompts of ``path`` in file order (each stripped, each through ``check_prompt_text``) and the file's sha256.
+    Every stage's ``--prompts FILE`` reads this way (eval, generate, export's calibration)."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"--prompts file {file} not found: give a text file with one prompt per line (or a split: train, val, heldout)")
+        raise FileNotFoundError(f"--prompts file {file} not found: give a text file with one prompt per line")
+    if file.stat().st_size > MAX_PROMPT_FILE_BYTES:
+        raise ValueError(f"--prompts file {file} is over {MAX_PROMPT_FILE_BYTES >> 20} MiB: a prompt file holds one prompt per line")
     data = file.read_bytes()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"--prompts file {file} is not UTF-8 text (byte {exc.start}): save it as UTF-8, one prompt per line") from None
-    prompts = [line.strip() for line in text.splitlines()]
-    prompts = [p for p in prompts if p and not p.startswith("#")]
+    prompts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        prompt = line.strip()
+        if not prompt or prompt.startswith("#"):
+            continue
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"--prompts file {file} has a line of {len(prompt)} characters ({shown(prompt)}); a prompt is one line of at most {MAX_PROMPT_CHARS}")
+        try:
+            prompts.append(check_prompt_text(prompt))
+        except ValueError as exc:
+            raise ValueError(f"--prompts file {file}, line {number}: {exc}") from None
     if not prompts:
         raise ValueError(f"--prompts file {file} has no prompts (blank lines and # comments are skipped): write one prompt per line")
-    long = [p for p in prompts if len(p) > MAX_PROMPT_CHARS]
-    if long:
-        raise ValueError(f"--prompts file {file} has a line of {len(long[0])} characters ({shown(long[0])}); a prompt is one line of at most {MAX_PROMPT_CHARS}")
     return prompts, hashlib.sha256(data).hexdigest()

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from turbo_edge.core import world
 from turbo_edge.core.data import to_pixels
+from turbo_edge.core.prepared import PreparedData
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.distill.rewards.base import RewardConfig, RewardModel, WorldTextEncoder
 from turbo_edge.distill.rewards.builtin import soft_argmax, time_slope
@@ -127,31 +128,70 @@ def resolve_target(target: str | TargetFn) -> tuple[str, TargetFn]:
 
 
 Denoiser = Callable[[torch.Tensor, list[str], np.random.Generator], torch.Tensor]
+# (first, count) -> clean latents [count, C, F, h, w] (VAE mean * scaling factor) and their prompts.
+LatentClips = Callable[[int, int], tuple[torch.Tensor, list[str]]]
+
+
+def world_clips(vae, seed: int, world_cfg: world.WorldConfig | None = None) -> LatentClips:
+    """World ``train`` clips ``first ..`` encoded with ``vae``."""
+    sf = float(vae.config.scaling_factor)
+
+    def clips(first: int, count: int) -> tuple[torch.Tensor, list[str]]:
+        attrs, raw = world.batch("train", seed, range(first, first + count), world_cfg or world.WorldConfig())
+        n, f = raw.shape[:2]
+        z = vae.encode(to_pixels(raw.reshape(-1, *raw.shape[2:]))).latent_dist.mean * sf
+        return z.reshape(n, f, *z.shape[1:]).transpose(1, 2), [a.prompt for a in attrs]
+
+    return clips
+
+
+def prepared_clips(data: PreparedData) -> tuple[LatentClips, list[str]]:
+    """A prepared dataset's clips in index order (already encoded: no VAE pass) and its distinct captions. Its captions
+    must be world prompts: the reward's text encoder knows only the world's words, and the targets read the motion."""
+    captions = [c for k in range(len(data.shards)) for c in data.load_shard(k).captions]
+    for caption in dict.fromkeys(captions):
+        try:
+            world.parse_prompt(caption)
+        except (KeyError, ValueError):
+            raise ValueError(f"--data {data.path} has captions that are not world prompts (e.g. {caption!r}): the latent reward's text "
+                             "encoder and targets know only the world's colour / shape / motion words; train it without --data") from None
+    sizes = np.cumsum([0] + [int(s["samples"]) for s in data.shards])
+
+    def clips(first: int, count: int) -> tuple[torch.Tensor, list[str]]:
+        lat, text = [], []
+        for k in range(int(np.searchsorted(sizes, first, side="right")) - 1, len(data.shards)):
+            lo, hi = max(first, int(sizes[k])), min(first + count, int(sizes[k + 1]))
+            if lo >= hi:
+                break
+            shard = data.load_shard(k)
+            lat.append(shard.latents[lo - int(sizes[k]) : hi - int(sizes[k])])
+            text.extend(shard.captions[lo - int(sizes[k]) : hi - int(sizes[k])])
+        return torch.cat(lat).transpose(1, 2).contiguous(), text
+
+    return clips, list(dict.fromkeys(captions))
 
 
 @torch.no_grad()
 def build_latent_dataset(
     vae, target_fn: TargetFn, num: int, seed: int, world_cfg: world.WorldConfig | None = None, chunk: int = 32,
-    denoiser: Denoiser | None = None, x0_fraction: float = 0.0,
+    denoiser: Denoiser | None = None, x0_fraction: float = 0.0, clips: LatentClips | None = None, prompt_pool: list[str] | None = None,
 ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-    """``num`` (latents [C, F, h, w], prompt, target) triples from ``train`` clips and their variants:
+    """``num`` (latents [C, F, h, w], prompt, target) triples from ``train`` clips (or ``clips``, e.g.
+    :func:`prepared_clips`, with ``prompt_pool`` its captions) and their variants:
     40% as is, 20% with another training prompt, 20% time-reversed, 20% with noised latents; with a
     ``denoiser``, ``x0_fraction`` of them are instead its one-step x0 prediction from the (prompted) clip noised to
     a random timestep, the off-manifold latents a distilling student's single-step x0 actually is, so the reward
     is fitted where the distiller queries it rather than only on clean clips."""
     sf = float(vae.config.scaling_factor)
-    prompts_pool = [a.prompt for a in world.combinations("train")]
+    prompts_pool = prompt_pool or [a.prompt for a in world.combinations("train")]
+    clips = clips or world_clips(vae, seed, world_cfg)
     lats, prompts, targets = [], [], []
     for start in range(0, num, chunk):
-        idx = range(start, min(start + chunk, num))
         rng = np.random.default_rng([seed, start, 5])
-        attrs, clips = world.batch("train", seed, idx, world_cfg or world.WorldConfig())
-        n, f = clips.shape[:2]
-        z = vae.encode(to_pixels(clips.reshape(-1, *clips.shape[2:]))).latent_dist.mean * sf
-        z = z.reshape(n, f, *z.shape[1:]).transpose(1, 2)  # [n, C, F, h, w]
+        z, batch_prompts = clips(start, min(chunk, num - start))
+        n, f = z.shape[0], z.shape[2]
         share = x0_fraction if denoiser is not None else 0.0
         variant = rng.choice(5, size=n, p=[*(np.array([0.4, 0.2, 0.2, 0.2]) * (1 - share)), share])
-        batch_prompts = [a.prompt for a in attrs]
         for i in np.flatnonzero(variant == 1):
             batch_prompts[i] = prompts_pool[int(rng.integers(len(prompts_pool)))]
         reverse = torch.from_numpy(variant == 2)
@@ -185,19 +225,25 @@ def train_latent_reward(
     progress: bool = True,
     denoiser: Denoiser | None = None,
     x0_fraction: float = 0.0,
+    data: PreparedData | None = None,
 ) -> tuple[LatentReward, dict[str, object]]:
     """Fit a :class:`LatentReward` to ``target`` on ``vae``'s latent space (a diffusers AutoencoderKL).
 
     Returns the frozen model and a history: per-step losses, the target's mean / std, the normalised MSE on the
     fitted samples before and after training, and the MSE and Pearson correlation between prediction and
     target on the held-back last fifth of the samples. ``denoiser`` / ``x0_fraction``: see
-    :func:`build_latent_dataset` (:func:`teacher_x0_denoiser` makes one from a teacher).
+    :func:`build_latent_dataset` (:func:`teacher_x0_denoiser` makes one from a teacher). ``data``: a prepared dataset
+    (made for this VAE) whose clips and captions replace the world's.
     """
     if steps < 1 or batch < 2 or num_samples < 10:
         raise ValueError(f"need steps >= 1, batch >= 2, num_samples >= 10; got {steps}, {batch}, {num_samples}")
     target_name, target_fn = resolve_target(target)
     torch.manual_seed(seed)
-    latents, prompts, targets = build_latent_dataset(vae, target_fn, num_samples, seed, world_cfg, denoiser=denoiser, x0_fraction=x0_fraction)
+    clips, pool = prepared_clips(data) if data is not None else (None, None)
+    if data is not None and num_samples > len(data):
+        raise ValueError(f"--data {data.path} holds {len(data)} clips, fewer than --samples {num_samples}: lower --samples or prepare more")
+    latents, prompts, targets = build_latent_dataset(vae, target_fn, num_samples, seed, world_cfg, denoiser=denoiser, x0_fraction=x0_fraction,
+                                                     clips=clips, prompt_pool=pool)
     n_fit = num_samples - num_samples // 5
     mean, std = float(targets[:n_fit].mean()), float(targets[:n_fit].std().clamp_min(1e-3))
     base = cfg if cfg is not None else RewardConfig(name="latent")

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from turbo_edge.core import world
 from turbo_edge.core.data import to_pixels
 from turbo_edge.core.pipeline_io import load_teacher, resolve_model_path
+from turbo_edge.core.train_data import load_checked
 from turbo_edge.distill.rewards.base import ASSET_DIR, RewardConfig, save_reward
 from turbo_edge.distill.rewards.builtin import ImageTextReward, VideoTextReward, _DualEncoder
 from turbo_edge.distill.rewards.latent import teacher_x0_denoiser, train_latent_reward
@@ -220,6 +221,7 @@ def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.n
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
+    data = load_checked(cfg.data, cfg.teacher) if cfg.data else None  # made for this teacher's VAE, or refused now
     vae_dir = resolve_model_path(cfg.teacher) / "vae"  # aliases (builtin) or a directory
     if not vae_dir.is_dir():
         raise FileNotFoundError(f"{cfg.teacher} has no vae/ folder: the latent reward needs a diffusers teacher directory")
@@ -232,7 +234,7 @@ def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.n
     start = time.time()
     model, history = train_latent_reward(
         vae, cfg.target, steps=cfg.steps, batch=cfg.batch, num_samples=cfg.samples, lr=cfg.lr, seed=cfg.seed,
-        cfg=RewardConfig(name="latent", width=cfg.width), progress=progress, denoiser=denoiser, x0_fraction=cfg.x0_fraction,
+        cfg=RewardConfig(name="latent", width=cfg.width), progress=progress, denoiser=denoiser, x0_fraction=cfg.x0_fraction, data=data,
     )
     losses = history.pop("loss")
     metrics = {"reward": "latent", "train_seconds": round(time.time() - start, 1), "final_loss": float(np.mean(losses[-20:])),

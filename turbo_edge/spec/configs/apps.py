@@ -14,6 +14,7 @@ from turbo_edge.spec.inputs import check_guidance, check_prompt_text, check_scal
 from turbo_edge.spec.prompt_file import is_prompt_file
 
 SPLITS = ("train", "val", "heldout")
+CLIP_FORMATS = ("gif", "mp4")
 
 
 @dataclasses.dataclass
@@ -36,17 +37,29 @@ class GenerateConfig(StageConfig):
     scale: int = opt(4, help="nearest-neighbour upscaling of the written video")
     fps: int | None = opt(None, help="default: the bundle's video fps (8)")
     verify: bool = opt(True, help="bundles: check every file's sha256 before loading")
+    # Many prompts in one call (the model or bundle loads once): clip i of DIR is what `generate PROMPT_i` writes.
+    prompts: str | None = opt(None, help="a text file of prompts, one per line (blank lines and # comments skipped): "
+                                         "one clip per prompt, all with --seed, into the directory --out")
+    clip_format: str = opt("gif", choices=CLIP_FORMATS, help="--prompts: the format of each clip in --out")
 
     def __post_init__(self) -> None:
-        check_prompt_text(self.prompt)
+        if self.prompts:
+            if self.prompt:
+                raise ValueError("give one prompt or --prompts FILE, not both")
+            if self.out.lower().endswith((".gif", ".mp4")):
+                raise ValueError(f"with --prompts, --out is a directory for the clips (e.g. --out clips), got {self.out!r}")
+            if self.clip_format not in CLIP_FORMATS:
+                raise ValueError(f"--clip-format must be one of {list(CLIP_FORMATS)}, got {self.clip_format!r}")
+        else:
+            check_prompt_text(self.prompt)
+            if not self.out.lower().endswith((".gif", ".mp4")):
+                raise ValueError(f"--out must end in .gif or .mp4, got {self.out!r}")
         check_seed(self.seed)
         check_guidance(self.guidance)
         check_threads(self.threads)
         check_scale(self.scale)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if not self.out.lower().endswith((".gif", ".mp4")):
-            raise ValueError(f"--out must end in .gif or .mp4, got {self.out!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown --backend {self.backend!r}; choose one of {sorted(BACKENDS)}")
         if self.precision not in PRECISIONS:

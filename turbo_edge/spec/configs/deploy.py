@@ -15,7 +15,7 @@ from turbo_edge.spec.host import host_int8_scope, host_overflow_fix
 from turbo_edge.spec.inputs import check_threads
 
 # Fields that change how an export runs but not what it produces: left out of the config hash.
-NOT_HASHED = ("out", "overwrite", "threads", "openvino_check")
+NOT_HASHED = ("out", "overwrite", "threads", "openvino_check", "prompts", "data")
 OVERFLOW_FIXES = ("auto", "enable", "first_layer", "disable")
 # What int8 quantizes: every op NNCF's preset picks, or convolutions only (MatMul/Gemm kept fp32: on a CPU
 # without int8 dot products, OpenVINO runs quantized matmuls through a slow int8 GEMM and the Q/DQ nodes break
@@ -74,8 +74,15 @@ class ExportConfig(StageConfig):
     seed: int = 0
     threads: int = opt(1, help="ORT intra-op / OpenVINO / torch threads for the parity checks")
     openvino_check: bool = True  # measure OpenVINO fp32/bf16/int8 accuracy into parity.json
+    # int8 calibration prompts: a text file (one per line) or a prepared dataset's captions, resolved at export into
+    # int8_calibration_prompt_list (empty: the world's training prompts); the list, not the paths, is hashed.
+    prompts: str | None = opt(None, help="int8 calibration prompts from a text file, one per line (# comments)")
+    data: str | None = opt(None, help="int8 calibration prompts from a prepared dataset's captions (int8_calibration_prompts of them)")
+    int8_calibration_prompt_list: tuple[str, ...] = opt((), cli=False, help="the resolved calibration prompts (set by --prompts / --data)")
 
     def __post_init__(self) -> None:
+        if self.prompts and self.data:
+            raise ValueError("int8 calibration prompts come from --prompts FILE or --data DATA, not both")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or "fp32" not in self.precisions:
             raise ValueError(f"precisions must include fp32 and be among {PRECISIONS}, got {list(self.precisions)}")
@@ -108,6 +115,8 @@ class ExportConfig(StageConfig):
     def content_hash(self) -> str:
         """Hash of the fields that shape the artifacts (not the output path or thread count)."""
         data = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        if not data["int8_calibration_prompt_list"]:  # the world's prompts: the hash bundles made before the field had
+            data.pop("int8_calibration_prompt_list")
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
     def tolerances(self) -> dict[str, float | None]:

@@ -139,6 +139,8 @@ class DistillConfig(StageConfig):
     # What the student is sampled with.
     default_steps: int = opt(4)
     default_guidance: float = opt(3.0)
+    # Training data: None encodes the synthetic world in memory (loop.dataset_clips clips).
+    data: str | None = opt(None, help="a prepared dataset (`turbo-edge data prepare --model` this run's teacher): train on its latents, text embeddings and captions instead of the synthetic world")
 
     def __post_init__(self) -> None:
         if self.mode not in ("lora", "full"):
@@ -194,6 +196,7 @@ class DistillConfig(StageConfig):
         d.pop("out")
         d.pop("teacher_weights")  # where the teacher's weights live, not what it computes (bit-exact either way)
         d["loop"] = self.loop.resume_fields()
+        d.pop("data")  # the data's identity and read positions are checked from the checkpoint (core.train_data)
         return d
 
 
@@ -224,6 +227,8 @@ class PruneConfig(StageConfig):
     disc_width: int = opt(64)
     disc_lr: float = opt(1e-4)
     loop: TrainLoop = dataclasses.field(default_factory=TrainLoop)
+    # Recovery data: None encodes the synthetic world in memory (loop.dataset_clips clips).
+    data: str | None = opt(None, help="a prepared dataset (`turbo-edge data prepare --model` this run's student (or its teacher)): train on its latents, text embeddings and captions instead of the synthetic world")
 
     def __post_init__(self) -> None:
         if self.rule not in BLOCK_RULES:
@@ -243,7 +248,7 @@ class PruneConfig(StageConfig):
         for name in ("importance_steps", "remove_count", "disc_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.importance_clips < 0 or self.importance_clips > self.loop.dataset_clips:
+        if self.importance_clips < 0 or (self.data is None and self.importance_clips > self.loop.dataset_clips):  # --data: its size, at run time
             raise ValueError(f"importance_clips must be in [0, dataset_clips={self.loop.dataset_clips}], got {self.importance_clips}")
 
     def training_hash_fields(self) -> dict[str, Any]:
@@ -252,6 +257,7 @@ class PruneConfig(StageConfig):
         for key in ("out", "importance_clips", "importance_steps"):
             d.pop(key)
         d["loop"] = self.loop.resume_fields()
+        d.pop("data")  # the data's identity and read positions are checked from the checkpoint (core.train_data)
         if self.channel_ratio == 0:  # off: the hash block-only checkpoints were written with before these fields
             d.pop("channel_ratio"), d.pop("channel_importance")
         return d
@@ -369,6 +375,8 @@ class RewardTrainConfig(StageConfig):
     # Share of samples that are the teacher's one-step x0 from a noised clip: the distribution a student's x0 is
     # in. 0 fits clean clips only (the reward was then exploited: docs/decisions.md).
     x0_fraction: float = opt(0.3, help="latent reward: share of samples that are the teacher's one-step x0 from a noised clip (0 disables)")
+    data: str | None = opt(None, help="latent reward: a prepared dataset (`turbo-edge data prepare --model` the --teacher) whose latents "
+                                      "and captions replace the world's (the image and video rewards need the world's pixels and labels)")
 
     def __post_init__(self) -> None:
         if self.which not in REWARD_WHICH:
@@ -386,6 +394,9 @@ class RewardTrainConfig(StageConfig):
             raise ValueError(f"x0_fraction must be in [0, 1], got {self.x0_fraction}")
         if self.which == "latent" and not self.teacher:
             raise ValueError("the latent reward needs --teacher DIR: its latent space is that teacher's VAE's")
+        if self.data and self.which != "latent":
+            raise ValueError(f"--data: the {self.reward_name} reward trains on the world's rendered pixels and its colour / shape / motion "
+                             "labels, which a prepared dataset (latents + captions) lacks; train it without --data")
 
     @property
     def reward_name(self) -> str:

@@ -1,0 +1,212 @@
+"""A training batch source: the synthetic world encoded in memory (the default), or a prepared DATA directory.
+
+The distiller and the pruner's recovery loop ask one question per step: "rank ``r``'s batch for step ``k``". The
+world answers it statelessly (clip indices drawn from (seed, step, rank), exactly as before this module existed).
+A DATA (``turbo-edge data prepare``) answers it by streaming its rank's disjoint share of the shards
+(``PreparedData.batches``), so a resumed run must know where every rank stood: checkpoints record one ``Position``
+per rank. Every rank takes one full batch per step (each epoch's short tail is dropped), so the position of any
+rank after ``k`` steps is a pure function of the index's shard sizes and (seed, rank, world size); rank 0 writes
+all of them without talking to the others, and each rank resumes from its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from turbo_edge.core.data import prompts_for
+from turbo_edge.core.pipeline_io import resolve_model_path
+from turbo_edge.core.prepared import Position, PreparedData
+from turbo_edge.spec.card import read_card
+
+STATE_KEY = "data"  # the checkpoint state.json key (absent for the world: its checkpoints are unchanged)
+
+
+@dataclasses.dataclass
+class TrainBatch:
+    x0: torch.Tensor  # float32 [B, C, F, h, w]: scaled VAE latents, the distiller's clean sample
+    prompts: list[str]
+    text: torch.Tensor | None  # float32 [B, L, D] frozen text-encoder output, or None: encode ``prompts``
+
+
+def _bcfhw(latents_bfchw: torch.Tensor) -> torch.Tensor:
+    return latents_bfchw.float().permute(0, 2, 1, 3, 4).contiguous()
+
+
+def open_source(data: str | None, model: str | os.PathLike[str], world: Callable[[], tuple[np.ndarray, np.ndarray]],
+                seed: int) -> WorldSource | DataSource:
+    """The run's batch source: ``data``, checked against ``model``'s VAE / text encoder / tokenizer and clip geometry
+    (read from its files, so a mismatch is refused before any weights load), or, when ``data`` is empty, the world:
+    ``world()`` encodes it, on first use."""
+    if not data:
+        return WorldSource(world, seed=seed)
+    return DataSource(load_checked(data, model), seed=seed)
+
+
+def load_checked(data: str | os.PathLike[str], model: str | os.PathLike[str]) -> PreparedData:
+    """``PreparedData(data)``, refused in one line naming the command that makes one for ``model``."""
+    try:
+        prepared = PreparedData(data)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValueError(f"--data: {exc}") from None
+    card = read_card(resolve_model_path(model))
+    try:
+        prepared.check_model(model, frames=card.frames, height=card.height, width=card.width)
+    except ValueError as exc:
+        source = prepared.index.get("source", {}).get("path", "SOURCE")
+        raise ValueError(f"--data {data} does not fit {model}: {str(exc).rpartition(': ')[0]}; make one for it with "
+                         f"`turbo-edge data prepare --source {source} --model {model} --out NEW_DATA`") from None
+    return prepared
+
+
+class WorldSource:
+    """World clips encoded once: rank ``r``'s step-``k`` batch is clips drawn from rng(seed, k, r), with replacement."""
+
+    def __init__(self, encode: Callable[[], tuple[np.ndarray, np.ndarray]], seed: int) -> None:
+        self._encode, self._data, self.seed = encode, None, seed
+
+    @property
+    def latents(self) -> np.ndarray:
+        return self._world()[0]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._world()[1]
+
+    def _world(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._data is None:
+            self._data = self._encode()
+        return self._data
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def identity(self) -> dict[str, Any]:
+        return {}  # the world's identity is already in the config hash (dataset_clips, seed)
+
+    def head(self, n: int) -> TrainBatch:
+        """The first ``n`` clips (the pruner's importance table)."""
+        idx = np.arange(n)
+        return TrainBatch(_bcfhw(torch.from_numpy(self.latents[idx].astype(np.float32))), prompts_for(self.labels[idx]), None)
+
+    def reader(self, rank: int, world_size: int, batch: int, resume: dict[str, Any] | None = None) -> WorldReader:
+        if resume and STATE_KEY in resume:
+            raise ValueError(f"the checkpoint was written by a run reading --data {resume[STATE_KEY].get('path')}: "
+                             "resume with the same --data, or use a new --out")
+        return WorldReader(self, rank, batch)
+
+
+class WorldReader:
+    def __init__(self, source: WorldSource, rank: int, batch: int) -> None:
+        self.source, self.rank, self.batch = source, rank, batch
+
+    def next(self, step: int) -> TrainBatch:
+        idx = np.random.default_rng([self.source.seed, step, self.rank, 0]).integers(0, len(self.source), size=self.batch)
+        x0 = _bcfhw(torch.from_numpy(self.source.latents[idx].astype(np.float32)))
+        return TrainBatch(x0, prompts_for(self.source.labels[idx]), None)
+
+    def checkpoint_state(self, steps_done: int) -> dict[str, Any]:
+        return {}
+
+
+class DataSource:
+    """A prepared DATA: each rank streams its disjoint share of the shards, one full batch per step."""
+
+    def __init__(self, data: PreparedData, seed: int) -> None:
+        self.data, self.seed = data, seed
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def identity(self) -> dict[str, Any]:
+        return {"run_id": self.data.index.get("run_id"), "fingerprint": self.data.fingerprint, "samples": len(self.data)}
+
+    def head(self, n: int) -> TrainBatch:
+        """The first ``n`` clips in index order (shard 0 first), with their stored text embeddings."""
+        if n > len(self.data):
+            raise ValueError(f"--data {self.data.path} holds {len(self.data)} clips, fewer than the {n} asked for "
+                             "(importance_clips): lower it or prepare more clips")
+        lat, text, captions = [], [], []
+        for k in range(len(self.data.shards)):
+            shard = self.data.load_shard(k)
+            take = min(n - len(captions), len(shard.captions))
+            lat.append(shard.latents[:take])
+            text.append(shard.text[:take])
+            captions.extend(shard.captions[:take])
+            if len(captions) == n:
+                break
+        return TrainBatch(_bcfhw(torch.cat(lat)), captions, torch.cat(text).float())
+
+    def check_batch(self, world_size: int, batch: int) -> None:
+        """Refuse a DATA whose smallest possible per-rank epoch holds less than one batch (it would yield nothing)."""
+        sizes = sorted(int(s["samples"]) for s in self.data.shards)
+        if len(sizes) < world_size:
+            raise ValueError(f"--data {self.data.path} has {len(sizes)} shards, fewer than the {world_size} processes reading it: "
+                             "prepare it again with a smaller --shard-size")
+        least = sum(sizes[: len(sizes) // world_size])
+        if least < batch:
+            raise ValueError(f"--data {self.data.path} gives a process as few as {least} clips per epoch, under one batch of {batch} "
+                             f"per process: lower --batch or prepare more clips")
+
+    def positions_after(self, steps: int, world_size: int, batch: int) -> list[Position]:
+        """Every rank's ``Position`` after ``steps`` batches of ``batch`` (short epoch tails dropped), from the shard
+        sizes alone: what ``batches(...)``'s ``steps``-th batch carries on each rank."""
+        return [self._position_after(steps, rank, world_size, batch) for rank in range(world_size)]
+
+    def _position_after(self, steps: int, rank: int, world_size: int, batch: int) -> Position:
+        if steps == 0:
+            return Position()
+        epoch = 0
+        while True:
+            sizes = [int(self.data.shards[k]["samples"]) for k in self.data.shard_order(epoch, self.seed, rank, world_size)]
+            per_epoch = sum(sizes) // batch
+            if steps <= per_epoch:
+                break
+            steps -= per_epoch
+            epoch += 1
+        last = steps * batch - 1  # the last sample consumed, counted through the epoch's shards in order
+        for j, size in enumerate(sizes):
+            if last < size:
+                return Position(epoch, j, last + 1) if last + 1 < size else Position(epoch, j + 1, 0)
+            last -= size
+        raise AssertionError("unreachable: the batch lies inside the epoch")
+
+    def reader(self, rank: int, world_size: int, batch: int, resume: dict[str, Any] | None = None) -> DataReader:
+        self.check_batch(world_size, batch)
+        start = Position()
+        if resume and "step" in resume:
+            state = resume.get(STATE_KEY)
+            if state is None:
+                raise ValueError(f"the checkpoint was written by a run reading the world, not --data {self.data.path}: "
+                                 "resume without --data, or use a new --out")
+            mine = {"run_id": self.identity()["run_id"], "world_size": world_size, "batch": batch, "seed": self.seed}
+            theirs = {k: state.get(k) for k in mine}
+            if theirs != mine:
+                diff = ", ".join(f"{k} {theirs[k]} (now {mine[k]})" for k in mine if theirs[k] != mine[k])
+                raise ValueError(f"the checkpoint read its data differently ({diff}): resume with the same --data, process count "
+                                 "and batch, or use a new --out")
+            start = Position.from_dict(state["positions"][rank])
+        return DataReader(self, rank, world_size, batch, start)
+
+
+class DataReader:
+    def __init__(self, source: DataSource, rank: int, world_size: int, batch: int, start: Position) -> None:
+        self.source, self.world_size, self.batch = source, world_size, batch
+        self._it: Iterator[Any] = source.data.batches(batch, rank=rank, world_size=world_size, seed=source.seed, start=start,
+                                                      epochs=None, drop_last=True)
+
+    def next(self, step: int) -> TrainBatch:
+        b = next(self._it)
+        return TrainBatch(_bcfhw(b.latents), b.captions, b.text.float())
+
+    def checkpoint_state(self, steps_done: int) -> dict[str, Any]:
+        """What a checkpoint after ``steps_done`` steps records: the DATA's identity and every rank's position."""
+        positions = self.source.positions_after(steps_done, self.world_size, self.batch)
+        return {STATE_KEY: {"path": str(Path(self.source.data.path).resolve()), **self.source.identity(), "world_size": self.world_size,
+                            "batch": self.batch, "seed": self.source.seed, "positions": [p.to_dict() for p in positions]}}
