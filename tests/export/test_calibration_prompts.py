@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
 
 from turbo_edge import cli
 from turbo_edge.core import world
-from turbo_edge.export import calibration_prompts
+from turbo_edge.export import calibration_prompts, quantize
 from turbo_edge.spec.configs import ExportConfig
 
 
@@ -22,17 +21,18 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "data"
 
 
-def test_prompt_file_becomes_the_recorded_list_and_changes_the_hash(tmp_path: Path, caplog):
+def test_prompt_file_becomes_the_recorded_list_and_changes_the_hash(tmp_path: Path):
     file = tmp_path / "calib.txt"
     file.write_text("# calibration\na red circle moving left\n\na white square staying still\n")
     base = ExportConfig(model="builtin", precisions=("fp32", "int8"))
-    with caplog.at_level(logging.WARNING, logger="turbo_edge"):
-        cfg = calibration_prompts.resolve(base.replace(prompts=str(file)))
+    cfg = calibration_prompts.resolve(base.replace(prompts=str(file)))
     assert cfg.int8_calibration_prompt_list == ("a red circle moving left", "a white square staying still")
     assert cfg.to_dict()["int8_calibration_prompt_list"] == ["a red circle moving left", "a white square staying still"]
     assert cfg.content_hash() != base.content_hash() and base.replace(prompts=str(file)).content_hash() == base.content_hash()
-    assert any("2 prompts from" in r.getMessage() for r in caplog.records)
     assert calibration_prompts.resolve(base) is base  # neither flag: the world's prompts, nothing recorded
+    # int8 calibration runs on the recorded list; without one, on the world's training prompts.
+    assert quantize._prompts(cfg) == ["a red circle moving left", "a white square staying still"]
+    assert quantize._prompts(base) == [a.prompt for a in world.prompt_set("train", base.int8_calibration_prompts, seed=base.seed)]
 
 
 def test_data_captions_are_spread_distinct_and_capped(data: Path):

@@ -44,7 +44,4 @@ def resolve(cfg: ExportConfig) -> ExportConfig:
             check_closed_vocabulary(prompt, vocabulary)
         except ValueError as exc:
             raise ValueError(f"int8 calibration prompt {prompt!r} from {cfg.prompts or cfg.data}: {exc}") from None
-    if "int8" in cfg.precisions:
-        log.warning("int8 calibration: %d prompts from %s are recorded in export_config.json, but this build's calibration "
-                    "(export/quantize.py) still runs on the world's training prompts", len(prompts), cfg.prompts or cfg.data)
     return cfg.replace(int8_calibration_prompt_list=tuple(prompts))

@@ -117,9 +117,12 @@ def _timestep_major(per_prompt: list[CalibrationFeeds], samples: int) -> Calibra
 
 
 def _prompts(cfg: Any) -> list[str]:
+    """The calibration prompts: the user's (``--prompts FILE`` or a DATA's captions, resolved into
+    ``int8_calibration_prompt_list``), else the world's training prompts."""
     from turbo_edge.core import world
 
-    return [a.prompt for a in world.prompt_set("train", cfg.int8_calibration_prompts, seed=cfg.seed)]
+    chosen = list(getattr(cfg, "int8_calibration_prompt_list", None) or ())
+    return chosen or [a.prompt for a in world.prompt_set("train", cfg.int8_calibration_prompts, seed=cfg.seed)]
 
 
 @register_calibration("ddim_cfg")
