@@ -285,7 +285,7 @@ def _real_shape(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     out: list[str] = []
     calls = [("teacher_cfg_b2", "UNet, teacher CFG call (batch 2)"), ("student_b1", "UNet, student call (batch 1, w embedding)"),
              ("unpruned_b1", "UNet, batch 1 (no w embedding)"), ("vdmini_b1", "UNet, VDMini block plan"),
-             ("vdmini_ch_b1", "UNet, VDMini plan + channels"), ("bf16_b1", "UNet, bf16 (plugin hint)"), ("int8_b1", "UNet, int8 (NNCF Q/DQ)"),
+             ("vdmini_ch_b1", "UNet, VDMini plan + channels"), ("bf16_b1", "UNet, bf16 (plugin hint)"), ("int8_b1", "UNet, int8 (NNCF, OpenVINO IR)"),
              ("text_b1", "text encoder, 1 prompt"), ("text_b2", "text encoder, prompt + empty"), ("decode", "VAE decoder, all frames")]
     for name, data in files:
         med = {kind: _merged_groups(groups) for kind, groups in (data.get("medians_ms") or {}).items()}
