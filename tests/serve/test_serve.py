@@ -344,11 +344,15 @@ def test_a_malformed_request_is_refused_before_the_runtime():
 # ------------------------------------------------------------------ the foreground command
 
 
-def test_serve_runs_in_the_foreground_until_ctrl_c(serve_bundle, triton_install, tmp_path):
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["sigint_default", "sigint_ignored_by_parent"])
+def test_serve_runs_in_the_foreground_until_ctrl_c(serve_bundle, triton_install, tmp_path, sigint_ignored):
+    """Ctrl-C stops it, also when started with SIGINT ignored (a non-interactive shell's background job), where
+    Python would install no KeyboardInterrupt handler of its own."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     proc = subprocess.Popen([sys.executable, "-m", "turbo_edge.cli", "serve", "--bundle", str(serve_bundle), "--repository", str(tmp_path / "repo"),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=ignore)
     try:
         line = proc.stdout.readline()
         assert line.startswith("serving turbo_edge") and f"http://127.0.0.1:{port}/v2/models/turbo_edge/infer" in line, line + proc.stderr.read()

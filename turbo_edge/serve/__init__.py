@@ -30,6 +30,9 @@ def run_serve(cfg: ServeConfig, verbose: bool = False, say: Callable[[str], None
         return
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C / SIGINT stops the server even where the caller's shell started it with SIGINT ignored (a background job
+    # of a non-interactive shell: `turbo-edge serve ... &`), where Python installs no KeyboardInterrupt handler.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     server = TritonServer(cfg.repository, port=cfg.port, address=cfg.address, verbose=verbose, ready_timeout=cfg.ready_timeout)
     try:
         server.start()
@@ -43,6 +46,7 @@ def run_serve(cfg: ServeConfig, verbose: bool = False, say: Callable[[str], None
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         if server.process is not None and server.process.poll() is None:
             say("stopping ...")
             server.stop()
