@@ -26,7 +26,6 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -99,19 +98,10 @@ def stamp(path: Path, recipe: dict[str, Any]) -> None:
 
 
 def machine(threads: int) -> dict[str, Any]:
-    """The CPU, its flags of interest and its fp32 peak (``spec.host.cpu_peak_flops``), in the results page's keys."""
-    from turbo_edge.spec.host import cpu_flags, cpu_peak_flops, read_cpuinfo
+    """``turbo-edge bench``'s machine record (CPU, flags, cores, load, fp32 peak) and the machine's memory."""
+    from turbo_edge.bench.common import machine_info
 
-    info = read_cpuinfo()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.processor())
-    flags = cpu_flags(info) or frozenset()
-    keep = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
-    peak = cpu_peak_flops("fp32", cores=threads) or {}
-    return {"platform": platform.platform(), "cpu_model": model, "cpus": len(os.sched_getaffinity(0)), "threads": threads,
-            "flags": [f for f in keep if f in flags], "int8_dot_product": [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags],
-            "peak_gflops": round(peak["flops_per_s"] / 1e9, 1) if peak else None, "formula": peak.get("basis"),
-            "loadavg_at_start": list(os.getloadavg()),
-            "mem_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1), "python": platform.python_version()}
+    return {**machine_info(threads), "mem_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)}
 
 
 def cpu_slug(m: dict[str, Any]) -> str:
@@ -339,20 +329,19 @@ def backend_call(backend: Any, feeds: dict[str, Any], out_shapes: dict[str, tupl
 
 
 def load_backend(kind: str, path: Path, threads: int, precision_hint: str = "f32") -> Any:
+    """The runtime's own backend for ``kind`` over ``path``; OpenVINO with its precision hint, and over IR for the int8 UNet."""
     from turbo_edge.runtime.backends import create_backend
+    from turbo_edge.runtime.backends.openvino_cpu import OpenVinoCpuBackend
 
-    backend = create_backend({"ort": "ort-cpu"}.get(kind, kind), threads=threads)
-    if path.suffix == ".xml":  # OpenVINO IR (the int8 UNet): the runtime's backend reading IR instead of ONNX
-        from turbo_edge.runtime.backends.openvino_cpu import OpenVinoCpuBackend
+    class IrBackend(OpenVinoCpuBackend):  # OpenVINO IR instead of ONNX
+        def _read(self, path: Path) -> Any:
+            return self._core.read_model(str(path))
 
-        class IrBackend(OpenVinoCpuBackend):
-            def _read(self, path: Path) -> Any:
-                return self._core.read_model(str(path))
-
-        backend = IrBackend(threads=threads)
+    if kind == "openvino":
+        backend = (IrBackend if path.suffix == ".xml" else OpenVinoCpuBackend)(threads=threads, inference_precision=precision_hint)
+    else:
+        backend = create_backend({"ort": "ort-cpu"}.get(kind, kind), threads=threads)
     backend.load(path)
-    if kind == "openvino" and precision_hint != "f32":
-        backend._config["INFERENCE_PRECISION_HINT"] = precision_hint  # the plugin's bf16 on an fp32 graph
     return backend
 
 

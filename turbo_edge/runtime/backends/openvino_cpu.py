@@ -22,6 +22,11 @@ from turbo_edge.spec.errors import BackendUnavailableError
 class OpenVinoCpuBackend(Backend):
     name = "openvino"
 
+    def __init__(self, threads: int = 1, inference_precision: str = "f32") -> None:
+        """``inference_precision``: the plugin's ``INFERENCE_PRECISION_HINT`` (``bf16`` runs an fp32 graph in bf16)."""
+        super().__init__(threads)
+        self.inference_precision = inference_precision
+
     def load(self, path: Path) -> None:
         try:
             import openvino as ov
@@ -34,7 +39,7 @@ class OpenVinoCpuBackend(Backend):
             "INFERENCE_NUM_THREADS": self.threads,
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": self.inference_precision,
         }
         self._compiled: dict[tuple, object] = {}
         self._lock = threading.Lock()
