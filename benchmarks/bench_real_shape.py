@@ -74,9 +74,10 @@ def log(msg: str) -> None:
 
 
 def rss_gib() -> float:
-    """Current resident set of this process (GiB)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+    """Current resident set of this process (GiB), from ``spec.host.process_memory``."""
+    from turbo_edge.spec.host import process_memory
+
+    return process_memory().get("rss_mib", 0.0) / 1024
 
 
 def peak_rss_gib(who: int = resource.RUSAGE_SELF) -> float:
