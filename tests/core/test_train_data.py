@@ -94,11 +94,8 @@ def test_resume_refuses_other_data_settings_and_the_world(tiny_data: Path):
     state = {"step": 2, **source.reader(0, 1, 2).checkpoint_state(2)}
     with pytest.raises(ValueError, match=r"world_size 1 \(now 2\)"):
         source.reader(0, 2, 2, resume=state)
-    with pytest.raises(ValueError, match="reading the world"):
+    with pytest.raises(ValueError, match="records no data positions"):
         source.reader(0, 1, 2, resume={"step": 2})
-    world = train_data.WorldSource(lambda: (np.zeros((4, 4, 4, 2, 2), np.float16), np.zeros((4, 3), np.int64)), seed=0)
-    with pytest.raises(ValueError, match="resume with the same --data"):
-        world.reader(0, 1, 2, resume=state)
     with pytest.raises(ValueError, match="under one batch of 7"):
         source.reader(0, 2, 7)
 

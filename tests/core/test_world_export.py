@@ -68,3 +68,36 @@ def test_prepare_on_the_export_matches_encoding_the_world_directly(exported: Pat
     dist = torch.cdist(batch.latents.flatten(1), direct.flatten(1))
     assert torch.equal(dist.argmin(1), torch.arange(NUM))
     assert batch.captions == [world.sample("train", 3, i)[0].prompt for i in order]
+
+
+def test_encoding_is_a_pure_function_of_the_clip_even_after_torch_ran(tmp_path: Path):
+    """x264's mbtree made the same small clip encode to other bytes once a model had run in the process (5 files
+    from 6 encodes of one 32x32 clip); the writer turns it off."""
+    from turbo_edge.core.video_io import write_mp4
+
+    clip = world.sample("train", 0, 0, world.WorldConfig())[1]
+    seen = set()
+    for k in range(4):
+        seen.add(write_mp4(clip, tmp_path / f"{k}.mp4").read_bytes())
+        vae = load_teacher("builtin").vae
+        with torch.no_grad():
+            vae.encode(torch.randn(2, 3, 32, 32))
+    assert len(seen) == 1
+
+
+def test_world_data_is_the_prepared_export_and_is_reused(tmp_path: Path):
+    """What distill / prune train on without --data: the world exported and prepared in the run directory, at
+    least 8 shards (one per process for up to 8), reused as it is by a second call."""
+    from turbo_edge.core.world_export import world_data
+
+    data = world_data("builtin", 16, 3, tmp_path)
+    index = json.loads((data / "index.json").read_text())
+    assert data == tmp_path / "data" and index["complete"] and index["samples"] == 16 and len(index["shards"]) == 8
+    assert index["source"]["path"] == str(tmp_path / "world") and (tmp_path / "world" / "world.json").is_file()
+    stamps = {f.name: f.stat().st_mtime_ns for f in [*data.iterdir(), *(tmp_path / "world").iterdir()]}
+    assert world_data("builtin", 16, 3, tmp_path) == data
+    assert {f.name: f.stat().st_mtime_ns for f in [*data.iterdir(), *(tmp_path / "world").iterdir()]} == stamps
+    batch = next(PreparedData(data).batches(16))
+    assert sorted(batch.captions) == sorted(world.sample("train", 3, i)[0].prompt for i in range(16))
+    world_data("builtin", 24, 3, tmp_path)  # another size: both remade
+    assert json.loads((data / "index.json").read_text())["samples"] == 24

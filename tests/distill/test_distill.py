@@ -57,6 +57,8 @@ def test_distill_runs_resumes_exactly_and_writes_student(tiny_t2v_dir, tmp_path)
     assert a.unet.config.time_cond_proj_dim == 8
     log = [json.loads(line) for line in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(np.isfinite(r["loss_cd"]) for r in log)
+    index = json.loads((tmp_path / "ref" / "data" / "index.json").read_text())  # no --data: the world, prepared
+    assert index["samples"] == 8 and index["source"]["path"] == str(tmp_path / "ref" / "world")
     clips = generate_student(a, ["a red circle moving left"], steps=2)
     assert clips.shape == (1, 4, 16, 16, 3)
 

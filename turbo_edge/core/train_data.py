@@ -1,10 +1,9 @@
-"""A training batch source: the synthetic world encoded in memory (the default), or a prepared DATA directory.
+"""A training batch source: a prepared DATA directory (``turbo-edge data prepare``), the user's or the synthetic
+world's (exported as mp4 and prepared like any source when no ``--data`` is given).
 
-The distiller and the pruner's recovery loop ask one question per step: "rank ``r``'s batch for step ``k``". The
-world answers it statelessly (clip indices drawn from (seed, step, rank), exactly as before this module existed).
-A DATA (``turbo-edge data prepare``) answers it by streaming its rank's disjoint share of the shards
-(``PreparedData.batches``), so a resumed run must know where every rank stood: checkpoints record one ``Position``
-per rank. Every rank takes one full batch per step (each epoch's short tail is dropped), so the position of any
+The distiller and the pruner's recovery loop ask one question per step: "rank ``r``'s batch for step ``k``". A DATA
+answers it by streaming its rank's disjoint share of the shards (``PreparedData.batches``), so a resumed run must
+know where every rank stood: checkpoints record one ``Position`` per rank. Every rank takes one full batch per step (each epoch's short tail is dropped), so the position of any
 rank after ``k`` steps is a pure function of the index's shard sizes and (seed, rank, world size); rank 0 writes
 all of them without talking to the others, and each rank resumes from its own.
 """
@@ -13,19 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from turbo_edge.core.data import prompts_for
 from turbo_edge.core.pipeline_io import resolve_model_path
 from turbo_edge.core.prepared import Position, PreparedData
 from turbo_edge.spec.card import read_card
 
-STATE_KEY = "data"  # the checkpoint state.json key (absent for the world: its checkpoints are unchanged)
+STATE_KEY = "data"  # the checkpoint state.json key
 
 
 @dataclasses.dataclass
@@ -39,13 +36,16 @@ def _bcfhw(latents_bfchw: torch.Tensor) -> torch.Tensor:
     return latents_bfchw.float().permute(0, 2, 1, 3, 4).contiguous()
 
 
-def open_source(data: str | None, model: str | os.PathLike[str], world: Callable[[], tuple[np.ndarray, np.ndarray]],
-                seed: int) -> WorldSource | DataSource:
+def open_source(data: str | None, model: str | os.PathLike[str], seed: int, world_clips: int, work: str | os.PathLike[str]) -> DataSource:
     """The run's batch source: ``data``, checked against ``model``'s VAE / text encoder / tokenizer and clip geometry
-    (read from its files, so a mismatch is refused before any weights load), or, when ``data`` is empty, the world:
-    ``world()`` encodes it, on first use."""
+    (read from its files, so a mismatch is refused before any weights load), or, when ``data`` is empty, the world's
+    first ``world_clips`` training clips exported as mp4 and prepared for ``model`` under ``work``
+    (``core.world_export.world_data``): one path for the world and for a user's videos. Under several processes,
+    call it on the main process first (the world is prepared once)."""
     if not data:
-        return WorldSource(world, seed=seed)
+        from turbo_edge.core.world_export import world_data
+
+        data = str(world_data(str(model), world_clips, seed, work))
     return DataSource(load_checked(data, model), seed=seed)
 
 
@@ -63,56 +63,6 @@ def load_checked(data: str | os.PathLike[str], model: str | os.PathLike[str]) ->
         raise ValueError(f"--data {data} does not fit {model}: {str(exc).rpartition(': ')[0]}; make one for it with "
                          f"`turbo-edge data prepare --source {source} --model {model} --out NEW_DATA`") from None
     return prepared
-
-
-class WorldSource:
-    """World clips encoded once: rank ``r``'s step-``k`` batch is clips drawn from rng(seed, k, r), with replacement."""
-
-    def __init__(self, encode: Callable[[], tuple[np.ndarray, np.ndarray]], seed: int) -> None:
-        self._encode, self._data, self.seed = encode, None, seed
-
-    @property
-    def latents(self) -> np.ndarray:
-        return self._world()[0]
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._world()[1]
-
-    def _world(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._data is None:
-            self._data = self._encode()
-        return self._data
-
-    def __len__(self) -> int:
-        return len(self.latents)
-
-    def identity(self) -> dict[str, Any]:
-        return {}  # the world's identity is already in the config hash (dataset_clips, seed)
-
-    def head(self, n: int) -> TrainBatch:
-        """The first ``n`` clips (the pruner's importance table)."""
-        idx = np.arange(n)
-        return TrainBatch(_bcfhw(torch.from_numpy(self.latents[idx].astype(np.float32))), prompts_for(self.labels[idx]), None)
-
-    def reader(self, rank: int, world_size: int, batch: int, resume: dict[str, Any] | None = None) -> WorldReader:
-        if resume and STATE_KEY in resume:
-            raise ValueError(f"the checkpoint was written by a run reading --data {resume[STATE_KEY].get('path')}: "
-                             "resume with the same --data, or use a new --out")
-        return WorldReader(self, rank, batch)
-
-
-class WorldReader:
-    def __init__(self, source: WorldSource, rank: int, batch: int) -> None:
-        self.source, self.rank, self.batch = source, rank, batch
-
-    def next(self, step: int) -> TrainBatch:
-        idx = np.random.default_rng([self.source.seed, step, self.rank, 0]).integers(0, len(self.source), size=self.batch)
-        x0 = _bcfhw(torch.from_numpy(self.source.latents[idx].astype(np.float32)))
-        return TrainBatch(x0, prompts_for(self.source.labels[idx]), None)
-
-    def checkpoint_state(self, steps_done: int) -> dict[str, Any]:
-        return {}
 
 
 class DataSource:
@@ -183,8 +133,8 @@ class DataSource:
         if resume and "step" in resume:
             state = resume.get(STATE_KEY)
             if state is None:
-                raise ValueError(f"the checkpoint was written by a run reading the world, not --data {self.data.path}: "
-                                 "resume without --data, or use a new --out")
+                raise ValueError(f"the checkpoint records no data positions (written before runs read the world as a prepared "
+                                 f"DATA), so it cannot resume on {self.data.path}: use a new --out")
             mine = {"run_id": self.identity()["run_id"], "world_size": world_size, "batch": batch, "seed": self.seed}
             theirs = {k: state.get(k) for k in mine}
             if theirs != mine:

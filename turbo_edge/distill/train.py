@@ -26,7 +26,6 @@ import torch
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import consistency as cd
 from turbo_edge.core import train_data
-from turbo_edge.core.data import encode_world
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import autocast
@@ -280,8 +279,8 @@ def train(cfg: DistillConfig) -> Path:
     out = claim_run_dir(cfg.out, "distill_config.json")
     cfg.save(out / "distill_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
-    source = train_data.open_source(cfg.data, cfg.teacher, seed=cfg.seed,  # a DATA is checked before the teacher loads
-                                    world=lambda: encode_world(teacher.vae, cfg.loop.dataset_clips, cfg.seed, out / "data"))
+    with accel.main_process_first():  # a --data is checked before the teacher loads; the world is prepared once
+        source = train_data.open_source(cfg.data, cfg.teacher, seed=cfg.seed, world_clips=cfg.loop.dataset_clips, work=out)
     teacher = load_teacher(cfg.teacher)
     distiller = Distiller(cfg, teacher, accel)
     opt = torch.optim.AdamW(distiller.parameter_groups(), weight_decay=0.0)

@@ -37,7 +37,6 @@ import torch
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import consistency as cd
 from turbo_edge.core import replay, train_data
-from turbo_edge.core.data import encode_world
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import autocast
@@ -102,7 +101,7 @@ def resolve_channel_plan(cfg: PruneConfig, unet: torch.nn.Module, plan: dict[str
     return channels.make_channel_plan(blocks, cfg.channel_ratio, cfg.channel_importance, block_plan=plan)
 
 
-def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, source: train_data.WorldSource | train_data.DataSource,
+def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, source: train_data.DataSource,
                      out: Path) -> dict[str, Any]:
     """Measure (or reuse, when made for this architecture and settings) the run's importance table on the
     source's first ``importance_clips`` clips."""
@@ -262,8 +261,9 @@ def prune(cfg: PruneConfig) -> Path:
     channel_plan = None if needs_table else resolve_channel_plan(cfg, student.unet, plan)
     claim_run_dir(out, "prune_config.json")
     cfg.save(out / "prune_config.json")
-    source = train_data.open_source(cfg.data, cfg.student, seed=cfg.seed,
-                                    world=lambda: encode_world(student.vae, cfg.loop.dataset_clips, cfg.seed, out / "data"))
+    accel = Accelerator(cpu=not torch.cuda.is_available())
+    with accel.main_process_first():  # the world is prepared once
+        source = train_data.open_source(cfg.data, cfg.student, seed=cfg.seed, world_clips=cfg.loop.dataset_clips, work=out)
     table = importance_table(cfg, student, sampler, source, out) if cfg.importance_clips > 0 else None
     if needs_table:
         plan = resolve_plan(cfg, config, table)
@@ -273,7 +273,6 @@ def prune(cfg: PruneConfig) -> Path:
             plans.write_plan(this, out / plan_file)
         else:
             (out / plan_file).unlink(missing_ok=True)  # a stale plan from another config must not describe this run
-    accel = Accelerator(cpu=not torch.cuda.is_available())
     rec = Recovery(cfg, student, sampler, plan, channel_plan, device_type=accel.device.type)
     opt = torch.optim.AdamW(rec.parameter_groups(), weight_decay=0.0)
     identity: dict[str, Any] = {"removed": plan["removed"] if plan else [], "architecture": plans.architecture_hash(config)}

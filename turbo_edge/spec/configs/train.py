@@ -51,7 +51,7 @@ class TrainLoop(StageConfig):
     batch: int = opt(8, help="clips per step")
     lr: float = opt(1e-4, help="learning rate")
     grad_clip: float = opt(1.0, help="gradient norm clip")
-    dataset_clips: int = opt(4096, help="training clips encoded once before the loop")
+    dataset_clips: int = opt(4096, help="without --data: world clips exported and prepared into the run directory before the loop")
     checkpoint_every: int = opt(100, help="steps between checkpoints (a killed run resumes from the last)")
     log_every: int = opt(10, help="steps between log lines")
     threads: int = opt(0, help="torch threads (0: torch's default)")
@@ -139,7 +139,8 @@ class DistillConfig(StageConfig):
     # What the student is sampled with.
     default_steps: int = opt(4)
     default_guidance: float = opt(3.0)
-    # Training data: None encodes the synthetic world in memory (loop.dataset_clips clips).
+    # Training data: None trains on the synthetic world's first loop.dataset_clips clips, exported as mp4 and prepared
+    # into the run directory (world/, data/) exactly as --data would be (core.world_export.world_data).
     data: str | None = opt(None, help="a prepared dataset (`turbo-edge data prepare --model` this run's teacher): train on its latents, text embeddings and captions instead of the synthetic world")
 
     def __post_init__(self) -> None:
@@ -227,7 +228,7 @@ class PruneConfig(StageConfig):
     disc_width: int = opt(64)
     disc_lr: float = opt(1e-4)
     loop: TrainLoop = dataclasses.field(default_factory=TrainLoop)
-    # Recovery data: None encodes the synthetic world in memory (loop.dataset_clips clips).
+    # Recovery data: None trains on the synthetic world prepared into the run directory, as for distill.
     data: str | None = opt(None, help="a prepared dataset (`turbo-edge data prepare --model` this run's student (or its teacher)): train on its latents, text embeddings and captions instead of the synthetic world")
 
     def __post_init__(self) -> None:
