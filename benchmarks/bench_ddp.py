@@ -51,7 +51,8 @@ def max_rel_diff(curve: list[float], reference: list[float]) -> float:
 
 
 def compare(curves: dict[str, list[float]], reference: str, spread: list[str], candidate: str, factor: float) -> dict[str, Any]:
-    """The candidate's difference from the reference against ``factor`` times the largest seed-to-seed difference."""
+    """The candidate's difference from the reference against ``factor`` times the largest seed-to-seed difference
+    (of every pair of 1-process runs, ``"a vs b"`` relative to ``b``)."""
     ones = [reference, *spread]
     pairs = {f"{a} vs {b}": max_rel_diff(curves[a], curves[b]) for a, b in itertools.combinations(ones, 2)}
     seed_to_seed = max(pairs.values())
