@@ -1,7 +1,7 @@
 """Data-parallel parity: ``turbo-edge distill --data DATA`` in 2 processes (``accelerate launch``) against 1 process at
 the same global batch, and an audit that no sample is read twice in an epoch.
 
-    python benchmarks/bench_ddp.py                       # 26 clips in shards of 3, batch 4, 40 steps: ~7 min on 2 cores
+    python benchmarks/bench_ddp.py                       # 26 clips in shards of 3, batch 4, 40 steps: ~10 min on 2 busy cores
     python benchmarks/bench_ddp.py --steps 12 --window 4 --out /tmp/ddp.json   # smoke
 
 1. DATA: ``turbo-edge world export --split train --num N`` then ``turbo-edge data prepare --model TEACHER --shard-size K``
