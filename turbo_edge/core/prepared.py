@@ -133,6 +133,7 @@ class Batch:
     captions: list[str]
     sources: list[str]
     position: Position  # where to resume to continue after this batch
+    ids: list[tuple[int, int]]  # each sample's (shard in the index, row in that shard): what it is, whatever the order
 
 
 @dataclasses.dataclass
@@ -229,14 +230,14 @@ class PreparedData:
     def _epoch(self, epoch: int, batch_size: int, rank: int, world_size: int, seed: int, start: Position,
                drop_last: bool) -> Iterator[Batch]:
         order = self.shard_order(epoch, seed, rank, world_size)
-        rows: list[tuple[torch.Tensor, torch.Tensor, str, str]] = []
+        rows: list[tuple[torch.Tensor, torch.Tensor, str, str, tuple[int, int]]] = []
         for j in range(start.shard, len(order)):
             shard = self.load_shard(order[j])
             perm = np.random.default_rng([seed, epoch, order[j]]).permutation(len(shard.captions))
             first = start.offset if j == start.shard else 0
             for i in range(first, len(perm)):
                 s = int(perm[i])
-                rows.append((shard.latents[s], shard.text[s], shard.captions[s], shard.sources[s]))
+                rows.append((shard.latents[s], shard.text[s], shard.captions[s], shard.sources[s], (order[j], s)))
                 if len(rows) == batch_size:
                     after = Position(epoch, j, i + 1) if i + 1 < len(perm) else Position(epoch, j + 1, 0)
                     yield _batch(rows, after)
@@ -245,5 +246,6 @@ class PreparedData:
             yield _batch(rows, Position(epoch, len(order), 0))
 
 
-def _batch(rows: list[tuple[torch.Tensor, torch.Tensor, str, str]], position: Position) -> Batch:
-    return Batch(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), [r[2] for r in rows], [r[3] for r in rows], position)
+def _batch(rows: list[tuple[torch.Tensor, torch.Tensor, str, str, tuple[int, int]]], position: Position) -> Batch:
+    return Batch(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), [r[2] for r in rows], [r[3] for r in rows], position,
+                 [r[4] for r in rows])

@@ -6,23 +6,31 @@ answers it by streaming its rank's disjoint share of the shards (``PreparedData.
 know where every rank stood: checkpoints record one ``Position`` per rank. Every rank takes one full batch per step (each epoch's short tail is dropped), so the position of any
 rank after ``k`` steps is a pure function of the index's shard sizes and (seed, rank, world size); rank 0 writes
 all of them without talking to the others, and each rank resumes from its own.
+
+``loop.read_log`` makes every rank write the (shard, row) ids of each batch it read (``log_read``);
+``audit_read_log`` checks those logs against the shard sizes: ranks disjoint within an epoch, no sample read twice
+in an epoch, each rank inside its own shards, and every finished epoch covered but for each rank's dropped tail.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from turbo_edge.core.checkpoint import log_jsonl
 from turbo_edge.core.pipeline_io import resolve_model_path
 from turbo_edge.core.prepared import Position, PreparedData
 from turbo_edge.spec.card import read_card
 
 STATE_KEY = "data"  # the checkpoint state.json key
+READ_LOG = "read_log"  # OUT/read_log/rank<R>.jsonl: one line per step, {"step", "epoch", "ids": [[shard, row], ...]}
 
 
 @dataclasses.dataclass
@@ -30,6 +38,8 @@ class TrainBatch:
     x0: torch.Tensor  # float32 [B, C, F, h, w]: scaled VAE latents, the distiller's clean sample
     prompts: list[str]
     text: torch.Tensor | None  # float32 [B, L, D] frozen text-encoder output, or None: encode ``prompts``
+    ids: list[tuple[int, int]] | None = None  # the DATA's (shard, row) of each clip
+    epoch: int | None = None  # the DATA epoch the batch belongs to
 
 
 def _bcfhw(latents_bfchw: torch.Tensor) -> torch.Tensor:
@@ -153,10 +163,76 @@ class DataReader:
 
     def next(self, step: int) -> TrainBatch:
         b = next(self._it)
-        return TrainBatch(_bcfhw(b.latents), b.captions, b.text.float())
+        return TrainBatch(_bcfhw(b.latents), b.captions, b.text.float(), b.ids, b.position.epoch)
 
     def checkpoint_state(self, steps_done: int) -> dict[str, Any]:
         """What a checkpoint after ``steps_done`` steps records: the DATA's identity and every rank's position."""
         positions = self.source.positions_after(steps_done, self.world_size, self.batch)
         return {STATE_KEY: {"path": str(Path(self.source.data.path).resolve()), **self.source.identity(), "world_size": self.world_size,
                             "batch": self.batch, "seed": self.source.seed, "positions": [p.to_dict() for p in positions]}}
+
+
+def read_log_path(out: str | os.PathLike[str], rank: int) -> Path:
+    return Path(out) / READ_LOG / f"rank{rank}.jsonl"
+
+
+def log_read(out: str | os.PathLike[str], rank: int, step: int, batch: TrainBatch) -> None:
+    """Append what rank ``rank`` read at (1-based) ``step`` to its read log (``loop.read_log``)."""
+    log_jsonl(read_log_path(out, rank), {"step": step, "epoch": batch.epoch, "ids": [list(i) for i in batch.ids]})
+
+
+def load_read_log(out: str | os.PathLike[str]) -> list[list[dict[str, Any]]]:
+    """Every rank's read log, in rank order, one record per step: a resumed run re-reads the steps after its
+    checkpoint and appends them again, and the last record of a step is the one its weights were trained on."""
+    files = sorted((Path(out) / READ_LOG).glob("rank*.jsonl"), key=lambda f: int(f.stem[len("rank"):]))
+    if [int(f.stem[len("rank"):]) for f in files] != list(range(len(files))):
+        raise ValueError(f"{Path(out) / READ_LOG} holds {[f.name for f in files]}: expected rank0.jsonl .. rank<N-1>.jsonl")
+    logs = []
+    for f in files:
+        by_step = {r["step"]: r for r in (json.loads(line) for line in f.read_text().splitlines() if line.strip())}
+        logs.append([by_step[k] for k in sorted(by_step)])
+    return logs
+
+
+def audit_read_log(source: DataSource, logs: list[list[dict[str, Any]]], batch: int) -> dict[str, Any]:
+    """Check ``logs`` (``load_read_log``: one list per rank, ``batch`` samples per record) against the DATA's shards.
+
+    Per epoch: ``repeats`` (reads of a sample already read in that epoch, by any rank), ``shared_between_ranks``
+    (samples more than one rank read), ``outside_own_shards`` (reads of ids not in the rank's own shards that
+    epoch), and, for an epoch every rank finished (``samples // batch`` batches of its shards' samples), ``expected``
+    (the epoch's samples less each rank's dropped tail, ``dropped_tail``) and ``missing`` (expected, never read)."""
+    world_size = len(logs)
+    epochs = sorted({int(r["epoch"]) for rank_log in logs for r in rank_log})
+    rows = []
+    for epoch in epochs:
+        per_rank: list[list[tuple[int, int]]] = []
+        inside: set[tuple[int, int]] = set()
+        outside, finished, expected, dropped = 0, True, 0, 0
+        for rank, rank_log in enumerate(logs):
+            own = set(source.data.shard_order(epoch, source.seed, rank, world_size))
+            samples = sum(int(source.data.shards[k]["samples"]) for k in own)
+            records = [r for r in rank_log if int(r["epoch"]) == epoch]
+            wrong = [r["step"] for r in records if len(r["ids"]) != batch]
+            if wrong:
+                raise ValueError(f"rank {rank} read other than the batch of {batch} samples at steps {wrong[:5]}")
+            per_rank.append([(int(k), int(i)) for r in records for k, i in r["ids"]])
+            mine = {i for i in per_rank[-1] if i[0] in own and 0 <= i[1] < int(source.data.shards[i[0]]["samples"])}
+            outside += sum(i not in mine for i in per_rank[-1])
+            inside |= mine
+            finished &= len(records) == samples // batch
+            expected += samples - samples % batch
+            dropped += samples % batch
+        every = [i for ids in per_rank for i in ids]
+        distinct = set(every)
+        owners = Counter(i for ids in per_rank for i in set(ids))
+        row = {"epoch": epoch, "finished": finished, "read": len(every), "distinct": len(distinct), "repeats": len(every) - len(distinct),
+               "shared_between_ranks": sum(n > 1 for n in owners.values()), "outside_own_shards": outside}
+        if finished:
+            row.update(expected=expected, dropped_tail=dropped, missing=expected - len(inside))
+        rows.append(row)
+    return {"world_size": world_size, "batch": batch, "samples": len(source), "epochs": rows,
+            "finished_epochs": sum(r["finished"] for r in rows),
+            "no_repeats": all(r["repeats"] == 0 for r in rows),
+            "ranks_disjoint": all(r["shared_between_ranks"] == 0 for r in rows),
+            "ranks_in_own_shards": all(r["outside_own_shards"] == 0 for r in rows),
+            "finished_epochs_covered": all(r["missing"] == 0 for r in rows if r["finished"])}

@@ -1,4 +1,5 @@
-"""What the distillation and pruning loops share around their maths: the autocast context of every network pass.
+"""What the distillation and pruning loops share around their maths: the autocast context of every network pass,
+and the loss a multi-process run logs.
 
 bf16 autocast goes through ``torch.autocast`` directly, on CPU as on CUDA: the same context Accelerate's
 ``mixed_precision="bf16"`` enters, without Accelerate's process-wide state, which refuses a second
@@ -8,8 +9,12 @@ bf16 autocast goes through ``torch.autocast`` directly, on CPU as on CUDA: the s
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import torch
+
+# Terms every rank computes at every step, whatever its batch: what a multi-process log averages over the ranks.
+RANK_MEAN_METRICS = ("loss", "loss_cd")
 
 
 def autocast(mixed_precision: str, device_type: str = "cpu") -> contextlib.AbstractContextManager[None]:
@@ -19,3 +24,15 @@ def autocast(mixed_precision: str, device_type: str = "cpu") -> contextlib.Abstr
     if mixed_precision == "bf16":
         return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
     raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {mixed_precision!r}")
+
+
+def mean_over_ranks(accel: Any, metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` with ``RANK_MEAN_METRICS`` replaced by their mean over every process: each process's batch is the
+    same size, so that is the global batch's loss, as one process with the whole batch logs it (rank 0's own loss is
+    the loss of a batch ``world_size`` times smaller, its variance ``world_size`` times larger). Other terms stay rank 0's.
+    A collective: every process calls it at the same steps."""
+    if accel is None or accel.num_processes == 1:
+        return metrics
+    keys = [k for k in RANK_MEAN_METRICS if k in metrics]
+    mean = accel.reduce(torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=accel.device), reduction="mean")
+    return {**metrics, **dict(zip(keys, mean.tolist()))}

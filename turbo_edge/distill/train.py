@@ -8,7 +8,8 @@ VSD (DOLLAR) adds a fake-score term. Batches and noise are pure functions of (se
 Memory for real-size teachers (docs/decisions.md): a LoRA student is built in place on the teacher's UNet and the
 teacher's calls run with its adapters disabled (one copy of the base weights); network passes may run under bf16
 autocast (losses in fp32) and the student's blocks may checkpoint their activations. Each log line carries the
-process's current and peak resident memory.
+process's current and peak resident memory; in a multi-process run its ``loss`` and ``loss_cd`` are the mean over
+every process's batch (``core.training.mean_over_ranks``), the global batch's loss.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from turbo_edge.core import consistency as cd
 from turbo_edge.core import train_data
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
 from turbo_edge.core.sampling import encode_text
-from turbo_edge.core.training import autocast
+from turbo_edge.core.training import autocast, mean_over_ranks
 from turbo_edge.distill.motion import MotionGuidance
 from turbo_edge.distill.rewards import load_reward
 from turbo_edge.distill.student import (
@@ -306,6 +307,8 @@ def train(cfg: DistillConfig) -> Path:
     bar = tqdm(total=cfg.loop.steps, initial=start, desc="distill", disable=not accel.is_main_process, dynamic_ncols=True)
     for step in range(start, cfg.loop.steps):
         batch = reader.next(step)
+        if cfg.loop.read_log:
+            train_data.log_read(out, rank, step + 1, batch)
         loss, metrics = distiller.loss(batch.x0, batch.prompts, step, rank, student, text=batch.text)
         opt.zero_grad(set_to_none=True)
         accel.backward(loss)
@@ -323,8 +326,10 @@ def train(cfg: DistillConfig) -> Path:
         bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items() if k in ("loss", "loss_cd")}, refresh=False)
         bar.update(1)
         done = step + 1
-        if accel.is_main_process and (done % cfg.loop.log_every == 0 or done == cfg.loop.steps):
-            ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, **process_memory(), "time": time.time()})
+        if done % cfg.loop.log_every == 0 or done == cfg.loop.steps:
+            metrics = mean_over_ranks(accel, metrics)  # on every rank: a collective
+            if accel.is_main_process:
+                ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, **process_memory(), "time": time.time()})
         if accel.is_main_process and (done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.steps):
             state = {"step": done, "config_hash": chash, **reader.checkpoint_state(done)}
             ckpt.save_checkpoint(out / "ckpt", modules, opt, state)

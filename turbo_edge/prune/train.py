@@ -39,7 +39,7 @@ from turbo_edge.core import consistency as cd
 from turbo_edge.core import replay, train_data
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
-from turbo_edge.core.training import autocast
+from turbo_edge.core.training import autocast, mean_over_ranks
 from turbo_edge.prune import channels, losses
 from turbo_edge.prune import importance as imp
 from turbo_edge.prune.artifact import save_pruned
@@ -300,6 +300,8 @@ def prune(cfg: PruneConfig) -> Path:
     bar = tqdm(total=cfg.loop.steps, initial=start, desc="prune", disable=not accel.is_main_process, dynamic_ncols=True)
     for step in range(start, cfg.loop.steps):
         batch = reader.next(step)
+        if cfg.loop.read_log:
+            train_data.log_read(out, rank, step + 1, batch)
         x0 = batch.x0
         loss, metrics = rec.loss(x0, batch.prompts, step, rank, pruned, text=batch.text)
         opt.zero_grad(set_to_none=True)
@@ -315,8 +317,10 @@ def prune(cfg: PruneConfig) -> Path:
         bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items() if k in ("loss", "loss_cd")}, refresh=False)
         bar.update(1)
         done = step + 1
-        if accel.is_main_process and (done % cfg.loop.log_every == 0 or done == cfg.loop.steps):
-            ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, **process_memory(), "time": time.time()})
+        if done % cfg.loop.log_every == 0 or done == cfg.loop.steps:
+            metrics = mean_over_ranks(accel, metrics)  # on every rank: a collective
+            if accel.is_main_process:
+                ckpt.log_jsonl(out / "log.jsonl", {"step": done, **metrics, **process_memory(), "time": time.time()})
         if accel.is_main_process and (done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.steps):
             ckpt.save_checkpoint(out / "ckpt", modules, opt, {"step": done, "config_hash": chash, **reader.checkpoint_state(done)})
     bar.close()

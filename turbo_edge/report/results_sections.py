@@ -348,6 +348,25 @@ def _data(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
+def _ddp(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        settings, curves, whole = data["settings"], data["curves"], data["whole_run_mean"]
+        body = table(["run", "processes", "clips / process / step", "loss window means", "loss mean", "finished epochs", "reads ok", "s"],
+                     [[run, fmt(r.get("processes")), fmt(r.get("per_process_batch")), ", ".join(fmt(v, 4) for v in r["window_means"]),
+                       fmt(r.get("loss_mean"), 4), fmt(r["reads"].get("finished_epochs")), fmt(data["reads_pass"].get(run)), fmt(r.get("seconds"), 0)]
+                      for run, r in data["runs"].items()])
+        body += ["", *table(["2 processes ÷ 1 process", "max relative difference", "largest seed-to-seed", "tolerance", "within"],
+                            [[label, fmt(c["candidate_max_rel_diff"]), fmt(c["seed_to_seed_max"]), f"{fmt(c['tolerance'])} ({fmt(c['factor'], 1)}x)",
+                              fmt(c["pass"])] for label, c in ((f"window means ({fmt(settings.get('window'))} steps)", curves),
+                                                               ("mean over all steps", whole))])]
+        extra = [f"{fmt(settings.get('clips'))} clips in {fmt(settings.get('shards'))} shards for `{settings.get('teacher', '?')}`, global batch "
+                 f"{fmt(settings.get('global_batch'))}, {fmt(settings.get('steps'))} steps; no sample read twice in an epoch: "
+                 f"{fmt((data.get('pass') or {}).get('no_sample_read_twice_in_an_epoch'))}."]
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
 def _bench(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     out: list[str] = []
     for name, data in files:
@@ -402,6 +421,10 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
     ("data", "Data preparation",
      "`turbo-edge data prepare` on FFmpeg test-pattern videos (H.264, MPEG-4, VP8) with one bad sample of each kind: "
      "throughput, the skipped samples, a SIGKILLed run's resume, and the world's mp4 round trip.", _data),
+    ("ddp", "Data-parallel distillation: 2 processes against 1",
+     "`turbo-edge distill --data` under `accelerate launch --num_processes 2` (gloo on the CPU) against 1 process at the "
+     "same global batch: the loss curve's window means against the spread between 1-process runs of other seeds, and "
+     "every run's read log audited (no sample read twice in an epoch, processes disjoint).", _ddp),
     ("bench", "Bench: per-stage latency, FLOPs and memory",
      "`turbo-edge bench`: each stage's median / p90 / min, its FLOPs (from the ONNX graph or PyTorch's FLOP counter) "
      "against the host's theoretical peak, end to end and videos per minute.", _bench),

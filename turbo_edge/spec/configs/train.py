@@ -54,6 +54,8 @@ class TrainLoop(StageConfig):
     dataset_clips: int = opt(4096, help="without --data: world clips exported and prepared into the run directory before the loop")
     checkpoint_every: int = opt(100, help="steps between checkpoints (a killed run resumes from the last)")
     log_every: int = opt(10, help="steps between log lines")
+    read_log: bool = opt(False, help="every process appends the (shard, row) ids of each batch it reads to "
+                                     "OUT/read_log/rank<R>.jsonl (to audit that no sample is read twice in an epoch)")
     threads: int = opt(0, help="torch threads (0: torch's default)")
     # Memory for real-size models (docs/decisions.md): bf16 autocast of every network pass (weights, gradients and
     # losses stay fp32), and per-block activation checkpointing of the trained denoiser.
@@ -74,7 +76,7 @@ class TrainLoop(StageConfig):
 
         Gradient checkpointing recomputes the same numbers, so it may change on resume; bf16 is part of the
         identity only when on, so checkpoints written before the field existed still resume."""
-        skip = ("steps", "checkpoint_every", "log_every", "threads", "gradient_checkpointing")
+        skip = ("steps", "checkpoint_every", "log_every", "read_log", "threads", "gradient_checkpointing")
         out = {k: v for k, v in self.fields_dict().items() if k not in skip}
         if out["mixed_precision"] == "no":
             out.pop("mixed_precision")
