@@ -1,6 +1,7 @@
 """The int8 UNet as OpenVINO IR (``int8_format=openvino``, the route for UNets too large for NNCF's ONNX backend),
-forced on the builtin student: the manifest records the format, OpenVINO generates from it close to fp32, the other
-backends refuse it naming the fix, a changed or missing .bin is refused, and "auto" keeps a small UNet on Q/DQ."""
+forced on the builtin student (``ir_student_bundle``, tests/conftest.py): the manifest records the format, OpenVINO
+generates from it close to fp32, the other backends refuse it naming the fix, a changed or missing .bin is refused,
+and "auto" keeps a small UNet on Q/DQ."""
 
 from __future__ import annotations
 
@@ -14,57 +15,45 @@ import pytest
 from turbo_edge.spec.errors import BundleError
 
 PROMPT = "a red circle moving left"
-FAST = ["--set", "int8_calibration_prompts=2", "--set", "int8_subset_size=8", "--set", "int8_bias_correction=false",
-        "--set", "int8_scope=all", "--set", "openvino_check=false"]  # int8_scope not "auto": the same graph on every host
 
 
-@pytest.fixture(scope="module")
-def ir_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from turbo_edge.cli import main
-
-    out = tmp_path_factory.mktemp("ir_bundles") / "student_ir"
-    rc = main(["export", "--model", "builtin-student", "--out", str(out), "--precision", "fp32,int8", "--set", "int8_format=openvino", *FAST])
-    assert rc in (0, None)
-    return out
-
-
-def test_manifest_records_the_ir_variant_and_both_files(ir_bundle: Path) -> None:
+def test_manifest_records_the_ir_variant_and_both_files(ir_student_bundle: Path) -> None:
     from turbo_edge.export import verify_bundle
 
-    manifest = verify_bundle(ir_bundle)
+    manifest = verify_bundle(ir_student_bundle)
     unet = manifest["components"]["unet"]
     assert unet["files"] == {"fp32": "unet.onnx", "int8": "unet.int8.xml"}
     assert unet["formats"] == {"fp32": "onnx", "int8": "openvino"}
     assert manifest["components"]["vae_decoder"]["formats"] == {"fp32": "onnx"}
     assert {"unet.int8.xml", "unet.int8.bin"} <= set(manifest["files"])
-    assert json.loads((ir_bundle / "export_config.json").read_text())["int8_format"] == "openvino"
+    assert json.loads((ir_student_bundle / "export_config.json").read_text())["int8_format"] == "openvino"
     gate = manifest["parity"]["unet"]["int8"]
     assert gate["backend"] == "openvino" and gate["passed"] and gate["mean_rel"] < 0.15
     assert manifest["parity"]["unet"]["fp32"]["backend"] == "onnxruntime"
-    parity = json.loads((ir_bundle / "parity.json").read_text())
+    parity = json.loads((ir_student_bundle / "parity.json").read_text())
     assert "int8" not in parity["onnxruntime"]["unet"] and parity["openvino"]["unet"]["int8"]["passed"]
     # int8 weights: the IR's weights take well under half the fp32 graph's bytes
-    assert (ir_bundle / "unet.int8.bin").stat().st_size < 0.5 * (ir_bundle / "unet.onnx").stat().st_size
+    assert (ir_student_bundle / "unet.int8.bin").stat().st_size < 0.5 * (ir_student_bundle / "unet.onnx").stat().st_size
 
 
-def test_ir_keeps_the_configured_ops_fp32(ir_bundle: Path) -> None:
+def test_ir_keeps_the_configured_ops_fp32(ir_student_bundle: Path) -> None:
     """The shared ignored-scope logic matched the default patterns in OpenVINO's op names too."""
     import openvino as ov
 
     from turbo_edge.export.quantize import ignored_scope
     from turbo_edge.spec.configs import ExportConfig
 
-    ops = ov.Core().read_model(str(ir_bundle / "unet.onnx")).get_ops()
+    ops = ov.Core().read_model(str(ir_student_bundle / "unet.onnx")).get_ops()
     scope = ignored_scope((o.get_friendly_name() for o in ops), (o.get_type_name() for o in ops), ExportConfig().int8_ignored_patterns, ("MatMul", "Gemm"))
     assert len(scope.patterns) == 4 and scope.types == ["MatMul"]  # Gemm is a MatMul in OpenVINO
 
 
-def test_openvino_generates_from_the_ir_close_to_fp32(ir_bundle: Path) -> None:
+def test_openvino_generates_from_the_ir_close_to_fp32(ir_student_bundle: Path) -> None:
     from turbo_edge.runtime.pipeline import Pipeline
 
     videos = {}
     for precision in ("fp32", "int8"):
-        pipe = Pipeline.from_bundle(ir_bundle, backend="openvino", precision=precision)
+        pipe = Pipeline.from_bundle(ir_student_bundle, backend="openvino", precision=precision)
         try:
             videos[precision] = pipe.generate(PROMPT, seed=3, steps=2).astype(np.float64)
         finally:
@@ -76,32 +65,32 @@ def test_openvino_generates_from_the_ir_close_to_fp32(ir_bundle: Path) -> None:
     assert 0 < diff < 10.0, diff
 
 
-def test_ort_and_tensorrt_refuse_the_ir_naming_the_fix(ir_bundle: Path) -> None:
+def test_ort_and_tensorrt_refuse_the_ir_naming_the_fix(ir_student_bundle: Path) -> None:
     from turbo_edge.runtime.backends.tensorrt import TensorRTBackend
     from turbo_edge.runtime.pipeline import Pipeline
     from turbo_edge.spec.bundle import load_bundle
 
     with pytest.raises(BundleError, match=r"OpenVINO IR \(unet\.int8\.xml\).*ort-cpu.*`--backend openvino`.*`--set int8_format=qdq`"):
-        Pipeline.from_bundle(ir_bundle, backend="ort-cpu", precision="int8")
+        Pipeline.from_bundle(ir_student_bundle, backend="ort-cpu", precision="int8")
     with pytest.raises(BundleError, match="tensorrt backend cannot run"):
-        TensorRTBackend().model_file(load_bundle(ir_bundle), "unet", "int8")
-    Pipeline.from_bundle(ir_bundle, backend="ort-cpu", precision="fp32").close()  # the ONNX variants still run there
+        TensorRTBackend().model_file(load_bundle(ir_student_bundle), "unet", "int8")
+    Pipeline.from_bundle(ir_student_bundle, backend="ort-cpu", precision="fp32").close()  # the ONNX variants still run there
 
 
-def test_engine_build_refuses_the_ir(ir_bundle: Path) -> None:
+def test_engine_build_refuses_the_ir(ir_student_bundle: Path) -> None:
     from turbo_edge.export.tensorrt_build import plan_builds
     from turbo_edge.spec.bundle import read_manifest
     from turbo_edge.spec.configs import EngineConfig
 
     with pytest.raises(ValueError, match="TensorRT cannot build from.*int8_format=qdq"):
-        plan_builds(read_manifest(ir_bundle), EngineConfig(bundle=str(ir_bundle), precisions=("int8",), components=("unet",)), "10", None)
+        plan_builds(read_manifest(ir_student_bundle), EngineConfig(bundle=str(ir_student_bundle), precisions=("int8",), components=("unet",)), "10", None)
 
 
-def test_changed_or_missing_ir_weights_are_refused(ir_bundle: Path, tmp_path: Path) -> None:
+def test_changed_or_missing_ir_weights_are_refused(ir_student_bundle: Path, tmp_path: Path) -> None:
     from turbo_edge.spec.bundle import load_bundle
 
     copy = tmp_path / "b"
-    shutil.copytree(ir_bundle, copy)
+    shutil.copytree(ir_student_bundle, copy)
     data = bytearray((copy / "unet.int8.bin").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (copy / "unet.int8.bin").write_bytes(bytes(data))
@@ -117,11 +106,11 @@ def test_changed_or_missing_ir_weights_are_refused(ir_bundle: Path, tmp_path: Pa
         load_bundle(copy, verify=False, runnable=False)
 
 
-def test_auto_picks_qdq_below_the_threshold_and_ir_above(ir_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_picks_qdq_below_the_threshold_and_ir_above(ir_student_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from turbo_edge.export import bundle as export_bundle
     from turbo_edge.spec.configs import ExportConfig
 
-    fp32 = ir_bundle / "unet.onnx"
+    fp32 = ir_student_bundle / "unet.onnx"
     assert ExportConfig().int8_format == "auto"
     assert export_bundle.resolve_int8_format(ExportConfig(), fp32).int8_format == "qdq"  # a few MB: far under 2 GiB
     assert export_bundle.resolve_int8_format(ExportConfig(int8_format="openvino"), fp32).int8_format == "openvino"
@@ -131,3 +120,11 @@ def test_auto_picks_qdq_below_the_threshold_and_ir_above(ir_bundle: Path, monkey
         ExportConfig(int8_format="ir")
     # "auto" leaves the config hash of bundles made before the field as it was
     assert ExportConfig().content_hash() != ExportConfig(int8_format="qdq").content_hash()
+
+
+def test_verify_names_the_ir_variant_and_its_gate(ir_student_bundle: Path, capsys: pytest.CaptureFixture) -> None:
+    from turbo_edge.cli import main
+
+    assert main(["verify", str(ir_student_bundle)]) in (0, None)
+    out = capsys.readouterr().out
+    assert ": ok (" in out and "unet int8: OpenVINO IR (unet.int8.xml), parity gated on openvino (mean_rel 0.0" in out

@@ -40,8 +40,9 @@ from turbo_edge.spec.tokenizer import bpe_files
 log = logging.getLogger(__name__)
 
 FILE_NAMES = {"fp32": "{name}.onnx", "fp16": "{name}.fp16.onnx", "int8": "{name}.int8.onnx"}  # int8: INT8_WRITERS per format
-# int8_format -> the manifest's file format (spec.bundle.FORMATS) and the backend its parity gate runs on.
+# int8_format -> the manifest's file format (spec.bundle.FORMATS); a file format -> the backend its parity gate runs on.
 INT8_FILE_FORMAT = {"qdq": "onnx", "openvino": "openvino"}
+GATED_ON = {"onnx": "onnxruntime", "openvino": "openvino"}
 TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
@@ -166,7 +167,7 @@ def export_int8_unet(
     return int8.name, result, probe
 
 
-def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], files: dict[str, dict[str, str]],
+def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], files: dict[str, dict[str, str]], formats: dict[str, dict[str, str]],
                     cfg: ExportConfig, int8_feeds: list[dict[str, np.ndarray]] | None) -> dict[str, Any]:
     """Step 5: accuracy of the same ONNX files on OpenVINO CPU (fp32, bf16 hint, int8). Measured, not gated."""
     report: dict[str, Any] = {}
@@ -175,7 +176,7 @@ def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], file
         # label -> (graph file's precision, OpenVINO inference precision, inputs, tolerance to report against);
         # bf16 runs the fp32 graph in bf16 and is held to the fp16 tolerance.
         runs = {"fp32": ("fp32", "f32", None, "fp32"), "bf16": ("fp32", "bf16", None, "fp16")}
-        if "int8" in files[name] and not files[name]["int8"].endswith(".xml"):  # an IR's int8 gate already ran on OpenVINO
+        if formats[name].get("int8") == "onnx":  # an IR's int8 gate already ran on OpenVINO
             runs["int8"] = ("int8", "f32", int8_feeds, "int8")
         for label, (precision, hint, feeds, tol_key) in runs.items():
             try:
@@ -265,10 +266,10 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
             files["unet"]["int8"], parity["unet"]["int8"], int8_feeds = export_int8_unet(
                 t2v, components["unet"][0], components["unet"][1], tmp, cfg, shapes, source)
             formats["unet"]["int8"] = INT8_FILE_FORMAT[cfg.int8_format]
-        gated_on = {n: {p: "openvino" if formats[n][p] == "openvino" else "onnxruntime" for p in v} for n, v in parity.items()}
+        gated_on = {n: {p: GATED_ON[formats[n][p]] for p in v} for n, v in parity.items()}
         report: dict[str, Any] = {
             "onnxruntime": {n: {p: r.to_dict() for p, r in v.items() if gated_on[n][p] == "onnxruntime"} for n, v in parity.items()},
-            "openvino": openvino_report(tmp, components, files, cfg, int8_feeds) if cfg.openvino_check else {},
+            "openvino": openvino_report(tmp, components, files, formats, cfg, int8_feeds) if cfg.openvino_check else {},
             "threads": cfg.threads,
         }
         for n, v in parity.items():  # gates that ran on OpenVINO (an IR variant) report beside its other measurements
