@@ -112,8 +112,9 @@ def cpu_slug(m: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ 1. the model directory (save_pretrained, random weights)
 
 
-def build_teacher(work: Path, shape: str, seed: int) -> Path:
-    """A diffusers TextToVideoSDPipeline directory of the shape, random weights, written by ``save_pretrained``."""
+def build_teacher(work: Path, shape: str, seed: int, cfg: dict[str, Any] | None = None) -> Path:
+    """A diffusers TextToVideoSDPipeline directory of the shape (``SHAPES[shape]``, or ``cfg``: its ``unet`` / ``vae`` /
+    ``text`` configs), random weights, written by ``save_pretrained``; reused when ``work/teacher`` has that recipe."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -121,7 +122,7 @@ def build_teacher(work: Path, shape: str, seed: int) -> Path:
     from turbo_edge.core.pipeline_io import resolve_model_path
 
     out = work / "teacher"
-    cfg = SHAPES[shape]
+    cfg = cfg or SHAPES[shape]
     recipe = {"what": "teacher", "shape": shape, "seed": seed, **cfg}
     if cached(out, recipe):
         log(f"teacher: reusing {out}")
@@ -249,19 +250,15 @@ def export_pruned(teacher: Path, bundle: Path, work: Path, frames: int, size: in
 
 
 def quantize(graph: Path, work: Path, feeds: list[dict[str, Any]], model_type: str, record: dict[str, Any]) -> Path:
-    """NNCF int8 of the unpruned UNet on OpenVINO's own model (NNCF's OpenVINO backend), saved as OpenVINO IR with
-    int8 weights, calibrated on a few of the sampler's own latents.
+    """NNCF int8 of the unpruned UNet as OpenVINO IR with int8 weights: the export stage's own large-model route
+    (``export.quantize.quantize_int8_openvino``, ``int8_format=openvino``), calibrated on a few of the sampler's own latents.
 
-    Why not the bundle's int8 path (NNCF's ONNX backend writing Q/DQ ONNX): it holds the 5.4 GB graph several times
-    over (the model, its copy with statistics outputs, an ONNX Runtime session over that copy) and was killed for
-    memory twice at 22 GB on this 24 GiB machine. The figure here is latency, which does not depend on the scales,
-    so calibration is bounded to a handful of inputs and bias correction is off.
+    Why not the bundle's Q/DQ path (NNCF's ONNX backend): it holds the 5.4 GB graph several times over (the model, its
+    copy with statistics outputs, an ONNX Runtime session over that copy) and was killed for memory twice at 22 GB on
+    this 24 GiB machine. The figure here is latency, which does not depend on the scales, so calibration is bounded
+    to a handful of inputs and bias correction is off.
     """
-    import nncf
-    import openvino as ov
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-
-    from turbo_edge.spec import logs
+    from turbo_edge.export.quantize import quantize_int8_openvino
     from turbo_edge.spec.configs.deploy import ExportConfig
     from turbo_edge.spec.host import host_overflow_fix
 
@@ -269,23 +266,9 @@ def quantize(graph: Path, work: Path, feeds: list[dict[str, Any]], model_type: s
     recipe = {"what": "int8_ov", "src": graph.stat().st_size, "model_type": model_type, "feeds": len(feeds)}
     if cached(out, recipe):
         return out
-    logs.quiet_nncf()
     start = time.perf_counter()
-    model = ov.Core().read_model(str(graph))
-    model.reshape({k: list(v.shape) for k, v in feeds[0].items()})
-    names = [op.get_friendly_name() for op in model.get_ops()]
-    import re
-
-    patterns = [p for p in ExportConfig().int8_ignored_patterns if any(re.fullmatch(p, n) for n in names)]
-    quantized = nncf.quantize(
-        model, nncf.Dataset(feeds), subset_size=len(feeds), fast_bias_correction=True,
-        model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None,
-        ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None,
-        advanced_parameters=AdvancedQuantizationParameters(
-            overflow_fix={"enable": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER}[host_overflow_fix()],
-            disable_bias_correction=True),
-    )
-    ov.save_model(quantized, str(out), compress_to_fp16=False)
+    quantize_int8_openvino(graph, out, feeds, model_type=model_type, ignored_patterns=ExportConfig().int8_ignored_patterns,
+                           subset_size=len(feeds), bias_correction=False, overflow_fix=host_overflow_fix())
     record["stages"][f"int8_{model_type}_s"] = round(time.perf_counter() - start, 1)
     record["stages"][f"int8_{model_type}_peak_rss_gib"] = round(peak_rss_gib(), 2)
     stamp(out, recipe)
@@ -330,16 +313,12 @@ def backend_call(backend: Any, feeds: dict[str, Any], out_shapes: dict[str, tupl
 
 
 def load_backend(kind: str, path: Path, threads: int, precision_hint: str = "f32") -> Any:
-    """The runtime's own backend for ``kind`` over ``path``; OpenVINO with its precision hint, and over IR for the int8 UNet."""
+    """The runtime's own backend for ``kind`` over ``path``; OpenVINO with its precision hint (it reads the int8 IR too)."""
     from turbo_edge.runtime.backends import create_backend
     from turbo_edge.runtime.backends.openvino_cpu import OpenVinoCpuBackend
 
-    class IrBackend(OpenVinoCpuBackend):  # OpenVINO IR instead of ONNX
-        def _read(self, path: Path) -> Any:
-            return self._core.read_model(str(path))
-
     if kind == "openvino":
-        backend = (IrBackend if path.suffix == ".xml" else OpenVinoCpuBackend)(threads=threads, inference_precision=precision_hint)
+        backend = OpenVinoCpuBackend(threads=threads, inference_precision=precision_hint)
     else:
         backend = create_backend({"ort": "ort-cpu"}.get(kind, kind), threads=threads)
     backend.load(path)

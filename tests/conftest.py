@@ -44,3 +44,19 @@ def tiny_student_dir(tiny_t2v_dir: Path, tmp_path_factory: pytest.TempPathFactor
     return train(DistillConfig.make(teacher=str(tiny_t2v_dir), out=str(out), steps=1, batch=2, dataset_clips=8, lora_rank=4, w_embedding_dim=8))
 
 
+
+
+@pytest.fixture(scope="session")
+def ir_student_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The builtin student exported with its int8 UNet as OpenVINO IR (``--set int8_format=openvino``, forced: "auto"
+    keeps a UNet this small on Q/DQ), through the CLI as a user runs it; fp32 beside it."""
+    pytest.importorskip("torch", reason="exporting needs torch (this run blocks it: pytest -p no_torch)")
+    from turbo_edge.cli import main
+
+    out = tmp_path_factory.mktemp("ir_bundles") / "student_ir"
+    fast = {"int8_calibration_prompts": 2, "int8_subset_size": 8, "int8_bias_correction": "false",
+            "int8_scope": "all", "openvino_check": "false"}  # int8_scope not "auto": the same graph on every host
+    sets = [a for k, v in fast.items() for a in ("--set", f"{k}={v}")]
+    rc = main(["export", "--model", "builtin-student", "--out", str(out), "--precision", "fp32,int8", "--set", "int8_format=openvino", *sets])
+    assert rc in (0, None)
+    return out

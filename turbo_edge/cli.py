@@ -238,6 +238,12 @@ def _verify(cfg: VerifyConfig) -> None:
     source = m.get("source") or {}
     print(f"{cfg.bundle}: ok ({len(m['files'])} files, schema {m['schema_version']}, "
           f"{source.get('kind', '?')} {source.get('model', '?')}, sampler {m['sampler']['kind']})")
+    for name, entry in m["components"].items():  # variants only some backends run (OpenVINO IR), with where their gate ran
+        for precision, fmt in (entry.get("formats") or {}).items():
+            if fmt != "onnx":
+                gate = (m.get("parity") or {}).get(name, {}).get(precision, {})
+                print(f"{name} {precision}: OpenVINO IR ({entry['files'][precision]}), parity gated on {gate.get('backend', '?')} "
+                      f"(mean_rel {gate.get('mean_rel', float('nan')):.3g}); run it with --backend openvino")
 
 
 def _demo(cfg: DemoConfig) -> None:

@@ -68,6 +68,9 @@ def test_manifest_carries_sampler_numbers_shapes_and_hashes(bundle: Path, model)
     assert m["text"]["max_length"] == 16 and m["text"]["hidden_size"] == 32 and "red" in m["text"]["closed_vocabulary"]
     unet = m["components"]["unet"]
     assert unet["files"] == {"fp32": "unet.onnx", "fp16": "unet.fp16.onnx", "int8": "unet.int8.onnx"}
+    # int8_format "auto" kept this few-MB UNet on Q/DQ ONNX, and the saved config names that choice
+    assert unet["formats"] == {"fp32": "onnx", "fp16": "onnx", "int8": "onnx"} and m["parity"]["unet"]["int8"]["backend"] == "onnxruntime"
+    assert json.loads((bundle / "export_config.json").read_text())["int8_format"] == "qdq"
     assert [i["name"] for i in unet["inputs"]] == ["sample", "timestep", "encoder_hidden_states"]
     assert unet["inputs"][0]["shape"] == ["batch", 4, "frames", 8, 8]
     assert unet["profile"]["min"]["sample"] == [1, 4, 1, 8, 8] and unet["profile"]["max"]["sample"] == [4, 4, 4, 8, 8]

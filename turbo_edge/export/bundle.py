@@ -4,7 +4,8 @@ Steps (each a function, so a failure names its step; the bundle appears only aft
   1. load the model and resolve the export shapes;
   2. export each component to fp32 ONNX and gate it on parity with PyTorch;
   3. fp16 graphs, gated the same way;
-  4. int8 UNet calibrated on the model's own sampler trajectory, gated on mean relative error;
+  4. int8 UNet calibrated on the model's own sampler trajectory, gated on mean relative error: Q/DQ ONNX gated on
+     ONNX Runtime, or (``int8_format`` openvino, "auto" for a UNet graph over 2 GiB) OpenVINO IR gated on OpenVINO;
   5. OpenVINO accuracy of the same files (measured, not gated);
   6. tokenizer files (tokenizer.json, or vocab.json + merges.txt: what the model has), configs, parity report, manifest with every file's sha256;
   7. rename the temp directory into place.
@@ -27,9 +28,10 @@ from turbo_edge.export import calibration_prompts
 from turbo_edge.export.contracts import Contract, ExportShapes, build_components, latent_hw
 from turbo_edge.export.onnx_export import export_onnx, run_torch
 from turbo_edge.export.parity import ParityError, ParityResult, check_parity, openvino_runner, ort_runner
-from turbo_edge.export.quantize import CALIBRATION_SOURCES, CalibrationSource, convert_fp16, quantize_int8
+from turbo_edge.export.quantize import CALIBRATION_SOURCES, INT8_WRITERS, CalibrationSource, convert_fp16
 from turbo_edge.spec import bundle as schema
 from turbo_edge.spec.configs import INT8_SCOPES, ExportConfig
+from turbo_edge.spec.configs.deploy import INT8_QDQ_MAX_BYTES
 from turbo_edge.spec.errors import BundleError
 from turbo_edge.spec.outputs import check_replaceable, staged_dir
 from turbo_edge.spec.sampler import SamplerSpec
@@ -37,7 +39,10 @@ from turbo_edge.spec.tokenizer import bpe_files
 
 log = logging.getLogger(__name__)
 
-FILE_NAMES = {"fp32": "{name}.onnx", "fp16": "{name}.fp16.onnx", "int8": "{name}.int8.onnx"}
+FILE_NAMES = {"fp32": "{name}.onnx", "fp16": "{name}.fp16.onnx", "int8": "{name}.int8.onnx"}  # int8: INT8_WRITERS per format
+# int8_format -> the manifest's file format (spec.bundle.FORMATS); a file format -> the backend its parity gate runs on.
+INT8_FILE_FORMAT = {"qdq": "onnx", "openvino": "openvino"}
+GATED_ON = {"onnx": "onnxruntime", "openvino": "openvino"}
 TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
@@ -124,27 +129,45 @@ def export_component(name: str, contract: Contract, module: Any, tmp: Path, cfg:
     return files, parity
 
 
+def resolve_int8_format(cfg: ExportConfig, fp32_unet: Path) -> ExportConfig:
+    """``int8_format`` "auto" -> "openvino" when the fp32 UNet graph (with its external data) is over
+    ``INT8_QDQ_MAX_BYTES``, else "qdq"; resolved once that graph exists, so the saved config names the format used."""
+    if cfg.int8_format != "auto":
+        return cfg
+    size = sum(f.stat().st_size for f in (fp32_unet, fp32_unet.with_name(fp32_unet.name + ".data")) if f.is_file())
+    fmt = "openvino" if size > INT8_QDQ_MAX_BYTES else "qdq"
+    log.info("int8_format auto: %s (fp32 UNet graph %.2f GB, Q/DQ up to %.2f GB)", fmt, size / 1e9, INT8_QDQ_MAX_BYTES / 1e9)
+    return cfg.replace(int8_format=fmt)
+
+
 def export_int8_unet(
     model: Any, contract: Contract, module: Any, tmp: Path, cfg: ExportConfig, shapes: ExportShapes, source: CalibrationSource
 ) -> tuple[str, ParityResult, list[dict[str, np.ndarray]]]:
-    """Step 4: NNCF int8 of the fp32 UNet graph, calibrated and measured on the sampler's own inputs."""
+    """Step 4: NNCF int8 of the fp32 UNet graph in ``cfg.int8_format`` (resolved), calibrated and measured on the
+    sampler's own inputs, on the backend that format runs on."""
     feeds = source(model, cfg, shapes, tuple(t.name for t in contract.inputs))
-    int8 = tmp / FILE_NAMES["int8"].format(name="unet")
-    quantize_int8(
+    pattern, writer = INT8_WRITERS[cfg.int8_format]
+    int8 = tmp / pattern.format(name="unet")
+    options = {"external_data_threshold": cfg.external_data_threshold} if cfg.int8_format == "qdq" else {}
+    writer(
         tmp / FILE_NAMES["fp32"].format(name="unet"), int8, feeds, model_type=cfg.int8_model_type,
         ignored_patterns=cfg.int8_ignored_patterns, ignored_types=INT8_SCOPES[cfg.int8_scope], subset_size=cfg.int8_subset_size,
         fast_bias_correction=cfg.int8_fast_bias_correction, bias_correction=cfg.int8_bias_correction,
-        external_data_threshold=cfg.external_data_threshold, overflow_fix=cfg.int8_overflow_fix,
+        overflow_fix=cfg.int8_overflow_fix, **options,
     )
     # Measured on up to 8 of the trajectory's own inputs, spread over its timesteps (they were also calibration
     # inputs: the gate asks "does int8 track fp32 on the sampler's distribution", not generalisation).
     probe = feeds[:: max(1, len(feeds) // 8)][:8]
     ref = lambda f: run_torch(module, contract, f)  # noqa: E731
-    result = gate(check_parity(contract, "int8", ref, ort_runner(int8, cfg.threads), feeds=probe), "unet", "int8")
+    if cfg.int8_format == "openvino":
+        runner = openvino_runner(int8, cfg.threads, warmup=contract.sample_inputs("opt"))
+    else:
+        runner = ort_runner(int8, cfg.threads)
+    result = gate(check_parity(contract, "int8", ref, runner, feeds=probe), "unet", "int8")
     return int8.name, result, probe
 
 
-def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], files: dict[str, dict[str, str]],
+def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], files: dict[str, dict[str, str]], formats: dict[str, dict[str, str]],
                     cfg: ExportConfig, int8_feeds: list[dict[str, np.ndarray]] | None) -> dict[str, Any]:
     """Step 5: accuracy of the same ONNX files on OpenVINO CPU (fp32, bf16 hint, int8). Measured, not gated."""
     report: dict[str, Any] = {}
@@ -153,7 +176,7 @@ def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], file
         # label -> (graph file's precision, OpenVINO inference precision, inputs, tolerance to report against);
         # bf16 runs the fp32 graph in bf16 and is held to the fp16 tolerance.
         runs = {"fp32": ("fp32", "f32", None, "fp32"), "bf16": ("fp32", "bf16", None, "fp16")}
-        if "int8" in files[name]:
+        if formats[name].get("int8") == "onnx":  # an IR's int8 gate already ran on OpenVINO
             runs["int8"] = ("int8", "f32", int8_feeds, "int8")
         for label, (precision, hint, feeds, tol_key) in runs.items():
             try:
@@ -234,17 +257,25 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
         for name, (contract, module) in components.items():
             files[name], parity[name] = export_component(name, contract, module, tmp, cfg)
         int8_feeds = None
+        formats = {n: {p: "onnx" for p in files[n]} for n in files}
         if "int8" in cfg.precisions and "unet" in components:
+            cfg = resolve_int8_format(cfg, tmp / files["unet"]["fp32"])
             source = calibration or CALIBRATION_SOURCES.get(sampler.kind)
             if source is None:
                 raise ValueError(f"no int8 calibration source for sampler kind {sampler.kind!r}; pass calibration=...")
             files["unet"]["int8"], parity["unet"]["int8"], int8_feeds = export_int8_unet(
                 t2v, components["unet"][0], components["unet"][1], tmp, cfg, shapes, source)
-        report = {
-            "onnxruntime": {n: {p: r.to_dict() for p, r in v.items()} for n, v in parity.items()},
-            "openvino": openvino_report(tmp, components, files, cfg, int8_feeds) if cfg.openvino_check else {},
+            formats["unet"]["int8"] = INT8_FILE_FORMAT[cfg.int8_format]
+        gated_on = {n: {p: GATED_ON[formats[n][p]] for p in v} for n, v in parity.items()}
+        report: dict[str, Any] = {
+            "onnxruntime": {n: {p: r.to_dict() for p, r in v.items() if gated_on[n][p] == "onnxruntime"} for n, v in parity.items()},
+            "openvino": openvino_report(tmp, components, files, formats, cfg, int8_feeds) if cfg.openvino_check else {},
             "threads": cfg.threads,
         }
+        for n, v in parity.items():  # gates that ran on OpenVINO (an IR variant) report beside its other measurements
+            for p, r in v.items():
+                if gated_on[n][p] == "openvino":
+                    report["openvino"].setdefault(n, {})[p] = r.to_dict()
         (tmp / "parity.json").write_text(json.dumps(report, indent=1) + "\n")
         cfg.save(tmp / "export_config.json")
         copy_tokenizer(model_dir, tmp)
@@ -254,9 +285,9 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
                     "toolchain": toolchain()},
             sampler=sampler.to_dict(),
             **describe(t2v, shapes, components),
-            components={n: {"files": files[n], **c.to_manifest()} for n, (c, _m) in components.items()},
-            parity={n: {p: {k: r.to_dict()[k] for k in ("max_abs", "mean_rel", "tolerance", "passed", "metric")} for p, r in v.items()}
-                    for n, v in parity.items()},
+            components={n: {"files": files[n], "formats": formats[n], **c.to_manifest()} for n, (c, _m) in components.items()},
+            parity={n: {p: {**{k: r.to_dict()[k] for k in ("max_abs", "mean_rel", "tolerance", "passed", "metric")}, "backend": gated_on[n][p]}
+                        for p, r in v.items()} for n, v in parity.items()},
         )
         schema.write_manifest(tmp, manifest)
         schema.verify_bundle(tmp)

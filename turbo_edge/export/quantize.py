@@ -196,6 +196,42 @@ def student_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[st
     return [{n: f[n] for n in input_names} for f in _timestep_major(per_prompt, plan.samples)]
 
 
+def ignored_scope(node_names: Iterable[str], op_types: Iterable[str], patterns: tuple[str, ...], types: tuple[str, ...]) -> Any:
+    """NNCF's ignored scope for one graph (ONNX nodes or OpenVINO ops alike): only the patterns and op types that
+    occur in it, since the defaults name diffusers modules a pruned UNet may lack; None when nothing is left."""
+    import re
+
+    import nncf
+
+    names, present = list(node_names), set(op_types)
+    matched = [p for p in patterns if any(re.fullmatch(p, name) for name in names)]
+    kept = [t for t in types if t in present]
+    return nncf.IgnoredScope(patterns=matched, types=kept, validate=False) if matched or kept else None
+
+
+def nncf_options(feeds: CalibrationFeeds, ignored: Any, model_type: str, subset_size: int, fast_bias_correction: bool,
+                 bias_correction: bool, overflow_fix: str) -> dict[str, Any]:
+    """``nncf.quantize`` keyword arguments, the same for the ONNX and OpenVINO backends."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    if not feeds:
+        raise ValueError("int8 calibration got no inputs")
+    kwargs: dict[str, Any] = {
+        "subset_size": min(subset_size, len(feeds)),
+        "fast_bias_correction": fast_bias_correction,
+        "ignored_scope": ignored,
+        "advanced_parameters": AdvancedQuantizationParameters(
+            overflow_fix={"enable": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER, "disable": OverflowFix.DISABLE}[overflow_fix],
+            # Bias correction runs the model once per biased layer: the likely bulk of NNCF time on a UNet (not profiled).
+            disable_bias_correction=not bias_correction,
+        ),
+    }
+    if model_type == "transformer":
+        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+    return kwargs
+
+
 def quantize_int8(
     src: Path,
     dst: Path,
@@ -218,35 +254,63 @@ def quantize_int8(
     import onnx
 
     logs.quiet_nncf()
-    if not feeds:
-        raise ValueError("int8 calibration got no inputs")
     model = onnx.load(str(src))
-    node_names = [n.name for n in model.graph.node]
-    import re
-
-    # Only patterns that match this architecture: the defaults name diffusers modules a pruned UNet may lack.
-    matched = [p for p in ignored_patterns if any(re.fullmatch(p, name) for name in node_names)]
-    types = [t for t in ignored_types if any(n.op_type == t for n in model.graph.node)]
-    ignored = nncf.IgnoredScope(patterns=matched, types=types, validate=False) if matched or types else None
-    kwargs: dict[str, Any] = {
-        "subset_size": min(subset_size, len(feeds)),
-        "fast_bias_correction": fast_bias_correction,
-        "ignored_scope": ignored,
-    }
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-
-    kwargs["advanced_parameters"] = AdvancedQuantizationParameters(
-        overflow_fix={"enable": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER, "disable": OverflowFix.DISABLE}[overflow_fix],
-        # Bias correction runs ORT once per biased layer: the likely bulk of NNCF time on a UNet (not profiled).
-        disable_bias_correction=not bias_correction,
-    )
-    if model_type == "transformer":
-        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+    nodes = model.graph.node
+    ignored = ignored_scope((n.name for n in nodes), (n.op_type for n in nodes), ignored_patterns, ignored_types)
+    options = nncf_options(feeds, ignored, model_type, subset_size, fast_bias_correction, bias_correction, overflow_fix)
     start = time.perf_counter()
-    quantized = nncf.quantize(model, nncf.Dataset(feeds), **kwargs)
+    quantized = nncf.quantize(model, nncf.Dataset(feeds), **options)
     n_q = sum(1 for n in quantized.graph.node if n.op_type == "QuantizeLinear")
     log.info("int8: %d QuantizeLinear nodes from %d calibration inputs (%s), NNCF %.0f s", n_q, len(feeds), model_type, time.perf_counter() - start)
     return save_model(quantized, dst, external_data_threshold)
+
+
+def quantize_int8_openvino(
+    src: Path,
+    dst: Path,
+    feeds: CalibrationFeeds,
+    model_type: str = "transformer",
+    ignored_patterns: tuple[str, ...] = (),
+    ignored_types: tuple[str, ...] = (),
+    subset_size: int = 300,
+    fast_bias_correction: bool = True,
+    bias_correction: bool = True,
+    overflow_fix: str = "first_layer",
+) -> list[Path]:
+    """NNCF post-training quantization of an fp32 ONNX graph read into OpenVINO (NNCF's OpenVINO backend), written as
+    OpenVINO IR with int8 weights: ``dst`` (.xml) and its .bin. Same options as ``quantize_int8``.
+
+    For UNets too large for ``quantize_int8``: NNCF's ONNX backend holds the graph ~4 times over and was killed at
+    22 GB on ModelScope T2V's 3.6-5.4 GB graph; this route peaked at 14.7 GB (benchmarks/bench_real_shape.py). The
+    shapes stay as exported (dynamic batch and frames): the runtime's OpenVINO backend reshapes per call shape.
+    ``ignored_types`` are matched against OpenVINO op types: ONNX's Gemm is a MatMul there, so ``INT8_SCOPES["conv"]``
+    means the same in both formats.
+    """
+    import nncf
+    import openvino as ov
+
+    if dst.suffix != ".xml":
+        raise ValueError(f"an OpenVINO IR graph is an .xml file (its weights the .bin beside it), got {dst}")
+    logs.quiet_nncf()
+    model = ov.Core().read_model(str(src))
+    ops = model.get_ops()
+    ignored = ignored_scope((op.get_friendly_name() for op in ops), (op.get_type_name() for op in ops), ignored_patterns, ignored_types)
+    options = nncf_options(feeds, ignored, model_type, subset_size, fast_bias_correction, bias_correction, overflow_fix)
+    start = time.perf_counter()
+    quantized = nncf.quantize(model, nncf.Dataset(feeds), **options)
+    n_q = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
+    log.info("int8 (OpenVINO IR): %d FakeQuantize ops from %d calibration inputs (%s), NNCF %.0f s", n_q, len(feeds), model_type, time.perf_counter() - start)
+    del model
+    ov.save_model(quantized, str(dst), compress_to_fp16=False)  # int8 weights stay int8; the rest stays fp32
+    return [dst, dst.with_suffix(".bin")]
+
+
+# int8_format -> (file name pattern, writer). Writers share quantize_int8's options, except the ONNX-only
+# external_data_threshold (an IR's weights are always a side file).
+INT8_WRITERS: dict[str, tuple[str, Callable[..., list[Path]]]] = {
+    "qdq": ("{name}.int8.onnx", quantize_int8),
+    "openvino": ("{name}.int8.xml", quantize_int8_openvino),
+}
 
 
 def count_ops(path: Path, op_type: str) -> int:

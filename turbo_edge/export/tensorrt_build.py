@@ -139,6 +139,9 @@ def plan_builds(manifest: dict[str, Any], cfg: EngineConfig, trt_version: str, g
             if onnx_file is None:
                 log.info("no %s %s graph in the bundle; skipping its engine", component, precision)
                 continue
+            if schema.variant_format(entry, precision) != "onnx":
+                raise ValueError(f"the bundle's {precision} {component} is OpenVINO IR ({onnx_file}), which TensorRT cannot build from; "
+                                 f"re-export with `--set int8_format=qdq`, or run it with `--backend openvino`")
             builds.append({
                 "component": component, "precision": precision, "onnx": onnx_file,
                 "engine": f"{ENGINE_DIR}/{engine_name(component, precision, trt_version, gpu, entry['profile'])}",

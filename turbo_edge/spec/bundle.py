@@ -25,6 +25,11 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 PRECISIONS = ("fp32", "fp16", "int8")
+# A variant's file format, recorded per precision in a component's ``formats`` (absent: "onnx", as bundles made
+# before the field). "openvino" is OpenVINO IR: the manifest names the .xml, its weights are the .bin beside it
+# (both hashed); only the openvino backend reads it (export's int8_format=openvino, for UNets too large for Q/DQ).
+FORMATS = ("onnx", "openvino")
+IR_WEIGHTS_SUFFIX = ".bin"
 REQUIRED_KEYS = ("schema_version", "sampler", "latent", "video", "text", "components", "files")
 ENGINE_DIR = "engines"
 _CHUNK = 1 << 20
@@ -107,9 +112,24 @@ def referenced_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         if not isinstance(files, dict) or not files.get("fp32"):
             raise BundleError(f"{MANIFEST}: component {name} has no fp32 graph; re-export the bundle")
         refs += [(f"component {name} {precision}", rel) for precision, rel in files.items() if rel]
+        refs += [(f"component {name} {precision} weights", ir_weights(rel)) for precision, rel in files.items()
+                 if rel and variant_format(entry, precision) == "openvino"]
     for name, by_precision in (manifest.get("engines") or {}).items():
         refs += [(f"engine {name} {precision}", e.get("file")) for precision, e in by_precision.items()]
     return refs
+
+
+def variant_format(entry: dict[str, Any], precision: str) -> str:
+    """The file format of one variant of a component's manifest entry: "onnx" unless ``formats`` says otherwise."""
+    fmt = (entry.get("formats") or {}).get(precision, "onnx")
+    if fmt not in FORMATS:
+        raise BundleError(f"{MANIFEST}: {precision} file format {fmt!r} is not one this build reads ({list(FORMATS)}); re-export or upgrade turbo-edge")
+    return fmt
+
+
+def ir_weights(xml: str) -> str:
+    """The weights file OpenVINO reads beside an IR graph: ``unet.int8.xml`` -> ``unet.int8.bin``."""
+    return str(PurePosixPath(xml).with_suffix(IR_WEIGHTS_SUFFIX))
 
 
 def check_paths(root: Path, manifest: dict[str, Any]) -> None:
@@ -175,6 +195,18 @@ class Bundle:
             have = sorted(k for k, v in files.items() if v)
             raise BundleError(f"this bundle has no {precision} UNet (it has {have}); export it with `--precision {precision}` or pick one of those")
         return member(self.root, files.get(precision) or files["fp32"], f"component {name}")
+
+    def model_format(self, name: str, precision: str) -> str:
+        """The format of the file ``model_path(name, precision)`` returns ("onnx" or "openvino": ``FORMATS``)."""
+        files = self.component(name)["files"]
+        return variant_format(self.component(name), precision if files.get(precision) else "fp32")
+
+    def require_format(self, name: str, precision: str, formats: tuple[str, ...], backend: str) -> None:
+        """Refuse, in one line naming the fix, a variant whose file format ``backend`` cannot read."""
+        fmt = self.model_format(name, precision)
+        if fmt not in formats:
+            raise BundleError(f"this bundle's {precision} {name} is OpenVINO IR ({self.component(name)['files'][precision]}), which the {backend} "
+                              f"backend cannot run; use `--backend openvino`, or re-export with `--set int8_format=qdq`")
 
     def engine_path(self, name: str, precision: str) -> Path:
         """The TensorRT engine ``turbo-edge engine`` recorded for component ``name`` at ``precision``."""

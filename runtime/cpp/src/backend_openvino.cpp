@@ -37,10 +37,16 @@ class OpenVinoBackend : public Backend {
  public:
   using Backend::Backend;
 
-  // The ONNX frontend only: Core::read_model tries every frontend in turn, and on a damaged file TensorFlow's
-  // prints its parse errors to stderr before the read fails.
+  // ONNX through the ONNX frontend only: Core::read_model tries every frontend in turn, and on a damaged file
+  // TensorFlow's prints its parse errors to stderr before the read fails. An OpenVINO IR variant (the manifest's
+  // "formats": int8_format=openvino) is the .xml, read with the .bin beside it (both hashed bundle files).
   void load(const std::string& path) override {
     try {
+      const std::string ir = ".xml";
+      if (path.size() > ir.size() && path.compare(path.size() - ir.size(), ir.size(), ir) == 0) {
+        model_ = core_.read_model(path, path.substr(0, path.size() - ir.size()) + ".bin");
+        return;
+      }
       ov::frontend::FrontEndManager manager;
       ov::frontend::FrontEnd::Ptr onnx = manager.load_by_framework("onnx");
       model_ = onnx->convert(onnx->load(path));

@@ -40,6 +40,7 @@ class Backend(ABC):
     """One loaded model on one device. ``load`` once, ``allocate`` per shape set (and thread), ``infer`` many times."""
 
     name: str = ""
+    formats: tuple[str, ...] = ("onnx",)  # the bundle file formats (spec.bundle.FORMATS) this backend reads
 
     def __init__(self, threads: int = 1) -> None:
         if threads < 1:
@@ -59,7 +60,9 @@ class Backend(ABC):
     def infer(self, binding: Binding) -> None: ...
 
     def model_file(self, bundle: Bundle, component: str, precision: str) -> Path:
-        """The file this backend loads for ``component`` at ``precision`` (the ONNX graph; TensorRT: its engine)."""
+        """The file this backend loads for ``component`` at ``precision`` (the ONNX graph; TensorRT: its engine);
+        a variant in a format the backend cannot read is refused here, before anything loads."""
+        bundle.require_format(component, precision, self.formats, self.name)
         return bundle.model_path(component, precision)
 
     def close(self) -> None:

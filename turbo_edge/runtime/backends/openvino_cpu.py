@@ -1,4 +1,5 @@
-"""OpenVINO CPU backend: the fast int8 target here (it runs the bundle's Q/DQ graph with int8 kernels).
+"""OpenVINO CPU backend: the fast int8 target here (it runs the bundle's Q/DQ graph with int8 kernels, or the
+OpenVINO IR int8 variant that large UNets are exported to: ``int8_format=openvino``).
 
 Each shape set gets its own compiled model (the ONNX is reshaped to static shapes first: static shapes let
 the CPU plugin pick its kernels once), cached for the life of the backend; each ``Binding`` owns one
@@ -21,6 +22,7 @@ from turbo_edge.spec.errors import BackendUnavailableError
 
 class OpenVinoCpuBackend(Backend):
     name = "openvino"
+    formats = ("onnx", "openvino")
 
     def __init__(self, threads: int = 1, inference_precision: str = "f32") -> None:
         """``inference_precision``: the plugin's ``INFERENCE_PRECISION_HINT`` (``bf16`` runs an fp32 graph in bf16)."""
@@ -45,6 +47,8 @@ class OpenVinoCpuBackend(Backend):
         self._lock = threading.Lock()
 
     def _read(self, path: Path):
+        if Path(path).suffix == ".xml":  # OpenVINO IR: the graph, and its weights beside it (both hashed members of the bundle)
+            return self._core.read_model(str(path), str(Path(path).with_suffix(".bin")))
         # The ONNX frontend only (as the C++ backend): Core.read_model tries every frontend in turn, and on a damaged
         # file TensorFlow's prints its parse errors to stderr before the read fails.
         onnx = self._ov.frontend.FrontEndManager().load_by_framework("onnx")

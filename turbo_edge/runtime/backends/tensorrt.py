@@ -98,7 +98,9 @@ class TensorRTBackend(Backend):
         self._trt, self._cuda = trt, cuda  # injected fakes in tests; real libraries imported in load()
 
     def model_file(self, bundle: Bundle, component: str, precision: str) -> Path:
-        """The engine ``turbo-edge engine`` built for this component and precision, as the manifest records it."""
+        """The engine ``turbo-edge engine`` built for this component and precision, as the manifest records it
+        (engines build from ONNX graphs: an OpenVINO IR variant is refused)."""
+        bundle.require_format(component, precision, self.formats, self.name)
         return bundle.engine_path(component, precision)
 
     def load(self, path: Path) -> None:

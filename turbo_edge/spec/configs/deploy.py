@@ -23,6 +23,15 @@ OVERFLOW_FIXES = ("auto", "enable", "first_layer", "disable")
 INT8_SCOPES: dict[str, tuple[str, ...]] = {"all": (), "conv": ("MatMul", "Gemm")}
 INT8_SCOPE_CHOICES = ("auto", *INT8_SCOPES)
 WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
+# How the int8 UNet is written: Q/DQ ONNX (NNCF's ONNX backend; every runtime reads it) or OpenVINO IR with int8
+# weights (NNCF's OpenVINO backend; the openvino backend only). "auto" picks by the fp32 UNet graph's bytes, at
+# export once that graph is written (export.bundle.resolve_int8_format), so the config beside the bundle names it.
+INT8_FORMATS = ("auto", "qdq", "openvino")
+# Above this fp32 UNet graph size, "auto" writes OpenVINO IR: protobuf's 2 GiB limit, past which the graph needs
+# external data. NNCF's ONNX backend holds the graph ~4 times over (the model, its copy with statistics outputs, an
+# ONNX Runtime session over that copy): under 2 GiB that is < 8 GB; ModelScope T2V's 3.6-5.4 GB graph went past
+# 22 GB and was killed on a 24 GB machine, where the OpenVINO route peaked at 14.7 GB (bench_real_shape).
+INT8_QDQ_MAX_BYTES = 2**31
 
 
 @dataclasses.dataclass
@@ -60,6 +69,8 @@ class ExportConfig(StageConfig):
     # "auto": host_int8_scope() ("conv" on a CPU without int8 dot products, else "all"), resolved when the config
     # is made like int8_overflow_fix, so the config beside the bundle names the scope used; or a key of INT8_SCOPES.
     int8_scope: str = opt("auto", choices=INT8_SCOPE_CHOICES, help="int8 quantizes every op the preset picks (all) or convolutions only (conv); auto: conv on an exporting CPU without VNNI / AMX int8, else all")
+    int8_format: str = opt("auto", choices=INT8_FORMATS, help="int8 UNet as Q/DQ ONNX (qdq: every backend) or OpenVINO IR (openvino: the openvino backend, "
+                                                                "for UNets too large for NNCF's ONNX backend); auto: openvino when the fp32 UNet graph is over 2 GiB")
     int8_calibration_prompts: int = 8
     int8_calibration_steps: int | None = None  # None: default_steps (the bundle's own timesteps)
     int8_subset_size: int = 300
@@ -109,6 +120,8 @@ class ExportConfig(StageConfig):
             raise ValueError(f"int8_scope must be one of {list(INT8_SCOPE_CHOICES)}, got {self.int8_scope!r}")
         if self.int8_scope == "auto":
             self.int8_scope = host_int8_scope()
+        if self.int8_format not in INT8_FORMATS:
+            raise ValueError(f"int8_format must be one of {list(INT8_FORMATS)}, got {self.int8_format!r}")
         if self.int8_model_type not in ("transformer", "default"):
             raise ValueError(f"int8_model_type must be 'transformer' or 'default', got {self.int8_model_type!r}")
 
@@ -117,6 +130,8 @@ class ExportConfig(StageConfig):
         data = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
         if not data["int8_calibration_prompt_list"]:  # the world's prompts: the hash bundles made before the field had
             data.pop("int8_calibration_prompt_list")
+        if data["int8_format"] == "auto":  # likewise: the hash of bundles made before the field
+            data.pop("int8_format")
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
     def tolerances(self) -> dict[str, float | None]:
