@@ -367,6 +367,26 @@ def _ddp(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
+def _real_size(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    out: list[str] = []
+    for name, data in files:
+        stages = data.get("stages") or {}
+        goal = data.get("goal_peak_rss_gib")
+        body = table(["stage", "wall s", "peak RSS GiB", f"under {fmt(goal, 0)} GiB"],
+                     [[stage, fmt(r.get("wall_s"), 1), fmt(r.get("peak_rss_gib"), 2), fmt(r.get("passed"))] for stage, r in stages.items()])
+        body += ["", "Each stage's command:", ""] + [f"- {stage}: `{r.get('command', '?')}`" for stage, r in stages.items()]
+        shape = data.get("shape") or {}
+        unet = shape.get("unet") or {}
+        extra = [f"Shape `{shape.get('name', '?')}`: UNet {unet.get('block_out_channels', '?')}, {fmt(unet.get('layers_per_block'))} layers "
+                 f"per block, {fmt(shape.get('frames'))} frames at {fmt(shape.get('size'))}x{fmt(shape.get('size'))}; int8 format "
+                 f"`{data.get('int8_format', '?')}`; every stage under the goal: {fmt(data.get('passed'))} (largest "
+                 f"{fmt(data.get('max_peak_rss_gib'), 2)} GiB); {fmt(data.get('threads'))} threads."]
+        if isinstance(data.get("note"), str):
+            extra.append(f"Note recorded in the file: {data['note']}")
+        out += file_block(name, data, body, extra) + [""]
+    return out
+
+
 def _bench(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     out: list[str] = []
     for name, data in files:
@@ -413,6 +433,9 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
      "The compression ratios on ModelScope T2V's architecture (random weights: latency does not depend on their values), "
      "where the UNet is compute-bound: teacher loop ÷ student loop, VDMini pruning against its FLOP ratio, int8 and bf16 "
      "against fp32, ONNX Runtime against eager, and achieved FLOP/s against the CPU's peak.", _real_shape),
+    ("real_size", "The whole chain at a real model's size",
+     "Every stage as a user runs it, `data prepare` to `generate`, on a ModelScope-T2V-shaped teacher with random weights "
+     "(`benchmarks/bench_real_size.py`): each stage a child process, its wall time and its own peak RSS against the goal.", _real_size),
     ("runtime", "Runtime overhead and memory",
      "The torch-free Python runtime and the C++ host against the PyTorch pipeline on the same bundle.", _runtime),
     ("serve", "Serving on Triton",
