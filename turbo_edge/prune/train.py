@@ -39,7 +39,7 @@ from turbo_edge.core import consistency as cd
 from turbo_edge.core import replay, train_data
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
-from turbo_edge.core.training import autocast, mean_over_ranks
+from turbo_edge.core.training import autocast, mean_over_ranks, store_frozen_for_autocast
 from turbo_edge.prune import channels, losses
 from turbo_edge.prune import importance as imp
 from turbo_edge.prune.artifact import save_pruned
@@ -140,6 +140,8 @@ class Recovery:
         if channel_plan is not None:  # replayed, not torch-pruning's own copy: what trains is what load_teacher rebuilds
             replay.apply_channel_plan(self.pruned, channel_plan, plan)
         self.pruned.requires_grad_(True).train()
+        # The frozen target under bf16: half its weight memory, the same precision (after the copy: the pruned UNet trains in fp32).
+        store_frozen_for_autocast(self.reference, cfg.loop.mixed_precision)
         if cfg.loop.gradient_checkpointing:
             student.family.enable_gradient_checkpointing(self.pruned)
         self.layers = losses.matched_layers(self.pruned)
