@@ -12,7 +12,7 @@ Stages, each a child process (so each peak RSS is that stage's own, from ``os.wa
    since the VDMini plan of stage 4 refuses ``layers_per_block`` 1, ``spec.plan``), Stable Diffusion's VAE
    (128/256/512/512) and a 2-layer CLIP text encoder of width 1024;
 2. ``data``: a folder of mp4 clips from FFmpeg's test sources (``bench_data.ffmpeg``) -> ``turbo-edge data prepare``;
-3. ``distill``: 3 LoRA steps on that data, batch 1, bf16 autocast, gradient checkpointing, the teacher shared with
+3. ``distill``: 3 LoRA steps on that data, batch 1, bf16 autocast, gradient checkpointing, a per-tensor AdamW step, the teacher shared with
    the student's base, no rewards;
 4. ``prune``: the VDMini block plan, 2 recovery steps on the data;
 5. ``export``: fp32 + int8 (the UNet with external data at this size; int8 by ``int8_format`` auto, which picks
@@ -110,7 +110,7 @@ def commands(args: argparse.Namespace, work: Path, run: Path) -> dict[str, list[
     shape = SHAPES[args.shape]
     frames, size, threads = str(shape["frames"]), str(shape["size"]), str(args.threads)
     teacher, data, bundle = work / "teacher", run / "data", run / "bundle"
-    common = ["--threads", threads, "--batch", "1", "--mixed-precision", "bf16", "--gradient-checkpointing", "--data", str(data),
+    common = ["--threads", threads, "--batch", "1", "--mixed-precision", "bf16", "--gradient-checkpointing", "--lean-optimizer", "--data", str(data),
               "--log-every", "1", "--checkpoint-every", "1000"]
     return {
         "data": ["data", "prepare", "--source", str(run / "source"), "--model", str(teacher), "--out", str(data), "--frames", frames,

@@ -148,7 +148,7 @@ def test_prune_recovery_in_bf16_with_checkpointing_logs_memory(tiny_student_dir,
     from turbo_edge.spec.configs import PruneConfig
 
     cfg = PruneConfig.make(student=str(tiny_student_dir), out=str(tmp_path / "p"), steps=1, batch=2, dataset_clips=8, importance_clips=0,
-                           checkpoint_every=1, log_every=1, disc_width=16, mixed_precision="bf16", gradient_checkpointing=True)
+                           checkpoint_every=1, log_every=1, disc_width=16, mixed_precision="bf16", gradient_checkpointing=True, lean_optimizer=True)
     prune(cfg)
     (row,) = _log(tmp_path / "p")
     assert np.isfinite(row["loss"]) and row["peak_rss_mib"] > 50
@@ -177,8 +177,12 @@ def test_a_frozen_unet_in_bf16_computes_what_autocast_computes_from_fp32(tiny_st
     weights = sum(p.numel() * 4 for m in unet.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Conv1d))
                   for p in m.parameters(recurse=False))
     assert store_frozen_for_autocast(frozen, "no") == 0
+    storages = {p.untyped_storage().data_ptr() for p in frozen.parameters()}
     assert store_frozen_for_autocast(frozen, "bf16") == weights // 2
     assert all(p.dtype == torch.float32 for m in frozen.modules() if isinstance(m, torch.nn.GroupNorm) for p in m.parameters())
+    assert not any(p.untyped_storage().data_ptr() in storages for p in frozen.parameters())  # no view of the loaded weights is kept
+    with pytest.raises(ValueError, match="is trainable; freeze the network first"):
+        store_frozen_for_autocast(torch.nn.Linear(2, 2), "bf16")
     x, t, text = _inputs()
     w = torch.randn(2, unet.config.time_cond_proj_dim)
     with torch.no_grad():
@@ -190,3 +194,22 @@ def test_a_frozen_unet_in_bf16_computes_what_autocast_computes_from_fp32(tiny_st
     # fp32 as autocast itself.
     err_autocast, err_frozen = float((a - exact).abs().mean()), float((b - exact).abs().mean())
     assert err_frozen < 1.5 * err_autocast
+
+
+def test_the_lean_optimizer_steps_per_tensor_to_the_same_weights():
+    from turbo_edge.core.training import adamw
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [adamw([{"params": list(n.parameters()), "lr": 1e-2}], lean=lean) for n, lean in zip(nets, (False, True))]
+    assert opts[1].defaults["foreach"] is False and opts[0].defaults["foreach"] is None and opts[1].defaults["weight_decay"] == 0.0
+    x = torch.randn(32, 8)
+    for _ in range(3):
+        for net, opt in zip(nets, opts):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert DistillConfig.make(lean_optimizer=True).training_hash_fields() == DistillConfig.make().training_hash_fields()  # resumable either way

@@ -29,7 +29,7 @@ from turbo_edge.core import consistency as cd
 from turbo_edge.core import train_data
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
 from turbo_edge.core.sampling import encode_text
-from turbo_edge.core.training import autocast, mean_over_ranks
+from turbo_edge.core.training import adamw, autocast, mean_over_ranks
 from turbo_edge.distill.motion import MotionGuidance
 from turbo_edge.distill.rewards import load_reward
 from turbo_edge.distill.student import (
@@ -284,7 +284,7 @@ def train(cfg: DistillConfig) -> Path:
         source = train_data.open_source(cfg.data, cfg.teacher, seed=cfg.seed, world_clips=cfg.loop.dataset_clips, work=out)
     teacher = load_teacher(cfg.teacher)
     distiller = Distiller(cfg, teacher, accel)
-    opt = torch.optim.AdamW(distiller.parameter_groups(), weight_decay=0.0)
+    opt = adamw(distiller.parameter_groups(), lean=cfg.loop.lean_optimizer)
     chash = ckpt.config_hash(cfg.training_hash_fields())
     modules: dict[str, Any] = {"student": distiller.student}
     if distiller.target is not None:

@@ -39,7 +39,7 @@ from turbo_edge.core import consistency as cd
 from turbo_edge.core import replay, train_data
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
-from turbo_edge.core.training import autocast, mean_over_ranks, store_frozen_for_autocast
+from turbo_edge.core.training import adamw, autocast, mean_over_ranks, store_frozen_for_autocast
 from turbo_edge.prune import channels, losses
 from turbo_edge.prune import importance as imp
 from turbo_edge.prune.artifact import save_pruned
@@ -276,7 +276,7 @@ def prune(cfg: PruneConfig) -> Path:
         else:
             (out / plan_file).unlink(missing_ok=True)  # a stale plan from another config must not describe this run
     rec = Recovery(cfg, student, sampler, plan, channel_plan, device_type=accel.device.type)
-    opt = torch.optim.AdamW(rec.parameter_groups(), weight_decay=0.0)
+    opt = adamw(rec.parameter_groups(), lean=cfg.loop.lean_optimizer)
     identity: dict[str, Any] = {"removed": plan["removed"] if plan else [], "architecture": plans.architecture_hash(config)}
     if channel_plan is not None:  # only then: block-only runs keep the hash their checkpoints were written with
         identity["channels"] = plans.channel_plan_id(channel_plan)

@@ -61,6 +61,7 @@ class TrainLoop(StageConfig):
     # losses stay fp32), and per-block activation checkpointing of the trained denoiser.
     mixed_precision: str = opt("no", choices=MIXED_PRECISIONS, help="no (fp32) or bf16: network passes under torch.autocast bf16, on CPU too; losses in fp32")
     gradient_checkpointing: bool = opt(False, help="recompute the trained denoiser's block activations in the backward pass (less memory, ~1 more forward)")
+    lean_optimizer: bool = opt(False, help="step AdamW one tensor at a time: no temporaries as large as the trained weights (real-size models)")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "dataset_clips", "checkpoint_every", "log_every"):
@@ -76,7 +77,7 @@ class TrainLoop(StageConfig):
 
         Gradient checkpointing recomputes the same numbers, so it may change on resume; bf16 is part of the
         identity only when on, so checkpoints written before the field existed still resume."""
-        skip = ("steps", "checkpoint_every", "log_every", "read_log", "threads", "gradient_checkpointing")
+        skip = ("steps", "checkpoint_every", "log_every", "read_log", "threads", "gradient_checkpointing", "lean_optimizer")
         out = {k: v for k, v in self.fields_dict().items() if k not in skip}
         if out["mixed_precision"] == "no":
             out.pop("mixed_precision")
