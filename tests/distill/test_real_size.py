@@ -177,8 +177,9 @@ def test_a_frozen_unet_in_bf16_computes_what_autocast_computes_from_fp32(tiny_st
     weights = sum(p.numel() * 4 for m in unet.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Conv1d))
                   for p in m.parameters(recurse=False))
     assert store_frozen_for_autocast(frozen, "no") == 0
-    storages = {p.untyped_storage().data_ptr() for p in frozen.parameters()}
+    before = list(frozen.parameters())  # held, so no address is reused
     assert store_frozen_for_autocast(frozen, "bf16") == weights // 2
+    storages = {p.untyped_storage().data_ptr() for p in before}
     assert all(p.dtype == torch.float32 for m in frozen.modules() if isinstance(m, torch.nn.GroupNorm) for p in m.parameters())
     assert not any(p.untyped_storage().data_ptr() in storages for p in frozen.parameters())  # no view of the loaded weights is kept
     with pytest.raises(ValueError, match="is trainable; freeze the network first"):

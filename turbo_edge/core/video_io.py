@@ -106,16 +106,22 @@ def read_clip(src: str | Path | bytes, frames: int, height: int, width: int, fps
         raise BadSample("unreadable", f"{name}: {' '.join(str(exc).split())}") from None
 
 
-def write_mp4(clip: np.ndarray, path: str | Path, fps: int = 8, crf: int = 10) -> Path:
-    """Encode uint8[F, H, W, 3] RGB as H.264 (yuv420p, which every player reads) at constant quality ``crf``."""
+PIX_FMTS = ("yuv420p", "yuv444p")
+
+
+def write_mp4(clip: np.ndarray, path: str | Path, fps: int = 8, crf: int = 10, pix_fmt: str = "yuv420p") -> Path:
+    """Encode uint8[F, H, W, 3] RGB as H.264 at constant quality ``crf``: ``yuv420p`` (chroma at half the width and
+    height; what every player reads) or ``yuv444p`` (full-resolution chroma, H.264's High 4:4:4 profile)."""
+    if pix_fmt not in PIX_FMTS:
+        raise ValueError(f"pix_fmt must be one of {list(PIX_FMTS)}, got {pix_fmt!r}")
     if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
         raise ValueError(f"a clip is uint8 [frames, height, width, 3], got {clip.dtype} {list(clip.shape)}")
     height, width = clip.shape[1:3]
-    if height % 2 or width % 2:
+    if pix_fmt == "yuv420p" and (height % 2 or width % 2):
         raise ValueError(f"H.264 in yuv420p needs even sizes, got {width}x{height}")
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         # mbtree off: with it, x264 wrote different bytes for the same small clip in the same process once torch had
         # loaded a model (5 different files in 6 encodes of one 32x32 clip; none in 10 without it, whatever the
         # thread count), and a training source must be a pure function of the world.

@@ -29,11 +29,11 @@ def export_world(cfg: WorldExportConfig) -> Path:
         for i in tqdm(range(cfg.num), desc="world export", unit="clip"):
             attrs, clip = world.sample(cfg.split, cfg.seed, i, geometry)
             name = f"{i:06d}.mp4"
-            write_mp4(clip, tmp / name, fps=cfg.fps, crf=cfg.crf)
+            write_mp4(clip, tmp / name, fps=cfg.fps, crf=cfg.crf, pix_fmt=cfg.pix_fmt)
             rows.append(json.dumps({"file_name": name, "text": attrs.prompt}))
         (tmp / "metadata.jsonl").write_text("\n".join(rows) + "\n")
         record = {"kind": "world_export", "config": cfg.to_dict(), "frames": geometry.frames, "height": geometry.size,
-                  "width": geometry.size, "codec": "libx264", "pix_fmt": "yuv420p", "reproduce": flag_command(cfg, "world export")}
+                  "width": geometry.size, "codec": "libx264", "pix_fmt": cfg.pix_fmt, "reproduce": flag_command(cfg, "world export")}
         (tmp / MARKER).write_text(json.dumps(record, indent=1) + "\n")
     return Path(cfg.out)
 

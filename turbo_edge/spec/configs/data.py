@@ -80,6 +80,7 @@ class WorldExportConfig(StageConfig):
     seed: int = opt(0, help="world seed: clip i is a pure function of (split, seed, i)")
     fps: int = opt(8, help="frame rate written into the mp4s")
     crf: int = opt(10, help="libx264 quality (0 lossless in luma, 51 worst); low, because a training source should lose little")
+    pix_fmt: str = opt("yuv420p", choices=("yuv420p", "yuv444p"), help="yuv420p (half-resolution chroma, every player) or yuv444p (full chroma)")
     overwrite: bool = opt(False, help="replace an existing world export")
 
     def __post_init__(self) -> None:
