@@ -105,6 +105,19 @@ def run_stage(name: str, argv: list[str], shown: str, logs: Path, env: dict[str,
     return row
 
 
+def int8_gate(bundle: Path) -> dict[str, Any] | None:
+    """The int8 UNet's parity gate from the bundle's parity.json (error against PyTorch on calibration feeds), or None."""
+    try:
+        parity = json.loads((bundle / "parity.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for backend, components in parity.items():
+        gate = components.get("unet", {}).get("int8") if isinstance(components, dict) else None
+        if gate:
+            return {"backend": backend, **{k: gate.get(k) for k in ("metric", "mean_rel", "max_abs", "tolerance", "passed")}}
+    return None
+
+
 def commands(args: argparse.Namespace, work: Path, run: Path) -> dict[str, list[str]]:
     """Each stage's arguments after ``turbo-edge`` (the teacher stage: this script's own ``--teacher-only``)."""
     shape = SHAPES[args.shape]
@@ -172,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     me = [sys.executable, str(Path(__file__).resolve()), "--teacher-only", "--shape", args.shape, "--work", str(Path(args.work).resolve()), "--seed", str(args.seed)]
     stages = {"teacher": (me, "python benchmarks/bench_real_size.py " + shlex.join(me[2:])),
               **{k: ([sys.executable, "-m", "turbo_edge.cli", *v], "turbo-edge " + shlex.join(v)) for k, v in commands(args, work, run).items()}}
+    teacher_was_built = (work / "teacher" / "model_index.json").is_file()
     for name in STAGES:
         argv_, shown = stages[name]
         row = run_stage(name, argv_, shown, run / "logs", env)
+        if name == "teacher":
+            row["reused"] = teacher_was_built  # then its time is the recipe check; a fresh build is ~40 s, ~6 GiB here
         if name == "data":
             row["source_wall_s"] = source_s
         record["stages"][name] = row
@@ -184,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             break
     if (run / "bundle" / "export_config.json").is_file():
         record["int8_format"] = json.loads((run / "bundle" / "export_config.json").read_text())["int8_format"]
+    record["int8_gate"] = int8_gate(run / "bundle")
     record["passed"] = len(record["stages"]) == len(STAGES) and all(r["passed"] for r in record["stages"].values())
     record["max_peak_rss_gib"] = max(r["peak_rss_gib"] for r in record["stages"].values())
     out.parent.mkdir(parents=True, exist_ok=True)

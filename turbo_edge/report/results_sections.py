@@ -373,7 +373,12 @@ def _real_size(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
         stages = data.get("stages") or {}
         goal = data.get("goal_peak_rss_gib")
         body = table(["stage", "wall s", "peak RSS GiB", f"under {fmt(goal, 0)} GiB"],
-                     [[stage, fmt(r.get("wall_s"), 1), fmt(r.get("peak_rss_gib"), 2), fmt(r.get("passed"))] for stage, r in stages.items()])
+                     [[f"{stage} (reused)" if r.get("reused") else stage, fmt(r.get("wall_s"), 1), fmt(r.get("peak_rss_gib"), 2),
+                       fmt(r.get("passed"))] for stage, r in stages.items()])
+        first = data.get("teacher_first_build") or {}
+        if first:
+            body += ["", f"The teacher built fresh: {fmt(first.get('wall_s'), 1)} s, peak RSS {fmt(first.get('peak_rss_gib'), 2)} GiB "
+                         f"({first.get('note', '')})."]
         body += ["", "Each stage's command:", ""] + [f"- {stage}: `{r.get('command', '?')}`" for stage, r in stages.items()]
         shape = data.get("shape") or {}
         unet = shape.get("unet") or {}
@@ -381,6 +386,11 @@ def _real_size(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
                  f"per block, {fmt(shape.get('frames'))} frames at {fmt(shape.get('size'))}x{fmt(shape.get('size'))}; int8 format "
                  f"`{data.get('int8_format', '?')}`; every stage under the goal: {fmt(data.get('passed'))} (largest "
                  f"{fmt(data.get('max_peak_rss_gib'), 2)} GiB); {fmt(data.get('threads'))} threads."]
+        gate = data.get("int8_gate") or {}
+        if gate:
+            extra.append(f"int8 UNet gate at export ({gate.get('backend', '?')}, on the calibration inputs): mean relative error "
+                         f"{fmt(gate.get('mean_rel'))}, max abs {fmt(gate.get('max_abs'))} (tolerance {fmt(gate.get('tolerance'))}, loosened "
+                         "for random weights).")
         if isinstance(data.get("note"), str):
             extra.append(f"Note recorded in the file: {data['note']}")
         out += file_block(name, data, body, extra) + [""]
