@@ -62,7 +62,8 @@ def compare(curves: dict[str, list[float]], reference: str, spread: list[str], c
 
 
 def run(cmd: list[str], env: dict[str, str], commands: list[str]) -> float:
-    shown = ["python" if c == sys.executable else c for c in cmd]
+    root = f"{ROOT}{os.sep}"  # paths under the checkout shown relative to it, as a user re-runs them from its root
+    shown = ["python" if c == sys.executable else c.replace(root, "") for c in cmd]
     commands.append(shlex.join(shown))
     print("+", commands[-1], flush=True)
     start = time.perf_counter()

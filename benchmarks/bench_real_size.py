@@ -183,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     make_source(run / "source", CLIPS)
     source_s = round(time.perf_counter() - start, 1)
     me = [sys.executable, str(Path(__file__).resolve()), "--teacher-only", "--shape", args.shape, "--work", str(Path(args.work).resolve()), "--seed", str(args.seed)]
-    stages = {"teacher": (me, "python benchmarks/bench_real_size.py " + shlex.join(me[2:])),
-              **{k: ([sys.executable, "-m", "turbo_edge.cli", *v], "turbo-edge " + shlex.join(v)) for k, v in commands(args, work, run).items()}}
+    def shown(words: list[str]) -> str:  # paths under the checkout relative to it, as a user re-runs them from its root
+        return shlex.join(w.replace(f"{ROOT}{os.sep}", "") for w in words)
+
+    stages = {"teacher": (me, "python benchmarks/bench_real_size.py " + shown(me[2:])),
+              **{k: ([sys.executable, "-m", "turbo_edge.cli", *v], "turbo-edge " + shown(v)) for k, v in commands(args, work, run).items()}}
     teacher_was_built = (work / "teacher" / "model_index.json").is_file()
     for name in STAGES:
         argv_, shown = stages[name]
