@@ -1,5 +1,5 @@
 """``world export`` writes playable mp4s + metadata.jsonl, and ``data prepare`` on them gives latents close to encoding
-the world's clips directly (``core.data.encode_world``); H.264 at crf 10 in yuv420p loses a little."""
+the world's clips directly (``core.data.encode_world``); H.264 at crf 10 (yuv444p by default) loses a little."""
 
 from __future__ import annotations
 
