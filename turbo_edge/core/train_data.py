@@ -37,8 +37,8 @@ READ_LOG = "read_log"  # OUT/read_log/rank<R>.jsonl: one line per step, {"step",
 class TrainBatch:
     x0: torch.Tensor  # float32 [B, C, F, h, w]: scaled VAE latents, the distiller's clean sample
     prompts: list[str]
-    text: torch.Tensor | None  # float32 [B, L, D] frozen text-encoder output, or None: encode ``prompts``
-    ids: list[tuple[int, int]] | None = None  # the DATA's (shard, row) of each clip
+    text: torch.Tensor  # float32 [B, L, D] the frozen text encoder's output, as the DATA stores it
+    ids: list[tuple[int, int]] | None = None  # the DATA's (shard, row) of each clip (None from ``head``)
     epoch: int | None = None  # the DATA epoch the batch belongs to
 
 

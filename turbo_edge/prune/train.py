@@ -113,11 +113,9 @@ def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, 
         if table.get("architecture_hash") == arch and table.get("settings") == settings:
             log.info("reusing importance table %s", path)
             return table
-    head = source.head(cfg.importance_clips)
-    with torch.no_grad():
-        cond = encode_text(student, head.prompts) if head.text is None else head.text
+    head = source.head(cfg.importance_clips)  # with the DATA's stored text embeddings
     guidance = float(student.card.sampler.guidance)
-    table = imp.measure_importance(student.unet, sampler, student.scheduler_config, head.x0, cond, guidance, cfg.seed, cfg.importance_steps)
+    table = imp.measure_importance(student.unet, sampler, student.scheduler_config, head.x0, head.text, guidance, cfg.seed, cfg.importance_steps)
     table["settings"] = settings
     imp.write_table(table, out)
     return table
