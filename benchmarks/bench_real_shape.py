@@ -258,7 +258,7 @@ def quantize(graph: Path, work: Path, feeds: list[dict[str, Any]], model_type: s
     this 24 GiB machine. The figure here is latency, which does not depend on the scales, so calibration is bounded
     to a handful of inputs and bias correction is off.
     """
-    from turbo_edge.export.quantize import quantize_int8_openvino
+    from turbo_edge.export.quantize import Int8Options, quantize_int8_openvino
     from turbo_edge.spec.configs.deploy import ExportConfig
     from turbo_edge.spec.host import host_overflow_fix
 
@@ -267,8 +267,9 @@ def quantize(graph: Path, work: Path, feeds: list[dict[str, Any]], model_type: s
     if cached(out, recipe):
         return out
     start = time.perf_counter()
-    quantize_int8_openvino(graph, out, feeds, model_type=model_type, ignored_patterns=ExportConfig().int8_ignored_patterns,
-                           subset_size=len(feeds), bias_correction=False, overflow_fix=host_overflow_fix())
+    options = Int8Options(model_type=model_type, ignored_patterns=ExportConfig().int8_ignored_patterns, subset_size=len(feeds),
+                          bias_correction=False, overflow_fix=host_overflow_fix())
+    quantize_int8_openvino(graph, out, feeds, options)
     record["stages"][f"int8_{model_type}_s"] = round(time.perf_counter() - start, 1)
     record["stages"][f"int8_{model_type}_peak_rss_gib"] = round(peak_rss_gib(), 2)
     stamp(out, recipe)

@@ -137,7 +137,7 @@ def _quantized_op_types(path: Path) -> set[str]:
 
 
 def test_int8_conv_scope_keeps_matmuls_fp32(bundle: Path, tmp_path: Path) -> None:
-    from turbo_edge.export.quantize import quantize_int8
+    from turbo_edge.export.quantize import Int8Options, quantize_int8
     from turbo_edge.spec.configs import INT8_SCOPES
 
     assert {"Conv", "MatMul"} <= _quantized_op_types(bundle / "unet.int8.onnx")  # scope "all" (the bundle's default)
@@ -145,7 +145,7 @@ def test_int8_conv_scope_keeps_matmuls_fp32(bundle: Path, tmp_path: Path) -> Non
     feeds = [{"sample": rng.standard_normal((2, 4, 4, 8, 8)).astype(np.float32), "timestep": np.array([t, t], np.float32),
               "encoder_hidden_states": rng.standard_normal((2, 16, 32)).astype(np.float32)} for t in (900.0, 500.0, 100.0)]
     out = tmp_path / "unet.conv.onnx"
-    quantize_int8(bundle / "unet.onnx", out, feeds, ignored_types=INT8_SCOPES["conv"], subset_size=3, bias_correction=False)
+    quantize_int8(bundle / "unet.onnx", out, feeds, Int8Options(ignored_types=INT8_SCOPES["conv"], subset_size=3, bias_correction=False))
     covered = _quantized_op_types(out)
     assert "Conv" in covered and not covered & {"MatMul", "Gemm"}
     with pytest.raises(ValueError, match="int8_scope"):

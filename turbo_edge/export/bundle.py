@@ -28,9 +28,16 @@ from turbo_edge.export import calibration_prompts
 from turbo_edge.export.contracts import Contract, ExportShapes, build_components, latent_hw
 from turbo_edge.export.onnx_export import export_onnx, run_torch
 from turbo_edge.export.parity import ParityError, ParityResult, check_parity, openvino_runner, ort_runner
-from turbo_edge.export.quantize import CALIBRATION_SOURCES, INT8_WRITERS, CalibrationSource, convert_fp16
+from turbo_edge.export.quantize import (
+    CALIBRATION_SOURCES,
+    CalibrationSource,
+    Int8Options,
+    convert_fp16,
+    quantize_int8,
+    quantize_int8_openvino,
+)
 from turbo_edge.spec import bundle as schema
-from turbo_edge.spec.configs import INT8_SCOPES, ExportConfig
+from turbo_edge.spec.configs import ExportConfig
 from turbo_edge.spec.configs.deploy import INT8_QDQ_MAX_BYTES
 from turbo_edge.spec.errors import BundleError
 from turbo_edge.spec.outputs import check_replaceable, staged_dir
@@ -39,7 +46,8 @@ from turbo_edge.spec.tokenizer import bpe_files
 
 log = logging.getLogger(__name__)
 
-FILE_NAMES = {"fp32": "{name}.onnx", "fp16": "{name}.fp16.onnx", "int8": "{name}.int8.onnx"}  # int8: INT8_WRITERS per format
+# int8 is Q/DQ ONNX or, with int8_format=openvino, OpenVINO IR (its weights in the .bin beside the .xml)
+FILE_NAMES = {"fp32": "{name}.onnx", "fp16": "{name}.fp16.onnx", "int8": "{name}.int8.onnx", "int8_openvino": "{name}.int8.xml"}
 # int8_format -> the manifest's file format (spec.bundle.FORMATS); a file format -> the backend its parity gate runs on.
 INT8_FILE_FORMAT = {"qdq": "onnx", "openvino": "openvino"}
 GATED_ON = {"onnx": "onnxruntime", "openvino": "openvino"}
@@ -146,15 +154,13 @@ def export_int8_unet(
     """Step 4: NNCF int8 of the fp32 UNet graph in ``cfg.int8_format`` (resolved), calibrated and measured on the
     sampler's own inputs, on the backend that format runs on."""
     feeds = source(model, cfg, shapes, tuple(t.name for t in contract.inputs))
-    pattern, writer = INT8_WRITERS[cfg.int8_format]
-    int8 = tmp / pattern.format(name="unet")
-    options = {"external_data_threshold": cfg.external_data_threshold} if cfg.int8_format == "qdq" else {}
-    writer(
-        tmp / FILE_NAMES["fp32"].format(name="unet"), int8, feeds, model_type=cfg.int8_model_type,
-        ignored_patterns=cfg.int8_ignored_patterns, ignored_types=INT8_SCOPES[cfg.int8_scope], subset_size=cfg.int8_subset_size,
-        fast_bias_correction=cfg.int8_fast_bias_correction, bias_correction=cfg.int8_bias_correction,
-        overflow_fix=cfg.int8_overflow_fix, **options,
-    )
+    fp32, options = tmp / FILE_NAMES["fp32"].format(name="unet"), Int8Options.from_config(cfg)
+    if cfg.int8_format == "openvino":
+        int8 = tmp / FILE_NAMES["int8_openvino"].format(name="unet")
+        quantize_int8_openvino(fp32, int8, feeds, options)
+    else:
+        int8 = tmp / FILE_NAMES["int8"].format(name="unet")
+        quantize_int8(fp32, int8, feeds, options, external_data_threshold=cfg.external_data_threshold)
     # Measured on up to 8 of the trajectory's own inputs, spread over its timesteps (they were also calibration
     # inputs: the gate asks "does int8 track fp32 on the sampler's distribution", not generalisation).
     probe = feeds[:: max(1, len(feeds) // 8)][:8]

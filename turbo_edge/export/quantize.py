@@ -18,6 +18,7 @@ import numpy as np
 
 from turbo_edge.export.onnx_export import EXTERNAL_DATA_THRESHOLD, save_model
 from turbo_edge.spec import logs
+from turbo_edge.spec.configs import INT8_SCOPES
 
 log = logging.getLogger(__name__)
 
@@ -209,82 +210,73 @@ def ignored_scope(node_names: Iterable[str], op_types: Iterable[str], patterns: 
     return nncf.IgnoredScope(patterns=matched, types=kept, validate=False) if matched or kept else None
 
 
-def nncf_options(feeds: CalibrationFeeds, ignored: Any, model_type: str, subset_size: int, fast_bias_correction: bool,
-                 bias_correction: bool, overflow_fix: str) -> dict[str, Any]:
-    """``nncf.quantize`` keyword arguments, the same for the ONNX and OpenVINO backends."""
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+@dataclass(frozen=True)
+class Int8Options:
+    """What NNCF is asked, the same for both int8 formats. ``overflow_fix`` is NNCF's: "enable" keeps every weight in 7
+    bits, for CPUs without VNNI (see ExportConfig). ``ignored_types`` are op types left in fp32, matched against ONNX
+    ops or OpenVINO ops (ONNX's Gemm is a MatMul there, so ``INT8_SCOPES["conv"]`` means the same in both)."""
 
-    if not feeds:
-        raise ValueError("int8 calibration got no inputs")
-    kwargs: dict[str, Any] = {
-        "subset_size": min(subset_size, len(feeds)),
-        "fast_bias_correction": fast_bias_correction,
-        "ignored_scope": ignored,
-        "advanced_parameters": AdvancedQuantizationParameters(
-            overflow_fix={"enable": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER, "disable": OverflowFix.DISABLE}[overflow_fix],
-            # Bias correction runs the model once per biased layer: the likely bulk of NNCF time on a UNet (not profiled).
-            disable_bias_correction=not bias_correction,
-        ),
-    }
-    if model_type == "transformer":
-        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
-    return kwargs
+    model_type: str = "transformer"
+    ignored_patterns: tuple[str, ...] = ()
+    ignored_types: tuple[str, ...] = ()
+    subset_size: int = 300
+    fast_bias_correction: bool = True
+    bias_correction: bool = True
+    overflow_fix: str = "first_layer"
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Int8Options:
+        """An ExportConfig's ``int8_*`` fields (its scope and overflow fix already resolved)."""
+        return cls(model_type=cfg.int8_model_type, ignored_patterns=tuple(cfg.int8_ignored_patterns), ignored_types=INT8_SCOPES[cfg.int8_scope],
+                   subset_size=cfg.int8_subset_size, fast_bias_correction=cfg.int8_fast_bias_correction,
+                   bias_correction=cfg.int8_bias_correction, overflow_fix=cfg.int8_overflow_fix)
+
+    def nncf_kwargs(self, feeds: CalibrationFeeds, names: Iterable[str], op_types: Iterable[str]) -> dict[str, Any]:
+        """``nncf.quantize`` keyword arguments for a graph of these node names and op types."""
+        import nncf
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+        if not feeds:
+            raise ValueError("int8 calibration got no inputs")
+        kwargs: dict[str, Any] = {
+            "subset_size": min(self.subset_size, len(feeds)),
+            "fast_bias_correction": self.fast_bias_correction,
+            "ignored_scope": ignored_scope(names, op_types, self.ignored_patterns, self.ignored_types),
+            "advanced_parameters": AdvancedQuantizationParameters(
+                overflow_fix={"enable": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER, "disable": OverflowFix.DISABLE}[self.overflow_fix],
+                # Bias correction runs the model once per biased layer: the likely bulk of NNCF time on a UNet (not profiled).
+                disable_bias_correction=not self.bias_correction,
+            ),
+        }
+        if self.model_type == "transformer":
+            kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+        return kwargs
 
 
-def quantize_int8(
-    src: Path,
-    dst: Path,
-    feeds: CalibrationFeeds,
-    model_type: str = "transformer",
-    ignored_patterns: tuple[str, ...] = (),
-    ignored_types: tuple[str, ...] = (),
-    subset_size: int = 300,
-    fast_bias_correction: bool = True,
-    bias_correction: bool = True,
-    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
-    overflow_fix: str = "first_layer",
-) -> list[Path]:
-    """NNCF post-training quantization of an fp32 ONNX graph to QuantizeLinear/DequantizeLinear pairs.
-
-    ``overflow_fix`` is NNCF's: "enable" keeps every weight in 7 bits, for CPUs without VNNI (see ExportConfig).
-    ``ignored_types`` names ONNX op types left in fp32 (``("MatMul", "Gemm")``: convolutions only).
-    """
+def quantize_int8(src: Path, dst: Path, feeds: CalibrationFeeds, options: Int8Options = Int8Options(),
+                  external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:
+    """NNCF post-training quantization of an fp32 ONNX graph to QuantizeLinear/DequantizeLinear pairs."""
     import nncf
     import onnx
 
     logs.quiet_nncf()
     model = onnx.load(str(src))
     nodes = model.graph.node
-    ignored = ignored_scope((n.name for n in nodes), (n.op_type for n in nodes), ignored_patterns, ignored_types)
-    options = nncf_options(feeds, ignored, model_type, subset_size, fast_bias_correction, bias_correction, overflow_fix)
+    kwargs = options.nncf_kwargs(feeds, (n.name for n in nodes), (n.op_type for n in nodes))
     start = time.perf_counter()
-    quantized = nncf.quantize(model, nncf.Dataset(feeds), **options)
+    quantized = nncf.quantize(model, nncf.Dataset(feeds), **kwargs)
     n_q = sum(1 for n in quantized.graph.node if n.op_type == "QuantizeLinear")
-    log.info("int8: %d QuantizeLinear nodes from %d calibration inputs (%s), NNCF %.0f s", n_q, len(feeds), model_type, time.perf_counter() - start)
+    log.info("int8: %d QuantizeLinear nodes from %d calibration inputs (%s), NNCF %.0f s", n_q, len(feeds), options.model_type, time.perf_counter() - start)
     return save_model(quantized, dst, external_data_threshold)
 
 
-def quantize_int8_openvino(
-    src: Path,
-    dst: Path,
-    feeds: CalibrationFeeds,
-    model_type: str = "transformer",
-    ignored_patterns: tuple[str, ...] = (),
-    ignored_types: tuple[str, ...] = (),
-    subset_size: int = 300,
-    fast_bias_correction: bool = True,
-    bias_correction: bool = True,
-    overflow_fix: str = "first_layer",
-) -> list[Path]:
+def quantize_int8_openvino(src: Path, dst: Path, feeds: CalibrationFeeds, options: Int8Options = Int8Options()) -> list[Path]:
     """NNCF post-training quantization of an fp32 ONNX graph read into OpenVINO (NNCF's OpenVINO backend), written as
-    OpenVINO IR with int8 weights: ``dst`` (.xml) and its .bin. Same options as ``quantize_int8``.
+    OpenVINO IR with int8 weights: ``dst`` (.xml) and its .bin.
 
     For UNets too large for ``quantize_int8``: NNCF's ONNX backend holds the graph ~4 times over and was killed at
     22 GB on ModelScope T2V's 3.6-5.4 GB graph; this route peaked at 14.7 GB (benchmarks/bench_real_shape.py). The
     shapes stay as exported (dynamic batch and frames): the runtime's OpenVINO backend reshapes per call shape.
-    ``ignored_types`` are matched against OpenVINO op types: ONNX's Gemm is a MatMul there, so ``INT8_SCOPES["conv"]``
-    means the same in both formats.
     """
     import nncf
     import openvino as ov
@@ -294,23 +286,15 @@ def quantize_int8_openvino(
     logs.quiet_nncf()
     model = ov.Core().read_model(str(src))
     ops = model.get_ops()
-    ignored = ignored_scope((op.get_friendly_name() for op in ops), (op.get_type_name() for op in ops), ignored_patterns, ignored_types)
-    options = nncf_options(feeds, ignored, model_type, subset_size, fast_bias_correction, bias_correction, overflow_fix)
+    kwargs = options.nncf_kwargs(feeds, (op.get_friendly_name() for op in ops), (op.get_type_name() for op in ops))
     start = time.perf_counter()
-    quantized = nncf.quantize(model, nncf.Dataset(feeds), **options)
+    quantized = nncf.quantize(model, nncf.Dataset(feeds), **kwargs)
     n_q = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
-    log.info("int8 (OpenVINO IR): %d FakeQuantize ops from %d calibration inputs (%s), NNCF %.0f s", n_q, len(feeds), model_type, time.perf_counter() - start)
+    log.info("int8 (OpenVINO IR): %d FakeQuantize ops from %d calibration inputs (%s), NNCF %.0f s", n_q, len(feeds), options.model_type,
+             time.perf_counter() - start)
     del model
     ov.save_model(quantized, str(dst), compress_to_fp16=False)  # int8 weights stay int8; the rest stays fp32
     return [dst, dst.with_suffix(".bin")]
-
-
-# int8_format -> (file name pattern, writer). Writers share quantize_int8's options, except the ONNX-only
-# external_data_threshold (an IR's weights are always a side file).
-INT8_WRITERS: dict[str, tuple[str, Callable[..., list[Path]]]] = {
-    "qdq": ("{name}.int8.onnx", quantize_int8),
-    "openvino": ("{name}.int8.xml", quantize_int8_openvino),
-}
 
 
 def count_ops(path: Path, op_type: str) -> int:
