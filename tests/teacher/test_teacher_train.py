@@ -114,3 +114,43 @@ def test_redrawn_token_embeddings_keep_the_motion_word_distinct(tmp_path):
     assert float((default_left - default_right).norm(dim=-1)[5]) < at_direction / 2
     with pytest.raises(ValueError, match="frozen text encoder"):
         TeacherTrainConfig(text_token_std=1.0)  # the encoder would train away from the draw
+
+
+def test_unet_phase_trains_on_the_world_data_in_clip_order(straight_run):
+    """The UNet phase reads the world through world export -> data prepare, made for the run's own autoencoder:
+    row i is world clip i, its latent the autoencoder's (lossless export: float16 storage is all that differs) and
+    its caption the clip's prompt. A second read reuses the DATA: no shard is written again."""
+    import numpy as np
+    import torch
+
+    from turbo_edge.core import world
+    from turbo_edge.core.data import to_pixels
+    from turbo_edge.core.models import TinyTeacherSpec
+    from turbo_edge.core.prepared import read_index
+    from turbo_edge.teacher.train import _load_vae, _tokenizer, world_latents
+
+    cfg = TeacherTrainConfig.load(straight_run / "teacher_train_config.json")
+    spec = TinyTeacherSpec()
+    index = read_index(straight_run / "dataset" / "data")
+    assert index["samples"] == 8 and len(index["shards"]) == 8  # one clip a shard: up to 8 ranks read disjoint shares
+    assert index["model"]["path"] == str((straight_run / "dataset" / "vae_model").resolve())
+    shards = {f: f.stat().st_mtime_ns for f in (straight_run / "dataset" / "data").glob("shard-*.safetensors")}
+    vae = _load_vae(cfg, spec)
+    latents, captions = world_latents(cfg, spec, vae, _tokenizer(cfg, spec))
+    assert {f: f.stat().st_mtime_ns for f in shards} == shards
+    attrs, clips = world.batch("train", cfg.seed, range(8))
+    with torch.no_grad():
+        z = vae.encode(to_pixels(clips.reshape(-1, *clips.shape[2:]))).latent_dist.mean * vae.config.scaling_factor
+    direct = z.reshape(8, clips.shape[1], *z.shape[1:]).numpy()
+    assert latents.dtype == np.float16 and latents.shape == direct.shape
+    assert float(np.abs(latents.astype(np.float32) - direct).max()) < 4e-3
+    assert captions == [a.prompt for a in attrs]
+
+
+def test_warm_start_prepares_the_world_for_the_init_model(tmp_path):
+    from turbo_edge.core.prepared import read_index
+
+    out = tmp_path / "warm_data"
+    run(TeacherTrainConfig(out=str(out), unet_steps=1, phases=("unet",), init_from="builtin", **SMALL))
+    index = read_index(out / "dataset" / "data")
+    assert index["model"]["path"] == str((out / "init").resolve()) and index["samples"] == 8

@@ -3,7 +3,7 @@
 The source is read in one fixed order (``core.sources``). Good clips fill shards of ``shard_size``; shard ``k``
 records how many source items it consumed through its last clip and the bad-sample counts up to there, so a killed
 run restarts after its last finished shard, skipping (not decoding) the items before. The latents are exactly the
-distiller's x0 (``core.data.encode_world``: the VAE's latent mean times its scaling factor, [F, C, h, w] per clip)
+distiller's x0 (the VAE's latent mean times its scaling factor, [F, C, h, w] per clip)
 and the text embeddings exactly what it feeds the UNet (``core.sampling.encode_text``).
 """
 

@@ -106,12 +106,13 @@ def read_clip(src: str | Path | bytes, frames: int, height: int, width: int, fps
         raise BadSample("unreadable", f"{name}: {' '.join(str(exc).split())}") from None
 
 
-PIX_FMTS = ("yuv420p", "yuv444p")
+PIX_FMTS = ("yuv420p", "yuv444p", "rgb24")
 
 
 def write_mp4(clip: np.ndarray, path: str | Path, fps: int = 8, crf: int = 10, pix_fmt: str = "yuv420p") -> Path:
     """Encode uint8[F, H, W, 3] RGB as H.264 at constant quality ``crf``: ``yuv420p`` (chroma at half the width and
-    height; what every player reads) or ``yuv444p`` (full-resolution chroma, H.264's High 4:4:4 profile)."""
+    height; what every player reads), ``yuv444p`` (full-resolution chroma, H.264's High 4:4:4 profile) or ``rgb24``
+    (x264's RGB encoder, libx264rgb: no colour conversion, so ``crf=0`` gives back every pixel exactly)."""
     if pix_fmt not in PIX_FMTS:
         raise ValueError(f"pix_fmt must be one of {list(PIX_FMTS)}, got {pix_fmt!r}")
     if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
@@ -120,7 +121,7 @@ def write_mp4(clip: np.ndarray, path: str | Path, fps: int = 8, crf: int = 10, p
     if pix_fmt == "yuv420p" and (height % 2 or width % 2):
         raise ValueError(f"H.264 in yuv420p needs even sizes, got {width}x{height}")
     with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream("libx264rgb" if pix_fmt == "rgb24" else "libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         # mbtree off: with it, x264 wrote different bytes for the same small clip in the same process once torch had
         # loaded a model (5 different files in 6 encodes of one 32x32 clip; none in 10 without it, whatever the

@@ -2,9 +2,11 @@
 
 Phase ``vae``: a per-frame AutoencoderKL (32x32x3 <-> 8x8x4), object pixels weighted up so small shapes are
 not traded for background. Its latent scaling factor is then measured on training clips.
-Phase ``unet``: the training clips are encoded once; a UNet3DConditionModel and a CLIPTextModel are
-trained jointly with v-prediction and min-SNR weighting, with prompt dropout for classifier-free guidance
-and an EMA of the weights, which is what ships.
+Phase ``unet``: the training clips are exported as mp4 and prepared into a DATA for that autoencoder (the path
+a user's videos take: ``core.world_export.world_data``), read once into memory; a UNet3DConditionModel and a
+CLIPTextModel are trained jointly with v-prediction and min-SNR weighting, with prompt dropout for
+classifier-free guidance and an EMA of the weights, which is what ships. The autoencoder phase, in pixel space,
+renders fresh world clips for every batch.
 
 Every batch and every noise draw is a pure function of (seed, step, rank), so a resumed run repeats exactly
 what an uninterrupted one would have done.
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import world
-from turbo_edge.core.data import encode_world, prompts_for, to_pixels
+from turbo_edge.core.data import to_pixels
 from turbo_edge.core.models import (
     TEMPORAL_POSITION_KEY,
     TinyTeacherSpec,
@@ -164,8 +166,44 @@ class TeacherModel(torch.nn.Module):
         return self.unet(latents_bcfhw, timesteps, encoder_hidden_states=cond).sample
 
 
-def prompt_ids(tokenizer, labels: np.ndarray, drop: np.ndarray, max_length: int) -> torch.Tensor:
-    return tokenizer(prompts_for(labels, drop), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt").input_ids
+def prompt_ids(tokenizer, captions: list[str], drop: np.ndarray, max_length: int) -> torch.Tensor:
+    """Token ids of ``captions``, the rows with ``drop`` set replaced by the empty (unconditional) prompt."""
+    prompts = ["" if d else c for c, d in zip(captions, drop)]
+    return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt").input_ids
+
+
+def _data_model(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer) -> Path:
+    """A model directory whose autoencoder is the one the UNet phase trains on, for ``data prepare``: the warm-start
+    model, or, from scratch, phase 1's autoencoder beside an untrained UNet and text encoder (DATA's fingerprint is
+    its VAE, text encoder and tokenizer; the UNet phase tokenizes the captions itself, so the stored text embeddings go
+    unused). Rewritten on every run: the same autoencoder gives the same files, so its DATA is reused."""
+    if cfg.init_from:
+        return _init_dir(cfg)
+    path = Path(cfg.out) / "dataset" / "vae_model"
+    torch.manual_seed(cfg.seed)
+    t2v = T2VModel(build_unet(spec), vae, build_text_encoder(spec, len(tokenizer)), tokenizer, build_scheduler(spec))
+    lineage = Lineage(stage="teacher_train", parent=None, config=cfg.to_dict(), step=0,
+                      details={"purpose": "the world DATA's autoencoder: UNet and text encoder untrained"})
+    card = ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words, lineage=lineage)
+    return save_model(t2v, path, card=card, overwrite=True)
+
+
+def world_latents(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer) -> tuple[np.ndarray, list[str]]:
+    """The first ``dataset_clips`` training clips through world export -> data prepare, as latents float16
+    [N, F, C, h, w] (scaled) and captions, in the world's clip order (row i is clip i)."""
+    from turbo_edge.core.prepared import PreparedData
+    from turbo_edge.core.world_export import world_data
+
+    data = PreparedData(world_data(str(_data_model(cfg, spec, vae, tokenizer)), cfg.dataset_clips, cfg.seed, Path(cfg.out) / "dataset"))
+    rows: dict[str, tuple[np.ndarray, str]] = {}
+    for k in range(len(data.shards)):
+        shard = data.load_shard(k)
+        rows.update((src, (lat.half().numpy(), cap)) for lat, cap, src in zip(shard.latents, shard.captions, shard.sources))
+    if len(rows) != cfg.dataset_clips:
+        raise ValueError(f"{data.path} holds {len(rows)} usable clips of the {cfg.dataset_clips} exported "
+                         f"({data.index['bad']}); delete {Path(cfg.out) / 'dataset'} and run again")
+    order = sorted(rows)  # NNNNNN.mp4
+    return np.stack([rows[s][0] for s in order]), [rows[s][1] for s in order]
 
 
 def sample_timesteps(rng: np.random.Generator, n: int, num_train: int, high_fraction: float, high_min_t: int) -> np.ndarray:
@@ -203,7 +241,7 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
     out = Path(cfg.out)
     ckdir = out / "unet_ckpt"
     accel = _accelerator()
-    latents, labels = encode_world(vae, cfg.dataset_clips, cfg.seed, out / "data")
+    latents, captions = world_latents(cfg, spec, vae, tokenizer)
     torch.manual_seed(cfg.seed)
     model = TeacherModel(build_unet(spec), build_text_encoder(spec, len(tokenizer)))
     if cfg.text_token_std > 0:
@@ -222,7 +260,9 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
     hashed = {k: getattr(cfg, k) for k in phase_keys}
     if cfg.high_noise_fraction == 0:  # off: the hash of a run recorded before the option existed, so it still resumes
         del hashed["high_noise_fraction"], hashed["high_noise_min_t"]
-    chash = ckpt.config_hash({"phase": "unet", **hashed, "spec": spec.to_dict()})
+    # "data": the latents come from the world DATA (mp4 -> data prepare); runs that encoded the world in memory
+    # do not resume into it.
+    chash = ckpt.config_hash({"phase": "unet", **hashed, "spec": spec.to_dict(), "data": "world_data"})
     start = 0
     if last is not None:
         meta = ckpt.load_checkpoint(last, {"model": model, "ema": ema}, opt, expected_config_hash=chash)
@@ -241,7 +281,7 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
         idx = rng.integers(0, len(latents), size=per_rank)
         x0 = torch.from_numpy(latents[idx].astype(np.float32)).permute(0, 2, 1, 3, 4)  # [B, C, F, h, w]
         drop = rng.random(per_rank) < cfg.cond_dropout
-        ids = prompt_ids(tokenizer, labels[idx], drop, spec.max_length)
+        ids = prompt_ids(tokenizer, [captions[i] for i in idx], drop, spec.max_length)
         t = sample_timesteps(rng, per_rank, len(abar), cfg.high_noise_fraction, cfg.high_noise_min_t)
         alpha, sigma = (torch.from_numpy(a).float() for a in param.alpha_sigma(abar[t]))
         eps = torch.randn(x0.shape, generator=_torch_gen(cfg.seed, step, rank, 4))

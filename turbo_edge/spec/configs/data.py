@@ -79,10 +79,10 @@ class WorldExportConfig(StageConfig):
     out: str = opt("", help="the folder to write (NNNNNN.mp4, metadata.jsonl, world.json)")
     seed: int = opt(0, help="world seed: clip i is a pure function of (split, seed, i)")
     fps: int = opt(8, help="frame rate written into the mp4s")
-    crf: int = opt(10, help="libx264 quality (0 lossless in luma, 51 worst); low, because a training source should lose little")
-    # yuv444p: the world's sharp colour edges at 32x32 lose a third as much through 4:4:4 as through 4:2:0 (relative
-    # latent RMS 0.014 against 0.042 on 64 clips, same file sizes; docs/decisions.md).
-    pix_fmt: str = opt("yuv444p", choices=("yuv420p", "yuv444p"), help="yuv444p (full-resolution chroma: H.264 High 4:4:4) or yuv420p (half-resolution chroma, what every player reads)")
+    # Lossless by default: libx264rgb codes the RGB planes at crf 0, so a world DATA holds exactly the latents of the
+    # rendered clips; H.264 at crf 10 in yuv444p cost the recipe's FD (docs/decisions.md), at 17 % fewer bytes.
+    crf: int = opt(0, help="libx264 quality (0 lossless, 51 worst)")
+    pix_fmt: str = opt("rgb24", choices=("yuv420p", "yuv444p", "rgb24"), help="rgb24 (libx264rgb, H.264 High 4:4:4 Predictive in RGB: no colour conversion, with --crf 0 lossless), yuv444p (full-resolution chroma) or yuv420p (half-resolution chroma, what every player reads)")
     overwrite: bool = opt(False, help="replace an existing world export")
 
     def __post_init__(self) -> None:
