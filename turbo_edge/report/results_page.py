@@ -112,7 +112,7 @@ def render_results_page(results_dir: str | Path) -> str:
         rendered: list[str] = []
         for name, data in files:  # one file at a time, so one of an unexpected shape costs only its own block
             try:
-                rendered += build([(name, data)])
+                rendered += build(name, data)
             except (KeyError, TypeError, ValueError, AttributeError, IndexError):
                 skipped.append(f"`{name}` (not the structure its section expects)")
         if rendered:

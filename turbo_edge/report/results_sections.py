@@ -1,5 +1,5 @@
 """The results page's sections: one renderer per result family, and ``FAMILIES``, the page's sections in order with the
-file stems each takes. A renderer turns ``[(file name, results dict), ...]`` into Markdown lines. Stdlib only."""
+file stems each takes. A renderer turns one result file (its name and its results dict) into Markdown lines. Stdlib only."""
 
 from __future__ import annotations
 
@@ -27,56 +27,44 @@ from turbo_edge.report.results_format import (
 )
 
 
-def _demo(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        rows = [[str(r.get("row", "")), str(r.get("backend", "")), str(r.get("precision", "")), fmt(r.get("steps")),
-                 ms(r.get("latency_ms")), ratio(r.get("speedup")), *quality_cells(r), fmt(r.get("n_videos"))]
-                for r in data["rows"]]
-        body = table(["row", "backend", "precision", "steps", "median ms / video", "speedup vs teacher", *QUALITY, "videos"],
-                     rows, numeric_from=3)
-        stages = data.get("stage_latency") or []
-        if stages:
-            body += ["", "Per stage, runtime rows (median ms):", ""]
-            body += table(["row", "text encoder", "UNet, one step", "VAE decode"],
-                          [[str(s.get("row", "")), ms(s.get("text_encoder_ms")), ms(s.get("unet_step_ms")), ms(s.get("vae_ms"))]
-                           for s in stages])
-        extra = []
-        if isinstance(data.get("stage_seconds"), dict):
-            parts = ", ".join(f"{k} {fmt(v, 0)} s" for k, v in data["stage_seconds"].items())
-            extra.append(f"Wall time {fmt(data.get('seconds'), 0)} s in all ({parts}).")
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _demo(name: str, data: dict[str, Any]) -> list[str]:
+    rows = [[str(r.get("row", "")), str(r.get("backend", "")), str(r.get("precision", "")), fmt(r.get("steps")),
+             ms(r.get("latency_ms")), ratio(r.get("speedup")), *quality_cells(r), fmt(r.get("n_videos"))]
+            for r in data["rows"]]
+    body = table(["row", "backend", "precision", "steps", "median ms / video", "speedup vs teacher", *QUALITY, "videos"],
+                 rows, numeric_from=3)
+    stages = data.get("stage_latency") or []
+    if stages:
+        body += ["", "Per stage, runtime rows (median ms):", ""]
+        body += table(["row", "text encoder", "UNet, one step", "VAE decode"],
+                      [[str(s.get("row", "")), ms(s.get("text_encoder_ms")), ms(s.get("unet_step_ms")), ms(s.get("vae_ms"))]
+                       for s in stages])
+    extra = []
+    if isinstance(data.get("stage_seconds"), dict):
+        parts = ", ".join(f"{k} {fmt(v, 0)} s" for k, v in data["stage_seconds"].items())
+        extra.append(f"Wall time {fmt(data.get('seconds'), 0)} s in all ({parts}).")
+    return file_block(name, data, body, extra) + [""]
 
 
-def _teacher(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        rows = data["rows"]
-        if rows and all("t" in r for r in rows):  # the denoising-loss probe
-            body = table(["t", "SNR", "x0 MSE, true prompt", "wrong direction", "wrong colour", "no text", "direction read-out"],
-                         [[fmt(r.get("t")), sig(r.get("snr")), sig(r.get("mse_true_prompt")), pct(r.get("gap_direction")),
-                           pct(r.get("gap_colour")), pct(r.get("gap_uncond")), acc(r.get("direction_acc"))] for r in rows])
-            extra = [f"{fmt(data.get('num'))} moving validation clips noised at each t; the wrong-prompt columns are the x0 "
-                     "loss's increase over the true prompt's; the read-out picks the direction whose prompt has the lowest "
-                     "loss (chance 0.25)."]
-        else:
-            body = table(["model", "prompts", "steps", *QUALITY, "direction", "s / video"],
-                         [[str(r.get("model", "")), str(r.get("prompts", "")), fmt(r.get("steps")), *quality_cells(r),
-                           acc(r.get("direction_acc")), fmt(r.get("seconds_per_video"), 2)] for r in rows], numeric_from=2)
-            extra = ["`groundtruth` and `noise` are the evaluator's anchors (real clips; pure noise, chance 0.04 content / 0.20 motion)."]
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _teacher(name: str, data: dict[str, Any]) -> list[str]:
+    rows = data["rows"]
+    if rows and all("t" in r for r in rows):  # the denoising-loss probe
+        body = table(["t", "SNR", "x0 MSE, true prompt", "wrong direction", "wrong colour", "no text", "direction read-out"],
+                     [[fmt(r.get("t")), sig(r.get("snr")), sig(r.get("mse_true_prompt")), pct(r.get("gap_direction")),
+                       pct(r.get("gap_colour")), pct(r.get("gap_uncond")), acc(r.get("direction_acc"))] for r in rows])
+        extra = [f"{fmt(data.get('num'))} moving validation clips noised at each t; the wrong-prompt columns are the x0 "
+                 "loss's increase over the true prompt's; the read-out picks the direction whose prompt has the lowest "
+                 "loss (chance 0.25)."]
+    else:
+        body = table(["model", "prompts", "steps", *QUALITY, "direction", "s / video"],
+                     [[str(r.get("model", "")), str(r.get("prompts", "")), fmt(r.get("steps")), *quality_cells(r),
+                       acc(r.get("direction_acc")), fmt(r.get("seconds_per_video"), 2)] for r in rows], numeric_from=2)
+        extra = ["`groundtruth` and `noise` are the evaluator's anchors (real clips; pure noise, chance 0.04 content / 0.20 motion)."]
+    return file_block(name, data, body, extra) + [""]
 
 
-def _distill(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        if isinstance(data.get("arms"), dict):
-            out += _distill_ablation(name, data)
-        else:
-            out += _quality_rows(name, data)
-    return out
+def _distill(name: str, data: dict[str, Any]) -> list[str]:
+    return _distill_ablation(name, data) if isinstance(data.get("arms"), dict) else _quality_rows(name, data)
 
 
 def _distill_ablation(name: str, data: dict[str, Any]) -> list[str]:
@@ -131,138 +119,119 @@ def _quality_rows(name: str, data: dict[str, Any]) -> list[str]:
     return file_block(name, data, table(["run", *QUALITY, "direction", "videos"], rows), extra) + [""]
 
 
-def _prune(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        if isinstance(data.get("student"), dict) and isinstance(data.get("pruned"), dict):
-            rows = [["PyTorch eager", ms(data["student"].get("median_ms")), ms(data["pruned"].get("median_ms")),
-                     ratio(data.get("latency_speedup"))]]
-            for backend, label in (("onnxruntime", "ONNX Runtime fp32"), ("openvino", "OpenVINO fp32")):
-                r = (data.get("fp32_onnx_same_inputs") or {}).get(backend)
+def _prune(name: str, data: dict[str, Any]) -> list[str]:
+    if isinstance(data.get("student"), dict) and isinstance(data.get("pruned"), dict):
+        rows = [["PyTorch eager", ms(data["student"].get("median_ms")), ms(data["pruned"].get("median_ms")),
+                 ratio(data.get("latency_speedup"))]]
+        for backend, label in (("onnxruntime", "ONNX Runtime fp32"), ("openvino", "OpenVINO fp32")):
+            r = (data.get("fp32_onnx_same_inputs") or {}).get(backend)
+            if isinstance(r, dict):
+                rows.append([label, ms(r.get("student_median_ms")), ms(r.get("pruned_median_ms")), ratio(r.get("latency_speedup"))])
+        body = table(["runtime", "unpruned UNet ms", "pruned UNet ms", "unpruned ÷ pruned"], rows)
+        extra = [f"{data.get('models', 'unpruned vs pruned')}; parameters kept {ratio(data.get('params_ratio'))}, "
+                 f"FLOPs kept {ratio(data.get('flops_ratio'))}; {fmt(data.get('threads'))} threads, {fmt(data.get('runs'))} runs, "
+                 + (f"`--block {data['block']}`." if "block" in data else "block: not recorded.")]
+        return file_block(name, data, body, extra) + [""]
+    return _quality_rows(name, data)
+
+
+def _export(name: str, data: dict[str, Any]) -> list[str]:
+    body = table(["backend", "precision", "median ms", "p90 ms", "min ms"],
+                 [[str(r.get("backend", "")), str(r.get("precision", "")), ms(r.get("median_ms")), ms(r.get("p90_ms")),
+                   ms(r.get("min_ms"))] for r in data["unet_latency"]], numeric_from=2)
+    if isinstance(data.get("speedups"), dict):
+        body += ["", "Ratios (same run):", ""]
+        body += table(["ratio", "value"], [[k, ratio(v)] for k, v in data["speedups"].items()])
+    parity = []
+    for key, label in (("parity", "ONNX Runtime"), ("parity_openvino", "OpenVINO")):
+        for module, per_precision in (data.get(key) or {}).items():
+            for precision, r in (per_precision or {}).items():
                 if isinstance(r, dict):
-                    rows.append([label, ms(r.get("student_median_ms")), ms(r.get("pruned_median_ms")), ratio(r.get("latency_speedup"))])
-            body = table(["runtime", "unpruned UNet ms", "pruned UNet ms", "unpruned ÷ pruned"], rows)
-            extra = [f"{data.get('models', 'unpruned vs pruned')}; parameters kept {ratio(data.get('params_ratio'))}, "
-                     f"FLOPs kept {ratio(data.get('flops_ratio'))}; {fmt(data.get('threads'))} threads, {fmt(data.get('runs'))} runs, "
-                     + (f"`--block {data['block']}`." if "block" in data else "block: not recorded.")]
-            out += file_block(name, data, body, extra) + [""]
-        else:
-            out += _quality_rows(name, data)
-    return out
+                    parity.append([label, module, precision, sig(r.get("max_abs")), sig(r.get("mean_rel")),
+                                   f"{r.get('metric', '?')} ≤ {sig(r.get('tolerance'))}", fmt(r.get("passed"))])
+    if parity:
+        body += ["", "Parity against PyTorch:", ""]
+        body += table(["runtime", "graph", "precision", "max abs error", "mean rel error", "gate", "passed"], parity, numeric_from=3)
+    shapes = data.get("unet_input_shapes") or {}
+    sample = shapes.get("sample") if isinstance(shapes, dict) else None
+    extra = [f"Model `{data.get('model', '?')}`, UNet input {'x'.join(map(str, sample)) if isinstance(sample, list) else '?'}; "
+             f"{fmt(data.get('threads'))} threads, {fmt(data.get('runs'))} runs after {fmt(data.get('warmup'))} warm-up."]
+    return file_block(name, data, body, extra) + [""]
 
 
-def _export(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        body = table(["backend", "precision", "median ms", "p90 ms", "min ms"],
-                     [[str(r.get("backend", "")), str(r.get("precision", "")), ms(r.get("median_ms")), ms(r.get("p90_ms")),
-                       ms(r.get("min_ms"))] for r in data["unet_latency"]], numeric_from=2)
-        if isinstance(data.get("speedups"), dict):
-            body += ["", "Ratios (same run):", ""]
-            body += table(["ratio", "value"], [[k, ratio(v)] for k, v in data["speedups"].items()])
-        parity = []
-        for key, label in (("parity", "ONNX Runtime"), ("parity_openvino", "OpenVINO")):
-            for module, per_precision in (data.get(key) or {}).items():
-                for precision, r in (per_precision or {}).items():
-                    if isinstance(r, dict):
-                        parity.append([label, module, precision, sig(r.get("max_abs")), sig(r.get("mean_rel")),
-                                       f"{r.get('metric', '?')} ≤ {sig(r.get('tolerance'))}", fmt(r.get("passed"))])
-        if parity:
-            body += ["", "Parity against PyTorch:", ""]
-            body += table(["runtime", "graph", "precision", "max abs error", "mean rel error", "gate", "passed"], parity, numeric_from=3)
-        shapes = data.get("unet_input_shapes") or {}
-        sample = shapes.get("sample") if isinstance(shapes, dict) else None
-        extra = [f"Model `{data.get('model', '?')}`, UNet input {'x'.join(map(str, sample)) if isinstance(sample, list) else '?'}; "
-                 f"{fmt(data.get('threads'))} threads, {fmt(data.get('runs'))} runs after {fmt(data.get('warmup'))} warm-up."]
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _int8_scale(name: str, data: dict[str, Any]) -> list[str]:
+    body = table(["width", "batch", "GFLOP / call", "fp32 ms", "bf16 ms", "int8 ms", "fp32 ÷ int8", "fp32 ÷ bf16",
+                  "int8 mean rel error"],
+                 [[fmt(r.get("width")), fmt(r.get("batch")), fmt(r.get("gflops_per_call"), 1), ms(r.get("openvino_fp32_ms")),
+                   ms(r.get("openvino_bf16_ms")), ms(r.get("openvino_int8_ms")), ratio(r.get("fp32_over_int8")),
+                   ratio(r.get("fp32_over_bf16")), acc(r.get("int8_mean_rel_error_random_weights"))] for r in data["rows"]],
+                 numeric_from=0)
+    extra = [f"OpenVINO CPU, random weights at the builtin architecture with widths multiplied; NNCF preset "
+             f"`{data.get('int8_model_type', '?')}`; {fmt(data.get('threads'))} threads, {fmt(data.get('runs'))} runs."]
+    return file_block(name, data, body, extra) + [""]
 
 
-def _int8_scale(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        body = table(["width", "batch", "GFLOP / call", "fp32 ms", "bf16 ms", "int8 ms", "fp32 ÷ int8", "fp32 ÷ bf16",
-                      "int8 mean rel error"],
-                     [[fmt(r.get("width")), fmt(r.get("batch")), fmt(r.get("gflops_per_call"), 1), ms(r.get("openvino_fp32_ms")),
-                       ms(r.get("openvino_bf16_ms")), ms(r.get("openvino_int8_ms")), ratio(r.get("fp32_over_int8")),
-                       ratio(r.get("fp32_over_bf16")), acc(r.get("int8_mean_rel_error_random_weights"))] for r in data["rows"]],
-                     numeric_from=0)
-        extra = [f"OpenVINO CPU, random weights at the builtin architecture with widths multiplied; NNCF preset "
-                 f"`{data.get('int8_model_type', '?')}`; {fmt(data.get('threads'))} threads, {fmt(data.get('runs'))} runs."]
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _int8_scope(name: str, data: dict[str, Any]) -> list[str]:
+    rows = []
+    for model, m in data["models"].items():
+        latency, quality = m.get("unet_median_ms") or {}, m.get("quality_openvino") or {}
+        for arm in ("fp32", *sorted(k for k in quality if k != "fp32")):
+            ov, ort = latency.get(f"openvino {arm}"), latency.get(f"onnxruntime {arm}")
+            ov_fp32, ort_fp32 = _num(latency.get("openvino fp32")), _num(latency.get("onnxruntime fp32"))
+            ov_x = ov_fp32 / ov if arm != "fp32" and ov_fp32 and _num(ov) else None
+            ort_x = ort_fp32 / ort if arm != "fp32" and ort_fp32 and _num(ort) else None
+            rows.append([model, arm, ms(ov), ratio(ov_x) if ov_x else DASH, ms(ort), ratio(ort_x) if ort_x else DASH,
+                         *quality_cells(quality.get(arm) or {})])
+    body = table(["model", "graph", "OpenVINO UNet ms", "OpenVINO fp32 ÷ this", "ORT UNet ms", "ORT fp32 ÷ this", *QUALITY],
+                 rows, numeric_from=2)
+    prompts = data.get("prompts") or {}
+    extra = [f"Batch-1 UNet medians over {fmt(data.get('runs'))} interleaved runs, "
+             + (f"`--block {data['block']}`" if "block" in data else "block: not recorded")
+             + "; NNCF preset " + (f"`{data['int8_model_type']}`" if "int8_model_type" in data else "not recorded") + ". Quality: the runtime on OpenVINO, "
+             f"{fmt(data.get('steps'))} steps, {fmt(prompts.get('num'))} `{prompts.get('split', '?')}` prompts. "
+             "`int8_all`: every op the preset picks is quantized; `int8_conv`: convolutions only."]
+    return file_block(name, data, body, extra) + [""]
 
 
-def _int8_scope(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        rows = []
-        for model, m in data["models"].items():
-            latency, quality = m.get("unet_median_ms") or {}, m.get("quality_openvino") or {}
-            for arm in ("fp32", *sorted(k for k in quality if k != "fp32")):
-                ov, ort = latency.get(f"openvino {arm}"), latency.get(f"onnxruntime {arm}")
-                ov_fp32, ort_fp32 = _num(latency.get("openvino fp32")), _num(latency.get("onnxruntime fp32"))
-                ov_x = ov_fp32 / ov if arm != "fp32" and ov_fp32 and _num(ov) else None
-                ort_x = ort_fp32 / ort if arm != "fp32" and ort_fp32 and _num(ort) else None
-                rows.append([model, arm, ms(ov), ratio(ov_x) if ov_x else DASH, ms(ort), ratio(ort_x) if ort_x else DASH,
-                             *quality_cells(quality.get(arm) or {})])
-        body = table(["model", "graph", "OpenVINO UNet ms", "OpenVINO fp32 ÷ this", "ORT UNet ms", "ORT fp32 ÷ this", *QUALITY],
-                     rows, numeric_from=2)
-        prompts = data.get("prompts") or {}
-        extra = [f"Batch-1 UNet medians over {fmt(data.get('runs'))} interleaved runs, "
-                 + (f"`--block {data['block']}`" if "block" in data else "block: not recorded")
-                 + "; NNCF preset " + (f"`{data['int8_model_type']}`" if "int8_model_type" in data else "not recorded") + ". Quality: the runtime on OpenVINO, "
-                 f"{fmt(data.get('steps'))} steps, {fmt(prompts.get('num'))} `{prompts.get('split', '?')}` prompts. "
-                 "`int8_all`: every op the preset picks is quantized; `int8_conv`: convolutions only."]
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _runtime(name: str, data: dict[str, Any]) -> list[str]:
+    runs = [r for r in data["rows"] if "median_seconds" in r]
+    body = table(["pipeline", "median ms / video", "model-session ms", "end to end ÷ session", "peak RSS MB"],
+                 [[str(r.get("name", "")), ms(seconds_to_ms(r.get("median_seconds"))), ms(seconds_to_ms(r.get("median_session_seconds"))),
+                   fmt(r.get("overhead_ratio"), 3), fmt(kb_to_mb(r.get("peak_rss_kb")), 0)] for r in runs])
+    summary = data.get("summary") or {}
+    if summary:
+        body += ["", "Ratios:", ""] + table(["ratio", "value"], [[k, fmt(v, 3)] for k, v in summary.items()])
+    for r in data["rows"]:
+        if "growth_kb" in r:
+            body += ["", f"{r.get('name', 'repeated calls')}: RSS {fmt(kb_to_mb(r.get('rss_before_kb')), 0)} MB before, "
+                         f"+{fmt(r.get('growth_kb'))} KB after."]
+    source = data.get("bundle_source") or {}
+    toolchain = source.get("toolchain") or {}
+    extra = [f"Bundle of the {source.get('kind', '?')} `{source.get('model', '?')}`, {fmt(data.get('steps'))} steps, "
+             f"threads: {fmt(data.get('threads'))}"
+             + ("; toolchain " + ", ".join(f"{k} {v}" for k, v in toolchain.items()) if toolchain else "") + "."]
+    return file_block(name, data, body, extra) + [""]
 
 
-def _runtime(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        runs = [r for r in data["rows"] if "median_seconds" in r]
-        body = table(["pipeline", "median ms / video", "model-session ms", "end to end ÷ session", "peak RSS MB"],
-                     [[str(r.get("name", "")), ms(seconds_to_ms(r.get("median_seconds"))), ms(seconds_to_ms(r.get("median_session_seconds"))),
-                       fmt(r.get("overhead_ratio"), 3), fmt(kb_to_mb(r.get("peak_rss_kb")), 0)] for r in runs])
-        summary = data.get("summary") or {}
-        if summary:
-            body += ["", "Ratios:", ""] + table(["ratio", "value"], [[k, fmt(v, 3)] for k, v in summary.items()])
-        for r in data["rows"]:
-            if "growth_kb" in r:
-                body += ["", f"{r.get('name', 'repeated calls')}: RSS {fmt(kb_to_mb(r.get('rss_before_kb')), 0)} MB before, "
-                             f"+{fmt(r.get('growth_kb'))} KB after."]
-        source = data.get("bundle_source") or {}
-        toolchain = source.get("toolchain") or {}
-        extra = [f"Bundle of the {source.get('kind', '?')} `{source.get('model', '?')}`, {fmt(data.get('steps'))} steps, "
-                 f"threads: {fmt(data.get('threads'))}"
-                 + ("; toolchain " + ", ".join(f"{k} {v}" for k, v in toolchain.items()) if toolchain else "") + "."]
-        out += file_block(name, data, body, extra) + [""]
-    return out
-
-
-def _serve(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        lat, load, server = data["latency_ms"], data["load"], data["server"]
-        serial, serial_all = data["direct_serial"], data.get("direct_serial_all_cores") or {}
-        body = table(["pipeline", "requests / s", "p50 ms", "p99 ms"],
-                     [[f"tritonserver, {fmt(server.get('instances'))} instance(s) x {fmt(server.get('threads_per_instance'))} thread(s), "
-                       f"{fmt(load.get('concurrency'))} in flight", fmt(data.get("throughput_rps"), 2), ms(lat.get("p50")), ms(lat.get("p99"))],
-                      [f"direct runtime, serial, {fmt(serial.get('threads'))} thread(s)", fmt(serial.get("throughput_rps"), 2),
-                       ms(serial.get("p50_ms")), ms(serial.get("p99_ms"))],
-                      [f"direct runtime, serial, {fmt(serial_all.get('threads'))} thread(s)", fmt(serial_all.get("throughput_rps"), 2),
-                       ms(serial_all.get("p50_ms")), ms(serial_all.get("p99_ms"))]])
-        bundle = data.get("bundle") or {}
-        source = bundle.get("source") or {}
-        extra = [f"{fmt(load.get('requests'))} requests, {fmt(data.get('failed_requests'))} failed, "
-                 f"{fmt(data.get('clips_differing_from_direct'))} clips differing from the direct runtime's; throughput "
-                 f"{ratio(data.get('throughput_over_direct_serial'))}x the serial runtime's "
-                 f"({ratio(data.get('throughput_over_direct_serial_all_cores'))}x the all-cores one). Bundle of the "
-                 f"{source.get('kind', '?')} `{source.get('model', '?')}` ({server.get('backend', '?')} {server.get('precision', '?')}), "
-                 f"tritonserver {server.get('tritonserver', '?')}."]
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _serve(name: str, data: dict[str, Any]) -> list[str]:
+    lat, load, server = data["latency_ms"], data["load"], data["server"]
+    serial, serial_all = data["direct_serial"], data.get("direct_serial_all_cores") or {}
+    body = table(["pipeline", "requests / s", "p50 ms", "p99 ms"],
+                 [[f"tritonserver, {fmt(server.get('instances'))} instance(s) x {fmt(server.get('threads_per_instance'))} thread(s), "
+                   f"{fmt(load.get('concurrency'))} in flight", fmt(data.get("throughput_rps"), 2), ms(lat.get("p50")), ms(lat.get("p99"))],
+                  [f"direct runtime, serial, {fmt(serial.get('threads'))} thread(s)", fmt(serial.get("throughput_rps"), 2),
+                   ms(serial.get("p50_ms")), ms(serial.get("p99_ms"))],
+                  [f"direct runtime, serial, {fmt(serial_all.get('threads'))} thread(s)", fmt(serial_all.get("throughput_rps"), 2),
+                   ms(serial_all.get("p50_ms")), ms(serial_all.get("p99_ms"))]])
+    bundle = data.get("bundle") or {}
+    source = bundle.get("source") or {}
+    extra = [f"{fmt(load.get('requests'))} requests, {fmt(data.get('failed_requests'))} failed, "
+             f"{fmt(data.get('clips_differing_from_direct'))} clips differing from the direct runtime's; throughput "
+             f"{ratio(data.get('throughput_over_direct_serial'))}x the serial runtime's "
+             f"({ratio(data.get('throughput_over_direct_serial_all_cores'))}x the all-cores one). Bundle of the "
+             f"{source.get('kind', '?')} `{source.get('model', '?')}` ({server.get('backend', '?')} {server.get('precision', '?')}), "
+             f"tritonserver {server.get('tritonserver', '?')}."]
+    return file_block(name, data, body, extra) + [""]
 
 
 def _merged_groups(groups: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -281,144 +250,131 @@ def share(value: Any) -> str:
     return fmt(value) if number is None else f"{number * 100:.1f} %"
 
 
-def _real_shape(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    calls = [("teacher_cfg_b2", "UNet, teacher CFG call (batch 2)"), ("student_b1", "UNet, student call (batch 1, w embedding)"),
-             ("unpruned_b1", "UNet, batch 1 (no w embedding)"), ("vdmini_b1", "UNet, VDMini block plan"),
-             ("vdmini_ch_b1", "UNet, VDMini plan + channels"), ("bf16_b1", "UNet, bf16 (plugin hint)"), ("int8_b1", "UNet, int8 (NNCF, OpenVINO IR)"),
-             ("text_b1", "text encoder, 1 prompt"), ("text_b2", "text encoder, prompt + empty"), ("decode", "VAE decoder, all frames")]
-    for name, data in files:
-        med = {kind: _merged_groups(groups) for kind, groups in (data.get("medians_ms") or {}).items()}
-        kinds = [k for k in ("pytorch", "ort", "openvino") if k in med]
-        body = table(["call", *[{"pytorch": "PyTorch eager", "ort": "ONNX Runtime", "openvino": "OpenVINO"}[k] + " ms" for k in kinds]],
-                     [[label, *[ms(med[k].get(key)) for k in kinds]] for key, label in calls if any(key in med[k] for k in kinds)])
-        r = data.get("ratios") or {}
-        goals = r.get("goals") or {}
-        body += ["", "Goals:", ""] + table(["ratio", "value", "goal", "met"],
-                                          [[k, fmt(g.get("value"), 3), fmt(g.get("goal")), "yes" if g.get("met") else "**no**"] for k, g in goals.items()])
-        video = r.get("video") or {}
-        if video:
-            body += ["", "Per video (composed from the stage medians: text encoder + steps x UNet call + VAE decode):", ""]
-            body += table(["backend", "teacher 50-step CFG ms", "student 4-step ms", "student 1-step ms", "4-step ratio", "1-step ratio",
-                           "decode share, 4-step", "ratio bound by text + decode"],
-                          [[k, ms(v.get("teacher_ms")), ms(v.get("student_4_step_ms")), ms(v.get("student_1_step_ms")), ratio(v.get("ratio_4_step")),
-                            ratio(v.get("ratio_1_step")), share((v.get("student_4_step_share") or {}).get("decode")), ratio(v.get("bound_4_step"))]
-                           for k, v in video.items()])
-        flops = data.get("flops") or {}
-        peak = r.get("peak") or {}
-        shape = data.get("shape") or {}
-        unet = shape.get("unet") or {}
-        variants = data.get("variants") or {}
-        params = ", ".join(f"{k} {fmt((v.get('parameters') or 0) / 1e9, 3)} B" for k, v in variants.items())
-        extra = [f"Shape `{shape.get('name', '?')}`: UNet3D {tuple(unet.get('block_out_channels', ()))}, {fmt(unet.get('layers_per_block'))} layers per block, "
-                 f"cross-attention {fmt(unet.get('cross_attention_dim'))}; {fmt(shape.get('frames'))} frames at "
-                 f"{'x'.join(map(str, shape.get('pixels', [])))} pixels (latent {'x'.join(map(str, shape.get('latent', [])))}), "
-                 f"{fmt(shape.get('text_len'))} text tokens; random weights. Parameters: {params}. "
-                 f"{fmt((flops.get('unpruned_b1') or 0) / 1e9, 1)} GFLOP per batch-1 UNet call; fastest fp32 backend "
-                 f"{peak.get('backend', '?')} at {fmt(peak.get('achieved_gflops'), 1)} GFLOP/s = {share(peak.get('fraction'))} of "
-                 f"{fmt(peak.get('peak_gflops'), 0)} GFLOP/s ({peak.get('peak_basis', '?')}). Medians of {fmt(data.get('runs'))} interleaved runs "
-                 f"after {fmt(data.get('warmup'))} warm-up, {fmt(data.get('threads'))} threads."]
-        for key, prof in (data.get("profiles") or {}).items():
-            ops = ", ".join(f"{o['op']} {share(o['share'])}" for o in prof.get("ops", [])[:6])
-            extra.append(f"Profile `{key}` ({ms(prof.get('total_ms'))} ms): {ops}.")
-        out += file_block(name, data, body, extra) + [""]
-    return out
+_REAL_SHAPE_CALLS = [("teacher_cfg_b2", "UNet, teacher CFG call (batch 2)"), ("student_b1", "UNet, student call (batch 1, w embedding)"),
+                     ("unpruned_b1", "UNet, batch 1 (no w embedding)"), ("vdmini_b1", "UNet, VDMini block plan"),
+                     ("vdmini_ch_b1", "UNet, VDMini plan + channels"), ("bf16_b1", "UNet, bf16 (plugin hint)"), ("int8_b1", "UNet, int8 (NNCF, OpenVINO IR)"),
+                     ("text_b1", "text encoder, 1 prompt"), ("text_b2", "text encoder, prompt + empty"), ("decode", "VAE decoder, all frames")]
 
 
-def _data(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        prep, resume, world = data["prepare"], data["resume"], data["world_roundtrip"]
-        geometry = prep.get("geometry") or {}
-        body = table(["measure", "value"], [
-            ["clips / s, whole `prepare` call (median)", fmt(prep.get("clips_per_s"), 1)],
-            ["clips / s after model load", fmt(prep.get("clips_per_s_after_model_load"), 1)],
-            ["clips / s, decode + resize alone", fmt(prep.get("decode_resize_clips_per_s"), 1)],
-            ["bad samples skipped", ", ".join(f"{n} {reason}" for reason, n in sorted((data.get("bad") or {}).items())) or DASH],
-            ["resume: shards before the kill / in all / rewritten", f"{fmt(resume.get('shards_before_kill'))} / "
-             f"{fmt(resume.get('shards_total'))} / {fmt(resume.get('rewritten_shards'))}"],
-            ["resume: equal to an uninterrupted run", fmt(resume.get("equal_to_uninterrupted"))],
-            ["world export -> prepare: mean abs / relative RMS latent error", f"{fmt(world.get('mean_abs_error'))} / "
-             f"{fmt(world.get('relative_rms_error'))} (latent std {fmt(world.get('latent_std'), 2)})"],
-        ])
-        extra = [f"{fmt(prep.get('samples'))} clips of {fmt(geometry.get('frames'))}x{fmt(geometry.get('height'))}x"
-                 f"{fmt(geometry.get('width'))} for `{prep.get('model', '?')}` in {fmt(prep.get('shards'))} shards; "
-                 f"CPU {data.get('cpu', '?')}, threads: {fmt(data.get('threads'))}."]
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _real_shape(name: str, data: dict[str, Any]) -> list[str]:
+    med = {kind: _merged_groups(groups) for kind, groups in (data.get("medians_ms") or {}).items()}
+    kinds = [k for k in ("pytorch", "ort", "openvino") if k in med]
+    body = table(["call", *[{"pytorch": "PyTorch eager", "ort": "ONNX Runtime", "openvino": "OpenVINO"}[k] + " ms" for k in kinds]],
+                 [[label, *[ms(med[k].get(key)) for k in kinds]] for key, label in _REAL_SHAPE_CALLS if any(key in med[k] for k in kinds)])
+    r = data.get("ratios") or {}
+    goals = r.get("goals") or {}
+    body += ["", "Goals:", ""] + table(["ratio", "value", "goal", "met"],
+                                      [[k, fmt(g.get("value"), 3), fmt(g.get("goal")), "yes" if g.get("met") else "**no**"] for k, g in goals.items()])
+    video = r.get("video") or {}
+    if video:
+        body += ["", "Per video (composed from the stage medians: text encoder + steps x UNet call + VAE decode):", ""]
+        body += table(["backend", "teacher 50-step CFG ms", "student 4-step ms", "student 1-step ms", "4-step ratio", "1-step ratio",
+                       "decode share, 4-step", "ratio bound by text + decode"],
+                      [[k, ms(v.get("teacher_ms")), ms(v.get("student_4_step_ms")), ms(v.get("student_1_step_ms")), ratio(v.get("ratio_4_step")),
+                        ratio(v.get("ratio_1_step")), share((v.get("student_4_step_share") or {}).get("decode")), ratio(v.get("bound_4_step"))]
+                       for k, v in video.items()])
+    flops = data.get("flops") or {}
+    peak = r.get("peak") or {}
+    shape = data.get("shape") or {}
+    unet = shape.get("unet") or {}
+    variants = data.get("variants") or {}
+    params = ", ".join(f"{k} {fmt((v.get('parameters') or 0) / 1e9, 3)} B" for k, v in variants.items())
+    extra = [f"Shape `{shape.get('name', '?')}`: UNet3D {tuple(unet.get('block_out_channels', ()))}, {fmt(unet.get('layers_per_block'))} layers per block, "
+             f"cross-attention {fmt(unet.get('cross_attention_dim'))}; {fmt(shape.get('frames'))} frames at "
+             f"{'x'.join(map(str, shape.get('pixels', [])))} pixels (latent {'x'.join(map(str, shape.get('latent', [])))}), "
+             f"{fmt(shape.get('text_len'))} text tokens; random weights. Parameters: {params}. "
+             f"{fmt((flops.get('unpruned_b1') or 0) / 1e9, 1)} GFLOP per batch-1 UNet call; fastest fp32 backend "
+             f"{peak.get('backend', '?')} at {fmt(peak.get('achieved_gflops'), 1)} GFLOP/s = {share(peak.get('fraction'))} of "
+             f"{fmt(peak.get('peak_gflops'), 0)} GFLOP/s ({peak.get('peak_basis', '?')}). Medians of {fmt(data.get('runs'))} interleaved runs "
+             f"after {fmt(data.get('warmup'))} warm-up, {fmt(data.get('threads'))} threads."]
+    for key, prof in (data.get("profiles") or {}).items():
+        ops = ", ".join(f"{o['op']} {share(o['share'])}" for o in prof.get("ops", [])[:6])
+        extra.append(f"Profile `{key}` ({ms(prof.get('total_ms'))} ms): {ops}.")
+    return file_block(name, data, body, extra) + [""]
 
 
-def _ddp(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        settings, curves, whole = data["settings"], data["curves"], data["whole_run_mean"]
-        body = table(["run", "processes", "clips / process / step", "loss window means", "loss mean", "finished epochs", "reads ok", "s"],
-                     [[run, fmt(r.get("processes")), fmt(r.get("per_process_batch")), ", ".join(fmt(v, 4) for v in r["window_means"]),
-                       fmt(r.get("loss_mean"), 4), fmt(r["reads"].get("finished_epochs")), fmt(data["reads_pass"].get(run)), fmt(r.get("seconds"), 0)]
-                      for run, r in data["runs"].items()])
-        body += ["", *table(["2 processes ÷ 1 process", "max relative difference", "largest seed-to-seed", "tolerance", "within"],
-                            [[label, fmt(c["candidate_max_rel_diff"]), fmt(c["seed_to_seed_max"]), f"{fmt(c['tolerance'])} ({fmt(c['factor'], 1)}x)",
-                              fmt(c["pass"])] for label, c in ((f"window means ({fmt(settings.get('window'))} steps)", curves),
-                                                               ("mean over all steps", whole))])]
-        extra = [f"{fmt(settings.get('clips'))} clips in {fmt(settings.get('shards'))} shards for `{settings.get('teacher', '?')}`, global batch "
-                 f"{fmt(settings.get('global_batch'))}, {fmt(settings.get('steps'))} steps; no sample read twice in an epoch: "
-                 f"{fmt((data.get('pass') or {}).get('no_sample_read_twice_in_an_epoch'))}."]
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _data(name: str, data: dict[str, Any]) -> list[str]:
+    prep, resume, world = data["prepare"], data["resume"], data["world_roundtrip"]
+    geometry = prep.get("geometry") or {}
+    body = table(["measure", "value"], [
+        ["clips / s, whole `prepare` call (median)", fmt(prep.get("clips_per_s"), 1)],
+        ["clips / s after model load", fmt(prep.get("clips_per_s_after_model_load"), 1)],
+        ["clips / s, decode + resize alone", fmt(prep.get("decode_resize_clips_per_s"), 1)],
+        ["bad samples skipped", ", ".join(f"{n} {reason}" for reason, n in sorted((data.get("bad") or {}).items())) or DASH],
+        ["resume: shards before the kill / in all / rewritten", f"{fmt(resume.get('shards_before_kill'))} / "
+         f"{fmt(resume.get('shards_total'))} / {fmt(resume.get('rewritten_shards'))}"],
+        ["resume: equal to an uninterrupted run", fmt(resume.get("equal_to_uninterrupted"))],
+        ["world export -> prepare: mean abs / relative RMS latent error", f"{fmt(world.get('mean_abs_error'))} / "
+         f"{fmt(world.get('relative_rms_error'))} (latent std {fmt(world.get('latent_std'), 2)})"],
+    ])
+    extra = [f"{fmt(prep.get('samples'))} clips of {fmt(geometry.get('frames'))}x{fmt(geometry.get('height'))}x"
+             f"{fmt(geometry.get('width'))} for `{prep.get('model', '?')}` in {fmt(prep.get('shards'))} shards; "
+             f"CPU {data.get('cpu', '?')}, threads: {fmt(data.get('threads'))}."]
+    return file_block(name, data, body, extra) + [""]
 
 
-def _real_size(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        stages = data.get("stages") or {}
-        goal = data.get("goal_peak_rss_gib")
-        body = table(["stage", "wall s", "peak RSS GiB", f"under {fmt(goal, 0)} GiB"],
-                     [[f"{stage} (reused)" if r.get("reused") else stage, fmt(r.get("wall_s"), 1), fmt(r.get("peak_rss_gib"), 2),
-                       fmt(r.get("passed"))] for stage, r in stages.items()])
-        first = data.get("teacher_first_build") or {}
-        if first:
-            body += ["", f"The teacher built fresh: {fmt(first.get('wall_s'), 1)} s, peak RSS {fmt(first.get('peak_rss_gib'), 2)} GiB "
-                         f"({first.get('note', '')})."]
-        body += ["", "Each stage's command:", ""] + [f"- {stage}: `{r.get('command', '?')}`" for stage, r in stages.items()]
-        shape = data.get("shape") or {}
-        unet = shape.get("unet") or {}
-        extra = [f"Shape `{shape.get('name', '?')}`: UNet {unet.get('block_out_channels', '?')}, {fmt(unet.get('layers_per_block'))} layers "
-                 f"per block, {fmt(shape.get('frames'))} frames at {fmt(shape.get('size'))}x{fmt(shape.get('size'))}; int8 format "
-                 f"`{data.get('int8_format', '?')}`; every stage under the goal: {fmt(data.get('passed'))} (largest "
-                 f"{fmt(data.get('max_peak_rss_gib'), 2)} GiB); {fmt(data.get('threads'))} threads."]
-        gate = data.get("int8_gate") or {}
-        if gate:
-            extra.append(f"int8 UNet gate at export ({gate.get('backend', '?')}, on the calibration inputs): mean relative error "
-                         f"{fmt(gate.get('mean_rel'))}, max abs {fmt(gate.get('max_abs'))} (tolerance {fmt(gate.get('tolerance'))}, loosened "
-                         "for random weights).")
-        if isinstance(data.get("note"), str):
-            extra.append(f"Note recorded in the file: {data['note']}")
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _ddp(name: str, data: dict[str, Any]) -> list[str]:
+    settings, curves, whole = data["settings"], data["curves"], data["whole_run_mean"]
+    body = table(["run", "processes", "clips / process / step", "loss window means", "loss mean", "finished epochs", "reads ok", "s"],
+                 [[run, fmt(r.get("processes")), fmt(r.get("per_process_batch")), ", ".join(fmt(v, 4) for v in r["window_means"]),
+                   fmt(r.get("loss_mean"), 4), fmt(r["reads"].get("finished_epochs")), fmt(data["reads_pass"].get(run)), fmt(r.get("seconds"), 0)]
+                  for run, r in data["runs"].items()])
+    body += ["", *table(["2 processes ÷ 1 process", "max relative difference", "largest seed-to-seed", "tolerance", "within"],
+                        [[label, fmt(c["candidate_max_rel_diff"]), fmt(c["seed_to_seed_max"]), f"{fmt(c['tolerance'])} ({fmt(c['factor'], 1)}x)",
+                          fmt(c["pass"])] for label, c in ((f"window means ({fmt(settings.get('window'))} steps)", curves),
+                                                           ("mean over all steps", whole))])]
+    extra = [f"{fmt(settings.get('clips'))} clips in {fmt(settings.get('shards'))} shards for `{settings.get('teacher', '?')}`, global batch "
+             f"{fmt(settings.get('global_batch'))}, {fmt(settings.get('steps'))} steps; no sample read twice in an epoch: "
+             f"{fmt((data.get('pass') or {}).get('no_sample_read_twice_in_an_epoch'))}."]
+    return file_block(name, data, body, extra) + [""]
 
 
-def _bench(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out: list[str] = []
-    for name, data in files:
-        shapes = data["shapes"]
-        rows = data["rows"]
-        body = table(["row", "steps", "batch", "end to end ms", "end to end is", "videos / min", "composed ÷ measured", "peak RSS MB"],
-                     [[str(r["row"]), fmt(r.get("steps")), fmt(r.get("batch")), ms(r.get("end_to_end_ms")), str(r.get("end_to_end_source", "")),
-                       ratio(r.get("videos_per_min")), pct(r.get("composition_rel_diff")), fmt(r.get("peak_rss_mb"), 0)] for r in rows])
-        body += ["", "Per stage (ms per call; share of end to end; GFLOP per call; achieved GFLOP/s and % of the host's peak):", ""]
-        body += table(["row", "stage", "calls", "median", "p90", "min", "share", "GFLOP", "GFLOP/s", "% peak"],
-                      [[str(r["row"]), str(s["stage"]), fmt(s.get("calls")), ms(s.get("median_ms")), ms(s.get("p90_ms")), ms(s.get("min_ms")),
-                        f"{100 * s['share_of_end_to_end']:.0f} %" if _num(s.get("share_of_end_to_end")) is not None else DASH,
-                        fmt(s.get("gflop"), 3), fmt(s.get("achieved_gflops"), 1), fmt(s.get("pct_of_peak"), 1)]
-                       for r in rows for s in r["stages"]], numeric_from=2)
-        extra = [f"Shapes: batch {fmt(shapes.get('batch'))}, {fmt(shapes.get('frames'))} frames of {fmt(shapes.get('height'))}x"
-                 f"{fmt(shapes.get('width'))}; {fmt(data.get('warmup'))} warm-up and {fmt(data.get('runs'))} timed calls per stage. "
-                 "Peak RSS is the process's peak so far (rows run in order in one process)."]
-        out += file_block(name, data, body, extra) + [""]
-    return out
+def _real_size(name: str, data: dict[str, Any]) -> list[str]:
+    stages = data.get("stages") or {}
+    goal = data.get("goal_peak_rss_gib")
+    body = table(["stage", "wall s", "peak RSS GiB", f"under {fmt(goal, 0)} GiB"],
+                 [[f"{stage} (reused)" if r.get("reused") else stage, fmt(r.get("wall_s"), 1), fmt(r.get("peak_rss_gib"), 2),
+                   fmt(r.get("passed"))] for stage, r in stages.items()])
+    first = data.get("teacher_first_build") or {}
+    if first:
+        body += ["", f"The teacher built fresh: {fmt(first.get('wall_s'), 1)} s, peak RSS {fmt(first.get('peak_rss_gib'), 2)} GiB "
+                     f"({first.get('note', '')})."]
+    body += ["", "Each stage's command:", ""] + [f"- {stage}: `{r.get('command', '?')}`" for stage, r in stages.items()]
+    shape = data.get("shape") or {}
+    unet = shape.get("unet") or {}
+    extra = [f"Shape `{shape.get('name', '?')}`: UNet {unet.get('block_out_channels', '?')}, {fmt(unet.get('layers_per_block'))} layers "
+             f"per block, {fmt(shape.get('frames'))} frames at {fmt(shape.get('size'))}x{fmt(shape.get('size'))}; int8 format "
+             f"`{data.get('int8_format', '?')}`; every stage under the goal: {fmt(data.get('passed'))} (largest "
+             f"{fmt(data.get('max_peak_rss_gib'), 2)} GiB); {fmt(data.get('threads'))} threads."]
+    gate = data.get("int8_gate") or {}
+    if gate:
+        extra.append(f"int8 UNet gate at export ({gate.get('backend', '?')}, on the calibration inputs): mean relative error "
+                     f"{fmt(gate.get('mean_rel'))}, max abs {fmt(gate.get('max_abs'))} (tolerance {fmt(gate.get('tolerance'))}, loosened "
+                     "for random weights).")
+    if isinstance(data.get("note"), str):
+        extra.append(f"Note recorded in the file: {data['note']}")
+    return file_block(name, data, body, extra) + [""]
 
 
-Section = Callable[[list[tuple[str, dict[str, Any]]]], list[str]]
+def _bench(name: str, data: dict[str, Any]) -> list[str]:
+    shapes = data["shapes"]
+    rows = data["rows"]
+    body = table(["row", "steps", "batch", "end to end ms", "end to end is", "videos / min", "composed ÷ measured", "peak RSS MB"],
+                 [[str(r["row"]), fmt(r.get("steps")), fmt(r.get("batch")), ms(r.get("end_to_end_ms")), str(r.get("end_to_end_source", "")),
+                   ratio(r.get("videos_per_min")), pct(r.get("composition_rel_diff")), fmt(r.get("peak_rss_mb"), 0)] for r in rows])
+    body += ["", "Per stage (ms per call; share of end to end; GFLOP per call; achieved GFLOP/s and % of the host's peak):", ""]
+    body += table(["row", "stage", "calls", "median", "p90", "min", "share", "GFLOP", "GFLOP/s", "% peak"],
+                  [[str(r["row"]), str(s["stage"]), fmt(s.get("calls")), ms(s.get("median_ms")), ms(s.get("p90_ms")), ms(s.get("min_ms")),
+                    f"{100 * s['share_of_end_to_end']:.0f} %" if _num(s.get("share_of_end_to_end")) is not None else DASH,
+                    fmt(s.get("gflop"), 3), fmt(s.get("achieved_gflops"), 1), fmt(s.get("pct_of_peak"), 1)]
+                   for r in rows for s in r["stages"]], numeric_from=2)
+    extra = [f"Shapes: batch {fmt(shapes.get('batch'))}, {fmt(shapes.get('frames'))} frames of {fmt(shapes.get('height'))}x"
+             f"{fmt(shapes.get('width'))}; {fmt(data.get('warmup'))} warm-up and {fmt(data.get('runs'))} timed calls per stage. "
+             "Peak RSS is the process's peak so far (rows run in order in one process)."]
+    return file_block(name, data, body, extra) + [""]
+
+
+Section = Callable[[str, dict[str, Any]], list[str]]  # one result file (its name, its JSON) -> its Markdown lines
 
 # (family, title, intro, builder), in page order. A family takes the files named FAMILY.json and FAMILY_*.json.
 FAMILIES: list[tuple[str, str, str, Section]] = [
