@@ -89,6 +89,41 @@ def test_two_ranks_read_disjoint_shares_and_resume_each_from_its_own_position(ti
         assert _stream(source, rank, 2, 3, 4, resume=state) == whole[3:]
 
 
+def test_mixed_shards_shuffle_together_read_each_clip_once_and_resume_exactly(tiny_data: Path):
+    """``mix_shards`` 3: a rank reads its shards three at a time, their clips shuffled as one: a batch draws from
+    several shards, an epoch still reads every clip once, the computed positions are the ones the batches carry, and
+    a resume continues the stream exactly; a checkpoint read with another mix is refused."""
+    data = PreparedData(tiny_data)
+    source = train_data.DataSource(data, seed=2, mix=3)
+    batches = list(data.batches(4, seed=2, mix=3, epochs=2, drop_last=True))
+    for epoch in range(2):
+        ids = [i for b in batches if b.position.epoch == epoch for i in b.ids]
+        assert len(ids) == CLIPS and len(set(ids)) == CLIPS
+    assert max(len({k for k, _ in b.ids}) for b in batches) >= 2  # one shard holds 2 clips: a batch of 4 spans shards
+    plain = list(data.batches(4, seed=2, epochs=1))
+    assert [b.ids for b in batches[:3]] != [b.ids for b in plain]
+    for world_size, batch in ((1, 5), (2, 2)):
+        for rank in range(world_size):
+            it = data.batches(batch, rank=rank, world_size=world_size, seed=2, epochs=None, drop_last=True, mix=3)
+            assert [next(it).position for _ in range(7)] == [source._position_after(k + 1, rank, world_size, batch) for k in range(7)]
+    whole = _stream(source, 0, 1, 5, 7)
+    state = json.loads(json.dumps({"step": 3, **source.reader(0, 1, 5).checkpoint_state(3)}))
+    assert state["data"]["mix_shards"] == 3 and state["data"]["positions"][0]["shard"] % 3 == 0
+    assert _stream(source, 0, 1, 5, 4, resume=state) == whole[3:]
+    with pytest.raises(ValueError, match=r"mix_shards 3 \(now 1\)"):
+        train_data.DataSource(data, seed=2).reader(0, 1, 5, resume=state)
+    with pytest.raises(ValueError, match="not at the start of a group of 3 shards"):
+        next(data.batches(4, seed=2, mix=3, start=Position(0, 1, 0)))
+
+
+def test_mix_of_one_is_the_plain_stream(tiny_data: Path):
+    data = PreparedData(tiny_data)
+    assert [b.ids for b in data.batches(5, seed=4, epochs=2)] == [b.ids for b in data.batches(5, seed=4, epochs=2, mix=1)]
+    state = {"step": 2, **train_data.DataSource(data, seed=4).reader(0, 1, 5).checkpoint_state(2)}
+    del state["data"]["mix_shards"]  # a checkpoint written before mix_shards existed resumes as mix 1
+    assert _stream(train_data.DataSource(data, seed=4), 0, 1, 5, 1, resume=state) == _stream(train_data.DataSource(data, seed=4), 0, 1, 5, 3)[2:]
+
+
 def test_resume_refuses_other_data_settings_and_the_world(tiny_data: Path):
     source = train_data.DataSource(PreparedData(tiny_data), seed=0)
     state = {"step": 2, **source.reader(0, 1, 2).checkpoint_state(2)}

@@ -111,8 +111,9 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Position:
-    """Where a rank's reading stands: the next sample is sample ``offset`` (in shuffled order) of the rank's
-    ``shard``-th shard in ``epoch``. A checkpoint stores ``to_dict()``."""
+    """Where a rank's reading stands: the next sample is sample ``offset`` (in shuffled order) of the group of shards
+    that starts at the rank's ``shard``-th shard in ``epoch`` (one shard a group unless read with ``mix``). A checkpoint
+    stores ``to_dict()``."""
 
     epoch: int = 0
     shard: int = 0
@@ -214,36 +215,44 @@ class PreparedData:
         return [int(k) for k in perm[rank::world_size]]
 
     def batches(self, batch_size: int, *, rank: int = 0, world_size: int = 1, seed: int = 0, start: Position | None = None,
-                epochs: int | None = 1, drop_last: bool = False) -> Iterator[Batch]:
+                epochs: int | None = 1, drop_last: bool = False, mix: int = 1) -> Iterator[Batch]:
         """Batches of this rank's share, from ``start`` (default: the beginning) to the end of epoch ``epochs - 1``
-        (None: forever). The stream depends only on (seed, rank, world_size), so a run resumed from a batch's
-        ``position`` with the same arguments continues it exactly. A batch never spans two epochs; ``drop_last`` drops
-        each epoch's short last batch."""
+        (None: forever). The rank's shards are read ``mix`` at a time (consecutive in its epoch order), their samples
+        shuffled together: a shuffle buffer of ``mix`` shards, memory ``mix`` shards. The stream depends only on
+        (seed, rank, world_size, mix), so a run resumed from a batch's ``position`` with the same arguments continues it
+        exactly. A batch never spans two epochs; ``drop_last`` drops each epoch's short last batch."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if mix < 1:
+            raise ValueError(f"mix must be >= 1 (shards shuffled together), got {mix}")
         start = start or Position()
+        if start.shard % mix:
+            raise ValueError(f"position {start.to_dict()} is not at the start of a group of {mix} shards: resume with the mix it was read with")
         epoch = start.epoch
         while epochs is None or epoch < epochs:
-            yield from self._epoch(epoch, batch_size, rank, world_size, seed, start if epoch == start.epoch else Position(epoch), drop_last)
+            yield from self._epoch(epoch, batch_size, rank, world_size, seed, start if epoch == start.epoch else Position(epoch), drop_last, mix)
             epoch += 1
 
     def _epoch(self, epoch: int, batch_size: int, rank: int, world_size: int, seed: int, start: Position,
-               drop_last: bool) -> Iterator[Batch]:
+               drop_last: bool, mix: int) -> Iterator[Batch]:
         order = self.shard_order(epoch, seed, rank, world_size)
         rows: list[tuple[torch.Tensor, torch.Tensor, str, str, tuple[int, int]]] = []
-        for j in range(start.shard, len(order)):
-            shard = self.load_shard(order[j])
-            perm = np.random.default_rng([seed, epoch, order[j]]).permutation(len(shard.captions))
+        for j in range(start.shard, len(order), mix):
+            group = order[j : j + mix]
+            shards = [self.load_shard(k) for k in group]
+            members = [(k, shard, s) for k, shard in zip(group, shards) for s in range(len(shard.captions))]
+            # One shard (mix 1): the permutation of its rows by rng(seed, epoch, shard), as before groups existed.
+            perm = np.random.default_rng([seed, epoch, *group]).permutation(len(members))
             first = start.offset if j == start.shard else 0
             for i in range(first, len(perm)):
-                s = int(perm[i])
-                rows.append((shard.latents[s], shard.text[s], shard.captions[s], shard.sources[s], (order[j], s)))
+                k, shard, s = members[int(perm[i])]
+                rows.append((shard.latents[s], shard.text[s], shard.captions[s], shard.sources[s], (k, s)))
                 if len(rows) == batch_size:
-                    after = Position(epoch, j, i + 1) if i + 1 < len(perm) else Position(epoch, j + 1, 0)
+                    after = Position(epoch, j, i + 1) if i + 1 < len(perm) else Position(epoch, j + mix, 0)
                     yield _batch(rows, after)
                     rows = []
-        if rows and not drop_last:
-            yield _batch(rows, Position(epoch, len(order), 0))
+        if rows and not drop_last:  # past the last group (a multiple of mix, so resuming from it starts the next epoch)
+            yield _batch(rows, Position(epoch, -(-len(order) // mix) * mix, 0))
 
 
 def _batch(rows: list[tuple[torch.Tensor, torch.Tensor, str, str, tuple[int, int]]], position: Position) -> Batch:

@@ -46,17 +46,18 @@ def _bcfhw(latents_bfchw: torch.Tensor) -> torch.Tensor:
     return latents_bfchw.float().permute(0, 2, 1, 3, 4).contiguous()
 
 
-def open_source(data: str | None, model: str | os.PathLike[str], seed: int, world_clips: int, work: str | os.PathLike[str]) -> DataSource:
+def open_source(data: str | None, model: str | os.PathLike[str], seed: int, world_clips: int, work: str | os.PathLike[str],
+                mix: int = 1) -> DataSource:
     """The run's batch source: ``data``, checked against ``model``'s VAE / text encoder / tokenizer and clip geometry
     (read from its files, so a mismatch is refused before any weights load), or, when ``data`` is empty, the world's
     first ``world_clips`` training clips exported as mp4 and prepared for ``model`` under ``work``
     (``core.world_export.world_data``): one path for the world and for a user's videos. Under several processes,
-    call it on the main process first (the world is prepared once)."""
+    call it on the main process first (the world is prepared once). ``mix``: shards read and shuffled together."""
     if not data:
         from turbo_edge.core.world_export import world_data
 
         data = str(world_data(str(model), world_clips, seed, work))
-    return DataSource(load_checked(data, model), seed=seed)
+    return DataSource(load_checked(data, model), seed=seed, mix=mix)
 
 
 def load_checked(data: str | os.PathLike[str], model: str | os.PathLike[str]) -> PreparedData:
@@ -76,10 +77,13 @@ def load_checked(data: str | os.PathLike[str], model: str | os.PathLike[str]) ->
 
 
 class DataSource:
-    """A prepared DATA: each rank streams its disjoint share of the shards, one full batch per step."""
+    """A prepared DATA: each rank streams its disjoint share of the shards, ``mix`` shards shuffled together at a time,
+    one full batch per step."""
 
-    def __init__(self, data: PreparedData, seed: int) -> None:
-        self.data, self.seed = data, seed
+    def __init__(self, data: PreparedData, seed: int, mix: int = 1) -> None:
+        if mix < 1:
+            raise ValueError(f"mix_shards must be >= 1, got {mix}")
+        self.data, self.seed, self.mix = data, seed, mix
 
     def __len__(self) -> int:
         return len(self.data)
@@ -124,16 +128,18 @@ class DataSource:
             return Position()
         epoch = 0
         while True:
-            sizes = [int(self.data.shards[k]["samples"]) for k in self.data.shard_order(epoch, self.seed, rank, world_size)]
-            per_epoch = sum(sizes) // batch
+            order = self.data.shard_order(epoch, self.seed, rank, world_size)
+            groups = [sum(int(self.data.shards[k]["samples"]) for k in order[j : j + self.mix]) for j in range(0, len(order), self.mix)]
+            per_epoch = sum(groups) // batch
             if steps <= per_epoch:
                 break
             steps -= per_epoch
             epoch += 1
-        last = steps * batch - 1  # the last sample consumed, counted through the epoch's shards in order
-        for j, size in enumerate(sizes):
+        last = steps * batch - 1  # the last sample consumed, counted through the epoch's groups of shards in order
+        for g, size in enumerate(groups):
             if last < size:
-                return Position(epoch, j, last + 1) if last + 1 < size else Position(epoch, j + 1, 0)
+                j = g * self.mix
+                return Position(epoch, j, last + 1) if last + 1 < size else Position(epoch, j + self.mix, 0)
             last -= size
         raise AssertionError("unreachable: the batch lies inside the epoch")
 
@@ -145,12 +151,12 @@ class DataSource:
             if state is None:
                 raise ValueError(f"the checkpoint records no data positions (written before runs read the world as a prepared "
                                  f"DATA), so it cannot resume on {self.data.path}: use a new --out")
-            mine = {"run_id": self.identity()["run_id"], "world_size": world_size, "batch": batch, "seed": self.seed}
-            theirs = {k: state.get(k) for k in mine}
+            mine = {"run_id": self.identity()["run_id"], "world_size": world_size, "batch": batch, "seed": self.seed, "mix_shards": self.mix}
+            theirs = {k: state.get(k, 1 if k == "mix_shards" else None) for k in mine}  # no mix_shards: written before it existed
             if theirs != mine:
                 diff = ", ".join(f"{k} {theirs[k]} (now {mine[k]})" for k in mine if theirs[k] != mine[k])
-                raise ValueError(f"the checkpoint read its data differently ({diff}): resume with the same --data, process count "
-                                 "and batch, or use a new --out")
+                raise ValueError(f"the checkpoint read its data differently ({diff}): resume with the same --data, process count, "
+                                 "batch and mix_shards, or use a new --out")
             start = Position.from_dict(state["positions"][rank])
         return DataReader(self, rank, world_size, batch, start)
 
@@ -159,7 +165,7 @@ class DataReader:
     def __init__(self, source: DataSource, rank: int, world_size: int, batch: int, start: Position) -> None:
         self.source, self.world_size, self.batch = source, world_size, batch
         self._it: Iterator[Any] = source.data.batches(batch, rank=rank, world_size=world_size, seed=source.seed, start=start,
-                                                      epochs=None, drop_last=True)
+                                                      epochs=None, drop_last=True, mix=source.mix)
 
     def next(self, step: int) -> TrainBatch:
         b = next(self._it)
@@ -169,7 +175,8 @@ class DataReader:
         """What a checkpoint after ``steps_done`` steps records: the DATA's identity and every rank's position."""
         positions = self.source.positions_after(steps_done, self.world_size, self.batch)
         return {STATE_KEY: {"path": str(Path(self.source.data.path).resolve()), **self.source.identity(), "world_size": self.world_size,
-                            "batch": self.batch, "seed": self.source.seed, "positions": [p.to_dict() for p in positions]}}
+                            "batch": self.batch, "seed": self.source.seed, "mix_shards": self.source.mix,
+                            "positions": [p.to_dict() for p in positions]}}
 
 
 def read_log_path(out: str | os.PathLike[str], rank: int) -> Path:

@@ -281,7 +281,8 @@ def train(cfg: DistillConfig) -> Path:
     cfg.save(out / "distill_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
     with accel.main_process_first():  # a --data is checked before the teacher loads; the world is prepared once
-        source = train_data.open_source(cfg.data, cfg.teacher, seed=cfg.seed, world_clips=cfg.loop.dataset_clips, work=out)
+        source = train_data.open_source(cfg.data, cfg.teacher, seed=cfg.seed, world_clips=cfg.loop.dataset_clips, work=out,
+                                         mix=cfg.loop.mix_shards)
     teacher = load_teacher(cfg.teacher)
     distiller = Distiller(cfg, teacher, accel)
     opt = adamw(distiller.parameter_groups(), lean=cfg.loop.lean_optimizer)

@@ -263,7 +263,8 @@ def prune(cfg: PruneConfig) -> Path:
     cfg.save(out / "prune_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
     with accel.main_process_first():  # the world is prepared once
-        source = train_data.open_source(cfg.data, cfg.student, seed=cfg.seed, world_clips=cfg.loop.dataset_clips, work=out)
+        source = train_data.open_source(cfg.data, cfg.student, seed=cfg.seed, world_clips=cfg.loop.dataset_clips, work=out,
+                                         mix=cfg.loop.mix_shards)
     table = importance_table(cfg, student, sampler, source, out) if cfg.importance_clips > 0 else None
     if needs_table:
         plan = resolve_plan(cfg, config, table)

@@ -54,6 +54,8 @@ class TrainLoop(StageConfig):
     dataset_clips: int = opt(4096, help="without --data: world clips exported and prepared into the run directory before the loop")
     checkpoint_every: int = opt(100, help="steps between checkpoints (a killed run resumes from the last)")
     log_every: int = opt(10, help="steps between log lines")
+    mix_shards: int = opt(1, help="shards each process reads at a time and shuffles together (a shuffle buffer of that many "
+                                   "shards; memory grows with it): batches mix clips from several shards")
     read_log: bool = opt(False, help="every process appends the (shard, row) ids of each batch it reads to "
                                      "OUT/read_log/rank<R>.jsonl (to audit that no sample is read twice in an epoch)")
     threads: int = opt(0, help="torch threads (0: torch's default)")
@@ -64,7 +66,7 @@ class TrainLoop(StageConfig):
     lean_optimizer: bool = opt(False, help="step AdamW one tensor at a time: no temporaries as large as the trained weights (real-size models)")
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch", "dataset_clips", "checkpoint_every", "log_every"):
+        for name in ("steps", "batch", "dataset_clips", "checkpoint_every", "log_every", "mix_shards"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -79,8 +81,9 @@ class TrainLoop(StageConfig):
         identity only when on, so checkpoints written before the field existed still resume."""
         skip = ("steps", "checkpoint_every", "log_every", "read_log", "threads", "gradient_checkpointing", "lean_optimizer")
         out = {k: v for k, v in self.fields_dict().items() if k not in skip}
-        if out["mixed_precision"] == "no":
-            out.pop("mixed_precision")
+        for key, default in (("mixed_precision", "no"), ("mix_shards", 1)):
+            if out[key] == default:  # off: the identity of checkpoints written before the field existed
+                out.pop(key)
         return out
 
 
