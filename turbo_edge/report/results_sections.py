@@ -304,7 +304,8 @@ def _data(name: str, data: dict[str, Any]) -> list[str]:
         ["resume: shards before the kill / in all / rewritten", f"{fmt(resume.get('shards_before_kill'))} / "
          f"{fmt(resume.get('shards_total'))} / {fmt(resume.get('rewritten_shards'))}"],
         ["resume: equal to an uninterrupted run", fmt(resume.get("equal_to_uninterrupted"))],
-        ["world export -> prepare: mean abs / relative RMS latent error", f"{fmt(world.get('mean_abs_error'))} / "
+        [f"world export ({world.get('pix_fmt', 'yuv420p')}, crf {fmt(world.get('crf'))}) -> prepare: mean abs / relative RMS latent error",
+         f"{fmt(world.get('mean_abs_error'))} / "
          f"{fmt(world.get('relative_rms_error'))} (latent std {fmt(world.get('latent_std'), 2)})"],
     ])
     extra = [f"{fmt(prep.get('samples'))} clips of {fmt(geometry.get('frames'))}x{fmt(geometry.get('height'))}x"
