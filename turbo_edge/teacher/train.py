@@ -188,13 +188,15 @@ def _data_model(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer) 
     return save_model(t2v, path, card=card, overwrite=True)
 
 
-def world_latents(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer) -> tuple[np.ndarray, list[str]]:
+def world_latents(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, make: bool = True) -> tuple[np.ndarray, list[str]]:
     """The first ``dataset_clips`` training clips through world export -> data prepare, as latents float16
-    [N, F, C, h, w] (scaled) and captions, in the world's clip order (row i is clip i)."""
+    [N, F, C, h, w] (scaled) and captions, in the world's clip order (row i is clip i). ``make=False`` (the other
+    processes of a multi-process run, after the main one made it) only reads the DATA."""
     from turbo_edge.core.prepared import PreparedData
     from turbo_edge.core.world_export import world_data
 
-    data = PreparedData(world_data(str(_data_model(cfg, spec, vae, tokenizer)), cfg.dataset_clips, cfg.seed, Path(cfg.out) / "dataset"))
+    work = Path(cfg.out) / "dataset"
+    data = PreparedData(world_data(str(_data_model(cfg, spec, vae, tokenizer)), cfg.dataset_clips, cfg.seed, work) if make else work / "data")
     rows: dict[str, tuple[np.ndarray, str]] = {}
     for k in range(len(data.shards)):
         shard = data.load_shard(k)
@@ -241,7 +243,8 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
     out = Path(cfg.out)
     ckdir = out / "unet_ckpt"
     accel = _accelerator()
-    latents, captions = world_latents(cfg, spec, vae, tokenizer)
+    with accel.main_process_first():  # the main process exports and prepares the world, the others read it
+        latents, captions = world_latents(cfg, spec, vae, tokenizer, make=accel.is_main_process)
     torch.manual_seed(cfg.seed)
     model = TeacherModel(build_unet(spec), build_text_encoder(spec, len(tokenizer)))
     if cfg.text_token_std > 0:
@@ -260,9 +263,9 @@ def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, s
     hashed = {k: getattr(cfg, k) for k in phase_keys}
     if cfg.high_noise_fraction == 0:  # off: the hash of a run recorded before the option existed, so it still resumes
         del hashed["high_noise_fraction"], hashed["high_noise_min_t"]
-    # "data": the latents come from the world DATA (mp4 -> data prepare); runs that encoded the world in memory
-    # do not resume into it.
-    chash = ckpt.config_hash({"phase": "unet", **hashed, "spec": spec.to_dict(), "data": "world_data"})
+    # The world DATA's latents and captions are bit-equal to the in-memory encode they replaced (16,384 clips,
+    # benchmarks/check_teacher_world_data.py), so a run begun by that code resumes exactly: same hash.
+    chash = ckpt.config_hash({"phase": "unet", **hashed, "spec": spec.to_dict()})
     start = 0
     if last is not None:
         meta = ckpt.load_checkpoint(last, {"model": model, "ema": ema}, opt, expected_config_hash=chash)
