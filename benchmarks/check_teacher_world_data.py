@@ -2,9 +2,9 @@
 
 Runs ``teacher.train.world_latents`` (world export -> data prepare for the run's autoencoder -> shards read back in
 clip order) and the last in-memory code's ``encode_world`` (taken from git, commit c0c2d1a) on the same clips with the
-same autoencoder, and compares latents and captions. Writes one JSON line to stdout.
+same autoencoder, and compares latents and captions.
 
-    python benchmarks/check_teacher_world_data.py --clips 16384 --work build/teacher_world_data
+    python benchmarks/check_teacher_world_data.py --clips 16384 --json benchmarks/results/teacher_data.json
 """
 
 from __future__ import annotations
@@ -26,16 +26,19 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=1024, help="training clips (the teacher recipe's dataset_clips is 16384)")
     parser.add_argument("--work", default="build/teacher_world_data")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default="", help="write the record here (default: stdout only)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
+    from turbo_edge.bench.common import machine_info
     from turbo_edge.core.models import TinyTeacherSpec
     from turbo_edge.spec.configs import TeacherTrainConfig
     from turbo_edge.teacher.train import _load_vae, _tokenizer, world_latents
 
+    machine = machine_info(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     old_file = work / "old_data.py"
@@ -57,10 +60,17 @@ def main() -> int:
     direct, labels = old.encode_world(vae, args.clips, cfg.seed, work / "in_memory")
     memory_s = time.perf_counter() - start
     diff = np.abs(new.astype(np.float32) - direct.astype(np.float32))
-    print(json.dumps({"clips": args.clips, "identical_fraction": float((new == direct).mean()), "max_abs": float(diff.max()),
-                      "captions_equal": captions == old.prompts_for(labels), "world_data_s": round(data_s, 1),
-                      "in_memory_encode_s": round(memory_s, 1), "old_commit": OLD_COMMIT,
-                      "command": f"python benchmarks/check_teacher_world_data.py --clips {args.clips}"}))
+    command = f"python benchmarks/check_teacher_world_data.py --clips {args.clips}" + (f" --json {args.json}" if args.json else "")
+    record = {"note": "The teacher's UNet-phase data: world export -> data prepare for the run's autoencoder (the builtin teacher's, "
+                      f"as a warm start from builtin uses), read back in clip order, against encode_world of commit {OLD_COMMIT} "
+                      "(the in-memory path it replaced) on the same clips.",
+              "command": command, "machine": machine, "clips": args.clips, "identical_fraction": float((new == direct).mean()),
+              "max_abs": float(diff.max()), "captions_equal": captions == old.prompts_for(labels), "world_data_s": round(data_s, 1),
+              "in_memory_encode_s": round(memory_s, 1), "old_commit": OLD_COMMIT}
+    text = json.dumps(record, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
     return 0
 
 

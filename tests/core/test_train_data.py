@@ -196,7 +196,7 @@ def test_latent_reward_trains_on_data_latents_and_image_reward_refuses_data(tiny
     clips, pool = prepared_clips(data)
     z, prompts = clips(1, 4)  # spans shards 0-2 (shards of 2)
     shards = [data.load_shard(k) for k in range(3)]
-    assert torch.equal(z, torch.cat([s.latents for s in shards])[1:5].transpose(1, 2))
+    assert torch.equal(z, torch.cat([s.latents for s in shards])[1:5].float().transpose(1, 2))
     assert prompts == [c for s in shards for c in s.captions][1:5] and len(pool) == len(set(pool)) <= CLIPS
     cfg = RewardTrainConfig(which="latent", teacher=str(tiny_t2v_dir), data=str(tiny_data), target="motion", steps=3, batch=4,
                             samples=CLIPS, x0_fraction=0.0, width=8)

@@ -139,8 +139,8 @@ class Batch:
 
 @dataclasses.dataclass
 class Shard:
-    latents: torch.Tensor
-    text: torch.Tensor
+    latents: torch.Tensor  # in the stored dtype (float16 by default: half the memory a float32 copy would take)
+    text: torch.Tensor  # likewise
     captions: list[str]
     sources: list[str]
 
@@ -196,7 +196,7 @@ class PreparedData:
         from safetensors.torch import load
 
         tensors, meta = load(data), shard_metadata(data)
-        return Shard(tensors["latents"].float(), tensors["text"].float(), list(meta["captions"]), list(meta["sources"]))
+        return Shard(tensors["latents"], tensors["text"], list(meta["captions"]), list(meta["sources"]))
 
     def verify(self) -> int:
         """Check every shard's sha256 against the index (raises on the first mismatch); returns the samples checked."""
@@ -256,5 +256,5 @@ class PreparedData:
 
 
 def _batch(rows: list[tuple[torch.Tensor, torch.Tensor, str, str, tuple[int, int]]], position: Position) -> Batch:
-    return Batch(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), [r[2] for r in rows], [r[3] for r in rows], position,
-                 [r[4] for r in rows])
+    return Batch(torch.stack([r[0] for r in rows]).float(), torch.stack([r[1] for r in rows]).float(), [r[2] for r in rows],
+                 [r[3] for r in rows], position, [r[4] for r in rows])

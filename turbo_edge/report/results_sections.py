@@ -47,6 +47,11 @@ def _demo(name: str, data: dict[str, Any]) -> list[str]:
 
 
 def _teacher(name: str, data: dict[str, Any]) -> list[str]:
+    if "identical_fraction" in data:  # the UNet phase's world DATA against the in-memory encode it replaced
+        body = table(["clips", "latent values bit-equal", "largest difference", "captions equal", "world -> DATA s", "in-memory encode s"],
+                     [[fmt(data.get("clips")), share(data.get("identical_fraction")), fmt(data.get("max_abs")), fmt(data.get("captions_equal")),
+                       fmt(data.get("world_data_s"), 1), fmt(data.get("in_memory_encode_s"), 1)]], numeric_from=0)
+        return file_block(name, data, body, [f"Note recorded in the file: {data.get('note', '')}"]) + [""]
     rows = data["rows"]
     if rows and all("t" in r for r in rows):  # the denoising-loss probe
         body = table(["t", "SNR", "x0 MSE, true prompt", "wrong direction", "wrong colour", "no text", "direction read-out"],

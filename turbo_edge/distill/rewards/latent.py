@@ -166,7 +166,7 @@ def prepared_clips(data: PreparedData) -> tuple[LatentClips, list[str]]:
             shard = data.load_shard(k)
             lat.append(shard.latents[lo - int(sizes[k]) : hi - int(sizes[k])])
             text.extend(shard.captions[lo - int(sizes[k]) : hi - int(sizes[k])])
-        return torch.cat(lat).transpose(1, 2).contiguous(), text
+        return torch.cat(lat).float().transpose(1, 2).contiguous(), text
 
     return clips, list(dict.fromkeys(captions))
 
