@@ -80,7 +80,7 @@ class WorldExportConfig(StageConfig):
     seed: int = opt(0, help="world seed: clip i is a pure function of (split, seed, i)")
     fps: int = opt(8, help="frame rate written into the mp4s")
     # Lossless by default: libx264rgb codes the RGB planes at crf 0, so a world DATA holds exactly the latents of the
-    # rendered clips; H.264 at crf 10 in yuv444p cost the recipe's FD (docs/decisions.md), at 17 % fewer bytes.
+    # rendered clips (bit-equal to encoding them directly), for 17 % more bytes than yuv444p at crf 10 (docs/decisions.md).
     crf: int = opt(0, help="libx264 quality (0 lossless, 51 worst)")
     pix_fmt: str = opt("rgb24", choices=("yuv420p", "yuv444p", "rgb24"), help="rgb24 (libx264rgb, H.264 High 4:4:4 Predictive in RGB: no colour conversion, with --crf 0 lossless), yuv444p (full-resolution chroma) or yuv420p (half-resolution chroma, what every player reads)")
     overwrite: bool = opt(False, help="replace an existing world export")
