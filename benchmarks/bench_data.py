@@ -103,11 +103,9 @@ def resume_check(source: Path, out: Path, reference: dict, shard_size: int, thre
 
 
 def world_roundtrip(work: Path, num: int, threads: int) -> dict:
-    import torch
 
     from turbo_edge.core import world
-    from turbo_edge.core.data import to_pixels
-    from turbo_edge.core.dataset import prepare
+    from turbo_edge.core.dataset import encode_latents, prepare
     from turbo_edge.core.pipeline_io import load_teacher
     from turbo_edge.core.prepared import PreparedData
     from turbo_edge.core.world_export import export_world
@@ -119,11 +117,7 @@ def world_roundtrip(work: Path, num: int, threads: int) -> dict:
     prepare(DataPrepareConfig(source=str(work / "world"), out=str(work / "world_data"), shard_size=num, threads=threads))
     batch = next(PreparedData(work / "world_data").batches(num))
     order = [int(s.split(".")[0]) for s in batch.sources]
-    vae = load_teacher("builtin").vae
-    _, clips = world.batch("train", 0, order)
-    with torch.no_grad():
-        z = vae.encode(to_pixels(clips.reshape(-1, *clips.shape[2:]))).latent_dist.mean * vae.config.scaling_factor
-    direct = z.reshape(num, clips.shape[1], *z.shape[1:])
+    direct = encode_latents(load_teacher("builtin").vae, world.batch("train", 0, order)[1])
     diff = batch.latents - direct
     return {"clips": num, "crf": WorldExportConfig.crf, "pix_fmt": WorldExportConfig.pix_fmt, "mean_abs_error": float(diff.abs().mean()), "max_abs_error": float(diff.abs().max()),
             "relative_rms_error": float(diff.pow(2).mean().sqrt() / direct.pow(2).mean().sqrt()), "latent_std": float(direct.std())}

@@ -121,10 +121,9 @@ def test_unet_phase_trains_on_the_world_data_in_clip_order(straight_run):
     row i is world clip i, its latent the autoencoder's (lossless export: float16 storage is all that differs) and
     its caption the clip's prompt. A second read reuses the DATA: no shard is written again."""
     import numpy as np
-    import torch
 
     from turbo_edge.core import world
-    from turbo_edge.core.data import to_pixels
+    from turbo_edge.core.dataset import encode_latents
     from turbo_edge.core.models import TinyTeacherSpec
     from turbo_edge.core.prepared import read_index
     from turbo_edge.teacher.train import _load_vae, _tokenizer, world_latents
@@ -139,9 +138,7 @@ def test_unet_phase_trains_on_the_world_data_in_clip_order(straight_run):
     latents, captions = world_latents(cfg, spec, vae, _tokenizer(cfg, spec))
     assert {f: f.stat().st_mtime_ns for f in shards} == shards
     attrs, clips = world.batch("train", cfg.seed, range(8))
-    with torch.no_grad():
-        z = vae.encode(to_pixels(clips.reshape(-1, *clips.shape[2:]))).latent_dist.mean * vae.config.scaling_factor
-    direct = z.reshape(8, clips.shape[1], *z.shape[1:]).numpy()
+    direct = encode_latents(vae, clips).numpy()
     assert latents.dtype == np.float16 and latents.shape == direct.shape
     assert float(np.abs(latents.astype(np.float32) - direct).max()) < 4e-3
     assert captions == [a.prompt for a in attrs]

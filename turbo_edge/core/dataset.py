@@ -63,12 +63,16 @@ def resolve_geometry(model: str | os.PathLike[str], cfg: DataPrepareConfig) -> d
 
 
 @torch.no_grad()
+def encode_latents(vae, clips: np.ndarray) -> torch.Tensor:
+    """uint8 clips [B, F, H, W, 3] -> latents [B, F, C, h, w]: the VAE's latent mean times its scaling factor."""
+    z = vae.encode(to_pixels(clips.reshape(-1, *clips.shape[2:]))).latent_dist.mean * vae.config.scaling_factor
+    return z.reshape(clips.shape[0], clips.shape[1], *z.shape[1:])
+
+
+@torch.no_grad()
 def encode_batch(model: T2VModel, clips: list[np.ndarray], captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 clips [F, H, W, 3] -> latents [B, F, C, h, w] (mean * scaling factor) and text [B, L, D]."""
-    stacked = np.stack(clips)
-    frames = to_pixels(stacked.reshape(-1, *stacked.shape[2:]))
-    z = model.vae.encode(frames).latent_dist.mean * model.vae.config.scaling_factor
-    return z.reshape(len(clips), stacked.shape[1], *z.shape[1:]), encode_text(model, captions)
+    """uint8 clips [F, H, W, 3] -> latents [B, F, C, h, w] (``encode_latents``) and text [B, L, D]."""
+    return encode_latents(model.vae, np.stack(clips)), encode_text(model, captions)
 
 
 def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:

@@ -109,6 +109,11 @@ def read_clip(src: str | Path | bytes, frames: int, height: int, width: int, fps
 PIX_FMTS = ("yuv420p", "yuv444p", "rgb24")
 
 
+def h264_encoder(pix_fmt: str) -> str:
+    """x264's encoder for ``pix_fmt``: libx264rgb codes RGB planes as they are, libx264 codes YUV."""
+    return "libx264rgb" if pix_fmt == "rgb24" else "libx264"
+
+
 def write_mp4(clip: np.ndarray, path: str | Path, fps: int = 8, crf: int = 10, pix_fmt: str = "yuv420p") -> Path:
     """Encode uint8[F, H, W, 3] RGB as H.264 at constant quality ``crf``: ``yuv420p`` (chroma at half the width and
     height; what every player reads), ``yuv444p`` (full-resolution chroma, H.264's High 4:4:4 profile) or ``rgb24``
@@ -121,7 +126,7 @@ def write_mp4(clip: np.ndarray, path: str | Path, fps: int = 8, crf: int = 10, p
     if pix_fmt == "yuv420p" and (height % 2 or width % 2):
         raise ValueError(f"H.264 in yuv420p needs even sizes, got {width}x{height}")
     with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264rgb" if pix_fmt == "rgb24" else "libx264", rate=fps)
+        stream = container.add_stream(h264_encoder(pix_fmt), rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         # mbtree off: with it, x264 wrote different bytes for the same small clip in the same process once torch had
         # loaded a model (5 different files in 6 encodes of one 32x32 clip; none in 10 without it, whatever the

@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from turbo_edge.core import world
-from turbo_edge.core.video_io import write_mp4
+from turbo_edge.core.video_io import h264_encoder, write_mp4
 from turbo_edge.spec.configs.data import DataPrepareConfig, WorldExportConfig, flag_command
 from turbo_edge.spec.outputs import staged_dir
 
@@ -33,7 +33,7 @@ def export_world(cfg: WorldExportConfig) -> Path:
             rows.append(json.dumps({"file_name": name, "text": attrs.prompt}))
         (tmp / "metadata.jsonl").write_text("\n".join(rows) + "\n")
         record = {"kind": "world_export", "config": cfg.to_dict(), "frames": geometry.frames, "height": geometry.size,
-                  "width": geometry.size, "codec": "libx264rgb" if cfg.pix_fmt == "rgb24" else "libx264", "pix_fmt": cfg.pix_fmt, "reproduce": flag_command(cfg, "world export")}
+                  "width": geometry.size, "codec": h264_encoder(cfg.pix_fmt), "pix_fmt": cfg.pix_fmt, "reproduce": flag_command(cfg, "world export")}
         (tmp / MARKER).write_text(json.dumps(record, indent=1) + "\n")
     return Path(cfg.out)
 
