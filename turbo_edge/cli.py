@@ -130,7 +130,7 @@ def _generate(cfg: GenerateConfig) -> None:
         print(run_generate(cfg))
         return
     from turbo_edge.core.pipeline_io import load_teacher
-    from turbo_edge.core.sampling import generate_teacher
+    from turbo_edge.core.sampling import clip_geometry, generate_teacher, sampling_scheduler
     from turbo_edge.evaluate import model_kind
     from turbo_edge.runtime.generate import check_clips_out, write_clips
     from turbo_edge.runtime.video import write_video
@@ -141,15 +141,18 @@ def _generate(cfg: GenerateConfig) -> None:
         raise UserError(f"`generate --model` runs teachers in PyTorch; {cfg.model} is a {kind}: export it and use --bundle")
     model = load_teacher(cfg.model)
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
-    steps = cfg.steps or 50
+    steps = cfg.steps or model.card.default_steps
+    size = {"frames": cfg.frames, "height": cfg.height, "width": cfg.width}
+    clip_geometry(model, *size.values())  # a geometry the model cannot take: one line, before any sampling
+    sampler = type(sampling_scheduler(model, steps)).__name__
     if prompts is not None:  # each clip as its own call would make it: batch of one, the same seed
-        out = write_clips(cfg, prompts, lambda p: generate_teacher(model, [p], steps=steps, guidance=guidance, seed=cfg.seed)[0],
+        out = write_clips(cfg, prompts, lambda p: generate_teacher(model, [p], steps=steps, guidance=guidance, seed=cfg.seed, **size)[0],
                           cfg.fps or 8, {"model": cfg.model, "steps": steps, "guidance": guidance})
-        print(f"wrote {len(prompts)} clips to {out} ({cfg.clip_format}, {steps} DDIM steps, guidance {guidance})")
+        print(f"wrote {len(prompts)} clips to {out} ({cfg.clip_format}, {steps} {sampler} steps, guidance {guidance})")
         return
-    clip = generate_teacher(model, [cfg.prompt], steps=steps, guidance=guidance, seed=cfg.seed, progress=True)[0]
+    clip = generate_teacher(model, [cfg.prompt], steps=steps, guidance=guidance, seed=cfg.seed, progress=True, **size)[0]
     path = write_video(clip, cfg.out, fps=cfg.fps or 8, scale=cfg.scale, overwrite=cfg.overwrite)
-    print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {steps} DDIM steps, guidance {guidance})")
+    print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {steps} {sampler} steps, guidance {guidance})")
 
 
 def _eval(cfg: EvalConfig) -> None:

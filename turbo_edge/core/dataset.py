@@ -22,8 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from turbo_edge.core import sources, video_io
-from turbo_edge.core.data import to_pixels
-from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, resolve_model_path
+from turbo_edge.core.autoencoders import AUTOENCODERS, Autoencoder
+from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, model_family, resolve_model_path
 from turbo_edge.core.prepared import (
     INDEX,
     INDEX_FORMAT,
@@ -43,36 +43,41 @@ from turbo_edge.spec.inputs import check_closed_vocabulary
 from turbo_edge.spec.outputs import claim_run_dir, remove_stale, staged_file
 
 log = logging.getLogger(__name__)
+PER_FRAME = AUTOENCODERS["AutoencoderKL"]
 _SHARD = re.compile(r"^shard-(\d{5})\.safetensors$")
 _NOT_RUN_KEY = ("out", "overwrite", "threads")  # fields that do not change what is written
 
 
 def resolve_geometry(model: str | os.PathLike[str], cfg: DataPrepareConfig) -> dict[str, int]:
-    """frames / height / width: the flags, else the model card's, else the VAE's sample size (16 frames). Read from the
-    model's files, so a dataset of another geometry is refused before any weights load."""
+    """frames / height / width: the flags, else the model card's, else the family's (the autoencoder's sample size, the
+    pipeline's frame count). Read from the model's files, so a dataset of another geometry, or one the model's
+    autoencoder cannot take (a causal one needs 1 + 4k frames), is refused before any weights load."""
     root = resolve_model_path(model)
+    family = model_family(root)
     card = read_card(root)
     vae = json.loads((root / "vae" / "config.json").read_text())
-    height = cfg.height or card.height or int(vae["sample_size"])
-    geometry = {"frames": cfg.frames or card.frames or 16, "height": height, "width": cfg.width or card.width or height}
-    factor = 2 ** (len(vae["block_out_channels"]) - 1)
-    if geometry["height"] % factor or geometry["width"] % factor:
-        raise ValueError(f"--height and --width must be multiples of the VAE's downsampling factor {factor}, "
-                         f"got {geometry['height']}x{geometry['width']}")
+    denoiser = json.loads((root / family.denoiser.folder / "config.json").read_text())
+    height = cfg.height or card.height or family.autoencoder.default_size(vae) or 256
+    geometry = {"frames": cfg.frames or card.frames or family.default_frames, "height": height, "width": cfg.width or card.width or height}
+    try:
+        family.autoencoder.config_geometry(vae).check(geometry["frames"], geometry["height"], geometry["width"],
+                                                      family.spatial_multiple(vae, denoiser))
+    except ValueError as exc:
+        raise ValueError(f"--frames / --height / --width: {exc}") from None
     return geometry
 
 
 @torch.no_grad()
-def encode_latents(vae, clips: np.ndarray) -> torch.Tensor:
-    """uint8 clips [B, F, H, W, 3] -> latents [B, F, C, h, w]: the VAE's latent mean times its scaling factor."""
-    z = vae.encode(to_pixels(clips.reshape(-1, *clips.shape[2:]))).latent_dist.mean * vae.config.scaling_factor
-    return z.reshape(clips.shape[0], clips.shape[1], *z.shape[1:])
+def encode_latents(vae, clips: np.ndarray, autoencoder: Autoencoder = PER_FRAME) -> torch.Tensor:
+    """uint8 clips [B, F, H, W, 3] -> normalised latents [B, f, C, h, w]: the autoencoder's posterior mean, normalised as
+    the denoiser sees it (``core.autoencoders``: times ``scaling_factor`` per frame, or Wan's per-channel mean / std)."""
+    return autoencoder.encode(vae, clips)
 
 
 @torch.no_grad()
 def encode_batch(model: T2VModel, clips: list[np.ndarray], captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 clips [F, H, W, 3] -> latents [B, F, C, h, w] (``encode_latents``) and text [B, L, D]."""
-    return encode_latents(model.vae, np.stack(clips)), encode_text(model, captions)
+    """uint8 clips [F, H, W, 3] -> latents [B, f, C, h, w] (``encode_latents``) and text [B, L, D]."""
+    return encode_latents(model.vae, np.stack(clips), model.components.autoencoder), encode_text(model, captions)
 
 
 def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
@@ -93,7 +98,8 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
         "config": cfg.to_dict(), "run_id": run_id, "run_key": run_key,
         "model": {"path": str(resolve_model_path(cfg.model)), "name": cfg.model, "fingerprint": fingerprint, "files": files},
         "source": {"path": cfg.source, "kind": kind}, "geometry": geometry, "sampling": cfg.sampling(),
-        "layout": {"latents": f"{cfg.dtype} [n, frames, latent_channels, h, w]: the VAE's latent mean times scaling_factor",
+        "layout": {"latents": f"{cfg.dtype} [n, latent frames, latent_channels, h, w]: the autoencoder's latent mean, normalised "
+                              "(times scaling_factor, or minus latents_mean over latents_std per channel)",
                    "text": f"{cfg.dtype} [n, tokens, dim]: the text encoder's last hidden state of the padded caption"},
     }
     shards, items, bad = _resume_point(out, run_key, run_id, cfg.overwrite)
@@ -104,7 +110,7 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
     log.info("data prepare: %s %s -> %s (%s, %dx%dx%d, %s)", kind, cfg.source, out, cfg.model, geometry["frames"], geometry["height"],
              geometry["width"], f"{cfg.fps:g} fps" if cfg.fps is not None else f"stride {cfg.stride}")
     model = load_teacher(cfg.model)
-    index["model"]["scaling_factor"] = float(model.vae.config.scaling_factor)
+    index["model"].update(model.components.autoencoder.normalisation(model.vae))  # the numbers that map latents back
     _write_index(out, index)
     if shards:
         log.info("resuming %s after shard %d (%d clips, %d source items done)", out, len(shards) - 1, index["samples"], items)

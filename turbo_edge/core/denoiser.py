@@ -61,6 +61,15 @@ class DenoiserFamily(ABC):
     @abstractmethod
     def removable_units(self, config: dict[str, Any]) -> list[str]: ...
 
+    def spatial_patch(self, config: dict[str, Any]) -> int:
+        """Latent pixels per token side (a DiT's patch); 1 for a convolutional denoiser."""
+        return 1
+
+    def check_latent_size(self, config: dict[str, Any], frames: int, height: int, width: int) -> None:
+        """Refuse a latent size the denoiser cannot take (a position table too short), in one line naming the limit.
+        A convolutional denoiser takes any size its autoencoder does."""
+        return None
+
     @abstractmethod
     def apply_plan(self, module: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module: ...
 
@@ -133,7 +142,77 @@ class UNet3DFamily(DenoiserFamily):
         return checkpoint_blocks(blocks)
 
 
-FAMILIES: dict[str, DenoiserFamily] = {f.diffusers_class: f for f in (UNet3DFamily(),)}
+class WanFamily(DenoiserFamily):
+    """diffusers ``WanTransformer3DModel``: Wan2.1's video DiT (patchified tokens, 3D RoPE, adaLN blocks), flow matching.
+
+    Removable units are whole transformer blocks (``blocks.N``): every block maps tokens to tokens of the same width,
+    so any subset can go and the rest keep their weights (VDMini's block removal, for a DiT)."""
+
+    name = "wan"
+    diffusers_class = "WanTransformer3DModel"
+    folder = "transformer"
+
+    def load(self, path: str | os.PathLike[str], dtype: torch.dtype, block_plan: dict[str, Any] | None = None,
+             channel_plan: dict[str, Any] | None = None) -> torch.nn.Module:
+        from diffusers import WanTransformer3DModel
+
+        if channel_plan is not None:
+            raise ValueError("a channel plan names UNet3D layers; the wan family prunes whole transformer blocks (pruning_plan.json)")
+        if block_plan is None:
+            return WanTransformer3DModel.from_pretrained(path, use_safetensors=True, torch_dtype=dtype)
+        from safetensors.torch import load_file
+
+        config = WanTransformer3DModel.load_config(path)
+        module = self.apply_plan(WanTransformer3DModel.from_config(config), block_plan)
+        files = sorted(Path(path).glob("*.safetensors"))
+        state: dict[str, torch.Tensor] = {}
+        for file in files:
+            state.update(load_file(str(file)))
+        module.load_state_dict(state)
+        return module.to(dtype)
+
+    def forward(self, module: torch.nn.Module, sample: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
+        if guidance is not None:
+            raise ValueError("the wan family has no guidance embedding yet: its students are not distilled by this build")
+        return module(sample, timestep, encoder_hidden_states=text, return_dict=False)[0]
+
+    def geometry(self, module: torch.nn.Module) -> Geometry:
+        cfg = module.config
+        return Geometry(int(cfg.in_channels), int(cfg.out_channels or cfg.in_channels), int(cfg.text_dim), None)
+
+    def spatial_patch(self, config: dict[str, Any]) -> int:
+        return int(config.get("patch_size", (1, 2, 2))[1])
+
+    def check_latent_size(self, config: dict[str, Any], frames: int, height: int, width: int) -> None:
+        p_t, p_h, p_w = (int(p) for p in config.get("patch_size", (1, 2, 2)))
+        table = int(config.get("rope_max_seq_len", 1024))
+        longest = max(frames // p_t, height // p_h, width // p_w)
+        if longest > table:
+            raise ValueError(f"this transformer's RoPE table covers {table} positions per axis; the clip needs {longest} "
+                             f"({frames} x {height} x {width} latents in {p_t}x{p_h}x{p_w} patches): choose fewer frames or a smaller size")
+
+    def removable_units(self, config: dict[str, Any]) -> list[str]:
+        return [f"blocks.{i}" for i in range(int(config["num_layers"]))]
+
+    def apply_plan(self, module: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module:
+        units = self.removable_units(dict(module.config))
+        removed = list(plan.get("removed", []))
+        unknown = [u for u in removed if u not in units]
+        if unknown:
+            raise ValueError(f"pruning plan names {unknown}, which this transformer does not have (its units: blocks.0 .. blocks.{len(units) - 1})")
+        if len(set(removed)) == len(units):
+            raise ValueError("a pruning plan may not remove every transformer block")
+        gone = {int(u.split(".")[1]) for u in removed}
+        module.blocks = torch.nn.ModuleList([b for i, b in enumerate(module.blocks) if i not in gone])
+        return module
+
+    def enable_gradient_checkpointing(self, module: torch.nn.Module) -> int:
+        model = module.get_base_model() if hasattr(module, "get_base_model") else module
+        return checkpoint_blocks(list(model.blocks))
+
+
+FAMILIES: dict[str, DenoiserFamily] = {f.diffusers_class: f for f in (UNet3DFamily(), WanFamily())}
 
 
 def family_for(class_name: str | None) -> DenoiserFamily:

@@ -65,6 +65,9 @@ class ModelCard:
     lineage: Lineage | None = None
     reproduce: str | None = None
     weights_dtype: str | None = None
+    # Frames a clip of this model starts with before the content its prompt describes (the builtin DiT's causal
+    # autoencoder takes 1 + 4k frames: one lead-in frame, then the world's 8); evaluators skip them.
+    lead_in_frames: int = 0
     present: bool = dataclasses.field(default=True, compare=False)  # False: the directory had no card
 
     def __post_init__(self) -> None:
@@ -72,6 +75,8 @@ class ModelCard:
             raise CardError(f"model card kind {self.kind!r} is not one of {MODEL_KINDS}")
         if self.kind != "teacher" and (self.sampler is None or self.sampler.kind != "consistency"):
             raise CardError(f"a {self.kind} card must carry a consistency sampler contract; re-run the stage that wrote it")
+        if isinstance(self.lead_in_frames, bool) or not isinstance(self.lead_in_frames, int) or self.lead_in_frames < 0:
+            raise CardError(f"model card lead_in_frames must be an integer >= 0, got {self.lead_in_frames!r}")
 
     @classmethod
     def absent(cls) -> ModelCard:
@@ -87,7 +92,10 @@ class ModelCard:
 
     def geometry(self) -> dict[str, Any]:
         """frames / height / width / closed_vocabulary: what a child model inherits from its parent."""
-        return {"frames": self.frames, "height": self.height, "width": self.width, "closed_vocabulary": self.closed_vocabulary}
+        out = {"frames": self.frames, "height": self.height, "width": self.width, "closed_vocabulary": self.closed_vocabulary}
+        if self.lead_in_frames:  # written only where set: the cards of models without lead-in stay as they were
+            out["lead_in_frames"] = self.lead_in_frames
+        return out
 
     # ------------------------------------------------------------------ JSON
 
@@ -114,7 +122,7 @@ class ModelCard:
             return cls(kind=d.get("kind", "teacher"), frames=d.get("frames"), height=d.get("height"), width=d.get("width"),
                        closed_vocabulary=d.get("closed_vocabulary"), default_guidance=guidance, sampler=sampler,
                        lineage=Lineage.from_dict(d["lineage"]) if d.get("lineage") else None,
-                       reproduce=d.get("reproduce"), weights_dtype=d.get("weights_dtype"))
+                       reproduce=d.get("reproduce"), weights_dtype=d.get("weights_dtype"), lead_in_frames=d.get("lead_in_frames", 0))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CardError):
                 raise

@@ -141,3 +141,44 @@ def guidance_embedding(w: np.ndarray | float, dim: int) -> np.ndarray:
     freqs = np.exp(-np.log(10000.0) * np.arange(half, dtype=np.float64) / (half - 1))
     args = w[:, None] * freqs[None, :]
     return np.concatenate([np.sin(args), np.cos(args)], axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------- flow matching (Wan, SD3): velocity prediction
+#
+# ``x_sigma = (1 - sigma) * x0 + sigma * eps`` for sigma in [0, 1] (1: pure noise), the network predicts the velocity
+# ``v = eps - x0`` at timestep ``sigma * num_train_timesteps``; an Euler step from sigma to sigma' is
+# ``x + (sigma' - sigma) * v`` (compare FlowMatchEulerDiscreteScheduler.step). ``shift`` moves the grid towards high
+# noise: ``shift * s / (1 + (shift - 1) * s)`` (the scheduler's static shift; Wan2.1 uses 3 at 480p, 5 at 720p).
+
+FLOW_PREDICTION = "flow_prediction"
+
+
+def flow_shift(s: np.ndarray | float, shift: float) -> np.ndarray:
+    """Shift sigmas in [0, 1] towards 1 (high noise); ``shift`` 1 is the identity."""
+    s = np.asarray(s, dtype=np.float64)
+    return shift * s / (1.0 + (shift - 1.0) * s)
+
+
+def flow_sigmas(steps: int, shift: float, num_train_timesteps: int = 1000) -> np.ndarray:
+    """The sampler's ``steps`` sigmas, descending from 1, plus the final 0 (length ``steps + 1``), exactly as diffusers'
+    FlowMatchEulerDiscreteScheduler.set_timesteps makes them with a static shift: linear from 1 to the training grid's
+    smallest sigma (itself already shifted: ``shift(1 / N)``), then shifted."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    base = np.linspace(1.0, float(flow_shift(1.0 / num_train_timesteps, shift)), steps, dtype=np.float64)
+    return np.append(flow_shift(base, shift), 0.0)
+
+
+def flow_add_noise(x0: Any, eps: Any, sigma: Any) -> Any:
+    s = _bcast(sigma, x0)
+    return (1.0 - s) * x0 + s * eps
+
+
+def flow_velocity(x0: Any, eps: Any) -> Any:
+    return eps - x0
+
+
+def flow_to_x0_eps(velocity: Any, x_sigma: Any, sigma: Any) -> tuple[Any, Any]:
+    """Recover (x0, eps) from a velocity prediction at ``sigma``."""
+    s = _bcast(sigma, x_sigma)
+    return x_sigma - s * velocity, x_sigma + (1.0 - s) * velocity

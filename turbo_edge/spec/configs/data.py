@@ -84,8 +84,12 @@ class WorldExportConfig(StageConfig):
     crf: int = opt(0, help="libx264 quality (0 lossless, 51 worst)")
     pix_fmt: str = opt("rgb24", choices=("yuv420p", "yuv444p", "rgb24"), help="rgb24 (libx264rgb, H.264 High 4:4:4 Predictive in RGB: no colour conversion, with --crf 0 lossless), yuv444p (full-resolution chroma) or yuv420p (half-resolution chroma, what every player reads)")
     overwrite: bool = opt(False, help="replace an existing world export")
+    # 1 for a causal video autoencoder (Wan's takes 1 + 4k frames): 9-frame clips whose last 8 are the world's clip.
+    lead_in: int = opt(0, help="frames rendered before each clip, continuing its motion backwards (1: 9-frame clips for a causal autoencoder)")
 
     def __post_init__(self) -> None:
+        if isinstance(self.lead_in, bool) or not isinstance(self.lead_in, int) or not 0 <= self.lead_in <= 8:
+            raise ValueError(f"--lead-in must be an integer in [0, 8], got {self.lead_in!r}")
         if self.split not in WORLD_SPLITS:
             raise ValueError(f"--split must be one of {WORLD_SPLITS}, got {self.split!r}")
         if self.num < 1:
