@@ -66,6 +66,11 @@ class Autoencoder(ABC):
     @abstractmethod
     def load(self, path: str | os.PathLike[str], dtype: torch.dtype) -> torch.nn.Module: ...
 
+    def module_class(self) -> type:
+        import diffusers
+
+        return getattr(diffusers, self.diffusers_class)
+
     @abstractmethod
     def config_geometry(self, config: dict[str, Any]) -> LatentGeometry:
         """The geometry from the folder's ``config.json`` alone (before any weight loads)."""

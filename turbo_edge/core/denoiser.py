@@ -1,19 +1,19 @@
 """The denoiser plug point: what the stages need from a video denoiser, behind one small interface.
 
-Today every model is a diffusers ``UNet3DConditionModel`` (ModelScope T2V, zeroscope, the builtin teacher). A
-video DiT (diffusers' ``WanTransformer3DModel``, flow matching) is the next family: it becomes one subclass here
-plus, per stage, the pieces listed in ``docs/architecture.md`` ("Adding a denoiser family"). A family provides:
+Two families: diffusers ``UNet3DConditionModel`` (ModelScope T2V, zeroscope, the builtin UNet teacher) and
+``WanTransformer3DModel`` (Wan2.1's video DiT, the builtin DiT teacher). The other components' plug points and the
+family registry are ``core.autoencoders``, ``core.text_encoders`` and ``core.families`` (``docs/architecture.md``,
+"Model families"). A denoiser family provides:
 
 - ``load``: the module from a model directory's ``unet/`` (or ``transformer/``) folder, pruning plans replayed;
 - ``forward``: one call in the common signature ``(sample [B, C, F, h, w], timestep [B], text [B, L, D],
-  guidance embedding [B, W] or None) -> prediction like sample``: the sampler, the distiller's teacher and
-  student calls, the pruner and the export wrapper all call through it;
+  guidance embedding [B, W] or None) -> prediction like sample``: every stage calls through it
+  (``call_denoiser``, ``T2VModel.denoise``);
 - ``geometry``: latent channels, text width and guidance-embedding width, which the export contract is built from;
 - ``removable_units`` / ``apply_plan``: the units a pruning plan may name, and the surgery that removes them;
 - ``enable_gradient_checkpointing``: recompute activations in the backward pass (a family without it refuses).
 
-The parameterisation (prediction type, schedule) is not the family's: it comes from the scheduler config and
-``spec.param``, so a flow-matching family adds its conversions there.
+The parameterisation (prediction type, schedule) is the model family's (``core.families``), its maths ``spec.param``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ class DenoiserFamily(ABC):
     @abstractmethod
     def load(self, path: str | os.PathLike[str], dtype: torch.dtype, block_plan: dict[str, Any] | None = None,
              channel_plan: dict[str, Any] | None = None) -> torch.nn.Module: ...
+
+    def module_class(self) -> type:
+        """The denoiser's class (diffusers' by default): the memory estimate builds it from its config on the meta device."""
+        import diffusers
+
+        return getattr(diffusers, self.diffusers_class)
 
     @abstractmethod
     def forward(self, module: torch.nn.Module, sample: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor,
@@ -213,6 +219,22 @@ class WanFamily(DenoiserFamily):
 
 
 FAMILIES: dict[str, DenoiserFamily] = {f.diffusers_class: f for f in (UNet3DFamily(), WanFamily())}
+
+
+def base_module(module: torch.nn.Module) -> torch.nn.Module:
+    """The diffusers model inside a peft wrapper (a LoRA student), or the module itself."""
+    return module.get_base_model() if hasattr(module, "get_base_model") else module
+
+
+def family_of(module: torch.nn.Module) -> DenoiserFamily:
+    """The family of a loaded denoiser (peft-wrapped or not), from its class."""
+    return family_for(type(base_module(module)).__name__)
+
+
+def call_denoiser(module: torch.nn.Module, sample: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor,
+                  guidance: torch.Tensor | None = None) -> torch.Tensor:
+    """One call of any family's denoiser in the common signature: what every stage calls (never the module directly)."""
+    return family_of(module).forward(module, sample, timestep, text, guidance)
 
 
 def family_for(class_name: str | None) -> DenoiserFamily:

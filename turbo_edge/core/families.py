@@ -27,7 +27,9 @@ class ModelFamily:
     autoencoder: Autoencoder
     text: TextEncoderKind
     tokenizer_class: str  # what save_model writes into model_index.json
-    schedulers: tuple[str, ...]  # scheduler classes the family samples with (the first is its default)
+    # Scheduler classes model_index.json may name. Empty: any (a DDPM family reads only the schedule from the config,
+    # and its teacher samples with DDIM whatever the directory names: ModelScope ships DDIM, a student LCMScheduler).
+    schedulers: tuple[str, ...]
     parameterisation: str
     default_frames: int  # a model card that names no frame count: the family's pipeline default
 
@@ -44,7 +46,7 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
     "unet3d": ModelFamily(
         name="unet3d", pipeline_classes=("TextToVideoSDPipeline", "VideoToVideoSDPipeline", "TurboEdgeT2VPipeline"),
         denoiser=FAMILIES["UNet3DConditionModel"], autoencoder=AUTOENCODERS["AutoencoderKL"], text=TEXT_ENCODERS["CLIPTextModel"],
-        tokenizer_class="CLIPTokenizer", schedulers=("DDIMScheduler",), parameterisation="ddpm", default_frames=16,
+        tokenizer_class="CLIPTokenizer", schedulers=(), parameterisation="ddpm", default_frames=16,
     ),
     "wan": ModelFamily(
         name="wan", pipeline_classes=("WanPipeline",), denoiser=FAMILIES["WanTransformer3DModel"], autoencoder=AUTOENCODERS["AutoencoderKLWan"],

@@ -61,7 +61,6 @@ def _config(path: Path) -> dict[str, Any]:
 
 def estimate(path: str | os.PathLike[str], bytes_per_parameter: int = 4, frames: int | None = None) -> MemoryEstimate:
     """Parameters of the denoiser, vae and text_encoder named by ``path``'s configs, and one denoiser call's activations."""
-    import diffusers
     import transformers
 
     from turbo_edge.core.families import family_of_pipeline
@@ -78,8 +77,8 @@ def estimate(path: str | os.PathLike[str], bytes_per_parameter: int = 4, frames:
     den_cfg, vae_cfg = _config(path / family.denoiser.folder), _config(path / "vae")
     text_model = getattr(transformers, family.text.transformers_class)
     builders = {
-        family.denoiser.folder: lambda: getattr(diffusers, family.denoiser.diffusers_class).from_config(den_cfg),
-        "vae": lambda: getattr(diffusers, family.autoencoder.diffusers_class).from_config(vae_cfg),
+        family.denoiser.folder: lambda: family.denoiser.module_class().from_config(den_cfg),
+        "vae": lambda: family.autoencoder.module_class().from_config(vae_cfg),
         "text_encoder": lambda: text_model(text_model.config_class.from_pretrained(path / "text_encoder")),
     }
     try:

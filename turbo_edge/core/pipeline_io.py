@@ -135,6 +135,8 @@ def check_layout(path: Path) -> dict[str, Any]:
         "scheduler": family.schedulers,
     }
     for comp, allowed in named.items():
+        if not allowed:
+            continue
         entry = index.get(comp)
         got = entry[1] if isinstance(entry, list) and len(entry) == 2 else None
         if got not in allowed:

@@ -100,7 +100,7 @@ def sampling_scheduler(model: T2VModel, steps: int):
 
     family = model.components
     name = "DDIMScheduler" if family.parameterisation == "ddpm" else type(model.scheduler).__name__
-    if name not in family.schedulers:
+    if family.schedulers and name not in family.schedulers:
         raise ValueError(f"{model.path}'s scheduler is a {name}; the {family.name} family samples with {' or '.join(family.schedulers)}")
     scheduler = getattr(diffusers, name).from_config(model.scheduler.config)
     scheduler.set_timesteps(steps)

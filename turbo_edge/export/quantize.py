@@ -45,7 +45,7 @@ def register_calibration(sampler_kind: str) -> Callable[[CalibrationSource], Cal
 
 def convert_fp16(src: Path, dst: Path, keep_fp32_ops: Iterable[str] = FP16_KEEP_FP32_OPS, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:
     """fp16 weights and compute with fp32 I/O (``keep_io_types``). onnxconverter-common's converter produced
-    graphs with mismatched Casts for the UNet/VAE here (PROBES.md); onnxruntime.transformers' works."""
+    graphs with mismatched Casts for the UNet/VAE here; onnxruntime.transformers' works (docs/decisions.md, "fp16 graphs")."""
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 

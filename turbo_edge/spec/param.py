@@ -1,7 +1,8 @@
 """The one parameterisation module: noise schedule, prediction-type conversions, consistency scalings.
 
 Training losses (teacher, distill/, prune/), samplers and export all use these functions, and the bundle
-carries the numbers they produce (``schedule_table``) so the torch-free runtime computes nothing new.
+carries the numbers they produce (the sampler contract's ``alphas_cumprod`` and timesteps, ``spec.sampler``) so the
+torch-free runtime computes nothing new.
 Schedule math is float64 numpy; the tensor helpers broadcast per-sample coefficients over ``[B, ...]``.
 
 Notation: ``x_t = alpha_t * x0 + sigma_t * eps`` with ``alpha_t = sqrt(abar_t)``, ``sigma_t = sqrt(1 - abar_t)``;

@@ -26,6 +26,7 @@ import torch
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import world
 from turbo_edge.core.data import to_pixels
+from turbo_edge.core.denoiser import call_denoiser
 from turbo_edge.core.models import (
     TEMPORAL_POSITION_KEY,
     TinyTeacherSpec,
@@ -125,7 +126,7 @@ class TeacherModel(torch.nn.Module):
 
     def forward(self, latents_bcfhw: torch.Tensor, timesteps: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         cond = self.text_encoder(input_ids).last_hidden_state
-        return self.unet(latents_bcfhw, timesteps, encoder_hidden_states=cond).sample
+        return call_denoiser(self.unet, latents_bcfhw, timesteps, cond)
 
 
 def prompt_ids(tokenizer, captions: list[str], drop: np.ndarray, max_length: int) -> torch.Tensor:
