@@ -147,11 +147,11 @@ def _generate(cfg: GenerateConfig) -> None:
     sampler = type(sampling_scheduler(model, steps)).__name__
     if prompts is not None:  # each clip as its own call would make it: batch of one, the same seed
         out = write_clips(cfg, prompts, lambda p: generate_teacher(model, [p], steps=steps, guidance=guidance, seed=cfg.seed, **size)[0],
-                          cfg.fps or 8, {"model": cfg.model, "steps": steps, "guidance": guidance})
+                          cfg.fps or model.card.fps, {"model": cfg.model, "steps": steps, "guidance": guidance})
         print(f"wrote {len(prompts)} clips to {out} ({cfg.clip_format}, {steps} {sampler} steps, guidance {guidance})")
         return
     clip = generate_teacher(model, [cfg.prompt], steps=steps, guidance=guidance, seed=cfg.seed, progress=True, **size)[0]
-    path = write_video(clip, cfg.out, fps=cfg.fps or 8, scale=cfg.scale, overwrite=cfg.overwrite)
+    path = write_video(clip, cfg.out, fps=cfg.fps or model.card.fps, scale=cfg.scale, overwrite=cfg.overwrite)
     print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {steps} {sampler} steps, guidance {guidance})")
 
 

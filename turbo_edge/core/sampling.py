@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from turbo_edge.core.pipeline_io import T2VModel
 from turbo_edge.spec.inputs import check_closed_vocabulary, check_prompt_text
 from turbo_edge.spec.noise import normal
+from turbo_edge.spec.sampler import DEFAULT_GUIDANCE
 
 
 class PromptError(ValueError):
@@ -112,7 +113,7 @@ def generate_teacher(
     model: T2VModel,
     prompts: list[str],
     steps: int = 50,
-    guidance: float = 3.0,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     frames: int | None = None,
     height: int | None = None,

@@ -254,7 +254,9 @@ def student_card(cfg: DistillConfig, teacher: T2VModel, step: int) -> ModelCard:
     lineage = Lineage(stage="distill", parent=cfg.teacher if cfg.teacher in ALIASES else str(teacher.path),  # an alias stays portable
                       config=cfg.to_dict(), step=step)
     return ModelCard(kind="student", **teacher.card.geometry(), default_guidance=cfg.default_guidance, sampler=sampler,
-                     lineage=lineage, reproduce=cfg.command_line("distill", first=("teacher", "out", "init_student", "steps")))
+                     lineage=lineage, reproduce=cfg.command_line("distill", first=("teacher", "out", "init_student", "steps")),
+                     fps=teacher.card.fps, guidance_range=(cfg.w_min, cfg.w_max),
+                     latent_geometry=teacher.components.autoencoder.geometry(teacher.vae).to_dict())
 
 
 def export_student(distiller: Distiller, out: str | Path, step: int) -> Path:

@@ -19,6 +19,7 @@ import numpy as np
 from turbo_edge.export.onnx_export import EXTERNAL_DATA_THRESHOLD, save_model
 from turbo_edge.spec import logs
 from turbo_edge.spec.configs import INT8_SCOPES
+from turbo_edge.spec.sampler import DEFAULT_TEACHER_STEPS
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def teacher_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[st
 
     if "timestep_cond" in input_names:
         raise ValueError("a UNet with a guidance embedding (timestep_cond) is a student: calibrate it with its own sampler")
-    steps = cfg.int8_calibration_steps or cfg.default_steps or 50
+    steps = cfg.int8_calibration_steps or cfg.default_steps or DEFAULT_TEACHER_STEPS
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
     scheduler = DDIMScheduler.from_config(model.scheduler.config)
     scheduler.set_timesteps(steps)

@@ -228,10 +228,12 @@ def _assemble(cfg: TeacherTrainConfig, spec: wan.TinyWanSpec, vae, tokenizer, te
 
 
 def _card(spec: wan.TinyWanSpec, **kw: Any):
+    from turbo_edge.core.autoencoders import CausalWan
     from turbo_edge.spec.card import ModelCard
 
+    geometry = CausalWan().config_geometry(spec.vae_config()).to_dict()
     return ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words,
-                     lead_in_frames=spec.lead_in, **kw)
+                     lead_in_frames=spec.lead_in, latent_geometry=geometry, **kw)
 
 
 def world_latents(cfg: TeacherTrainConfig, spec: wan.TinyWanSpec, vae, tokenizer, text_encoder,
@@ -301,8 +303,6 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
     if half:
         transformer, vae, text_encoder = transformer.half(), vae.half(), text_encoder.half()
     t2v = _assemble(cfg, spec, vae, tokenizer, text_encoder, transformer)
-    card = _card(spec, default_guidance=DEFAULT_GUIDANCE, lineage=lineage, reproduce=reproduce, weights_dtype="float16" if half else "float32")
+    card = _card(spec, lineage=lineage, reproduce=reproduce, weights_dtype="float16" if half else "float32")
     return save_model(t2v, out, card=card, overwrite=overwrite)
 
-
-DEFAULT_GUIDANCE = 3.0  # the builtin DiT teacher's CFG scale (its card's default_guidance)

@@ -25,6 +25,7 @@ import torch
 
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import world
+from turbo_edge.core.autoencoders import PerFrameKL
 from turbo_edge.core.data import to_pixels
 from turbo_edge.core.denoiser import call_denoiser
 from turbo_edge.core.models import (
@@ -40,6 +41,7 @@ from turbo_edge.spec import param
 from turbo_edge.spec.card import Lineage, ModelCard, read_card
 from turbo_edge.spec.configs import TeacherTrainConfig
 from turbo_edge.spec.outputs import claim_run_dir
+from turbo_edge.spec.sampler import DEFAULT_GUIDANCE
 from turbo_edge.spec.tokenizer_files import write_tokenizer
 from turbo_edge.teacher.common import _accelerator, _lr_lambda, _object_weight, _Progress, _step_rng, _torch_gen, warmup_ema
 
@@ -384,7 +386,8 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
         model, vae = model.half(), vae.half()
     t2v = T2VModel(model.unet, vae, model.text_encoder, tokenizer, build_scheduler(spec))
     card = ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words,
-                     default_guidance=3.0, lineage=lineage, reproduce=reproduce, weights_dtype="float16" if half else "float32")
+                     default_guidance=DEFAULT_GUIDANCE, lineage=lineage, reproduce=reproduce, weights_dtype="float16" if half else "float32",
+                     latent_geometry=PerFrameKL().geometry(vae).to_dict())
     return save_model(t2v, out, card=card, overwrite=overwrite)
 
 
