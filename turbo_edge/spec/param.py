@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow_prediction")  # flow: velocity eps - x0, with alpha = 1 - sigma
 
 
 def betas_for(config: dict[str, Any]) -> np.ndarray:
@@ -66,6 +66,8 @@ def min_snr_weight(abar: np.ndarray, gamma: float, prediction_type: str, plus_on
         return clipped / (s + 1.0)
     if prediction_type == "sample":
         return clipped
+    if prediction_type == "flow_prediction":
+        raise ValueError("min-SNR weighting is defined here for DDPM schedules; flow matching trains the velocity unweighted")
     raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
 
 
@@ -85,6 +87,8 @@ def target_for(prediction_type: str, x0: Any, eps: Any, alpha: Any, sigma: Any) 
         return _bcast(alpha, x0) * eps - _bcast(sigma, x0) * x0
     if prediction_type == "sample":
         return x0
+    if prediction_type == "flow_prediction":
+        return eps - x0
     raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
 
 
@@ -97,6 +101,8 @@ def to_x0_eps(prediction_type: str, model_out: Any, x_t: Any, alpha: Any, sigma:
         return a * x_t - s * model_out, s * x_t + a * model_out
     if prediction_type == "sample":
         return model_out, (x_t - a * model_out) / s
+    if prediction_type == "flow_prediction":  # x_t = (1 - sigma) x0 + sigma eps: alpha is 1 - sigma
+        return x_t - s * model_out, x_t + a * model_out
     raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
 
 
@@ -183,3 +189,12 @@ def flow_to_x0_eps(velocity: Any, x_sigma: Any, sigma: Any) -> tuple[Any, Any]:
     """Recover (x0, eps) from a velocity prediction at ``sigma``."""
     s = _bcast(sigma, x_sigma)
     return x_sigma - s * velocity, x_sigma + (1.0 - s) * velocity
+
+
+def flow_schedule(num_train_timesteps: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, sigma) per training timestep of a flow-matching model: ``sigma_t = shift((t + 1) / N)`` (diffusers'
+    FlowMatchEulerDiscreteScheduler's training sigmas, timestep ``t + 1 = sigma * N`` before the shift) and
+    ``alpha = 1 - sigma``. In this form a DDIM step ``x_s = alpha_s x0 + sigma_s eps`` with (x0, eps) from the
+    velocity at t is exactly the flow Euler step ``x_t + (sigma_s - sigma_t) v`` (``tests/spec/test_param.py``)."""
+    sigma = flow_shift(np.arange(1, num_train_timesteps + 1, dtype=np.float64) / num_train_timesteps, shift)
+    return 1.0 - sigma, sigma
