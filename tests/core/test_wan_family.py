@@ -145,3 +145,30 @@ def test_card_lead_in_round_trips_and_is_absent_where_unset(tmp_path: Path):
 
     with pytest.raises(CardError, match="lead_in_frames"):
         ModelCard(kind="teacher", lead_in_frames=-1)
+
+
+def test_the_guidance_embedding_starts_as_the_teacher_and_reloads(wan, tmp_path: Path):
+    """A student's guidance embedding enters the time embedding zero-initialised (step 0 is the teacher), is recorded in
+    the config, and WanFamily.load rebuilds it with its weights."""
+    import copy
+
+    from turbo_edge.core.denoiser import GUIDANCE_KEY, WanFamily, attach_wan_guidance_embedding, call_denoiser
+    from turbo_edge.spec.param import guidance_embedding
+
+    student = attach_wan_guidance_embedding(copy.deepcopy(wan.unet), 16)
+    g = torch.Generator().manual_seed(0)
+    x, t, text = torch.randn(2, 16, 3, 4, 4, generator=g), torch.tensor([900.0, 300.0]), torch.randn(2, 5, 32, generator=g)
+    w = torch.from_numpy(guidance_embedding(np.array([2.0, 5.0]), 16))
+    torch.testing.assert_close(call_denoiser(student, x, t, text, w), call_denoiser(wan.unet, x, t, text))
+    with torch.no_grad():
+        student.condition_embedder.time_embedder.cond_proj.weight.normal_(generator=g)
+    guided = call_denoiser(student, x, t, text, w)
+    assert (guided - call_denoiser(student, x, t, text, w.flip(0))).abs().max() > 1e-3  # the scale now matters
+    assert WanFamily().geometry(student).guidance_dim == 16 and student.config[GUIDANCE_KEY] == 16
+    student.save_pretrained(tmp_path / "transformer", safe_serialization=True)
+    again = WanFamily().load(tmp_path / "transformer", torch.float32)
+    torch.testing.assert_close(call_denoiser(again, x, t, text, w), guided)
+    with pytest.raises(ValueError, match="no guidance embedding"):
+        call_denoiser(wan.unet, x, t, text, w)
+    with pytest.raises(ValueError, match="already has a guidance embedding"):
+        attach_wan_guidance_embedding(student, 16)

@@ -148,6 +148,31 @@ class UNet3DFamily(DenoiserFamily):
         return checkpoint_blocks(blocks)
 
 
+# A key turbo-edge adds to a WanTransformer3DModel's config.json: the width of a distilled student's guidance embedding.
+GUIDANCE_KEY = "turbo_edge_guidance_dim"
+
+
+def attach_wan_guidance_embedding(module: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+    """Give a Wan transformer a guidance embedding, in place: its time embedder (diffusers' ``TimestepEmbedding``)
+    gains ``cond_proj`` (guidance embedding -> the sinusoidal timestep features, added before ``linear_1``),
+    zero-initialised, so the transformer still computes exactly the teacher until it is trained. The width is recorded
+    in the config (``turbo_edge_guidance_dim``) so ``WanFamily.load`` rebuilds it."""
+    from diffusers.models.embeddings import TimestepEmbedding
+
+    base = base_module(module)
+    old = base.condition_embedder.time_embedder
+    if getattr(old, "cond_proj", None) is not None:
+        raise ValueError("this transformer already has a guidance embedding: it is a student, not a teacher")
+    new = TimestepEmbedding(old.linear_1.in_features, old.linear_1.out_features, cond_proj_dim=w_embedding_dim)
+    new.linear_1, new.linear_2, new.act = old.linear_1, old.linear_2, old.act
+    ref = old.linear_1.weight
+    new.cond_proj = new.cond_proj.to(device=ref.device, dtype=ref.dtype).requires_grad_(ref.requires_grad)
+    torch.nn.init.zeros_(new.cond_proj.weight)
+    base.condition_embedder.time_embedder = new
+    base.register_to_config(**{GUIDANCE_KEY: int(w_embedding_dim)})
+    return module
+
+
 class WanFamily(DenoiserFamily):
     """diffusers ``WanTransformer3DModel``: Wan2.1's video DiT (patchified tokens, 3D RoPE, adaLN blocks), flow matching.
 
@@ -164,28 +189,46 @@ class WanFamily(DenoiserFamily):
 
         if channel_plan is not None:
             raise ValueError("a channel plan names UNet3D layers; the wan family prunes whole transformer blocks (pruning_plan.json)")
-        if block_plan is None:
+        config = WanTransformer3DModel.load_config(path)
+        if block_plan is None and not config.get(GUIDANCE_KEY):
             return WanTransformer3DModel.from_pretrained(path, use_safetensors=True, torch_dtype=dtype)
+        # A student (guidance embedding) or a pruned model: the architecture is rebuilt first, then every weight loads.
         from safetensors.torch import load_file
 
-        config = WanTransformer3DModel.load_config(path)
-        module = self.apply_plan(WanTransformer3DModel.from_config(config), block_plan)
-        files = sorted(Path(path).glob("*.safetensors"))
+        with own_config_keys_quiet():
+            module = WanTransformer3DModel.from_config(config)
+        if config.get(GUIDANCE_KEY):
+            attach_wan_guidance_embedding(module, int(config[GUIDANCE_KEY]))
+        if block_plan is not None:
+            module = self.apply_plan(module, block_plan)
         state: dict[str, torch.Tensor] = {}
-        for file in files:
+        for file in sorted(Path(path).glob("*.safetensors")):
             state.update(load_file(str(file)))
         module.load_state_dict(state)
         return module.to(dtype)
 
     def forward(self, module: torch.nn.Module, sample: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor,
                 guidance: torch.Tensor | None = None) -> torch.Tensor:
-        if guidance is not None:
-            raise ValueError("the wan family has no guidance embedding yet: its students are not distilled by this build")
-        return module(sample, timestep, encoder_hidden_states=text, return_dict=False)[0]
+        if guidance is None:
+            return module(sample, timestep, encoder_hidden_states=text, return_dict=False)[0]
+        embedder = base_module(module).condition_embedder.time_embedder
+        if getattr(embedder, "cond_proj", None) is None:
+            raise ValueError("this transformer has no guidance embedding (it is a teacher): call it without one")
+
+        # WanTimeTextImageEmbedding calls its time embedder without a condition; the hook hands it this call's.
+        def with_guidance(_module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            return args, {**kwargs, "condition": guidance.to(args[0].dtype)}
+
+        handle = embedder.register_forward_pre_hook(with_guidance, with_kwargs=True)
+        try:
+            return module(sample, timestep, encoder_hidden_states=text, return_dict=False)[0]
+        finally:
+            handle.remove()
 
     def geometry(self, module: torch.nn.Module) -> Geometry:
         cfg = module.config
-        return Geometry(int(cfg.in_channels), int(cfg.out_channels or cfg.in_channels), int(cfg.text_dim), None)
+        w_dim = cfg.get(GUIDANCE_KEY)
+        return Geometry(int(cfg.in_channels), int(cfg.out_channels or cfg.in_channels), int(cfg.text_dim), int(w_dim) if w_dim else None)
 
     def spatial_patch(self, config: dict[str, Any]) -> int:
         return int(config.get("patch_size", (1, 2, 2))[1])
