@@ -40,7 +40,7 @@ from turbo_edge.core.sampling import encode_text
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs.data import DataPrepareConfig, flag_command
 from turbo_edge.spec.inputs import check_closed_vocabulary
-from turbo_edge.spec.outputs import claim_run_dir, remove_stale, staged_file
+from turbo_edge.spec.outputs import claim_run_dir, remove_stale, run_lock, staged_file
 
 log = logging.getLogger(__name__)
 _SHARD = re.compile(r"^shard-(\d{5})\.safetensors$")
@@ -85,14 +85,27 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
     geometry = resolve_geometry(cfg.model, cfg)
     remove_stale(Path(cfg.out) / INDEX)  # a run killed while writing its first index left only that temp file
     out = claim_run_dir(cfg.out, INDEX)
-    run_key = {"config": {k: v for k, v in cfg.fields_dict().items() if k not in _NOT_RUN_KEY}, "model_fingerprint": fingerprint,
-               "geometry": geometry}
+    with run_lock(out):  # a second prepare into this --out is refused while this one runs
+        return _prepare(cfg, out, kind, fingerprint, files, geometry)
+
+
+def source_identity(source: str) -> str:
+    """What a resume compares: the source's resolved path (links and the working folder resolved; each
+    ``::``-joined part of a pattern on its own), so the same relative --source from another folder is another source."""
+    return "::".join(str(Path(part).expanduser().resolve()) for part in source.split("::"))
+
+
+def _prepare(cfg: DataPrepareConfig, out: Path, kind: str, fingerprint: str, files: dict[str, str],
+             geometry: dict[str, int]) -> dict[str, Any]:
+    config = {k: v for k, v in cfg.fields_dict().items() if k not in _NOT_RUN_KEY}
+    config["source"] = source_identity(cfg.source)
+    run_key = {"config": config, "model_fingerprint": fingerprint, "geometry": geometry}
     run_id = sha256_bytes(json.dumps(run_key, sort_keys=True).encode())[:16]
     base = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION, "complete": False, "command": flag_command(cfg, "data prepare"),
         "config": cfg.to_dict(), "run_id": run_id, "run_key": run_key,
         "model": {"path": str(resolve_model_path(cfg.model)), "name": cfg.model, "fingerprint": fingerprint, "files": files},
-        "source": {"path": cfg.source, "kind": kind}, "geometry": geometry, "sampling": cfg.sampling(),
+        "source": {"path": cfg.source, "resolved": config["source"], "kind": kind}, "geometry": geometry, "sampling": cfg.sampling(),
         "layout": {"latents": f"{cfg.dtype} [n, frames, latent_channels, h, w]: the VAE's latent mean times scaling_factor",
                    "text": f"{cfg.dtype} [n, tokens, dim]: the text encoder's last hidden state of the padded caption"},
     }

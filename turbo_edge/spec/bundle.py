@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from turbo_edge.spec.errors import UNVERIFIED, BundleError, UnverifiedBundleWarning
+from turbo_edge.spec.paths import OutsideRoot, inside
 from turbo_edge.spec.sampler import SamplerSpec
 
 SCHEMA_VERSION = 1
@@ -59,24 +60,18 @@ def hash_files(root: Path) -> dict[str, str]:
 def member(root: Path, rel: Any, what: str) -> Path:
     """``root / rel`` for a manifest path that stays inside the bundle; ``BundleError`` for anything else.
 
-    Refused: non-strings, absolute paths, ``..`` parts, and links whose target lies outside the bundle, so no
-    manifest can make a reader open (or report the hash of) a file elsewhere on the machine.
+    Refused (``spec.paths.inside``, the rule the data layer applies too): non-strings, absolute paths, ``..`` parts,
+    and links whose target lies outside the bundle, so no manifest can make a reader open (or report the hash of) a
+    file elsewhere on the machine.
     """
-    if not isinstance(rel, str) or not rel or "\x00" in rel:
-        raise BundleError(f"{root / MANIFEST}: {what} path {rel!r} is not a relative file name; re-export the bundle")
-    posix = PurePosixPath(rel)
-    if posix.is_absolute() or Path(rel).is_absolute() or ".." in posix.parts or "\\" in rel:
-        raise BundleError(f"{root / MANIFEST}: {what} path {rel!r} points outside the bundle; a bundle may only name its own files")
-    path = root / rel
     try:
-        inside = path.resolve().is_relative_to(root.resolve())
-    except RuntimeError:  # Python 3.11's resolve() on a link cycle
-        raise BundleError(f"{root / MANIFEST}: {what} {rel!r} is a symlink loop; copy the real file in and re-export") from None
-    except OSError:
-        inside = False
-    if not inside:
-        raise BundleError(f"{root / MANIFEST}: {what} {rel!r} is a link to a file outside the bundle; copy the file in and re-export")
-    return path
+        return inside(root, rel)
+    except OutsideRoot as exc:
+        said = {"name": f"{what} path {rel!r} is not a relative file name; re-export the bundle",
+                "outside": f"{what} path {rel!r} points outside the bundle; a bundle may only name its own files",
+                "link": f"{what} {rel!r} is a link to a file outside the bundle; copy the file in and re-export",
+                "loop": f"{what} {rel!r} is a symlink loop; copy the real file in and re-export"}[exc.reason]
+        raise BundleError(f"{root / MANIFEST}: {said}") from None
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

@@ -166,14 +166,54 @@ def staged_file(path: str | os.PathLike[str], overwrite: bool = False, magic: tu
         raise
 
 
+LOCK = ".turbo-edge.lock"  # inside a run directory: held (flock) by the run writing it
+
+
 def claim_run_dir(out: str | os.PathLike[str], config_name: str) -> Path:
     """Create or reuse the run directory ``out`` (resumable); refuse a non-empty one this stage did not write."""
     out = Path(out)
     if out.exists() or out.is_symlink():
         if not out.is_dir():
             raise FileExistsError(f"--out {out} is an existing file; a run needs a directory: choose another --out")
-        if any(out.iterdir()) and not (out / config_name).is_file():
+        if any(p.name != LOCK for p in out.iterdir()) and not (out / config_name).is_file():
             raise FileExistsError(f"--out {out} is a directory this stage did not write (it has no {config_name}); "
                                   "choose a new --out: a run resumes only in its own directory")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextlib.contextmanager
+def run_lock(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold an exclusive lock on run directory ``out`` while a run writes it; a second run into the same ``out`` is
+    refused at once (``FileExistsError`` naming the holder) instead of interleaving its files with the live one's.
+    The lock is the kernel's (``flock``), so a killed run's lock goes with its process; the lock file is removed
+    when the run ends (a lock taken on a file removed meanwhile is retaken on the new one)."""
+    import fcntl
+
+    path = Path(out) / LOCK
+    while True:
+        fh = open(path, "a+")  # noqa: SIM115  held for the context
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise FileExistsError(f"--out {out} is being written by another turbo-edge run ({holder}); wait for it to finish "
+                                  "(then re-run to resume or check it), or choose another --out") from None
+        try:
+            same = os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()  # the holder removed the file between our open and our lock: lock the current one
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {_host()}\n")
+        fh.flush()
+        yield Path(out)
+    finally:
+        path.unlink(missing_ok=True)
+        fh.close()
