@@ -78,7 +78,8 @@ class EvalConfig(StageConfig):
     num: int = opt(48, help="world splits: clips to generate (a prompt file gives one per prompt)")
     seed: int = opt(0)
     batch_size: int = opt(16)
-    json: str | None = opt(None, help="write the result here")
+    json: str | None = opt(None, help="write the result here (a new file, or with --overwrite one an earlier eval / bench wrote)")
+    overwrite: bool = opt(False, help="replace --json when it is a results file turbo-edge wrote (never any other file)")
     save_clips: str | None = opt(None, help="directory for one GIF per clip")
     # Bundles only (``model`` is a bundle directory): the runtime backend, precision and threads.
     backend: str = opt("ort-cpu", help="bundles: runtime backend (ort-cpu, openvino, ort-cuda, tensorrt)")
@@ -274,6 +275,7 @@ class BenchConfig(StageConfig):
     guidance: float | None = opt(None, help="default: the model's or bundle's own")
     verify: bool = opt(True, help="bundles: check every file's sha256 before loading")
     json: str | None = opt(None, help="write the results row(s) here (the report reads them: put it in a results directory)")
+    overwrite: bool = opt(False, help="replace --json when it is a results file turbo-edge wrote (never any other file)")
 
     def __post_init__(self) -> None:
         if bool(self.model) == bool(self.bundle):
