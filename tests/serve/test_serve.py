@@ -274,8 +274,9 @@ def test_missing_bundle_is_one_line(capsys, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
-@pytest.mark.parametrize("flag,value,message", [("--max-batch", "0", "--max-batch must be an integer >= 1, got 0"),
-                                                ("--instances", "0", "--instances must be an integer >= 1"),
+@pytest.mark.parametrize("flag,value,message", [("--max-batch", "0", "--max-batch must be an integer in [1, 64], got 0"),
+                                                ("--max-batch", "100000", "--max-batch must be an integer in [1, 64], got 100000"),
+                                                ("--instances", "0", "--instances must be an integer in [1, 64]"),
                                                 ("--port", "65535", "--port must be in [1, 65534]"),
                                                 ("--model-name", "a/b", "--model-name must be")])
 def test_bad_flags_are_one_line(capsys, serve_bundle, flag, value, message):

@@ -179,6 +179,13 @@ def check_replaceable(out: Path, marker: str, overwrite: bool = False) -> None:
                               "choose another --out: --overwrite replaces only turbo-edge's own files, never a user's")
 
 
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` with ``path`` as its file name when it has none (a full disk's write() names no file)."""
+    if exc.filename or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
 def _swap(tmp: Path, out: Path) -> None:
     """Put a finished temp dir (a sibling of ``out``) in place; the old ``out`` goes only once the new one is there."""
     if out.exists():
@@ -205,6 +212,9 @@ def staged_dir(out: str | os.PathLike[str], marker: str, overwrite: bool = False
         if marker != "manifest.json":  # a bundle's manifest already lists (and hashes) every file
             write_record(tmp, KINDS.get(marker, marker))
         _swap(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _naming(exc, out) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -261,6 +271,9 @@ def staged_file(path: str | os.PathLike[str], overwrite: bool = False, magic: tu
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -66,6 +66,10 @@ class GenerateConfig(StageConfig):
             raise ValueError(f"unknown --precision {self.precision!r}; choose one of {list(PRECISIONS)}")
 
 
+MAX_SERVE_BATCH = 64  # rows per Triton request: each row's clip is generated and held in the response
+MAX_INSTANCES = 64  # model instances: each a stub process with its own runtime
+
+
 @dataclasses.dataclass
 class EvalConfig(StageConfig):
     KIND = "eval"
@@ -220,10 +224,11 @@ class ServeConfig(StageConfig):
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown --precision {self.precision!r}; choose one of {list(PRECISIONS)}")
         check_threads(self.threads)
-        for name in ("instances", "max_batch"):
+        for name, high in (("instances", MAX_INSTANCES), ("max_batch", MAX_SERVE_BATCH)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer in [1, {high}], got {value!r}"
+                                 + (" (each row is a whole clip held in the request's memory)" if name == "max_batch" else ""))
         if isinstance(self.batch_delay_us, bool) or not isinstance(self.batch_delay_us, int) or not 0 <= self.batch_delay_us <= 10**7:
             raise ValueError(f"--batch-delay-us must be an integer in [0, 10000000], got {self.batch_delay_us!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65534:
