@@ -102,6 +102,29 @@ def ctrl_c_eval(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return _main(["eval", "--model", "noise", "--num", "2"])
 
 
+def prompts_dir(tmp: Path) -> str:
+    (tmp / "prompts").mkdir()
+    return _main(["eval", "--model", "noise", "--prompts", str(tmp / "prompts") + "/"])
+
+
+def generate_names_the_prompt(tmp: Path) -> str:
+    from turbo_edge.runtime.generate import write_clips
+    from turbo_edge.spec.configs import GenerateConfig
+
+    (tmp / "p.txt").write_text("# two prompts\na red circle moving left\na pink elephant dancing\n")
+    cfg = GenerateConfig(prompts=str(tmp / "p.txt"), out=str(tmp / "clips"), bundle="b")
+
+    def make_clip(prompt: str):
+        if "elephant" in prompt:
+            raise ValueError("words this model was never trained on: 'elephant', 'dancing'")
+        import numpy as np
+
+        return np.zeros((2, 8, 8, 3), np.uint8)
+
+    write_clips(cfg, ["a red circle moving left", "a pink elephant dancing"], make_clip, 8, {})
+    return "accepted"
+
+
 CASES = [
     Case("config", "lr_nan", dry("distill", "--set", "lr=NaN"), "refused: lr must be a finite number, got nan"),
     Case("config", "lr_nan_flag", dry("distill", "--lr", "nan"), "refused: lr must be a finite number"),
@@ -137,6 +160,9 @@ CASES = [
     Case("os", "json_is_a_directory", raising(["eval", "--model", "noise", "--num", "2"], "turbo_edge.evaluate:run_eval",
                                               IsADirectoryError(errno.EISDIR, "Is a directory", "/data/r")),
          "refused: /data/r: Is a directory; name a file"),
+    Case("messages", "eval_prompts_is_a_folder", prompts_dir, "refused: is a folder; give a text file"),
+    Case("messages", "generate_prompts_names_the_refused_prompt", generate_names_the_prompt,
+         "refused: prompt 2 ('a pink elephant dancing'): words this model was never trained on"),
     Case("os", "ctrl_c_during_eval", ctrl_c_eval, "refused: interrupted (Ctrl-C)"),
     Case("os", "damaged_safetensors", safetensor_error, "refused: a safetensors file is damaged"),
 ]
