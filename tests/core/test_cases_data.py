@@ -210,6 +210,13 @@ def same_relative_source_elsewhere(tmp: Path) -> str:
     return "accepted" if first != second and first == str((tmp / "a" / "src").resolve()) else f"same identity {first}"
 
 
+def only_oversized_members(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(LIMITS, "member_bytes", 1024)
+    write_tar(tmp / "w.tar", {"k.mp4": b"\0" * 4096, "k.txt": CAPTION.encode()})
+    dataset.prepare(DataPrepareConfig(source=str(tmp / "w.tar"), out=str(tmp / "out")))
+    return "accepted"
+
+
 CASES = [
     Case("paths", "jsonl_dotdot", row("../outside/x.mp4"), "counted: outside_source"),
     Case("paths", "jsonl_absolute", row("/etc/passwd"), "counted: outside_source"),
@@ -233,6 +240,8 @@ CASES = [
          "counted: too_large"),
     Case("bounds", "tar_caption_member_over_limit", tar_member({"k.mp4": b"\0" * 64, "k.txt": b"a" * 4096}, text_member_bytes=1024),
          "counted: too_large"),
+    Case("bounds", "source_of_oversized_members_names_the_limit", only_oversized_members,
+         "refused: no usable clips (1 too_large); too_large: a tar member over 1,024 bytes"),
     Case("bounds", "tar_member_under_limit", tar_member({"k.mp4": b"\0" * 64, "k.txt": CAPTION.encode()}), "accepted"),
     Case("bounds", "frames_over_pixel_limit", big_frames, "counted: too_large"),
     Case("bounds", "caption_1mb", row("ok.mp4", "a" * (1 << 20)), "refused: over data prepare's limit of 1,048,576 bytes a line"),

@@ -38,13 +38,26 @@ from turbo_edge.core.prepared import (
 )
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.spec.card import read_card
-from turbo_edge.spec.configs.data import DataPrepareConfig, flag_command
+from turbo_edge.spec.configs.data import LIMITS, DataPrepareConfig, flag_command
 from turbo_edge.spec.inputs import check_closed_vocabulary
 from turbo_edge.spec.outputs import claim_run_dir, remove_stale, run_lock, staged_file
 
 log = logging.getLogger(__name__)
 _SHARD = re.compile(r"^shard-(\d{5})\.safetensors$")
 _NOT_RUN_KEY = ("out", "overwrite", "threads")  # fields that do not change what is written
+# The bad-sample reasons a limit or the trust rule gives, and what each means (named once in a warning and in the
+# "no usable clips" error).
+LIMITED = ("too_large", "caption_too_long", "outside_source")
+
+
+def limit_words(reason: str) -> str:
+    """What a ``LIMITED`` reason means, with the limits as they are now (``LIMITS``)."""
+    return {
+        "too_large": (f"too_large: a tar member over {LIMITS['member_bytes']:,} bytes (text {LIMITS['text_member_bytes']:,}), "
+                      f"frames over {LIMITS['frame_pixels']:,} pixels or a name over {LIMITS['caption_bytes']:,} bytes"),
+        "caption_too_long": f"caption_too_long: a caption over {LIMITS['caption_bytes']:,} bytes",
+        "outside_source": "outside_source: a file named outside the source's folder (an absolute path, '..', or a link out of it)",
+    }[reason]
 
 
 def resolve_geometry(model: str | os.PathLike[str], cfg: DataPrepareConfig) -> dict[str, int]:
@@ -240,6 +253,8 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
             clip = _usable(item, model, frames, height, width, sampling)
         except video_io.BadSample as exc:
             bad[exc.reason] += 1
+            if exc.reason in LIMITED and bad[exc.reason] == 1:  # once per reason: which limit, so a user knows what to change
+                log.warning("skipped %s (%s); more are counted in the index's bad counts", exc.detail, exc.reason)
             log.debug("skipped %s: %s", item.source, exc)
             bar.set_postfix(bad=sum(bad.values()), refresh=False)
             continue
@@ -255,8 +270,10 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
     if not index["shards"]:
         counts = ", ".join(f"{n} {r}" for r, n in _counts(bad).items() if n) or "no entries at all"
         _write_index(out, index)
-        raise ValueError(f"--source {cfg.source} has no usable clips ({counts}); check the caption table's columns, the files and "
-                         f"--frames {frames} against the videos' lengths")
+        limits = "; ".join(limit_words(r) for r in LIMITED if bad.get(r))
+        raise ValueError(f"--source {cfg.source} has no usable clips ({counts}); "
+                         + (f"{limits}; " if limits else "")
+                         + f"check the caption table's columns, the files and --frames {frames} against the videos' lengths")
     index["complete"] = True
     _write_index(out, index)
     log.info("prepared %d clips in %d shards in %s (%d source items, %s bad)", index["samples"], len(index["shards"]), out,
@@ -271,7 +288,7 @@ def _counts(bad: dict[str, int]) -> dict[str, int]:
 def _usable(item: sources.Item, model: T2VModel, frames: int, height: int, width: int, sampling: dict[str, Any]) -> np.ndarray:
     """The item's clip, or ``BadSample`` saying why it cannot be used."""
     if item.bad:
-        raise video_io.BadSample(item.bad, item.source)
+        raise video_io.BadSample(item.bad, f"{item.source}: {item.why}" if item.why else item.source)
     try:
         check_closed_vocabulary(item.caption, model.closed_vocabulary)
     except ValueError as exc:

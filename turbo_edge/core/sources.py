@@ -39,6 +39,7 @@ class Item:
     caption: str
     video: Path | bytes | None
     bad: str | None = None
+    why: str = ""  # for a bad item over a limit: which limit, in words
 
 
 def describe(source: str) -> str:
@@ -164,11 +165,12 @@ def _table_item(root: Path, name: str, caption: str) -> Item:
     if not name or "://" in name:  # a URL is not fetched: download the videos first
         return Item(name, caption, None, bad="missing")
     if len(name.encode("utf-8", errors="replace")) > LIMITS["caption_bytes"]:  # stored in the shard's header, as captions are
-        return Item(name[:80], caption, None, bad="too_large")
+        return Item(name[:80], caption, None, bad="too_large", why=f"a file name over {LIMITS['caption_bytes']:,} bytes")
     try:
         file = inside(root, name)
     except OutsideRoot:
-        return Item(name, caption, None, bad="outside_source")  # never opened: not even its existence is reported
+        return Item(name, caption, None, bad="outside_source",  # never opened: not even its existence is reported
+                    why="names a file outside the source's folder (an absolute path, '..', or a link out of it)")
     if not file.is_file():
         return Item(name, caption, None, bad="missing")
     return _captioned(name, caption, file)
@@ -176,11 +178,11 @@ def _table_item(root: Path, name: str, caption: str) -> Item:
 
 def _captioned(name: str, caption: str, video: Path | bytes) -> Item:
     if len(name.encode("utf-8", errors="replace")) > LIMITS["caption_bytes"]:  # the name is stored in the shard's header too
-        return Item(name[:80], caption, None, bad="too_large")
+        return Item(name[:80], caption, None, bad="too_large", why=f"a name over {LIMITS['caption_bytes']:,} bytes")
     if not caption:
         return Item(name, caption, None, bad="empty_caption")
     if len(caption.encode("utf-8", errors="replace")) > LIMITS["caption_bytes"]:
-        return Item(name, caption[:80], None, bad="caption_too_long")
+        return Item(name, caption[:80], None, bad="caption_too_long", why=f"a caption over {LIMITS['caption_bytes']:,} bytes")
     return Item(name, caption, video)
 
 
@@ -324,8 +326,9 @@ def _tar_item(tar: Path, sample: dict[str, object], video_ext: str | None, capti
     name = f"{tar.name}:{sample['__key__']}"
     exts = (video_ext,) if video_ext else VIDEO_EXTENSIONS
     video = next((sample[e] for e in exts if e in sample), None)
-    if isinstance(video, TooLarge) or any(isinstance(v, TooLarge) for v in sample.values()):
-        return Item(name, "", None, bad="too_large")
+    big = next((v for v in sample.values() if isinstance(v, TooLarge)), None)
+    if big is not None:
+        return Item(name, "", None, bad="too_large", why=f"a tar member of {big.size:,} bytes, over the limit of {big.limit:,}")
     caption = _tar_caption(sample, caption_key)
     if not isinstance(video, bytes):
         return Item(name, caption, None, bad="missing")

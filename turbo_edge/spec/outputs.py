@@ -152,9 +152,12 @@ def foreign_files(out: Path, owned: set[str], limit: int = 3) -> list[str]:
     return found
 
 
-def check_replaceable(out: Path, marker: str, overwrite: bool = False) -> None:
+def check_replaceable(out: Path, marker: str, overwrite: bool = False, in_run_dir: bool = False) -> None:
     """Raise ``FileExistsError`` unless ``out`` is absent, an empty directory or (with ``overwrite``) a turbo-edge
-    artifact holding ``marker`` whose every file turbo-edge recorded writing (``owned_files``)."""
+    artifact holding ``marker`` whose every file turbo-edge recorded writing (``owned_files``). ``in_run_dir``: ``out``
+    lies inside a run directory the stage claimed (``claim_run_dir``), so an artifact of this kind that an earlier
+    build left there without a record is the run's own (a run resumed across an upgrade); a record, when there is
+    one, is still checked file by file."""
     kind = KINDS.get(marker, f"directory with {marker}")
     if not out.exists() and not out.is_symlink():
         return
@@ -169,6 +172,8 @@ def check_replaceable(out: Path, marker: str, overwrite: bool = False) -> None:
         raise FileExistsError(f"--out {out} already holds a {kind}; pass --overwrite to replace it "
                               "(the old one stays until the new one is complete), or choose another --out")
     owned = owned_files(out, marker)
+    if owned is None and in_run_dir:
+        return
     if owned is None:
         proof = "a manifest listing its files" if marker == "manifest.json" else f"{RECORD}, a run id and the files it wrote"
         raise FileExistsError(f"--out {out} holds {marker} but no record that turbo-edge wrote it ({proof}); even with --overwrite "
@@ -199,12 +204,12 @@ def _swap(tmp: Path, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_dir(out: str | os.PathLike[str], marker: str, overwrite: bool = False) -> Iterator[Path]:
+def staged_dir(out: str | os.PathLike[str], marker: str, overwrite: bool = False, in_run_dir: bool = False) -> Iterator[Path]:
     """Yield a fresh temp dir beside ``out``; on a clean exit it replaces ``out``, on any exception (Ctrl-C included)
     it is deleted and ``out`` is left as it was. ``out`` must be replaceable (``check_replaceable``)."""
     out = Path(out)
     remove_stale(out)
-    check_replaceable(out, marker, overwrite)
+    check_replaceable(out, marker, overwrite, in_run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(out, "tmp"), dir=out.parent))
     try:

@@ -185,7 +185,7 @@ def _data_model(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer) 
     lineage = Lineage(stage="teacher_train", parent=None, config=cfg.to_dict(), step=0,
                       details={"purpose": "the world DATA's autoencoder: UNet and text encoder untrained"})
     card = ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words, lineage=lineage)
-    return save_model(t2v, path, card=card, overwrite=True)
+    return save_model(t2v, path, card=card, overwrite=True, in_run_dir=True)
 
 
 def world_latents(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, make: bool = True) -> tuple[np.ndarray, list[str]]:
@@ -334,7 +334,7 @@ def _init_dir(cfg: TeacherTrainConfig) -> Path:
     path = Path(cfg.out) / "init"
     if not path.is_dir():
         init = _init_model(cfg.init_from, TinyTeacherSpec())
-        save_model(init, path, overwrite=True)  # inside its own run directory
+        save_model(init, path, overwrite=True, in_run_dir=True)  # inside its own run directory
     return path
 
 
