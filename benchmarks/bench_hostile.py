@@ -109,8 +109,9 @@ def measured(args: list[str], env: dict[str, str], lift_frame_limit: bool = Fals
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         lines = [ln for ln in err.read().splitlines() if ln.startswith("turbo-edge") or "error" in ln.lower()]
-    return {"command": "turbo-edge " + " ".join(args) + ("  (LIMITS['frame_pixels'] raised in the child)" if lift_frame_limit else ""),
-            "rc": proc.returncode, "last_line": lines[-1] if lines else "", "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    here = str(REPO) + os.sep  # paths in the record relative to the repository, as the commands run from it
+    return {"command": ("turbo-edge " + " ".join(args)).replace(here, "") + ("  (LIMITS['frame_pixels'] raised in the child)" if lift_frame_limit else ""),
+            "rc": proc.returncode, "last_line": (lines[-1] if lines else "").replace(here, ""), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
             "wall_s": round(wall, 2)}
 
 

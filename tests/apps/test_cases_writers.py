@@ -232,6 +232,30 @@ def host_empty(tmp: Path) -> Path:
     return tmp / "frames"
 
 
+def run_dir_artifact(with_record: bool, user_file: bool):
+    """A stage rewriting the model inside its own run directory (``in_run_dir``): an earlier build's model there (no
+    record) is the run's own; a user's file in a recorded one is still never lost."""
+    def act(tmp: Path) -> str:
+        from turbo_edge.spec.outputs import staged_dir
+
+        out = tmp / "run" / "student"
+        out.mkdir(parents=True)
+        (out / "model_index.json").write_text("{}")
+        if with_record:
+            write_record(out, "model directory")
+        if user_file:
+            (out / "mine.txt").write_bytes(USER)
+        before = _snapshot(tmp)
+        try:
+            with staged_dir(out, "model_index.json", overwrite=True, in_run_dir=True) as stage:
+                (stage / "model_index.json").write_text('{"new": 1}')
+        except FileExistsError:
+            assert _snapshot(tmp) == before
+            return "kept"
+        return "accepted"
+    return act
+
+
 def data_prepare_into(setup):
     return kept(setup, ["data", "prepare", "--source", "TMP", "--out", "TARGET"])
 
@@ -270,6 +294,9 @@ CASES = [
     Case("writers", "host_frames_own_without_overwrite", host_case(host_own), "kept"),
     Case("writers", "host_frames_own_overwrite", host_case(host_own, "--overwrite"), "accepted"),
     Case("writers", "host_frames_empty_dir", host_case(host_empty), "accepted"),
+    Case("writers", "run_dir_model_of_an_earlier_build", run_dir_artifact(False, False), "accepted"),
+    Case("writers", "run_dir_model_recorded", run_dir_artifact(True, False), "accepted"),
+    Case("writers", "run_dir_model_recorded_plus_user_file", run_dir_artifact(True, True), "kept"),
     Case("writers", "data_prepare_into_user_dir", data_prepare_into(a_directory), "kept"),
 ]
 

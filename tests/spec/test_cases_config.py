@@ -125,6 +125,14 @@ def generate_names_the_prompt(tmp: Path) -> str:
     return "accepted"
 
 
+def missing_processor(tmp: Path) -> str:
+    from turbo_edge.core.clip_eval import _load_image_processor
+
+    (tmp / "clip").mkdir()
+    _load_image_processor(tmp / "clip", "--clip")
+    return "accepted"
+
+
 CASES = [
     Case("config", "lr_nan", dry("distill", "--set", "lr=NaN"), "refused: lr must be a finite number, got nan"),
     Case("config", "lr_nan_flag", dry("distill", "--lr", "nan"), "refused: lr must be a finite number"),
@@ -163,6 +171,8 @@ CASES = [
     Case("messages", "eval_prompts_is_a_folder", prompts_dir, "refused: is a folder; give a text file"),
     Case("messages", "generate_prompts_names_the_refused_prompt", generate_names_the_prompt,
          "refused: prompt 2 ('a pink elephant dancing'): words this model was never trained on"),
+    Case("messages", "missing_processor_says_it_whole", missing_processor,
+         "refused: has no usable image processor (Can't load image processor for"),
     Case("os", "ctrl_c_during_eval", ctrl_c_eval, "refused: interrupted (Ctrl-C)"),
     Case("os", "damaged_safetensors", safetensor_error, "refused: a safetensors file is damaged"),
 ]
