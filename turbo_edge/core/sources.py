@@ -92,37 +92,15 @@ def _jsonl_rows(table: Path) -> Iterator[dict[str, object]]:
             yield row
 
 
-def json_depth_ok(text: str, limit: int) -> bool:
-    """Whether ``text``'s brackets nest at most ``limit`` deep (strings skipped); checked before ``json.loads``,
-    whose recursion a deep ``[[[[...`` would exhaust."""
-    depth, in_string, escaped = 0, False, False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return False
-        elif ch in "]}":
-            depth -= 1
-    return True
-
-
 def parse_json(text: str, where: str, todo: str) -> object:
-    """``json.loads`` with the nesting bounded; ``ValueError`` naming ``where`` (a file and line) otherwise."""
-    if not json_depth_ok(text, LIMITS["json_depth"]):
-        raise ValueError(f"{where} nests JSON deeper than {LIMITS['json_depth']} levels; {todo}")
+    """``json.loads``, or ``ValueError`` naming ``where`` (a file and line): text that is not JSON, or nests deeper than
+    the decoder's recursion allows (a ``[[[[...`` line is refused, not a ``RecursionError`` traceback)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where} is not JSON ({exc.msg}); {todo}") from None
+    except RecursionError:
+        raise ValueError(f"{where} nests JSON too deeply to be a caption table's row or an index; {todo}") from None
 
 
 def _csv_rows(table: Path) -> Iterator[dict[str, object]]:

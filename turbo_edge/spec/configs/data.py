@@ -21,7 +21,6 @@ LIMITS = {
     "caption_bytes": 4096,  # one caption in UTF-8: captions live in a shard's safetensors header (100 MB at most)
     "brace_shards": 100_000,  # the shards one --source pattern may expand to, counted before expanding
     "table_line_bytes": 1 << 20,  # one line of metadata.jsonl / one CSV field
-    "json_depth": 64,  # nesting of a metadata.jsonl row or a WebDataset .json member
 }
 # 8192 captions and sources of caption_bytes each: 64 MiB, under safetensors' 100 MB header limit.
 MAX_SHARD_SIZE = 8192
