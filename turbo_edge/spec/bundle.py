@@ -86,6 +86,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{file} is not valid JSON ({exc}); re-export the bundle") from exc
+    except RecursionError:
+        raise BundleError(f"{file} nests JSON too deeply to be a manifest; re-export the bundle") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{file} is a JSON {type(manifest).__name__}, not an object; re-export the bundle")
     version = manifest.get("schema_version")
