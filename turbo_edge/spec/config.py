@@ -90,6 +90,11 @@ def check_value(name: str, value: Any, tp: Any) -> None:
     if spec is None:
         return
     kinds, optional = spec
+    if name == "seed" and value is not None and int in kinds:  # one rule for seeds everywhere, with its own message
+        from turbo_edge.spec.inputs import check_seed
+
+        check_seed(value)
+        return
     if value is None:
         if optional:
             return
