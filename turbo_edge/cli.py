@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import sys
 import types
@@ -379,7 +380,38 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"turbo-edge {args._command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only --out, a full disk, a path that is a folder: one line naming the path
+        if args.verbose:
+            raise
+        print(f"turbo-edge {args._command}: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.verbose:
+            raise
+        print(f"turbo-edge {args._command}: interrupted (Ctrl-C); outputs are written whole or not at all, so re-run the "
+              "command to finish (run directories resume)", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose or type(exc).__name__ != "SafetensorError":
+            raise
+        # safetensors' own error type is no ValueError: a damaged weights file the user named (e.g. --clip DIR)
+        print(f"turbo-edge {args._command}: error: a safetensors file is damaged ({_one_line(exc)}); replace it with "
+              "an intact copy", file=sys.stderr)
+        return 2
     return 0
+
+
+_OS_HINTS = {errno.ENOSPC: "free some space or choose another --out", errno.EROFS: "choose an --out on a writable disk",
+             errno.EACCES: "choose a path you may write (or read)", errno.EPERM: "choose a path you may write (or read)",
+             errno.EISDIR: "name a file, not a folder", errno.ENOTDIR: "a part of the path is a file, not a folder",
+             errno.EDQUOT: "free some of your quota or choose another --out"}
+
+
+def _os_error(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc)
+    hint = _OS_HINTS.get(exc.errno or 0, "check the path and the disk")
+    return _one_line(f"{where}{what}; {hint}")
 
 
 def _one_line(exc: BaseException) -> str:

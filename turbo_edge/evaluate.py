@@ -13,7 +13,6 @@ A bundle directory (``turbo-edge export``'s, with ``manifest.json``) runs throug
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import re
@@ -35,6 +34,7 @@ from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.runtime.video import write_video
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import EvalConfig
+from turbo_edge.spec.outputs import check_json_output, write_json_output
 from turbo_edge.spec.prompt_file import read_prompt_file
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,8 @@ def _file_name(i: int, prompt: str) -> str:
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """Generate clips for ``cfg.prompts`` (a split, or a prompt file) and score them; the result is JSON-ready."""
+    if cfg.json:
+        check_json_output(cfg.json, cfg.overwrite)  # before any clip is generated, not after
     source = clip_source(cfg)
     note: dict[str, Any] | None = None
     if cfg.is_prompt_file():
@@ -223,6 +225,5 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         for i, (prompt, clip) in enumerate(zip(prompts, clips)):
             write_video(clip, Path(cfg.save_clips) / _file_name(i, prompt), overwrite=True)
     if cfg.json:
-        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json_output(cfg.json, result, "eval", cfg.overwrite)
     return result

@@ -38,14 +38,27 @@ from turbo_edge.core.prepared import (
 )
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.spec.card import read_card
-from turbo_edge.spec.configs.data import DataPrepareConfig, flag_command
+from turbo_edge.spec.configs.data import LIMITS, DataPrepareConfig, flag_command
 from turbo_edge.spec.inputs import check_closed_vocabulary
-from turbo_edge.spec.outputs import claim_run_dir, remove_stale, staged_file
+from turbo_edge.spec.outputs import claim_run_dir, remove_stale, run_lock, staged_file
 
 log = logging.getLogger(__name__)
 PER_FRAME = AUTOENCODERS["AutoencoderKL"]
 _SHARD = re.compile(r"^shard-(\d{5})\.safetensors$")
 _NOT_RUN_KEY = ("out", "overwrite", "threads")  # fields that do not change what is written
+# The bad-sample reasons a limit or the trust rule gives, and what each means (named once in a warning and in the
+# "no usable clips" error).
+LIMITED = ("too_large", "caption_too_long", "outside_source")
+
+
+def limit_words(reason: str) -> str:
+    """What a ``LIMITED`` reason means, with the limits as they are now (``LIMITS``)."""
+    return {
+        "too_large": (f"too_large: a tar member over {LIMITS['member_bytes']:,} bytes (text {LIMITS['text_member_bytes']:,}), "
+                      f"frames over {LIMITS['frame_pixels']:,} pixels or a name over {LIMITS['caption_bytes']:,} bytes"),
+        "caption_too_long": f"caption_too_long: a caption over {LIMITS['caption_bytes']:,} bytes",
+        "outside_source": "outside_source: a file named outside the source's folder (an absolute path, '..', or a link out of it)",
+    }[reason]
 
 
 def resolve_geometry(model: str | os.PathLike[str], cfg: DataPrepareConfig) -> dict[str, int]:
@@ -90,14 +103,27 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
     geometry = resolve_geometry(cfg.model, cfg)
     remove_stale(Path(cfg.out) / INDEX)  # a run killed while writing its first index left only that temp file
     out = claim_run_dir(cfg.out, INDEX)
-    run_key = {"config": {k: v for k, v in cfg.fields_dict().items() if k not in _NOT_RUN_KEY}, "model_fingerprint": fingerprint,
-               "geometry": geometry}
+    with run_lock(out):  # a second prepare into this --out is refused while this one runs
+        return _prepare(cfg, out, kind, fingerprint, files, geometry)
+
+
+def source_identity(source: str) -> str:
+    """What a resume compares: the source's resolved path (links and the working folder resolved; each
+    ``::``-joined part of a pattern on its own), so the same relative --source from another folder is another source."""
+    return "::".join(str(Path(part).expanduser().resolve()) for part in source.split("::"))
+
+
+def _prepare(cfg: DataPrepareConfig, out: Path, kind: str, fingerprint: str, files: dict[str, str],
+             geometry: dict[str, int]) -> dict[str, Any]:
+    config = {k: v for k, v in cfg.fields_dict().items() if k not in _NOT_RUN_KEY}
+    config["source"] = source_identity(cfg.source)
+    run_key = {"config": config, "model_fingerprint": fingerprint, "geometry": geometry}
     run_id = sha256_bytes(json.dumps(run_key, sort_keys=True).encode())[:16]
     base = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION, "complete": False, "command": flag_command(cfg, "data prepare"),
         "config": cfg.to_dict(), "run_id": run_id, "run_key": run_key,
         "model": {"path": str(resolve_model_path(cfg.model)), "name": cfg.model, "fingerprint": fingerprint, "files": files},
-        "source": {"path": cfg.source, "kind": kind}, "geometry": geometry, "sampling": cfg.sampling(),
+        "source": {"path": cfg.source, "resolved": config["source"], "kind": kind}, "geometry": geometry, "sampling": cfg.sampling(),
         "layout": {"latents": f"{cfg.dtype} [n, latent frames, latent_channels, h, w]: the autoencoder's latent mean, normalised "
                               "(times scaling_factor, or minus latents_mean over latents_std per channel)",
                    "text": f"{cfg.dtype} [n, tokens, dim]: the text encoder's last hidden state of the padded caption"},
@@ -233,6 +259,8 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
             clip = _usable(item, model, frames, height, width, sampling)
         except video_io.BadSample as exc:
             bad[exc.reason] += 1
+            if exc.reason in LIMITED and bad[exc.reason] == 1:  # once per reason: which limit, so a user knows what to change
+                log.warning("skipped %s (%s); more are counted in the index's bad counts", exc.detail, exc.reason)
             log.debug("skipped %s: %s", item.source, exc)
             bar.set_postfix(bad=sum(bad.values()), refresh=False)
             continue
@@ -248,8 +276,10 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
     if not index["shards"]:
         counts = ", ".join(f"{n} {r}" for r, n in _counts(bad).items() if n) or "no entries at all"
         _write_index(out, index)
-        raise ValueError(f"--source {cfg.source} has no usable clips ({counts}); check the caption table's columns, the files and "
-                         f"--frames {frames} against the videos' lengths")
+        limits = "; ".join(limit_words(r) for r in LIMITED if bad.get(r))
+        raise ValueError(f"--source {cfg.source} has no usable clips ({counts}); "
+                         + (f"{limits}; " if limits else "")
+                         + f"check the caption table's columns, the files and --frames {frames} against the videos' lengths")
     index["complete"] = True
     _write_index(out, index)
     log.info("prepared %d clips in %d shards in %s (%d source items, %s bad)", index["samples"], len(index["shards"]), out,
@@ -264,7 +294,7 @@ def _counts(bad: dict[str, int]) -> dict[str, int]:
 def _usable(item: sources.Item, model: T2VModel, frames: int, height: int, width: int, sampling: dict[str, Any]) -> np.ndarray:
     """The item's clip, or ``BadSample`` saying why it cannot be used."""
     if item.bad:
-        raise video_io.BadSample(item.bad, item.source)
+        raise video_io.BadSample(item.bad, f"{item.source}: {item.why}" if item.why else item.source)
     try:
         check_closed_vocabulary(item.caption, model.closed_vocabulary)
     except ValueError as exc:

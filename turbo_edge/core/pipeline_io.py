@@ -203,15 +203,18 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
     return T2VModel(denoiser, vae, text_encoder, tokenizer, scheduler, path=path, card=read_card(path), components=family).eval()
 
 
-def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | None = None, overwrite: bool = False) -> Path:
+def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | None = None, overwrite: bool = False,
+               in_run_dir: bool = False) -> Path:
     """Write the diffusers layout atomically: a temp dir beside ``out``, renamed into place when complete.
 
     The model card written is ``card``, else the model's own; a model without one (a third-party checkpoint)
-    is written without a card. An existing model directory at ``out`` is replaced only with ``overwrite``.
+    is written without a card. An existing model directory at ``out`` is replaced only with ``overwrite``, and only
+    when turbo-edge recorded writing every file in it (``in_run_dir``: inside a stage's own run directory, where an
+    earlier build's model without a record is the run's own; ``spec.outputs.check_replaceable``).
     """
     out = Path(out)
     family = model.components
-    with staged_dir(out, MODEL_INDEX, overwrite) as tmp:
+    with staged_dir(out, MODEL_INDEX, overwrite, in_run_dir=in_run_dir) as tmp:
         model.unet.save_pretrained(tmp / family.denoiser.folder, safe_serialization=True)
         model.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         model.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)

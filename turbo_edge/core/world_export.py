@@ -21,10 +21,10 @@ from turbo_edge.spec.outputs import staged_dir
 MARKER = "world.json"
 
 
-def export_world(cfg: WorldExportConfig) -> Path:
+def export_world(cfg: WorldExportConfig, in_run_dir: bool = False) -> Path:
     """Write ``cfg.num`` clips of ``cfg.split`` to ``cfg.out`` atomically (a temp folder renamed into place)."""
     geometry = world.WorldConfig(lead_in=cfg.lead_in)
-    with staged_dir(cfg.out, MARKER, cfg.overwrite) as tmp:
+    with staged_dir(cfg.out, MARKER, cfg.overwrite, in_run_dir=in_run_dir) as tmp:
         rows = []
         for i in tqdm(range(cfg.num), desc="world export", unit="clip"):
             attrs, clip = world.sample(cfg.split, cfg.seed, i, geometry)
@@ -62,7 +62,7 @@ def world_data(model: str, clips: int, seed: int, work: str | Path, split: str =
     except (OSError, ValueError, KeyError):
         made = None
     if made != export.to_dict():
-        export_world(export)
+        export_world(export, in_run_dir=True)  # work/ is the calling stage's
         shutil.rmtree(data, ignore_errors=True)  # prepare keys a DATA by its arguments, not its source's contents
     prepare(DataPrepareConfig(source=str(videos), model=str(model), out=str(data), shard_size=world_shard_size(clips), overwrite=True))
     return data

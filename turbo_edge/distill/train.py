@@ -270,7 +270,7 @@ def export_student(distiller: Distiller, out: str | Path, step: int) -> Path:
     sched_cfg = {k: v for k, v in t.scheduler_config.items() if not k.startswith("_")}
     scheduler = LCMScheduler.from_config(sched_cfg, original_inference_steps=distiller.cfg.origin_steps, timestep_scaling=distiller.cfg.timestep_scaling)
     model = T2VModel(unet, t.vae, t.text_encoder, t.tokenizer, scheduler)
-    return save_model(model, out, card=student_card(distiller.cfg, t, step), overwrite=True)  # inside its own run directory
+    return save_model(model, out, card=student_card(distiller.cfg, t, step), overwrite=True, in_run_dir=True)  # inside its own run directory
 
 
 def train(cfg: DistillConfig) -> Path:

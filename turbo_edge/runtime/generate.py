@@ -46,7 +46,11 @@ def write_clips(cfg: GenerateConfig, prompts: list[str], make_clip: Callable[[st
         rows = []
         for i, prompt in enumerate(prompts):
             name = f"{i:0{width}d}.{cfg.clip_format}"
-            write_video(make_clip(prompt), tmp / name, fps=fps, scale=cfg.scale)
+            try:
+                clip = make_clip(prompt)
+            except ValueError as exc:  # the model refuses this prompt (e.g. words outside its vocabulary): say which one
+                raise ValueError(f"--prompts file {cfg.prompts}, prompt {i + 1} ({prompt[:60]!r}): {exc}") from None
+            write_video(clip, tmp / name, fps=fps, scale=cfg.scale)
             rows.append({"file": name, "prompt": prompt})
         index = {"format": "turbo-edge-clips", "prompts_file": str(cfg.prompts), "seed": cfg.seed, "fps": fps, **about, "clips": rows}
         (tmp / CLIPS_INDEX).write_text(json.dumps(index, indent=1) + "\n")

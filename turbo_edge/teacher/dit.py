@@ -250,7 +250,7 @@ def world_latents(cfg: TeacherTrainConfig, spec: wan.TinyWanSpec, vae, tokenizer
         lineage = Lineage(stage="teacher_train", parent=None, config=cfg.to_dict(), step=0,
                           details={"purpose": "the world DATA's autoencoder: transformer and text encoder untrained"})
         model_dir = save_model(_assemble(cfg, spec, vae, tokenizer, text_encoder), work / "vae_model", card=_card(spec, lineage=lineage),
-                               overwrite=True)
+                               overwrite=True, in_run_dir=True)  # inside its own run directory
         data = PreparedData(world_data(str(model_dir), cfg.dataset_clips, cfg.seed, work, lead_in=spec.lead_in))
     else:
         data = PreparedData(work / "data")

@@ -150,7 +150,7 @@ def _data_model(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer) 
     lineage = Lineage(stage="teacher_train", parent=None, config=cfg.to_dict(), step=0,
                       details={"purpose": "the world DATA's autoencoder: UNet and text encoder untrained"})
     card = ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words, lineage=lineage)
-    return save_model(t2v, path, card=card, overwrite=True)
+    return save_model(t2v, path, card=card, overwrite=True, in_run_dir=True)
 
 
 def world_latents(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, make: bool = True) -> tuple[np.ndarray, list[str]]:
@@ -283,7 +283,7 @@ def _init_dir(cfg: TeacherTrainConfig) -> Path:
     path = Path(cfg.out) / "init"
     if not path.is_dir():
         init = _init_model(cfg.init_from, TinyTeacherSpec())
-        save_model(init, path, overwrite=True)  # inside its own run directory
+        save_model(init, path, overwrite=True, in_run_dir=True)  # inside its own run directory
     return path
 
 
@@ -297,7 +297,6 @@ def _warm_start(model: TeacherModel, cfg: TeacherTrainConfig) -> None:
 
 
 def _load_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
-    from safetensors.torch import load_file
 
     if cfg.init_from:
         from diffusers import AutoencoderKL
@@ -308,7 +307,7 @@ def _load_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
     if last is None:
         raise FileNotFoundError(f"no autoencoder checkpoint under {cfg.out}/vae_ckpt: run the vae phase first")
     vae = build_vae(spec)
-    vae.load_state_dict(load_file(str(last / "vae.safetensors")))
+    vae.load_state_dict(ckpt.load_tensors(last, "vae"))
     sf_file = Path(cfg.out) / "vae_scaling.json"
     if sf_file.is_file():
         sf = json.loads(sf_file.read_text())["scaling_factor"]
@@ -353,7 +352,6 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
     ``half`` stores the weights as float16 (half the bytes in git); ``from_pretrained`` loads them back as float32,
     and everything downstream runs on those rounded weights.
     """
-    from safetensors.torch import load_file
 
 
     cfg = TeacherTrainConfig.load(Path(run_dir) / "teacher_train_config.json")
@@ -369,11 +367,11 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
         raise FileNotFoundError(f"no UNet checkpoint under {run_dir}/unet_ckpt: run the unet phase first")
     model = TeacherModel(build_unet(spec), build_text_encoder(spec, len(tokenizer)))
     if use_ema:
-        sd = load_file(str(last / "ema.safetensors"))
+        sd = ckpt.load_tensors(last, "ema")
         model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items() if k.startswith("module.")})
     else:
-        model.load_state_dict(load_file(str(last / "model.safetensors")))
-    step = json.loads((last / "state.json").read_text())["step"]
+        model.load_state_dict(ckpt.load_tensors(last, "model"))
+    step = ckpt.read_state(last)["step"]
     training: dict[str, Any] = {"config": cfg.to_dict(), "unet_step": step, "weights": "ema" if use_ema else "online"}
     reproduce = f"turbo-edge teacher train --out {run_dir} && turbo-edge teacher export --run {run_dir} --out turbo_edge/assets/teacher"
     if cfg.init_from:  # the chain of runs: what this one started from, and how that was made

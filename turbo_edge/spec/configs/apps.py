@@ -78,6 +78,10 @@ class GenerateConfig(StageConfig):
             raise ValueError(f"unknown --precision {self.precision!r}; choose one of {list(PRECISIONS)}")
 
 
+MAX_SERVE_BATCH = 64  # rows per Triton request: each row's clip is generated and held in the response
+MAX_INSTANCES = 64  # model instances: each a stub process with its own runtime
+
+
 @dataclasses.dataclass
 class EvalConfig(StageConfig):
     KIND = "eval"
@@ -93,7 +97,8 @@ class EvalConfig(StageConfig):
     num: int = opt(48, help="world splits: clips to generate (a prompt file gives one per prompt)")
     seed: int = opt(0)
     batch_size: int = opt(16)
-    json: str | None = opt(None, help="write the result here")
+    json: str | None = opt(None, help="write the result here (a new file, or with --overwrite one an earlier eval / bench wrote)")
+    overwrite: bool = opt(False, help="replace --json when it is a results file turbo-edge wrote (never any other file)")
     save_clips: str | None = opt(None, help="directory for one GIF per clip")
     # Bundles only (``model`` is a bundle directory): the runtime backend, precision and threads.
     backend: str = opt("ort-cpu", help="bundles: runtime backend (ort-cpu, openvino, ort-cuda, tensorrt)")
@@ -235,10 +240,11 @@ class ServeConfig(StageConfig):
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown --precision {self.precision!r}; choose one of {list(PRECISIONS)}")
         check_threads(self.threads)
-        for name in ("instances", "max_batch"):
+        for name, high in (("instances", MAX_INSTANCES), ("max_batch", MAX_SERVE_BATCH)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer in [1, {high}], got {value!r}"
+                                 + (" (each row is a whole clip held in the request's memory)" if name == "max_batch" else ""))
         if isinstance(self.batch_delay_us, bool) or not isinstance(self.batch_delay_us, int) or not 0 <= self.batch_delay_us <= 10**7:
             raise ValueError(f"--batch-delay-us must be an integer in [0, 10000000], got {self.batch_delay_us!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65534:
@@ -290,6 +296,7 @@ class BenchConfig(StageConfig):
     guidance: float | None = opt(None, help="default: the model's or bundle's own")
     verify: bool = opt(True, help="bundles: check every file's sha256 before loading")
     json: str | None = opt(None, help="write the results row(s) here (the report reads them: put it in a results directory)")
+    overwrite: bool = opt(False, help="replace --json when it is a results file turbo-edge wrote (never any other file)")
 
     def __post_init__(self) -> None:
         if bool(self.model) == bool(self.bundle):
