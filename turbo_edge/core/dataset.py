@@ -80,6 +80,13 @@ def resolve_geometry(model: str | os.PathLike[str], cfg: DataPrepareConfig) -> d
     return geometry
 
 
+def latent_record(model: str | os.PathLike[str], geometry: dict[str, int]) -> dict[str, Any]:
+    """The latent geometry a DATA's clips have (from the model's autoencoder config): channels, factors, latent frames."""
+    root = resolve_model_path(model)
+    geo = model_family(root).autoencoder.config_geometry(json.loads((root / "vae" / "config.json").read_text()))
+    return {**geo.to_dict(), "frames": geo.latent_frames(geometry["frames"])}
+
+
 @torch.no_grad()
 def encode_latents(vae, clips: np.ndarray, autoencoder: Autoencoder = PER_FRAME) -> torch.Tensor:
     """uint8 clips [B, F, H, W, 3] -> normalised latents [B, f, C, h, w]: the autoencoder's posterior mean, normalised as
@@ -123,7 +130,8 @@ def _prepare(cfg: DataPrepareConfig, out: Path, kind: str, fingerprint: str, fil
         "format": INDEX_FORMAT, "version": INDEX_VERSION, "complete": False, "command": flag_command(cfg, "data prepare"),
         "config": cfg.to_dict(), "run_id": run_id, "run_key": run_key,
         "model": {"path": str(resolve_model_path(cfg.model)), "name": cfg.model, "fingerprint": fingerprint, "files": files},
-        "source": {"path": cfg.source, "resolved": config["source"], "kind": kind}, "geometry": geometry, "sampling": cfg.sampling(),
+        "source": {"path": cfg.source, "resolved": config["source"], "kind": kind}, "geometry": geometry, "latent": latent_record(cfg.model, geometry),
+        "sampling": cfg.sampling(),
         "layout": {"latents": f"{cfg.dtype} [n, latent frames, latent_channels, h, w]: the autoencoder's latent mean, normalised "
                               "(times scaling_factor, or minus latents_mean over latents_std per channel)",
                    "text": f"{cfg.dtype} [n, tokens, dim]: the text encoder's last hidden state of the padded caption"},

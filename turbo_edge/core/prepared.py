@@ -200,6 +200,12 @@ class PreparedData:
     def geometry(self) -> dict[str, int]:
         return dict(self.index["geometry"])
 
+    @property
+    def latent_frames(self) -> int:
+        """Latent frames a clip holds: the index's ``latent`` record (a causal autoencoder: 1 + (F - 1) / 4), else F
+        (an index written before it existed, by a per-frame autoencoder)."""
+        return int((self.index.get("latent") or {}).get("frames", self.geometry["frames"]))
+
     def check_model(self, model: str | os.PathLike[str] | None = None, *, fingerprint: str | None = None, frames: int | None = None,
                     height: int | None = None, width: int | None = None) -> None:
         """Refuse data made for another model (its VAE / text encoder / tokenizer differ: give the model, or its
@@ -246,8 +252,8 @@ class PreparedData:
         elif not lat.shape[0] == txt.shape[0] == len(shard.captions) == len(shard.sources) == n:
             problem = (f"holds {lat.shape[0]} latents, {txt.shape[0]} text rows and {len(shard.captions)} captions, "
                        f"but {INDEX} says {n} samples")
-        elif lat.shape[1] != g["frames"]:
-            problem = f"holds clips of {lat.shape[1]} frames, but {INDEX} says {g['frames']}"
+        elif lat.shape[1] != self.latent_frames:
+            problem = f"holds clips of {lat.shape[1]} latent frames, but {INDEX} says {self.latent_frames} ({g['frames']} frames)"
         elif g["height"] % lat.shape[3] or g["width"] % lat.shape[4] or g["height"] // lat.shape[3] != g["width"] // lat.shape[4]:
             problem = f"holds latents of {lat.shape[3]}x{lat.shape[4]}, not one VAE factor below {INDEX}'s {g['height']}x{g['width']}"
         if problem:
