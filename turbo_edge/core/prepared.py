@@ -202,9 +202,12 @@ class PreparedData:
 
     @property
     def latent_frames(self) -> int:
-        """Latent frames a clip holds: the index's ``latent`` record (a causal autoencoder: 1 + (F - 1) / 4), else F
-        (an index written before it existed, by a per-frame autoencoder)."""
-        return int((self.index.get("latent") or {}).get("frames", self.geometry["frames"]))
+        """Latent frames a clip of ``geometry`` holds under the index's ``latent`` record (a causal autoencoder's
+        temporal factor t: 1 + (F - 1) / t; per frame: F / t), else F (an index written before the record existed,
+        by a per-frame autoencoder). Derived from the geometry, so an edited frame count is caught by the shard check."""
+        latent = self.index.get("latent") or {}
+        frames, t = int(self.geometry["frames"]), int(latent.get("temporal_factor", 1))
+        return (frames - 1) // t + 1 if latent.get("causal_first_frame") else frames // t
 
     def check_model(self, model: str | os.PathLike[str] | None = None, *, fingerprint: str | None = None, frames: int | None = None,
                     height: int | None = None, width: int | None = None) -> None:
@@ -253,7 +256,8 @@ class PreparedData:
             problem = (f"holds {lat.shape[0]} latents, {txt.shape[0]} text rows and {len(shard.captions)} captions, "
                        f"but {INDEX} says {n} samples")
         elif lat.shape[1] != self.latent_frames:
-            problem = f"holds clips of {lat.shape[1]} latent frames, but {INDEX} says {self.latent_frames} ({g['frames']} frames)"
+            problem = (f"holds clips of {lat.shape[1]} frames, but {INDEX} says {g['frames']}" if self.latent_frames == g["frames"] else
+                       f"holds clips of {lat.shape[1]} latent frames, but {INDEX} says {g['frames']} frames ({self.latent_frames} latent)")
         elif g["height"] % lat.shape[3] or g["width"] % lat.shape[4] or g["height"] // lat.shape[3] != g["width"] // lat.shape[4]:
             problem = f"holds latents of {lat.shape[3]}x{lat.shape[4]}, not one VAE factor below {INDEX}'s {g['height']}x{g['width']}"
         if problem:
