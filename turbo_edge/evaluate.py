@@ -31,6 +31,7 @@ from turbo_edge.core.pipeline_io import check_layout, load_teacher, resolve_mode
 from turbo_edge.core.reference_clips import load_reference
 from turbo_edge.core.sampling import generate_teacher
 from turbo_edge.core.student_sampling import generate_student
+from turbo_edge.core.tiny_decoder import load_decoder_variant
 from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.runtime.video import write_video
 from turbo_edge.spec.card import read_card
@@ -88,7 +89,7 @@ def _teacher(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
     return generate_teacher(
         model, prompts, steps=cfg.steps, guidance=guidance, seed=cfg.seed,
-        batch_size=cfg.batch_size, progress=True,
+        batch_size=cfg.batch_size, progress=True, decoder=load_decoder_variant(model.path, cfg.decoder),
     )
 
 
@@ -97,7 +98,8 @@ def _teacher(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
 def _student(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
 
     model = load_teacher(cfg.model)
-    return generate_student(model, prompts, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, batch_size=cfg.batch_size, progress=True)
+    return generate_student(model, prompts, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, batch_size=cfg.batch_size, progress=True,
+                            decoder=load_decoder_variant(model.path, cfg.decoder))
 
 
 def is_bundle(model: str) -> bool:
@@ -187,6 +189,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         steps=cfg.steps,
         guidance=cfg.guidance,
         model=cfg.model,
+        decoder=cfg.decoder,
         prompts=cfg.prompts,
         seconds_per_video=seconds / len(prompts),
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),

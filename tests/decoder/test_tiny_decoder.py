@@ -128,6 +128,23 @@ def test_train_writes_the_model_with_its_tiny_decoder(tiny_t2v_dir, world, tmp_p
     # The model itself is unchanged: same weights, and the DATA prepared for the parent still fits it.
     parent_model = load_teacher(tiny_t2v_dir)
     assert all(torch.equal(a, b) for a, b in zip(model.vae.state_dict().values(), parent_model.vae.state_dict().values()))
+    # Sampling and eval decode with it where asked: the same uint8 rounding as the full decoder's frames.
+    from turbo_edge.core.sampling import decode
+    from turbo_edge.core.tiny_decoder import load_decoder_variant
+    from turbo_edge.evaluate import run_eval
+    from turbo_edge.spec.configs import EvalConfig
+
+    assert load_decoder_variant(model_dir, "full") is None
+    frames = decode(model, latents[:2], load_decoder_variant(model_dir, "tiny"))
+    expected = ((tiny(latents[:2]) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    assert frames.shape == (2, 4, 16, 16, 3) and np.array_equal(frames, expected)
+    assert not np.array_equal(frames, decode(model, latents[:2]))
+    scores = {d: run_eval(EvalConfig(model=str(model_dir), steps=2, num=2, decoder=d)) for d in ("full", "tiny")}
+    assert scores["tiny"]["decoder"] == "tiny" and 0 <= scores["tiny"]["content_acc"] <= 1
+    with pytest.raises(ValueError, match=r"no 'pruned' decoder; it has \['full', 'tiny'\]"):
+        run_eval(EvalConfig(model=str(model_dir), steps=2, num=2, decoder="pruned"))
+    with pytest.raises(ValueError, match="not a model directory"):
+        EvalConfig(model="groundtruth", decoder="tiny")
 
 
 def test_resume_is_exact_and_refuses_another_config(tiny_t2v_dir, world, tmp_path):

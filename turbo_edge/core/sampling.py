@@ -79,11 +79,17 @@ def ddim_cfg_sample(
 
 
 @torch.no_grad()
-def decode(model: T2VModel, latents: torch.Tensor) -> np.ndarray:
-    """Latents [B, C, F, h, w] -> uint8 frames [B, F, H, W, 3]."""
+def decode(model: T2VModel, latents: torch.Tensor, decoder: torch.nn.Module | None = None) -> np.ndarray:
+    """Latents [B, C, F, h, w] -> uint8 frames [B, F, H, W, 3]. ``decoder``: an alternative decoder of the model
+    (``core.tiny_decoder``: scaled latents [B, C, F, h, w] -> frames [B, F', 3, H, W]) instead of its VAE's."""
     b, c, f, h, w = latents.shape
-    flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / model.vae.config.scaling_factor
-    images = torch.cat([model.vae.decode(chunk).sample for chunk in flat.split(64)])
+    if decoder is not None:
+        images = decoder(latents)
+        b, f = images.shape[:2]
+        images = images.flatten(0, 1)
+    else:
+        flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / model.vae.config.scaling_factor
+        images = torch.cat([model.vae.decode(chunk).sample for chunk in flat.split(64)])
     images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return images.reshape(b, f, *images.shape[1:]).permute(0, 1, 3, 4, 2).numpy()
 
@@ -100,8 +106,9 @@ def generate_teacher(
     width: int | None = None,
     batch_size: int = 16,
     progress: bool = False,
+    decoder: torch.nn.Module | None = None,
 ) -> np.ndarray:
-    """Teacher clips: DDIM ``steps`` with CFG at ``guidance``, as uint8 [B, F, H, W, 3]."""
+    """Teacher clips: DDIM ``steps`` with CFG at ``guidance``, as uint8 [B, F, H, W, 3] (``decoder``: see ``decode``)."""
     from diffusers import DDIMScheduler
 
     check_prompts(model, prompts)
@@ -121,7 +128,7 @@ def generate_teacher(
         uncond = encode_text(model, [""] * len(chunk))
         x = noise[start : start + len(chunk)] * scheduler.init_noise_sigma
         latents = ddim_cfg_sample(unet_fn, scheduler, x, cond, uncond, guidance)
-        clips.append(decode(model, latents))
+        clips.append(decode(model, latents, decoder))
         bar.update(len(chunk))
     bar.close()
     return np.concatenate(clips)
