@@ -114,7 +114,7 @@ def test_train_writes_the_model_with_its_tiny_decoder(tiny_t2v_dir, world, tmp_p
     assert variant.folder == TINY_FOLDER and variant.cls == "TinyDecoder" and variant.lineage.stage == "decoder_train"
     assert variant.lineage.parent == str(tiny_t2v_dir) and variant.lineage.step == 6
     assert DecoderTrainConfig.from_dict(variant.lineage.config).loop.steps == 6
-    assert variant.lineage.details["params_tiny"] < variant.lineage.details["params_full_decoder"]
+    assert variant.lineage.details["params_decoder"] < variant.lineage.details["params_full_decoder"]
     assert card.kind == parent.kind and card.sampler == parent.sampler and card.frames == parent.frames
     assert "turbo-edge decoder train" in card.reproduce
     # The card's quality is the written decoder's, against the full decoder, on the held-out latents.
@@ -187,3 +187,63 @@ def test_card_decoders_round_trip(tmp_path):
     assert read_card(tmp_path) == card
     write_card(ModelCard(), tmp_path)
     assert "decoders" not in json.loads((tmp_path / "turbo_edge.json").read_text())  # cards without variants stay as they were
+
+
+# ------------------------------------------------------------------ the pruned variant (VDMini for the decoder)
+
+
+def test_pruned_decoder_surgery_replay_and_round_trip(tiny_t2v_dir, tmp_path):
+    from turbo_edge.core.pruned_decoder import PrunedDecoder, measure_importance, prune_channels, removable_units, resnets
+    from turbo_edge.decoder.train import apply_decoder_plan
+
+    vae = load_teacher(tiny_t2v_dir).vae
+    z = _latents(2, 4, 3, 8, 8)
+    full = AutoencoderKLTarget(vae).frames(z)
+    intact = PrunedDecoder.from_vae(vae).eval()
+    assert torch.allclose(intact(z), full, atol=1e-5)  # nothing removed: the full decoder
+    units = removable_units(intact.decoder)
+    assert "mid_block.attentions.0" in units and "up_blocks.0.resnets.0" in units
+    table = measure_importance(vae, z)
+    assert sorted(r["unit"] for r in table) == sorted(units) and [r["mse"] for r in table] == sorted(r["mse"] for r in table)
+    assert all(r["mse"] > 0 for r in table)
+    removed = [table[0]["unit"]]
+    pruned = PrunedDecoder.from_vae(vae, removed).eval()
+    assert psnr(pruned(z), full) == pytest.approx(10 * math.log10(4 / table[0]["mse"]), rel=1e-4)  # the table's damage
+    before = {n: r.norm2.num_channels for n, r in resnets(pruned.decoder).items()}
+    kept = prune_channels(pruned.decoder, 0.5, torch.zeros(1, 4, 8, 8))
+    for name, keep in kept.items():
+        resnet = pruned.decoder.get_submodule(name)
+        assert len(keep) == before[name] // 2 == resnet.conv1.out_channels == resnet.conv2.in_channels == resnet.norm2.num_channels
+        assert resnet.norm2.num_channels // resnet.norm2.num_groups == before[name] // vae.config.norm_num_groups  # whole groups went
+    # The plan replays on the full weights without torch-pruning: the same module, and save / load rebuilds it.
+    plan = {"removed": removed, "kept": kept}
+    replayed = apply_decoder_plan(vae, plan).eval()
+    assert torch.equal(replayed(z), pruned(z))
+    assert sum(p.numel() for p in replayed.parameters()) < sum(p.numel() for p in intact.parameters())
+    replayed.save_pretrained(tmp_path / "pruned_vae")
+    back = PrunedDecoder.from_pretrained(tmp_path / "pruned_vae").eval()
+    assert torch.equal(back(z), replayed(z))
+    with pytest.raises(ValueError, match="cannot remove"):
+        PrunedDecoder.from_vae(vae, ["decoder.conv_out"])
+
+
+def test_train_pruned_variant_and_replay_its_plan(tiny_t2v_dir, world, tmp_path):
+    from turbo_edge.core.tiny_decoder import load_decoder_variant
+
+    model_dir = train(_cfg(tiny_t2v_dir, world, tmp_path / "run", variant="pruned", remove_count=2, channel_ratio=0.5, lr=1e-4,
+                           importance_clips=2, val_clips=2))
+    plan = json.loads((tmp_path / "run" / "decoder_plan.json").read_text())
+    assert plan["removed"] == [r["unit"] for r in plan["importance"][:2]] and plan["kept"] and plan["importance_clips"] == 2
+    assert json.loads((model_dir / "pruned_vae" / "decoder_plan.json").read_text()) == plan
+    variant = read_card(model_dir).decoders["pruned"]
+    assert variant.cls == "PrunedDecoder" and variant.folder == "pruned_vae" and variant.lineage.plans == ("decoder_plan.json",)
+    assert variant.lineage.details["removed"] == plan["removed"] and np.isfinite(variant.quality["psnr_db"])
+    assert variant.lineage.details["params_decoder"] < variant.lineage.details["params_full_decoder"]
+    decoder = load_decoder_variant(model_dir, "pruned")
+    assert decoder(_latents(1, 4, 2, 4, 4)).shape == (1, 2, 3, 8, 8)  # the tiny VAE upsamples once
+    # Replayed in a new run: the same plan, no importance measured again.
+    train(_cfg(tiny_t2v_dir, world, tmp_path / "replay", variant="pruned", plan=str(tmp_path / "run" / "decoder_plan.json"), steps=1,
+               val_clips=0))
+    assert json.loads((tmp_path / "replay" / "decoder_plan.json").read_text()) == plan
+    with pytest.raises(ValueError, match="need --variant pruned"):
+        DecoderTrainConfig(channel_ratio=0.5)

@@ -204,7 +204,7 @@ def load_tiny_decoder(model_dir: str | os.PathLike[str], dtype: torch.dtype = to
     return TinyDecoder.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype).eval().requires_grad_(False)
 
 
-def load_decoder_variant(model_dir: str | os.PathLike[str], name: str, dtype: torch.dtype = torch.float32) -> TinyDecoder | None:
+def load_decoder_variant(model_dir: str | os.PathLike[str], name: str, dtype: torch.dtype = torch.float32) -> torch.nn.Module | None:
     """The decoder ``name`` of a model directory: None for ``"full"`` (the VAE's own), else the variant its card names,
     refused in one line naming the decoders it has."""
     from turbo_edge.spec.card import read_card
@@ -215,11 +215,14 @@ def load_decoder_variant(model_dir: str | os.PathLike[str], name: str, dtype: to
     if name not in variants:
         raise ValueError(f"{model_dir} has no {name!r} decoder; it has {['full', *sorted(variants)]} "
                          f"(add a tiny one with `turbo-edge decoder train --model {model_dir}`)")
+    from turbo_edge.core.pruned_decoder import PrunedDecoder
+
     variant = variants[name]
-    if variant.cls != TinyDecoder.__name__:
-        raise ValueError(f"{model_dir}'s {name!r} decoder is a {variant.cls}, which this build does not load")
+    classes = {c.__name__: c for c in (TinyDecoder, PrunedDecoder)}
+    if variant.cls not in classes:
+        raise ValueError(f"{model_dir}'s {name!r} decoder is a {variant.cls}, which this build does not load (it loads {sorted(classes)})")
     folder = Path(model_dir) / variant.folder
-    return TinyDecoder.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype).eval().requires_grad_(False)
+    return classes[variant.cls].from_pretrained(folder, use_safetensors=True, torch_dtype=dtype).eval().requires_grad_(False)
 
 
 # ------------------------------------------------------------------ the full decoder, as the trainer sees it

@@ -11,15 +11,21 @@ it), the encoder and the latent space are untouched, and the frozen full decoder
    VAE encoder features (never the held-out evaluator) + adv_weight * hinge generator loss (from ``adv_start``);
 5. with ``adv_weight > 0``: a discriminator step, hinge loss, the full decoder's frames real, the tiny one's fake.
 
+``--variant pruned`` (VDMini for the decoder) starts from the full decoder's own weights instead: the units whose
+removal alone changes its frames least (measured on the first ``importance_clips`` clips; or ``--remove``, or a
+``--plan`` replayed) are removed, ``channel_ratio`` of every remaining resnet's internal norm groups go through
+torch-pruning, and the same losses fine-tune it (``core.pruned_decoder``; the plan is ``decoder_plan.json``).
+
 Batches are the DATA's rank share in order (checkpoints record every rank's position), and nothing else is drawn at
 random, so a resumed run is the uninterrupted one. At the end the tiny decoder is scored on held-out latents (PSNR /
-SSIM against the full decoder) and the model is written to ``OUT/model``: a copy of the input model with the tiny
-decoder in ``tiny_vae/`` (diffusers form) and named in the card's ``decoders`` with its lineage.
+SSIM against the full decoder) and the model is written to ``OUT/model``: a copy of the input model with the new
+decoder in ``tiny_vae/`` or ``pruned_vae/`` (diffusers form) and named in the card's ``decoders`` with its lineage.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -32,6 +38,7 @@ import torch.nn.functional as F
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import train_data
 from turbo_edge.core.pipeline_io import ALIASES, MODEL_INDEX, check_layout, load_teacher, resolve_model_path
+from turbo_edge.core.pruned_decoder import PRUNED_FOLDER, PrunedDecoder, measure_importance, narrow_resnet, prune_channels
 from turbo_edge.core.tiny_decoder import (
     TINY_FOLDER,
     AutoencoderKLTarget,
@@ -48,25 +55,68 @@ from turbo_edge.spec.outputs import claim_run_dir, staged_dir
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "decoder_config.json"
+PLAN_FILE = "decoder_plan.json"  # the pruned variant's replayable plan, in the run directory and beside the weights
+PLAN_KIND = "turbo-edge-decoder-plan"
 
 
 def build_decoder(cfg: DecoderTrainConfig, vae_config: dict[str, Any]) -> TinyDecoder:
     """The untrained tiny decoder for this autoencoder (seeded: a resumed run builds the same one before loading)."""
+    check_autoencoder(vae_config)
+    torch.manual_seed(cfg.seed)
+    return TinyDecoder.for_autoencoder_kl(vae_config, channels=cfg.channels or None, width=cfg.width, blocks=cfg.blocks, memory=cfg.memory)
+
+
+def check_autoencoder(vae_config: dict[str, Any]) -> None:
     if vae_config.get("_class_name", "AutoencoderKL") != "AutoencoderKL":
         raise ValueError(f"decoder train handles the per-frame AutoencoderKL of the UNet family; this model's vae is a "
                          f"{vae_config.get('_class_name')}")
-    torch.manual_seed(cfg.seed)
-    return TinyDecoder.for_autoencoder_kl(vae_config, channels=cfg.channels or None, width=cfg.width, blocks=cfg.blocks, memory=cfg.memory)
+
+
+def make_decoder_plan(cfg: DecoderTrainConfig, vae: torch.nn.Module, source: train_data.DataSource) -> dict[str, Any]:
+    """The pruned variant's plan: ``cfg.plan`` read back, or made here. Units: ``cfg.remove``, else the
+    ``remove_count`` whose removal alone changes the full decoder's frames least (MSE on the source's first
+    ``importance_clips`` clips); then, with ``channel_ratio``, the channels torch-pruning keeps in each resnet."""
+    check_autoencoder(dict(vae.config))
+    if cfg.plan:
+        plan = json.loads(Path(cfg.plan).read_text())
+        if plan.get("kind") != PLAN_KIND:
+            raise ValueError(f"--plan {cfg.plan} is not a decoder plan (written by `decoder train --variant pruned` as {PLAN_FILE})")
+        if plan.get("vae_config") != _vae_identity(vae):
+            raise ValueError(f"--plan {cfg.plan} was made for another autoencoder ({plan.get('vae_config')}), not this model's")
+        return plan
+    latents = source.head(min(cfg.importance_clips, len(source))).x0
+    table = measure_importance(vae, latents)
+    removed = list(cfg.remove) or [row["unit"] for row in table[: cfg.remove_count]]
+    decoder = PrunedDecoder.from_vae(vae, removed)
+    kept = {}
+    if cfg.channel_ratio > 0:
+        kept = prune_channels(decoder.decoder, cfg.channel_ratio, torch.zeros(1, *latents.shape[1:2], *latents.shape[3:]))
+    return {"kind": PLAN_KIND, "version": 1, "vae_config": _vae_identity(vae), "removed": removed, "kept": kept,
+            "channel_ratio": cfg.channel_ratio, "importance": table, "importance_clips": int(len(latents))}
+
+
+def _vae_identity(vae: torch.nn.Module) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dict(vae.config).items() if not k.startswith("_")}
+
+
+def apply_decoder_plan(vae: torch.nn.Module, plan: dict[str, Any]) -> PrunedDecoder:
+    """Replay ``plan`` on the full decoder's weights (what trains is what the saved config rebuilds)."""
+    decoder = PrunedDecoder.from_vae(vae, plan["removed"])
+    for name, keep in plan["kept"].items():
+        narrow_resnet(decoder.decoder.get_submodule(name), torch.tensor(keep))
+    decoder.register_to_config(widths={name: len(keep) for name, keep in plan["kept"].items()})
+    return decoder
 
 
 class Distillation:
     """The frozen full decoder (target and perceptual features), the trainable tiny decoder, the optional discriminator."""
 
-    def __init__(self, cfg: DecoderTrainConfig, vae: torch.nn.Module, device_type: str = "cpu") -> None:
+    def __init__(self, cfg: DecoderTrainConfig, vae: torch.nn.Module, device_type: str = "cpu", plan: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.autocast = lambda: autocast(cfg.loop.mixed_precision, device_type)
-        self.full = AutoencoderKLTarget(vae)
-        self.tiny = build_decoder(cfg, dict(vae.config)).train().requires_grad_(True)
+        student = build_decoder(cfg, dict(vae.config)) if plan is None else apply_decoder_plan(vae, plan)
+        self.full = AutoencoderKLTarget(vae)  # after the copy: the target's weights are frozen in place
+        self.tiny = student.train().requires_grad_(True)
         self.disc = PatchDiscriminator(cfg.disc_width) if cfg.adv_weight > 0 else None
 
     def parameter_groups(self) -> list[dict[str, Any]]:
@@ -134,20 +184,28 @@ def held_out_latents(cfg: DecoderTrainConfig, out: Path) -> torch.Tensor | None:
     return train_data.DataSource(data, seed=cfg.seed).head(min(cfg.val_clips, len(data))).x0
 
 
-def decoder_variant(cfg: DecoderTrainConfig, src: Path, tiny: TinyDecoder, vae: torch.nn.Module, quality: dict[str, Any]) -> DecoderVariant:
+def decoder_variant(cfg: DecoderTrainConfig, src: Path, tiny: torch.nn.Module, vae: torch.nn.Module, quality: dict[str, Any],
+                    plan: dict[str, Any] | None = None) -> DecoderVariant:
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    details = {"params_full_decoder": count(vae.decoder) + count(vae.post_quant_conv or torch.nn.Identity()), "params_tiny": count(tiny),
-               "reproduce": cfg.command_line("decoder train", first=("model", "out", "steps"))}
+    details: dict[str, Any] = {"params_full_decoder": count(vae.decoder) + count(vae.post_quant_conv or torch.nn.Identity()),
+                               "params_decoder": count(tiny), "reproduce": cfg.command_line("decoder train", first=("model", "out", "steps"))}
+    if plan is not None:
+        details.update(removed=plan["removed"], channel_ratio=plan["channel_ratio"], narrowed=sorted(plan["kept"]))
     lineage = Lineage(stage="decoder_train", parent=cfg.model if cfg.model in ALIASES else str(src), config=cfg.to_dict(),
-                      step=cfg.loop.steps, details=details)
-    return DecoderVariant(folder=TINY_FOLDER, cls=type(tiny).__name__, lineage=lineage, quality=quality)
+                      step=cfg.loop.steps, plans=(PLAN_FILE,) if plan is not None else (), details=details)
+    folder = TINY_FOLDER if cfg.variant == "tiny" else PRUNED_FOLDER
+    return DecoderVariant(folder=folder, cls=type(tiny).__name__, lineage=lineage, quality=quality)
 
 
-def save_with_decoder(src: Path, out: Path, name: str, tiny: TinyDecoder, variant: DecoderVariant, reproduce: str) -> Path:
-    """``src`` copied to ``out`` with ``tiny`` in ``variant.folder`` and the card naming it, in one atomic swap."""
+def save_with_decoder(src: Path, out: Path, name: str, tiny: torch.nn.Module, variant: DecoderVariant, reproduce: str,
+                      plan: dict[str, Any] | None = None) -> Path:
+    """``src`` copied to ``out`` with ``tiny`` in ``variant.folder`` (and its plan beside its weights) and the card
+    naming it, in one atomic swap."""
     with staged_dir(out, MODEL_INDEX, overwrite=True) as tmp:  # inside this stage's own run directory
         shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(variant.folder, ".*"))
         tiny.save_pretrained(tmp / variant.folder, safe_serialization=True)
+        if plan is not None:
+            (tmp / variant.folder / PLAN_FILE).write_text(json.dumps(plan, indent=1) + "\n")
         card = read_card(src)
         if not card.present:  # a third-party model: a card of unknown geometry that records only the decoder
             card = ModelCard()
@@ -175,9 +233,15 @@ def train(cfg: DecoderTrainConfig) -> Path:
     with accel.main_process_first():  # the world is prepared once
         source = train_data.open_source(cfg.data, cfg.model, seed=cfg.seed, world_clips=cfg.loop.dataset_clips, work=out,
                                         mix=cfg.loop.mix_shards)
-    dist = Distillation(cfg, model.vae, device_type=accel.device.type)
+    plan = None
+    if cfg.variant == "pruned":
+        plan = make_decoder_plan(cfg, model.vae, source)
+        (out / PLAN_FILE).write_text(json.dumps(plan, indent=1) + "\n")
+        log.info("decoder plan: removed %s, %d resnets narrowed (ratio %g)", plan["removed"], len(plan["kept"]), plan["channel_ratio"])
+    dist = Distillation(cfg, model.vae, device_type=accel.device.type, plan=plan)
     opt = adamw(dist.parameter_groups(), lean=cfg.loop.lean_optimizer)
-    chash = ckpt.config_hash({**cfg.training_hash_fields(), "vae": dict(model.vae.config)})
+    identity = {"removed": plan["removed"], "kept": plan["kept"]} if plan is not None else {}
+    chash = ckpt.config_hash({**cfg.training_hash_fields(), "vae": _vae_identity(model.vae), **identity})
     modules: dict[str, Any] = {"decoder": dist.tiny}
     if dist.disc is not None:
         modules["discriminator"] = dist.disc
@@ -224,7 +288,8 @@ def train(cfg: DecoderTrainConfig) -> Path:
         latents = held_out_latents(cfg, out)
         quality = frame_quality(decoder, dist.full, latents) if latents is not None else {}
         if quality:
-            log.info("tiny decoder vs full on %d held-out clips: PSNR %.2f dB, SSIM %.4f", quality["clips"], quality["psnr_db"], quality["ssim"])
-        variant = decoder_variant(cfg, src, decoder, model.vae, quality)
-        save_with_decoder(src, model_dir, cfg.variant, decoder, variant, variant.lineage.details["reproduce"])
+            log.info("%s decoder vs full on %d held-out clips: PSNR %.2f dB, SSIM %.4f", cfg.variant, quality["clips"], quality["psnr_db"],
+                     quality["ssim"])
+        variant = decoder_variant(cfg, src, decoder, model.vae, quality, plan)
+        save_with_decoder(src, model_dir, cfg.variant, decoder, variant, variant.lineage.details["reproduce"], plan)
     return model_dir

@@ -430,7 +430,7 @@ class DecoderLoop(TrainLoop):
     lr: float = opt(5e-4, help="learning rate")
 
 
-DECODER_KINDS = ("tiny",)
+DECODER_KINDS = ("tiny", "pruned")  # a TinyDecoder distilled from scratch; the full decoder pruned (VDMini) and fine-tuned
 
 
 @dataclasses.dataclass
@@ -445,13 +445,22 @@ class DecoderTrainConfig(StageConfig):
     data: str | None = opt(None, help="a prepared dataset (`turbo-edge data prepare --model` this model): its latents are the training "
                                       "inputs (default: the synthetic world's clips, prepared into the run directory)")
     seed: int = opt(0)
-    variant: str = opt("tiny", choices=DECODER_KINDS, help="which decoder to make (its name in the model card)")
+    variant: str = opt("tiny", choices=DECODER_KINDS, help="which decoder to make (its name in the model card): tiny (a new small decoder) "
+                                                           "or pruned (the full decoder with layers removed and widths narrowed, fine-tuned)")
     # The tiny decoder (core.tiny_decoder.TinyDecoder).
     width: int = opt(64, help="channels at the latents' size, halved at each larger level down to 16 (unless --channels)")
     channels: tuple[int, ...] = opt((), parse=csv_ints, help="comma-separated widths, one per resolution level from the latents' size up "
                                                                "(the autoencoder's len(block_out_channels)); default: from --width")
     blocks: int = opt(1, help="memory blocks per resolution level")
     memory: bool = opt(True, help="memory blocks see the previous frame's features (--no-memory: a purely per-frame decoder)")
+    # The pruned variant (VDMini for the decoder): which units go, measured or named, and the channel ratio.
+    plan: str | None = opt(None, help="pruned: a decoder_plan.json (from an earlier run) to replay instead of making one")
+    remove: tuple[str, ...] = opt((), parse=csv, help="pruned: comma-separated units to remove (default: the --remove-count least "
+                                                     "important by measured frame MSE)")
+    remove_count: int = opt(3, help="pruned: units removed by measured importance (mid-block resnets / attention, up-block resnets)")
+    channel_ratio: float = opt(0.0, help="pruned: then remove this fraction of every remaining resnet's internal norm groups "
+                                         "(torch-pruning, smallest conv1 filter norms); 0 disables")
+    importance_clips: int = opt(8, help="pruned: clips of the training data the importance table is measured on")
     # Losses against the full decoder's frames.
     l1_weight: float = opt(1.0, help="L1 to the full decoder's frames")
     mse_weight: float = opt(1.0, help="MSE to the full decoder's frames")
@@ -481,6 +490,10 @@ class DecoderTrainConfig(StageConfig):
             raise ValueError("l1_weight, mse_weight and perceptual_weight are all 0: nothing ties the decoder to the full one")
         if self.adv_start < 0 or self.val_clips < 0 or self.disc_lr <= 0:
             raise ValueError("adv_start and val_clips must be >= 0 and disc_lr > 0")
+        if not 0 <= self.channel_ratio < 1 or self.remove_count < 0 or self.importance_clips < 1:
+            raise ValueError("channel_ratio must be in [0, 1), remove_count >= 0 and importance_clips >= 1")
+        if self.variant == "tiny" and (self.plan or self.remove or self.channel_ratio):
+            raise ValueError("plan, remove and channel_ratio prune the full decoder: they need --variant pruned")
 
     def training_hash_fields(self) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the checkpoint (not the step count or the evaluation)."""
