@@ -1,21 +1,23 @@
-"""Decoder compression: the tiny decoder against the full VAE decoder, in quality and in PyTorch latency.
+"""Decoder compression: the decoder variants of a model (tiny, pruned) against its full VAE decoder, in quality and
+in PyTorch latency.
 
-    python benchmarks/bench_decoder.py --model runs/decoder/model          # a model with a tiny decoder (decoder train)
+    python benchmarks/bench_decoder.py --model runs/decoder/model          # a model with decoder variants (decoder train)
     python benchmarks/bench_decoder.py --model M --eval-prompts 192        # + the held-out evaluator on 4-step videos
-    python benchmarks/bench_decoder.py --shape tiny --model M              # the latency rows at a reduced width (the test)
+    python benchmarks/bench_decoder.py --shape tiny --model M              # the shape rows at a reduced width (the test)
 
-Quality (``--model``: a model directory whose card names a ``tiny`` decoder):
+Quality (``--model``: a model directory whose card names decoder variants), per variant:
 
-- PSNR / SSIM of the tiny decoder's frames against the full decoder's on held-out latents: the world's val split
-  (never trained on: decoder train reads the train split) prepared for the model, and the final latents of the
-  4-step student on val prompts (what the decoder sees at inference);
+- PSNR / SSIM of its frames against the full decoder's on held-out latents: the world's val split (never trained
+  on: decoder train reads the train split) prepared for the model, and the final latents of the 4-step student on
+  val prompts (what a decoder sees at inference);
 - with ``--eval-prompts N``: the held-out evaluator's content / motion accuracy (``turbo-edge eval --decoder``)
-  of the same 4-step videos decoded by the full and by the tiny decoder.
+  of the same 4-step videos decoded by the full decoder and by each variant.
 
-Latency (PyTorch eager, fp32, ``--threads``): one decoder call, full ``AutoencoderKL`` decode against the tiny
-decoder, interleaved (``_timing.time_interleaved``), at the model's own size (its trained tiny decoder) and at
+Latency (PyTorch eager, fp32, ``--threads``): one decoder call, the full ``AutoencoderKL`` decode against each
+variant, interleaved (``_timing.time_interleaved``), at the model's own size (its trained variants) and at
 ModelScope T2V's shape (Stable Diffusion's VAE 128/256/512/512, 8 frames of 16x16 latents = 128x128 frames,
-random weights: latency does not depend on them) with the tiny decoder ``decoder train`` builds by default.
+random weights: latency does not depend on them) with the tiny decoders ``decoder train`` builds at ``--widths``
+and a VDMini-pruned decoder (``vdmini_shape_decoder``).
 """
 
 from __future__ import annotations
@@ -63,20 +65,39 @@ def cpu_model() -> str:
     return fields.get("Model name", "unknown").strip()
 
 
-def latency(full_fn: Any, tiny_fn: Any, warmup: int, runs: int) -> dict[str, Any]:
+def latency(calls: dict[str, Any], warmup: int, runs: int) -> dict[str, Any]:
+    """Interleaved per-call times of ``calls`` (``"full"`` first) and each one's speed-up over the full decoder."""
     import torch
 
     with torch.no_grad():
-        times = time_interleaved({"full": full_fn, "tiny": tiny_fn}, warmup, runs)
-    rows = {k: summary([t * 1e3 for t in v]) for k, v in times.items()}
-    return {**rows, "full_over_tiny": rows["full"]["median_ms"] / rows["tiny"]["median_ms"]}
+        times = time_interleaved(calls, warmup, runs)
+    rows: dict[str, Any] = {k: summary([t * 1e3 for t in v]) for k, v in times.items()}
+    for name in calls:
+        if name != "full":
+            rows[name]["full_over_this"] = rows["full"]["median_ms"] / rows[name]["median_ms"]
+    return rows
 
 
 def params(module: Any) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def latency_rows(args: argparse.Namespace, model: Any, tiny: Any) -> dict[str, Any]:
+def vdmini_shape_decoder(vae: Any, ratio: float) -> Any:
+    """For the random-weight shape rows: VDMini's decoder plan without measured importance (random weights have none
+    to measure): the whole mid block and the last resnet of every up block removed, then ``ratio`` of each remaining
+    resnet's internal norm groups (torch-pruning)."""
+    from turbo_edge.core.pruned_decoder import PrunedDecoder, removable_units
+
+    units = removable_units(PrunedDecoder.from_vae(vae).decoder)
+    last = {u.rsplit(".", 2)[0]: u for u in units if u.startswith("up_blocks.")}
+    removed = [u for u in units if u.startswith("mid_block.")] + sorted(last.values())
+    decoder = PrunedDecoder.from_vae(vae, removed)
+    if ratio > 0:
+        decoder.prune_channels(ratio, (8, 8))
+    return decoder.eval(), removed
+
+
+def latency_rows(args: argparse.Namespace, model: Any, variants: dict[str, Any]) -> dict[str, Any]:
     import torch
     from diffusers import AutoencoderKL
 
@@ -84,30 +105,35 @@ def latency_rows(args: argparse.Namespace, model: Any, tiny: Any) -> dict[str, A
 
     rows: dict[str, Any] = {}
     if model is not None:
-        frames, h, w = model.card.frames or 8, (model.card.height or 32) // tiny.spatial_factor, (model.card.width or 32) // tiny.spatial_factor
-        z = torch.randn(1, tiny.config.latent_channels, frames, h, w, generator=torch.Generator().manual_seed(0))
+        factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
+        frames, h, w = model.card.frames or 8, (model.card.height or 32) // factor, (model.card.width or 32) // factor
+        c = model.vae.config.latent_channels
+        z = torch.randn(1, c, frames, h, w, generator=torch.Generator().manual_seed(0))
         full = AutoencoderKLTarget(model.vae)
-        log(f"latency at the model's size: 1 x {frames} frames of {h}x{w} latents")
-        rows["model"] = {"latents": [1, tiny.config.latent_channels, frames, h, w], "params_full_decoder": params(model.vae.decoder),
-                         "params_tiny": params(tiny), "tiny_channels": list(tiny.config.channels),
-                         **latency(lambda: full.frames(z), lambda: tiny(z), args.warmup, args.runs)}
+        log(f"latency at the model's size: 1 x {frames} frames of {h}x{w} latents, full vs {sorted(variants)}")
+        calls = {"full": lambda: full.frames(z), **{name: (lambda d=d: d(z)) for name, d in variants.items()}}
+        rows["model"] = {"latents": [1, c, frames, h, w], "params": {"full": params(model.vae.decoder), **{n: params(d) for n, d in variants.items()}},
+                         **latency(calls, args.warmup, args.runs)}
     shape = SHAPES[args.shape]
     torch.manual_seed(0)
     vae = AutoencoderKL(**shape["vae"]).eval()
     frames, h, w = shape["latents"]
     z = torch.randn(1, 4, frames, h, w, generator=torch.Generator().manual_seed(0))
     full = AutoencoderKLTarget(vae)
-    for width in args.widths:
-        small = TinyDecoder.for_autoencoder_kl(dict(vae.config), width=width).eval()
-        log(f"latency at the {args.shape} shape: full vs tiny width {width} {list(small.config.channels)}")
-        rows[f"{args.shape}_w{width}"] = {"latents": [1, 4, frames, h, w], "frames_px": [frames, h * 8, w * 8],
-                                          "params_full_decoder": params(vae.decoder), "params_tiny": params(small),
-                                          "tiny_channels": list(small.config.channels), "random_weights": True,
-                                          **latency(lambda: full.frames(z), lambda small=small: small(z), args.warmup, args.runs_large)}
+    decoders = {f"tiny_w{width}": TinyDecoder.for_autoencoder_kl(dict(vae.config), width=width).eval() for width in args.widths}
+    pruned, removed = vdmini_shape_decoder(vae, args.pruned_ratio)
+    decoders["pruned"] = pruned
+    log(f"latency at the {args.shape} shape: full vs {sorted(decoders)}")
+    calls = {"full": lambda: full.frames(z), **{name: (lambda d=d: d(z)) for name, d in decoders.items()}}
+    rows[args.shape] = {"latents": [1, 4, frames, h, w], "frames_px": [frames, h * 8, w * 8], "random_weights": True,
+                        "params": {"full": params(vae.decoder), **{n: params(d) for n, d in decoders.items()}},
+                        "tiny_channels": {n: list(d.config.channels) for n, d in decoders.items() if n.startswith("tiny")},
+                        "pruned_plan": {"removed": removed, "channel_ratio": args.pruned_ratio},
+                        **latency(calls, args.warmup, args.runs_large)}
     return rows
 
 
-def quality_rows(args: argparse.Namespace, model: Any, tiny: Any) -> dict[str, Any]:
+def quality_rows(args: argparse.Namespace, model: Any, variants: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from turbo_edge.core import world
@@ -119,37 +145,38 @@ def quality_rows(args: argparse.Namespace, model: Any, tiny: Any) -> dict[str, A
     full = AutoencoderKLTarget(model.vae)
     log(f"held-out latents: the world's val split, {args.val_clips} clips prepared for {args.model}")
     data = load_checked(world_data(args.model, args.val_clips, args.seed, Path(args.work) / "val", split="val"), args.model)
-    rows = {"val_split_latents": frame_quality(tiny, full, DataSource(data, seed=args.seed).head(args.val_clips).x0)}
+    sets = {"val_split_latents": DataSource(data, seed=args.seed).head(args.val_clips).x0}
     if model.card.sampler is not None:
         prompts = [a.prompt for a in world.prompt_set("val", args.student_clips, seed=args.seed)]
         log(f"held-out latents: the 4-step student's on {len(prompts)} val prompts")
-        latents = torch.cat(list(student_latents(model, prompts, steps=4, seed=args.seed)))
-        rows["student_4_step_latents"] = frame_quality(tiny, full, latents)
-    return rows
+        sets["student_4_step_latents"] = torch.cat(list(student_latents(model, prompts, steps=4, seed=args.seed)))
+    return {name: {what: frame_quality(d, full, latents) for what, latents in sets.items()} for name, d in variants.items()}
 
 
-def eval_rows(args: argparse.Namespace) -> dict[str, Any]:
+def eval_rows(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     from turbo_edge.evaluate import run_eval
     from turbo_edge.spec.configs import EvalConfig
 
-    out = {}
-    for decoder in ("full", "tiny"):
+    out: dict[str, Any] = {}
+    for decoder in ["full", *names]:
         cfg = EvalConfig(model=args.model, steps=4, num=args.eval_prompts, prompts="val", seed=args.seed, decoder=decoder)
         log(f"held-out evaluator: 4-step videos, {args.eval_prompts} val prompts, decoder {decoder}")
         r = run_eval(cfg)
         out[decoder] = {k: r[k] for k in ("content_acc", "motion_acc", "all_acc", "consistency", "fd", "n_videos") if k in r}
         out[decoder]["command"] = f"turbo-edge eval --model {args.model} --steps 4 --num {args.eval_prompts} --prompts val --decoder {decoder}"
-    out["content_points_tiny_minus_full"] = 100 * (out["tiny"]["content_acc"] - out["full"]["content_acc"])
-    out["motion_points_tiny_minus_full"] = 100 * (out["tiny"]["motion_acc"] - out["full"]["motion_acc"])
-    out["within_1_point"] = abs(out["content_points_tiny_minus_full"]) <= 1 and abs(out["motion_points_tiny_minus_full"]) <= 1
+    for name in names:
+        content = 100 * (out[name]["content_acc"] - out["full"]["content_acc"])
+        motion = 100 * (out[name]["motion_acc"] - out["full"]["motion_acc"])
+        out[name].update(content_points_vs_full=content, motion_points_vs_full=motion, within_1_point=abs(content) <= 1 and abs(motion) <= 1)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="", help="a model directory with a tiny decoder (decoder train's OUT/model); empty: shape rows only")
+    ap.add_argument("--model", default="", help="a model directory with decoder variants (decoder train's OUT/model); empty: shape rows only")
     ap.add_argument("--shape", choices=sorted(SHAPES), default="modelscope")
     ap.add_argument("--widths", default="64,128", help="tiny decoder widths timed at --shape (comma-separated)")
+    ap.add_argument("--pruned-ratio", type=float, default=0.5, help="channel ratio of the VDMini decoder timed at --shape")
     ap.add_argument("--val-clips", type=int, default=192)
     ap.add_argument("--student-clips", type=int, default=64)
     ap.add_argument("--eval-prompts", type=int, default=0, help="held-out evaluator on this many val prompts (0 skips it)")
@@ -168,12 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     from turbo_edge.core.pipeline_io import load_teacher
     from turbo_edge.core.tiny_decoder import load_decoder_variant
 
-    model = tiny = None
+    model, variants = None, {}
     if args.model:
         model = load_teacher(args.model)
-        tiny = load_decoder_variant(args.model, "tiny")
+        variants = {name: load_decoder_variant(args.model, name) for name in sorted(model.card.decoders)}
+        if not variants:
+            raise SystemExit(f"{args.model} has no decoder variants: make one with `turbo-edge decoder train --model {args.model}`")
     record: dict[str, Any] = {
-        "schema": SCHEMA, "what": "tiny decoder vs the full AutoencoderKL decoder: PSNR / SSIM on held-out latents, decoder-call "
+        "schema": SCHEMA, "what": "decoder variants vs the full AutoencoderKL decoder: PSNR / SSIM on held-out latents, decoder-call "
                                   "latency in PyTorch eager fp32, and (where run) the held-out evaluator on 4-step videos",
         "command": "python benchmarks/bench_decoder.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "model": args.model or None, "shape": args.shape, "threads": args.threads, "cpu": cpu_model(), "cores": os.cpu_count(),
@@ -181,17 +210,19 @@ def main(argv: list[str] | None = None) -> int:
         "goal_note": "the issue states the >= 5x decoder-call goal for OpenVINO fp32 / int8 bundles; these rows are PyTorch eager",
     }
     if model is not None:
-        record["card_decoder"] = model.card.decoders["tiny"].to_dict()
-        record["quality"] = quality_rows(args, model, tiny)
-    record["latency"] = latency_rows(args, model, tiny)
+        record["card_decoders"] = {name: v.to_dict() for name, v in model.card.decoders.items()}
+        record["quality"] = quality_rows(args, model, variants)
+    record["latency"] = latency_rows(args, model, variants)
     if args.eval_prompts and model is not None:
-        record["evaluator"] = eval_rows(args)
+        record["evaluator"] = eval_rows(args, sorted(variants))
     record["loadavg_at_end"] = list(os.getloadavg())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     log(f"wrote {args.out}")
-    for name, row in record["latency"].items():
-        log(f"{name}: full {row['full']['median_ms']:.1f} ms, tiny {row['tiny']['median_ms']:.1f} ms, {row['full_over_tiny']:.1f}x")
+    for where, row in record["latency"].items():
+        for name, t in row.items():
+            if isinstance(t, dict) and "full_over_this" in t:
+                log(f"{where}: full {row['full']['median_ms']:.1f} ms, {name} {t['median_ms']:.1f} ms, {t['full_over_this']:.1f}x")
     return 0
 
 

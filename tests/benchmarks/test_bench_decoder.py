@@ -24,14 +24,17 @@ def test_bench_decoder_writes_quality_and_latency(tiny_t2v_dir, tmp_path):
     assert bd.main(argv) == 0
     r = json.loads(out.read_text())
     assert r["command"].endswith(" ".join(argv)) and r["cpu"] and r["threads"] == 1
-    q = r["quality"]["val_split_latents"]
+    q = r["quality"]["tiny"]["val_split_latents"]
     assert q["clips"] == 4 and q["frames"] == 16 and 0 < q["ssim"] <= 1 and q["psnr_db"] > 0
-    assert "student_4_step_latents" not in r["quality"]  # a teacher: no 4-step sampler
-    for name in ("model", "tiny_w8"):
-        row = r["latency"][name]
-        assert row["full"]["median_ms"] > 0 and row["full_over_tiny"] == row["full"]["median_ms"] / row["tiny"]["median_ms"]
-        assert row["params_tiny"] < row["params_full_decoder"]
-    assert r["latency"]["tiny_w8"]["tiny_channels"] == [8, 8, 8, 8] and r["latency"]["tiny_w8"]["frames_px"] == [4, 64, 64]
+    assert "student_4_step_latents" not in r["quality"]["tiny"]  # a teacher: no 4-step sampler
+    for where, names in (("model", ["tiny"]), ("tiny", ["tiny_w8", "pruned"])):
+        row = r["latency"][where]
+        for name in names:
+            assert row["full"]["median_ms"] > 0 and row[name]["full_over_this"] == row["full"]["median_ms"] / row[name]["median_ms"]
+            assert row["params"][name] < row["params"]["full"]
+    shape = r["latency"]["tiny"]
+    assert shape["tiny_channels"]["tiny_w8"] == [8, 8, 8, 8] and shape["frames_px"] == [4, 64, 64]
+    assert shape["pruned_plan"]["removed"][:3] == ["mid_block.resnets.0", "mid_block.attentions.0", "mid_block.resnets.1"]
     ev = r["evaluator"]
     assert ev["full"]["n_videos"] == ev["tiny"]["n_videos"] == 2 and "--decoder tiny" in ev["tiny"]["command"]
-    assert ev["content_points_tiny_minus_full"] == 100 * (ev["tiny"]["content_acc"] - ev["full"]["content_acc"])
+    assert ev["tiny"]["content_points_vs_full"] == 100 * (ev["tiny"]["content_acc"] - ev["full"]["content_acc"])
