@@ -10,8 +10,10 @@ frames) is a 1x1 convolution to ``stride`` times the channels reshaped into ``st
 frame and every later one to ``total_stride`` frames, as the causal autoencoder's own decoder does.
 
 ``TinyDecoder`` takes the *scaled* latents [B, C, F, h, w] the denoiser produces (what the full decoder's caller
-divides by ``scaling_factor``; per-channel ``latents_mean`` / ``latents_std`` for autoencoders that normalise that
-way) and returns frames [B, F', 3, H, W] in [-1, 1]. It is a ``ModelMixin, ConfigMixin``, so
+divides by ``scaling_factor``, or un-normalises with per-channel ``latents_mean`` / ``latents_std`` for Wan) as they
+are: that space has about unit variance, the one a learned first layer wants, so it needs no autoencoder constants
+(a soft clamp, ``latent_clamp * tanh(z / latent_clamp)``, bounds latents far off the training distribution). It
+returns frames [B, F', 3, H, W] in [-1, 1]. It is a ``ModelMixin, ConfigMixin``, so
 ``save_pretrained`` / ``from_pretrained`` write and read it as safetensors + ``config.json``; a model directory
 carries it in ``TINY_FOLDER`` and names it in its card (``spec.card.DecoderVariant``).
 
@@ -98,11 +100,7 @@ class TinyDecoder(ModelMixin, ConfigMixin):
         memory: bool = True,
         temporal_upsample: tuple[int, ...] | None = None,
         causal_first_frame: bool = False,
-        scaling_factor: float = 1.0,
-        shift_factor: float | None = None,
-        latents_mean: list[float] | None = None,
-        latents_std: list[float] | None = None,
-        latent_clamp: float = 3.0,
+        latent_clamp: float = 6.0,
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -138,22 +136,12 @@ class TinyDecoder(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ forward
 
-    def unscale(self, latents: torch.Tensor) -> torch.Tensor:
-        """The scaled latents [B, C, F, h, w] as the full decoder receives them (the inverse of the caller's scaling)."""
-        cfg = self.config
-        if cfg.latents_mean is not None and cfg.latents_std is not None:
-            shape = (1, -1, 1, 1, 1)
-            mean = torch.tensor(cfg.latents_mean, dtype=latents.dtype, device=latents.device).view(shape)
-            std = torch.tensor(cfg.latents_std, dtype=latents.dtype, device=latents.device).view(shape)
-            return latents * std / cfg.scaling_factor + mean
-        return latents / cfg.scaling_factor + (cfg.shift_factor or 0.0)
-
     def frames_unclamped(self, latents: torch.Tensor) -> torch.Tensor:
         """The decoder's output before the final clamp, [B, F', 3, H, W] (what training compares: a clamp has no
         gradient outside [-1, 1])."""
         b, c, f, h, w = latents.shape
-        z = self.unscale(latents)
-        if self.config.latent_clamp > 0:
+        z = latents  # the scaled latents: about unit variance, the space the denoiser works in
+        if self.config.latent_clamp > 0:  # a soft clamp: near identity within a few std, bounded beyond
             z = torch.tanh(z / self.config.latent_clamp) * self.config.latent_clamp
         x = F.relu(self.conv_in(z.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)))
         frames = f
@@ -185,9 +173,7 @@ class TinyDecoder(ModelMixin, ConfigMixin):
         if len(channels) != levels:
             raise ValueError(f"this autoencoder upsamples {levels - 1} times, so the tiny decoder needs {levels} channel widths, got {channels}")
         return cls(latent_channels=int(vae_config["latent_channels"]), out_channels=int(vae_config.get("out_channels", 3)),
-                   channels=channels, scaling_factor=float(vae_config.get("scaling_factor", 1.0)),
-                   shift_factor=vae_config.get("shift_factor"), latents_mean=vae_config.get("latents_mean"),
-                   latents_std=vae_config.get("latents_std"), **kw)
+                   channels=channels, **kw)
 
 
 def tapered_channels(width: int, levels: int, floor: int = 16) -> tuple[int, ...]:
