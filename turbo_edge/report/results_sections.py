@@ -395,14 +395,22 @@ def _decoder(name: str, data: dict[str, Any]) -> list[str]:
         body += table(["decoder (4-step student videos)", "content", "motion", "FD", "videos", "content / motion points vs full"], rows) + [""]
     rows = []
     for where, row in (data.get("latency") or {}).items():
+        shape = f"{where} (latents {'x'.join(map(str, row.get('latents') or []))})"
         for decoder, t in row.items():
             if isinstance(t, dict) and "median_ms" in t:
-                rows.append([where, decoder, ms(t["median_ms"]), DASH if decoder == "full" else ratio(t.get("full_over_this")),
+                rows.append([shape, decoder, ms(t["median_ms"]), DASH if decoder == "full" else ratio(t.get("full_over_this")),
                              fmt((row.get("params") or {}).get(decoder))])
     body += table(["shape", "decoder", "median ms per call", "full ÷ this", "parameters"], rows)
-    extra = [f"PyTorch eager fp32, {fmt(data.get('threads'))} threads; the `{data.get('shape', '?')}` rows use random weights "
-             f"(latency does not depend on them). {data.get('goal_note', '')}".strip()]
-    return file_block(name, data, body, extra) + [""]
+    load = data.get("loadavg_at_start") or [None]
+    extra = [f"PyTorch eager fp32, {fmt(data.get('threads'))} threads, load average at start {fmt(load[0], 2)}; the "
+             f"`{data.get('shape', '?')}` rows use random weights (latency does not depend on them)."]
+    if data.get("goal_note"):
+        extra.append(f"Goal: {data['goal_note']}.")
+    for variant, card in (data.get("card_decoders") or {}).items():
+        made = ((card.get("lineage") or {}).get("details") or {}).get("reproduce")
+        if made:
+            extra.append(f"The `{variant}` decoder: `{made}`")
+    return file_block(name, data, body, [" ".join(extra)]) + [""]
 
 
 Section = Callable[[str, dict[str, Any]], list[str]]  # one result file (its name, its JSON) -> its Markdown lines
