@@ -17,7 +17,8 @@ Latency (PyTorch eager, fp32, ``--threads``): one decoder call, the full ``Autoe
 variant, interleaved (``_timing.time_interleaved``), at the model's own size (its trained variants) and at
 ModelScope T2V's shape (Stable Diffusion's VAE 128/256/512/512, 8 frames of 16x16 latents = 128x128 frames,
 random weights: latency does not depend on them) with the tiny decoders ``decoder train`` builds at ``--widths``
-and a VDMini-pruned decoder (``vdmini_shape_decoder``).
+and a VDMini-pruned decoder (``vdmini_shape_decoder``); with ``--openvino`` the same decoders at that shape again as
+ONNX graphs on OpenVINO CPU fp32 (the backend the issue's >= 5x goal names), each with its parity against PyTorch.
 """
 
 from __future__ import annotations
@@ -97,6 +98,56 @@ def vdmini_shape_decoder(vae: Any, ratio: float) -> Any:
     return decoder.eval(), removed
 
 
+def full_decoder_module(vae: Any) -> Any:
+    """The full decoder as one module (one exportable graph): scaled latents [B, C, F, h, w] -> clamped frames
+    [B, F, 3, H, W], the computation of ``AutoencoderKLTarget.frames``."""
+    import torch
+
+    class FullDecoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vae = vae
+            self.scale, self.shift = float(vae.config.scaling_factor), float(vae.config.get("shift_factor") or 0.0)
+
+        def forward(self, latents: torch.Tensor) -> torch.Tensor:
+            b, c, f, h, w = latents.shape
+            flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / self.scale + self.shift
+            images = self.vae.decode(flat).sample.clamp(-1, 1)
+            return images.reshape(b, f, *images.shape[1:])
+
+    return FullDecoder().eval()
+
+
+def openvino_rows(decoders: dict[str, Any], z: Any, work: Path, threads: int, warmup: int, runs: int) -> dict[str, Any]:
+    """Each decoder exported to ONNX (TorchScript exporter, opset 17, static shape, as ``export`` does) and run by
+    OpenVINO CPU fp32 (``INFERENCE_NUM_THREADS`` = ``threads``, latency hint): parity against PyTorch and interleaved
+    per-call times."""
+    import numpy as np
+    import openvino as ov
+    import torch
+
+    work.mkdir(parents=True, exist_ok=True)
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    feed = z.numpy()
+    calls, parity = {}, {}
+    for name, module in decoders.items():
+        path = work / f"{name}.onnx"
+        with torch.no_grad():
+            torch.onnx.export(module, (z,), str(path), input_names=["latents"], output_names=["frames"], opset_version=17, dynamo=False)
+            ref = module(z).numpy()
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        request = compiled.create_infer_request()
+        out = request.infer({0: feed})[compiled.outputs[0]]
+        parity[name] = {"max_abs": float(np.abs(out - ref).max()), "mean_abs": float(np.abs(out - ref).mean())}
+        calls[name] = lambda request=request: request.infer({0: feed})
+    log(f"OpenVINO fp32: {sorted(calls)}")
+    rows = latency(calls, warmup, runs)
+    for name in rows:
+        rows[name]["parity_vs_torch"] = parity[name]
+    return rows
+
+
 def latency_rows(args: argparse.Namespace, model: Any, variants: dict[str, Any]) -> dict[str, Any]:
     import torch
     from diffusers import AutoencoderKL
@@ -130,6 +181,9 @@ def latency_rows(args: argparse.Namespace, model: Any, variants: dict[str, Any])
                         "tiny_channels": {n: list(d.config.channels) for n, d in decoders.items() if n.startswith("tiny")},
                         "pruned_plan": {"removed": removed, "channel_ratio": args.pruned_ratio},
                         **latency(calls, args.warmup, args.runs_large)}
+    if args.openvino:
+        rows[args.shape]["openvino_fp32"] = openvino_rows({"full": full_decoder_module(vae), **decoders}, z, Path(args.work) / "onnx",
+                                                          args.threads, args.warmup, args.runs_large)
     return rows
 
 
@@ -180,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-clips", type=int, default=192)
     ap.add_argument("--student-clips", type=int, default=64)
     ap.add_argument("--eval-prompts", type=int, default=0, help="held-out evaluator on this many val prompts (0 skips it)")
+    ap.add_argument("--openvino", action="store_true", help="also time every decoder at --shape as an ONNX graph on OpenVINO CPU fp32")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--runs", type=int, default=20)

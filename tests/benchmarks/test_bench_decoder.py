@@ -20,7 +20,7 @@ def test_bench_decoder_writes_quality_and_latency(tiny_t2v_dir, tmp_path):
                                           dataset_clips=8, val_clips=0, threads=1))
     out = tmp_path / "decoder.json"
     argv = ["--model", str(model), "--shape", "tiny", "--widths", "8", "--val-clips", "4", "--runs", "3", "--runs-large", "2",
-            "--warmup", "1", "--work", str(tmp_path / "work"), "--out", str(out), "--eval-prompts", "2"]
+            "--warmup", "1", "--work", str(tmp_path / "work"), "--out", str(out), "--eval-prompts", "2", "--openvino"]
     assert bd.main(argv) == 0
     r = json.loads(out.read_text())
     assert r["command"].endswith(" ".join(argv)) and r["cpu"] and r["threads"] == 1
@@ -35,6 +35,9 @@ def test_bench_decoder_writes_quality_and_latency(tiny_t2v_dir, tmp_path):
     shape = r["latency"]["tiny"]
     assert shape["tiny_channels"]["tiny_w8"] == [8, 8, 8, 8] and shape["frames_px"] == [4, 64, 64]
     assert shape["pruned_plan"]["removed"][:3] == ["mid_block.resnets.0", "mid_block.attentions.0", "mid_block.resnets.1"]
+    ov = shape["openvino_fp32"]
+    assert set(ov) == {"full", "tiny_w8", "pruned"} and ov["tiny_w8"]["full_over_this"] == ov["full"]["median_ms"] / ov["tiny_w8"]["median_ms"]
+    assert all(row["parity_vs_torch"]["max_abs"] < 1e-3 for row in ov.values())  # the same graphs, fp32
     ev = r["evaluator"]
     assert ev["full"]["n_videos"] == ev["tiny"]["n_videos"] == 2 and "--decoder tiny" in ev["tiny"]["command"]
     assert ev["tiny"]["content_points_vs_full"] == 100 * (ev["tiny"]["content_acc"] - ev["full"]["content_acc"])
