@@ -60,3 +60,12 @@ def ir_student_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rc = main(["export", "--model", "builtin-student", "--out", str(out), "--precision", "fp32,int8", "--set", "int8_format=openvino", *sets])
     assert rc in (0, None)
     return out
+
+
+@pytest.fixture(scope="session")
+def wan_test_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A WanPipeline directory with diffusers' own Wan test components (a configuration turbo-edge did not choose)."""
+    pytest.importorskip("torch", reason="the tiny models need torch (this run blocks it: pytest -p no_torch)")
+    from tiny_models import build_wan_test_pipeline
+
+    return build_wan_test_pipeline(tmp_path_factory.mktemp("models") / "wan_test")

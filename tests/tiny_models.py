@@ -41,3 +41,38 @@ def student_unet_forward(unet: torch.nn.Module, x: torch.Tensor, e: torch.Tensor
     """One no-grad call of a student UNet at timesteps 300 / 700."""
     with torch.no_grad():
         return unet(x, torch.tensor([300, 700][: len(x)]), encoder_hidden_states=e, timestep_cond=w).sample
+
+
+def build_wan_test_pipeline(out: Path, seed: int = 0) -> Path:
+    """A ``WanPipeline`` directory with diffusers' own Wan test components (tests/pipelines/wan/test_wan.py: transformer
+    2 heads x 12, 2 layers, text_dim 32; AutoencoderKLWan base_dim 3, dim_mult [1, 1, 1, 1], temporal downsample
+    [False, True, True]; FlowMatchEulerDiscreteScheduler shift 7), a tiny UMT5 encoder and a Unigram tokenizer saved as
+    ``tokenizer.json``, all written with ``save_pretrained``: a configuration turbo-edge did not choose. No card."""
+    import json
+
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
+
+    from turbo_edge.core.wan import unigram_vocab
+    from turbo_edge.core.world import vocabulary
+
+    torch.manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+                                        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+                                        qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    tokenizer = T5Tokenizer(vocab=unigram_vocab(vocabulary() + ["cat", "dog", "running"]), extra_ids=0, model_max_length=24)
+    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                                               relative_attention_num_buckets=8, dropout_rate=0.0, is_encoder_decoder=False))
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
+    transformer.save_pretrained(out / "transformer", safe_serialization=True)
+    vae.save_pretrained(out / "vae", safe_serialization=True)
+    text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(out / "tokenizer")
+    scheduler.save_pretrained(out / "scheduler")
+    index = {"_class_name": "WanPipeline", "_diffusers_version": "0.42.1", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+             "text_encoder": ["transformers", "UMT5EncoderModel"], "tokenizer": ["transformers", "T5Tokenizer"],
+             "transformer": ["diffusers", "WanTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"]}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return out

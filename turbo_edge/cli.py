@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import sys
 import types
@@ -131,7 +132,7 @@ def _generate(cfg: GenerateConfig) -> None:
         print(run_generate(cfg))
         return
     from turbo_edge.core.pipeline_io import load_teacher
-    from turbo_edge.core.sampling import generate_teacher
+    from turbo_edge.core.sampling import clip_geometry, generate_teacher, sampling_scheduler
     from turbo_edge.evaluate import model_kind
     from turbo_edge.runtime.generate import check_clips_out, write_clips
     from turbo_edge.runtime.video import write_video
@@ -142,15 +143,18 @@ def _generate(cfg: GenerateConfig) -> None:
         raise UserError(f"`generate --model` runs teachers in PyTorch; {cfg.model} is a {kind}: export it and use --bundle")
     model = load_teacher(cfg.model)
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
-    steps = cfg.steps or 50
+    steps = cfg.steps or model.card.default_steps
+    size = {"frames": cfg.frames, "height": cfg.height, "width": cfg.width}
+    clip_geometry(model, *size.values())  # a geometry the model cannot take: one line, before any sampling
+    sampler = type(sampling_scheduler(model, steps)).__name__
     if prompts is not None:  # each clip as its own call would make it: batch of one, the same seed
-        out = write_clips(cfg, prompts, lambda p: generate_teacher(model, [p], steps=steps, guidance=guidance, seed=cfg.seed)[0],
-                          cfg.fps or 8, {"model": cfg.model, "steps": steps, "guidance": guidance})
-        print(f"wrote {len(prompts)} clips to {out} ({cfg.clip_format}, {steps} DDIM steps, guidance {guidance})")
+        out = write_clips(cfg, prompts, lambda p: generate_teacher(model, [p], steps=steps, guidance=guidance, seed=cfg.seed, **size)[0],
+                          cfg.fps or model.card.fps, {"model": cfg.model, "steps": steps, "guidance": guidance})
+        print(f"wrote {len(prompts)} clips to {out} ({cfg.clip_format}, {steps} {sampler} steps, guidance {guidance})")
         return
-    clip = generate_teacher(model, [cfg.prompt], steps=steps, guidance=guidance, seed=cfg.seed, progress=True)[0]
-    path = write_video(clip, cfg.out, fps=cfg.fps or 8, scale=cfg.scale, overwrite=cfg.overwrite)
-    print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {steps} DDIM steps, guidance {guidance})")
+    clip = generate_teacher(model, [cfg.prompt], steps=steps, guidance=guidance, seed=cfg.seed, progress=True, **size)[0]
+    path = write_video(clip, cfg.out, fps=cfg.fps or model.card.fps, scale=cfg.scale, overwrite=cfg.overwrite)
+    print(f"wrote {path} ({clip.shape[0]} frames, {clip.shape[1]}x{clip.shape[2]}, {steps} {sampler} steps, guidance {guidance})")
 
 
 def _eval(cfg: EvalConfig) -> None:
@@ -384,7 +388,38 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"turbo-edge {args._command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only --out, a full disk, a path that is a folder: one line naming the path
+        if args.verbose:
+            raise
+        print(f"turbo-edge {args._command}: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.verbose:
+            raise
+        print(f"turbo-edge {args._command}: interrupted (Ctrl-C); outputs are written whole or not at all, so re-run the "
+              "command to finish (run directories resume)", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose or type(exc).__name__ != "SafetensorError":
+            raise
+        # safetensors' own error type is no ValueError: a damaged weights file the user named (e.g. --clip DIR)
+        print(f"turbo-edge {args._command}: error: a safetensors file is damaged ({_one_line(exc)}); replace it with "
+              "an intact copy", file=sys.stderr)
+        return 2
     return 0
+
+
+_OS_HINTS = {errno.ENOSPC: "free some space or choose another --out", errno.EROFS: "choose an --out on a writable disk",
+             errno.EACCES: "choose a path you may write (or read)", errno.EPERM: "choose a path you may write (or read)",
+             errno.EISDIR: "name a file, not a folder", errno.ENOTDIR: "a part of the path is a file, not a folder",
+             errno.EDQUOT: "free some of your quota or choose another --out"}
+
+
+def _os_error(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc)
+    hint = _OS_HINTS.get(exc.errno or 0, "check the path and the disk")
+    return _one_line(f"{where}{what}; {hint}")
 
 
 def _one_line(exc: BaseException) -> str:

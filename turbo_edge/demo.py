@@ -230,7 +230,7 @@ def unet_flops(model_dir: Path, batch: int) -> float:
         kw["timestep_cond"] = torch.zeros(batch, model.unet.config.time_cond_proj_dim)
     text = torch.zeros(batch, model.tokenizer.model_max_length, model.text_encoder.config.hidden_size)
     sample, timestep = torch.zeros(batch, c, f, h, w), torch.full((batch,), 500)
-    return float(count_flops(lambda: model.unet(sample, timestep, encoder_hidden_states=text, **kw)))
+    return float(count_flops(lambda: model.denoise(sample, timestep, text, kw.get("timestep_cond"))))
 
 
 def cpu_peak_gflops(threads: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ A bundle directory (``turbo-edge export``'s, with ``manifest.json``) runs throug
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import re
@@ -36,6 +35,7 @@ from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.runtime.video import write_video
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import EvalConfig
+from turbo_edge.spec.outputs import check_json_output, write_json_output
 from turbo_edge.spec.prompt_file import read_prompt_file
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,9 @@ def _teacher(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
     model = load_teacher(cfg.model)
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
     return generate_teacher(
-        model, prompts, steps=cfg.steps, guidance=guidance, seed=cfg.seed,
-        batch_size=cfg.batch_size, progress=True, decoder=load_decoder_variant(model.path, cfg.decoder),
+        model, prompts, steps=cfg.steps or model.card.default_steps, guidance=guidance, seed=cfg.seed,
+        frames=cfg.frames, height=cfg.height, width=cfg.width, batch_size=cfg.batch_size, progress=True,
+        decoder=load_decoder_variant(model.path, cfg.decoder),
     )
 
 
@@ -98,7 +99,8 @@ def _teacher(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
 def _student(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
 
     model = load_teacher(cfg.model)
-    return generate_student(model, prompts, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, batch_size=cfg.batch_size, progress=True,
+    return generate_student(model, prompts, steps=cfg.steps or model.card.default_steps, guidance=cfg.guidance, seed=cfg.seed,
+                            batch_size=cfg.batch_size, progress=True, video_size=(cfg.frames, cfg.height, cfg.width),
                             decoder=load_decoder_variant(model.path, cfg.decoder))
 
 
@@ -113,7 +115,8 @@ def _bundle(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
     pipe = Pipeline.from_bundle(cfg.model, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads or os.cpu_count() or 1)
     try:
         # The runtime splits the prompts into profile-sized calls; prompt i keeps noise stream i either way.
-        return pipe.run(prompts, steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance).frames
+        return pipe.run(prompts, steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance, frames=cfg.frames, height=cfg.height,
+                        width=cfg.width).frames
     finally:
         pipe.close()
 
@@ -133,6 +136,26 @@ def clip_source(cfg: EvalConfig) -> ClipSource:
     if kind not in MODEL_KINDS:
         raise ValueError(f"no sampler is registered for model kind {kind!r} (known: {sorted(MODEL_KINDS)})")
     return MODEL_KINDS[kind]
+
+
+def resolved_steps(cfg: EvalConfig) -> int | None:
+    """The step count a source samples with: ``--steps``, else the model's own default (its card's, or the bundle's)."""
+    if cfg.steps is not None or cfg.model in SOURCES:
+        return cfg.steps
+    if is_bundle(cfg.model):
+        from turbo_edge.spec.bundle import read_manifest
+
+        sampler = read_manifest(cfg.model).get("sampler") or {}
+        return sampler.get("default_steps")
+    return read_card(resolve_model_path(cfg.model)).default_steps
+
+
+def lead_in_frames(cfg: EvalConfig) -> int:
+    """Frames a model's clips start with before the prompt's content (its card's ``lead_in_frames``); the world's
+    evaluator skips them, so a 9-frame DiT clip is scored on the 8 frames the evaluator knows."""
+    if cfg.model in SOURCES or is_bundle(cfg.model):
+        return 0
+    return read_card(resolve_model_path(cfg.model)).lead_in_frames
 
 
 def world_attributes(prompts: list[str]) -> tuple[list[world.Attributes] | None, dict[str, Any]]:
@@ -156,6 +179,8 @@ def _file_name(i: int, prompt: str) -> str:
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """Generate clips for ``cfg.prompts`` (a split, or a prompt file) and score them; the result is JSON-ready."""
+    if cfg.json:
+        check_json_output(cfg.json, cfg.overwrite)  # before any clip is generated, not after
     source = clip_source(cfg)
     note: dict[str, Any] | None = None
     if cfg.is_prompt_file():
@@ -177,7 +202,11 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     start = time.perf_counter()
     clips = source(cfg, prompts)
     seconds = time.perf_counter() - start
-    result: dict[str, Any] = Evaluator().score(clips, attrs, split=split).to_dict() if attrs is not None else {"n_videos": len(clips)}
+    lead_in = lead_in_frames(cfg)
+    scored = clips[:, lead_in:]
+    result: dict[str, Any] = Evaluator().score(scored, attrs, split=split).to_dict() if attrs is not None else {"n_videos": len(clips)}
+    if lead_in:
+        result["lead_in_frames_skipped"] = lead_in
     if note is not None:
         result.update(prompts_sha256=prompts_sha256, n_prompts=len(prompts), world_evaluator=note)
     if clip_model is not None:
@@ -186,7 +215,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         reference, where = load_reference(cfg.reference, *clips.shape[1:4], limit=cfg.reference_num)
         result["fd_features"] = {**fd_score(features, clips, reference), "reference": where}
     result.update(
-        steps=cfg.steps,
+        steps=resolved_steps(cfg),
         guidance=cfg.guidance,
         model=cfg.model,
         decoder=cfg.decoder,
@@ -200,6 +229,5 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         for i, (prompt, clip) in enumerate(zip(prompts, clips)):
             write_video(clip, Path(cfg.save_clips) / _file_name(i, prompt), overwrite=True)
     if cfg.json:
-        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json_output(cfg.json, result, "eval", cfg.overwrite)
     return result

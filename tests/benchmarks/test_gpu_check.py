@@ -36,7 +36,7 @@ def test_every_path_runs_when_everything_imports():
 
 
 def test_lent_h200_image_runs_only_the_pytorch_paths():
-    # PROBES.md: PyTorch CUDA and CPU onnxruntime, no TensorRT
+    # docs/decisions.md ("GPU check: what a lent machine has"): PyTorch CUDA and CPU onnxruntime, no TensorRT
     probe = {**ALL_THERE, "ort_providers": ["CPUExecutionProvider"], "tensorrt_version": None,
              "tensorrt_reason": "ModuleNotFoundError: No module named 'tensorrt'", "cuda_python": False}
     sel = gc.select_paths(probe)

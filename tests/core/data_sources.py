@@ -25,7 +25,8 @@ GOOD = [("bars.mp4", "a red circle moving left"), ("tall.mp4", "a blue square mo
 # each bad reason exactly once
 BAD = [("short.mp4", "a red square moving left", "too_few_frames"), ("corrupt.mp4", "a red circle moving up", "unreadable"),
        ("tall.mp4", "", "empty_caption"), ("gone.mp4", "a blue circle moving left", "missing"),
-       ("bars.mp4", "a pink elephant dancing", "caption_vocabulary")]
+       ("bars.mp4", "a pink elephant dancing", "caption_vocabulary"), ("../src/bars.mp4", "a red circle moving left", "outside_source"),
+       ("wide.mp4", "a red circle moving left " * 200, "caption_too_long"), ("x" * 5000 + ".mp4", "a red circle moving up", "too_large")]
 
 
 def ffmpeg_clip(path: Path, pattern: str, size: str, fps: int, seconds: float | None, codec: list[str], frames: int | None = None) -> Path:

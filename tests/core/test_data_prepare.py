@@ -65,9 +65,9 @@ def many(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 
 def test_folder_source_counts_every_bad_reason_and_round_trips(prepared: Path, videos: Path, teacher):
     index = read_index(prepared)
-    assert index["complete"] and index["samples"] == 6 and index["items"] == 11
+    assert index["complete"] and index["samples"] == 6 and index["items"] == 14
     assert index["bad"] == EXPECTED_BAD and list(index["bad"]) == list(video_io.REASONS)  # every reason exactly once
-    assert [s["samples"] for s in index["shards"]] == [4, 2] and [s["items_end"] for s in index["shards"]] == [9, 11]
+    assert [s["samples"] for s in index["shards"]] == [4, 2] and [s["items_end"] for s in index["shards"]] == [12, 14]
     assert index["geometry"] == {"frames": 8, "height": 32, "width": 32} and index["sampling"] == {"fps": 8, "stride": None}
     assert index["model"]["fingerprint"] == model_fingerprint("builtin")[0]
     assert index["command"].startswith("turbo-edge data prepare --source") and "--fps 8" in index["command"]

@@ -144,3 +144,14 @@ def test_no_verify_on_a_broken_graph_is_one_line(host, bundle: Path, tmp_path: P
     assert len(err.strip().splitlines()) == 2  # the --no-verify warning and the error
     proc = run_host(host, "--bundle", str(bundle), "--prompt", PROMPT, "--out", str(tmp_path / "o"), "--no-verify")
     assert proc.returncode == 2 and "vae_decoder.onnx" in proc.stderr and len(proc.stderr.strip().splitlines()) == 2, proc.stderr
+
+
+def test_a_deeply_nested_manifest_is_one_line_for_every_reader(bundle: Path, host: Path, tmp_path: Path, capsys):
+    (bundle / "manifest.json").write_text("[" * 100_000)  # a recursive reader would overflow its stack
+    with pytest.raises(BundleError, match="nests JSON too deeply"):
+        load_bundle(bundle)
+    assert cli.main(["verify", str(bundle)]) == 2
+    assert "nests JSON too deeply" in capsys.readouterr().err
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", PROMPT, "--out", str(tmp_path / "o"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "nested deeper than 512 levels" in lines[0], proc.stderr

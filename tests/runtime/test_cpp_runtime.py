@@ -48,6 +48,25 @@ def _cpp_frames(host: Path, bundle: Path, out: Path, *extra: str) -> np.ndarray:
     return np.fromfile(out / "frames.rgb", dtype=np.uint8)
 
 
+def test_cpp_host_replaces_only_its_own_frames(host, synthetic_student_bundle, tmp_path):
+    import json
+
+    out = tmp_path / "frames"
+    first = _cpp_frames(host, synthetic_student_bundle, out)
+    record = json.loads((out / ".turbo-edge-output.json").read_text())
+    assert record["run_id"] and sorted(record["files"]) == sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    again = _run(host, "--bundle", str(synthetic_student_bundle), "--prompt", PROMPT, "--out", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    (tmp_path / "notes.txt").write_text("years of work")
+    record["files"].append("../notes.txt")  # a record naming a file outside --out is never acted on
+    (out / ".turbo-edge-output.json").write_text(json.dumps(record))
+    assert np.array_equal(_cpp_frames(host, synthetic_student_bundle, out, "--overwrite"), first)
+    assert (tmp_path / "notes.txt").read_text() == "years of work"
+    (out / "mine.txt").write_text("x")
+    refused = _run(host, "--bundle", str(synthetic_student_bundle), "--prompt", PROMPT, "--out", str(out), "--overwrite")
+    assert refused.returncode == 2 and "mine.txt" in refused.stderr and (out / "mine.txt").read_text() == "x"
+
+
 @pytest.mark.parametrize("which", ["synthetic_teacher_bundle", "synthetic_student_bundle"])
 def test_cpp_frames_equal_python_openvino(host, which, request, tmp_path):
     bundle = request.getfixturevalue(which)

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,6 +196,7 @@ def test_a_bad_request_gets_a_clear_error_and_the_server_keeps_serving(served, c
         client.infer(cfg.model_name, _inputs(**inputs))
     text = caught.value.message()
     assert message in text and "\n" not in text and "Traceback" not in text, text
+    assert caught.value.status() == "400", caught.value.status()  # the client's to fix: 4xx, never the server's 500
     if inputs.get("seed_type") == "FP32":
         assert "INT64" in text and "FP32" in text
     assert np.array_equal(_frames(client, cfg.model_name, [PROMPT], [9])[0], direct.generate(PROMPT, seed=9))
@@ -274,8 +276,9 @@ def test_missing_bundle_is_one_line(capsys, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
-@pytest.mark.parametrize("flag,value,message", [("--max-batch", "0", "--max-batch must be an integer >= 1, got 0"),
-                                                ("--instances", "0", "--instances must be an integer >= 1"),
+@pytest.mark.parametrize("flag,value,message", [("--max-batch", "0", "--max-batch must be an integer in [1, 64], got 0"),
+                                                ("--max-batch", "100000", "--max-batch must be an integer in [1, 64], got 100000"),
+                                                ("--instances", "0", "--instances must be an integer in [1, 64]"),
                                                 ("--port", "65535", "--port must be in [1, 65534]"),
                                                 ("--model-name", "a/b", "--model-name must be")])
 def test_bad_flags_are_one_line(capsys, serve_bundle, flag, value, message):
@@ -342,6 +345,38 @@ def test_a_malformed_request_is_refused_before_the_runtime():
 
 
 # ------------------------------------------------------------------ the foreground command
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has exited (init reaps it)
+
+
+def test_sigkilled_serve_takes_tritonserver_with_it(serve_bundle, triton_install, tmp_path):
+    """kill -KILL of `turbo-edge serve` runs none of its handlers; the kernel's parent-death signal stops tritonserver."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "turbo_edge.cli", "serve", "--bundle", str(serve_bundle), "--repository", str(tmp_path / "repo"),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving turbo_edge"), line + proc.stderr.read()
+        children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        assert children, "tritonserver is not running under serve"
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while any(map(_running, children)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_running, children)), "tritonserver outlived turbo-edge serve"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    check_port_free("127.0.0.1", port, "HTTP")  # tritonserver let go of its ports: it did not outlive serve
+    check_port_free("127.0.0.1", port + 1, "gRPC")
 
 
 @pytest.mark.parametrize("sigint_ignored", [False, True], ids=["sigint_default", "sigint_ignored_by_parent"])

@@ -18,7 +18,7 @@ from turbo_edge.spec.outputs import _prefix, check_output_file, claim_run_dir, r
 def _bundle_dir(path, content="old"):
     path.mkdir()
     (path / "old.txt").write_text(content)
-    (path / "manifest.json").write_text("{}")  # an artifact of the kind being written
+    (path / "manifest.json").write_text('{"files": {"old.txt": "0"}}')  # an artifact of the kind being written, listing its files
     return path
 
 

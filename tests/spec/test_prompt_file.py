@@ -22,7 +22,7 @@ def test_reads_prompts_in_order_skipping_blanks_and_comments(tmp_path: Path):
     ("", "has no prompts (blank lines and # comments are skipped)"),
     ("# only a comment\n\n   \n", "has no prompts"),
     ("a red circle\nbad\x00prompt\n", "line 2: prompt contains a NUL character"),
-    ("ok\n" + "a " * 1500 + "\n", "has a line of 2999 characters"),
+    ("ok\n" + "a " * 1500 + "\n", "line 2: 2999 characters"),
 ])
 def test_refuses_with_one_line_naming_the_file(tmp_path: Path, content: str, message: str):
     file = tmp_path / "p.txt"

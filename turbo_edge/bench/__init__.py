@@ -4,20 +4,21 @@
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 from typing import Any
 
 from turbo_edge.bench.common import format_table, machine_info
 from turbo_edge.spec import host
 from turbo_edge.spec.configs import BenchConfig
+from turbo_edge.spec.outputs import check_json_output, write_json_output
 
 SCHEMA_VERSION = 1
 
 
 def run_bench(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
     """Bench every backend x precision of ``cfg`` (one row each); write ``cfg.json`` when given; return the record."""
+    if cfg.json:
+        check_json_output(cfg.json, cfg.overwrite)  # before the benchmark runs, not after
     threads = cfg.threads or host.available_cores()
     machine = machine_info(threads)  # before the runs: the load average the figures were taken under
     rows = []
@@ -57,9 +58,7 @@ def run_bench(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
     if cfg.bundle:
         record["bundle_source"] = bundle.manifest.get("source")  # which model, config hash and toolchain made the graphs
     if cfg.json:
-        out = Path(cfg.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=1) + "\n")
+        record = write_json_output(cfg.json, record, "bench", cfg.overwrite)
     return record
 
 

@@ -60,8 +60,19 @@ def _load_image_processor(root: Path, flag: str) -> Any:
     try:
         return AutoImageProcessor.from_pretrained(str(root), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{flag} {root} has no usable image processor ({' '.join(str(exc).split())[:200]}): save the model's "
+        raise ValueError(f"{flag} {root} has no usable image processor ({_first_sentence(str(exc))}): save the model's "
                          "processor beside it (processor.save_pretrained)") from None
+
+
+def _first_sentence(text: str, limit: int = 240) -> str:
+    """A library's message shortened at a sentence or word boundary (never mid-word), marked when shortened."""
+    text = " ".join(text.split())
+    end = text.find(". ")
+    if 0 < end < limit:
+        return text[:end + 1]
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _pixels(processor: Any, frames: np.ndarray) -> torch.Tensor:

@@ -22,8 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from turbo_edge.core import sources, video_io
-from turbo_edge.core.data import to_pixels
-from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, resolve_model_path
+from turbo_edge.core.autoencoders import AUTOENCODERS, Autoencoder
+from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, model_family, resolve_model_path
 from turbo_edge.core.prepared import (
     INDEX,
     INDEX_FORMAT,
@@ -38,41 +38,66 @@ from turbo_edge.core.prepared import (
 )
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.spec.card import read_card
-from turbo_edge.spec.configs.data import DataPrepareConfig, flag_command
+from turbo_edge.spec.configs.data import LIMITS, DataPrepareConfig, flag_command
 from turbo_edge.spec.inputs import check_closed_vocabulary
-from turbo_edge.spec.outputs import claim_run_dir, remove_stale, staged_file
+from turbo_edge.spec.outputs import claim_run_dir, remove_stale, run_lock, staged_file
 
 log = logging.getLogger(__name__)
+PER_FRAME = AUTOENCODERS["AutoencoderKL"]
 _SHARD = re.compile(r"^shard-(\d{5})\.safetensors$")
 _NOT_RUN_KEY = ("out", "overwrite", "threads")  # fields that do not change what is written
+# The bad-sample reasons a limit or the trust rule gives, and what each means (named once in a warning and in the
+# "no usable clips" error).
+LIMITED = ("too_large", "caption_too_long", "outside_source")
+
+
+def limit_words(reason: str) -> str:
+    """What a ``LIMITED`` reason means, with the limits as they are now (``LIMITS``)."""
+    return {
+        "too_large": (f"too_large: a tar member over {LIMITS['member_bytes']:,} bytes (text {LIMITS['text_member_bytes']:,}), "
+                      f"frames over {LIMITS['frame_pixels']:,} pixels or a name over {LIMITS['caption_bytes']:,} bytes"),
+        "caption_too_long": f"caption_too_long: a caption over {LIMITS['caption_bytes']:,} bytes",
+        "outside_source": "outside_source: a file named outside the source's folder (an absolute path, '..', or a link out of it)",
+    }[reason]
 
 
 def resolve_geometry(model: str | os.PathLike[str], cfg: DataPrepareConfig) -> dict[str, int]:
-    """frames / height / width: the flags, else the model card's, else the VAE's sample size (16 frames). Read from the
-    model's files, so a dataset of another geometry is refused before any weights load."""
+    """frames / height / width: the flags, else the model card's, else the family's (the autoencoder's sample size, the
+    pipeline's frame count). Read from the model's files, so a dataset of another geometry, or one the model's
+    autoencoder cannot take (a causal one needs 1 + 4k frames), is refused before any weights load."""
     root = resolve_model_path(model)
+    family = model_family(root)
     card = read_card(root)
     vae = json.loads((root / "vae" / "config.json").read_text())
-    height = cfg.height or card.height or int(vae["sample_size"])
-    geometry = {"frames": cfg.frames or card.frames or 16, "height": height, "width": cfg.width or card.width or height}
-    factor = 2 ** (len(vae["block_out_channels"]) - 1)
-    if geometry["height"] % factor or geometry["width"] % factor:
-        raise ValueError(f"--height and --width must be multiples of the VAE's downsampling factor {factor}, "
-                         f"got {geometry['height']}x{geometry['width']}")
+    denoiser = json.loads((root / family.denoiser.folder / "config.json").read_text())
+    height = cfg.height or card.height or family.autoencoder.default_size(vae) or 256
+    geometry = {"frames": cfg.frames or card.frames or family.default_frames, "height": height, "width": cfg.width or card.width or height}
+    try:
+        family.autoencoder.config_geometry(vae).check(geometry["frames"], geometry["height"], geometry["width"],
+                                                      family.spatial_multiple(vae, denoiser))
+    except ValueError as exc:
+        raise ValueError(f"--frames / --height / --width: {exc}") from None
     return geometry
 
 
+def latent_record(model: str | os.PathLike[str], geometry: dict[str, int]) -> dict[str, Any]:
+    """The latent geometry a DATA's clips have (from the model's autoencoder config): channels, factors, latent frames."""
+    root = resolve_model_path(model)
+    geo = model_family(root).autoencoder.config_geometry(json.loads((root / "vae" / "config.json").read_text()))
+    return {**geo.to_dict(), "frames": geo.latent_frames(geometry["frames"])}
+
+
 @torch.no_grad()
-def encode_latents(vae, clips: np.ndarray) -> torch.Tensor:
-    """uint8 clips [B, F, H, W, 3] -> latents [B, F, C, h, w]: the VAE's latent mean times its scaling factor."""
-    z = vae.encode(to_pixels(clips.reshape(-1, *clips.shape[2:]))).latent_dist.mean * vae.config.scaling_factor
-    return z.reshape(clips.shape[0], clips.shape[1], *z.shape[1:])
+def encode_latents(vae, clips: np.ndarray, autoencoder: Autoencoder = PER_FRAME) -> torch.Tensor:
+    """uint8 clips [B, F, H, W, 3] -> normalised latents [B, f, C, h, w]: the autoencoder's posterior mean, normalised as
+    the denoiser sees it (``core.autoencoders``: times ``scaling_factor`` per frame, or Wan's per-channel mean / std)."""
+    return autoencoder.encode(vae, clips)
 
 
 @torch.no_grad()
 def encode_batch(model: T2VModel, clips: list[np.ndarray], captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 clips [F, H, W, 3] -> latents [B, F, C, h, w] (``encode_latents``) and text [B, L, D]."""
-    return encode_latents(model.vae, np.stack(clips)), encode_text(model, captions)
+    """uint8 clips [F, H, W, 3] -> latents [B, f, C, h, w] (``encode_latents``) and text [B, L, D]."""
+    return encode_latents(model.vae, np.stack(clips), model.components.autoencoder), encode_text(model, captions)
 
 
 def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
@@ -85,15 +110,30 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
     geometry = resolve_geometry(cfg.model, cfg)
     remove_stale(Path(cfg.out) / INDEX)  # a run killed while writing its first index left only that temp file
     out = claim_run_dir(cfg.out, INDEX)
-    run_key = {"config": {k: v for k, v in cfg.fields_dict().items() if k not in _NOT_RUN_KEY}, "model_fingerprint": fingerprint,
-               "geometry": geometry}
+    with run_lock(out):  # a second prepare into this --out is refused while this one runs
+        return _prepare(cfg, out, kind, fingerprint, files, geometry)
+
+
+def source_identity(source: str) -> str:
+    """What a resume compares: the source's resolved path (links and the working folder resolved; each
+    ``::``-joined part of a pattern on its own), so the same relative --source from another folder is another source."""
+    return "::".join(str(Path(part).expanduser().resolve()) for part in source.split("::"))
+
+
+def _prepare(cfg: DataPrepareConfig, out: Path, kind: str, fingerprint: str, files: dict[str, str],
+             geometry: dict[str, int]) -> dict[str, Any]:
+    config = {k: v for k, v in cfg.fields_dict().items() if k not in _NOT_RUN_KEY}
+    config["source"] = source_identity(cfg.source)
+    run_key = {"config": config, "model_fingerprint": fingerprint, "geometry": geometry}
     run_id = sha256_bytes(json.dumps(run_key, sort_keys=True).encode())[:16]
     base = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION, "complete": False, "command": flag_command(cfg, "data prepare"),
         "config": cfg.to_dict(), "run_id": run_id, "run_key": run_key,
         "model": {"path": str(resolve_model_path(cfg.model)), "name": cfg.model, "fingerprint": fingerprint, "files": files},
-        "source": {"path": cfg.source, "kind": kind}, "geometry": geometry, "sampling": cfg.sampling(),
-        "layout": {"latents": f"{cfg.dtype} [n, frames, latent_channels, h, w]: the VAE's latent mean times scaling_factor",
+        "source": {"path": cfg.source, "resolved": config["source"], "kind": kind}, "geometry": geometry, "latent": latent_record(cfg.model, geometry),
+        "sampling": cfg.sampling(),
+        "layout": {"latents": f"{cfg.dtype} [n, latent frames, latent_channels, h, w]: the autoencoder's latent mean, normalised "
+                              "(times scaling_factor, or minus latents_mean over latents_std per channel)",
                    "text": f"{cfg.dtype} [n, tokens, dim]: the text encoder's last hidden state of the padded caption"},
     }
     shards, items, bad = _resume_point(out, run_key, run_id, cfg.overwrite)
@@ -104,7 +144,7 @@ def prepare(cfg: DataPrepareConfig) -> dict[str, Any]:
     log.info("data prepare: %s %s -> %s (%s, %dx%dx%d, %s)", kind, cfg.source, out, cfg.model, geometry["frames"], geometry["height"],
              geometry["width"], f"{cfg.fps:g} fps" if cfg.fps is not None else f"stride {cfg.stride}")
     model = load_teacher(cfg.model)
-    index["model"]["scaling_factor"] = float(model.vae.config.scaling_factor)
+    index["model"].update(model.components.autoencoder.normalisation(model.vae))  # the numbers that map latents back
     _write_index(out, index)
     if shards:
         log.info("resuming %s after shard %d (%d clips, %d source items done)", out, len(shards) - 1, index["samples"], items)
@@ -227,6 +267,8 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
             clip = _usable(item, model, frames, height, width, sampling)
         except video_io.BadSample as exc:
             bad[exc.reason] += 1
+            if exc.reason in LIMITED and bad[exc.reason] == 1:  # once per reason: which limit, so a user knows what to change
+                log.warning("skipped %s (%s); more are counted in the index's bad counts", exc.detail, exc.reason)
             log.debug("skipped %s: %s", item.source, exc)
             bar.set_postfix(bad=sum(bad.values()), refresh=False)
             continue
@@ -242,8 +284,10 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
     if not index["shards"]:
         counts = ", ".join(f"{n} {r}" for r, n in _counts(bad).items() if n) or "no entries at all"
         _write_index(out, index)
-        raise ValueError(f"--source {cfg.source} has no usable clips ({counts}); check the caption table's columns, the files and "
-                         f"--frames {frames} against the videos' lengths")
+        limits = "; ".join(limit_words(r) for r in LIMITED if bad.get(r))
+        raise ValueError(f"--source {cfg.source} has no usable clips ({counts}); "
+                         + (f"{limits}; " if limits else "")
+                         + f"check the caption table's columns, the files and --frames {frames} against the videos' lengths")
     index["complete"] = True
     _write_index(out, index)
     log.info("prepared %d clips in %d shards in %s (%d source items, %s bad)", index["samples"], len(index["shards"]), out,
@@ -258,7 +302,7 @@ def _counts(bad: dict[str, int]) -> dict[str, int]:
 def _usable(item: sources.Item, model: T2VModel, frames: int, height: int, width: int, sampling: dict[str, Any]) -> np.ndarray:
     """The item's clip, or ``BadSample`` saying why it cannot be used."""
     if item.bad:
-        raise video_io.BadSample(item.bad, item.source)
+        raise video_io.BadSample(item.bad, f"{item.source}: {item.why}" if item.why else item.source)
     try:
         check_closed_vocabulary(item.caption, model.closed_vocabulary)
     except ValueError as exc:

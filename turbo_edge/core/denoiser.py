@@ -1,19 +1,19 @@
 """The denoiser plug point: what the stages need from a video denoiser, behind one small interface.
 
-Today every model is a diffusers ``UNet3DConditionModel`` (ModelScope T2V, zeroscope, the builtin teacher). A
-video DiT (diffusers' ``WanTransformer3DModel``, flow matching) is the next family: it becomes one subclass here
-plus, per stage, the pieces listed in ``docs/architecture.md`` ("Adding a denoiser family"). A family provides:
+Two families: diffusers ``UNet3DConditionModel`` (ModelScope T2V, zeroscope, the builtin UNet teacher) and
+``WanTransformer3DModel`` (Wan2.1's video DiT, the builtin DiT teacher). The other components' plug points and the
+family registry are ``core.autoencoders``, ``core.text_encoders`` and ``core.families`` (``docs/architecture.md``,
+"Model families"). A denoiser family provides:
 
 - ``load``: the module from a model directory's ``unet/`` (or ``transformer/``) folder, pruning plans replayed;
 - ``forward``: one call in the common signature ``(sample [B, C, F, h, w], timestep [B], text [B, L, D],
-  guidance embedding [B, W] or None) -> prediction like sample``: the sampler, the distiller's teacher and
-  student calls, the pruner and the export wrapper all call through it;
+  guidance embedding [B, W] or None) -> prediction like sample``: every stage calls through it
+  (``call_denoiser``, ``T2VModel.denoise``);
 - ``geometry``: latent channels, text width and guidance-embedding width, which the export contract is built from;
 - ``removable_units`` / ``apply_plan``: the units a pruning plan may name, and the surgery that removes them;
 - ``enable_gradient_checkpointing``: recompute activations in the backward pass (a family without it refuses).
 
-The parameterisation (prediction type, schedule) is not the family's: it comes from the scheduler config and
-``spec.param``, so a flow-matching family adds its conversions there.
+The parameterisation (prediction type, schedule) is the model family's (``core.families``), its maths ``spec.param``.
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ class DenoiserFamily(ABC):
     def load(self, path: str | os.PathLike[str], dtype: torch.dtype, block_plan: dict[str, Any] | None = None,
              channel_plan: dict[str, Any] | None = None) -> torch.nn.Module: ...
 
+    def module_class(self) -> type:
+        """The denoiser's class (diffusers' by default): the memory estimate builds it from its config on the meta device."""
+        import diffusers
+
+        return getattr(diffusers, self.diffusers_class)
+
     @abstractmethod
     def forward(self, module: torch.nn.Module, sample: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor,
                 guidance: torch.Tensor | None = None) -> torch.Tensor: ...
@@ -60,6 +66,15 @@ class DenoiserFamily(ABC):
 
     @abstractmethod
     def removable_units(self, config: dict[str, Any]) -> list[str]: ...
+
+    def spatial_patch(self, config: dict[str, Any]) -> int:
+        """Latent pixels per token side (a DiT's patch); 1 for a convolutional denoiser."""
+        return 1
+
+    def check_latent_size(self, config: dict[str, Any], frames: int, height: int, width: int) -> None:
+        """Refuse a latent size the denoiser cannot take (a position table too short), in one line naming the limit.
+        A convolutional denoiser takes any size its autoencoder does."""
+        return None
 
     @abstractmethod
     def apply_plan(self, module: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module: ...
@@ -133,7 +148,136 @@ class UNet3DFamily(DenoiserFamily):
         return checkpoint_blocks(blocks)
 
 
-FAMILIES: dict[str, DenoiserFamily] = {f.diffusers_class: f for f in (UNet3DFamily(),)}
+# A key turbo-edge adds to a WanTransformer3DModel's config.json: the width of a distilled student's guidance embedding.
+GUIDANCE_KEY = "turbo_edge_guidance_dim"
+
+
+def attach_wan_guidance_embedding(module: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+    """Give a Wan transformer a guidance embedding, in place: its time embedder (diffusers' ``TimestepEmbedding``)
+    gains ``cond_proj`` (guidance embedding -> the sinusoidal timestep features, added before ``linear_1``),
+    zero-initialised, so the transformer still computes exactly the teacher until it is trained. The width is recorded
+    in the config (``turbo_edge_guidance_dim``) so ``WanFamily.load`` rebuilds it."""
+    from diffusers.models.embeddings import TimestepEmbedding
+
+    base = base_module(module)
+    old = base.condition_embedder.time_embedder
+    if getattr(old, "cond_proj", None) is not None:
+        raise ValueError("this transformer already has a guidance embedding: it is a student, not a teacher")
+    new = TimestepEmbedding(old.linear_1.in_features, old.linear_1.out_features, cond_proj_dim=w_embedding_dim)
+    new.linear_1, new.linear_2, new.act = old.linear_1, old.linear_2, old.act
+    ref = old.linear_1.weight
+    new.cond_proj = new.cond_proj.to(device=ref.device, dtype=ref.dtype).requires_grad_(ref.requires_grad)
+    torch.nn.init.zeros_(new.cond_proj.weight)
+    base.condition_embedder.time_embedder = new
+    base.register_to_config(**{GUIDANCE_KEY: int(w_embedding_dim)})
+    return module
+
+
+class WanFamily(DenoiserFamily):
+    """diffusers ``WanTransformer3DModel``: Wan2.1's video DiT (patchified tokens, 3D RoPE, adaLN blocks), flow matching.
+
+    Removable units are whole transformer blocks (``blocks.N``): every block maps tokens to tokens of the same width,
+    so any subset can go and the rest keep their weights (VDMini's block removal, for a DiT)."""
+
+    name = "wan"
+    diffusers_class = "WanTransformer3DModel"
+    folder = "transformer"
+
+    def load(self, path: str | os.PathLike[str], dtype: torch.dtype, block_plan: dict[str, Any] | None = None,
+             channel_plan: dict[str, Any] | None = None) -> torch.nn.Module:
+        from diffusers import WanTransformer3DModel
+
+        if channel_plan is not None:
+            raise ValueError("a channel plan names UNet3D layers; the wan family prunes whole transformer blocks (pruning_plan.json)")
+        config = WanTransformer3DModel.load_config(path)
+        if block_plan is None and not config.get(GUIDANCE_KEY):
+            return WanTransformer3DModel.from_pretrained(path, use_safetensors=True, torch_dtype=dtype)
+        # A student (guidance embedding) or a pruned model: the architecture is rebuilt first, then every weight loads.
+        from safetensors.torch import load_file
+
+        with own_config_keys_quiet():
+            module = WanTransformer3DModel.from_config(config)
+        if config.get(GUIDANCE_KEY):
+            attach_wan_guidance_embedding(module, int(config[GUIDANCE_KEY]))
+        if block_plan is not None:
+            module = self.apply_plan(module, block_plan)
+        state: dict[str, torch.Tensor] = {}
+        for file in sorted(Path(path).glob("*.safetensors")):
+            state.update(load_file(str(file)))
+        module.load_state_dict(state)
+        return module.to(dtype)
+
+    def forward(self, module: torch.nn.Module, sample: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
+        if guidance is None:
+            return module(sample, timestep, encoder_hidden_states=text, return_dict=False)[0]
+        embedder = base_module(module).condition_embedder.time_embedder
+        if getattr(embedder, "cond_proj", None) is None:
+            raise ValueError("this transformer has no guidance embedding (it is a teacher): call it without one")
+
+        # WanTimeTextImageEmbedding calls its time embedder without a condition; the hook hands it this call's.
+        def with_guidance(_module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            return args, {**kwargs, "condition": guidance.to(args[0].dtype)}
+
+        handle = embedder.register_forward_pre_hook(with_guidance, with_kwargs=True)
+        try:
+            return module(sample, timestep, encoder_hidden_states=text, return_dict=False)[0]
+        finally:
+            handle.remove()
+
+    def geometry(self, module: torch.nn.Module) -> Geometry:
+        cfg = module.config
+        w_dim = cfg.get(GUIDANCE_KEY)
+        return Geometry(int(cfg.in_channels), int(cfg.out_channels or cfg.in_channels), int(cfg.text_dim), int(w_dim) if w_dim else None)
+
+    def spatial_patch(self, config: dict[str, Any]) -> int:
+        return int(config.get("patch_size", (1, 2, 2))[1])
+
+    def check_latent_size(self, config: dict[str, Any], frames: int, height: int, width: int) -> None:
+        p_t, p_h, p_w = (int(p) for p in config.get("patch_size", (1, 2, 2)))
+        table = int(config.get("rope_max_seq_len", 1024))
+        longest = max(frames // p_t, height // p_h, width // p_w)
+        if longest > table:
+            raise ValueError(f"this transformer's RoPE table covers {table} positions per axis; the clip needs {longest} "
+                             f"({frames} x {height} x {width} latents in {p_t}x{p_h}x{p_w} patches): choose fewer frames or a smaller size")
+
+    def removable_units(self, config: dict[str, Any]) -> list[str]:
+        return [f"blocks.{i}" for i in range(int(config["num_layers"]))]
+
+    def apply_plan(self, module: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module:
+        units = self.removable_units(dict(module.config))
+        removed = list(plan.get("removed", []))
+        unknown = [u for u in removed if u not in units]
+        if unknown:
+            raise ValueError(f"pruning plan names {unknown}, which this transformer does not have (its units: blocks.0 .. blocks.{len(units) - 1})")
+        if len(set(removed)) == len(units):
+            raise ValueError("a pruning plan may not remove every transformer block")
+        gone = {int(u.split(".")[1]) for u in removed}
+        module.blocks = torch.nn.ModuleList([b for i, b in enumerate(module.blocks) if i not in gone])
+        return module
+
+    def enable_gradient_checkpointing(self, module: torch.nn.Module) -> int:
+        model = module.get_base_model() if hasattr(module, "get_base_model") else module
+        return checkpoint_blocks(list(model.blocks))
+
+
+FAMILIES: dict[str, DenoiserFamily] = {f.diffusers_class: f for f in (UNet3DFamily(), WanFamily())}
+
+
+def base_module(module: torch.nn.Module) -> torch.nn.Module:
+    """The diffusers model inside a peft wrapper (a LoRA student), or the module itself."""
+    return module.get_base_model() if hasattr(module, "get_base_model") else module
+
+
+def family_of(module: torch.nn.Module) -> DenoiserFamily:
+    """The family of a loaded denoiser (peft-wrapped or not), from its class."""
+    return family_for(type(base_module(module)).__name__)
+
+
+def call_denoiser(module: torch.nn.Module, sample: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor,
+                  guidance: torch.Tensor | None = None) -> torch.Tensor:
+    """One call of any family's denoiser in the common signature: what every stage calls (never the module directly)."""
+    return family_of(module).forward(module, sample, timestep, text, guidance)
 
 
 def family_for(class_name: str | None) -> DenoiserFamily:

@@ -60,32 +60,50 @@ def _config(path: Path) -> dict[str, Any]:
 
 
 def estimate(path: str | os.PathLike[str], bytes_per_parameter: int = 4, frames: int | None = None) -> MemoryEstimate:
-    """Parameters of the unet, vae and text_encoder named by ``path``'s configs, and one UNet call's activations."""
-    from diffusers import AutoencoderKL, UNet3DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    """Parameters of the denoiser, vae and text_encoder named by ``path``'s configs, and one denoiser call's activations."""
+    import transformers
+
+    from turbo_edge.core.families import family_of_pipeline
+    from turbo_edge.spec.card import read_card
 
     path = Path(path)
-    unet_cfg, vae_cfg = _config(path / "unet"), _config(path / "vae")
+    try:
+        index = json.loads((path / "model_index.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLayoutError(f"{path / 'model_index.json'} is missing or not valid JSON ({exc})") from exc
+    family = family_of_pipeline(index.get("_class_name"))
+    if family is None:
+        raise ModelLayoutError(f"{path} holds a {index.get('_class_name')!r}, not a text-to-video pipeline turbo-edge knows")
+    den_cfg, vae_cfg = _config(path / family.denoiser.folder), _config(path / "vae")
+    text_model = getattr(transformers, family.text.transformers_class)
     builders = {
-        "unet": lambda: UNet3DConditionModel.from_config(unet_cfg),
-        "vae": lambda: AutoencoderKL.from_config(vae_cfg),
-        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(path / "text_encoder")),
+        family.denoiser.folder: lambda: family.denoiser.module_class().from_config(den_cfg),
+        "vae": lambda: family.autoencoder.module_class().from_config(vae_cfg),
+        "text_encoder": lambda: text_model(text_model.config_class.from_pretrained(path / "text_encoder")),
     }
     try:
         params = {name: _meta_parameters(build) for name, build in builders.items()}
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, OSError) as exc:
         raise ModelLayoutError(f"{path}: a component config cannot build its model ({type(exc).__name__}: {exc}); check its config.json") from exc
-    channels = [int(c) for c in unet_cfg.get("block_out_channels", [])] or [0]
-    vae_factor = 2 ** (len(vae_cfg.get("block_out_channels", [1])) - 1)
-    size = int(vae_cfg.get("sample_size", 256))
-    latent = max(1, size // vae_factor)
+    card = read_card(path)
     if frames is None:
-        from turbo_edge.spec.card import read_card
-
-        card = read_card(path)
-        frames = int(card.frames) if card is not None and card.frames else 16
-    largest = max(c * (latent // 2**i) ** 2 for i, c in enumerate(channels))
-    activation = 2 * frames * largest * 4 * ACTIVATION_FACTOR
+        frames = int(card.frames) if card.frames else family.default_frames
+    try:
+        geometry = family.autoencoder.config_geometry(vae_cfg)
+        size = int(card.height or family.autoencoder.default_size(vae_cfg) or 256)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelLayoutError(f"{path / 'vae' / 'config.json'} does not describe an autoencoder ({type(exc).__name__}: {exc})") from exc
+    latent = max(1, size // geometry.spatial_factor)
+    latent_frames = max(1, geometry.latent_frames(frames))
+    if family.name == "unet3d":
+        channels = [int(c) for c in den_cfg.get("block_out_channels", [])] or [0]
+        largest = max(c * (latent // 2**i) ** 2 for i, c in enumerate(channels))
+        activation = 2 * frames * largest * 4 * ACTIVATION_FACTOR
+    else:  # a DiT: every block holds tokens x width, its FFN tokens x ffn_dim
+        patch = family.denoiser.spatial_patch(den_cfg)
+        tokens = latent_frames * max(1, latent // patch) ** 2
+        width = int(den_cfg.get("num_attention_heads", 1)) * int(den_cfg.get("attention_head_dim", 1))
+        activation = 2 * tokens * max(width, int(den_cfg.get("ffn_dim", 0))) * 4 * ACTIVATION_FACTOR
     return MemoryEstimate(params, bytes_per_parameter, activation)
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from turbo_edge.core.denoiser import FAMILIES, DenoiserFamily, UNet3DFamily, family_for
+from turbo_edge.core.denoiser import DenoiserFamily
+from turbo_edge.core.families import MODEL_FAMILIES, ModelFamily, all_pipeline_classes, family_of_pipeline
 from turbo_edge.spec.card import ModelCard, read_card, write_card
 from turbo_edge.spec.errors import ModelLayoutError
 from turbo_edge.spec.outputs import staged_dir
@@ -27,16 +28,16 @@ ALIASES: dict[str, Path] = {
     "builtin-student": ASSETS / "student",
     "builtin-pruned": ASSETS / "pruned",
 }
-COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-WEIGHTED = ("unet", "vae", "text_encoder")
-PIPELINE_CLASSES = ("TextToVideoSDPipeline", "VideoToVideoSDPipeline", "TurboEdgeT2VPipeline")
+PIPELINE_CLASSES = all_pipeline_classes()
 MODEL_INDEX = "model_index.json"  # marks a model directory (staged_dir replaces only those)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 @dataclass
 class T2VModel:
-    """The five components of a text-to-video diffusion model, plus its model card (``ModelCard.absent()`` if none)."""
+    """The five components of a text-to-video diffusion model, plus its model card (``ModelCard.absent()`` if none) and
+    its family (``core.families``: which plug point serves each component). ``unet`` holds the denoiser of any family
+    (a UNet3D or a video DiT); ``denoiser`` names it so."""
 
     unet: Any
     vae: Any
@@ -45,11 +46,32 @@ class T2VModel:
     scheduler: Any
     path: Path | None = None
     card: ModelCard = field(default_factory=ModelCard.absent)
-    family: DenoiserFamily = field(default_factory=UNet3DFamily)
+    components: ModelFamily = field(default_factory=lambda: MODEL_FAMILIES["unet3d"])
+
+    @property
+    def denoiser(self) -> Any:
+        return self.unet
+
+    @property
+    def family(self) -> DenoiserFamily:
+        """The denoiser's plug point (``core.denoiser``)."""
+        return self.components.denoiser
 
     def denoise(self, sample: Any, timestep: Any, text: Any, guidance: Any = None) -> Any:
         """One denoiser call in the family-independent signature (``core.denoiser``)."""
         return self.family.forward(self.unet, sample, timestep, text, guidance)
+
+    def encode_prompts(self, prompts: list[str]) -> Any:
+        """Prompts -> the denoiser's condition [B, L, D] (the text-encoder plug point; "" is the unconditional prompt)."""
+        return self.components.text.encode(self.text_encoder, self.tokenizer, prompts)
+
+    def decode_latents(self, latents: Any) -> Any:
+        """Normalised latents [B, C, f, h, w] -> uint8 frames [B, F, H, W, 3] (the autoencoder plug point)."""
+        return self.components.autoencoder.decode(self.vae, latents)
+
+    @property
+    def lead_in_frames(self) -> int:
+        return int(self.card.lead_in_frames)
 
     @property
     def scheduler_config(self) -> dict[str, Any]:
@@ -86,7 +108,7 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 def check_layout(path: Path) -> dict[str, Any]:
-    """Validate the directory layout; return model_index.json's content."""
+    """Validate the directory layout against its family's components; return model_index.json's content."""
     if not path.is_dir():
         raise ModelLayoutError(f"{path} is a file; a model is a directory with model_index.json and component folders")
     index_file = path / "model_index.json"
@@ -94,18 +116,33 @@ def check_layout(path: Path) -> dict[str, Any]:
         raise ModelLayoutError(f"{path} has no model_index.json: it is not a diffusers pipeline directory")
     try:
         index = json.loads(index_file.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLayoutError(f"{index_file} is not valid JSON ({exc})") from exc
+    if not isinstance(index, dict):
+        raise ModelLayoutError(f"{index_file} is not a JSON object")
     cls = index.get("_class_name")
-    if cls not in PIPELINE_CLASSES:
+    family = family_of_pipeline(cls)
+    if family is None:
         raise ModelLayoutError(f"{path} holds a {cls!r}, not a text-to-video pipeline (expected one of {PIPELINE_CLASSES})")
-    missing = [c for c in COMPONENTS if not (path / c).is_dir()]
+    folders = component_folders(family)
+    missing = [c for c in folders if not (path / c).is_dir()]
     if missing:
-        raise ModelLayoutError(f"{path} lacks component folder(s) {missing}; a text-to-video model needs {list(COMPONENTS)}")
-    unet_cls = index.get("unet", [None, None])[1]
-    if unet_cls not in FAMILIES:
-        raise ModelLayoutError(f"{path}'s unet is a {unet_cls!r}; turbo-edge handles the denoiser families {sorted(FAMILIES)}")
-    for comp in WEIGHTED:
+        raise ModelLayoutError(f"{path} lacks component folder(s) {missing}; a {cls} needs {list(folders)}")
+    named = {
+        family.denoiser.folder: (family.denoiser.diffusers_class,),
+        "vae": (family.autoencoder.diffusers_class,),
+        "text_encoder": (family.text.transformers_class,),
+        "scheduler": family.schedulers,
+    }
+    for comp, allowed in named.items():
+        if not allowed:
+            continue
+        entry = index.get(comp)
+        got = entry[1] if isinstance(entry, list) and len(entry) == 2 else None
+        if got not in allowed:
+            raise ModelLayoutError(f"{path}'s {comp} is a {got!r}; a {cls} in turbo-edge takes {' or '.join(allowed)} "
+                                   f"(denoiser families: {sorted(f.denoiser.diffusers_class for f in MODEL_FAMILIES.values())})")
+    for comp in (family.denoiser.folder, "vae", "text_encoder"):
         files = list((path / comp).iterdir())
         if not any(f.suffix == ".safetensors" for f in files):
             pickles = [f.name for f in files if f.suffix in PICKLE_SUFFIXES]
@@ -116,22 +153,37 @@ def check_layout(path: Path) -> dict[str, Any]:
                 )
             raise ModelLayoutError(f"{path / comp} has no .safetensors weights")
     try:
-        bpe_files(path / "tokenizer")
+        if family.name == "unet3d":
+            bpe_files(path / "tokenizer")
+        elif not (path / "tokenizer" / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"{path / 'tokenizer'} has no tokenizer.json (a T5 / UMT5 tokenizer as transformers writes it)")
     except FileNotFoundError as exc:
         raise ModelLayoutError(str(exc)) from None
     return index
 
 
+def component_folders(family: ModelFamily) -> tuple[str, ...]:
+    return (family.denoiser.folder, "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def model_family(path: str | os.PathLike[str]) -> ModelFamily:
+    """The family of a model directory (or alias), from its model_index.json, after the layout check."""
+    index = check_layout(resolve_model_path(path))
+    family = family_of_pipeline(index["_class_name"])
+    assert family is not None  # check_layout refused anything else
+    return family
+
+
 def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) -> T2VModel:
     """Load a text-to-video model from a builtin alias or a local diffusers directory (safetensors only)."""
-    from diffusers import AutoencoderKL, DDIMScheduler
-    from transformers import CLIPTextModel, CLIPTokenizer
+    import diffusers
 
     from turbo_edge.spec.plan import read_plans
 
     path = resolve_model_path(name_or_path)
     index = check_layout(path)
-    family = family_for(index["unet"][1])
+    family = family_of_pipeline(index["_class_name"])
+    assert family is not None
     import torch
 
     # Explicit dtype: transformers 5 would otherwise keep the checkpoint's (float16 for the shipped weights).
@@ -141,38 +193,43 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
     check_fits(path, torch.empty((), dtype=dtype).element_size())  # before from_pretrained allocates what the configs name
     try:
         block_plan, channel_plan = read_plans(path)  # a pruned student is rebuilt from its plan(s)
-        unet = family.load(path / family.folder, dtype, block_plan, channel_plan)
-        vae = AutoencoderKL.from_pretrained(path / "vae", use_safetensors=True, torch_dtype=dtype)
-        text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True, dtype=dtype)
+        denoiser = family.denoiser.load(path / family.denoiser.folder, dtype, block_plan, channel_plan)
+        vae = family.autoencoder.load(path / "vae", dtype)
+        text_encoder = family.text.load(path / "text_encoder", dtype)
+        tokenizer = family.text.load_tokenizer(path / "tokenizer")
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLayoutError(f"could not load the weights in {path}: {exc}") from exc
-    tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
-    scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
-    return T2VModel(unet, vae, text_encoder, tokenizer, scheduler, path=path, card=read_card(path), family=family).eval()
+    scheduler = getattr(diffusers, index["scheduler"][1] if family.name != "unet3d" else "DDIMScheduler").from_pretrained(path / "scheduler")
+    return T2VModel(denoiser, vae, text_encoder, tokenizer, scheduler, path=path, card=read_card(path), components=family).eval()
 
 
-def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | None = None, overwrite: bool = False) -> Path:
+def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | None = None, overwrite: bool = False,
+               in_run_dir: bool = False) -> Path:
     """Write the diffusers layout atomically: a temp dir beside ``out``, renamed into place when complete.
 
     The model card written is ``card``, else the model's own; a model without one (a third-party checkpoint)
-    is written without a card. An existing model directory at ``out`` is replaced only with ``overwrite``.
+    is written without a card. An existing model directory at ``out`` is replaced only with ``overwrite``, and only
+    when turbo-edge recorded writing every file in it (``in_run_dir``: inside a stage's own run directory, where an
+    earlier build's model without a record is the run's own; ``spec.outputs.check_replaceable``).
     """
     out = Path(out)
-    with staged_dir(out, MODEL_INDEX, overwrite) as tmp:
-        model.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+    family = model.components
+    with staged_dir(out, MODEL_INDEX, overwrite, in_run_dir=in_run_dir) as tmp:
+        model.unet.save_pretrained(tmp / family.denoiser.folder, safe_serialization=True)
         model.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         model.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
         model.tokenizer.save_pretrained(tmp / "tokenizer")  # transformers 5: tokenizer.json, which every reader takes
         model.scheduler.save_pretrained(tmp / "scheduler")
         index = {
-            "_class_name": "TextToVideoSDPipeline",
+            "_class_name": family.pipeline_classes[0],
             "_diffusers_version": _diffusers_version(),
             "scheduler": ["diffusers", type(model.scheduler).__name__],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "unet": ["diffusers", "UNet3DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder": ["transformers", family.text.transformers_class],
+            "tokenizer": ["transformers", family.tokenizer_class],
+            family.denoiser.folder: ["diffusers", family.denoiser.diffusers_class],
+            "vae": ["diffusers", family.autoencoder.diffusers_class],
         }
+        index = dict(sorted(index.items(), key=lambda kv: (not kv[0].startswith("_"), kv[0])))
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         card = card or model.card
         if card.present:

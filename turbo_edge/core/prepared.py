@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from turbo_edge.core.pipeline_io import resolve_model_path
+from turbo_edge.spec.paths import OutsideRoot, inside
 
 INDEX = "index.json"
 INDEX_FORMAT = "turbo-edge-prepared-data"
@@ -93,20 +94,49 @@ def shard_metadata(data: bytes) -> dict[str, Any]:
 
 
 def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``index.json`` of a prepared dataset, format and version checked."""
-    file = Path(path) / INDEX
+    """``index.json`` of a prepared dataset, format and version checked, and every shard entry well-formed with its
+    ``file`` inside the dataset (``spec.paths.inside``: the bundle's rule, links followed)."""
+    from turbo_edge.core.sources import parse_json
+
+    root = Path(path)
+    file = root / INDEX
     if not file.is_file():
         raise FileNotFoundError(f"{path} has no {INDEX}: it is not a prepared dataset; make one with `turbo-edge data prepare`")
+    redo = "re-run `turbo-edge data prepare` into a new --out"
     try:
-        index = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{file} is not valid JSON ({exc.msg}); re-run `turbo-edge data prepare` into a new --out") from None
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{file} is not UTF-8 (byte {exc.start + 1}); it was damaged or edited: {redo}") from None
+    index = parse_json(text, str(file), redo)
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise ValueError(f"{file} is not a turbo-edge prepared-data index; make one with `turbo-edge data prepare`")
-    if index.get("version") != INDEX_VERSION:
+    if index.get("version") != INDEX_VERSION or isinstance(index.get("version"), bool):
         raise ValueError(f"{file} is prepared-data version {index.get('version')}; this build reads {INDEX_VERSION}: "
                          "re-run `turbo-edge data prepare` with this build")
+    geometry = index.get("geometry", {})
+    if not isinstance(geometry, dict) or any(isinstance(geometry.get(k), bool) or not isinstance(geometry.get(k), int) or geometry[k] < 1
+                                             for k in ("frames", "height", "width")):
+        raise ValueError(f"{file}: geometry {geometry!r} is not frames / height / width counts; {redo}")
+    shards = index.get("shards", [])
+    if not isinstance(shards, list):
+        raise ValueError(f"{file}: shards is not a list; {redo}")
+    for k, entry in enumerate(shards):
+        _check_entry(root, file, k, entry, redo)
     return index
+
+
+def _check_entry(root: Path, file: Path, k: int, entry: Any, redo: str) -> None:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{file}: shard {k} is not a JSON object; {redo}")
+    try:
+        inside(root, entry.get("file"))
+    except OutsideRoot as exc:
+        raise ValueError(f"{file}: shard {k}'s file {exc}; a dataset may only name its own shards: {redo}") from None
+    samples, digest = entry.get("samples"), entry.get("sha256")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+        raise ValueError(f"{file}: shard {k}'s samples {samples!r} is not a count; {redo}")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise ValueError(f"{file}: shard {k}'s sha256 {digest!r} is not a sha256; {redo}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +185,7 @@ class PreparedData:
             raise ValueError(f"{self.path} is not finished ({len(self.index.get('shards', []))} shards so far): run its command "
                              f"again to finish it: {self.index.get('command', 'turbo-edge data prepare ...')}")
         self.shards: list[dict[str, Any]] = list(self.index["shards"])
-        missing = [s["file"] for s in self.shards if not (self.path / s["file"]).is_file()]
+        missing = [s["file"] for s in self.shards if not (self.path / s["file"]).is_file()]  # names checked by read_index
         if missing:
             raise FileNotFoundError(f"{self.path} lacks {missing[:3]} listed in {INDEX}; the dataset is incomplete: prepare it again into a new --out")
 
@@ -169,6 +199,12 @@ class PreparedData:
     @property
     def geometry(self) -> dict[str, int]:
         return dict(self.index["geometry"])
+
+    @property
+    def latent_frames(self) -> int:
+        """Latent frames a clip holds: the index's ``latent`` record (a causal autoencoder: 1 + (F - 1) / 4), else F
+        (an index written before it existed, by a per-frame autoencoder)."""
+        return int((self.index.get("latent") or {}).get("frames", self.geometry["frames"]))
 
     def check_model(self, model: str | os.PathLike[str] | None = None, *, fingerprint: str | None = None, frames: int | None = None,
                     height: int | None = None, width: int | None = None) -> None:
@@ -195,8 +231,35 @@ class PreparedData:
                              "prepare the dataset again into a new --out")
         from safetensors.torch import load
 
-        tensors, meta = load(data), shard_metadata(data)
-        return Shard(tensors["latents"], tensors["text"], list(meta["captions"]), list(meta["sources"]))
+        try:
+            tensors, meta = load(data), shard_metadata(data)
+        except Exception as exc:  # noqa: BLE001  safetensors' SafetensorError is no ValueError
+            raise ValueError(f"{file} is not a readable shard ({' '.join(str(exc).split())}); prepare the dataset again into a new --out") from None
+        shard = Shard(tensors.get("latents"), tensors.get("text"), list(meta.get("captions") or []), list(meta.get("sources") or []))
+        self._check_shapes(file, entry, shard)
+        return shard
+
+    def _check_shapes(self, file: Path, entry: dict[str, Any], shard: Shard) -> None:
+        """A shard must hold what the index says: ``samples`` clips of ``geometry``'s frames, latents [n, F, C, h, w]
+        with h / w the geometry's over one downsampling factor, text [n, L, D], one caption and source per clip."""
+        n, g = int(entry["samples"]), self.geometry
+        lat, txt = shard.latents, shard.text
+        problem = None
+        if lat is None or txt is None:
+            problem = "lacks its latents or text tensor"
+        elif lat.ndim != 5 or txt.ndim != 3:
+            problem = f"holds latents {list(lat.shape)} and text {list(txt.shape)}, not [n, F, C, h, w] and [n, L, D]"
+        elif not lat.shape[0] == txt.shape[0] == len(shard.captions) == len(shard.sources) == n:
+            problem = (f"holds {lat.shape[0]} latents, {txt.shape[0]} text rows and {len(shard.captions)} captions, "
+                       f"but {INDEX} says {n} samples")
+        elif lat.shape[1] != self.latent_frames:
+            problem = f"holds clips of {lat.shape[1]} latent frames, but {INDEX} says {self.latent_frames} ({g['frames']} frames)"
+        elif g["height"] % lat.shape[3] or g["width"] % lat.shape[4] or g["height"] // lat.shape[3] != g["width"] // lat.shape[4]:
+            problem = f"holds latents of {lat.shape[3]}x{lat.shape[4]}, not one VAE factor below {INDEX}'s {g['height']}x{g['width']}"
+        if problem:
+            raise ValueError(f"{file} {problem}: the index and its shards disagree (edited since prepared); "
+                             "prepare the dataset again into a new --out")
+
 
     def verify(self) -> int:
         """Check every shard's sha256 against the index (raises on the first mismatch); returns the samples checked."""

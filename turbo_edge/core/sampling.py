@@ -1,7 +1,10 @@
-"""Teacher sampling in PyTorch: prompt encoding, DDIM with classifier-free guidance, VAE decoding.
+"""Teacher sampling in PyTorch: prompt encoding, the teacher's own sampler with classifier-free guidance, decoding.
 
-The DDIM update is diffusers' ``DDIMScheduler.step``; initial noise comes from the runtime's counter-based
-generator (``turbo_edge.spec.noise``), one stream per prompt, so a clip does not depend on batch size.
+The update is the family's scheduler's ``step``: diffusers' ``DDIMScheduler`` for a DDPM-parameterised family
+(UNet3D), the model's own flow scheduler (``FlowMatchEulerDiscreteScheduler`` or ``UniPCMultistepScheduler`` with
+flow prediction) for a flow-matching family (Wan). Prompt encoding and decoding go through the family's plug points
+(``core.text_encoders``, ``core.autoencoders``). Initial noise comes from the runtime's counter-based generator
+(``turbo_edge.spec.noise``), one stream per prompt, so a clip does not depend on batch size.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from tqdm.auto import tqdm
 from turbo_edge.core.pipeline_io import T2VModel
 from turbo_edge.spec.inputs import check_closed_vocabulary, check_prompt_text
 from turbo_edge.spec.noise import normal
+from turbo_edge.spec.sampler import DEFAULT_GUIDANCE
 
 
 class PromptError(ValueError):
@@ -31,26 +35,33 @@ def check_prompts(model: T2VModel, prompts: list[str]) -> None:
             raise PromptError(str(exc)) from None
 
 
-def max_text_length(model: T2VModel) -> int:
-    return min(int(model.tokenizer.model_max_length), int(model.text_encoder.config.max_position_embeddings))
-
-
 @torch.no_grad()
 def encode_text(model: T2VModel, prompts: list[str]) -> torch.Tensor:
-    """Token ids -> CLIP last hidden state [B, L, D]. The empty string is the unconditional prompt."""
-    ids = model.tokenizer(prompts, padding="max_length", max_length=max_text_length(model), truncation=True, return_tensors="pt").input_ids
-    return model.text_encoder(ids).last_hidden_state
+    """Prompts -> the denoiser's condition [B, L, D] (the family's text encoder). "" is the unconditional prompt."""
+    return model.encode_prompts(prompts)
+
+
+def clip_geometry(model: T2VModel, frames: int | None, height: int | None, width: int | None) -> tuple[int, int, int]:
+    """(frames, height, width) of a clip: the arguments, else the model card's, else the family's defaults; a geometry
+    the model cannot take is refused in one line naming the rule."""
+    family = model.components
+    vae_config = dict(model.vae.config)
+    height = height or model.card.height or family.autoencoder.default_size(vae_config) or 256
+    width = width or model.card.width or height
+    frames = frames or model.card.frames or family.default_frames
+    multiple = family.spatial_multiple(vae_config, dict(model.unet.config))
+    geo = family.autoencoder.config_geometry(vae_config)
+    geo.check(int(frames), int(height), int(width), multiple)
+    family.denoiser.check_latent_size(dict(model.unet.config), geo.latent_frames(int(frames)), int(height) // geo.spatial_factor,
+                                      int(width) // geo.spatial_factor)
+    return int(frames), int(height), int(width)
 
 
 def latent_shape(model: T2VModel, frames: int | None, height: int | None, width: int | None) -> tuple[int, int, int, int]:
-    """(C, F, h, w) of the UNet's input; defaults come from the model's own configs."""
-    scale = 2 ** (len(model.vae.config.block_out_channels) - 1)
-    height = height or int(model.vae.config.sample_size)
-    width = width or height
-    frames = frames or int(model.card.frames or 16)
-    if height % scale or width % scale:
-        raise ValueError(f"height and width must be multiples of the VAE's factor {scale}, got {height}x{width}")
-    return (int(model.unet.config.in_channels), frames, height // scale, width // scale)
+    """(C, f, h, w) of the denoiser's input for a clip of (frames, height, width); defaults from ``clip_geometry``."""
+    frames, height, width = clip_geometry(model, frames, height, width)
+    geo = model.components.autoencoder.geometry(model.vae)
+    return (int(model.unet.config.in_channels), geo.latent_frames(frames), height // geo.spatial_factor, width // geo.spatial_factor)
 
 
 def initial_noise(shape: tuple[int, ...], seed: int, count: int) -> torch.Tensor:
@@ -66,7 +77,7 @@ def ddim_cfg_sample(
     guidance: float,
     progress: bool = False,
 ) -> torch.Tensor:
-    """DDIM over ``scheduler.timesteps`` with classifier-free guidance; one batched call per step.
+    """The scheduler's steps (DDIM, or a flow solver) with classifier-free guidance; one batched call per step.
 
     ``model_fn(x, t, text)`` returns the network's raw prediction (whatever its prediction type).
     """
@@ -80,18 +91,25 @@ def ddim_cfg_sample(
 
 @torch.no_grad()
 def decode(model: T2VModel, latents: torch.Tensor, decoder: torch.nn.Module | None = None) -> np.ndarray:
-    """Latents [B, C, F, h, w] -> uint8 frames [B, F, H, W, 3]. ``decoder``: an alternative decoder of the model
-    (``core.tiny_decoder``: scaled latents [B, C, F, h, w] -> frames [B, F', 3, H, W]) instead of its VAE's."""
-    b, c, f, h, w = latents.shape
-    if decoder is not None:
-        images = decoder(latents)
-        b, f = images.shape[:2]
-        images = images.flatten(0, 1)
-    else:
-        flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / model.vae.config.scaling_factor
-        images = torch.cat([model.vae.decode(chunk).sample for chunk in flat.split(64)])
-    images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return images.reshape(b, f, *images.shape[1:]).permute(0, 1, 3, 4, 2).numpy()
+    """Latents [B, C, f, h, w] -> uint8 frames [B, F, H, W, 3] (the family's autoencoder). ``decoder``: an alternative
+    decoder of the model (``core.tiny_decoder``: latents [B, C, f, h, w] -> frames [B, F, 3, H, W]) instead of its VAE's."""
+    if decoder is None:
+        return model.decode_latents(latents)
+    images = ((decoder(latents).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return images.permute(0, 1, 3, 4, 2).numpy()
+
+
+def sampling_scheduler(model: T2VModel, steps: int):
+    """The teacher's own sampler at ``steps``: DDIM for a DDPM family, the model's flow scheduler for a flow family."""
+    import diffusers
+
+    family = model.components
+    name = "DDIMScheduler" if family.parameterisation == "ddpm" else type(model.scheduler).__name__
+    if family.schedulers and name not in family.schedulers:
+        raise ValueError(f"{model.path}'s scheduler is a {name}; the {family.name} family samples with {' or '.join(family.schedulers)}")
+    scheduler = getattr(diffusers, name).from_config(model.scheduler.config)
+    scheduler.set_timesteps(steps)
+    return scheduler
 
 
 @torch.no_grad()
@@ -99,7 +117,7 @@ def generate_teacher(
     model: T2VModel,
     prompts: list[str],
     steps: int = 50,
-    guidance: float = 3.0,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     frames: int | None = None,
     height: int | None = None,
@@ -108,13 +126,11 @@ def generate_teacher(
     progress: bool = False,
     decoder: torch.nn.Module | None = None,
 ) -> np.ndarray:
-    """Teacher clips: DDIM ``steps`` with CFG at ``guidance``, as uint8 [B, F, H, W, 3] (``decoder``: see ``decode``)."""
-    from diffusers import DDIMScheduler
-
+    """Teacher clips: the teacher's sampler at ``steps`` with CFG at ``guidance``, as uint8 [B, F, H, W, 3] (``decoder``: see
+    ``decode``)."""
     check_prompts(model, prompts)
     shape = latent_shape(model, frames, height, width)
-    scheduler = DDIMScheduler.from_config(model.scheduler.config)
-    scheduler.set_timesteps(steps)
+    scheduler = sampling_scheduler(model, steps)
     noise = initial_noise(shape, seed, len(prompts))
 
     def unet_fn(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -126,8 +142,10 @@ def generate_teacher(
         chunk = prompts[start : start + batch_size]
         cond = encode_text(model, chunk)
         uncond = encode_text(model, [""] * len(chunk))
-        x = noise[start : start + len(chunk)] * scheduler.init_noise_sigma
+        x = noise[start : start + len(chunk)] * getattr(scheduler, "init_noise_sigma", 1.0)  # flow: sigma 1 is unit noise
         latents = ddim_cfg_sample(unet_fn, scheduler, x, cond, uncond, guidance)
+        if hasattr(scheduler, "_step_index"):  # flow schedulers count their steps: the next chunk starts again at step 0
+            scheduler.set_timesteps(steps)
         clips.append(decode(model, latents, decoder))
         bar.update(len(chunk))
     bar.close()

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from turbo_edge.spec.configs.data import LIMITS
+from turbo_edge.spec.paths import OutsideRoot, inside
 
 VIDEO_COLUMNS = ("file_name", "path", "video")
 CAPTION_COLUMNS = ("text", "caption", "name")
@@ -35,12 +39,14 @@ class Item:
     caption: str
     video: Path | bytes | None
     bad: str | None = None
+    why: str = ""  # for a bad item over a limit: which limit, in words
 
 
 def describe(source: str) -> str:
     """The kind of source ``source`` names: videofolder, csv or webdataset; ``ValueError`` if none."""
     path = Path(source)
     if "{" in source or path.suffix == ".tar":
+        check_pattern(source)  # before anything is expanded, loaded or written
         return "webdataset"
     if path.is_file() and path.suffix.lower() == ".csv":
         return "csv"
@@ -69,22 +75,45 @@ def iter_items(source: str, video_column: str | None = None, caption_column: str
 
 
 def _jsonl_rows(table: Path) -> Iterator[dict[str, object]]:
-    with open(table, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
+    with open(table, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if len(raw) > LIMITS["table_line_bytes"]:
+                raise ValueError(f"{table} line {number} is over data prepare's limit of {LIMITS['table_line_bytes']:,} bytes a line; "
+                                 "a row is one clip's file name and caption: fix or remove that line")
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{table} line {number} is not UTF-8 (byte {exc.start + 1}); save the file as UTF-8") from None
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{table} line {number} is not JSON ({exc.msg}); fix or remove that line") from None
+            row = parse_json(line, f"{table} line {number}", "fix or remove that line")
             if not isinstance(row, dict):
                 raise ValueError(f"{table} line {number} is not a JSON object; each line is one clip's {{\"file_name\": ..., \"text\": ...}}")
             yield row
 
 
+def parse_json(text: str, where: str, todo: str) -> object:
+    """``json.loads``, or ``ValueError`` naming ``where`` (a file and line): text that is not JSON, or nests deeper than
+    the decoder's recursion allows (a ``[[[[...`` line is refused, not a ``RecursionError`` traceback)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not JSON ({exc.msg}); {todo}") from None
+    except RecursionError:
+        raise ValueError(f"{where} nests JSON too deeply to be a caption table's row or an index; {todo}") from None
+
+
 def _csv_rows(table: Path) -> Iterator[dict[str, object]]:
-    with open(table, encoding="utf-8", newline="") as fh:
-        yield from csv.DictReader(fh)
+    csv.field_size_limit(LIMITS["table_line_bytes"])
+    try:
+        with open(table, encoding="utf-8-sig", newline="") as fh:  # -sig: a byte-order mark is not part of the first column's name
+            reader = csv.DictReader(fh)
+            yield from reader
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{table} is not UTF-8 (byte {exc.start + 1} of a block); save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise ValueError(f"{table} is not a readable CSV ({exc}); fix the file (a field over data prepare's limit of "
+                         f"{LIMITS['table_line_bytes']:,} bytes is refused)") from None
 
 
 def _column(table: Path, row: dict[str, object], given: str | None, candidates: tuple[str, ...], what: str, flag: str) -> str:
@@ -106,13 +135,106 @@ def _table(table: Path, rows: Iterator[dict[str, object]], root: Path, video_col
             caption_key = _column(table, row, caption_column, CAPTION_COLUMNS, "caption", "--caption-column")
         name = str(row.get(video_key) or "").strip()
         caption = str(row.get(caption_key) or "").strip()
-        file = root / name
-        if not name or "://" in name or not file.is_file():  # a URL is not fetched: download the videos first
-            yield Item(name, caption, None, bad="missing")
-        elif not caption:
-            yield Item(name, caption, None, bad="empty_caption")
-        else:
-            yield Item(name, caption, file)
+        yield _table_item(root, name, caption)
+
+
+def _table_item(root: Path, name: str, caption: str) -> Item:
+    """A caption table's row: its file must resolve inside the table's folder (``spec.paths.inside``, the bundle's rule)."""
+    if not name or "://" in name:  # a URL is not fetched: download the videos first
+        return Item(name, caption, None, bad="missing")
+    if len(name.encode("utf-8", errors="replace")) > LIMITS["caption_bytes"]:  # stored in the shard's header, as captions are
+        return Item(name[:80], caption, None, bad="too_large", why=f"a file name over {LIMITS['caption_bytes']:,} bytes")
+    try:
+        file = inside(root, name)
+    except OutsideRoot:
+        return Item(name, caption, None, bad="outside_source",  # never opened: not even its existence is reported
+                    why="names a file outside the source's folder (an absolute path, '..', or a link out of it)")
+    if not file.is_file():
+        return Item(name, caption, None, bad="missing")
+    return _captioned(name, caption, file)
+
+
+def _captioned(name: str, caption: str, video: Path | bytes) -> Item:
+    if len(name.encode("utf-8", errors="replace")) > LIMITS["caption_bytes"]:  # the name is stored in the shard's header too
+        return Item(name[:80], caption, None, bad="too_large", why=f"a name over {LIMITS['caption_bytes']:,} bytes")
+    if not caption:
+        return Item(name, caption, None, bad="empty_caption")
+    if len(caption.encode("utf-8", errors="replace")) > LIMITS["caption_bytes"]:
+        return Item(name, caption[:80], None, bad="caption_too_long", why=f"a caption over {LIMITS['caption_bytes']:,} bytes")
+    return Item(name, caption, video)
+
+
+def check_pattern(source: str) -> None:
+    """Refuse a brace pattern that expands to more than ``LIMITS["brace_shards"]`` names, counted, not expanded."""
+    count = brace_count(source)
+    if count > LIMITS["brace_shards"]:
+        raise ValueError(f"--source {source} expands to {count:,} shards, over data prepare's limit of {LIMITS['brace_shards']:,}; "
+                         "give a narrower pattern, or a folder of the .tar files")
+
+
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?$|^([A-Za-z])\.\.([A-Za-z])(?:\.\.(-?\d+))?$")
+
+
+def brace_count(pattern: str) -> int:
+    """How many names a brace pattern (braceexpand's rules: ``{a,b}``, ``{000..999}``, ``{a..z}``, ``..step``,
+    nesting, ``::``-joined lists) expands to, counted without expanding it."""
+    return sum(_count_seq(part) for part in pattern.split("::"))
+
+
+def _count_seq(text: str) -> int:
+    total, i = 1, 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == "{":
+            end = _matching(text, i)
+            if end is not None:
+                total *= _count_group(text[i + 1:end])
+                i = end + 1
+                continue
+        i += 1
+    return total
+
+
+def _matching(text: str, start: int) -> int | None:
+    depth, i = 0, start
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        depth += text[i] == "{"
+        depth -= text[i] == "}"
+        if depth == 0:
+            return i
+        i += 1
+    return None
+
+
+def _count_group(body: str) -> int:
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            i += 2
+            continue
+        depth += ch == "{"
+        depth -= ch == "}"
+        if ch == "," and depth == 0:
+            parts.append(body[start:i])
+            start = i + 1
+        i += 1
+    parts.append(body[start:])
+    if len(parts) > 1:
+        return sum(_count_seq(p) for p in parts)
+    m = _RANGE.match(body)
+    if not m:
+        return 1  # a literal {word}
+    if m[1] is not None:
+        lo, hi, step = int(m[1]), int(m[2]), abs(int(m[3] or 1)) or 1
+    else:
+        lo, hi, step = ord(m[4]), ord(m[5]), abs(int(m[6] or 1)) or 1
+    return abs(hi - lo) // step + 1
 
 
 def shard_paths(source: str) -> list[Path]:
@@ -123,6 +245,7 @@ def shard_paths(source: str) -> list[Path]:
     if path.is_dir():
         paths = sorted(path.glob("*.tar"))
     else:
+        check_pattern(source)
         paths = [Path(p) for p in expand_urls(source)]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -150,28 +273,44 @@ def _webdataset(source: str, video_ext: str | None, caption_key: str | None) -> 
 
 def _members(tar: Path) -> Iterator[dict[str, object]]:
     """The tar's regular files one at a time (a shard is never held whole in memory), in webdataset's sample-file form.
+    A member over its size limit (``LIMITS``: video and text members apart) is never read: its data is ``TooLarge``.
     A damaged or cut-short tar raises ``tarfile.ReadError`` at the member it reaches."""
     try:
-        with tarfile.open(tar, mode="r|*") as stream:
-            for info in stream:
+        # Random-access mode, one header at a time: a member left unread is skipped by seeking (zlib's own loop for a
+        # gzipped tar), where stream mode ("r|") re-slices its buffer per 10 KiB block and took minutes over a 1.5 GiB
+        # member of a 1.5 MB gzip bomb.
+        with tarfile.open(tar, mode="r:*") as archive:
+            while (info := archive.next()) is not None:
                 if info.isreg() and not info.name.split("/")[-1].startswith("__"):  # webdataset's __key__-style meta files
-                    yield {"fname": info.name, "data": stream.extractfile(info).read(), "__url__": str(tar)}
-                stream.members = []  # stream mode would keep every header otherwise
+                    ext = info.name.rsplit("/", 1)[-1].rsplit(".", 1)[-1].lower()
+                    limit = LIMITS["text_member_bytes"] if ext in (*CAPTION_EXTENSIONS, "json") else LIMITS["member_bytes"]
+                    data: object = TooLarge(info.size, limit) if info.size > limit else archive.extractfile(info).read()
+                    yield {"fname": info.name, "data": data, "__url__": str(tar)}
+                archive.members = []  # headers are not kept: a shard of a million members holds one at a time
     except (tarfile.TarError, OSError, EOFError):
         yield {}  # group_by_keys hands over the sample it holds: the members before the damage still count
         raise
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    """A tar member left unread because it is over its limit (its data in a sample)."""
+
+    size: int
+    limit: int
 
 
 def _tar_item(tar: Path, sample: dict[str, object], video_ext: str | None, caption_key: str | None) -> Item:
     name = f"{tar.name}:{sample['__key__']}"
     exts = (video_ext,) if video_ext else VIDEO_EXTENSIONS
     video = next((sample[e] for e in exts if e in sample), None)
+    big = next((v for v in sample.values() if isinstance(v, TooLarge)), None)
+    if big is not None:
+        return Item(name, "", None, bad="too_large", why=f"a tar member of {big.size:,} bytes, over the limit of {big.limit:,}")
     caption = _tar_caption(sample, caption_key)
     if not isinstance(video, bytes):
         return Item(name, caption, None, bad="missing")
-    if not caption:
-        return Item(name, caption, None, bad="empty_caption")
-    return Item(name, caption, video)
+    return _captioned(name, caption, video)
 
 
 def _tar_caption(sample: dict[str, object], key: str | None) -> str:
@@ -180,8 +319,8 @@ def _tar_caption(sample: dict[str, object], key: str | None) -> str:
             return sample[ext].decode("utf-8", errors="replace").strip()
     if isinstance(sample.get("json"), bytes):
         try:
-            meta = json.loads(sample["json"])
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = parse_json(sample["json"].decode("utf-8"), "json", "")
+        except (ValueError, UnicodeDecodeError):
             return ""
         if isinstance(meta, dict):
             for field in ((key,) if key else CAPTION_COLUMNS):

@@ -9,7 +9,7 @@ A file that cannot be used raises ``BadSample`` with a reason ``data prepare`` c
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,9 +17,12 @@ from typing import Any, TypeVar
 import av
 import numpy as np
 
+from turbo_edge.spec.configs.data import LIMITS
+
 T = TypeVar("T")
 # Why a sample was skipped, in the order the index lists them.
-REASONS = ("missing", "unreadable", "too_few_frames", "empty_caption", "caption_vocabulary")
+REASONS = ("missing", "unreadable", "too_few_frames", "empty_caption", "caption_vocabulary", "outside_source", "too_large",
+           "caption_too_long")
 _TIME_EPS = 1e-6  # seconds: a target time equal to a frame's start (up to rounding) belongs to that frame
 
 
@@ -33,36 +36,46 @@ class BadSample(Exception):
         self.reason, self.detail = reason, detail
 
 
-def pick_by_stride(frames: Iterable[T], stride: int, count: int) -> list[T]:
-    """Frames 0, stride, 2 * stride, ... up to ``count`` of them; stops reading once it has them."""
-    picked: list[T] = []
+def pick_by_stride(frames: Iterable[T], stride: int, count: int, convert: Callable[[T], Any] | None = None) -> list[Any]:
+    """Frames 0, stride, 2 * stride, ... up to ``count`` of them; stops reading once it has them. ``convert`` maps a
+    frame as soon as it is picked (``read_clip`` resizes there, so a clip never holds its frames at full size)."""
+    picked: list[Any] = []
     for i, frame in enumerate(frames):
         if i % stride == 0:
-            picked.append(frame)
+            picked.append(convert(frame) if convert else frame)
             if len(picked) == count:
                 break
     return picked
 
 
-def pick_by_time(timed: Iterable[tuple[float, float, T]], fps: float, count: int) -> list[T]:
+def pick_by_time(timed: Iterable[tuple[float, float, T]], fps: float, count: int, convert: Callable[[T], Any] | None = None) -> list[Any]:
     """Resample to ``fps``: target k is at ``t0 + k / fps`` (t0 the first frame's time) and gets the frame on screen
     then, i.e. the last one starting at or before it. ``timed`` yields (start, duration, frame) in presentation order;
-    the last frame stays on screen for its duration. A frame is repeated when ``fps`` exceeds the video's rate."""
-    picked: list[T] = []
+    the last frame stays on screen for its duration. A frame is repeated when ``fps`` exceeds the video's rate.
+    ``convert`` maps a frame once, when it is first picked; the frame itself is not kept."""
+    picked: list[Any] = []
     t0 = None
     prev: tuple[float, float, T] | None = None
+    prev_converted: list[Any] = []  # prev's converted form, once it is picked
+
+    def take(frame: T) -> None:
+        if not prev_converted:
+            prev_converted.append(convert(frame) if convert else frame)
+        picked.append(prev_converted[0])
+
     for start, duration, frame in timed:
         if t0 is None:
             t0 = start
         while prev is not None and len(picked) < count and t0 + len(picked) / fps < start - _TIME_EPS:
-            picked.append(prev[2])  # the previous frame is on screen at this target
+            take(prev[2])  # the previous frame is on screen at this target
         if len(picked) == count:
             return picked
         prev = (start, duration, frame)
+        prev_converted.clear()
     if prev is not None and t0 is not None:
         end = prev[0] + prev[1]
         while len(picked) < count and t0 + len(picked) / fps < end - _TIME_EPS:
-            picked.append(prev[2])
+            take(prev[2])
     return picked
 
 
@@ -93,15 +106,20 @@ def read_clip(src: str | Path | bytes, frames: int, height: int, width: int, fps
             if not container.streams.video:
                 raise BadSample("unreadable", f"{name} has no video stream")
             stream = container.streams.video[0]
+            width_px, height_px = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+            if width_px * height_px > LIMITS["frame_pixels"]:  # refused before a frame decodes: one would take ~1.5 B/pixel
+                raise BadSample("too_large", f"{name} has {width_px}x{height_px} frames, over data prepare's limit of "
+                                             f"{LIMITS['frame_pixels']:,} pixels a frame; scale it down first (ffmpeg -vf scale=-2:1080)")
             stream.thread_type = "AUTO"
+            resize = lambda f: resize_crop(f, height, width)  # noqa: E731  each frame as it is picked, never all at full size
             if fps is not None:
-                picked = pick_by_time(_timed_frames(container, stream), fps, frames)
+                picked = pick_by_time(_timed_frames(container, stream), fps, frames, resize)
             else:
-                picked = pick_by_stride(container.decode(stream), stride, frames)
+                picked = pick_by_stride(container.decode(stream), stride, frames, resize)
             if len(picked) < frames:
                 how = f"at {fps:g} fps" if fps is not None else f"with stride {stride}"
                 raise BadSample("too_few_frames", f"{name} gives {len(picked)} of {frames} frames {how}")
-            return np.stack([resize_crop(f, height, width) for f in picked])
+            return np.stack(picked)
     except (av.FFmpegError, OSError, EOFError, ValueError) as exc:  # ValueError: e.g. a pixel format swscale refuses
         raise BadSample("unreadable", f"{name}: {' '.join(str(exc).split())}") from None
 

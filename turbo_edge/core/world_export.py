@@ -21,10 +21,10 @@ from turbo_edge.spec.outputs import staged_dir
 MARKER = "world.json"
 
 
-def export_world(cfg: WorldExportConfig) -> Path:
+def export_world(cfg: WorldExportConfig, in_run_dir: bool = False) -> Path:
     """Write ``cfg.num`` clips of ``cfg.split`` to ``cfg.out`` atomically (a temp folder renamed into place)."""
-    geometry = world.WorldConfig()
-    with staged_dir(cfg.out, MARKER, cfg.overwrite) as tmp:
+    geometry = world.WorldConfig(lead_in=cfg.lead_in)
+    with staged_dir(cfg.out, MARKER, cfg.overwrite, in_run_dir=in_run_dir) as tmp:
         rows = []
         for i in tqdm(range(cfg.num), desc="world export", unit="clip"):
             attrs, clip = world.sample(cfg.split, cfg.seed, i, geometry)
@@ -32,7 +32,7 @@ def export_world(cfg: WorldExportConfig) -> Path:
             write_mp4(clip, tmp / name, fps=cfg.fps, crf=cfg.crf, pix_fmt=cfg.pix_fmt)
             rows.append(json.dumps({"file_name": name, "text": attrs.prompt}))
         (tmp / "metadata.jsonl").write_text("\n".join(rows) + "\n")
-        record = {"kind": "world_export", "config": cfg.to_dict(), "frames": geometry.frames, "height": geometry.size,
+        record = {"kind": "world_export", "config": cfg.to_dict(), "frames": geometry.lead_in + geometry.frames, "height": geometry.size,
                   "width": geometry.size, "codec": h264_encoder(cfg.pix_fmt), "pix_fmt": cfg.pix_fmt, "reproduce": flag_command(cfg, "world export")}
         (tmp / MARKER).write_text(json.dumps(record, indent=1) + "\n")
     return Path(cfg.out)
@@ -47,7 +47,7 @@ def world_shard_size(clips: int) -> int:
     return max(1, min(WORLD_SHARD_CLIPS, clips // 8))
 
 
-def world_data(model: str, clips: int, seed: int, work: str | Path, split: str = "train") -> Path:
+def world_data(model: str, clips: int, seed: int, work: str | Path, split: str = "train", lead_in: int = 0) -> Path:
     """The world's first ``clips`` clips of ``split`` as a prepared DATA for ``model``: ``work/world`` (mp4 +
     metadata.jsonl, what ``turbo-edge world export`` writes) prepared into ``work/data`` (what ``turbo-edge data
     prepare`` writes). Both are reused when made with these arguments; an interrupted prepare resumes after its last
@@ -56,13 +56,13 @@ def world_data(model: str, clips: int, seed: int, work: str | Path, split: str =
 
     work = Path(work)
     videos, data = work / "world", work / "data"
-    export = WorldExportConfig(split=split, num=clips, seed=seed, out=str(videos), overwrite=True)
+    export = WorldExportConfig(split=split, num=clips, seed=seed, out=str(videos), overwrite=True, lead_in=lead_in)
     try:
         made = json.loads((videos / MARKER).read_text())["config"]
     except (OSError, ValueError, KeyError):
         made = None
     if made != export.to_dict():
-        export_world(export)
+        export_world(export, in_run_dir=True)  # work/ is the calling stage's
         shutil.rmtree(data, ignore_errors=True)  # prepare keys a DATA by its arguments, not its source's contents
     prepare(DataPrepareConfig(source=str(videos), model=str(model), out=str(data), shard_size=world_shard_size(clips), overwrite=True))
     return data

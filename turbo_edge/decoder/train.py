@@ -201,7 +201,7 @@ def save_with_decoder(src: Path, out: Path, name: str, tiny: torch.nn.Module, va
                       plan: dict[str, Any] | None = None) -> Path:
     """``src`` copied to ``out`` with ``tiny`` in ``variant.folder`` (and its plan beside its weights) and the card
     naming it, in one atomic swap."""
-    with staged_dir(out, MODEL_INDEX, overwrite=True) as tmp:  # inside this stage's own run directory
+    with staged_dir(out, MODEL_INDEX, overwrite=True, in_run_dir=True) as tmp:  # inside this stage's own run directory
         shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(variant.folder, ".*"))
         tiny.save_pretrained(tmp / variant.folder, safe_serialization=True)
         if plan is not None:

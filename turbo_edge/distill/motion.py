@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from turbo_edge.core.denoiser import call_denoiser
 from turbo_edge.spec import param
 
 
@@ -71,7 +72,7 @@ class MotionGuidance:
     def _maps(self, x: torch.Tensor, t: np.ndarray, cond: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         self.store.maps, self.store.active = [], True
         try:
-            out = self.unet(x, torch.from_numpy(t), encoder_hidden_states=cond).sample
+            out = call_denoiser(self.unet, x, torch.from_numpy(t), cond)
         finally:
             self.store.active = False
         return self.store.maps, out

@@ -27,6 +27,7 @@ import torch
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import consistency as cd
 from turbo_edge.core import train_data
+from turbo_edge.core.denoiser import call_denoiser
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks
@@ -176,7 +177,7 @@ class Distiller:
         x_t = param.add_noise(x0, eps, alpha, sigma)
         # Step 3: the student's consistency output (its single-step x0); losses are fp32 whatever the autocast.
         with self.autocast():
-            out = student(x_t, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb).sample.float()
+            out = call_denoiser(student, x_t, torch.from_numpy(t), cond, w_emb).float()
         f_student = cd.consistency_output(out, x_t, t, self.abar, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
         # Step 4: the teacher's guided DDIM step from t to s (motion guidance on the noisiest solver steps).
         with self.teacher_pass():
@@ -198,7 +199,7 @@ class Distiller:
             s_clamped = np.maximum(s, 0)
             target_net = self.target if self.target is not None else student
             with self.autocast():
-                out_s = target_net(x_s, torch.from_numpy(s_clamped), encoder_hidden_states=cond, timestep_cond=w_emb).sample.float()
+                out_s = call_denoiser(target_net, x_s, torch.from_numpy(s_clamped), cond, w_emb).float()
             f_target = cd.consistency_output(out_s, x_s, s_clamped, self.abar, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
             f_target = torch.where(torch.from_numpy(s < 0).view(-1, *[1] * (x_s.ndim - 1)), x_s, f_target)
         # Step 6: Huber consistency loss.
@@ -253,7 +254,9 @@ def student_card(cfg: DistillConfig, teacher: T2VModel, step: int) -> ModelCard:
     lineage = Lineage(stage="distill", parent=cfg.teacher if cfg.teacher in ALIASES else str(teacher.path),  # an alias stays portable
                       config=cfg.to_dict(), step=step)
     return ModelCard(kind="student", **teacher.card.geometry(), default_guidance=cfg.default_guidance, sampler=sampler,
-                     lineage=lineage, reproduce=cfg.command_line("distill", first=("teacher", "out", "init_student", "steps")))
+                     lineage=lineage, reproduce=cfg.command_line("distill", first=("teacher", "out", "init_student", "steps")),
+                     fps=teacher.card.fps, guidance_range=(cfg.w_min, cfg.w_max),
+                     latent_geometry=teacher.components.autoencoder.geometry(teacher.vae).to_dict())
 
 
 def export_student(distiller: Distiller, out: str | Path, step: int) -> Path:
@@ -267,7 +270,7 @@ def export_student(distiller: Distiller, out: str | Path, step: int) -> Path:
     sched_cfg = {k: v for k, v in t.scheduler_config.items() if not k.startswith("_")}
     scheduler = LCMScheduler.from_config(sched_cfg, original_inference_steps=distiller.cfg.origin_steps, timestep_scaling=distiller.cfg.timestep_scaling)
     model = T2VModel(unet, t.vae, t.text_encoder, t.tokenizer, scheduler)
-    return save_model(model, out, card=student_card(distiller.cfg, t, step), overwrite=True)  # inside its own run directory
+    return save_model(model, out, card=student_card(distiller.cfg, t, step), overwrite=True, in_run_dir=True)  # inside its own run directory
 
 
 def train(cfg: DistillConfig) -> Path:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from turbo_edge.core.consistency import coef
+from turbo_edge.core.denoiser import call_denoiser
 from turbo_edge.spec import param
 
 
@@ -47,8 +48,8 @@ class VariationalScore:
         x_t, t, alpha, sigma = self._noised(x0.detach(), step, rank, 10)
         tt = torch.from_numpy(t)
         with torch.no_grad():
-            real = param.to_x0_eps(self.ptype, self.teacher(x_t, tt, encoder_hidden_states=cond).sample.float(), x_t, alpha, sigma)[0]
-            fake = param.to_x0_eps(self.ptype, self.fake(x_t, tt, encoder_hidden_states=cond).sample.float(), x_t, alpha, sigma)[0]
+            real = param.to_x0_eps(self.ptype, call_denoiser(self.teacher, x_t, tt, cond).float(), x_t, alpha, sigma)[0]
+            fake = param.to_x0_eps(self.ptype, call_denoiser(self.fake, x_t, tt, cond).float(), x_t, alpha, sigma)[0]
             norm = (x0.detach() - real).abs().flatten(1).mean(dim=1).clamp(min=1e-6)
             grad = (fake - real) / param._bcast(norm, fake)
         self._last = (x0.detach(), cond.detach())
@@ -63,6 +64,6 @@ class VariationalScore:
         x_t, t, alpha, sigma = self._noised(x0, step, rank, 11)
         eps = (x_t - param._bcast(alpha, x0) * x0) / param._bcast(sigma, x0)
         target = param.target_for(self.ptype, x0, eps, alpha, sigma)
-        pred = self.fake(x_t, torch.from_numpy(t), encoder_hidden_states=cond).sample.float()
+        pred = call_denoiser(self.fake, x_t, torch.from_numpy(t), cond).float()
         loss = (pred - target).square().mean()
         return loss, {"loss_fake_score": loss.item()}

@@ -214,7 +214,7 @@ def describe(model: Any, shapes: ExportShapes, components: dict[str, tuple[Contr
     return {
         "latent": {"channels": int(model.unet.config.in_channels), "frames": shapes.frames, "height": h, "width": w,
                    "scaling_factor": float(model.vae.config.scaling_factor)},
-        "video": {"frames": shapes.frames, "height": shapes.height, "width": shapes.width, "fps": 8},
+        "video": {"frames": shapes.frames, "height": shapes.height, "width": shapes.width, "fps": int(model.card.fps)},
         "text": {"max_length": int(length), "hidden_size": int(model.text_encoder.config.hidden_size),
                  "closed_vocabulary": model.closed_vocabulary},
     }

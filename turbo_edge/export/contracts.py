@@ -2,7 +2,7 @@
 
 Each component registers a builder into ``COMPONENTS``; a builder reads a loaded model plus the export shapes
 and returns the component's ``Contract`` and the ``torch.nn.Module`` wrapper whose forward has exactly the
-contract's inputs and outputs (STYLE #6, TensorRT demoDiffusion ``BaseModel.get_input_profile``).
+contract's inputs and outputs (as TensorRT demoDiffusion's ``BaseModel.get_input_profile`` declares them).
 The runtime codes against these names: keep them stable.
 
 Shapes are written with named axes (``"batch"``, ``"frames"``...); an axis is dynamic when it has a range

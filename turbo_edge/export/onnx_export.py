@@ -1,7 +1,7 @@
 """PyTorch module -> ONNX file, following a component's contract.
 
 Exporter choice: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) at opset 17.
-It is deprecated, and picked deliberately: measured here (PROBES.md), its UNet3D graph ran in ONNX Runtime
+It is deprecated, and picked deliberately: measured here (docs/decisions.md, "the TorchScript ONNX exporter"), its UNet3D graph ran in ONNX Runtime
 with dynamic batch and frames and matched PyTorch to ~1e-6, while the dynamo exporter's graph failed in ORT
 at batch >= 2 ("invalid expand shape": diffusers' ``encoder_hidden_states.repeat_interleave(num_frames, 0)``
 became an Expand with a baked shape), and at opset 17 produced an invalid Split. Revisit when the dynamo

@@ -19,6 +19,7 @@ import numpy as np
 from turbo_edge.export.onnx_export import EXTERNAL_DATA_THRESHOLD, save_model
 from turbo_edge.spec import logs
 from turbo_edge.spec.configs import INT8_SCOPES
+from turbo_edge.spec.sampler import DEFAULT_TEACHER_STEPS
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def register_calibration(sampler_kind: str) -> Callable[[CalibrationSource], Cal
 
 def convert_fp16(src: Path, dst: Path, keep_fp32_ops: Iterable[str] = FP16_KEEP_FP32_OPS, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:
     """fp16 weights and compute with fp32 I/O (``keep_io_types``). onnxconverter-common's converter produced
-    graphs with mismatched Casts for the UNet/VAE here (PROBES.md); onnxruntime.transformers' works."""
+    graphs with mismatched Casts for the UNet/VAE here; onnxruntime.transformers' works (docs/decisions.md, "fp16 graphs")."""
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
@@ -140,7 +141,7 @@ def teacher_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[st
 
     if "timestep_cond" in input_names:
         raise ValueError("a UNet with a guidance embedding (timestep_cond) is a student: calibrate it with its own sampler")
-    steps = cfg.int8_calibration_steps or cfg.default_steps or 50
+    steps = cfg.int8_calibration_steps or cfg.default_steps or DEFAULT_TEACHER_STEPS
     guidance = cfg.guidance if cfg.guidance is not None else float(model.card.default_guidance)
     scheduler = DDIMScheduler.from_config(model.scheduler.config)
     scheduler.set_timesteps(steps)

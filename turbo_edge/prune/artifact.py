@@ -29,7 +29,7 @@ def save_pruned(model: T2VModel, plan: dict[str, Any] | None, out: str | os.Path
     if plan is None and channel_plan is None:
         raise PlanError("a pruned directory needs a block plan, a channel plan or both")
     out = Path(out)
-    with staged_dir(out, MODEL_INDEX, overwrite=True) as staging:  # inside its own run directory
+    with staged_dir(out, MODEL_INDEX, overwrite=True, in_run_dir=True) as staging:  # inside its own run directory
         save_model(model, staging, card=card, overwrite=True)
         if plan is not None:
             write_plan(plan, staging / PLAN_FILE)

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from turbo_edge.core.denoiser import call_denoiser
 from turbo_edge.core.replay import NORMS, WEIGHTED, base_config, fix_stale_ints, width_of, width_units
 from turbo_edge.spec.errors import PlanError
 from turbo_edge.spec.plan import CHANNEL_IMPORTANCES, CHANNEL_PLAN_KIND, CHANNEL_PLAN_VERSION, architecture_hash, check_ratio
@@ -101,7 +102,7 @@ def example_inputs(unet: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _forward(unet: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    return unet(**inputs).sample
+    return call_denoiser(unet, inputs["sample"], inputs["timestep"], inputs["encoder_hidden_states"], inputs.get("timestep_cond"))
 
 
 def _units(group: Any, names: dict[nn.Module, str], root: nn.Module, widths: tuple[dict[str, int], dict[str, int], set[str]]) -> tuple[str, list[list[int]]]:

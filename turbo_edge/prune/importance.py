@@ -28,6 +28,7 @@ from torch import nn
 
 from turbo_edge.core import replay
 from turbo_edge.core.consistency import consistency_output
+from turbo_edge.core.denoiser import call_denoiser, family_of
 from turbo_edge.spec import param
 from turbo_edge.spec import plan as plans
 from turbo_edge.spec.sampler import SamplerSpec
@@ -147,7 +148,7 @@ def measure_importance(
 
     def run() -> list[torch.Tensor]:
         return [
-            consistency_output(unet(x, torch.from_numpy(tt), encoder_hidden_states=cond, timestep_cond=w_emb).sample, x, tt, abar, **kw)
+            consistency_output(call_denoiser(unet, x, torch.from_numpy(tt), cond, w_emb), x, tt, abar, **kw)
             for tt, x in inputs
         ]
 
@@ -161,7 +162,7 @@ def measure_importance(
         return {"content_cost": content, "motion_cost": motion, "motion_share": motion / (content + motion + 1e-12)}
 
     rows = []
-    for unit in plans.removable_units(config):
+    for unit in family_of(unet).removable_units(config):
         parts = components(config, unit)
         row: dict[str, Any] = {"name": unit, "level": _level(config, unit), "params": _params(unet, parts), **cost(parts)}
         if len(parts) > 1:

@@ -37,6 +37,7 @@ import torch
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import consistency as cd
 from turbo_edge.core import replay, train_data
+from turbo_edge.core.denoiser import call_denoiser, family_of
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks, store_frozen_for_autocast
@@ -96,7 +97,7 @@ def resolve_channel_plan(cfg: PruneConfig, unet: torch.nn.Module, plan: dict[str
         return None
     blocks = copy.deepcopy(unet)
     if plan is not None:
-        replay.apply_plan(blocks, plan)
+        family_of(blocks).apply_plan(blocks, plan)
     torch.manual_seed(cfg.seed)
     return channels.make_channel_plan(blocks, cfg.channel_ratio, cfg.channel_importance, block_plan=plan)
 
@@ -134,7 +135,7 @@ class Recovery:
         torch.manual_seed(cfg.seed)
         self.pruned = copy.deepcopy(self.reference)
         if plan is not None:
-            replay.apply_plan(self.pruned, plan)
+            student.family.apply_plan(self.pruned, plan)
         if channel_plan is not None:  # replayed, not torch-pruning's own copy: what trains is what load_teacher rebuilds
             replay.apply_channel_plan(self.pruned, channel_plan, plan)
         self.pruned.requires_grad_(True).train()
@@ -161,7 +162,7 @@ class Recovery:
 
     def _output(self, net: torch.nn.Module, x_t: torch.Tensor, t: np.ndarray, cond: torch.Tensor, w_emb: torch.Tensor) -> torch.Tensor:
         with self.autocast():
-            out = net(x_t, torch.from_numpy(t), encoder_hidden_states=cond, timestep_cond=w_emb).sample.float()
+            out = call_denoiser(net, x_t, torch.from_numpy(t), cond, w_emb).float()
         s = self.sampler
         return cd.consistency_output(out, x_t, t, self.abar, s.prediction_type, s.timestep_scaling, s.sigma_data)
 

@@ -413,6 +413,25 @@ def _decoder(name: str, data: dict[str, Any]) -> list[str]:
     return file_block(name, data, body, [" ".join(extra)]) + [""]
 
 
+def _hostile(name: str, data: dict[str, Any]) -> list[str]:
+    rss, cases = data["rss"], data["cases"]
+    body = table(["input", "exit", "peak RSS MB", "s", f"under {fmt(data.get('goal_peak_rss_mb'), 0)} MB or refused", "what it said"],
+                 [[row, fmt(r.get("rc")), fmt(r.get("peak_rss_mb"), 0), fmt(r.get("wall_s"), 1), fmt(r.get("under_goal_or_refused")),
+                   str(r.get("last_line") or DASH)[:160]] for row, r in rss.items()])
+    body += ["", "Each input's command:", ""] + [f"- {row}: `{r.get('command', '?')}`" for row, r in rss.items()]
+    body += ["", f"Case tables ({fmt(cases.get('tried'))} cases tried, {fmt(cases.get('clean'))} clean, {fmt(cases.get('failed'))} "
+                 f"failed, {fmt(cases.get('skipped'))} skipped, in {fmt(cases.get('seconds'), 1)} s: `{cases.get('command', '?')}`):", ""]
+    body += table(["class", "tried", "clean", "failed", "skipped"],
+                  [[cls, fmt(c.get("tried")), fmt(c.get("clean")), fmt(c.get("failed")), fmt(c.get("skipped"))]
+                   for cls, c in (cases.get("by_class") or {}).items()])
+    body += ["", *table(["table", "tried", "clean", "failed", "skipped"],
+                        [[f"`{t}`", fmt(c.get("tried")), fmt(c.get("clean")), fmt(c.get("failed")), fmt(c.get("skipped"))]
+                         for t, c in (cases.get("by_table") or {}).items()])]
+    if cases.get("failed_cases"):
+        body += ["", "Failed: " + ", ".join(f"`{c}`" for c in cases["failed_cases"])]
+    return file_block(name, data, body) + [""]
+
+
 Section = Callable[[str, dict[str, Any]], list[str]]  # one result file (its name, its JSON) -> its Markdown lines
 
 # (family, title, intro, builder), in page order. A family takes the files named FAMILY.json and FAMILY_*.json.
@@ -457,6 +476,10 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
      "`turbo-edge distill --data` under `accelerate launch --num_processes 2` (gloo on the CPU) against 1 process at the "
      "same global batch: the loss curve's window means against the spread between 1-process runs of other seeds, and "
      "every run's read log audited (no sample read twice in an epoch, processes disjoint).", _ddp),
+    ("hostile", "Hostile inputs: memory bounds and the case tables",
+     "`data prepare`'s own peak RSS on inputs made to exhaust memory (a tar bomb, an 8000x8000 video, a billion-shard "
+     "brace pattern), each under the bound or refused in one line, and the tally of the case tables the default test "
+     "suite runs (data sources and DATA, checkpoints, output writers, config values, serving).", _hostile),
     ("bench", "Bench: per-stage latency, FLOPs and memory",
      "`turbo-edge bench`: each stage's median / p90 / min, its FLOPs (from the ONNX graph or PyTorch's FLOP counter) "
      "against the host's theoretical peak, end to end and videos per minute.", _bench),

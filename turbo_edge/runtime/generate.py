@@ -22,6 +22,7 @@ from turbo_edge.spec.configs import GenerateConfig
 from turbo_edge.spec.errors import UNVERIFIED, UnverifiedBundleWarning
 from turbo_edge.spec.outputs import check_replaceable, staged_dir
 from turbo_edge.spec.prompt_file import read_prompt_file
+from turbo_edge.spec.sampler import DEFAULT_FPS
 
 CLIPS_INDEX = "clips.json"  # the marker of a --prompts output directory (spec.outputs.KINDS)
 
@@ -45,7 +46,11 @@ def write_clips(cfg: GenerateConfig, prompts: list[str], make_clip: Callable[[st
         rows = []
         for i, prompt in enumerate(prompts):
             name = f"{i:0{width}d}.{cfg.clip_format}"
-            write_video(make_clip(prompt), tmp / name, fps=fps, scale=cfg.scale)
+            try:
+                clip = make_clip(prompt)
+            except ValueError as exc:  # the model refuses this prompt (e.g. words outside its vocabulary): say which one
+                raise ValueError(f"--prompts file {cfg.prompts}, prompt {i + 1} ({prompt[:60]!r}): {exc}") from None
+            write_video(clip, tmp / name, fps=fps, scale=cfg.scale)
             rows.append({"file": name, "prompt": prompt})
         index = {"format": "turbo-edge-clips", "prompts_file": str(cfg.prompts), "seed": cfg.seed, "fps": fps, **about, "clips": rows}
         (tmp / CLIPS_INDEX).write_text(json.dumps(index, indent=1) + "\n")
@@ -68,7 +73,7 @@ def run_generate(cfg: GenerateConfig) -> str:
         result = pipe.run([cfg.prompt], steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance)
     seconds = time.perf_counter() - start
     clip = result.frames[0]
-    fps = cfg.fps or int(pipe.bundle.video.get("fps", 8))
+    fps = cfg.fps or int(pipe.bundle.video.get("fps", DEFAULT_FPS))
     path = write_video(clip, cfg.out, fps=fps, scale=cfg.scale, overwrite=cfg.overwrite)
     note = "; WARNING: prompt truncated to the text encoder's length" if result.truncated[0] else ""
     for w in caught:
@@ -90,7 +95,7 @@ def _run_many(cfg: GenerateConfig, pipe: Pipeline, prompts: list[str]) -> str:
             truncated.append(prompt)
         return result.frames[0]
 
-    fps = cfg.fps or int(pipe.bundle.video.get("fps", 8))
+    fps = cfg.fps or int(pipe.bundle.video.get("fps", DEFAULT_FPS))
     about = {"bundle": str(cfg.bundle), "backend": cfg.backend, "precision": cfg.precision, "steps": cfg.steps or pipe.bundle.sampler.default_steps}
     out = write_clips(cfg, prompts, make_clip, fps, about)
     note = f"; WARNING: {len(truncated)} prompts truncated to the text encoder's length" if truncated else ""

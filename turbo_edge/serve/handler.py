@@ -9,6 +9,7 @@ parallelism comes from model instances.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,9 +58,19 @@ def request_rows(tensors: dict[str, np.ndarray | None]) -> list[Row]:
             for r, (p, s, n, g) in enumerate(zip(columns["prompt"], columns["seed"], columns["steps"], columns["guidance"]))]
 
 
-def run_request(pipe: Pipeline, tensors: dict[str, np.ndarray | None]) -> np.ndarray:
-    """``frames`` uint8 [B, F, H, W, 3] for one request; the runtime's input rules raise their own messages."""
+class Cancelled(RuntimeError):
+    """The client gave up on the request (Triton reports it cancelled): its remaining rows are not generated."""
+
+
+def run_request(pipe: Pipeline, tensors: dict[str, np.ndarray | None], cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+    """``frames`` uint8 [B, F, H, W, 3] for one request; the runtime's input rules raise their own messages.
+    ``cancelled`` (the stub's ``request.is_cancelled``) is asked before each row, so an abandoned request frees its
+    instance at the next row rather than after all of them."""
     rows = request_rows(tensors)
-    frames = [pipe.generate(r.prompt, steps=r.steps, seed=r.seed, guidance=r.guidance) for r in rows]
+    frames = []
+    for r, row in enumerate(rows):
+        if cancelled is not None and cancelled():
+            raise Cancelled(f"the request was cancelled by its client after {r} of {len(rows)} rows")
+        frames.append(pipe.generate(row.prompt, steps=row.steps, seed=row.seed, guidance=row.guidance))
     return np.stack(frames).astype(np.uint8, copy=False)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from turbo_edge.spec.bundle import Bundle, load_bundle
 from turbo_edge.spec.configs import ServeConfig
+from turbo_edge.spec.outputs import check_writable, foreign_files, owned_files, write_record
 
 MODEL_FILE = Path(__file__).with_name("triton_model.py")  # copied verbatim to NAME/1/model.py
 VERSION = "1"
@@ -91,21 +92,44 @@ def config_pbtxt(cfg: ServeConfig, bundle: Bundle) -> str:
     ])
 
 
+def check_model_dir(target: Path) -> None:
+    """Refuse to replace ``REPOSITORY/NAME`` unless it is absent, empty, or a model turbo-edge wrote whose every file
+    is on its record: a model (or any file) the user put there is never deleted."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise FileExistsError(f"--repository: {target} is a file or link, not a model turbo-edge wrote; choose another --model-name")
+    if not any(target.iterdir()):
+        return
+    owned = owned_files(target, "config.pbtxt")
+    if owned is None:
+        raise FileExistsError(f"--repository: {target} holds a model turbo-edge did not write (no record of its files); choose "
+                              "another --model-name or --repository, or remove it yourself")
+    foreign = foreign_files(target, owned)
+    if foreign:
+        raise FileExistsError(f"--repository: {target} holds files turbo-edge did not write ({', '.join(foreign)}); move them out, "
+                              "or choose another --model-name: turbo-edge replaces only its own files")
+
+
 def write_repository(cfg: ServeConfig) -> Path:
     """Write ``cfg.repository/NAME`` (config.pbtxt, 1/model.py) for ``cfg.bundle``; returns the model directory.
 
     The bundle is read (and with ``cfg.verify`` hashed) first, so a bad bundle fails here with its own message
-    rather than inside the server. ``NAME/`` is replaced whole; other models in the repository are left alone.
+    rather than inside the server. ``NAME/`` is replaced whole, and only when turbo-edge wrote every file in it
+    (``spec.outputs.RECORD``: a run id and the files); other models in the repository are left alone.
     """
     bundle = load_bundle(cfg.bundle, verify=cfg.verify)
     repository = Path(cfg.repository).expanduser()
+    target = repository / cfg.model_name
+    check_model_dir(target)
+    check_writable(repository, "--repository")
     repository.mkdir(parents=True, exist_ok=True)
     # Staged beside the repository, not in it: a server never sees a half-written model directory.
     staging = repository.parent / f".{repository.name}.{cfg.model_name}.{uuid.uuid4().hex[:8]}.tmp"
     (staging / VERSION).mkdir(parents=True)
     (staging / "config.pbtxt").write_text(config_pbtxt(cfg, bundle), encoding="utf-8")
     shutil.copyfile(MODEL_FILE, staging / VERSION / "model.py")
-    target = repository / cfg.model_name
+    write_record(staging, "Triton model (turbo-edge serve)")
     if target.exists():
         old = repository.parent / f".{repository.name}.{cfg.model_name}.{uuid.uuid4().hex[:8]}.old"
         os.replace(target, old)

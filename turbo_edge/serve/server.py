@@ -19,6 +19,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,28 @@ def serving_pythonpath() -> str:
     paths = sysconfig.get_paths()
     entries = [package_parent, paths["purelib"], paths["platlib"], *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
     return os.pathsep.join(dict.fromkeys(e for e in entries if e))
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM when ``turbo-edge serve`` dies, SIGKILL included
+    (``prctl(PR_SET_PDEATHSIG)``; Triton's SIGTERM is a clean shutdown that ends its stubs), so tritonserver never
+    outlives it holding the ports. A parent already gone by then (the race the prctl man page names) ends the child
+    at once. None off Linux, where the server is stopped on the way out only."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def check_port_free(address: str, port: int, what: str) -> None:
@@ -166,7 +189,8 @@ class TritonServer:
         log = None if self.verbose else open(self.log_file, "w")  # noqa: SIM115  closed once the child holds it
         try:
             self.process = subprocess.Popen(self.command(install), env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT if log else None, start_new_session=True)
+                                            stderr=subprocess.STDOUT if log else None, start_new_session=True,
+                                            preexec_fn=die_with_parent(os.getpid()))
         finally:
             if log:
                 log.close()

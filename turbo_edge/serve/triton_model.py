@@ -3,8 +3,9 @@
 Each model instance is its own backend-stub process: ``initialize`` opens the bundle named in config.pbtxt's
 parameters with the torch-free runtime once, ``execute`` runs every request of a batch through it, ``finalize``
 closes it. A request the runtime refuses (empty prompt, unsupported steps, a seed out of range, words outside a
-closed vocabulary) gets an error response with the runtime's one-line message; the other requests of the batch,
-and the server, carry on.
+closed vocabulary) gets an error response with the runtime's one-line message and Triton's INVALID_ARG code (HTTP
+400: the client's to fix); anything else is an internal error (500). The other requests of the batch, and the
+server, carry on. A request its client cancelled stops before its next row (where the stub reports cancellation).
 
 Needs ``turbo_edge`` (and numpy, onnxruntime / openvino) importable by the stub's interpreter. The stub runs Python
 isolated, ignoring ``PYTHONPATH``, so the entries of ``PYTHONPATH`` are put on ``sys.path`` here, before any
@@ -23,7 +24,7 @@ for _entry in reversed([p for p in os.environ.get("PYTHONPATH", "").split(os.pat
 import triton_python_backend_utils as pb_utils  # noqa: E402  (needs numpy: after the path fix)
 
 from turbo_edge.runtime.pipeline import Pipeline  # noqa: E402
-from turbo_edge.serve.handler import run_request  # noqa: E402
+from turbo_edge.serve.handler import Cancelled, run_request  # noqa: E402
 from turbo_edge.serve.repository import INPUTS, OUTPUT  # noqa: E402
 
 
@@ -31,6 +32,19 @@ def _error_text(exc: Exception) -> str:
     """The runtime's own message for a refused input; anything else is named by its type (a bug, not the request)."""
     text = " ".join(str(exc).split())
     return text if isinstance(exc, ValueError) else f"internal error ({type(exc).__name__}): {text}"
+
+
+def _error(exc: Exception):
+    """A refused input (``ValueError``, the runtime's ``RuntimeInputError`` included) is INVALID_ARG, HTTP 400; a
+    cancelled request CANCELLED; anything else Triton's default, 500. Stubs without error codes get the text alone."""
+    codes = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    if codes is None:
+        return pb_utils.TritonError(_error_text(exc))
+    if isinstance(exc, Cancelled):
+        return pb_utils.TritonError(_error_text(exc), getattr(pb_utils.TritonError, "CANCELLED", pb_utils.TritonError.UNAVAILABLE))
+    if isinstance(exc, ValueError):
+        return pb_utils.TritonError(_error_text(exc), pb_utils.TritonError.INVALID_ARG)
+    return pb_utils.TritonError(_error_text(exc))
 
 
 class TritonPythonModel:
@@ -48,9 +62,9 @@ class TritonPythonModel:
                 tensor = pb_utils.get_input_tensor_by_name(request, spec.name)
                 tensors[spec.name] = None if tensor is None else tensor.as_numpy()
             try:
-                frames = run_request(self.pipe, tensors)
+                frames = run_request(self.pipe, tensors, cancelled=getattr(request, "is_cancelled", None))
             except Exception as exc:  # noqa: BLE001  one bad request must not take the others (or the server) down
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(_error_text(exc))))
+                responses.append(pb_utils.InferenceResponse(error=_error(exc)))
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT.name, frames)]))
         return responses

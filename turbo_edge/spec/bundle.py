@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from turbo_edge.spec.errors import UNVERIFIED, BundleError, UnverifiedBundleWarning
+from turbo_edge.spec.paths import OutsideRoot, inside
 from turbo_edge.spec.sampler import SamplerSpec
 
 SCHEMA_VERSION = 1
@@ -59,24 +60,18 @@ def hash_files(root: Path) -> dict[str, str]:
 def member(root: Path, rel: Any, what: str) -> Path:
     """``root / rel`` for a manifest path that stays inside the bundle; ``BundleError`` for anything else.
 
-    Refused: non-strings, absolute paths, ``..`` parts, and links whose target lies outside the bundle, so no
-    manifest can make a reader open (or report the hash of) a file elsewhere on the machine.
+    Refused (``spec.paths.inside``, the rule the data layer applies too): non-strings, absolute paths, ``..`` parts,
+    and links whose target lies outside the bundle, so no manifest can make a reader open (or report the hash of) a
+    file elsewhere on the machine.
     """
-    if not isinstance(rel, str) or not rel or "\x00" in rel:
-        raise BundleError(f"{root / MANIFEST}: {what} path {rel!r} is not a relative file name; re-export the bundle")
-    posix = PurePosixPath(rel)
-    if posix.is_absolute() or Path(rel).is_absolute() or ".." in posix.parts or "\\" in rel:
-        raise BundleError(f"{root / MANIFEST}: {what} path {rel!r} points outside the bundle; a bundle may only name its own files")
-    path = root / rel
     try:
-        inside = path.resolve().is_relative_to(root.resolve())
-    except RuntimeError:  # Python 3.11's resolve() on a link cycle
-        raise BundleError(f"{root / MANIFEST}: {what} {rel!r} is a symlink loop; copy the real file in and re-export") from None
-    except OSError:
-        inside = False
-    if not inside:
-        raise BundleError(f"{root / MANIFEST}: {what} {rel!r} is a link to a file outside the bundle; copy the file in and re-export")
-    return path
+        return inside(root, rel)
+    except OutsideRoot as exc:
+        said = {"name": f"{what} path {rel!r} is not a relative file name; re-export the bundle",
+                "outside": f"{what} path {rel!r} points outside the bundle; a bundle may only name its own files",
+                "link": f"{what} {rel!r} is a link to a file outside the bundle; copy the file in and re-export",
+                "loop": f"{what} {rel!r} is a symlink loop; copy the real file in and re-export"}[exc.reason]
+        raise BundleError(f"{root / MANIFEST}: {said}") from None
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -91,10 +86,12 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{file} is not valid JSON ({exc}); re-export the bundle") from exc
+    except RecursionError:
+        raise BundleError(f"{file} nests JSON too deeply to be a manifest; re-export the bundle") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{file} is a JSON {type(manifest).__name__}, not an object; re-export the bundle")
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version != SCHEMA_VERSION:  # JSON true is a Python int equal to 1; the C++ host refuses it
         raise BundleError(f"{file}: schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION}); re-export or upgrade turbo-edge")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if not isinstance(manifest.get("components", {}), dict) or not isinstance(manifest.get("files", {}), dict):

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from turbo_edge.spec.errors import CardError
-from turbo_edge.spec.sampler import SamplerSpec
+from turbo_edge.spec.sampler import DEFAULT_FPS, DEFAULT_GUIDANCE, DEFAULT_TEACHER_STEPS, SamplerSpec
 
 CARD_FILE = "turbo_edge.json"
+
 CARD_VERSION = 2
 MODEL_KINDS = ("teacher", "student", "pruned")
 # v1: the key holding the stage record, per kind, and the key naming the parent model.
@@ -82,11 +83,19 @@ class ModelCard:
     height: int | None = None
     width: int | None = None
     closed_vocabulary: list[str] | None = None  # None: an open-vocabulary model
-    default_guidance: float = 3.0
+    default_guidance: float = DEFAULT_GUIDANCE
     sampler: SamplerSpec | None = None  # students: their consistency contract; teachers: None (export builds DDIM+CFG)
     lineage: Lineage | None = None
     reproduce: str | None = None
     weights_dtype: str | None = None
+    # Frames a clip of this model starts with before the content its prompt describes (the builtin DiT's causal
+    # autoencoder takes 1 + 4k frames: one lead-in frame, then the world's 8); evaluators skip them.
+    lead_in_frames: int = 0
+    fps: int = DEFAULT_FPS
+    # The guidance scales a student was trained on (its w range); a scale outside it is extrapolation. None: a teacher.
+    guidance_range: tuple[float, float] | None = None
+    # The autoencoder's latent geometry as the model was written with it (core.autoencoders.LatentGeometry.to_dict()).
+    latent_geometry: dict[str, Any] | None = None
     # Alternative decoders by name (``"tiny"``); written only when there are some, so cards without stay as they were.
     decoders: dict[str, DecoderVariant] = dataclasses.field(default_factory=dict)
     present: bool = dataclasses.field(default=True, compare=False)  # False: the directory had no card
@@ -96,6 +105,12 @@ class ModelCard:
             raise CardError(f"model card kind {self.kind!r} is not one of {MODEL_KINDS}")
         if self.kind != "teacher" and (self.sampler is None or self.sampler.kind != "consistency"):
             raise CardError(f"a {self.kind} card must carry a consistency sampler contract; re-run the stage that wrote it")
+        if isinstance(self.lead_in_frames, bool) or not isinstance(self.lead_in_frames, int) or self.lead_in_frames < 0:
+            raise CardError(f"model card lead_in_frames must be an integer >= 0, got {self.lead_in_frames!r}")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, int) or not 1 <= self.fps <= 240:
+            raise CardError(f"model card fps must be an integer in [1, 240], got {self.fps!r}")
+        if self.guidance_range is not None and (len(self.guidance_range) != 2 or not self.guidance_range[0] <= self.guidance_range[1]):
+            raise CardError(f"model card guidance_range must be [low, high] with low <= high, got {self.guidance_range!r}")
 
     @classmethod
     def absent(cls) -> ModelCard:
@@ -103,7 +118,7 @@ class ModelCard:
 
     @property
     def default_steps(self) -> int:
-        return self.sampler.default_steps if self.sampler else 50
+        return self.sampler.default_steps if self.sampler else DEFAULT_TEACHER_STEPS
 
     @property
     def parent(self) -> str | None:
@@ -111,13 +126,23 @@ class ModelCard:
 
     def geometry(self) -> dict[str, Any]:
         """frames / height / width / closed_vocabulary: what a child model inherits from its parent."""
-        return {"frames": self.frames, "height": self.height, "width": self.width, "closed_vocabulary": self.closed_vocabulary}
+        out = {"frames": self.frames, "height": self.height, "width": self.width, "closed_vocabulary": self.closed_vocabulary}
+        if self.lead_in_frames:  # written only where set: the cards of models without lead-in stay as they were
+            out["lead_in_frames"] = self.lead_in_frames
+        return out
+
+    def derived(self) -> dict[str, Any]:
+        """The defaults and derived numbers a model's users read: steps, guidance and its trained range, fps, geometry."""
+        return {"default_steps": self.default_steps, "default_guidance": self.default_guidance, "fps": self.fps,
+                "guidance_range": list(self.guidance_range) if self.guidance_range else None, "latent_geometry": self.latent_geometry}
 
     # ------------------------------------------------------------------ JSON
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "card_version": CARD_VERSION, "kind": self.kind, **self.geometry(), "default_guidance": self.default_guidance,
+            "default_steps": self.default_steps, "fps": self.fps,
+            "guidance_range": list(self.guidance_range) if self.guidance_range else None, "latent_geometry": self.latent_geometry,
             "sampler": self.sampler.to_dict() if self.sampler else None,
             "lineage": self.lineage.to_dict() if self.lineage else None,
             "reproduce": self.reproduce, "weights_dtype": self.weights_dtype,
@@ -134,12 +159,14 @@ class ModelCard:
         elif version != CARD_VERSION:
             raise CardError(f"model card version {version} is not supported (this build reads 1 and {CARD_VERSION}); upgrade turbo-edge")
         try:
-            guidance = float(d.get("default_guidance", 3.0))
+            guidance = float(d.get("default_guidance", DEFAULT_GUIDANCE))
             sampler = SamplerSpec.from_dict(d["sampler"], guidance=guidance) if d.get("sampler") else None
             return cls(kind=d.get("kind", "teacher"), frames=d.get("frames"), height=d.get("height"), width=d.get("width"),
                        closed_vocabulary=d.get("closed_vocabulary"), default_guidance=guidance, sampler=sampler,
                        lineage=Lineage.from_dict(d["lineage"]) if d.get("lineage") else None,
-                       reproduce=d.get("reproduce"), weights_dtype=d.get("weights_dtype"),
+                       reproduce=d.get("reproduce"), weights_dtype=d.get("weights_dtype"), lead_in_frames=d.get("lead_in_frames", 0),
+                       fps=d.get("fps", DEFAULT_FPS), latent_geometry=d.get("latent_geometry"),
+                       guidance_range=tuple(float(g) for g in d["guidance_range"]) if d.get("guidance_range") else None,
                        decoders={str(k): DecoderVariant.from_dict(v) for k, v in (d.get("decoders") or {}).items()})
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CardError):
@@ -151,10 +178,10 @@ def migrate_v1(d: dict[str, Any]) -> dict[str, Any]:
     """A version-1 card (flat keys) in version-2 form. Nothing is dropped: unknown stage keys land in ``details``."""
     kind = d.get("kind", "teacher")
     out = {k: d.get(k) for k in ("frames", "height", "width", "closed_vocabulary", "reproduce", "weights_dtype")}
-    out.update(kind=kind, default_guidance=d.get("default_guidance", 3.0), card_version=CARD_VERSION)
+    out.update(kind=kind, default_guidance=d.get("default_guidance", DEFAULT_GUIDANCE), card_version=CARD_VERSION)
     sampler = d.get("sampler")
     if sampler:
-        out["sampler"] = {**sampler, "guidance": sampler.get("guidance", d.get("default_guidance", 3.0))}
+        out["sampler"] = {**sampler, "guidance": sampler.get("guidance", d.get("default_guidance", DEFAULT_GUIDANCE))}
     record = d.get(_V1_STAGE.get(kind, ""))
     if isinstance(record, dict):
         details = {k: v for k, v in record.items() if k not in ("config", "step", "unet_step")}

@@ -9,8 +9,11 @@ Keys address fields flat (``steps``) where the name is unique in the tree, or do
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import shlex
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +45,105 @@ def is_config(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, StageConfig)
 
 
+# Ranges every config field of that name is held to, whatever the stage (a stage's ``__post_init__`` adds its own):
+# name (or ``*_suffix``) -> (low, high, low excluded). Checked with the types, before any stage code runs.
+RANGES: dict[str, tuple[float, float, bool] | None] = {
+    "threads": (0, 4096, False),
+    "lr": (0.0, 1.0, True),
+    "*_lr": (0.0, 1.0, True),
+    "grad_clip": (0.0, 1e6, True),
+    "steps": (0, 10**9, False),
+    "*_steps": (0, 10**9, False),
+    "batch": (1, 1 << 16, False),
+    "batch_size": (1, 1 << 16, False),
+    "*_batch": (1, 1 << 16, False),
+    "max_batch": None,  # the stages bound their own (serve: rows per request; export: the bundle's profile)
+    "num": (0, 10**9, False),
+    "*_every": (1, 10**9, False),
+}
+_INT_BOUND = 2**63  # JSON integers are unbounded; every consumer (torch, numpy, Triton) stops at int64
+
+
+def _range_of(name: str) -> tuple[float, float, bool] | None:
+    if name in RANGES:
+        return RANGES[name]
+    return next((r for key, r in RANGES.items() if key.startswith("*") and name.endswith(key[1:])), None)
+
+
+def _scalar_kinds(tp: Any) -> tuple[tuple[type, ...], bool] | None:
+    """The scalar types a hint allows and whether None is allowed; None for non-scalar hints (lists, dicts...)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = typing.get_args(tp)
+    else:
+        args = (tp,)
+    optional = type(None) in args
+    kinds = tuple(a for a in args if a is not type(None))
+    if not kinds or any(k not in (int, float, str, bool) for k in kinds):
+        return None
+    return kinds, optional
+
+
+def check_value(name: str, value: Any, tp: Any) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` has the field's type (a bool is not an int, an int is a float,
+    floats are finite) and lies in its ``RANGES`` entry."""
+    spec = _scalar_kinds(tp)
+    if spec is None:
+        return
+    kinds, optional = spec
+    if name == "seed" and value is not None and int in kinds:  # one rule for seeds everywhere, with its own message
+        from turbo_edge.spec.inputs import check_seed
+
+        check_seed(value)
+        return
+    if value is None:
+        if optional:
+            return
+        raise ValueError(f"{name} must be {_kind_words(kinds)}, got null")
+    if bool in kinds and isinstance(value, bool):
+        return
+    ok = (str in kinds and isinstance(value, str)) or (
+        not isinstance(value, bool) and ((int in kinds and isinstance(value, int)) or (float in kinds and isinstance(value, (int, float)))))
+    if not ok:
+        raise ValueError(f"{name} must be {_kind_words(kinds)}, got {json.dumps(value) if _jsonable(value) else repr(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if isinstance(value, int) and not -_INT_BOUND < value < _INT_BOUND:
+        raise ValueError(f"{name} must fit in 64 bits, got {value}")
+    bounds = _range_of(name) if isinstance(value, (int, float)) else None
+    if bounds is not None:
+        low, high, open_low = bounds
+        if value < low or (open_low and value == low) or value > high:
+            raise ValueError(f"{name} must be in {'(' if open_low else '['}{low:g}, {high:g}], got {value:g}")
+
+
+def _kind_words(kinds: tuple[type, ...]) -> str:
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if float in kinds:
+        kinds = tuple(k for k in kinds if k is not int)
+    return " or ".join(words[k] for k in kinds)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_fields(config: StageConfig) -> None:
+    """Every scalar field of ``config`` checked by type and range (``check_value``); runs before the stage's own
+    ``__post_init__``, so no stage code ever sees a NaN, a bool as a count or a string as a number."""
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        check_value(f.name, getattr(config, f.name), hints.get(f.name))
+
+
 @dataclasses.dataclass
 class StageConfig:
     """Base for every stage's config. Subclasses set ``KIND`` and validate in ``__post_init__``.
@@ -53,6 +155,22 @@ class StageConfig:
     KIND: typing.ClassVar[str] = "stage"
     VERSION: typing.ClassVar[int] = 1
     MIGRATIONS: typing.ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's own ``__post_init__`` runs after the type and range checks (``check_fields``)."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None and not getattr(own, "_checked", False):
+            @functools.wraps(own)
+            def post_init(self: StageConfig) -> None:
+                check_fields(self)
+                own(self)
+
+            post_init._checked = True  # type: ignore[attr-defined]
+            cls.__post_init__ = post_init  # type: ignore[method-assign]
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.KIND, "version": self.VERSION, **self.fields_dict()}

@@ -108,3 +108,17 @@ def check_closed_vocabulary(prompt: str, vocabulary: Sequence[str] | None) -> st
         raise ValueError(f"prompt uses words this model was never trained on: {named}{more}; use only: {vocab}")
     return prompt
 
+
+
+MAX_CLIP_SIDE = 4096  # pixels per frame side: past a 4K frame, nothing this toolchain runs fits a workstation
+MAX_CLIP_FRAMES = 1024
+
+
+def check_clip_size(frames: Any, height: Any, width: Any) -> None:
+    """A requested clip geometry (each None: the model's own): positive integers within sane bounds. The model's own
+    rules (multiples, 1 + 4k frames) are checked where the model is known (``core.sampling.clip_geometry``)."""
+    for name, value, cap in (("frames", frames, MAX_CLIP_FRAMES), ("height", height, MAX_CLIP_SIDE), ("width", width, MAX_CLIP_SIDE)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= int(value) <= cap:
+            raise ValueError(f"{name} must be an integer in [1, {cap}], got {shown(value)}")

@@ -1,7 +1,8 @@
 """The one parameterisation module: noise schedule, prediction-type conversions, consistency scalings.
 
 Training losses (teacher, distill/, prune/), samplers and export all use these functions, and the bundle
-carries the numbers they produce (``schedule_table``) so the torch-free runtime computes nothing new.
+carries the numbers they produce (the sampler contract's ``alphas_cumprod`` and timesteps, ``spec.sampler``) so the
+torch-free runtime computes nothing new.
 Schedule math is float64 numpy; the tensor helpers broadcast per-sample coefficients over ``[B, ...]``.
 
 Notation: ``x_t = alpha_t * x0 + sigma_t * eps`` with ``alpha_t = sqrt(abar_t)``, ``sigma_t = sqrt(1 - abar_t)``;
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow_prediction")  # flow: velocity eps - x0, with alpha = 1 - sigma
 
 
 def betas_for(config: dict[str, Any]) -> np.ndarray:
@@ -65,6 +66,8 @@ def min_snr_weight(abar: np.ndarray, gamma: float, prediction_type: str, plus_on
         return clipped / (s + 1.0)
     if prediction_type == "sample":
         return clipped
+    if prediction_type == "flow_prediction":
+        raise ValueError("min-SNR weighting is defined here for DDPM schedules; flow matching trains the velocity unweighted")
     raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
 
 
@@ -84,6 +87,8 @@ def target_for(prediction_type: str, x0: Any, eps: Any, alpha: Any, sigma: Any) 
         return _bcast(alpha, x0) * eps - _bcast(sigma, x0) * x0
     if prediction_type == "sample":
         return x0
+    if prediction_type == "flow_prediction":
+        return eps - x0
     raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
 
 
@@ -96,6 +101,8 @@ def to_x0_eps(prediction_type: str, model_out: Any, x_t: Any, alpha: Any, sigma:
         return a * x_t - s * model_out, s * x_t + a * model_out
     if prediction_type == "sample":
         return model_out, (x_t - a * model_out) / s
+    if prediction_type == "flow_prediction":  # x_t = (1 - sigma) x0 + sigma eps: alpha is 1 - sigma
+        return x_t - s * model_out, x_t + a * model_out
     raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
 
 
@@ -141,3 +148,53 @@ def guidance_embedding(w: np.ndarray | float, dim: int) -> np.ndarray:
     freqs = np.exp(-np.log(10000.0) * np.arange(half, dtype=np.float64) / (half - 1))
     args = w[:, None] * freqs[None, :]
     return np.concatenate([np.sin(args), np.cos(args)], axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------- flow matching (Wan, SD3): velocity prediction
+#
+# ``x_sigma = (1 - sigma) * x0 + sigma * eps`` for sigma in [0, 1] (1: pure noise), the network predicts the velocity
+# ``v = eps - x0`` at timestep ``sigma * num_train_timesteps``; an Euler step from sigma to sigma' is
+# ``x + (sigma' - sigma) * v`` (compare FlowMatchEulerDiscreteScheduler.step). ``shift`` moves the grid towards high
+# noise: ``shift * s / (1 + (shift - 1) * s)`` (the scheduler's static shift; Wan2.1 uses 3 at 480p, 5 at 720p).
+
+FLOW_PREDICTION = "flow_prediction"
+
+
+def flow_shift(s: np.ndarray | float, shift: float) -> np.ndarray:
+    """Shift sigmas in [0, 1] towards 1 (high noise); ``shift`` 1 is the identity."""
+    s = np.asarray(s, dtype=np.float64)
+    return shift * s / (1.0 + (shift - 1.0) * s)
+
+
+def flow_sigmas(steps: int, shift: float, num_train_timesteps: int = 1000) -> np.ndarray:
+    """The sampler's ``steps`` sigmas, descending from 1, plus the final 0 (length ``steps + 1``), exactly as diffusers'
+    FlowMatchEulerDiscreteScheduler.set_timesteps makes them with a static shift: linear from 1 to the training grid's
+    smallest sigma (itself already shifted: ``shift(1 / N)``), then shifted."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    base = np.linspace(1.0, float(flow_shift(1.0 / num_train_timesteps, shift)), steps, dtype=np.float64)
+    return np.append(flow_shift(base, shift), 0.0)
+
+
+def flow_add_noise(x0: Any, eps: Any, sigma: Any) -> Any:
+    s = _bcast(sigma, x0)
+    return (1.0 - s) * x0 + s * eps
+
+
+def flow_velocity(x0: Any, eps: Any) -> Any:
+    return eps - x0
+
+
+def flow_to_x0_eps(velocity: Any, x_sigma: Any, sigma: Any) -> tuple[Any, Any]:
+    """Recover (x0, eps) from a velocity prediction at ``sigma``."""
+    s = _bcast(sigma, x_sigma)
+    return x_sigma - s * velocity, x_sigma + (1.0 - s) * velocity
+
+
+def flow_schedule(num_train_timesteps: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, sigma) per training timestep of a flow-matching model: ``sigma_t = shift((t + 1) / N)`` (diffusers'
+    FlowMatchEulerDiscreteScheduler's training sigmas, timestep ``t + 1 = sigma * N`` before the shift) and
+    ``alpha = 1 - sigma``. In this form a DDIM step ``x_s = alpha_s x0 + sigma_s eps`` with (x0, eps) from the
+    velocity at t is exactly the flow Euler step ``x_t + (sigma_s - sigma_t) v`` (``tests/spec/test_param.py``)."""
+    sigma = flow_shift(np.arange(1, num_train_timesteps + 1, dtype=np.float64) / num_train_timesteps, shift)
+    return 1.0 - sigma, sigma

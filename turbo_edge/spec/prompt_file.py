@@ -24,6 +24,8 @@ def read_prompt_file(path: str | os.PathLike[str]) -> tuple[list[str], str]:
     """The prompts of ``path`` in file order (each stripped, each through ``check_prompt_text``) and the file's sha256.
     Every stage's ``--prompts FILE`` reads this way (eval, generate, export's calibration)."""
     file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"--prompts {file} is a folder; give a text file with one prompt per line")
     if not file.is_file():
         raise FileNotFoundError(f"--prompts file {file} not found: give a text file with one prompt per line")
     if file.stat().st_size > MAX_PROMPT_FILE_BYTES:
@@ -39,7 +41,7 @@ def read_prompt_file(path: str | os.PathLike[str]) -> tuple[list[str], str]:
         if not prompt or prompt.startswith("#"):
             continue
         if len(prompt) > MAX_PROMPT_CHARS:
-            raise ValueError(f"--prompts file {file} has a line of {len(prompt)} characters ({shown(prompt)}); a prompt is one line of at most {MAX_PROMPT_CHARS}")
+            raise ValueError(f"--prompts file {file}, line {number}: {len(prompt)} characters ({shown(prompt)}); a prompt is one line of at most {MAX_PROMPT_CHARS}")
         try:
             prompts.append(check_prompt_text(prompt))
         except ValueError as exc:

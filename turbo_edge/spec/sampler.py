@@ -18,6 +18,10 @@ from turbo_edge.spec import param
 from turbo_edge.spec.errors import BundleError
 
 SAMPLER_KINDS = ("ddim_cfg", "consistency")
+# The one source of each default a model without its own value takes (model cards, samplers, export, the CLI).
+DEFAULT_TEACHER_STEPS = 50  # a teacher's sampler steps (DDIM, or a flow solver)
+DEFAULT_GUIDANCE = 3.0  # classifier-free guidance scale
+DEFAULT_FPS = 8  # frames per second a clip is written and exported at
 TEACHER_STEPS = (10, 25, 50)
 STUDENT_STEPS = (1, 2, 4, 8)
 
@@ -32,7 +36,7 @@ class SamplerSpec:
     num_train_timesteps: int
     default_steps: int
     timesteps: dict[int, tuple[int, ...]]  # step count -> descending timesteps
-    guidance: float = 3.0
+    guidance: float = DEFAULT_GUIDANCE
     w_embedding_dim: int | None = None  # the student's guidance embedding (timestep_cond); None: guidance distilled in
     timestep_scaling: float = 10.0
     sigma_data: float = 0.5
@@ -59,8 +63,8 @@ class SamplerSpec:
     # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def ddim_cfg(cls, scheduler_config: dict[str, Any], default_steps: int = 50, supported_steps: Iterable[int] = TEACHER_STEPS,
-                 guidance: float = 3.0) -> SamplerSpec:
+    def ddim_cfg(cls, scheduler_config: dict[str, Any], default_steps: int = DEFAULT_TEACHER_STEPS, supported_steps: Iterable[int] = TEACHER_STEPS,
+                 guidance: float = DEFAULT_GUIDANCE) -> SamplerSpec:
         """A teacher's 50-step DDIM + CFG contract (trailing spacing), from its diffusers scheduler config."""
         n = int(scheduler_config.get("num_train_timesteps", 1000))
         steps = sorted({int(default_steps), *(int(s) for s in supported_steps)})
@@ -70,7 +74,7 @@ class SamplerSpec:
 
     @classmethod
     def consistency(cls, scheduler_config: dict[str, Any], origin_steps: int, w_embedding_dim: int | None, default_steps: int = 4,
-                    supported_steps: Iterable[int] = STUDENT_STEPS, guidance: float = 3.0, timestep_scaling: float = 10.0,
+                    supported_steps: Iterable[int] = STUDENT_STEPS, guidance: float = DEFAULT_GUIDANCE, timestep_scaling: float = 10.0,
                     sigma_data: float = 0.5) -> SamplerSpec:
         """A consistency student's contract: timesteps picked from the teacher's ``origin_steps`` solver grid."""
         n = int(scheduler_config.get("num_train_timesteps", 1000))
@@ -134,7 +138,7 @@ class SamplerSpec:
             return cls(
                 kind=str(d["kind"]), prediction_type=str(d["prediction_type"]), num_train_timesteps=int(d["num_train_timesteps"]),
                 default_steps=int(d["default_steps"]), timesteps=timesteps,
-                guidance=float(d["guidance"] if "guidance" in d else (3.0 if guidance is None else guidance)),
+                guidance=float(d["guidance"] if "guidance" in d else (DEFAULT_GUIDANCE if guidance is None else guidance)),
                 w_embedding_dim=None if d.get("w_embedding_dim") is None else int(d["w_embedding_dim"]),
                 timestep_scaling=float(d.get("timestep_scaling", 10.0)), sigma_data=float(d.get("sigma_data", 0.5)),
                 origin_steps=None if d.get("origin_steps") is None else int(d["origin_steps"]),

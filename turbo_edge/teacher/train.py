@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import world
+from turbo_edge.core.autoencoders import PerFrameKL
 from turbo_edge.core.data import to_pixels
+from turbo_edge.core.denoiser import call_denoiser
 from turbo_edge.core.models import (
     TEMPORAL_POSITION_KEY,
     TinyTeacherSpec,
@@ -40,47 +41,11 @@ from turbo_edge.spec import param
 from turbo_edge.spec.card import Lineage, ModelCard, read_card
 from turbo_edge.spec.configs import TeacherTrainConfig
 from turbo_edge.spec.outputs import claim_run_dir
+from turbo_edge.spec.sampler import DEFAULT_GUIDANCE
 from turbo_edge.spec.tokenizer_files import write_tokenizer
+from turbo_edge.teacher.common import _accelerator, _lr_lambda, _object_weight, _Progress, _step_rng, _torch_gen, warmup_ema
 
 log = logging.getLogger(__name__)
-
-
-def _step_rng(seed: int, step: int, rank: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, step, rank, stream])
-
-
-def _torch_gen(seed: int, step: int, rank: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(_step_rng(seed, step, rank, stream).integers(2**62)))
-
-
-def _object_weight(frames: torch.Tensor, weight: float) -> torch.Tensor:
-    """Per-pixel loss weight: 1 on background, ``1 + weight`` where the pixel differs from the border colour."""
-    border = torch.cat([frames[..., 0, :], frames[..., -1, :], frames[..., :, 0], frames[..., :, -1]], dim=-1)
-    bg = border.median(dim=-1).values[..., None, None]
-    is_object = ((frames - bg).abs().amax(dim=-3, keepdim=True) > 0.1).float()
-    return 1.0 + weight * is_object
-
-
-def _lr_lambda(warmup: int):
-    return lambda step: min(1.0, (step + 1) / max(1, warmup))
-
-
-def _accelerator():
-    from accelerate import Accelerator
-
-    return Accelerator(cpu=not torch.cuda.is_available())
-
-
-class _Progress:
-    def __init__(self, total: int, start: int, desc: str, enabled: bool) -> None:
-        self.bar = tqdm(total=total, initial=start, desc=desc, disable=not enabled, dynamic_ncols=True)
-
-    def update(self, **metrics: float) -> None:
-        self.bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 # ---------------------------------------------------------------- phase 1: autoencoder
@@ -163,7 +128,7 @@ class TeacherModel(torch.nn.Module):
 
     def forward(self, latents_bcfhw: torch.Tensor, timesteps: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         cond = self.text_encoder(input_ids).last_hidden_state
-        return self.unet(latents_bcfhw, timesteps, encoder_hidden_states=cond).sample
+        return call_denoiser(self.unet, latents_bcfhw, timesteps, cond)
 
 
 def prompt_ids(tokenizer, captions: list[str], drop: np.ndarray, max_length: int) -> torch.Tensor:
@@ -185,7 +150,7 @@ def _data_model(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer) 
     lineage = Lineage(stage="teacher_train", parent=None, config=cfg.to_dict(), step=0,
                       details={"purpose": "the world DATA's autoencoder: UNet and text encoder untrained"})
     card = ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words, lineage=lineage)
-    return save_model(t2v, path, card=card, overwrite=True)
+    return save_model(t2v, path, card=card, overwrite=True, in_run_dir=True)
 
 
 def world_latents(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, make: bool = True) -> tuple[np.ndarray, list[str]]:
@@ -219,22 +184,6 @@ def sample_timesteps(rng: np.random.Generator, n: int, num_train: int, high_frac
         high = rng.random(n) < high_fraction
         t[high] = rng.integers(min(high_min_t, num_train - 1), num_train, size=int(high.sum()))
     return t
-
-
-def warmup_ema(decay: float):
-    """EMA whose decay ramps as (1 + n) / (10 + n) up to ``decay`` (n = updates so far): a plain 0.999 EMA started
-    from random weights still carries 13 % of them after 2,000 steps."""
-
-    @torch.no_grad()
-    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        if not torch.is_floating_point(ema_params[0]):  # integer buffers (position ids) are copied
-            torch._foreach_copy_(ema_params, params)
-            return
-        n = float(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
-
-    return update
 
 
 def train_unet(cfg: TeacherTrainConfig, spec: TinyTeacherSpec, vae, tokenizer, scheduler_config: dict[str, Any]) -> Path:
@@ -334,7 +283,7 @@ def _init_dir(cfg: TeacherTrainConfig) -> Path:
     path = Path(cfg.out) / "init"
     if not path.is_dir():
         init = _init_model(cfg.init_from, TinyTeacherSpec())
-        save_model(init, path, overwrite=True)  # inside its own run directory
+        save_model(init, path, overwrite=True, in_run_dir=True)  # inside its own run directory
     return path
 
 
@@ -348,7 +297,6 @@ def _warm_start(model: TeacherModel, cfg: TeacherTrainConfig) -> None:
 
 
 def _load_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
-    from safetensors.torch import load_file
 
     if cfg.init_from:
         from diffusers import AutoencoderKL
@@ -359,7 +307,7 @@ def _load_vae(cfg: TeacherTrainConfig, spec: TinyTeacherSpec):
     if last is None:
         raise FileNotFoundError(f"no autoencoder checkpoint under {cfg.out}/vae_ckpt: run the vae phase first")
     vae = build_vae(spec)
-    vae.load_state_dict(load_file(str(last / "vae.safetensors")))
+    vae.load_state_dict(ckpt.load_tensors(last, "vae"))
     sf_file = Path(cfg.out) / "vae_scaling.json"
     if sf_file.is_file():
         sf = json.loads(sf_file.read_text())["scaling_factor"]
@@ -385,6 +333,11 @@ def run(cfg: TeacherTrainConfig) -> None:
     spec = TinyTeacherSpec()
     claim_run_dir(cfg.out, "teacher_train_config.json")
     cfg.save(Path(cfg.out) / "teacher_train_config.json")
+    if cfg.family == "wan":
+        from turbo_edge.teacher import dit
+
+        dit.run(cfg)
+        return
     tokenizer = _tokenizer(cfg, spec)
     if "vae" in cfg.phases:
         train_vae(cfg, spec)
@@ -399,10 +352,13 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
     ``half`` stores the weights as float16 (half the bytes in git); ``from_pretrained`` loads them back as float32,
     and everything downstream runs on those rounded weights.
     """
-    from safetensors.torch import load_file
 
 
     cfg = TeacherTrainConfig.load(Path(run_dir) / "teacher_train_config.json")
+    if cfg.family == "wan":
+        from turbo_edge.teacher import dit
+
+        return dit.export_teacher(run_dir, out, use_ema=use_ema, half=half, overwrite=overwrite)
     spec = TinyTeacherSpec()
     tokenizer = _tokenizer(cfg, spec)
     vae = _load_vae(cfg, spec)
@@ -411,11 +367,11 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
         raise FileNotFoundError(f"no UNet checkpoint under {run_dir}/unet_ckpt: run the unet phase first")
     model = TeacherModel(build_unet(spec), build_text_encoder(spec, len(tokenizer)))
     if use_ema:
-        sd = load_file(str(last / "ema.safetensors"))
+        sd = ckpt.load_tensors(last, "ema")
         model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items() if k.startswith("module.")})
     else:
-        model.load_state_dict(load_file(str(last / "model.safetensors")))
-    step = json.loads((last / "state.json").read_text())["step"]
+        model.load_state_dict(ckpt.load_tensors(last, "model"))
+    step = ckpt.read_state(last)["step"]
     training: dict[str, Any] = {"config": cfg.to_dict(), "unet_step": step, "weights": "ema" if use_ema else "online"}
     reproduce = f"turbo-edge teacher train --out {run_dir} && turbo-edge teacher export --run {run_dir} --out turbo_edge/assets/teacher"
     if cfg.init_from:  # the chain of runs: what this one started from, and how that was made
@@ -428,7 +384,8 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
         model, vae = model.half(), vae.half()
     t2v = T2VModel(model.unet, vae, model.text_encoder, tokenizer, build_scheduler(spec))
     card = ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words,
-                     default_guidance=3.0, lineage=lineage, reproduce=reproduce, weights_dtype="float16" if half else "float32")
+                     default_guidance=DEFAULT_GUIDANCE, lineage=lineage, reproduce=reproduce, weights_dtype="float16" if half else "float32",
+                     latent_geometry=PerFrameKL().geometry(vae).to_dict())
     return save_model(t2v, out, card=card, overwrite=overwrite)
 
 

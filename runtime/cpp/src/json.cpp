@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 
@@ -22,6 +23,13 @@ class Parser {
  private:
   const std::string& s_;
   size_t i_ = 0;
+  size_t depth_ = 0;  // open objects / arrays: bounded, so a "[[[[..." file is refused, not a stack overflow
+  static constexpr size_t kMaxDepth = 512;
+
+  struct Nest {
+    size_t& depth;
+    ~Nest() { --depth; }
+  };
 
   [[noreturn]] void fail(const std::string& what) const {
     throw std::runtime_error("invalid JSON at byte " + std::to_string(i_) + ": " + what);
@@ -41,6 +49,9 @@ class Parser {
     if (i_ >= s_.size()) fail("unexpected end");
     Json v;
     char c = s_[i_];
+    if ((c == '{' || c == '[') && depth_ >= kMaxDepth) fail("nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    if (c == '{' || c == '[') ++depth_;
+    std::unique_ptr<Nest> nest(c == '{' || c == '[' ? new Nest{depth_} : nullptr);
     if (c == '{') {
       v.type_ = Json::Type::Object;
       ++i_;

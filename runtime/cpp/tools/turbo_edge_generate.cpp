@@ -2,23 +2,30 @@
 // probes the tests compare against the Python runtime (noise values, tokenizer ids, sha256).
 //
 //   turbo_edge_generate --bundle B --prompt "a red circle moving left" [--steps 4] [--seed 0] [--guidance G]
-//                       [--precision fp32|int8] [--threads 1] [--no-verify] [--repeat N] --out DIR
+//                       [--precision fp32|int8] [--threads 1] [--no-verify] [--repeat N] --out DIR [--overwrite]
+//   --out DIR must be new or empty; --overwrite replaces frames this host wrote there before, and only when every file
+//   in DIR is on the record it left (.turbo-edge-output.json: a run id and the files), so a user's file is never lost.
 //   turbo_edge_generate noise SEED STREAM COUNT
 //   turbo_edge_generate tokenize TOKENIZER_DIR MAX_LENGTH TEXT
 //   turbo_edge_generate sha256 FILE
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core.hpp"
+#include "json.hpp"
 #include "runtime.hpp"
 
 using namespace turbo_edge;
@@ -31,18 +38,94 @@ long peak_rss_kb() {
   return u.ru_maxrss;
 }
 
-void write_frames(const Clip& clip, const std::string& dir) {
-  std::filesystem::create_directories(dir);
+const char* const kRecord = ".turbo-edge-output.json";  // spec/outputs.py RECORD: the same rule as every Python writer
+
+std::vector<std::string> frame_files(int frames) {
+  std::vector<std::string> names{"frames.rgb"};
+  for (int f = 0; f < frames; ++f) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "frame_%03d.ppm", f);
+    names.emplace_back(name);
+  }
+  return names;
+}
+
+// Refuse, before anything loads, an --out that holds a file this host did not record writing there; an --out holding
+// only its own earlier frames needs --overwrite.
+// Returns the files of the earlier run to remove before writing.
+std::set<std::string> check_out(const std::string& dir, bool overwrite) {
+  namespace fs = std::filesystem;
+  const fs::path root(dir);
+  std::error_code ec;
+  auto st = fs::symlink_status(root, ec);
+  if (ec || !fs::exists(st)) return {};
+  if (fs::is_symlink(st) || !fs::is_directory(st))
+    throw InputError("--out " + dir + " is an existing file; the host writes its frames into a new or empty folder: choose another --out");
+  std::set<std::string> owned;
+  bool recorded = false;
+  try {
+    Json r = Json::parse_file((root / kRecord).string());
+    if (r.type() == Json::Type::Object && r.has("format") && r["format"].type() == Json::Type::String &&
+        r["format"].str() == "turbo-edge-output" && r.has("run_id") && r["run_id"].type() == Json::Type::String &&
+        r.has("files") && r["files"].type() == Json::Type::Array) {
+      for (const Json& f : r["files"].array())
+        if (f.type() == Json::Type::String) owned.insert(f.str());
+      recorded = true;
+    }
+  } catch (const std::exception&) {
+  }
+  std::vector<std::string> foreign;
+  std::set<std::string> present;  // owned files found by walking DIR: only these are ever removed
+  bool any = false;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory() && !it->is_symlink()) continue;
+    any = true;
+    std::string rel = fs::relative(it->path(), root).generic_string();
+    if (recorded && (rel == kRecord || owned.count(rel))) {
+      if (rel != kRecord) present.insert(rel);
+      continue;
+    }
+    foreign.push_back(rel);
+    if (foreign.size() == 3) break;
+  }
+  if (!foreign.empty()) {
+    std::string names;
+    for (const auto& f : foreign) names += (names.empty() ? "" : ", ") + f;
+    throw InputError("--out " + dir + " holds files this host did not write (" + names +
+                     "); choose a new or empty --out: the host replaces only its own frames, never a user's file");
+  }
+  if (any && !overwrite)
+    throw InputError("--out " + dir + " already holds frames this host wrote; pass --overwrite to replace them, or choose another --out");
+  return present;
+}
+
+void write_frames(const Clip& clip, const std::string& dir, const std::set<std::string>& earlier) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  // The record first: a run cut short leaves frames a later --overwrite may still replace.
+  std::random_device rd;
+  char run_id[64];
+  std::snprintf(run_id, sizeof(run_id), "%lld-%d-%08x", static_cast<long long>(std::time(nullptr)), static_cast<int>(getpid()), rd());
+  auto names = frame_files(clip.frames);
+  for (const auto& name : earlier) fs::remove(fs::path(dir) / name);  // the earlier run's, on its record (check_out)
+  for (const auto& name : names) fs::remove(fs::path(dir) / name);  // never write through a link
+  {
+    std::ofstream rec(fs::path(dir) / kRecord, std::ios::trunc);
+    rec << "{\"format\": \"turbo-edge-output\", \"kind\": \"frames (turbo_edge_generate)\", \"run_id\": \"" << run_id << "\", \"files\": [";
+    for (size_t i = 0; i < names.size(); ++i) rec << (i ? ", " : "") << "\"" << names[i] << "\"";
+    rec << "]}\n";
+    if (!rec) throw std::runtime_error("cannot write " + (fs::path(dir) / kRecord).string() + "; check the disk and --out's permissions");
+  }
   const size_t frame_bytes = static_cast<size_t>(clip.height) * clip.width * 3;
   std::ofstream raw(dir + "/frames.rgb", std::ios::binary);
   raw.write(reinterpret_cast<const char*>(clip.rgb.data()), static_cast<std::streamsize>(clip.rgb.size()));
   for (int f = 0; f < clip.frames; ++f) {
-    char name[32];
-    std::snprintf(name, sizeof(name), "/frame_%03d.ppm", f);
-    std::ofstream ppm(dir + name, std::ios::binary);
+    std::ofstream ppm(fs::path(dir) / names[f + 1], std::ios::binary);
     ppm << "P6\n" << clip.width << " " << clip.height << "\n255\n";
     ppm.write(reinterpret_cast<const char*>(clip.rgb.data() + f * frame_bytes), static_cast<std::streamsize>(frame_bytes));
+    if (!ppm) throw std::runtime_error("cannot write " + (fs::path(dir) / names[f + 1]).string() + "; check the disk and --out's permissions");
   }
+  if (!raw) throw std::runtime_error("cannot write " + dir + "/frames.rgb; check the disk and --out's permissions");
 }
 
 // The input rules of spec/inputs.py, with the same messages: a flag's value is checked whole before anything loads.
@@ -88,7 +171,7 @@ int generate(int argc, char** argv) {
   int steps = 0, threads = 1, repeat = 1;
   unsigned long long seed = 0;
   double guidance = std::nan("");
-  bool verify = true;
+  bool verify = true, overwrite = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -107,9 +190,11 @@ int generate(int argc, char** argv) {
       threads = static_cast<int>(parse_integer(a, next(), 1, cap, "an integer in [1, " + std::to_string(cap) + "] (4x this machine's cores)"));
     } else if (a == "--repeat") repeat = static_cast<int>(parse_integer(a, next(), 1, 100000, "an integer in [1, 100000]"));
     else if (a == "--no-verify") verify = false;
+    else if (a == "--overwrite") overwrite = true;
     else throw InputError("unknown flag " + a + " (see the usage at the top of turbo_edge_generate.cpp)");
   }
   if (bundle.empty() || out.empty()) throw InputError("--bundle and --out are required");
+  const std::set<std::string> earlier = check_out(out, overwrite);  // before the bundle loads
   auto t0 = std::chrono::steady_clock::now();
   if (!verify)  // spec/errors.py UNVERIFIED
     std::cerr << "turbo_edge_generate: warning: --no-verify: the bundle's files are not hash-checked, so a changed or tampered "
@@ -126,7 +211,7 @@ int generate(int argc, char** argv) {
     e2e.push_back(dt);
     session.push_back(clip.session_seconds);
   }
-  write_frames(clip, out);
+  write_frames(clip, out, earlier);
   std::sort(e2e.begin(), e2e.end());
   std::sort(session.begin(), session.end());
   if (clip.truncated) std::cerr << "warning: the prompt is longer than the text encoder's tokens; its tail was dropped\n";

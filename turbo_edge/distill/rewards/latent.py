@@ -297,7 +297,7 @@ def teacher_x0_denoiser(teacher, t_range: tuple[int, int] = (100, 950), guidance
         eps = torch.from_numpy(rng.standard_normal(z.shape).astype(np.float32))
         x_t = param.add_noise(z, eps, alpha, sigma)
         text = encode_text(teacher, list(prompts) + [""] * n)
-        out = teacher.unet(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), encoder_hidden_states=text).sample
+        out = teacher.denoise(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), text)
         cond, uncond = out.chunk(2)
         x0, _ = param.to_x0_eps(ptype, uncond + w * (cond - uncond), x_t, alpha, sigma)
         return x0

@@ -10,7 +10,15 @@ from turbo_edge.spec.backends import BACKENDS, GPU_BACKENDS
 from turbo_edge.spec.bundle import PRECISIONS, is_bundle
 from turbo_edge.spec.config import StageConfig, opt
 from turbo_edge.spec.configs.train import csv
-from turbo_edge.spec.inputs import check_guidance, check_prompt_text, check_scale, check_seed, check_threads, seed_arg
+from turbo_edge.spec.inputs import (
+    check_clip_size,
+    check_guidance,
+    check_prompt_text,
+    check_scale,
+    check_seed,
+    check_threads,
+    seed_arg,
+)
 from turbo_edge.spec.prompt_file import is_prompt_file
 
 SPLITS = ("train", "val", "heldout")
@@ -29,9 +37,12 @@ class GenerateConfig(StageConfig):
     backend: str = opt("ort-cpu", choices=tuple(BACKENDS), help="bundles: runtime backend")
     precision: str = opt("fp32", choices=PRECISIONS, help="bundles: graph precision (int8: the UNet only)")
     threads: int = opt(1)
-    steps: int | None = opt(None, help="sampler steps (default: 50 for a teacher, the bundle's default_steps otherwise)")
+    steps: int | None = opt(None, help="sampler steps (default: the model card's, 50 for a teacher; the bundle's default_steps)")
     guidance: float | None = opt(None, help="default: the model's or bundle's own")
     seed: int = opt(0, parse=seed_arg)
+    frames: int | None = opt(None, help="--model: frames of the clip (default: the model card's, else the family's pipeline default)")
+    height: int | None = opt(None, help="--model: frame height (default: the model card's, else the autoencoder's)")
+    width: int | None = opt(None, help="--model: frame width (default: the height)")
     out: str = opt("clip.gif", help="output .gif or .mp4")
     overwrite: bool = opt(False, help="replace an existing output of the same kind (a GIF or MP4 file)")
     scale: int = opt(4, help="nearest-neighbour upscaling of the written video")
@@ -58,6 +69,7 @@ class GenerateConfig(StageConfig):
         check_guidance(self.guidance)
         check_threads(self.threads)
         check_scale(self.scale)
+        check_clip_size(self.frames, self.height, self.width)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.backend not in BACKENDS:
@@ -66,13 +78,20 @@ class GenerateConfig(StageConfig):
             raise ValueError(f"unknown --precision {self.precision!r}; choose one of {list(PRECISIONS)}")
 
 
+MAX_SERVE_BATCH = 64  # rows per Triton request: each row's clip is generated and held in the response
+MAX_INSTANCES = 64  # model instances: each a stub process with its own runtime
+
+
 @dataclasses.dataclass
 class EvalConfig(StageConfig):
     KIND = "eval"
 
     model: str = opt("builtin", help="builtin, a model directory, a bundle directory (turbo-edge export), or groundtruth / noise (evaluator anchors)")
-    steps: int = opt(50)
+    steps: int | None = opt(None, help="sampler steps (default: the model's own: its card's or bundle's default_steps, 50 for a teacher)")
     guidance: float | None = opt(None, help="default: the model's own")
+    frames: int | None = opt(None, help="model directories: frames of each clip (default: the model card's, else the family's)")
+    height: int | None = opt(None, help="model directories: frame height (default: the model card's, else the autoencoder's)")
+    width: int | None = opt(None, help="model directories: frame width (default: the height)")
     prompts: str = opt("val", help="a world split (train, val, heldout), or a prompt file: one prompt per line, blank lines and "
                                    "# comments skipped, one clip per prompt")
     num: int = opt(48, help="world splits: clips to generate (a prompt file gives one per prompt)")
@@ -80,7 +99,8 @@ class EvalConfig(StageConfig):
     batch_size: int = opt(16)
     decoder: str = opt("full", help="model directories: decode with this decoder of the model card (full, or a variant such as tiny "
                                     "from `turbo-edge decoder train`)")
-    json: str | None = opt(None, help="write the result here")
+    json: str | None = opt(None, help="write the result here (a new file, or with --overwrite one an earlier eval / bench wrote)")
+    overwrite: bool = opt(False, help="replace --json when it is a results file turbo-edge wrote (never any other file)")
     save_clips: str | None = opt(None, help="directory for one GIF per clip")
     # Bundles only (``model`` is a bundle directory): the runtime backend, precision and threads.
     backend: str = opt("ort-cpu", help="bundles: runtime backend (ort-cpu, openvino, ort-cuda, tensorrt)")
@@ -118,8 +138,9 @@ class EvalConfig(StageConfig):
             raise ValueError(f"--reference-num must be >= 2, got {self.reference_num}")
         if self.num < 2:
             raise ValueError(f"--num must be >= 2 (the Fréchet distance needs a spread), got {self.num}")
-        if self.steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {self.steps}")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1):
+            raise ValueError(f"--steps must be an integer >= 1, got {self.steps!r}")
+        check_clip_size(self.frames, self.height, self.width)
 
 
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
@@ -223,10 +244,11 @@ class ServeConfig(StageConfig):
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown --precision {self.precision!r}; choose one of {list(PRECISIONS)}")
         check_threads(self.threads)
-        for name in ("instances", "max_batch"):
+        for name, high in (("instances", MAX_INSTANCES), ("max_batch", MAX_SERVE_BATCH)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer in [1, {high}], got {value!r}"
+                                 + (" (each row is a whole clip held in the request's memory)" if name == "max_batch" else ""))
         if isinstance(self.batch_delay_us, bool) or not isinstance(self.batch_delay_us, int) or not 0 <= self.batch_delay_us <= 10**7:
             raise ValueError(f"--batch-delay-us must be an integer in [0, 10000000], got {self.batch_delay_us!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65534:
@@ -278,6 +300,7 @@ class BenchConfig(StageConfig):
     guidance: float | None = opt(None, help="default: the model's or bundle's own")
     verify: bool = opt(True, help="bundles: check every file's sha256 before loading")
     json: str | None = opt(None, help="write the results row(s) here (the report reads them: put it in a results directory)")
+    overwrite: bool = opt(False, help="replace --json when it is a results file turbo-edge wrote (never any other file)")
 
     def __post_init__(self) -> None:
         if bool(self.model) == bool(self.bundle):

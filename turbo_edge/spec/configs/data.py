@@ -11,6 +11,20 @@ from turbo_edge.spec.config import StageConfig, opt
 LATENT_DTYPES = ("float16", "float32")
 WORLD_SPLITS = ("train", "val", "heldout", "evaluator")
 
+# What ``data prepare`` reads from one source, whatever the source: memory stays bounded by a shard. A sample over a
+# per-item limit is skipped and counted (``too_large`` / ``caption_too_long``); a pattern over ``brace_shards`` is
+# refused before anything is expanded. Each message names the limit.
+LIMITS = {
+    "member_bytes": 256 << 20,  # a WebDataset video member (checked in its tar header, before a byte is read)
+    "text_member_bytes": 1 << 20,  # a WebDataset caption / .json member
+    "frame_pixels": 7680 * 4320,  # width x height of a video's frames (8K UHD), checked before the first frame decodes
+    "caption_bytes": 4096,  # one caption in UTF-8: captions live in a shard's safetensors header (100 MB at most)
+    "brace_shards": 100_000,  # the shards one --source pattern may expand to, counted before expanding
+    "table_line_bytes": 1 << 20,  # one line of metadata.jsonl / one CSV field
+}
+# 8192 captions and sources of caption_bytes each: 64 MiB, under safetensors' 100 MB header limit.
+MAX_SHARD_SIZE = 8192
+
 
 @dataclasses.dataclass
 class DataPrepareConfig(StageConfig):
@@ -58,6 +72,9 @@ class DataPrepareConfig(StageConfig):
             raise ValueError(f"--stride must be >= 1, got {self.stride}")
         if self.shard_size < 1 or self.batch < 1:
             raise ValueError(f"--shard-size and --batch must be >= 1, got {self.shard_size} and {self.batch}")
+        if self.shard_size > MAX_SHARD_SIZE:
+            raise ValueError(f"--shard-size must be at most {MAX_SHARD_SIZE} (a shard's captions live in its header, and memory holds "
+                             f"one shard), got {self.shard_size}")
         if self.dtype not in LATENT_DTYPES:
             raise ValueError(f"--dtype must be one of {LATENT_DTYPES}, got {self.dtype!r}")
         if self.threads < 0:
@@ -84,8 +101,12 @@ class WorldExportConfig(StageConfig):
     crf: int = opt(0, help="libx264 quality (0 lossless, 51 worst)")
     pix_fmt: str = opt("rgb24", choices=("yuv420p", "yuv444p", "rgb24"), help="rgb24 (libx264rgb, H.264 High 4:4:4 Predictive in RGB: no colour conversion, with --crf 0 lossless), yuv444p (full-resolution chroma) or yuv420p (half-resolution chroma, what every player reads)")
     overwrite: bool = opt(False, help="replace an existing world export")
+    # 1 for a causal video autoencoder (Wan's takes 1 + 4k frames): 9-frame clips whose last 8 are the world's clip.
+    lead_in: int = opt(0, help="frames rendered before each clip, continuing its motion backwards (1: 9-frame clips for a causal autoencoder)")
 
     def __post_init__(self) -> None:
+        if isinstance(self.lead_in, bool) or not isinstance(self.lead_in, int) or not 0 <= self.lead_in <= 8:
+            raise ValueError(f"--lead-in must be an integer in [0, 8], got {self.lead_in!r}")
         if self.split not in WORLD_SPLITS:
             raise ValueError(f"--split must be one of {WORLD_SPLITS}, got {self.split!r}")
         if self.num < 1:

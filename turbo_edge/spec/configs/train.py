@@ -19,6 +19,7 @@ MIXED_PRECISIONS = ("no", "bf16")
 # weights with the adapters disabled (one copy, as T2V-Turbo does); "copy" keeps a second UNet; "auto" shares
 # wherever that is exact (a LoRA student started from the teacher, no motion guidance or VSD).
 TEACHER_WEIGHTS = ("auto", "shared", "copy")
+TEACHER_FAMILIES = ("unet3d", "wan")  # the builtin teachers `teacher train` builds
 REWARD_WHICH = {"image": "builtin-image", "video": "builtin-video", "latent": "latent"}  # rewards train --which -> reward
 
 
@@ -275,6 +276,8 @@ class TeacherTrainConfig(StageConfig):
     KIND = "teacher_train"
 
     out: str = opt("runs/teacher", help="run directory (checkpoints, logs, encoded data)")
+    family: str = opt("unet3d", choices=TEACHER_FAMILIES, help="unet3d: the builtin UNet3D teacher (core.models); wan: the builtin "
+                                                             "DiT teacher, Wan2.1's architecture at the world's size (core.wan)")
     seed: int = opt(0)
     # Phase 1: autoencoder.
     vae_steps: int = opt(1200)
@@ -282,9 +285,9 @@ class TeacherTrainConfig(StageConfig):
     vae_lr: float = opt(1e-3)
     vae_kl_weight: float = opt(1e-6)
     vae_object_weight: float = opt(8.0)
-    # Phase 2: UNet + text encoder.
+    # Phase 2: the denoiser (UNet or transformer) + text encoder; "unet" names the phase for both families.
     dataset_clips: int = opt(16384)
-    unet_steps: int = opt(20000)
+    unet_steps: int = opt(20000, help="denoiser optimiser steps (the UNet's, or the transformer's with --family wan)")
     batch: int = opt(32)
     lr: float = opt(3e-4)
     warmup_steps: int = opt(200)
@@ -327,6 +330,10 @@ class TeacherTrainConfig(StageConfig):
             raise ValueError(f"high_noise_fraction must be in [0, 1], got {self.high_noise_fraction}")
         if not 0 <= self.high_noise_min_t < 1000:
             raise ValueError(f"high_noise_min_t must be a training timestep in [0, 1000), got {self.high_noise_min_t}")
+        if self.family not in TEACHER_FAMILIES:
+            raise ValueError(f"family must be one of {list(TEACHER_FAMILIES)}, got {self.family!r}")
+        if self.family == "wan" and (self.init_from or self.train_text_encoder):
+            raise ValueError("--family wan trains from scratch with a frozen text encoder: pass --freeze-text-encoder and no --init-from")
         if self.init_from and "vae" in self.phases:
             raise ValueError("init_from supplies the autoencoder: run only the unet phase (--phases unet)")
 
