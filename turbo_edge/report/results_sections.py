@@ -396,13 +396,14 @@ def _decoder(name: str, data: dict[str, Any]) -> list[str]:
     rows = []
     for where, row in (data.get("latency") or {}).items():
         shape = f"{where} (latents {'x'.join(map(str, row.get('latents') or []))})"
-        for decoder, t in row.items():
-            if isinstance(t, dict) and "median_ms" in t:
-                rows.append([shape, decoder, ms(t["median_ms"]), DASH if decoder == "full" else ratio(t.get("full_over_this")),
-                             fmt((row.get("params") or {}).get(decoder))])
+        for label, times in ((f"{shape}, PyTorch eager", row), (f"{shape}, OpenVINO fp32 (ONNX)", row.get("openvino_fp32") or {})):
+            for decoder, t in times.items():
+                if isinstance(t, dict) and "median_ms" in t:
+                    rows.append([label, decoder, ms(t["median_ms"]), DASH if decoder == "full" else ratio(t.get("full_over_this")),
+                                 fmt((row.get("params") or {}).get(decoder))])
     body += table(["shape", "decoder", "median ms per call", "full ÷ this", "parameters"], rows)
     load = data.get("loadavg_at_start") or [None]
-    extra = [f"PyTorch eager fp32, {fmt(data.get('threads'))} threads, load average at start {fmt(load[0], 2)}; the "
+    extra = [f"fp32, {fmt(data.get('threads'))} threads, load average at start {fmt(load[0], 2)}; the "
              f"`{data.get('shape', '?')}` rows use random weights (latency does not depend on them)."]
     if data.get("goal_note"):
         extra.append(f"Goal: {data['goal_note']}.")
