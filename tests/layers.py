@@ -1,7 +1,7 @@
 """The package's import graph, read with ``ast`` (function-level imports included), and the layer rule it must keep.
 
     apps     cli · demo · evaluate · report · serve · bench   may import anything below (and each other)
-    stages   teacher · distill · prune · export          never import each other: they meet through artifacts
+    stages   teacher · distill · prune · export · decoder  never import each other: they meet through artifacts
     core     torch-side shared code                      imports spec only
     runtime  torch-free runtime                          imports spec only
     spec     torch-free contracts                        imports nothing of turbo_edge outside spec
@@ -19,7 +19,7 @@ from pathlib import Path
 LAYERS = {
     "spec": 0, "": 0,  # "": the package root (turbo_edge/__init__.py: the version string)
     "runtime": 1, "core": 1,
-    "teacher": 2, "distill": 2, "prune": 2, "export": 2,
+    "teacher": 2, "distill": 2, "prune": 2, "export": 2, "decoder": 2,
     "cli": 3, "demo": 3, "evaluate": 3, "report": 3, "serve": 3, "bench": 3,
 }
 APPS = 3

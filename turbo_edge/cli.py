@@ -24,6 +24,7 @@ from turbo_edge.spec.configs import (
     BenchConfig,
     ConvertConfig,
     DataPrepareConfig,
+    DecoderTrainConfig,
     DemoConfig,
     DistillConfig,
     EngineConfig,
@@ -199,6 +200,12 @@ def _prune(cfg: PruneConfig) -> None:
     print(f"wrote {prune(cfg)}")
 
 
+def _decoder_train(cfg: DecoderTrainConfig) -> None:
+    from turbo_edge.decoder.train import train
+
+    print(f"wrote {train(cfg)}")
+
+
 def _rewards_train(cfg: RewardTrainConfig) -> None:
     from turbo_edge.distill.rewards.train import run_training
 
@@ -319,6 +326,7 @@ COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
     "convert": (ConvertConfig, _convert, "copy a model directory with its weights in another dtype"),
     "distill": (DistillConfig, _distill, "consistency-distil a few-step student from a teacher"),
     "prune": (PruneConfig, _prune, "prune a student (VDMini blocks, optional channels) and recover it"),
+    "decoder train": (DecoderTrainConfig, _decoder_train, "distil a tiny decoder (memory blocks, no attention) against the model's own VAE decoder"),
     "rewards train": (RewardTrainConfig, _rewards_train, "train a builtin reward (image, video, latent)"),
     "evaluator train": (EvaluatorTrainConfig, _evaluator_train, "retrain the held-out evaluator"),
     "data prepare": (DataPrepareConfig, _data_prepare, "decode a video source into shards of latents + text embeddings (resumable)"),

@@ -30,6 +30,7 @@ from turbo_edge.core.pipeline_io import check_layout, load_teacher, resolve_mode
 from turbo_edge.core.reference_clips import load_reference
 from turbo_edge.core.sampling import generate_teacher
 from turbo_edge.core.student_sampling import generate_student
+from turbo_edge.core.tiny_decoder import load_decoder_variant
 from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.runtime.video import write_video
 from turbo_edge.spec.card import read_card
@@ -89,6 +90,7 @@ def _teacher(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
     return generate_teacher(
         model, prompts, steps=cfg.steps or model.card.default_steps, guidance=guidance, seed=cfg.seed,
         frames=cfg.frames, height=cfg.height, width=cfg.width, batch_size=cfg.batch_size, progress=True,
+        decoder=load_decoder_variant(model.path, cfg.decoder),
     )
 
 
@@ -98,7 +100,8 @@ def _student(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
 
     model = load_teacher(cfg.model)
     return generate_student(model, prompts, steps=cfg.steps or model.card.default_steps, guidance=cfg.guidance, seed=cfg.seed,
-                            batch_size=cfg.batch_size, progress=True, video_size=(cfg.frames, cfg.height, cfg.width))
+                            batch_size=cfg.batch_size, progress=True, video_size=(cfg.frames, cfg.height, cfg.width),
+                            decoder=load_decoder_variant(model.path, cfg.decoder))
 
 
 def is_bundle(model: str) -> bool:
@@ -215,6 +218,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         steps=resolved_steps(cfg),
         guidance=cfg.guidance,
         model=cfg.model,
+        decoder=cfg.decoder,
         prompts=cfg.prompts,
         seconds_per_video=seconds / len(prompts),
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),

@@ -24,6 +24,7 @@ def _dry(capsys, argv):
         (["rewards", "train", "--which", "video"], "reward_train"),
         (["prune", "--student", "x", "--icd-weight", "0"], "prune"),
         (["distill", "--steps", "5", "--reward", "builtin-image:1.0:2"], "distill"),
+        (["decoder", "train", "--variant", "pruned", "--channel-ratio", "0.5"], "decoder_train"),
         (["bench", "--bundle", "x", "--backend", "ort,openvino", "--precision", "fp32,int8"], "bench"),
     ],
 )
@@ -34,7 +35,8 @@ def test_every_subcommand_has_dry_run(capsys, argv, kind):
 
 
 def test_every_registered_subcommand_is_covered():
-    assert set(cli.COMMANDS) >= {"generate", "eval", "teacher train", "teacher export", "evaluator train", "rewards train", "distill"}
+    assert set(cli.COMMANDS) >= {"generate", "eval", "teacher train", "teacher export", "evaluator train", "rewards train", "distill",
+                                 "decoder train"}
 
 
 def test_flags_override_config_file(capsys, tmp_path):

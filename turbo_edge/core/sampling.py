@@ -90,9 +90,13 @@ def ddim_cfg_sample(
 
 
 @torch.no_grad()
-def decode(model: T2VModel, latents: torch.Tensor) -> np.ndarray:
-    """Latents [B, C, f, h, w] -> uint8 frames [B, F, H, W, 3] (the family's autoencoder)."""
-    return model.decode_latents(latents)
+def decode(model: T2VModel, latents: torch.Tensor, decoder: torch.nn.Module | None = None) -> np.ndarray:
+    """Latents [B, C, f, h, w] -> uint8 frames [B, F, H, W, 3] (the family's autoencoder). ``decoder``: an alternative
+    decoder of the model (``core.tiny_decoder``: latents [B, C, f, h, w] -> frames [B, F, 3, H, W]) instead of its VAE's."""
+    if decoder is None:
+        return model.decode_latents(latents)
+    images = ((decoder(latents).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return images.permute(0, 1, 3, 4, 2).numpy()
 
 
 def sampling_scheduler(model: T2VModel, steps: int):
@@ -120,8 +124,10 @@ def generate_teacher(
     width: int | None = None,
     batch_size: int = 16,
     progress: bool = False,
+    decoder: torch.nn.Module | None = None,
 ) -> np.ndarray:
-    """Teacher clips: the teacher's sampler at ``steps`` with CFG at ``guidance``, as uint8 [B, F, H, W, 3]."""
+    """Teacher clips: the teacher's sampler at ``steps`` with CFG at ``guidance``, as uint8 [B, F, H, W, 3] (``decoder``: see
+    ``decode``)."""
     check_prompts(model, prompts)
     shape = latent_shape(model, frames, height, width)
     scheduler = sampling_scheduler(model, steps)
@@ -140,7 +146,7 @@ def generate_teacher(
         latents = ddim_cfg_sample(unet_fn, scheduler, x, cond, uncond, guidance)
         if hasattr(scheduler, "_step_index"):  # flow schedulers count their steps: the next chunk starts again at step 0
             scheduler.set_timesteps(steps)
-        clips.append(decode(model, latents))
+        clips.append(decode(model, latents, decoder))
         bar.update(len(chunk))
     bar.close()
     return np.concatenate(clips)

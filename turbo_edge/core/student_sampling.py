@@ -96,10 +96,12 @@ def generate_student(
     progress: bool = False,
     video_size: tuple[int | None, int | None, int | None] = (None, None, None),
     record: Callable[[dict[str, np.ndarray]], None] | None = None,
+    decoder: torch.nn.Module | None = None,
 ) -> np.ndarray:
     """Student clips as uint8 [B, F, H, W, 3]; noise from the runtime's counter generator (same as the runtimes).
 
-    The arguments are ``student_latents``'; each batch is decoded as it is done.
+    The arguments are ``student_latents``'; each batch is decoded as it is done, by ``decoder`` where given (an
+    alternative decoder of the model, ``sampling.decode``).
     """
     batches = student_latents(model, prompts, steps, guidance, seed, batch_size, progress, video_size, record)
-    return np.concatenate([decode(model, latents) for latents in batches])
+    return np.concatenate([decode(model, latents, decoder) for latents in batches])

@@ -380,6 +380,40 @@ def _bench(name: str, data: dict[str, Any]) -> list[str]:
     return file_block(name, data, body, extra) + [""]
 
 
+def _decoder(name: str, data: dict[str, Any]) -> list[str]:
+    body: list[str] = []
+    quality = data.get("quality") or {}
+    rows = [[variant, what.replace("_", " "), fmt(r.get("psnr_db"), 2), fmt(r.get("ssim"), 3), fmt(r.get("clips"))]
+            for variant, sets in quality.items() for what, r in sets.items()]
+    if rows:
+        body += table(["decoder", "held-out latents", "PSNR vs full (dB)", "SSIM vs full", "clips"], rows, numeric_from=2) + [""]
+    evaluator = data.get("evaluator") or {}
+    rows = [[decoder, acc(r.get("content_acc")), acc(r.get("motion_acc")), fd(r.get("fd")), fmt(r.get("n_videos")),
+             DASH if decoder == "full" else f"{fmt(r.get('content_points_vs_full'), 1)} / {fmt(r.get('motion_points_vs_full'), 1)}"]
+            for decoder, r in evaluator.items() if isinstance(r, dict)]
+    if rows:
+        body += table(["decoder (4-step student videos)", "content", "motion", "FD", "videos", "content / motion points vs full"], rows) + [""]
+    rows = []
+    for where, row in (data.get("latency") or {}).items():
+        shape = f"{where} (latents {'x'.join(map(str, row.get('latents') or []))})"
+        for label, times in ((f"{shape}, PyTorch eager", row), (f"{shape}, OpenVINO fp32 (ONNX)", row.get("openvino_fp32") or {})):
+            for decoder, t in times.items():
+                if isinstance(t, dict) and "median_ms" in t:
+                    rows.append([label, decoder, ms(t["median_ms"]), DASH if decoder == "full" else ratio(t.get("full_over_this")),
+                                 fmt((row.get("params") or {}).get(decoder))])
+    body += table(["shape", "decoder", "median ms per call", "full ÷ this", "parameters"], rows)
+    load = data.get("loadavg_at_start") or [None]
+    extra = [f"fp32, {fmt(data.get('threads'))} threads, load average at start {fmt(load[0], 2)}; the "
+             f"`{data.get('shape', '?')}` rows use random weights (latency does not depend on them)."]
+    if data.get("goal_note"):
+        extra.append(f"Goal: {data['goal_note']}.")
+    for variant, card in (data.get("card_decoders") or {}).items():
+        made = ((card.get("lineage") or {}).get("details") or {}).get("reproduce")
+        if made:
+            extra.append(f"The `{variant}` decoder: `{made}`")
+    return file_block(name, data, body, [" ".join(extra)]) + [""]
+
+
 def _hostile(name: str, data: dict[str, Any]) -> list[str]:
     rss, cases = data["rss"], data["cases"]
     body = table(["input", "exit", "peak RSS MB", "s", f"under {fmt(data.get('goal_peak_rss_mb'), 0)} MB or refused", "what it said"],
@@ -432,6 +466,10 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
     ("serve", "Serving on Triton",
      "`turbo-edge serve` (tritonserver, Python backend over the torch-free runtime, loopback HTTP) under a bounded load, "
      "against one runtime process answering the same requests one after another.", _serve),
+    ("decoder", "Decoder variants: tiny and pruned against the full VAE decoder",
+     "`turbo-edge decoder train`'s decoders on the builtin student: PSNR / SSIM of their frames against the full decoder's on "
+     "held-out latents, the held-out evaluator on 4-step videos decoded by each, and decoder-call latency at the model's size "
+     "and at ModelScope T2V's shape (`benchmarks/bench_decoder.py`).", _decoder),
     ("data", "Data preparation",
      "`turbo-edge data prepare` on FFmpeg test-pattern videos (H.264, MPEG-4, VP8) with one bad sample of each kind: "
      "throughput, the skipped samples, a SIGKILLed run's resume, and the world's mp4 round trip.", _data),

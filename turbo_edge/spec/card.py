@@ -3,7 +3,9 @@
 Every model directory turbo-edge writes (teacher, student, pruned student) carries one beside its diffusers
 components: what the model is, the video geometry and vocabulary it knows, its sampler contract
 (``SamplerSpec``, the object export writes into the bundle and the runtime runs), and its lineage (the model it
-came from, the stage config and step that made it, its pruning plans) with a runnable ``reproduce`` line.
+came from, the stage config and step that made it, its pruning plans) with a runnable ``reproduce`` line, and the
+alternative decoders it carries beside its full VAE (``decoders``: a tiny decoder with its own lineage; an optional
+key of version 2, absent where there are none).
 A directory without a card (every third-party checkpoint) reads as ``ModelCard.absent()``: a teacher of unknown
 geometry with an open vocabulary.
 
@@ -37,7 +39,7 @@ class Lineage:
     """Where a model came from. ``details`` holds the stage's own record (a pruned model's removed units and
     parameter counts, a teacher's chain of warm starts) as JSON."""
 
-    stage: str  # teacher_train | distill | prune
+    stage: str  # teacher_train | distill | prune | decoder_train
     parent: str | None = None  # the model it was made from (an alias stays an alias, so the card stays portable)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)  # the stage config's to_dict()
     step: int | None = None
@@ -52,6 +54,26 @@ class Lineage:
     def from_dict(cls, d: dict[str, Any]) -> Lineage:
         return cls(stage=str(d["stage"]), parent=d.get("parent"), config=dict(d.get("config") or {}), step=d.get("step"),
                    plans=tuple(d.get("plans") or ()), details=dict(d.get("details") or {}))
+
+
+@dataclasses.dataclass
+class DecoderVariant:
+    """An alternative decoder a model directory carries beside its full VAE (``turbo-edge decoder train``): the
+    folder it lives in (diffusers form: ``config.json`` + safetensors), its class, how it was made, and how close its
+    frames are to the full decoder's (``quality``: PSNR / SSIM on held-out latents, where the run measured them).
+    The full decoder (``vae/``) stays the default; a card without variants has only it."""
+
+    folder: str
+    cls: str
+    lineage: Lineage
+    quality: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"folder": self.folder, "class": self.cls, "lineage": self.lineage.to_dict(), "quality": self.quality}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DecoderVariant:
+        return cls(folder=str(d["folder"]), cls=str(d["class"]), lineage=Lineage.from_dict(d["lineage"]), quality=dict(d.get("quality") or {}))
 
 
 @dataclasses.dataclass
@@ -74,6 +96,8 @@ class ModelCard:
     guidance_range: tuple[float, float] | None = None
     # The autoencoder's latent geometry as the model was written with it (core.autoencoders.LatentGeometry.to_dict()).
     latent_geometry: dict[str, Any] | None = None
+    # Alternative decoders by name (``"tiny"``); written only when there are some, so cards without stay as they were.
+    decoders: dict[str, DecoderVariant] = dataclasses.field(default_factory=dict)
     present: bool = dataclasses.field(default=True, compare=False)  # False: the directory had no card
 
     def __post_init__(self) -> None:
@@ -122,6 +146,7 @@ class ModelCard:
             "sampler": self.sampler.to_dict() if self.sampler else None,
             "lineage": self.lineage.to_dict() if self.lineage else None,
             "reproduce": self.reproduce, "weights_dtype": self.weights_dtype,
+            **({"decoders": {k: v.to_dict() for k, v in self.decoders.items()}} if self.decoders else {}),
         }
 
     @classmethod
@@ -141,7 +166,8 @@ class ModelCard:
                        lineage=Lineage.from_dict(d["lineage"]) if d.get("lineage") else None,
                        reproduce=d.get("reproduce"), weights_dtype=d.get("weights_dtype"), lead_in_frames=d.get("lead_in_frames", 0),
                        fps=d.get("fps", DEFAULT_FPS), latent_geometry=d.get("latent_geometry"),
-                       guidance_range=tuple(float(g) for g in d["guidance_range"]) if d.get("guidance_range") else None)
+                       guidance_range=tuple(float(g) for g in d["guidance_range"]) if d.get("guidance_range") else None,
+                       decoders={str(k): DecoderVariant.from_dict(v) for k, v in (d.get("decoders") or {}).items()})
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CardError):
                 raise

@@ -97,6 +97,8 @@ class EvalConfig(StageConfig):
     num: int = opt(48, help="world splits: clips to generate (a prompt file gives one per prompt)")
     seed: int = opt(0)
     batch_size: int = opt(16)
+    decoder: str = opt("full", help="model directories: decode with this decoder of the model card (full, or a variant such as tiny "
+                                    "from `turbo-edge decoder train`)")
     json: str | None = opt(None, help="write the result here (a new file, or with --overwrite one an earlier eval / bench wrote)")
     overwrite: bool = opt(False, help="replace --json when it is a results file turbo-edge wrote (never any other file)")
     save_clips: str | None = opt(None, help="directory for one GIF per clip")
@@ -125,6 +127,8 @@ class EvalConfig(StageConfig):
                              "(make one with `turbo-edge export`)")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.decoder != "full" and (is_bundle(self.model) or self.model in ("groundtruth", "noise")):
+            raise ValueError(f"--decoder {self.decoder} chooses a model directory's decoder; {self.model!r} is not a model directory")
         if self.prompts not in SPLITS and not self.is_prompt_file():
             raise ValueError(f"--prompts must be a split (train, val, heldout) or a prompt file (one prompt per line), got {self.prompts!r}")
         if (self.fd_features is None) != (self.reference is None):

@@ -425,3 +425,87 @@ class EvaluatorTrainConfig(StageConfig):
     batch: int = opt(32)
     seed: int = opt(0)
     out: str | None = opt(None, help="default: the package's assets/evaluator")
+
+
+@dataclasses.dataclass
+class DecoderLoop(TrainLoop):
+    """The shared training loop with a tiny decoder's defaults: trained from scratch, so a larger learning rate."""
+
+    KIND = "decoder_loop"
+
+    steps: int = opt(2000, help="optimiser steps")
+    lr: float = opt(5e-4, help="learning rate")
+
+
+DECODER_KINDS = ("tiny", "pruned")  # a TinyDecoder distilled from scratch; the full decoder pruned (VDMini) and fine-tuned
+
+
+@dataclasses.dataclass
+class DecoderTrainConfig(StageConfig):
+    """``decoder train``: a tiny decoder distilled against the model's own full decoder on its latents (decoder-only;
+    the encoder and the latent space stay as they are)."""
+
+    KIND = "decoder_train"
+
+    model: str = opt("builtin-student", help="the model whose decoder to distil: an alias or a model directory (teacher, student or pruned)")
+    out: str = opt("runs/decoder", help="run directory; the model with its tiny decoder added lands in OUT/model")
+    data: str | None = opt(None, help="a prepared dataset (`turbo-edge data prepare --model` this model): its latents are the training "
+                                      "inputs (default: the synthetic world's clips, prepared into the run directory)")
+    seed: int = opt(0)
+    variant: str = opt("tiny", choices=DECODER_KINDS, help="which decoder to make (its name in the model card): tiny (a new small decoder) "
+                                                           "or pruned (the full decoder with layers removed and widths narrowed, fine-tuned)")
+    # The tiny decoder (core.tiny_decoder.TinyDecoder).
+    width: int = opt(64, help="channels at the latents' size, halved at each larger level down to 16 (unless --channels)")
+    channels: tuple[int, ...] = opt((), parse=csv_ints, help="comma-separated widths, one per resolution level from the latents' size up "
+                                                               "(the autoencoder's len(block_out_channels)); default: from --width")
+    blocks: int = opt(1, help="memory blocks per resolution level")
+    memory: bool = opt(True, help="memory blocks see the previous frame's features (--no-memory: a purely per-frame decoder)")
+    # The pruned variant (VDMini for the decoder): which units go, measured or named, and the channel ratio.
+    plan: str | None = opt(None, help="pruned: a decoder_plan.json (from an earlier run) to replay instead of making one")
+    remove: tuple[str, ...] = opt((), parse=csv, help="pruned: comma-separated units to remove (default: the --remove-count least "
+                                                     "important by measured frame MSE)")
+    remove_count: int = opt(3, help="pruned: units removed by measured importance (mid-block resnets / attention, up-block resnets)")
+    channel_ratio: float = opt(0.0, help="pruned: then remove this fraction of every remaining resnet's internal norm groups "
+                                         "(torch-pruning, smallest conv1 filter norms); 0 disables")
+    importance_clips: int = opt(8, help="pruned: clips of the training data the importance table is measured on")
+    # Losses against the full decoder's frames.
+    l1_weight: float = opt(1.0, help="L1 to the full decoder's frames")
+    mse_weight: float = opt(1.0, help="MSE to the full decoder's frames")
+    perceptual_weight: float = opt(0.1, help="LPIPS-style distance of the model's own frozen VAE encoder features (never the held-out evaluator); 0 disables")
+    adv_weight: float = opt(0.0, help="hinge adversarial weight of a per-frame patch discriminator (full decoder's frames real); 0 disables")
+    adv_start: int = opt(0, help="step from which the adversarial term and the discriminator train")
+    disc_width: int = opt(32)
+    disc_lr: float = opt(1e-4)
+    loop: DecoderLoop = dataclasses.field(default_factory=DecoderLoop)
+    # Held-out quality at the end: PSNR / SSIM of the tiny decoder's frames against the full decoder's.
+    val_data: str | None = opt(None, help="a prepared dataset held out from training: PSNR / SSIM against the full decoder on its latents "
+                                          "(default without --data: the world's val split, --val-clips clips)")
+    val_clips: int = opt(32, help="held-out clips scored at the end (0 skips it)")
+
+    def __post_init__(self) -> None:
+        if self.variant not in DECODER_KINDS:
+            raise ValueError(f"variant must be one of {list(DECODER_KINDS)}, got {self.variant!r}")
+        for name in ("width", "blocks", "disc_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if any(c < 1 for c in self.channels):
+            raise ValueError(f"channels must all be >= 1, got {list(self.channels)}")
+        for name in ("l1_weight", "mse_weight", "perceptual_weight", "adv_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 disables), got {getattr(self, name)}")
+        if self.l1_weight == self.mse_weight == self.perceptual_weight == 0:
+            raise ValueError("l1_weight, mse_weight and perceptual_weight are all 0: nothing ties the decoder to the full one")
+        if self.adv_start < 0 or self.val_clips < 0 or self.disc_lr <= 0:
+            raise ValueError("adv_start and val_clips must be >= 0 and disc_lr > 0")
+        if not 0 <= self.channel_ratio < 1 or self.remove_count < 0 or self.importance_clips < 1:
+            raise ValueError("channel_ratio must be in [0, 1), remove_count >= 0 and importance_clips >= 1")
+        if self.variant == "tiny" and (self.plan or self.remove or self.channel_ratio):
+            raise ValueError("plan, remove and channel_ratio prune the full decoder: they need --variant pruned")
+
+    def training_hash_fields(self) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the checkpoint (not the step count or the evaluation)."""
+        d = self.fields_dict()
+        for key in ("out", "data", "val_data", "val_clips"):  # data: its identity and positions are checked from the checkpoint
+            d.pop(key)
+        d["loop"] = self.loop.resume_fields()
+        return d

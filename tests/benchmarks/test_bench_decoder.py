@@ -1,0 +1,43 @@
+"""benchmarks/bench_decoder.py at the reduced ``tiny`` shape, on a model the decoder trainer made in one step."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("bench_decoder", ROOT / "benchmarks" / "bench_decoder.py")
+bd = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bd)
+
+
+def test_bench_decoder_writes_quality_and_latency(tiny_t2v_dir, tmp_path):
+    from turbo_edge.decoder.train import train
+    from turbo_edge.spec.configs import DecoderTrainConfig
+
+    model = train(DecoderTrainConfig.make(model=str(tiny_t2v_dir), out=str(tmp_path / "run"), steps=1, batch=2, width=8,
+                                          dataset_clips=8, val_clips=0, threads=1))
+    out = tmp_path / "decoder.json"
+    argv = ["--model", str(model), "--shape", "tiny", "--widths", "8", "--val-clips", "4", "--runs", "3", "--runs-large", "2",
+            "--warmup", "1", "--work", str(tmp_path / "work"), "--out", str(out), "--eval-prompts", "2", "--openvino"]
+    assert bd.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert r["command"].endswith(" ".join(argv)) and r["cpu"] and r["threads"] == 1
+    q = r["quality"]["tiny"]["val_split_latents"]
+    assert q["clips"] == 4 and q["frames"] == 16 and 0 < q["ssim"] <= 1 and q["psnr_db"] > 0
+    assert "student_4_step_latents" not in r["quality"]["tiny"]  # a teacher: no 4-step sampler
+    for where, names in (("model", ["tiny"]), ("tiny", ["tiny_w8", "pruned"])):
+        row = r["latency"][where]
+        for name in names:
+            assert row["full"]["median_ms"] > 0 and row[name]["full_over_this"] == row["full"]["median_ms"] / row[name]["median_ms"]
+            assert row["params"][name] < row["params"]["full"]
+    shape = r["latency"]["tiny"]
+    assert shape["tiny_channels"]["tiny_w8"] == [8, 8, 8, 8] and shape["frames_px"] == [4, 64, 64]
+    assert shape["pruned_plan"]["removed"][:3] == ["mid_block.resnets.0", "mid_block.attentions.0", "mid_block.resnets.1"]
+    ov = shape["openvino_fp32"]
+    assert set(ov) == {"full", "tiny_w8", "pruned"} and ov["tiny_w8"]["full_over_this"] == ov["full"]["median_ms"] / ov["tiny_w8"]["median_ms"]
+    assert all(row["parity_vs_torch"]["max_abs"] < 1e-3 for row in ov.values())  # the same graphs, fp32
+    ev = r["evaluator"]
+    assert ev["full"]["n_videos"] == ev["tiny"]["n_videos"] == 2 and "--decoder tiny" in ev["tiny"]["command"]
+    assert ev["tiny"]["content_points_vs_full"] == 100 * (ev["tiny"]["content_acc"] - ev["full"]["content_acc"])

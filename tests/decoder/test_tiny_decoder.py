@@ -1,0 +1,248 @@
+"""The tiny decoder (core.tiny_decoder) and ``decoder train``: geometry, causality and the temporal path, diffusers
+save / load, the quality metrics, the trainer's losses, exact resume, the model directory it writes, config and CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from turbo_edge import cli
+from turbo_edge.core.pipeline_io import load_teacher
+from turbo_edge.core.tiny_decoder import (
+    TINY_FOLDER,
+    AutoencoderKLTarget,
+    TinyDecoder,
+    frame_quality,
+    load_tiny_decoder,
+    psnr,
+    ssim,
+    tapered_channels,
+)
+from turbo_edge.decoder.train import train
+from turbo_edge.spec.card import ModelCard, read_card
+from turbo_edge.spec.configs import DecoderTrainConfig
+
+SD_VAE = {"block_out_channels": [128, 256, 512, 512], "latent_channels": 4, "scaling_factor": 0.18215, "out_channels": 3}
+
+
+def _latents(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_geometry_follows_the_autoencoder():
+    tiny = TinyDecoder.for_autoencoder_kl(SD_VAE, width=32).eval()
+    assert list(tiny.config.channels) == [32, 16, 16, 16] and tiny.spatial_factor == 8 and tiny.temporal_factor == 1
+    assert tapered_channels(128, 4) == (128, 64, 32, 16) and tapered_channels(8, 3) == (8, 8, 8)
+    out = tiny(_latents(2, 4, 3, 4, 5))
+    assert out.shape == (2, 3, 3, 32, 40) and out.min() >= -1 and out.max() <= 1
+    # The scaled latents as they are, through a soft clamp: near identity within a few std, bounded far out.
+    assert tiny.config.latent_clamp == 6.0 and tiny(torch.full((1, 4, 1, 4, 4), 1e6)).isfinite().all()
+    with pytest.raises(ValueError, match="4 channel widths"):
+        TinyDecoder.for_autoencoder_kl(SD_VAE, channels=(16, 16))
+
+
+def test_causal_temporal_upsampling_and_memory():
+    """A Wan-style causal decoder: 1 + 4k frames from 1 + k latent frames, and no output frame sees a later latent."""
+    tiny = TinyDecoder(latent_channels=16, channels=(16, 16, 16), temporal_upsample=(2, 2), causal_first_frame=True).eval()
+    z = _latents(1, 16, 3, 4, 4)
+    out = tiny(z)
+    assert out.shape == (1, 9, 3, 16, 16) and tiny.output_frames(3) == 9
+    z2 = z.clone()
+    z2[:, :, 2] += 1.0  # latent frame 2 decodes to output frames 5..8
+    diff = (tiny(z2) - out).abs().amax(dim=(0, 2, 3, 4))
+    assert diff[:5].max() == 0 and diff[5:].min() > 0
+    # Memory blocks carry a frame's features to the next frame; without them every frame decodes alone.
+    per_frame = {}
+    for memory in (True, False):
+        torch.manual_seed(0)
+        dec = TinyDecoder.for_autoencoder_kl({"block_out_channels": [8, 8], "latent_channels": 4}, width=8, memory=memory).eval()
+        z = _latents(1, 4, 3, 4, 4)
+        z2 = z.clone()
+        z2[:, :, 0] += 1.0
+        per_frame[memory] = (dec(z2) - dec(z)).abs().amax(dim=(0, 2, 3, 4))
+    assert per_frame[True][1] > 0 and per_frame[False][1] == 0 and per_frame[False][0] > 0
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    tiny = TinyDecoder.for_autoencoder_kl(SD_VAE, width=16).eval()
+    tiny.save_pretrained(tmp_path / TINY_FOLDER)
+    assert {p.name for p in (tmp_path / TINY_FOLDER).iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors"}
+    back = load_tiny_decoder(tmp_path)
+    z = _latents(1, 4, 2, 4, 4)
+    assert list(back.config.channels) == [16, 16, 16, 16] and torch.equal(back(z), tiny(z))
+    with pytest.raises(FileNotFoundError, match="no tiny decoder"):
+        load_tiny_decoder(tmp_path / "elsewhere")
+
+
+def test_psnr_and_ssim():
+    a = torch.zeros(2, 3, 16, 16)
+    assert psnr(a, a + 0.1) == pytest.approx(10 * math.log10(4 / 0.01))
+    assert ssim(a, a) == pytest.approx(1.0)
+    noisy = (a + 0.3 * _latents(2, 3, 16, 16)).clamp(-1, 1)
+    assert 0 < ssim(noisy, a + 0.05) < ssim(noisy, noisy) == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def world(tiny_t2v_dir, tmp_path_factory):
+    """The world's clips prepared once for the tiny teacher (every run below reads them as --data)."""
+    from turbo_edge.core.world_export import world_data
+
+    return world_data(str(tiny_t2v_dir), 8, 0, tmp_path_factory.mktemp("decoder_world"))
+
+
+def _cfg(model, data, out, **kw):
+    base = dict(model=str(model), data=str(data), val_data=str(data), val_clips=4, out=str(out), steps=2, batch=2, width=8,
+                log_every=1, checkpoint_every=1, threads=1)
+    base.update(kw)
+    return DecoderTrainConfig.make(**base)
+
+
+def test_train_writes_the_model_with_its_tiny_decoder(tiny_t2v_dir, world, tmp_path):
+    model_dir = train(_cfg(tiny_t2v_dir, world, tmp_path / "run", steps=6, lr=3e-3))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 7))
+    assert log[-1]["loss"] < log[0]["loss"]  # the distillation moves towards the full decoder
+    assert all(r["loss"] == pytest.approx(r["loss_l1"] + r["loss_mse"] + 0.1 * r["loss_perceptual"], rel=1e-5) for r in log)
+    card, parent = read_card(model_dir), read_card(tiny_t2v_dir)
+    variant = card.decoders["tiny"]
+    assert variant.folder == TINY_FOLDER and variant.cls == "TinyDecoder" and variant.lineage.stage == "decoder_train"
+    assert variant.lineage.parent == str(tiny_t2v_dir) and variant.lineage.step == 6
+    assert DecoderTrainConfig.from_dict(variant.lineage.config).loop.steps == 6
+    assert variant.lineage.details["params_decoder"] < variant.lineage.details["params_full_decoder"]
+    assert card.kind == parent.kind and card.sampler == parent.sampler and card.frames == parent.frames
+    assert "turbo-edge decoder train" in card.reproduce
+    # The card's quality is the written decoder's, against the full decoder, on the held-out latents.
+    model = load_teacher(model_dir)
+    tiny = load_tiny_decoder(model_dir)
+    from turbo_edge.core.train_data import DataSource, load_checked
+
+    latents = DataSource(load_checked(str(world), str(model_dir)), seed=0).head(4).x0
+    assert frame_quality(tiny, AutoencoderKLTarget(model.vae), latents) == pytest.approx(variant.quality)
+    assert np.isfinite(variant.quality["psnr_db"]) and variant.quality["clips"] == 4
+    # The model itself is unchanged: same weights, and the DATA prepared for the parent still fits it.
+    parent_model = load_teacher(tiny_t2v_dir)
+    assert all(torch.equal(a, b) for a, b in zip(model.vae.state_dict().values(), parent_model.vae.state_dict().values()))
+    # Sampling and eval decode with it where asked: the same uint8 rounding as the full decoder's frames.
+    from turbo_edge.core.sampling import decode
+    from turbo_edge.core.tiny_decoder import load_decoder_variant
+    from turbo_edge.evaluate import run_eval
+    from turbo_edge.spec.configs import EvalConfig
+
+    assert load_decoder_variant(model_dir, "full") is None
+    frames = decode(model, latents[:2], load_decoder_variant(model_dir, "tiny"))
+    expected = ((tiny(latents[:2]) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    assert frames.shape == (2, 4, 16, 16, 3) and np.array_equal(frames, expected)
+    assert not np.array_equal(frames, decode(model, latents[:2]))
+    scores = {d: run_eval(EvalConfig(model=str(model_dir), steps=2, num=2, decoder=d)) for d in ("full", "tiny")}
+    assert scores["tiny"]["decoder"] == "tiny" and 0 <= scores["tiny"]["content_acc"] <= 1
+    with pytest.raises(ValueError, match=r"no 'pruned' decoder; it has \['full', 'tiny'\]"):
+        run_eval(EvalConfig(model=str(model_dir), steps=2, num=2, decoder="pruned"))
+    with pytest.raises(ValueError, match="not a model directory"):
+        EvalConfig(model="groundtruth", decoder="tiny")
+
+
+def test_resume_is_exact_and_refuses_another_config(tiny_t2v_dir, world, tmp_path):
+    ref = train(_cfg(tiny_t2v_dir, world, tmp_path / "ref", steps=3, val_clips=0))
+    train(_cfg(tiny_t2v_dir, world, tmp_path / "run", steps=1, val_clips=0))
+    run = train(_cfg(tiny_t2v_dir, world, tmp_path / "run", steps=3, val_clips=0))  # resumed from the step-1 checkpoint
+    a, b = load_tiny_decoder(ref).state_dict(), load_tiny_decoder(run).state_dict()
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert read_card(ref).decoders["tiny"].quality == {}  # val_clips 0: nothing measured, nothing claimed
+    with pytest.raises(ValueError, match="config hash"):
+        train(_cfg(tiny_t2v_dir, world, tmp_path / "run", steps=4, width=16, val_clips=0))
+
+
+def test_adversarial_term_trains_a_discriminator(tiny_t2v_dir, world, tmp_path):
+    train(_cfg(tiny_t2v_dir, world, tmp_path / "adv", steps=2, adv_weight=0.1, adv_start=1, perceptual_weight=0.0, val_clips=0, disc_width=8))
+    rows = [json.loads(line) for line in (tmp_path / "adv" / "log.jsonl").read_text().splitlines()]
+    assert "loss_disc" not in rows[0] and "loss_perceptual" not in rows[0]  # before adv_start; perceptual off
+    assert np.isfinite(rows[1]["loss_disc"]) and rows[1]["loss"] == pytest.approx(rows[1]["loss_l1"] + rows[1]["loss_mse"] + 0.1 * rows[1]["loss_adv_g"], rel=1e-5)
+    assert (tmp_path / "adv" / "ckpt" / "step_0000002" / "discriminator.safetensors").is_file()
+
+
+def test_config_and_cli(capsys):
+    with pytest.raises(ValueError, match="all 0"):
+        DecoderTrainConfig(l1_weight=0, mse_weight=0, perceptual_weight=0)
+    with pytest.raises(ValueError, match="channels must all be >= 1"):
+        DecoderTrainConfig(channels=(8, 0))
+    assert DecoderTrainConfig().loop.lr == 5e-4 and DecoderTrainConfig().loop.steps == 2000
+    assert cli.main(["decoder", "train", "--model", "m", "--channels", "32,16", "--no-memory", "--adv-weight", "0.1", "--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["kind"] == "decoder_train" and printed["channels"] == [32, 16] and printed["memory"] is False and printed["adv_weight"] == 0.1
+    assert cli.main(["decoder", "train", "--model", "does-not-exist", "--out", "x"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_card_decoders_round_trip(tmp_path):
+    from turbo_edge.spec.card import DecoderVariant, Lineage, write_card
+
+    card = ModelCard(decoders={"tiny": DecoderVariant("tiny_vae", "TinyDecoder", Lineage(stage="decoder_train", step=3), {"psnr_db": 30.0})})
+    write_card(card, tmp_path)
+    assert read_card(tmp_path) == card
+    write_card(ModelCard(), tmp_path)
+    assert "decoders" not in json.loads((tmp_path / "turbo_edge.json").read_text())  # cards without variants stay as they were
+
+
+# ------------------------------------------------------------------ the pruned variant (VDMini for the decoder)
+
+
+def test_pruned_decoder_surgery_replay_and_round_trip(tiny_t2v_dir, tmp_path):
+    from turbo_edge.core.pruned_decoder import PrunedDecoder, measure_importance, prune_channels, removable_units, resnets
+    from turbo_edge.decoder.train import apply_decoder_plan
+
+    vae = load_teacher(tiny_t2v_dir).vae
+    z = _latents(2, 4, 3, 8, 8)
+    full = AutoencoderKLTarget(vae).frames(z)
+    intact = PrunedDecoder.from_vae(vae).eval()
+    assert torch.allclose(intact(z), full, atol=1e-5)  # nothing removed: the full decoder
+    units = removable_units(intact.decoder)
+    assert "mid_block.attentions.0" in units and "up_blocks.0.resnets.0" in units
+    table = measure_importance(vae, z)
+    assert sorted(r["unit"] for r in table) == sorted(units) and [r["mse"] for r in table] == sorted(r["mse"] for r in table)
+    assert all(r["mse"] > 0 for r in table)
+    removed = [table[0]["unit"]]
+    pruned = PrunedDecoder.from_vae(vae, removed).eval()
+    assert psnr(pruned(z), full) == pytest.approx(10 * math.log10(4 / table[0]["mse"]), rel=1e-4)  # the table's damage
+    before = {n: r.norm2.num_channels for n, r in resnets(pruned.decoder).items()}
+    kept = prune_channels(pruned.decoder, 0.5, torch.zeros(1, 4, 8, 8))
+    for name, keep in kept.items():
+        resnet = pruned.decoder.get_submodule(name)
+        assert len(keep) == before[name] // 2 == resnet.conv1.out_channels == resnet.conv2.in_channels == resnet.norm2.num_channels
+        assert resnet.norm2.num_channels // resnet.norm2.num_groups == before[name] // vae.config.norm_num_groups  # whole groups went
+    # The plan replays on the full weights without torch-pruning: the same module, and save / load rebuilds it.
+    plan = {"removed": removed, "kept": kept}
+    replayed = apply_decoder_plan(vae, plan).eval()
+    assert torch.equal(replayed(z), pruned(z))
+    assert sum(p.numel() for p in replayed.parameters()) < sum(p.numel() for p in intact.parameters())
+    replayed.save_pretrained(tmp_path / "pruned_vae")
+    back = PrunedDecoder.from_pretrained(tmp_path / "pruned_vae").eval()
+    assert torch.equal(back(z), replayed(z))
+    with pytest.raises(ValueError, match="cannot remove"):
+        PrunedDecoder.from_vae(vae, ["decoder.conv_out"])
+
+
+def test_train_pruned_variant_and_replay_its_plan(tiny_t2v_dir, world, tmp_path):
+    from turbo_edge.core.tiny_decoder import load_decoder_variant
+
+    model_dir = train(_cfg(tiny_t2v_dir, world, tmp_path / "run", variant="pruned", remove_count=2, channel_ratio=0.5, lr=1e-4,
+                           importance_clips=2, val_clips=2))
+    plan = json.loads((tmp_path / "run" / "decoder_plan.json").read_text())
+    assert plan["removed"] == [r["unit"] for r in plan["importance"][:2]] and plan["kept"] and plan["importance_clips"] == 2
+    assert json.loads((model_dir / "pruned_vae" / "decoder_plan.json").read_text()) == plan
+    variant = read_card(model_dir).decoders["pruned"]
+    assert variant.cls == "PrunedDecoder" and variant.folder == "pruned_vae" and variant.lineage.plans == ("decoder_plan.json",)
+    assert variant.lineage.details["removed"] == plan["removed"] and np.isfinite(variant.quality["psnr_db"])
+    assert variant.lineage.details["params_decoder"] < variant.lineage.details["params_full_decoder"]
+    decoder = load_decoder_variant(model_dir, "pruned")
+    assert decoder(_latents(1, 4, 2, 4, 4)).shape == (1, 2, 3, 8, 8)  # the tiny VAE upsamples once
+    # Replayed in a new run: the same plan, no importance measured again.
+    train(_cfg(tiny_t2v_dir, world, tmp_path / "replay", variant="pruned", plan=str(tmp_path / "run" / "decoder_plan.json"), steps=1,
+               val_clips=0))
+    assert json.loads((tmp_path / "replay" / "decoder_plan.json").read_text()) == plan
+    with pytest.raises(ValueError, match="need --variant pruned"):
+        DecoderTrainConfig(channel_ratio=0.5)
