@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 
 def _step_rng(seed: int, step: int, rank: int, stream: int) -> np.random.Generator:
@@ -59,3 +67,53 @@ def warmup_ema(decay: float):
         torch._foreach_lerp_(ema_params, params, 1.0 - d)
 
     return update
+
+
+def train_autoencoder(cfg: Any, vae: torch.nn.Module, chash: str, desc: str,
+                      batch: Callable[[np.random.Generator, int, int], tuple[torch.Tensor, torch.Tensor]]) -> Path:
+    """Both builtin teachers' autoencoder phase: a resumable loop over ``batch(rng, rank, world_size) -> (pixels,
+    per-pixel loss weight)``, object-weighted L1 + L2 reconstruction of a posterior sample plus ``vae_kl_weight`` x KL,
+    AdamW with a 100-step warm-up, checkpoints under ``OUT/vae_ckpt`` (the step count is left out of ``chash``:
+    extending a finished run is a legitimate resume)."""
+    from turbo_edge.core import checkpoint as ckpt
+
+    out = Path(cfg.out)
+    ckdir = out / "vae_ckpt"
+    accel = _accelerator()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(100))
+    start = 0
+    last = ckpt.latest_checkpoint(ckdir)
+    if last is not None:
+        meta = ckpt.load_checkpoint(last, {"vae": vae}, opt, expected_config_hash=chash)
+        sched.load_state_dict(meta["lr_sched"])
+        start = int(meta["step"])
+        log.info("resumed autoencoder training from %s (step %d)", last, start)
+    vae, opt = accel.prepare(vae, opt)
+    model = accel.unwrap_model(vae)
+    rank, ws = accel.process_index, accel.num_processes
+    bar = _Progress(cfg.vae_steps, start, desc, accel.is_main_process)
+    vae.train()
+    for step in range(start, cfg.vae_steps):
+        rng = _step_rng(cfg.seed, step, rank, 1)
+        pixels, weight = batch(rng, rank, ws)
+        posterior = model.encode(pixels).latent_dist
+        z = posterior.sample(generator=_torch_gen(cfg.seed, step, rank, 2))
+        err = model.decode(z).sample - pixels
+        rec = (weight * (err.abs() + err.square())).mean()
+        kl = posterior.kl().mean()
+        loss = rec + cfg.vae_kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        accel.backward(loss)
+        accel.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        bar.update(loss=loss.item(), rec=rec.item())
+        done = step + 1
+        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.vae_steps):
+            ckpt.log_jsonl(out / "vae_log.jsonl", {"step": done, "loss": loss.item(), "rec": rec.item(), "kl": kl.item(), "time": time.time()})
+        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.vae_steps):
+            ckpt.save_checkpoint(ckdir, {"vae": model}, opt, {"step": done, "config_hash": chash, "lr_sched": sched.state_dict()})
+    bar.close()
+    accel.wait_for_everyone()
+    return ckdir

@@ -31,7 +31,16 @@ from turbo_edge.core import wan, world
 from turbo_edge.core.data import to_pixels
 from turbo_edge.spec import param
 from turbo_edge.spec.configs import TeacherTrainConfig
-from turbo_edge.teacher.common import _accelerator, _lr_lambda, _object_weight, _Progress, _step_rng, _torch_gen, warmup_ema
+from turbo_edge.teacher.common import (
+    _accelerator,
+    _lr_lambda,
+    _object_weight,
+    _Progress,
+    _step_rng,
+    _torch_gen,
+    train_autoencoder,
+    warmup_ema,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,56 +54,19 @@ def _video_pixels(clips: np.ndarray) -> torch.Tensor:
 
 
 def train_vae(cfg: TeacherTrainConfig, spec: wan.TinyWanSpec) -> Path:
-    out = Path(cfg.out)
-    ckdir = out / "vae_ckpt"
-    accel = _accelerator()
     torch.manual_seed(cfg.seed)
     vae = wan.build_vae(spec)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(100))
     phase_keys = ("vae_batch", "vae_lr", "vae_kl_weight", "vae_object_weight", "seed")
     chash = ckpt.config_hash({"phase": "vae", "family": "wan", **{k: getattr(cfg, k) for k in phase_keys}, "spec": spec.to_dict()})
-    start = 0
-    last = ckpt.latest_checkpoint(ckdir)
-    if last is not None:
-        meta = ckpt.load_checkpoint(last, {"vae": vae}, opt, expected_config_hash=chash)
-        sched.load_state_dict(meta["lr_sched"])
-        start = int(meta["step"])
-        log.info("resumed autoencoder training from %s (step %d)", last, start)
-    vae, opt = accel.prepare(vae, opt)
-    model = accel.unwrap_model(vae)
-    rank, ws = accel.process_index, accel.num_processes
-    clips_per_rank = max(1, cfg.vae_batch // spec.frames // ws)  # vae_batch counts frames, as for the UNet recipe
     geometry = spec.world_config()
-    bar = _Progress(cfg.vae_steps, start, "causal autoencoder", accel.is_main_process)
-    vae.train()
-    for step in range(start, cfg.vae_steps):
-        rng = _step_rng(cfg.seed, step, rank, 1)
-        idx = rng.integers(0, 2**31, size=clips_per_rank)
-        _, clips = world.batch("train", cfg.seed, idx.tolist(), geometry)
+
+    def batch(rng: np.random.Generator, rank: int, ws: int) -> tuple[torch.Tensor, torch.Tensor]:
+        clips_per_rank = max(1, cfg.vae_batch // spec.frames // ws)  # vae_batch counts frames, as for the UNet recipe
+        _, clips = world.batch("train", cfg.seed, rng.integers(0, 2**31, size=clips_per_rank).tolist(), geometry)
         x = _video_pixels(clips)
-        posterior = model.encode(x).latent_dist
-        z = posterior.sample(generator=_torch_gen(cfg.seed, step, rank, 2))
-        recon = model.decode(z).sample
-        weight = _object_weight(x.transpose(1, 2), cfg.vae_object_weight).transpose(1, 2)  # per frame, [B, 1, F, H, W]
-        err = recon - x
-        rec = (weight * (err.abs() + err.square())).mean()
-        kl = posterior.kl().mean()
-        loss = rec + cfg.vae_kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        accel.backward(loss)
-        accel.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        bar.update(loss=loss.item(), rec=rec.item())
-        done = step + 1
-        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.vae_steps):
-            ckpt.log_jsonl(out / "vae_log.jsonl", {"step": done, "loss": loss.item(), "rec": rec.item(), "kl": kl.item(), "time": time.time()})
-        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.vae_steps):
-            ckpt.save_checkpoint(ckdir, {"vae": model}, opt, {"step": done, "config_hash": chash, "lr_sched": sched.state_dict()})
-    bar.close()
-    accel.wait_for_everyone()
-    return ckdir
+        return x, _object_weight(x.transpose(1, 2), cfg.vae_object_weight).transpose(1, 2)  # per frame, [B, 1, F, H, W]
+
+    return train_autoencoder(cfg, vae, chash, "causal autoencoder", batch)
 
 
 @torch.no_grad()
