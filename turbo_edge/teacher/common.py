@@ -117,3 +117,24 @@ def train_autoencoder(cfg: Any, vae: torch.nn.Module, chash: str, desc: str,
     bar.close()
     accel.wait_for_everyone()
     return ckdir
+
+
+def denoiser_update(cfg: Any, accel: Any, step: int, loss: torch.Tensor, ddp_model: torch.nn.Module, model: torch.nn.Module, ema: Any,
+                    opt: torch.optim.Optimizer, sched: Any, bar: _Progress, ckdir: Path, chash: str) -> None:
+    """Both builtin teachers' denoiser-phase update after the loss: clipped optimiser step, learning-rate schedule, EMA,
+    then the log line (``OUT/unet_log.jsonl``) and the checkpoint (model + EMA + optimizer) when they are due."""
+    from turbo_edge.core import checkpoint as ckpt
+
+    opt.zero_grad(set_to_none=True)
+    accel.backward(loss)
+    gnorm = accel.clip_grad_norm_(ddp_model.parameters(), cfg.grad_clip)
+    opt.step()
+    sched.step()
+    ema.update_parameters(model)
+    bar.update(loss=loss.item())
+    done = step + 1
+    if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.unet_steps):
+        ckpt.log_jsonl(Path(cfg.out) / "unet_log.jsonl", {"step": done, "loss": loss.item(), "grad_norm": float(gnorm),
+                                                          "lr": sched.get_last_lr()[0], "time": time.time()})
+    if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.unet_steps):
+        ckpt.save_checkpoint(ckdir, {"model": model, "ema": ema}, opt, {"step": done, "config_hash": chash, "lr_sched": sched.state_dict()})

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from turbo_edge.teacher.common import (
     _Progress,
     _step_rng,
     _torch_gen,
+    denoiser_update,
     train_autoencoder,
     warmup_ema,
 )
@@ -172,18 +172,7 @@ def train_transformer(cfg: TeacherTrainConfig, spec: wan.TinyWanSpec, vae, token
         x_t = param.flow_add_noise(x0, eps, sigma)
         pred = ddp_model(x_t, sigma * 1000.0, encoder_hidden_states=text, return_dict=False)[0]
         loss = (pred - param.flow_velocity(x0, eps)).square().mean()
-        opt.zero_grad(set_to_none=True)
-        accel.backward(loss)
-        gnorm = accel.clip_grad_norm_(ddp_model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        ema.update_parameters(model)
-        bar.update(loss=loss.item())
-        done = step + 1
-        if accel.is_main_process and (done % cfg.log_every == 0 or done == cfg.unet_steps):
-            ckpt.log_jsonl(out / "unet_log.jsonl", {"step": done, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0], "time": time.time()})
-        if accel.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.unet_steps):
-            ckpt.save_checkpoint(ckdir, {"model": model, "ema": ema}, opt, {"step": done, "config_hash": chash, "lr_sched": sched.state_dict()})
+        denoiser_update(cfg, accel, step, loss, ddp_model, model, ema, opt, sched, bar, ckdir, chash)
     bar.close()
     accel.wait_for_everyone()
     return ckdir
