@@ -31,6 +31,8 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
+from turbo_edge.spec.host import cpu_model_name
+
 ENCODINGS = [  # (lavfi source, size, fps, seconds, codec args, suffix)
     ("testsrc", "64x48", 10, 2, ["-c:v", "libx264", "-pix_fmt", "yuv420p"], ".mp4"),
     ("smptebars", "48x64", 25, 1, ["-c:v", "mpeg4", "-q:v", "5"], ".mp4"),
@@ -41,13 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpu_model_name() or platform.processor() or "unknown"
 
 
 def ffmpeg(path: Path, source: str, size: str, fps: int, length: list[str], codec: list[str]) -> None:

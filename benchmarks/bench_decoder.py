@@ -28,11 +28,12 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from turbo_edge.spec.host import cpu_model_name
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "benchmarks") not in sys.path:
@@ -58,12 +59,7 @@ def log(msg: str) -> None:
 
 
 def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return fields.get("Model name", "unknown").strip()
+    return cpu_model_name() or platform.processor() or "unknown"
 
 
 def latency(calls: dict[str, Any], warmup: int, runs: int) -> dict[str, Any]:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
+from turbo_edge.spec.host import cpu_model_name
+
 REPO = Path(__file__).resolve().parents[1]
 TABLES = ["tests/core/test_cases_data.py", "tests/core/test_cases_checkpoint.py", "tests/apps/test_cases_writers.py",
           "tests/spec/test_cases_config.py", "tests/serve/test_cases_serve.py"]
@@ -42,13 +44,7 @@ GOAL_MB = 1536  # the issue's bound: under 1.5 GB, or refused in one line
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpu_model_name() or platform.processor() or "unknown"
 
 
 def ffmpeg(out: Path, size: str, frames: int) -> Path:
