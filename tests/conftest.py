@@ -69,3 +69,17 @@ def wan_test_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_models import build_wan_test_pipeline
 
     return build_wan_test_pipeline(tmp_path_factory.mktemp("models") / "wan_test")
+
+
+@pytest.fixture(scope="session")
+def wan_data_dir(wan_test_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DATA for the Wan test model: 8 world clips rendered with one lead-in frame (9 frames, as a causal VAE takes
+    them), written as mp4 (world export) and prepared at 9 x 32 x 32 (data prepare)."""
+    from turbo_edge.core.dataset import prepare
+    from turbo_edge.core.world_export import export_world
+    from turbo_edge.spec.configs.data import DataPrepareConfig, WorldExportConfig
+
+    work = tmp_path_factory.mktemp("wan_data")
+    export_world(WorldExportConfig(split="train", num=8, seed=0, out=str(work / "world"), lead_in=1))
+    prepare(DataPrepareConfig(source=str(work / "world"), model=str(wan_test_dir), out=str(work / "data"), frames=9, height=32, width=32))
+    return work / "data"

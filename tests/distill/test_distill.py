@@ -88,8 +88,7 @@ def test_motion_energy_gradient_lowers_energy(tiny_t2v_dir):
     from turbo_edge.distill.motion import MotionGuidance
 
     teacher = load_teacher(tiny_t2v_dir)
-    abar = param.alphas_cumprod(teacher.scheduler_config)
-    mg = MotionGuidance(teacher.unet, abar, "v_prediction", reference_t=100)
+    mg = MotionGuidance(teacher.unet, teacher.schedule, "v_prediction", reference_t=100)
     g = torch.Generator().manual_seed(0)
     x, ref, cond = torch.randn(1, 4, 4, 4, 4, generator=g), torch.randn(1, 4, 4, 4, 4, generator=g), torch.randn(1, 16, 32, generator=g)
     t = np.array([100])

@@ -90,6 +90,11 @@ class Autoencoder(ABC):
     def decode_pixels(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents [B, C, f, h, w] -> float frames [B, F, 3, H, W] in [-1, 1]; differentiable (rewards)."""
 
+    def decode_frames(self, vae: torch.nn.Module, latents: torch.Tensor, frame_idx: np.ndarray) -> torch.Tensor:
+        """Chosen frames of the decoded clip [B, K, 3, H, W], differentiable (the distiller's image / video rewards).
+        The whole clip is decoded (a causal decoder's frames depend on the latents before them)."""
+        return self.decode_pixels(vae, latents)[:, torch.from_numpy(np.asarray(frame_idx))]
+
     def default_size(self, config: dict[str, Any]) -> int | None:
         """The frame size the autoencoder's config names, if any."""
         return None
@@ -128,6 +133,10 @@ class PerFrameKL(Autoencoder):
     def encode(self, vae: torch.nn.Module, clips: np.ndarray) -> torch.Tensor:
         z = vae.encode(to_pixels(clips.reshape(-1, *clips.shape[2:]))).latent_dist.mean * vae.config.scaling_factor
         return z.reshape(clips.shape[0], clips.shape[1], *z.shape[1:])
+
+    def decode_frames(self, vae: torch.nn.Module, latents: torch.Tensor, frame_idx: np.ndarray) -> torch.Tensor:
+        """Frame by frame: only the chosen latent frames are decoded."""
+        return self.decode_pixels(vae, latents[:, :, torch.from_numpy(np.asarray(frame_idx))])
 
     def decode_pixels(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = latents.shape

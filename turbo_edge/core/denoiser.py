@@ -11,13 +11,16 @@ family registry are ``core.autoencoders``, ``core.text_encoders`` and ``core.fam
   (``call_denoiser``, ``T2VModel.denoise``);
 - ``geometry``: latent channels, text width and guidance-embedding width, which the export contract is built from;
 - ``removable_units`` / ``apply_plan``: the units a pruning plan may name, and the surgery that removes them;
-- ``enable_gradient_checkpointing``: recompute activations in the backward pass (a family without it refuses).
+- ``enable_gradient_checkpointing``: recompute activations in the backward pass (a family without it refuses);
+- ``attach_guidance_embedding`` / ``build_student``: a distilled student's zero-initialised guidance embedding, in place
+  on the teacher's module (LoRA on a shared base) or on a copy; ``lora_targets``: the layers LoRA adapts.
 
 The parameterisation (prediction type, schedule) is the model family's (``core.families``), its maths ``spec.param``.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import types
 from abc import ABC, abstractmethod
@@ -28,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 
 from turbo_edge.core import replay
-from turbo_edge.core.models import attach_temporal_position, own_config_keys_quiet
+from turbo_edge.core.models import attach_temporal_position, own_config_keys_quiet, unet_from_config
 from turbo_edge.spec import plan as plans
 
 
@@ -46,6 +49,16 @@ class DenoiserFamily(ABC):
     name: ClassVar[str]
     diffusers_class: ClassVar[str]  # the class model_index.json names for the denoiser
     folder: ClassVar[str]  # the component folder in the model directory
+    lora_targets: ClassVar[str]  # a regex on full module names: the layers a LoRA student (or VSD's fake score) adapts
+
+    @abstractmethod
+    def attach_guidance_embedding(self, module: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+        """In place: the teacher's module gains a zero-initialised guidance embedding (it still computes exactly the
+        teacher until trained, and exactly the teacher whenever it is called without one); recorded in its config."""
+
+    def build_student(self, teacher_module: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+        """A separate student: a copy of the teacher's module with the guidance embedding attached."""
+        return self.attach_guidance_embedding(copy.deepcopy(teacher_module), w_embedding_dim)
 
     @abstractmethod
     def load(self, path: str | os.PathLike[str], dtype: torch.dtype, block_plan: dict[str, Any] | None = None,
@@ -138,6 +151,48 @@ class UNet3DFamily(DenoiserFamily):
     def apply_plan(self, module: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module:
         return replay.apply_plan(module, plan)
 
+    # T2V-Turbo: every Linear / Conv in attention, resnets and temporal convs; diffusers' LCM script adds
+    # time_emb_proj. A regex on full module names, because the temporal convs' ``conv1`` is a Sequential whose Conv3d
+    # sits at index 2 (3 for conv2..conv4).
+    lora_targets = (
+        r".*(\.to_q|\.to_k|\.to_v|\.to_out\.0|\.proj_in|\.proj_out|\.ff\.net\.0\.proj|\.ff\.net\.2"
+        r"|resnets\.\d+\.conv1|resnets\.\d+\.conv2|\.time_emb_proj|temp_convs\.\d+\.conv1\.2|temp_convs\.\d+\.conv[234]\.3)$"
+    )
+
+    def attach_guidance_embedding(self, module: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+        """The time embedding is rebuilt around the teacher's own ``linear_1`` / ``linear_2`` so ``cond_proj`` sits
+        where a UNet built from the student's config has it (after ``linear_1``): parameter order, hence optimizer
+        state in checkpoints, is the same as with a separate student (``build_student``). Without ``timestep_cond``
+        the layer is never called."""
+        from diffusers.models.embeddings import TimestepEmbedding
+
+        unet = base_module(module)
+        old = unet.time_embedding
+        if getattr(old, "cond_proj", None) is not None:
+            raise ValueError("this UNet already has a guidance embedding (time_cond_proj_dim): it is a student, not a teacher")
+        new = TimestepEmbedding(old.linear_1.in_features, old.linear_1.out_features, act_fn=unet.config.act_fn, cond_proj_dim=w_embedding_dim)
+        new.linear_1, new.linear_2 = old.linear_1, old.linear_2
+        if type(new.act) is not type(old.act) or old.post_act is not None:
+            raise ValueError("the teacher's time embedding is not the one UNet3DConditionModel builds; use teacher_weights copy")
+        ref = old.linear_1.weight
+        new.cond_proj = new.cond_proj.to(device=ref.device, dtype=ref.dtype).requires_grad_(ref.requires_grad)
+        torch.nn.init.zeros_(new.cond_proj.weight)
+        unet.time_embedding = new
+        unet.register_to_config(time_cond_proj_dim=w_embedding_dim)
+        return module
+
+    def build_student(self, teacher_module: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+        """A UNet3DConditionModel built from the student's config (``time_cond_proj_dim``) with the teacher's weights."""
+        # Private keys (``_use_default_values`` among them) would make diffusers ignore the new field.
+        config = {k: v for k, v in teacher_module.config.items() if not k.startswith("_")}
+        config["time_cond_proj_dim"] = w_embedding_dim
+        student = unet_from_config(config)
+        missing, unexpected = student.load_state_dict(teacher_module.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("time_embedding.cond_proj") for k in missing):
+            raise ValueError(f"teacher UNet does not fit the student: missing {missing}, unexpected {unexpected}")
+        torch.nn.init.zeros_(student.time_embedding.cond_proj.weight)
+        return student
+
     def enable_gradient_checkpointing(self, module: torch.nn.Module) -> int:
         """Every down / mid / up block recomputes in the backward pass. diffusers 0.42.1's UNet3DConditionModel has
         ``_supports_gradient_checkpointing = False`` (its 3D blocks carry the flag but never read it), so its
@@ -182,6 +237,12 @@ class WanFamily(DenoiserFamily):
     name = "wan"
     diffusers_class = "WanTransformer3DModel"
     folder = "transformer"
+    # Every block's self- and cross-attention projections and its feed-forward (the layers Wan LoRAs adapt: lightx2v's
+    # step-distillation LoRA, diffusers' Wan LoRA loader); the adaLN tables and the patch embedding stay frozen.
+    lora_targets = r".*blocks\.\d+\.(attn1|attn2)\.(to_q|to_k|to_v|to_out\.0)$|.*blocks\.\d+\.ffn\.net\.(0\.proj|2)$"
+
+    def attach_guidance_embedding(self, module: torch.nn.Module, w_embedding_dim: int) -> torch.nn.Module:
+        return attach_wan_guidance_embedding(module, w_embedding_dim)
 
     def load(self, path: str | os.PathLike[str], dtype: torch.dtype, block_plan: dict[str, Any] | None = None,
              channel_plan: dict[str, Any] | None = None) -> torch.nn.Module:

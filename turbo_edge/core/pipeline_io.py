@@ -78,6 +78,13 @@ class T2VModel:
         return dict(self.scheduler.config)
 
     @property
+    def schedule(self) -> Any:
+        """The noise schedule (``spec.param.NoiseSchedule``) the scheduler config defines for this family's parameterisation."""
+        from turbo_edge.spec.param import NoiseSchedule
+
+        return NoiseSchedule.from_scheduler_config(self.scheduler_config, self.components.parameterisation)
+
+    @property
     def closed_vocabulary(self) -> list[str] | None:
         """Words the model was trained on, for models that know only those (the builtin ones)."""
         return self.card.closed_vocabulary

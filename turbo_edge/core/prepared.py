@@ -41,8 +41,11 @@ SHARD_KEY = "turbo_edge"  # the one safetensors metadata key of a shard
 FINGERPRINTED = ("vae", "text_encoder", "tokenizer")
 # JSON keys that record where or how a component was saved, not what it computes: a copy saved elsewhere, or loaded
 # in another dtype and saved again (the weights' own bytes are hashed), is the same model.
-PROVENANCE_KEYS = ("_name_or_path", "_diffusers_version", "_commit_hash", "transformers_version", "dtype", "torch_dtype",
-                   "padding", "truncation")  # tokenizer.json's last call state: encode_text sets both on every call
+# transformers 5 adds ``is_local`` / ``local_files_only`` to tokenizer_config.json when it saves a tokenizer it loaded
+# from a folder: a student saved from its teacher then matches the teacher's DATA, whichever way the teacher was written.
+LEGACY_PROVENANCE_KEYS = ("_name_or_path", "_diffusers_version", "_commit_hash", "transformers_version", "dtype", "torch_dtype",
+                          "padding", "truncation")  # tokenizer.json's last call state: encode_text sets both on every call
+PROVENANCE_KEYS = (*LEGACY_PROVENANCE_KEYS, "is_local", "local_files_only")
 
 
 def shard_name(k: int) -> str:
@@ -53,14 +56,14 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
+def _file_sha256(path: Path, provenance: tuple[str, ...] = PROVENANCE_KEYS) -> str:
     if path.suffix == ".json":
         try:
             content = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             content = None
         if isinstance(content, dict):
-            kept = {k: v for k, v in content.items() if k not in PROVENANCE_KEYS}
+            kept = {k: v for k, v in content.items() if k not in provenance}
             return sha256_bytes(json.dumps(kept, sort_keys=True).encode())
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -69,11 +72,11 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def model_fingerprint(model: str | os.PathLike[str]) -> tuple[str, dict[str, str]]:
+def model_fingerprint(model: str | os.PathLike[str], provenance: tuple[str, ...] = PROVENANCE_KEYS) -> tuple[str, dict[str, str]]:
     """sha256 over the files of the components the data depends on (weights and tokenizer files as bytes, JSON
-    configs without their ``PROVENANCE_KEYS``), and the per-file hashes it combines ({"vae/config.json": ..., ...})."""
+    configs without their ``provenance`` keys), and the per-file hashes it combines ({"vae/config.json": ..., ...})."""
     root = resolve_model_path(model)
-    files = {f.relative_to(root).as_posix(): _file_sha256(f)
+    files = {f.relative_to(root).as_posix(): _file_sha256(f, provenance)
              for comp in FINGERPRINTED for f in sorted((root / comp).rglob("*")) if f.is_file()}
     return sha256_bytes(json.dumps(files, sort_keys=True).encode()), files
 
@@ -215,6 +218,8 @@ class PreparedData:
         ``model_fingerprint``) or another clip geometry."""
         if model is not None:
             fingerprint = model_fingerprint(model)[0]
+            if fingerprint != self.fingerprint and model_fingerprint(model, LEGACY_PROVENANCE_KEYS)[0] == self.fingerprint:
+                fingerprint = self.fingerprint  # a DATA prepared before the tokenizer's load-state keys were left out
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise ValueError(f"{self.path} was prepared with model {self.index['model']['path']} (fingerprint {self.fingerprint[:12]}), "
                              f"not this one ({fingerprint[:12]}): prepare the data again with --model set to this model")

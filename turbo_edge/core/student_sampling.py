@@ -1,4 +1,4 @@
-"""Sampling a distilled student in PyTorch: one UNet call per step, guidance given as an embedding.
+"""Sampling a distilled student in PyTorch: one denoiser call per step, guidance given as an embedding.
 
 The contract is the card's typed ``SamplerSpec`` (the object export writes into the bundle), so this sampler, the
 export's int8 calibration and both runtimes read the same timesteps and scalings.
@@ -55,7 +55,7 @@ def student_latents(
     sampler = sampler_contract(model)
     timesteps = student_timesteps(sampler, steps)
     w = float(guidance if guidance is not None else sampler.guidance)
-    abar = param.alphas_cumprod(model.scheduler_config)
+    sched = sampler.schedule(model.scheduler_config)
     shape = latent_shape(model, *video_size)
     w_emb = torch.from_numpy(param.guidance_embedding(w, int(sampler.w_embedding_dim)))
     for start in tqdm(range(0, len(prompts), batch_size), desc="student", disable=not progress):
@@ -64,8 +64,9 @@ def student_latents(
 
         def model_fn(x: torch.Tensor, t: np.ndarray, cond: torch.Tensor = cond) -> torch.Tensor:
             t_cond = w_emb.expand(len(x), -1)
+            t_net = sched.model_timestep(t)  # DDPM: the index; flow: sigma_t * N
             if record is not None:
-                timestep = np.broadcast_to(np.asarray(t, dtype=np.float32), (len(x),))
+                timestep = np.broadcast_to(np.asarray(t_net, dtype=np.float32), (len(x),))
                 for i in range(len(x)):
                     record({
                         "sample": x[i : i + 1].numpy().astype(np.float32),
@@ -73,14 +74,14 @@ def student_latents(
                         "encoder_hidden_states": cond[i : i + 1].numpy().astype(np.float32),
                         "timestep_cond": t_cond[i : i + 1].numpy().astype(np.float32),
                     })
-            return model.denoise(x, torch.from_numpy(t), cond, t_cond)
+            return model.denoise(x, torch.from_numpy(t_net), cond, t_cond)
 
         def noise_fn(step: int, chunk: list[int] = chunk) -> torch.Tensor:
             return torch.from_numpy(np.stack([normal(seed, stream_id(i, step + 1), shape) for i in chunk]))
 
         x = torch.from_numpy(np.stack([normal(seed, stream_id(i, 0), shape) for i in chunk]))
         yield consistency_sample(
-            model_fn, x, timesteps, abar, sampler.prediction_type, noise_fn,
+            model_fn, x, timesteps, sched, sampler.prediction_type, noise_fn,
             sampler.timestep_scaling, sampler.sigma_data,
         )
 

@@ -61,9 +61,9 @@ def install_capture(unet: torch.nn.Module, store: _AttentionStore) -> int:
 
 
 class MotionGuidance:
-    def __init__(self, teacher_unet: torch.nn.Module, abar: np.ndarray, prediction_type: str, reference_t: int = 200) -> None:
+    def __init__(self, teacher_unet: torch.nn.Module, sched: param.NoiseSchedule, prediction_type: str, reference_t: int = 200) -> None:
         self.unet = teacher_unet
-        self.abar = abar
+        self.sched = sched
         self.ptype = prediction_type
         self.reference_t = reference_t
         self.store = _AttentionStore()
@@ -72,7 +72,7 @@ class MotionGuidance:
     def _maps(self, x: torch.Tensor, t: np.ndarray, cond: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         self.store.maps, self.store.active = [], True
         try:
-            out = call_denoiser(self.unet, x, torch.from_numpy(t), cond)
+            out = call_denoiser(self.unet, x, torch.from_numpy(self.sched.model_timestep(t)), cond)
         finally:
             self.store.active = False
         return self.store.maps, out
@@ -80,7 +80,7 @@ class MotionGuidance:
     def energy(self, x_t: torch.Tensor, t: np.ndarray, reference: torch.Tensor, cond: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Per-sample energy [B]: masked squared difference of temporal attention maps (decoder layers)."""
         t_ref = np.full(len(t), self.reference_t)
-        a, s = (torch.from_numpy(v).float() for v in param.alpha_sigma(self.abar[t_ref]))
+        a, s = (torch.from_numpy(v).float() for v in self.sched.alpha_sigma(t_ref))
         with torch.no_grad():
             ref_maps, _ = self._maps(param.add_noise(reference, torch.randn(reference.shape, generator=gen), a, s), t_ref, cond)
         maps, _ = self._maps(x_t, t, cond)
@@ -105,7 +105,7 @@ class MotionGuidance:
             (grad,) = torch.autograd.grad(e.sum(), x)
         rms = grad.flatten(1).square().mean(dim=1).sqrt().clamp(min=1e-12)
         grad = grad / param._bcast(rms, grad)
-        alpha, sigma = (torch.from_numpy(v).float() for v in param.alpha_sigma(self.abar[t[sel.numpy()]]))
+        alpha, sigma = (torch.from_numpy(v).float() for v in self.sched.alpha_sigma(t[sel.numpy()]))
         x0, eps = x0.clone(), eps.clone()
         x0[sel] = x0[sel] - strength * param._bcast(sigma, grad) * grad
         eps[sel] = (x_t[sel] - param._bcast(alpha, grad) * x0[sel]) / param._bcast(sigma, grad)

@@ -28,7 +28,7 @@ from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import consistency as cd
 from turbo_edge.core import train_data
 from turbo_edge.core.denoiser import call_denoiser
-from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, save_model
+from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, model_family, save_model
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks
 from turbo_edge.distill.motion import MotionGuidance
@@ -66,11 +66,24 @@ def check_teacher(teacher: T2VModel) -> None:
     """Refuse teachers the distiller cannot use, before any training starts."""
     if teacher.card.kind != "teacher":
         raise ValueError(f"{teacher.path} is a {teacher.card.kind}, not a teacher: distil from the original teacher")
-    if teacher.unet.config.time_cond_proj_dim is not None:
-        raise ValueError(f"{teacher.path}'s UNet already has a guidance embedding (time_cond_proj_dim): it is a student")
+    if teacher.family.geometry(teacher.unet).guidance_dim is not None:
+        raise ValueError(f"{teacher.path}'s denoiser already has a guidance embedding: it is a student")
     ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
-    if ptype not in param.PREDICTION_TYPES:
+    if teacher.components.parameterisation == "ddpm" and ptype not in param.PREDICTION_TYPES:
         raise ValueError(f"teacher prediction_type {ptype!r} is not supported; expected one of {param.PREDICTION_TYPES}")
+    teacher.schedule  # a flow scheduler the distiller cannot follow (dynamic shifting) is refused here  # noqa: B018
+
+
+# Motion guidance reads the UNet's decoder temporal self-attention (frame-to-frame maps per spatial position); a
+# family whose denoiser has none (a DiT's joint 3D attention) is refused before its weights load (docs/decisions.md).
+MOTION_GUIDANCE_FAMILIES = ("unet3d",)
+
+
+def check_options(cfg: DistillConfig, family: str) -> None:
+    """Refuse option / family combinations from ``model_index.json`` alone, before any model loads."""
+    if cfg.motion_guidance > 0 and family not in MOTION_GUIDANCE_FAMILIES:
+        raise ValueError(f"motion guidance needs a UNet's temporal attention; a {family} teacher has joint 3D attention "
+                         f"instead: set motion_guidance=0 (docs/decisions.md, 'Motion guidance for DiTs')")
 
 
 class Distiller:
@@ -79,9 +92,11 @@ class Distiller:
     def __init__(self, cfg: DistillConfig, teacher: T2VModel, accel: Any) -> None:
         self.cfg, self.teacher, self.accel = cfg, teacher, accel
         check_teacher(teacher)
-        self.abar = param.alphas_cumprod(teacher.scheduler_config)
-        self.ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
-        self.grid = param.solver_timesteps(len(self.abar), cfg.origin_steps)
+        # (alpha, sigma) per timestep index: a DDPM schedule or a flow-matching one; the steps below are written
+        # once over it (core.consistency), the network is called at ``sched.model_timestep``.
+        self.sched = teacher.schedule
+        self.ptype = self.sched.prediction_type
+        self.grid = param.solver_timesteps(len(self.sched), cfg.origin_steps)
         torch.manual_seed(cfg.seed)
         # Shared: the student is the teacher's own UNet plus cond_proj and LoRA; the teacher's calls disable both
         # (teacher_pass), so there is one copy of the base weights. Otherwise the student is a second UNet.
@@ -109,11 +124,11 @@ class Distiller:
         self.motion = None
         if cfg.motion_guidance > 0:
 
-            self.motion = MotionGuidance(teacher.unet, self.abar, self.ptype)
+            self.motion = MotionGuidance(teacher.unet, self.sched, self.ptype)
         self.vsd = None
         if cfg.vsd_weight > 0:
 
-            self.vsd = VariationalScore(teacher.unet, self.abar, self.ptype, cfg)
+            self.vsd = VariationalScore(teacher.unet, self.sched, self.ptype, cfg)
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         return autocast(self.cfg.loop.mixed_precision, self.device_type)
@@ -173,18 +188,20 @@ class Distiller:
             uncond = encode_text(self.teacher, [""] * b)
         # Step 2: noise the clean latents.
         eps = torch.randn(x0.shape, generator=_gen(cfg, step, rank, 2))
-        alpha, sigma = (cd.coef(v, x0) for v in param.alpha_sigma(self.abar[t]))
+        alpha, sigma = (cd.coef(v, x0) for v in self.sched.alpha_sigma(t))
         x_t = param.add_noise(x0, eps, alpha, sigma)
+        t_net = torch.from_numpy(self.sched.model_timestep(t))
         # Step 3: the student's consistency output (its single-step x0); losses are fp32 whatever the autocast.
         with self.autocast():
-            out = call_denoiser(student, x_t, torch.from_numpy(t), cond, w_emb).float()
-        f_student = cd.consistency_output(out, x_t, t, self.abar, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
-        # Step 4: the teacher's guided DDIM step from t to s (motion guidance on the noisiest solver steps).
+            out = call_denoiser(student, x_t, t_net, cond, w_emb).float()
+        f_student = cd.consistency_output(out, x_t, t, self.sched, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
+        # Step 4: the teacher's guided solver step from t to s (DDIM; on a flow schedule the Euler step), motion
+        # guidance on the noisiest solver steps.
         with self.teacher_pass():
-            both = self.teacher.denoise(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), torch.cat([cond, uncond])).float()
+            both = self.teacher.denoise(torch.cat([x_t, x_t]), torch.cat([t_net, t_net]), torch.cat([cond, uncond])).float()
         with torch.no_grad():
             out_c, out_u = both.chunk(2)
-            x0_teacher, eps_teacher = cd.guided_x0_eps(out_c, out_u, x_t, t, self.abar, self.ptype, w)
+            x0_teacher, eps_teacher = cd.guided_x0_eps(out_c, out_u, x_t, t, self.sched, self.ptype, w)
         metrics: dict[str, float] = {}
         if self.motion is not None:
             guided = n >= (1.0 - cfg.motion_fraction) * len(self.grid)
@@ -194,13 +211,13 @@ class Distiller:
                 )
                 metrics["motion_energy"] = energy
         with torch.no_grad():
-            x_s = cd.ddim_step(x0_teacher, eps_teacher, s, self.abar)
+            x_s = cd.ddim_step(x0_teacher, eps_teacher, s, self.sched)
             # Step 5: the target's consistency output at s (at s = -1 the boundary condition gives x_s itself).
             s_clamped = np.maximum(s, 0)
             target_net = self.target if self.target is not None else student
             with self.autocast():
-                out_s = call_denoiser(target_net, x_s, torch.from_numpy(s_clamped), cond, w_emb).float()
-            f_target = cd.consistency_output(out_s, x_s, s_clamped, self.abar, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
+                out_s = call_denoiser(target_net, x_s, torch.from_numpy(self.sched.model_timestep(s_clamped)), cond, w_emb).float()
+            f_target = cd.consistency_output(out_s, x_s, s_clamped, self.sched, self.ptype, cfg.timestep_scaling, cfg.sigma_data)
             f_target = torch.where(torch.from_numpy(s < 0).view(-1, *[1] * (x_s.ndim - 1)), x_s, f_target)
         # Step 6: Huber consistency loss.
         loss_cd = cd.pseudo_huber(f_student, f_target, cfg.huber_c).mean()
@@ -220,16 +237,18 @@ class Distiller:
         return total, metrics
 
     def decode(self, latents_bcfhw: torch.Tensor, frame_idx: np.ndarray) -> torch.Tensor:
-        """Decode chosen frames with gradients through the frozen VAE: [B, K, 3, H, W] in [-1, 1]."""
-        picked = latents_bcfhw[:, :, torch.from_numpy(frame_idx)]  # [B, C, K, h, w]
-        b, c, k, h, w = picked.shape
-        flat = picked.permute(0, 2, 1, 3, 4).reshape(b * k, c, h, w) / self.teacher.vae.config.scaling_factor
-        images = self.teacher.vae.decode(flat).sample.clamp(-1, 1)
-        return images.reshape(b, k, *images.shape[1:])
+        """Decode chosen frames with gradients through the frozen autoencoder: [B, K, 3, H, W] in [-1, 1]. Frame
+        indices count the clip's frames after the model's lead-in (a causal autoencoder's first frame)."""
+        return self.teacher.components.autoencoder.decode_frames(self.teacher.vae, latents_bcfhw, frame_idx + self.teacher.lead_in_frames).clamp(-1, 1)
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        """Frames a reward may pick from: the decoded clip's, less the lead-in."""
+        geometry = self.teacher.components.autoencoder.geometry(self.teacher.vae)
+        return geometry.pixel_frames(latent_frames) - self.teacher.lead_in_frames
 
     def reward_loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int) -> tuple[torch.Tensor, dict[str, float]]:
         rng = _rng(self.cfg, step, rank, 3)
-        frames = x0.shape[2]
+        frames = self.pixel_frames(x0.shape[2])
         total = x0.new_zeros(())
         metrics = {}
         for term, model in self.rewards:
@@ -250,6 +269,7 @@ def student_card(cfg: DistillConfig, teacher: T2VModel, step: int) -> ModelCard:
     sampler = SamplerSpec.consistency(
         teacher.scheduler_config, cfg.origin_steps, cfg.w_embedding_dim, default_steps=cfg.default_steps,
         supported_steps=SUPPORTED_STEPS, guidance=cfg.default_guidance, timestep_scaling=cfg.timestep_scaling, sigma_data=cfg.sigma_data,
+        parameterisation=teacher.components.parameterisation,
     )
     lineage = Lineage(stage="distill", parent=cfg.teacher if cfg.teacher in ALIASES else str(teacher.path),  # an alias stays portable
                       config=cfg.to_dict(), step=step)
@@ -260,16 +280,21 @@ def student_card(cfg: DistillConfig, teacher: T2VModel, step: int) -> ModelCard:
 
 
 def export_student(distiller: Distiller, out: str | Path, step: int) -> Path:
-    """Merge LoRA into a copy of the student and write the teacher layout + turbo_edge.json."""
+    """Merge LoRA into a copy of the student and write the teacher's layout + turbo_edge.json. A DDPM student's
+    ``scheduler/`` is diffusers' LCMScheduler on the teacher's schedule; a flow student keeps the teacher's flow
+    scheduler (its sampler is the card's consistency contract, which names the shift)."""
     import copy
 
     from diffusers import LCMScheduler
 
     unet = merge_lora(copy.deepcopy(distiller.student)).eval()
     t = distiller.teacher
-    sched_cfg = {k: v for k, v in t.scheduler_config.items() if not k.startswith("_")}
-    scheduler = LCMScheduler.from_config(sched_cfg, original_inference_steps=distiller.cfg.origin_steps, timestep_scaling=distiller.cfg.timestep_scaling)
-    model = T2VModel(unet, t.vae, t.text_encoder, t.tokenizer, scheduler)
+    if t.components.parameterisation == "ddpm":
+        sched_cfg = {k: v for k, v in t.scheduler_config.items() if not k.startswith("_")}
+        scheduler = LCMScheduler.from_config(sched_cfg, original_inference_steps=distiller.cfg.origin_steps, timestep_scaling=distiller.cfg.timestep_scaling)
+    else:
+        scheduler = t.scheduler
+    model = T2VModel(unet, t.vae, t.text_encoder, t.tokenizer, scheduler, components=t.components)
     return save_model(model, out, card=student_card(distiller.cfg, t, step), overwrite=True, in_run_dir=True)  # inside its own run directory
 
 
@@ -278,6 +303,7 @@ def train(cfg: DistillConfig) -> Path:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
+    check_options(cfg, model_family(cfg.teacher).name)
     if cfg.loop.threads:
         torch.set_num_threads(cfg.loop.threads)
     out = claim_run_dir(cfg.out, "distill_config.json")

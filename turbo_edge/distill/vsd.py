@@ -16,20 +16,19 @@ import numpy as np
 import torch
 
 from turbo_edge.core.consistency import coef
-from turbo_edge.core.denoiser import call_denoiser
+from turbo_edge.core.denoiser import call_denoiser, family_of
 from turbo_edge.spec import param
 
 
 class VariationalScore:
-    def __init__(self, teacher_unet: torch.nn.Module, abar: np.ndarray, prediction_type: str, cfg: Any) -> None:
+    def __init__(self, teacher_unet: torch.nn.Module, sched: param.NoiseSchedule, prediction_type: str, cfg: Any) -> None:
         from peft import LoraConfig, get_peft_model
 
-        from turbo_edge.distill.student import LORA_TARGET_REGEX
-
         self.teacher = teacher_unet
-        self.abar, self.ptype, self.cfg = abar, prediction_type, cfg
+        self.sched, self.ptype, self.cfg = sched, prediction_type, cfg
         fake = copy.deepcopy(teacher_unet).requires_grad_(False)
-        self.fake = get_peft_model(fake, LoraConfig(r=cfg.vsd_lora_rank, lora_alpha=cfg.vsd_lora_rank, target_modules=LORA_TARGET_REGEX))
+        targets = family_of(teacher_unet).lora_targets
+        self.fake = get_peft_model(fake, LoraConfig(r=cfg.vsd_lora_rank, lora_alpha=cfg.vsd_lora_rank, target_modules=targets))
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -38,15 +37,15 @@ class VariationalScore:
     def _noised(self, x0: torch.Tensor, step: int, rank: int, stream: int) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.cfg.seed, step, rank, stream])
         # Skip the very noisiest / cleanest 2 % where the scores carry little signal (DMD's range).
-        t = rng.integers(int(0.02 * len(self.abar)), int(0.98 * len(self.abar)), size=x0.shape[0])
+        t = rng.integers(int(0.02 * len(self.sched)), int(0.98 * len(self.sched)), size=x0.shape[0])
         eps = torch.from_numpy(rng.standard_normal(x0.shape)).float()
-        alpha, sigma = (coef(v, x0) for v in param.alpha_sigma(self.abar[t]))
+        alpha, sigma = (coef(v, x0) for v in self.sched.alpha_sigma(t))
         return param.add_noise(x0, eps, alpha, sigma), t, alpha, sigma
 
     def student_loss(self, x0_student: torch.Tensor, cond: torch.Tensor, step: int, rank: int) -> tuple[torch.Tensor, dict[str, float]]:
         x0 = x0_student
         x_t, t, alpha, sigma = self._noised(x0.detach(), step, rank, 10)
-        tt = torch.from_numpy(t)
+        tt = torch.from_numpy(self.sched.model_timestep(t))
         with torch.no_grad():
             real = param.to_x0_eps(self.ptype, call_denoiser(self.teacher, x_t, tt, cond).float(), x_t, alpha, sigma)[0]
             fake = param.to_x0_eps(self.ptype, call_denoiser(self.fake, x_t, tt, cond).float(), x_t, alpha, sigma)[0]
@@ -64,6 +63,6 @@ class VariationalScore:
         x_t, t, alpha, sigma = self._noised(x0, step, rank, 11)
         eps = (x_t - param._bcast(alpha, x0) * x0) / param._bcast(sigma, x0)
         target = param.target_for(self.ptype, x0, eps, alpha, sigma)
-        pred = call_denoiser(self.fake, x_t, torch.from_numpy(t), cond).float()
+        pred = call_denoiser(self.fake, x_t, torch.from_numpy(self.sched.model_timestep(t)), cond).float()
         loss = (pred - target).square().mean()
         return loss, {"loss_fake_score": loss.item()}

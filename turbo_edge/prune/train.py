@@ -41,7 +41,7 @@ from turbo_edge.core.denoiser import call_denoiser, family_of
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks, store_frozen_for_autocast
-from turbo_edge.prune import channels, losses
+from turbo_edge.prune import channels, dit, losses
 from turbo_edge.prune import importance as imp
 from turbo_edge.prune.artifact import save_pruned
 from turbo_edge.spec import param
@@ -84,6 +84,8 @@ def resolve_plan(cfg: PruneConfig, config: dict[str, Any], table: dict[str, Any]
         if table is None:
             raise ValueError("the lowest_cost rule needs the importance table: set importance_clips >= 1")
         return plans.lowest_cost_plan(config, table, cfg.remove_count)
+    if cfg.rule == "vdmini" and plans.is_dit(config):
+        return plans.vdmini_plan(config, table, cfg.remove_count)
     return plans.RULES[cfg.rule](config)
 
 
@@ -116,7 +118,12 @@ def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, 
             return table
     head = source.head(cfg.importance_clips)  # with the DATA's stored text embeddings
     guidance = float(student.card.sampler.guidance)
-    table = imp.measure_importance(student.unet, sampler, student.scheduler_config, head.x0, head.text, guidance, cfg.seed, cfg.importance_steps)
+    if plans.is_dit(replay.base_config(student.unet)):
+        table = dit.measure_student_importance(student.unet, sampler, sampler.schedule(student.scheduler_config), head.x0, head.text,
+                                               guidance, cfg.seed, cfg.importance_steps)
+    else:
+        table = imp.measure_importance(student.unet, sampler, student.scheduler_config, head.x0, head.text, guidance, cfg.seed,
+                                       cfg.importance_steps)
     table["settings"] = settings
     imp.write_table(table, out)
     return table
@@ -129,8 +136,8 @@ class Recovery:
                  channel_plan: dict[str, Any] | None = None, device_type: str = "cpu") -> None:
         self.cfg, self.student, self.sampler = cfg, student, sampler
         self.autocast = lambda: autocast(cfg.loop.mixed_precision, device_type)
-        self.abar = param.alphas_cumprod(student.scheduler_config)
-        self.grid = param.solver_timesteps(len(self.abar), int(sampler.origin_steps))
+        self.sched = sampler.schedule(student.scheduler_config)  # DDPM or flow: (alpha, sigma) per index
+        self.grid = param.solver_timesteps(len(self.sched), int(sampler.origin_steps))
         self.reference = student.unet.eval().requires_grad_(False)
         torch.manual_seed(cfg.seed)
         self.pruned = copy.deepcopy(self.reference)
@@ -143,15 +150,20 @@ class Recovery:
         store_frozen_for_autocast(self.reference, cfg.loop.mixed_precision)
         if cfg.loop.gradient_checkpointing:
             student.family.enable_gradient_checkpointing(self.pruned)
-        self.layers = losses.matched_layers(self.pruned)
-        self.mca_layer = f"up_blocks.{cfg.mca_up_block % len(self.pruned.up_blocks)}"
-        self.disc = None
-        if cfg.mca_weight > 0:
+        pairs = losses.matched_pairs(self.reference, plan)
+        self.layers = list(pairs)
+        self.dit = hasattr(self.pruned, "blocks") and not hasattr(self.pruned, "up_blocks")
+        if self.dit:  # the discriminator sees a kept block's tokens as frames (mca_up_block: its rank among the kept)
+            self.mca_layer = self.layers[cfg.mca_up_block % len(self.layers)]
+            width = int(self.pruned.config.num_attention_heads * self.pruned.config.attention_head_dim)
+            self.patch = tuple(int(p) for p in self.pruned.config.patch_size)
+        else:
+            self.mca_layer = f"up_blocks.{cfg.mca_up_block % len(self.pruned.up_blocks)}"
             width = self.pruned.up_blocks[cfg.mca_up_block].resnets[-1].out_channels  # block output: never channel-pruned
-            self.disc = losses.MultiFrameDiscriminator(width, cfg.disc_width)
+        self.disc = losses.MultiFrameDiscriminator(width, cfg.disc_width) if cfg.mca_weight > 0 else None
         tapped = self.layers if cfg.icd_weight > 0 else ([self.mca_layer] if self.disc is not None else [])
-        self.tap_ref = losses.FeatureTap(self.reference, tapped)
-        self.tap_pruned = losses.FeatureTap(self.pruned, tapped)
+        self.tap_ref = losses.FeatureTap(self.reference, {k: pairs[k][0] for k in tapped})
+        self.tap_pruned = losses.FeatureTap(self.pruned, {k: pairs[k][1] for k in tapped})
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         # One optimizer keeps checkpoints (one optimizer each) exact; each of the two steps has one side's grads.
@@ -162,9 +174,13 @@ class Recovery:
 
     def _output(self, net: torch.nn.Module, x_t: torch.Tensor, t: np.ndarray, cond: torch.Tensor, w_emb: torch.Tensor) -> torch.Tensor:
         with self.autocast():
-            out = call_denoiser(net, x_t, torch.from_numpy(t), cond, w_emb).float()
+            out = call_denoiser(net, x_t, torch.from_numpy(self.sched.model_timestep(t)), cond, w_emb).float()
         s = self.sampler
-        return cd.consistency_output(out, x_t, t, self.abar, s.prediction_type, s.timestep_scaling, s.sigma_data)
+        return cd.consistency_output(out, x_t, t, self.sched, s.prediction_type, s.timestep_scaling, s.sigma_data)
+
+    def frames(self, x0: torch.Tensor) -> int:
+        """Frames per clip in the tapped features: latent frames (a DiT: over its temporal patch)."""
+        return x0.shape[2] // self.patch[0] if self.dit else x0.shape[2]
 
     def loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int, pruned: torch.nn.Module,
              text: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -175,8 +191,11 @@ class Recovery:
         w = rng.uniform(cfg.w_min, cfg.w_max, size=b)
         w_emb = torch.from_numpy(param.guidance_embedding(w, int(self.sampler.w_embedding_dim))).float()
         eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(_rng(cfg, step, rank, 2).integers(2**62))))
-        alpha, sigma = (cd.coef(v, x0) for v in param.alpha_sigma(self.abar[t]))
+        alpha, sigma = (cd.coef(v, x0) for v in self.sched.alpha_sigma(t))
         x_t = param.add_noise(x0, eps, alpha, sigma)
+        if self.dit:  # the taps unpatchify the blocks' tokens to this grid
+            grid = (x0.shape[2] // self.patch[0], x0.shape[3] // self.patch[1], x0.shape[4] // self.patch[2])
+            self.tap_ref.grid = self.tap_pruned.grid = grid
         with torch.no_grad():
             cond = encode_text(self.student, prompts) if text is None else text  # text: a DATA's stored embeddings
             # Step 2: the unpruned student's consistency output and features (the target).
@@ -194,7 +213,7 @@ class Recovery:
             # Step 5: Multi-frame Content Adversarial, generator side (the discriminator's weights stay fixed).
             self.disc.requires_grad_(False)
             with self.autocast():
-                logits = self.disc(self.tap_pruned.features[self.mca_layer], x0.shape[2]).float()
+                logits = self.disc(self.tap_pruned.features[self.mca_layer], self.frames(x0)).float()
             self.disc.requires_grad_(True)
             loss_mca = losses.hinge_generator_loss(logits)
             total = total + cfg.mca_weight * loss_mca
@@ -256,8 +275,14 @@ def prune(cfg: PruneConfig) -> Path:
     student = load_teacher(cfg.student)
     sampler = check_student(student)
     config = replay.base_config(student.unet)
-    # Bad plans fail here, before data or training; only the lowest_cost rule must measure importance first.
-    needs_table = cfg.rule == "lowest_cost" and not cfg.plan
+    if cfg.channel_ratio > 0 and plans.is_dit(config):
+        raise ValueError("channel pruning (channel_ratio > 0) narrows UNet layers; a DiT student is pruned by whole blocks: "
+                         "set channel_ratio=0")
+    # Bad plans fail here, before data or training; only rules that read measured costs measure importance first
+    # (lowest_cost; VDMini's on a DiT, which has no resolution levels to read the rule from).
+    needs_table = (cfg.rule == "lowest_cost" or (cfg.rule == "vdmini" and plans.is_dit(config))) and not cfg.plan
+    if needs_table and cfg.importance_clips < 1:
+        raise ValueError(f"the {cfg.rule} rule on this model ranks units by measured importance: set importance_clips >= 1")
     plan = None if needs_table else resolve_plan(cfg, config, None)
     channel_plan = None if needs_table else resolve_channel_plan(cfg, student.unet, plan)
     claim_run_dir(out, "prune_config.json")
@@ -312,7 +337,7 @@ def prune(cfg: PruneConfig) -> Path:
         opt.step()
         if rec.disc is not None:
             opt.zero_grad(set_to_none=True)
-            disc_loss, disc_metrics = rec.discriminator_loss(x0.shape[2])
+            disc_loss, disc_metrics = rec.discriminator_loss(rec.frames(x0))
             accel.backward(disc_loss)
             opt.step()
             metrics.update(disc_metrics)
@@ -331,7 +356,8 @@ def prune(cfg: PruneConfig) -> Path:
     pruned_dir = out / "pruned"
     if accel.is_main_process:
         scheduler = _student_scheduler(student)
-        model = T2VModel(copy.deepcopy(rec.pruned).eval(), student.vae, student.text_encoder, student.tokenizer, scheduler)
+        model = T2VModel(copy.deepcopy(rec.pruned).eval(), student.vae, student.text_encoder, student.tokenizer, scheduler,
+                         components=student.components)
         card = pruned_card(cfg, student, plan, cfg.loop.steps, params, channel_plan)
         save_pruned(model, plan, pruned_dir, card, channel_plan=channel_plan)
     return pruned_dir

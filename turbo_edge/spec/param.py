@@ -11,6 +11,7 @@ Notation: ``x_t = alpha_t * x0 + sigma_t * eps`` with ``alpha_t = sqrt(abar_t)``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -198,3 +199,73 @@ def flow_schedule(num_train_timesteps: int, shift: float) -> tuple[np.ndarray, n
     velocity at t is exactly the flow Euler step ``x_t + (sigma_s - sigma_t) v`` (``tests/spec/test_param.py``)."""
     sigma = flow_shift(np.arange(1, num_train_timesteps + 1, dtype=np.float64) / num_train_timesteps, shift)
     return 1.0 - sigma, sigma
+
+
+# ---------------------------------------------------------------- one schedule for both parameterisations
+#
+# Every training and sampling loop works on an integer timestep index t in [0, N) with x_t = alpha_t x0 + sigma_t eps
+# (index -1: the clean end, alpha 1, sigma 0). A DDPM family has alpha = sqrt(abar), sigma = sqrt(1 - abar) and calls
+# its network with t itself; a flow family has sigma_t = shift((t + 1) / N), alpha = 1 - sigma and calls its network
+# with sigma_t * N (diffusers' FlowMatchEulerDiscreteScheduler timesteps). The distiller's solver grid, boundary
+# scalings and re-noising are written once over (alpha, sigma) and hold for both.
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NoiseSchedule:
+    alpha: np.ndarray  # float64 [N]
+    sigma: np.ndarray  # float64 [N]
+    prediction_type: str
+    flow_shift: float | None = None  # None: a DDPM schedule
+
+    def __post_init__(self) -> None:
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"unknown prediction_type {self.prediction_type!r}; expected one of {PREDICTION_TYPES}")
+        if (self.flow_shift is None) == (self.prediction_type == FLOW_PREDICTION):
+            raise ValueError("a flow schedule predicts velocity (flow_prediction) and a DDPM schedule does not")
+
+    def __len__(self) -> int:
+        return len(self.alpha)
+
+    @property
+    def is_flow(self) -> bool:
+        return self.flow_shift is not None
+
+    def alpha_sigma(self, t: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+        """(alpha_t, sigma_t) per index; a negative index is the clean end (1, 0)."""
+        t = np.asarray(t, dtype=np.int64)
+        idx = np.maximum(t, 0)
+        return np.where(t < 0, 1.0, self.alpha[idx]), np.where(t < 0, 0.0, self.sigma[idx])
+
+    def model_timestep(self, t: np.ndarray | int) -> np.ndarray:
+        """What the network is called with at index ``t``: ``t`` itself (DDPM, int64), ``sigma_t * N`` (flow, float32)."""
+        t = np.asarray(t, dtype=np.int64)
+        if self.flow_shift is None:
+            return t
+        return (self.sigma[t] * len(self)).astype(np.float32)
+
+    @classmethod
+    def ddpm(cls, abar: np.ndarray, prediction_type: str = "epsilon") -> NoiseSchedule:
+        alpha, sigma = alpha_sigma(np.asarray(abar, dtype=np.float64))
+        return cls(alpha, sigma, prediction_type)
+
+    @classmethod
+    def flow(cls, num_train_timesteps: int, shift: float) -> NoiseSchedule:
+        if not (math.isfinite(shift) and shift > 0):
+            raise ValueError(f"flow shift must be a positive number, got {shift}")
+        alpha, sigma = flow_schedule(num_train_timesteps, shift)
+        return cls(alpha, sigma, FLOW_PREDICTION, float(shift))
+
+    @classmethod
+    def from_scheduler_config(cls, config: dict[str, Any], parameterisation: str) -> NoiseSchedule:
+        """The schedule a model's ``scheduler/`` config defines, for its family's parameterisation ("ddpm" | "flow")."""
+        n = int(config.get("num_train_timesteps", 1000))
+        if parameterisation == "ddpm":
+            return cls.ddpm(alphas_cumprod(config), str(config.get("prediction_type", "epsilon")))
+        if parameterisation != "flow":
+            raise ValueError(f"parameterisation must be 'ddpm' or 'flow', got {parameterisation!r}")
+        if config.get("use_dynamic_shifting"):
+            raise ValueError("the scheduler uses dynamic (resolution-dependent) shifting; turbo-edge trains and samples "
+                             "flow models at a static shift: set use_dynamic_shifting false and a shift in scheduler_config.json")
+        # FlowMatchEulerDiscreteScheduler names it ``shift``; UniPCMultistepScheduler with flow sigmas ``flow_shift``.
+        shift = config.get("flow_shift") if config.get("use_flow_sigmas") else config.get("shift", 1.0)
+        return cls.flow(n, float(1.0 if shift is None else shift))

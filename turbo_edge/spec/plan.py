@@ -13,6 +13,11 @@ A block plan (``pruning_plan.json``) names removable *units* of a UNet3D base ar
 - ``mid_block.layers.1``: the mid block's (attention, temporal attention, resnet, temporal conv) pair.
 - ``mid_block``: the whole mid block (UNet3DConditionModel skips a ``None`` mid block).
 
+A video DiT's (``WanTransformer3DModel``'s) units are its transformer blocks, ``blocks.N``: every block maps tokens to
+tokens of the same width, so any subset but all may go. A plan is the same JSON object for both; which kind of units
+it names follows from the base config it was made for (``block_out_channels``: a UNet; ``num_layers`` and
+``patch_size``: a DiT).
+
 A channel plan (``channel_plan.json``, made by prune/channels.py with torch-pruning) holds explicit kept indices
 per layer. Both are validated here against the base architecture's config (a plain dict) and replayed by
 ``core.replay`` (torch), so loading a pruned model needs neither the pruning code nor torch-pruning.
@@ -47,6 +52,22 @@ def architecture_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(clean, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
+def is_dit(config: dict[str, Any]) -> bool:
+    """A DiT's config (blocks of tokens), as opposed to a UNet's (resolution levels of layers)."""
+    if "block_out_channels" in config:
+        return False
+    if "num_layers" in config and "patch_size" in config:
+        return True
+    raise PlanError("the config is neither a UNet's (block_out_channels) nor a DiT's (num_layers, patch_size): no plan applies")
+
+
+def dit_units(config: dict[str, Any]) -> list[str]:
+    layers = config["num_layers"]
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise PlanError(f"num_layers must be a positive int, got {layers!r}")
+    return [f"blocks.{i}" for i in range(layers)]
+
+
 def levels(config: dict[str, Any]) -> tuple[list[int], int]:
     channels = list(config["block_out_channels"])
     layers = config["layers_per_block"]
@@ -71,7 +92,10 @@ def up_partner(config: dict[str, Any], block: int, layer: int) -> tuple[int, int
 
 
 def removable_units(config: dict[str, Any]) -> list[str]:
-    """Every unit a plan may name for this architecture, shallow to deep, then the mid block's."""
+    """Every unit a plan may name for this architecture: a UNet's down layers shallow to deep, then the mid block's; a
+    DiT's blocks in order."""
+    if is_dit(config):
+        return dit_units(config)
     channels, layers = levels(config)
     units = [
         f"down_blocks.{k}.layers.{i}" for k in range(len(channels)) for i in range(layers) if down_layer_removable(config, k, i)
@@ -99,7 +123,11 @@ def validate_plan(plan: dict[str, Any], config: dict[str, Any]) -> None:
     known = removable_units(config)
     unknown = [u for u in removed if u not in known]
     if unknown:
-        raise PlanError(f"the plan names units this UNet does not have or cannot lose: {unknown}; removable units: {known}")
+        raise PlanError(f"the plan names units this model does not have or cannot lose: {unknown}; removable units: {known}")
+    if is_dit(config):
+        if len(removed) >= len(known):
+            raise PlanError("the plan removes every transformer block; keep at least one")
+        return
     if MID_PAIR in removed and MID_WHOLE in removed:
         raise PlanError(f"the plan names both {MID_WHOLE!r} and its part {MID_PAIR!r}; name one")
     if set(removed) >= set(known) - {MID_PAIR}:
@@ -122,16 +150,27 @@ def make_plan(config: dict[str, Any], removed: list[str], rule: str, details: di
         "base_config": config,
         "removed": sorted(removed, key=lambda u: order.get(u, len(order))),
     }
-    plan["up_layers_removed"] = [
-        "up_blocks.{}.layers.{}".format(*up_partner(config, *down_unit(u))) for u in plan["removed"] if _DOWN_UNIT.match(u)
-    ]
+    if not is_dit(config):
+        plan["up_layers_removed"] = [
+            "up_blocks.{}.layers.{}".format(*up_partner(config, *down_unit(u))) for u in plan["removed"] if _DOWN_UNIT.match(u)
+        ]
     validate_plan(plan, config)
     return plan
 
 
-def vdmini_plan(config: dict[str, Any]) -> dict[str, Any]:
-    """VDMini's rule: keep the deepest down block and the first up block whole, drop the second layer (resnet +
-    attention pair) of every other down block and its up partner, and drop the mid block."""
+def vdmini_plan(config: dict[str, Any], table: dict[str, Any] | None = None, count: int = 0) -> dict[str, Any]:
+    """VDMini's rule. A UNet: keep the deepest down block and the first up block whole, drop the second layer (resnet +
+    attention pair) of every other down block and its up partner, and drop the mid block. A DiT has no resolution
+    levels to read the rule from, so it is applied from measurement: VDMini keeps the units that carry motion (they
+    do not recover) and removes content units (ICD restores them), so the ``count`` blocks with the lowest measured
+    motion cost go (ties: lower content cost first)."""
+    if is_dit(config):
+        if table is None or count < 1:
+            raise PlanError("the VDMini rule on a DiT ranks blocks by measured motion cost: it needs the importance table "
+                            "(importance_clips >= 1) and remove_count >= 1")
+        rows = sorted(table["units"], key=lambda r: (r["motion_cost"], r["content_cost"]))
+        chosen = [r["name"] for r in rows[:count]]
+        return make_plan(config, chosen, "vdmini", {"count": count, "criterion": "lowest motion_cost (DiT)"})
     channels, layers = levels(config)
     if layers < 2:
         raise PlanError(f"the VDMini rule drops each block's second layer; this UNet has layers_per_block={layers}")

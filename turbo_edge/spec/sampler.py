@@ -43,12 +43,18 @@ class SamplerSpec:
     origin_steps: int | None = None  # the teacher ODE solver's grid the student's timesteps are picked from
     alphas_cumprod: np.ndarray | None = dataclasses.field(default=None, compare=False)  # float64 [num_train_timesteps]
     final_alpha_cumprod: float = 1.0  # abar "before t=0", where DDIM's last step lands
+    # A flow-matching model's static shift: its schedule is ``param.NoiseSchedule.flow(num_train_timesteps, flow_shift)``
+    # (no alphas_cumprod); None for a DDPM schedule.
+    flow_shift: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLER_KINDS:
             raise BundleError(f"sampler kind {self.kind!r} is not one this toolchain runs {SAMPLER_KINDS}")
         if self.prediction_type not in param.PREDICTION_TYPES:
             raise BundleError(f"sampler prediction_type {self.prediction_type!r} is not one of {param.PREDICTION_TYPES}")
+        if (self.flow_shift is not None) != (self.prediction_type == param.FLOW_PREDICTION):
+            raise BundleError(f"sampler prediction_type {self.prediction_type!r} and flow_shift {self.flow_shift} disagree: "
+                              "a flow_prediction model names its shift, a DDPM one none")
         if self.default_steps not in self.timesteps:
             raise BundleError(f"sampler default_steps {self.default_steps} has no timesteps (it has {sorted(self.timesteps)})")
 
@@ -75,11 +81,13 @@ class SamplerSpec:
     @classmethod
     def consistency(cls, scheduler_config: dict[str, Any], origin_steps: int, w_embedding_dim: int | None, default_steps: int = 4,
                     supported_steps: Iterable[int] = STUDENT_STEPS, guidance: float = DEFAULT_GUIDANCE, timestep_scaling: float = 10.0,
-                    sigma_data: float = 0.5) -> SamplerSpec:
-        """A consistency student's contract: timesteps picked from the teacher's ``origin_steps`` solver grid."""
-        n = int(scheduler_config.get("num_train_timesteps", 1000))
+                    sigma_data: float = 0.5, parameterisation: str = "ddpm") -> SamplerSpec:
+        """A consistency student's contract: timesteps (indices) picked from the teacher's ``origin_steps`` solver grid;
+        a flow-matching teacher's student carries the schedule's shift."""
+        sched = param.NoiseSchedule.from_scheduler_config(scheduler_config, parameterisation)
+        n = len(sched)
         steps = sorted({int(default_steps), *(int(s) for s in supported_steps)})
-        return cls(kind="consistency", prediction_type=str(scheduler_config.get("prediction_type", "epsilon")), num_train_timesteps=n,
+        return cls(kind="consistency", prediction_type=sched.prediction_type, num_train_timesteps=n, flow_shift=sched.flow_shift,
                    default_steps=int(default_steps), guidance=float(guidance), w_embedding_dim=w_embedding_dim,
                    timestep_scaling=float(timestep_scaling), sigma_data=float(sigma_data), origin_steps=int(origin_steps),
                    timesteps={s: tuple(int(t) for t in param.consistency_timesteps(n, origin_steps, s)) for s in steps})
@@ -100,6 +108,17 @@ class SamplerSpec:
             else:
                 raise BundleError(f"this student's card has no solver grid (origin_steps) to make {s}-step timesteps; use {list(self.supported_steps)}")
         return dataclasses.replace(self, default_steps=default, timesteps=table, guidance=self.guidance if guidance is None else float(guidance))
+
+    def schedule(self, scheduler_config: dict[str, Any] | None = None) -> param.NoiseSchedule:
+        """The noise schedule the contract samples on: a flow shift's, the carried ``alphas_cumprod``, or (a card's
+        DDPM contract) the one ``scheduler_config`` defines."""
+        if self.flow_shift is not None:
+            return param.NoiseSchedule.flow(self.num_train_timesteps, self.flow_shift)
+        if self.alphas_cumprod is not None:
+            return param.NoiseSchedule.ddpm(self.alphas_cumprod, self.prediction_type)
+        if scheduler_config is None:
+            raise BundleError("this sampler contract carries no noise schedule (alphas_cumprod); give the model's scheduler config")
+        return param.NoiseSchedule.ddpm(param.alphas_cumprod(scheduler_config), self.prediction_type)
 
     def with_schedule(self, scheduler_config: dict[str, Any]) -> SamplerSpec:
         """The contract with its noise schedule's numbers, as a bundle carries it (the runtime computes none)."""
@@ -122,6 +141,8 @@ class SamplerSpec:
         }
         if self.origin_steps is not None:
             out["origin_steps"] = self.origin_steps
+        if self.flow_shift is not None:  # written only for flow models: DDPM contracts stay as they were
+            out["flow_shift"] = self.flow_shift
         if self.alphas_cumprod is not None:
             out["alphas_cumprod"] = [float(a) for a in self.alphas_cumprod]
             out["final_alpha_cumprod"] = self.final_alpha_cumprod
@@ -144,6 +165,7 @@ class SamplerSpec:
                 origin_steps=None if d.get("origin_steps") is None else int(d["origin_steps"]),
                 alphas_cumprod=None if abar is None else np.asarray(abar, dtype=np.float64),
                 final_alpha_cumprod=float(d.get("final_alpha_cumprod", 1.0)),
+                flow_shift=None if d.get("flow_shift") is None else float(d["flow_shift"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, BundleError):

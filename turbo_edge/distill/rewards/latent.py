@@ -285,19 +285,20 @@ def teacher_x0_denoiser(teacher, t_range: tuple[int, int] = (100, 950), guidance
     """The teacher's one-step x0 estimate (CFG at a random scale in ``guidance``) from clean latents noised to a
     random timestep in ``t_range``: what a consistency student's single-step x0 looks like early in distillation."""
 
-    abar = param.alphas_cumprod(teacher.scheduler_config)
-    ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
+    sched = teacher.schedule  # DDPM or flow: (alpha, sigma) per index, the network's timestep
+    ptype = sched.prediction_type
 
     @torch.no_grad()
     def denoise(z: torch.Tensor, prompts: list[str], rng: np.random.Generator) -> torch.Tensor:
         n = z.shape[0]
         t = rng.integers(t_range[0], t_range[1] + 1, size=n)
         w = torch.from_numpy(rng.uniform(*guidance, size=n)).float()[:, None, None, None, None]
-        alpha, sigma = (torch.from_numpy(np.asarray(v, np.float32)) for v in param.alpha_sigma(abar[t]))
+        alpha, sigma = (torch.from_numpy(np.asarray(v, np.float32)) for v in sched.alpha_sigma(t))
         eps = torch.from_numpy(rng.standard_normal(z.shape).astype(np.float32))
         x_t = param.add_noise(z, eps, alpha, sigma)
         text = encode_text(teacher, list(prompts) + [""] * n)
-        out = teacher.denoise(torch.cat([x_t, x_t]), torch.from_numpy(np.concatenate([t, t])), text)
+        t_net = torch.from_numpy(sched.model_timestep(t))
+        out = teacher.denoise(torch.cat([x_t, x_t]), torch.cat([t_net, t_net]), text)
         cond, uncond = out.chunk(2)
         x0, _ = param.to_x0_eps(ptype, uncond + w * (cond - uncond), x_t, alpha, sigma)
         return x0

@@ -1,0 +1,154 @@
+"""Consistency distillation of a flow-matching teacher (the Wan family, on diffusers' own Wan test configuration),
+and VDMini pruning of the student it makes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from turbo_edge.core import consistency as cd
+from turbo_edge.core.pipeline_io import load_teacher
+from turbo_edge.spec import param
+from turbo_edge.spec.configs import DistillConfig, PruneConfig
+from turbo_edge.spec.sampler import SamplerSpec
+
+
+def _cfg(teacher, data, out, **kw):
+    base = dict(teacher=str(teacher), data=str(data), out=str(out), steps=3, batch=2, checkpoint_every=2, log_every=1, lora_rank=4,
+                w_embedding_dim=8)
+    base.update(kw)
+    return DistillConfig.make(**base)
+
+
+@pytest.fixture(scope="module")
+def wan_student(wan_test_dir: Path, wan_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from turbo_edge.distill.train import train
+
+    return train(_cfg(wan_test_dir, wan_data_dir, tmp_path_factory.mktemp("distill") / "run", steps=4))
+
+
+def test_the_flow_schedule_is_the_flow_scheduler_s_and_its_solver_step_the_euler_step():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    sched = param.NoiseSchedule.from_scheduler_config(dict(FlowMatchEulerDiscreteScheduler(shift=7.0).config), "flow")
+    assert sched.is_flow and sched.prediction_type == "flow_prediction" and sched.flow_shift == 7.0
+    np.testing.assert_allclose(sched.sigma[::-1], FlowMatchEulerDiscreteScheduler(shift=7.0).sigmas.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(sched.model_timestep([999, 0]), [1000.0, 1000.0 * sched.sigma[0]], rtol=1e-6)
+    # The distiller's solver step (x0, eps from the velocity at t, then alpha_s x0 + sigma_s eps) is Euler's.
+    g = torch.Generator().manual_seed(0)
+    x_t, v = torch.randn(2, 4, 3, 2, 2, generator=g), torch.randn(2, 4, 3, 2, 2, generator=g)
+    t, s = np.array([979, 499]), np.array([959, -1])
+    _, sig_t = sched.alpha_sigma(t)
+    _, sig_s = sched.alpha_sigma(s)
+    x0, eps = param.to_x0_eps("flow_prediction", v, x_t, *(cd.coef(a, x_t) for a in sched.alpha_sigma(t)))
+    euler = x_t + param._bcast(cd.coef(sig_s - sig_t, x_t), x_t) * v
+    torch.testing.assert_close(cd.ddim_step(x0, eps, s, sched), euler, atol=1e-5, rtol=0)
+    # Boundary condition at the clean end of the grid: the consistency function is the identity.
+    torch.testing.assert_close(cd.consistency_output(v, x_t, np.array([0, 0]), sched, "flow_prediction"), x_t, atol=1e-3, rtol=0)
+
+
+def test_a_flow_sampler_contract_names_its_shift_and_a_ddpm_one_does_not():
+    flow = SamplerSpec.consistency({"num_train_timesteps": 1000, "shift": 3.0}, 50, 8, parameterisation="flow")
+    assert flow.prediction_type == "flow_prediction" and flow.flow_shift == 3.0
+    assert SamplerSpec.from_dict(json.loads(json.dumps(flow.to_dict()))) == flow
+    assert flow.schedule().flow_shift == 3.0
+    ddpm = SamplerSpec.consistency({"num_train_timesteps": 1000, "prediction_type": "v_prediction"}, 50, 8)
+    assert "flow_shift" not in ddpm.to_dict() and ddpm.flow_shift is None
+    with pytest.raises(Exception, match="disagree"):
+        SamplerSpec.from_dict({**ddpm.to_dict(), "flow_shift": 3.0})
+    with pytest.raises(ValueError, match="dynamic"):
+        param.NoiseSchedule.from_scheduler_config({"use_dynamic_shifting": True}, "flow")
+
+
+def test_distill_a_wan_teacher_resumes_exactly_and_writes_a_flow_student(wan_test_dir, wan_data_dir, wan_student, tmp_path):
+    from turbo_edge.distill.train import train
+
+    train(_cfg(wan_test_dir, wan_data_dir, tmp_path / "run", steps=2))
+    resumed = load_teacher(train(_cfg(wan_test_dir, wan_data_dir, tmp_path / "run", steps=4)))
+    ref = load_teacher(wan_student)
+    for (k, a), b in zip(ref.unet.state_dict().items(), resumed.unet.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=k)
+    card = json.loads((wan_student / "turbo_edge.json").read_text())
+    assert card["kind"] == "student" and card["sampler"]["prediction_type"] == "flow_prediction" and card["sampler"]["flow_shift"] == 7.0
+    assert json.loads((wan_student / "model_index.json").read_text())["_class_name"] == "WanPipeline"
+    assert ref.family.geometry(ref.unet).guidance_dim == 8
+    assert ref.scheduler_config["_class_name"] == "FlowMatchEulerDiscreteScheduler"
+    log = [json.loads(line) for line in (wan_student.parent / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and all(np.isfinite(r["loss_cd"]) and r["loss_cd"] > 0 for r in log)
+
+
+def test_the_flow_student_samples_at_the_model_s_geometry(wan_student):
+    from turbo_edge.core.student_sampling import generate_student
+
+    student = load_teacher(wan_student)
+    clips = generate_student(student, ["a red circle moving left"], steps=2, video_size=(9, 32, 32))
+    assert clips.shape == (1, 9, 32, 32, 3) and clips.dtype == np.uint8
+    again = generate_student(student, ["a red circle moving left"], steps=2, video_size=(9, 32, 32))
+    np.testing.assert_array_equal(clips, again)  # seeded, counter-based noise
+
+
+def test_the_untrained_wan_student_is_the_teacher_at_any_guidance(wan_test_dir):
+    from turbo_edge.core.denoiser import call_denoiser
+    from turbo_edge.distill.student import add_lora, build_student_unet
+
+    teacher = load_teacher(wan_test_dir)
+    student = add_lora(build_student_unet(teacher.unet, 8), 4).eval()
+    assert any("lora_A" in n for n, _ in student.named_parameters())  # the family's targets matched
+    g = torch.Generator().manual_seed(0)
+    x, text = torch.randn(1, 16, 3, 4, 4, generator=g), torch.randn(1, 5, 32, generator=g)
+    with torch.no_grad():
+        ref = call_denoiser(teacher.unet, x, torch.tensor([700.0]), text)
+        out = call_denoiser(student, x, torch.tensor([700.0]), text, torch.randn(1, 8, generator=g))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_motion_guidance_is_refused_for_a_dit_before_any_model_loads(wan_test_dir, wan_data_dir, tmp_path):
+    from turbo_edge.distill.train import train
+
+    with pytest.raises(ValueError, match="motion guidance needs a UNet's temporal attention"):
+        train(_cfg(wan_test_dir, wan_data_dir, tmp_path / "mg", motion_guidance=0.5))
+    assert not (tmp_path / "mg").exists()  # refused before the run directory is claimed
+
+
+def test_vdmini_prunes_the_flow_student_by_measured_motion_cost_and_recovers(wan_student, wan_data_dir, tmp_path):
+    from turbo_edge.prune.train import prune
+
+    cfg = PruneConfig.make(student=str(wan_student), data=str(wan_data_dir), out=str(tmp_path / "prune"), steps=2, batch=2,
+                           remove_count=1, importance_clips=2, importance_steps=2, icd_weight=1.0, mca_weight=0.1,
+                           checkpoint_every=2, log_every=1)
+    pruned_dir = prune(cfg)
+    table = json.loads((tmp_path / "prune" / "importance.json").read_text())
+    plan = json.loads((pruned_dir / "pruning_plan.json").read_text())
+    cheapest = min(table["units"], key=lambda r: (r["motion_cost"], r["content_cost"]))["name"]
+    assert plan["rule"] == "vdmini" and plan["removed"] == [cheapest] and "up_layers_removed" not in plan
+    pruned = load_teacher(pruned_dir)
+    assert len(pruned.unet.blocks) == 1 and pruned.family.geometry(pruned.unet).guidance_dim == 8
+    log = [json.loads(line) for line in (tmp_path / "prune" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r[k]) for r in log for k in ("loss_cd", "loss_icd", "loss_mca_g", "loss_disc"))
+    assert json.loads((pruned_dir / "turbo_edge.json").read_text())["kind"] == "pruned"
+
+
+def test_channel_pruning_a_dit_is_refused_in_one_line(wan_student, wan_data_dir, tmp_path):
+    from turbo_edge.prune.train import prune
+
+    with pytest.raises(ValueError, match="whole blocks"):
+        prune(PruneConfig.make(student=str(wan_student), data=str(wan_data_dir), out=str(tmp_path / "c"), channel_ratio=0.25, remove_count=1))
+
+
+def test_rewards_vsd_bf16_and_checkpointing_run_on_a_dit(wan_test_dir, wan_data_dir, tmp_path):
+    """Image and video rewards on frames decoded through the causal autoencoder (lead-in skipped), VSD's fake score on
+    the family's LoRA targets, bf16 autocast and block checkpointing: every term finite in every logged step."""
+    from turbo_edge.distill.train import train
+
+    cfg = _cfg(wan_test_dir, wan_data_dir, tmp_path / "terms", steps=2, vsd_weight=0.5, vsd_lora_rank=2, mixed_precision="bf16",
+               gradient_checkpointing=True,
+               rewards=[{"name": "builtin-image", "weight": 1.0, "frames": 2}, {"name": "builtin-video", "weight": 1.0, "frames": 8}])
+    student = train(cfg)
+    log = [json.loads(line) for line in (tmp_path / "terms" / "log.jsonl").read_text().splitlines()]
+    keys = ("loss_cd", "reward_builtin-image", "reward_builtin-video", "vsd_grad_rms", "loss_fake_score")
+    assert len(log) == 2 and all(np.isfinite(r[k]) for r in log for k in keys)
+    assert load_teacher(student).family.geometry(load_teacher(student).unet).guidance_dim == 8
