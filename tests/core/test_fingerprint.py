@@ -1,0 +1,46 @@
+"""A DATA's model fingerprint: what the latents depend on, not how a folder was saved."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from turbo_edge.core.prepared import LEGACY_PROVENANCE_KEYS, PreparedData, model_fingerprint
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    for part in ("vae", "text_encoder", "tokenizer"):
+        shutil.copytree(src / part, dst / part)
+    return dst
+
+
+def test_tokenizer_load_state_keys_do_not_change_the_fingerprint(wan_test_dir: Path, tmp_path: Path):
+    saved = _copy(wan_test_dir, tmp_path / "resaved")
+    config = saved / "tokenizer" / "tokenizer_config.json"
+    # What transformers 5 adds when it saves a tokenizer it loaded from a folder (a student saved from its teacher).
+    config.write_text(json.dumps({**json.loads(config.read_text()), "is_local": True, "local_files_only": False}))
+    assert model_fingerprint(saved)[0] == model_fingerprint(wan_test_dir)[0]
+    assert model_fingerprint(saved, LEGACY_PROVENANCE_KEYS)[0] != model_fingerprint(wan_test_dir, LEGACY_PROVENANCE_KEYS)[0]
+    changed = _copy(wan_test_dir, tmp_path / "changed")
+    vocab = changed / "tokenizer" / "tokenizer_config.json"
+    vocab.write_text(json.dumps({**json.loads(vocab.read_text()), "model_max_length": 7}))
+    assert model_fingerprint(changed)[0] != model_fingerprint(wan_test_dir)[0]  # a real setting still counts
+
+
+def test_a_data_prepared_under_the_legacy_fingerprint_still_fits_its_model(wan_test_dir: Path, wan_data_dir: Path, tmp_path: Path):
+    data = tmp_path / "data"
+    shutil.copytree(wan_data_dir, data)
+    saved = _copy(wan_test_dir, tmp_path / "model")
+    config = saved / "tokenizer" / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "is_local": True}))
+    index = json.loads((data / "index.json").read_text())
+    index["model"]["fingerprint"] = model_fingerprint(saved, LEGACY_PROVENANCE_KEYS)[0]  # written before the keys were left out
+    (data / "index.json").write_text(json.dumps(index))
+    PreparedData(data).check_model(saved)  # accepted
+    other = _copy(wan_test_dir, tmp_path / "other")
+    (other / "vae" / "config.json").write_text(json.dumps({**json.loads((other / "vae" / "config.json").read_text()), "z_dim": 4}))
+    with pytest.raises(ValueError, match="prepare the data again"):
+        PreparedData(data).check_model(other)
