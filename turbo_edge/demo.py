@@ -226,8 +226,8 @@ def unet_flops(model_dir: Path, batch: int) -> float:
     model = load_teacher(model_dir)
     c, f, h, w = latent_shape(model, None, None, None)
     kw = {}
-    if model.unet.config.time_cond_proj_dim:
-        kw["timestep_cond"] = torch.zeros(batch, model.unet.config.time_cond_proj_dim)
+    if model.denoiser.config.time_cond_proj_dim:
+        kw["timestep_cond"] = torch.zeros(batch, model.denoiser.config.time_cond_proj_dim)
     text = torch.zeros(batch, model.tokenizer.model_max_length, model.text_encoder.config.hidden_size)
     sample, timestep = torch.zeros(batch, c, f, h, w), torch.full((batch,), 500)
     return float(count_flops(lambda: model.denoise(sample, timestep, text, kw.get("timestep_cond"))))

@@ -36,10 +36,10 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 @dataclass
 class T2VModel:
     """The five components of a text-to-video diffusion model, plus its model card (``ModelCard.absent()`` if none) and
-    its family (``core.families``: which plug point serves each component). ``unet`` holds the denoiser of any family
-    (a UNet3D or a video DiT); ``denoiser`` names it so."""
+    its family (``core.families``: which plug point serves each component). ``denoiser`` is the denoiser of any family
+    (a UNet3D or a video DiT); ``unet`` is kept as an alias for code written before there were two families."""
 
-    unet: Any
+    denoiser: Any
     vae: Any
     text_encoder: Any
     tokenizer: Any
@@ -49,8 +49,13 @@ class T2VModel:
     components: ModelFamily = field(default_factory=lambda: MODEL_FAMILIES["unet3d"])
 
     @property
-    def denoiser(self) -> Any:
-        return self.unet
+    def unet(self) -> Any:
+        """The denoiser (an alias from the UNet-only days; new code says ``denoiser``)."""
+        return self.denoiser
+
+    @unet.setter
+    def unet(self, module: Any) -> None:
+        self.denoiser = module
 
     @property
     def family(self) -> DenoiserFamily:
@@ -59,7 +64,7 @@ class T2VModel:
 
     def denoise(self, sample: Any, timestep: Any, text: Any, guidance: Any = None) -> Any:
         """One denoiser call in the family-independent signature (``core.denoiser``)."""
-        return self.family.forward(self.unet, sample, timestep, text, guidance)
+        return self.family.forward(self.denoiser, sample, timestep, text, guidance)
 
     def encode_prompts(self, prompts: list[str]) -> Any:
         """Prompts -> the denoiser's condition [B, L, D] (the text-encoder plug point; "" is the unconditional prompt)."""
@@ -90,7 +95,7 @@ class T2VModel:
         return self.card.closed_vocabulary
 
     def eval(self) -> T2VModel:
-        for part in (self.unet, self.vae, self.text_encoder):
+        for part in (self.denoiser, self.vae, self.text_encoder):
             part.eval().requires_grad_(False)
         return self
 
@@ -222,7 +227,7 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | N
     out = Path(out)
     family = model.components
     with staged_dir(out, MODEL_INDEX, overwrite, in_run_dir=in_run_dir) as tmp:
-        model.unet.save_pretrained(tmp / family.denoiser.folder, safe_serialization=True)
+        model.denoiser.save_pretrained(tmp / family.denoiser.folder, safe_serialization=True)
         model.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         model.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
         model.tokenizer.save_pretrained(tmp / "tokenizer")  # transformers 5: tokenizer.json, which every reader takes

@@ -49,10 +49,10 @@ def clip_geometry(model: T2VModel, frames: int | None, height: int | None, width
     height = height or model.card.height or family.autoencoder.default_size(vae_config) or 256
     width = width or model.card.width or height
     frames = frames or model.card.frames or family.default_frames
-    multiple = family.spatial_multiple(vae_config, dict(model.unet.config))
+    multiple = family.spatial_multiple(vae_config, dict(model.denoiser.config))
     geo = family.autoencoder.config_geometry(vae_config)
     geo.check(int(frames), int(height), int(width), multiple)
-    family.denoiser.check_latent_size(dict(model.unet.config), geo.latent_frames(int(frames)), int(height) // geo.spatial_factor,
+    family.denoiser.check_latent_size(dict(model.denoiser.config), geo.latent_frames(int(frames)), int(height) // geo.spatial_factor,
                                       int(width) // geo.spatial_factor)
     return int(frames), int(height), int(width)
 
@@ -61,7 +61,7 @@ def latent_shape(model: T2VModel, frames: int | None, height: int | None, width:
     """(C, f, h, w) of the denoiser's input for a clip of (frames, height, width); defaults from ``clip_geometry``."""
     frames, height, width = clip_geometry(model, frames, height, width)
     geo = model.components.autoencoder.geometry(model.vae)
-    return (int(model.unet.config.in_channels), geo.latent_frames(frames), height // geo.spatial_factor, width // geo.spatial_factor)
+    return (int(model.denoiser.config.in_channels), geo.latent_frames(frames), height // geo.spatial_factor, width // geo.spatial_factor)
 
 
 def initial_noise(shape: tuple[int, ...], seed: int, count: int) -> torch.Tensor:

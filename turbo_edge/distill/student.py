@@ -35,16 +35,16 @@ def load_init_student(path: str, teacher_unet: torch.nn.Module, w_embedding_dim:
     model = load_teacher(path)
     if model.card.kind != "student" or (model.path / PLAN_FILE).is_file():
         raise ValueError(f"init_student {path} is a {model.card.kind}, not an (unpruned) distilled student")
-    got = model.family.geometry(model.unet).guidance_dim
+    got = model.family.geometry(model.denoiser).guidance_dim
     if got != w_embedding_dim:
         raise ValueError(f"init_student {path} has a {got}-dim guidance embedding; set w_embedding_dim to {got}")
-    if type(model.unet) is not type(teacher_unet):
-        raise ValueError(f"init_student {path} is a {type(model.unet).__name__}, the teacher a {type(teacher_unet).__name__}")
+    if type(model.denoiser) is not type(teacher_unet):
+        raise ValueError(f"init_student {path} is a {type(model.denoiser).__name__}, the teacher a {type(teacher_unet).__name__}")
     ignore = ("time_cond_proj_dim", "turbo_edge_guidance_dim")
-    diff = sorted(k for k, v in teacher_unet.config.items() if not k.startswith("_") and k not in ignore and model.unet.config.get(k) != v)
+    diff = sorted(k for k, v in teacher_unet.config.items() if not k.startswith("_") and k not in ignore and model.denoiser.config.get(k) != v)
     if diff:
         raise ValueError(f"init_student {path} was not distilled from this teacher's architecture (differs in {diff})")
-    return model.unet.float()
+    return model.denoiser.float()
 
 
 def add_lora(unet: torch.nn.Module, rank: int, alpha: float | None = None, dropout: float = 0.0) -> torch.nn.Module:

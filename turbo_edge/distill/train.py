@@ -66,7 +66,7 @@ def check_teacher(teacher: T2VModel) -> None:
     """Refuse teachers the distiller cannot use, before any training starts."""
     if teacher.card.kind != "teacher":
         raise ValueError(f"{teacher.path} is a {teacher.card.kind}, not a teacher: distil from the original teacher")
-    if teacher.family.geometry(teacher.unet).guidance_dim is not None:
+    if teacher.family.geometry(teacher.denoiser).guidance_dim is not None:
         raise ValueError(f"{teacher.path}'s denoiser already has a guidance embedding: it is a student")
     ptype = teacher.scheduler_config.get("prediction_type", "epsilon")
     if teacher.components.parameterisation == "ddpm" and ptype not in param.PREDICTION_TYPES:
@@ -103,11 +103,11 @@ class Distiller:
         self.shared = cfg.shares_teacher()
         self.device_type = accel.device.type if accel is not None else "cpu"
         if cfg.init_student:
-            student = load_init_student(cfg.init_student, teacher.unet, cfg.w_embedding_dim)
+            student = load_init_student(cfg.init_student, teacher.denoiser, cfg.w_embedding_dim)
         elif self.shared:
-            student = attach_guidance_embedding(teacher.unet, cfg.w_embedding_dim)
+            student = attach_guidance_embedding(teacher.denoiser, cfg.w_embedding_dim)
         else:
-            student = build_student_unet(teacher.unet, cfg.w_embedding_dim)
+            student = build_student_unet(teacher.denoiser, cfg.w_embedding_dim)
         if cfg.mode == "lora":
             torch.manual_seed(cfg.seed)  # LoRA's random init is the same however the base was built
             student = add_lora(student, cfg.lora_rank)
@@ -124,11 +124,11 @@ class Distiller:
         self.motion = None
         if cfg.motion_guidance > 0:
 
-            self.motion = MotionGuidance(teacher.unet, self.sched, self.ptype)
+            self.motion = MotionGuidance(teacher.denoiser, self.sched, self.ptype)
         self.vsd = None
         if cfg.vsd_weight > 0:
 
-            self.vsd = VariationalScore(teacher.unet, self.sched, self.ptype, cfg)
+            self.vsd = VariationalScore(teacher.denoiser, self.sched, self.ptype, cfg)
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         return autocast(self.cfg.loop.mixed_precision, self.device_type)
@@ -152,7 +152,7 @@ class Distiller:
 
     def weight_bytes(self) -> int:
         """Bytes of every distinct parameter / buffer storage the teacher's and student's UNets hold."""
-        return sum({**base_weights(self.teacher.unet), **base_weights(self.student)}.values())
+        return sum({**base_weights(self.teacher.denoiser), **base_weights(self.student)}.values())
 
     def _load_rewards(self) -> list[tuple[Any, Any]]:
         terms = self.cfg.reward_terms()

@@ -151,7 +151,7 @@ def teacher_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[st
     x = initial_noise(shape, cfg.seed + 1000, len(prompts)) * scheduler.init_noise_sigma
     cond, uncond = encode_text(model, prompts), encode_text(model, [""] * len(prompts))
     metered = MeteredUNet(model.unet, plan)
-    denoiser = dataclasses.replace(model, unet=metered)
+    denoiser = dataclasses.replace(model, denoiser=metered)
     per_prompt: list[CalibrationFeeds] = []
 
     def recording_unet(sample: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -186,7 +186,7 @@ def student_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[st
     metered = MeteredUNet(model.unet, plan)
     feeds: CalibrationFeeds = []
     try:
-        for _ in student_latents(dataclasses.replace(model, unet=metered), prompts[: plan.prompts], steps=steps, guidance=cfg.guidance,
+        for _ in student_latents(dataclasses.replace(model, denoiser=metered), prompts[: plan.prompts], steps=steps, guidance=cfg.guidance,
                                  seed=cfg.seed + 1000, batch_size=1, video_size=(shapes.frames, shapes.height, shapes.width), record=feeds.append):
             pass
     finally:

@@ -110,7 +110,7 @@ def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, 
     source's first ``importance_clips`` clips."""
     path = out / "importance.json"
     settings = {"clips": cfg.importance_clips, "steps": cfg.importance_steps, "seed": cfg.seed, **source.identity()}
-    arch = plans.architecture_hash(replay.base_config(student.unet))
+    arch = plans.architecture_hash(replay.base_config(student.denoiser))
     if path.is_file():
         table = json.loads(path.read_text())
         if table.get("architecture_hash") == arch and table.get("settings") == settings:
@@ -118,11 +118,11 @@ def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, 
             return table
     head = source.head(cfg.importance_clips)  # with the DATA's stored text embeddings
     guidance = float(student.card.sampler.guidance)
-    if plans.is_dit(replay.base_config(student.unet)):
-        table = dit.measure_student_importance(student.unet, sampler, sampler.schedule(student.scheduler_config), head.x0, head.text,
+    if plans.is_dit(replay.base_config(student.denoiser)):
+        table = dit.measure_student_importance(student.denoiser, sampler, sampler.schedule(student.scheduler_config), head.x0, head.text,
                                                guidance, cfg.seed, cfg.importance_steps)
     else:
-        table = imp.measure_importance(student.unet, sampler, student.scheduler_config, head.x0, head.text, guidance, cfg.seed,
+        table = imp.measure_importance(student.denoiser, sampler, student.scheduler_config, head.x0, head.text, guidance, cfg.seed,
                                        cfg.importance_steps)
     table["settings"] = settings
     imp.write_table(table, out)
@@ -138,7 +138,7 @@ class Recovery:
         self.autocast = lambda: autocast(cfg.loop.mixed_precision, device_type)
         self.sched = sampler.schedule(student.scheduler_config)  # DDPM or flow: (alpha, sigma) per index
         self.grid = param.solver_timesteps(len(self.sched), int(sampler.origin_steps))
-        self.reference = student.unet.eval().requires_grad_(False)
+        self.reference = student.denoiser.eval().requires_grad_(False)
         torch.manual_seed(cfg.seed)
         self.pruned = copy.deepcopy(self.reference)
         if plan is not None:
@@ -274,7 +274,7 @@ def prune(cfg: PruneConfig) -> Path:
     out = Path(cfg.out)
     student = load_teacher(cfg.student)
     sampler = check_student(student)
-    config = replay.base_config(student.unet)
+    config = replay.base_config(student.denoiser)
     if cfg.channel_ratio > 0 and plans.is_dit(config):
         raise ValueError("channel pruning (channel_ratio > 0) narrows UNet layers; a DiT student is pruned by whole blocks: "
                          "set channel_ratio=0")
@@ -284,7 +284,7 @@ def prune(cfg: PruneConfig) -> Path:
     if needs_table and cfg.importance_clips < 1:
         raise ValueError(f"the {cfg.rule} rule on this model ranks units by measured importance: set importance_clips >= 1")
     plan = None if needs_table else resolve_plan(cfg, config, None)
-    channel_plan = None if needs_table else resolve_channel_plan(cfg, student.unet, plan)
+    channel_plan = None if needs_table else resolve_channel_plan(cfg, student.denoiser, plan)
     claim_run_dir(out, "prune_config.json")
     cfg.save(out / "prune_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
@@ -294,7 +294,7 @@ def prune(cfg: PruneConfig) -> Path:
     table = importance_table(cfg, student, sampler, source, out) if cfg.importance_clips > 0 else None
     if needs_table:
         plan = resolve_plan(cfg, config, table)
-        channel_plan = resolve_channel_plan(cfg, student.unet, plan)
+        channel_plan = resolve_channel_plan(cfg, student.denoiser, plan)
     for plan_file, this in ((plans.PLAN_FILE, plan), (plans.CHANNEL_PLAN_FILE, channel_plan)):
         if this is not None:
             plans.write_plan(this, out / plan_file)

@@ -77,7 +77,7 @@ class _Noised:
 
 def _x0_mse(model: T2VModel, n: _Noised, prediction_type: str, cond: torch.Tensor) -> torch.Tensor:
     """Per-clip x0-space MSE of the model's prediction from ``n.x_t`` under text states ``cond``."""
-    dtype = next(model.unet.parameters()).dtype
+    dtype = next(model.denoiser.parameters()).dtype
     out = model.denoise(n.x_t.to(dtype), n.timesteps, cond.to(dtype)).float()
     x0_hat = param.to_x0_eps(prediction_type, out, n.x_t, n.alpha, n.sigma)[0]
     return (x0_hat - n.x0).square().mean(dim=(1, 2, 3, 4))
@@ -96,7 +96,7 @@ def probe(model: T2VModel, cfg: ProbeConfig | None = None) -> dict[str, Any]:
     wcfg = _world_config(model)
     attrs, clips = _moving_clips(cfg.num, cfg.seed, wcfg)
     model.eval()
-    dtype = next(model.unet.parameters()).dtype
+    dtype = next(model.denoiser.parameters()).dtype
     sf = model.vae.config.scaling_factor
     frames = clips.shape[1]
     gen = torch.Generator().manual_seed(cfg.seed)
