@@ -152,3 +152,24 @@ def test_rewards_vsd_bf16_and_checkpointing_run_on_a_dit(wan_test_dir, wan_data_
     keys = ("loss_cd", "reward_builtin-image", "reward_builtin-video", "vsd_grad_rms", "loss_fake_score")
     assert len(log) == 2 and all(np.isfinite(r[k]) for r in log for k in keys)
     assert load_teacher(student).family.geometry(load_teacher(student).unet).guidance_dim == 8
+
+
+def test_the_latent_reward_trains_in_a_dit_teacher_s_latent_space_and_steers_its_student(wan_test_dir, wan_data_dir, tmp_path):
+    """DOLLAR's latent reward for the Wan family: world clips rendered with the lead-in frame the causal autoencoder
+    needs, encoded and decoded through the family's plug point, the teacher's one-step x0 (flow schedule) among its
+    samples; then used by the distiller on the student's latents."""
+    from turbo_edge.cli import main as cli_main
+    from turbo_edge.distill.rewards.registry import load_reward
+    from turbo_edge.distill.train import train
+
+    out = tmp_path / "latent"
+    assert cli_main(["rewards", "train", "--which", "latent", "--teacher", str(wan_test_dir), "--steps", "3", "--batch", "4",
+                     "--samples", "12", "--x0-fraction", "0.5", "--out", str(out)]) == 0
+    reward = load_reward("latent", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert reward.cfg.latent_channels == 16 and np.isfinite(metrics["final_loss"])
+    score = reward(torch.randn(2, 16, 3, 4, 4), ["a red circle moving left", "a blue square moving up"])
+    assert score.shape == (2,) and torch.isfinite(score).all()
+    train(_cfg(wan_test_dir, wan_data_dir, tmp_path / "run", steps=1, rewards=[{"name": "latent", "weight": 1.0, "path": str(out)}]))
+    log = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert np.isfinite(log["reward_latent"])

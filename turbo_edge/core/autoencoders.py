@@ -39,6 +39,11 @@ class LatentGeometry:
     def pixel_frames(self, latent_frames: int) -> int:
         return 1 + (latent_frames - 1) * self.temporal_factor if self.causal_first_frame else latent_frames * self.temporal_factor
 
+    def lead_in_for(self, frames: int) -> int:
+        """Frames to render before a clip of ``frames`` so the whole fits the autoencoder: a causal one takes 1 + tk
+        (the world's 8-frame clips with Wan's t = 4: one lead-in frame), a per-frame one none."""
+        return (1 - frames) % self.temporal_factor if self.causal_first_frame else 0
+
     def check(self, frames: int, height: int, width: int, spatial_multiple: int | None = None) -> None:
         """Refuse a clip geometry the autoencoder (and a patchifying denoiser: ``spatial_multiple``) cannot take, in
         one line naming the rule."""

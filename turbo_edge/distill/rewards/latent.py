@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from turbo_edge.core import world
-from turbo_edge.core.data import to_pixels
+from turbo_edge.core.autoencoders import AUTOENCODERS, Autoencoder
 from turbo_edge.core.prepared import PreparedData
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.distill.rewards.base import RewardConfig, RewardModel, WorldTextEncoder
@@ -132,15 +132,14 @@ Denoiser = Callable[[torch.Tensor, list[str], np.random.Generator], torch.Tensor
 LatentClips = Callable[[int, int], tuple[torch.Tensor, list[str]]]
 
 
-def world_clips(vae, seed: int, world_cfg: world.WorldConfig | None = None) -> LatentClips:
-    """World ``train`` clips ``first ..`` encoded with ``vae``."""
-    sf = float(vae.config.scaling_factor)
+def world_clips(vae, seed: int, world_cfg: world.WorldConfig | None = None, autoencoder: Autoencoder | None = None) -> LatentClips:
+    """World ``train`` clips ``first ..`` encoded with ``vae`` through its family's plug point (``autoencoder``; the
+    per-frame ``AutoencoderKL`` when not given); ``world_cfg.lead_in`` renders the frames a causal autoencoder needs."""
+    codec = autoencoder or AUTOENCODERS["AutoencoderKL"]
 
     def clips(first: int, count: int) -> tuple[torch.Tensor, list[str]]:
         attrs, raw = world.batch("train", seed, range(first, first + count), world_cfg or world.WorldConfig())
-        n, f = raw.shape[:2]
-        z = vae.encode(to_pixels(raw.reshape(-1, *raw.shape[2:]))).latent_dist.mean * sf
-        return z.reshape(n, f, *z.shape[1:]).transpose(1, 2), [a.prompt for a in attrs]
+        return codec.encode(vae, raw).transpose(1, 2), [a.prompt for a in attrs]
 
     return clips
 
@@ -175,21 +174,24 @@ def prepared_clips(data: PreparedData) -> tuple[LatentClips, list[str]]:
 def build_latent_dataset(
     vae, target_fn: TargetFn, num: int, seed: int, world_cfg: world.WorldConfig | None = None, chunk: int = 32,
     denoiser: Denoiser | None = None, x0_fraction: float = 0.0, clips: LatentClips | None = None, prompt_pool: list[str] | None = None,
+    autoencoder: Autoencoder | None = None,
 ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """``num`` (latents [C, F, h, w], prompt, target) triples from ``train`` clips (or ``clips``, e.g.
     :func:`prepared_clips`, with ``prompt_pool`` its captions) and their variants:
     40% as is, 20% with another training prompt, 20% time-reversed, 20% with noised latents; with a
     ``denoiser``, ``x0_fraction`` of them are instead its one-step x0 prediction from the (prompted) clip noised to
     a random timestep, the off-manifold latents a distilling student's single-step x0 actually is, so the reward
-    is fitted where the distiller queries it rather than only on clean clips."""
-    sf = float(vae.config.scaling_factor)
+    is fitted where the distiller queries it rather than only on clean clips. Targets see the decoded clip after the
+    world's lead-in frames (``world_cfg.lead_in``), the frames a student's video is judged on."""
+    codec = autoencoder or AUTOENCODERS["AutoencoderKL"]
+    lead_in = (world_cfg or world.WorldConfig()).lead_in
     prompts_pool = prompt_pool or [a.prompt for a in world.combinations("train")]
-    clips = clips or world_clips(vae, seed, world_cfg)
+    clips = clips or world_clips(vae, seed, world_cfg, codec)
     lats, prompts, targets = [], [], []
     for start in range(0, num, chunk):
         rng = np.random.default_rng([seed, start, 5])
         z, batch_prompts = clips(start, min(chunk, num - start))
-        n, f = z.shape[0], z.shape[2]
+        n = z.shape[0]
         share = x0_fraction if denoiser is not None else 0.0
         variant = rng.choice(5, size=n, p=[*(np.array([0.4, 0.2, 0.2, 0.2]) * (1 - share)), share])
         for i in np.flatnonzero(variant == 1):
@@ -203,8 +205,7 @@ def build_latent_dataset(
         if len(pick):
             rows = torch.from_numpy(pick)
             z[rows] = denoiser(z[rows], [batch_prompts[i] for i in pick], rng).float()
-        decoded = vae.decode(z.transpose(1, 2).flatten(0, 1) / sf).sample.clamp(-1, 1)
-        frames = decoded.reshape(n, f, *decoded.shape[1:])
+        frames = codec.decode_pixels(vae, z).clamp(-1, 1)[:, lead_in:]
         lats.append(z.float())
         prompts.extend(batch_prompts)
         targets.append(target_fn(frames, batch_prompts).float().reshape(n))
@@ -226,8 +227,10 @@ def train_latent_reward(
     denoiser: Denoiser | None = None,
     x0_fraction: float = 0.0,
     data: PreparedData | None = None,
+    autoencoder: Autoencoder | None = None,
 ) -> tuple[LatentReward, dict[str, object]]:
-    """Fit a :class:`LatentReward` to ``target`` on ``vae``'s latent space (a diffusers AutoencoderKL).
+    """Fit a :class:`LatentReward` to ``target`` on ``vae``'s latent space (``autoencoder``: its family's plug point,
+    the per-frame AutoencoderKL by default; a causal one takes ``world_cfg.lead_in`` frames first).
 
     Returns the frozen model and a history: per-step losses, the target's mean / std, the normalised MSE on the
     fitted samples before and after training, and the MSE and Pearson correlation between prediction and
@@ -243,7 +246,7 @@ def train_latent_reward(
     if data is not None and num_samples > len(data):
         raise ValueError(f"--data {data.path} holds {len(data)} clips, fewer than --samples {num_samples}: lower --samples or prepare more")
     latents, prompts, targets = build_latent_dataset(vae, target_fn, num_samples, seed, world_cfg, denoiser=denoiser, x0_fraction=x0_fraction,
-                                                     clips=clips, prompt_pool=pool)
+                                                     clips=clips, prompt_pool=pool, autoencoder=autoencoder)
     n_fit = num_samples - num_samples // 5
     mean, std = float(targets[:n_fit].mean()), float(targets[:n_fit].std().clamp_min(1e-3))
     base = cfg if cfg is not None else RewardConfig(name="latent")

@@ -214,9 +214,11 @@ def train_builtin(cfg: RewardTrainConfig, progress: bool = True) -> tuple[_DualE
 
 
 def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Fit the latent reward to ``cfg.target`` in the latent space of ``cfg.teacher``'s VAE."""
-    from diffusers import AutoencoderKL
-
+    """Fit the latent reward to ``cfg.target`` in the latent space of ``cfg.teacher``'s autoencoder (either family's:
+    the world is rendered with the teacher card's lead-in frames, which a causal autoencoder needs)."""
+    from turbo_edge.core import world
+    from turbo_edge.core.pipeline_io import model_family
+    from turbo_edge.spec.card import read_card
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -226,7 +228,11 @@ def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.n
     if not vae_dir.is_dir():
         raise FileNotFoundError(f"{cfg.teacher} has no vae/ folder: the latent reward needs a diffusers teacher directory")
     # float32 whatever the checkpoint stores (the shipped teacher keeps float16 weights)
-    vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=True, torch_dtype=torch.float32).eval()
+    autoencoder = model_family(cfg.teacher).autoencoder
+    vae = autoencoder.load(vae_dir, torch.float32).eval()
+    # The teacher card's lead-in, else what the autoencoder's geometry needs before the world's clip.
+    card_lead_in = read_card(resolve_model_path(cfg.teacher)).lead_in_frames
+    world_cfg = world.WorldConfig(lead_in=card_lead_in or autoencoder.geometry(vae).lead_in_for(world.WorldConfig().frames))
     denoiser = None
     if cfg.x0_fraction > 0:
 
@@ -235,6 +241,7 @@ def train_latent(cfg: RewardTrainConfig, progress: bool = True) -> tuple[torch.n
     model, history = train_latent_reward(
         vae, cfg.target, steps=cfg.steps, batch=cfg.batch, num_samples=cfg.samples, lr=cfg.lr, seed=cfg.seed,
         cfg=RewardConfig(name="latent", width=cfg.width), progress=progress, denoiser=denoiser, x0_fraction=cfg.x0_fraction, data=data,
+        world_cfg=world_cfg, autoencoder=autoencoder,
     )
     losses = history.pop("loss")
     metrics = {"reward": "latent", "train_seconds": round(time.time() - start, 1), "final_loss": float(np.mean(losses[-20:])),
