@@ -27,6 +27,11 @@ ALIASES: dict[str, Path] = {
     "builtin": ASSETS / "teacher",
     "builtin-student": ASSETS / "student",
     "builtin-pruned": ASSETS / "pruned",
+    # The DiT family's builtin models (Wan2.1's architecture at the world's size): built by the commands in README.md
+    # ("The builtin DiT models"); until then the alias names what is missing and how to build it.
+    "builtin-dit": ASSETS / "dit",
+    "builtin-dit-student": ASSETS / "dit_student",
+    "builtin-dit-pruned": ASSETS / "dit_pruned",
 }
 PIPELINE_CLASSES = all_pipeline_classes()
 MODEL_INDEX = "model_index.json"  # marks a model directory (staged_dir replaces only those)
