@@ -246,3 +246,37 @@ def test_train_pruned_variant_and_replay_its_plan(tiny_t2v_dir, world, tmp_path)
     assert json.loads((tmp_path / "replay" / "decoder_plan.json").read_text()) == plan
     with pytest.raises(ValueError, match="need --variant pruned"):
         DecoderTrainConfig(channel_ratio=0.5)
+
+
+# ---------------------------------------------------------------- the DiT family's causal autoencoder
+
+
+def test_a_tiny_decoder_for_a_causal_wan_autoencoder_decodes_its_geometry(wan_test_dir):
+    from turbo_edge.core.tiny_decoder import AutoencoderKLWanTarget
+
+    model = load_teacher(wan_test_dir)
+    tiny = TinyDecoder.for_autoencoder_wan(dict(model.vae.config), width=16)
+    # temporal downsample [False, True, True] -> upsample strides 2, 2 (encoder order reversed), first frame alone
+    assert tiny.config.temporal_upsample == (2, 2, 1) and tiny.config.causal_first_frame and tiny.config.latent_channels == 16
+    latents = _latents(1, 16, 3, 4, 4)
+    target = AutoencoderKLWanTarget(model.vae)
+    assert tiny(latents).shape == target.frames(latents).shape == (1, 9, 3, 32, 32)
+    feats = target.features(target.frames(latents))
+    assert feats[0].shape[0] == 9 and len(feats) == 1 + len(model.vae.encoder.down_blocks)
+
+
+def test_decoder_train_distils_a_wan_decoder_and_eval_decodes_with_it(wan_test_dir, wan_data_dir, tmp_path):
+    cfg = DecoderTrainConfig.make(model=str(wan_test_dir), data=str(wan_data_dir), out=str(tmp_path / "run"), steps=4, batch=2, width=16,
+                                  lr=3e-3, val_data=str(wan_data_dir), val_clips=2, log_every=1, checkpoint_every=2, threads=1)
+    model_dir = train(cfg)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < log[0]["loss"] and all(np.isfinite(r["loss_perceptual"]) for r in log)
+    variant = read_card(model_dir).decoders["tiny"]
+    assert variant.quality["frames"] == 18 and math.isfinite(variant.quality["psnr_db"])  # 2 clips x 9 frames
+    from turbo_edge.evaluate import run_eval
+    from turbo_edge.spec.configs.apps import EvalConfig
+
+    result = run_eval(EvalConfig.make(model=str(model_dir), decoder="tiny", frames=9, height=32, width=32, num=2, steps=2))
+    assert result["decoder"] == "tiny" and result["n_videos"] == 2
+    with pytest.raises(ValueError, match="--variant tiny"):
+        train(DecoderTrainConfig.make(model=str(wan_test_dir), data=str(wan_data_dir), out=str(tmp_path / "p"), variant="pruned", steps=1))

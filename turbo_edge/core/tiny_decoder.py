@@ -175,6 +175,21 @@ class TinyDecoder(ModelMixin, ConfigMixin):
         return cls(latent_channels=int(vae_config["latent_channels"]), out_channels=int(vae_config.get("out_channels", 3)),
                    channels=channels, **kw)
 
+    @classmethod
+    def for_autoencoder_wan(cls, vae_config: dict[str, Any], channels: tuple[int, ...] | None = None, width: int = 64, **kw: Any) -> TinyDecoder:
+        """A tiny decoder for a causal ``AutoencoderKLWan``: ``z_dim`` latent channels, one spatial doubling per entry of
+        ``temperal_downsample`` and a temporal stride of 2 wherever the encoder halved time, taken in the decoder's order
+        (the encoder's reversed), first frame alone (latent frame 0 -> 1 frame, each later one -> 4 for Wan2.1)."""
+        down = [bool(d) for d in vae_config.get("temperal_downsample", [False, True, True])]
+        if vae_config.get("patch_size"):
+            raise ValueError("this autoencoder folds a pixel patch into its channels (Wan2.2's); the tiny decoder handles Wan2.1's")
+        levels = len(down) + 1
+        channels = tuple(channels) if channels else tapered_channels(width, levels)
+        if len(channels) != levels:
+            raise ValueError(f"this autoencoder upsamples {levels - 1} times, so the tiny decoder needs {levels} channel widths, got {channels}")
+        return cls(latent_channels=int(vae_config.get("z_dim", 16)), out_channels=3, channels=channels,
+                   temporal_upsample=tuple(2 if d else 1 for d in reversed(down)), causal_first_frame=True, **kw)
+
 
 def tapered_channels(width: int, levels: int, floor: int = 16) -> tuple[int, ...]:
     """``width`` at level 0, halved per level, never under ``min(floor, width)``: (64, 32, 16), (128, 64, 32, 16)."""
@@ -240,6 +255,44 @@ class AutoencoderKLTarget:
             x = block(x)
             out.append(x)
         return out
+
+
+class AutoencoderKLWanTarget:
+    """A causal diffusers ``AutoencoderKLWan`` (frozen): target frames of the whole clip from normalised latents
+    (``latents_mean`` / ``latents_std`` undone, as ``core.autoencoders.CausalWan``), and its encoder's features of frames
+    for the perceptual term: ``conv_in`` and each down block run over the whole clip without the causal cache (full
+    clips, so the cache is not needed; its temporal resamples then keep every frame)."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        from turbo_edge.core.autoencoders import CausalWan
+
+        self.vae = vae.eval().requires_grad_(False)
+        self.codec = CausalWan()
+
+    @torch.no_grad()
+    def frames(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents [B, C, f, h, w] -> the full decoder's frames [B, 1 + 4(f - 1), 3, H, W], clamped to [-1, 1]."""
+        return self.codec.decode_pixels(self.vae, latents).clamp(-1, 1)
+
+    def features(self, frames: torch.Tensor, layers: int | None = None) -> list[torch.Tensor]:
+        """Frames [B, F, 3, H, W] -> the encoder's conv_in and down-block outputs, as [B*F, C, H, W] maps."""
+        enc = self.vae.encoder
+        x = enc.conv_in(frames.permute(0, 2, 1, 3, 4))
+        out = [x]
+        for block in enc.down_blocks[: layers if layers is not None else len(enc.down_blocks)]:
+            x = block(x)
+            out.append(x)
+        return [f.permute(0, 2, 1, 3, 4).flatten(0, 1) for f in out]
+
+
+def full_decoder_target(vae: nn.Module) -> AutoencoderKLTarget | AutoencoderKLWanTarget:
+    """The trainer's view of a model's full decoder, by the autoencoder's class."""
+    name = type(vae).__name__
+    if name == "AutoencoderKLWan":
+        return AutoencoderKLWanTarget(vae)
+    if name == "AutoencoderKL":
+        return AutoencoderKLTarget(vae)
+    raise ValueError(f"no tiny-decoder target for a {name}: decoder train handles AutoencoderKL and AutoencoderKLWan")
 
 
 def perceptual_distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:

@@ -41,10 +41,10 @@ from turbo_edge.core.pipeline_io import ALIASES, MODEL_INDEX, check_layout, load
 from turbo_edge.core.pruned_decoder import PRUNED_FOLDER, PrunedDecoder, measure_importance, narrow_resnet, prune_channels
 from turbo_edge.core.tiny_decoder import (
     TINY_FOLDER,
-    AutoencoderKLTarget,
     PatchDiscriminator,
     TinyDecoder,
     frame_quality,
+    full_decoder_target,
     perceptual_distance,
 )
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks
@@ -63,13 +63,16 @@ def build_decoder(cfg: DecoderTrainConfig, vae_config: dict[str, Any]) -> TinyDe
     """The untrained tiny decoder for this autoencoder (seeded: a resumed run builds the same one before loading)."""
     check_autoencoder(vae_config)
     torch.manual_seed(cfg.seed)
-    return TinyDecoder.for_autoencoder_kl(vae_config, channels=cfg.channels or None, width=cfg.width, blocks=cfg.blocks, memory=cfg.memory)
+    build = TinyDecoder.for_autoencoder_wan if vae_config.get("_class_name") == "AutoencoderKLWan" else TinyDecoder.for_autoencoder_kl
+    return build(vae_config, channels=cfg.channels or None, width=cfg.width, blocks=cfg.blocks, memory=cfg.memory)
 
 
-def check_autoencoder(vae_config: dict[str, Any]) -> None:
-    if vae_config.get("_class_name", "AutoencoderKL") != "AutoencoderKL":
-        raise ValueError(f"decoder train handles the per-frame AutoencoderKL of the UNet family; this model's vae is a "
-                         f"{vae_config.get('_class_name')}")
+def check_autoencoder(vae_config: dict[str, Any], variant: str = "tiny") -> None:
+    name = vae_config.get("_class_name", "AutoencoderKL")
+    if name not in ("AutoencoderKL", "AutoencoderKLWan"):
+        raise ValueError(f"decoder train handles AutoencoderKL (UNet family) and AutoencoderKLWan (DiT family); this model's vae is a {name}")
+    if variant == "pruned" and name != "AutoencoderKL":
+        raise ValueError(f"--variant pruned removes AutoencoderKL decoder layers; for a {name} train --variant tiny")
 
 
 def make_decoder_plan(cfg: DecoderTrainConfig, vae: torch.nn.Module, source: train_data.DataSource) -> dict[str, Any]:
@@ -115,7 +118,7 @@ class Distillation:
         self.cfg = cfg
         self.autocast = lambda: autocast(cfg.loop.mixed_precision, device_type)
         student = build_decoder(cfg, dict(vae.config)) if plan is None else apply_decoder_plan(vae, plan)
-        self.full = AutoencoderKLTarget(vae)  # after the copy: the target's weights are frozen in place
+        self.full = full_decoder_target(vae)  # after the copy: the target's weights are frozen in place
         self.tiny = student.train().requires_grad_(True)
         self.disc = PatchDiscriminator(cfg.disc_width) if cfg.adv_weight > 0 else None
 
@@ -227,6 +230,7 @@ def train(cfg: DecoderTrainConfig) -> Path:
     src = resolve_model_path(cfg.model)
     check_layout(src)
     model = load_teacher(cfg.model)  # the layout and weights are checked before the run directory is claimed
+    check_autoencoder(dict(model.vae.config), cfg.variant)
     claim_run_dir(out, CONFIG_FILE)
     cfg.save(out / CONFIG_FILE)
     accel = Accelerator(cpu=not torch.cuda.is_available())
