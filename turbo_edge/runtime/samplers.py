@@ -117,6 +117,32 @@ def consistency(
     return x
 
 
+def flow_euler_cfg(
+    model_fn: ModelFn,
+    x: np.ndarray,
+    timesteps: Sequence[float],
+    *,
+    sigmas: Sequence[float],
+    guidance: float,
+    noise_fn: NoiseFn | None = None,
+) -> np.ndarray:
+    """Flow-matching Euler with classifier-free guidance; compare diffusers ``FlowMatchEulerDiscreteScheduler.step``:
+    ``x <- x + (sigma_next - sigma) * v``, the velocity guided as ``uncond + w (cond - uncond)``. ``timesteps[i]`` is
+    ``sigmas[i] * num_train_timesteps`` (what the network is fed); ``sigmas`` ends at 0. ``noise_fn`` is unused."""
+    if len(sigmas) != len(timesteps) + 1:
+        raise ValueError(f"flow Euler needs one more sigma than timesteps, got {len(sigmas)} and {len(timesteps)}")
+    b = x.shape[0]
+    guided = np.empty_like(x)
+    for i, t in enumerate(timesteps):
+        out = model_fn(x, t)
+        np.subtract(out[b:], out[:b], out=guided)
+        guided *= np.float32(guidance)
+        guided += out[:b]
+        guided *= np.float32(sigmas[i + 1]) - np.float32(sigmas[i])  # float32, as the scheduler's sigmas
+        x += guided
+    return x
+
+
 def ddim_cfg_options(spec: SamplerSpec, timesteps: Sequence[int], guidance: float) -> dict[str, Any]:
     return {"alphas_cumprod": spec.alphas_cumprod, "prediction_type": spec.prediction_type, "guidance": guidance,
             "prev_timesteps": ddim_prev_timesteps(timesteps, spec.num_train_timesteps), "final_alpha_cumprod": spec.final_alpha_cumprod}
@@ -127,8 +153,13 @@ def consistency_options(spec: SamplerSpec, timesteps: Sequence[int], guidance: f
             "timestep_scaling": spec.timestep_scaling}
 
 
+def flow_euler_cfg_options(spec: SamplerSpec, timesteps: Sequence[float], guidance: float) -> dict[str, Any]:
+    return {"sigmas": (spec.sigmas or {})[len(timesteps)], "guidance": guidance}
+
+
 # The bundle's sampler kind -> (sampler, the keyword options it takes from the contract). The pipeline dispatches here.
 SAMPLERS: dict[str, tuple[Callable[..., np.ndarray], Callable[[SamplerSpec, Sequence[int], float], dict[str, Any]]]] = {
     "ddim_cfg": (ddim_cfg, ddim_cfg_options),
     "consistency": (consistency, consistency_options),
+    "flow_euler_cfg": (flow_euler_cfg, flow_euler_cfg_options),
 }
