@@ -259,6 +259,8 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
 
     torch.set_num_threads(cfg.threads)
     t2v = load_teacher(model_dir)
+    if dit.is_dit(t2v):
+        cfg = dit.export_config(cfg)
     sampler = sampler_contract(t2v, cfg)
     shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler.uses_cfg)
     components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components,
