@@ -198,7 +198,8 @@ class Pipeline:
 
     def decode(self, latents: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
         """Latents [B, C, F, h, w] (as the UNet sees them) -> uint8 frames [B, F, H, W, 3], in profile-sized chunks."""
-        if len(self.bundle.component("vae_decoder")["inputs"][0]["shape"]) == 5:
+        inputs = self.bundle.component("vae_decoder").get("inputs") or [{}]
+        if len(inputs[0].get("shape") or ()) == 5:  # a whole-clip decoder (a causal video autoencoder), not one per frame
             return self._decode_clips(latents, timings)
         b, c, f, h, w = latents.shape
         flat = np.ascontiguousarray(latents.transpose(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
@@ -218,16 +219,16 @@ class Pipeline:
 
     def _decode_clips(self, latents: np.ndarray, timings: dict[str, float] | None) -> np.ndarray:
         """A whole-clip decoder (a causal video autoencoder): latents [B, C, f, h, w] -> uint8 [B, F, H, W, 3]."""
-        b = latents.shape[0]
-        out_shape = self.bundle.component("vae_decoder")["outputs"][0]["shape"]
-        frames = int(out_shape[2])
+        b, f = latents.shape[0], latents.shape[2]
+        t = int(self.bundle.latent.get("temporal_factor", 1))
+        frames = 1 + t * (f - 1) if self.bundle.latent.get("causal_first_frame") else t * f
         factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
         h, w = latents.shape[3] * factor, latents.shape[4] * factor
         chunk = min(b, self._max_batch("vae_decoder", "latent"))
         images = np.empty((b, 3, frames, h, w), dtype=np.float32)
         for start in range(0, b, chunk):
             part = latents[start : start + chunk]
-            binding = self._binding("vae_decoder", {"latent": part.shape}, {"video": (len(part), 3, frames, h, w)})
+            binding = self._binding("vae_decoder", {"latent": part.shape}, {"video": (len(part), 3, frames, h, w)})  # export.dit's names
             binding.inputs["latent"][:] = part
             self._infer("vae_decoder", binding, timings if timings is not None else {})
             images[start : start + len(part)] = binding.outputs["video"]
