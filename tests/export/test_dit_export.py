@@ -235,3 +235,22 @@ def test_a_geometry_the_dit_cannot_take_is_refused_before_anything_is_written(wa
     with pytest.raises(ContractError, match=rule):
         export_bundle(wan_test_dir, tmp_path / "out", cfg)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # a second export (~30 s on 2 busy cores)
+def test_a_dynamic_spatial_bundle_serves_every_size_in_its_profile(wan_test_dir: Path, wan, tmp_path: Path) -> None:
+    from turbo_edge.core.sampling import generate_teacher
+    from turbo_edge.runtime import Pipeline
+    from turbo_edge.spec.errors import RuntimeInputError
+
+    cfg = ExportConfig(precisions=("fp32",), dynamic_spatial=True, **GEOMETRY, **FAST)
+    out = export_bundle(wan_test_dir, tmp_path / "dyn", cfg)
+    unet = json.loads((out / "manifest.json").read_text())["components"]["unet"]
+    assert unet["profile"]["min"]["sample"][3:] == [2, 2] and unet["profile"]["max"]["sample"][3:] == [8, 8]
+    pipe = Pipeline.from_bundle(out, threads=2)
+    for size in (16, 64):  # the profile's ends (the parity gate ran there too)
+        got = pipe.generate(PROMPT, steps=2, seed=1, height=size, width=size)
+        ref = generate_teacher(wan, [PROMPT], steps=2, guidance=pipe.bundle.sampler.guidance, seed=1, frames=9, height=size, width=size)[0]
+        assert got.shape == (9, size, size, 3) and np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+    with pytest.raises(RuntimeInputError, match="outside the bundle's profile"):
+        pipe.generate(PROMPT, height=80, width=80)
