@@ -59,6 +59,19 @@ void ddim_cfg(const ModelFn& model_fn, float* x, size_t n, const std::vector<int
   }
 }
 
+void flow_euler_cfg(const ModelFn& model_fn, float* x, size_t n, const std::vector<double>& timesteps, const std::vector<double>& sigmas,
+                    double guidance) {
+  // runtime/samplers.py flow_euler_cfg: x += (sigma_next - sigma) * (uncond + w (cond - uncond)), the step in float32.
+  if (sigmas.size() != timesteps.size() + 1) throw std::runtime_error("flow Euler needs one more sigma than timesteps");
+  std::vector<float> guided(n);
+  const float g = static_cast<float>(guidance);
+  for (size_t k = 0; k < timesteps.size(); ++k) {
+    const float* out = model_fn(x, timesteps[k]);
+    const float dt = static_cast<float>(sigmas[k + 1]) - static_cast<float>(sigmas[k]);
+    for (size_t i = 0; i < n; ++i) { guided[i] = out[n + i] - out[i]; guided[i] *= g; guided[i] += out[i]; guided[i] *= dt; x[i] += guided[i]; }
+  }
+}
+
 void consistency(const ModelFn& model_fn, float* x, size_t n, const std::vector<int>& timesteps, const SamplerSpec& spec,
                  const NoiseFn& noise_fn) {
   std::vector<float> noise(n);

@@ -1,0 +1,75 @@
+"""The C++ runtime on DiT bundles: its Unigram tokenizer against transformers and the Python runtime, and its frames
+(flow Euler + CFG, the mask, the whole-clip decoder) against the Python runtime's on OpenVINO."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_host
+from test_dit_runtime import make_dit_bundle, teacher_contract
+from test_unigram_tokenizer import _tokenizers_only
+from tokenizer_cases import UNIGRAM_LENGTH, UNIGRAM_PROMPTS, unigram_json_tokenizer
+
+from turbo_edge.runtime import Pipeline
+from turbo_edge.spec.unigram import UnigramTokenizer
+
+
+def _cpp_tokens(host: Path, tok_dir: Path, length: int, text: str) -> tuple[list[int], bool, list[int]]:
+    proc = run_host(host, "tokenize", str(tok_dir), str(length), text)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    return [int(i) for i in lines[0].split()], lines[1] == "truncated", [int(i) for i in lines[2].split()]
+
+
+@pytest.mark.parametrize("text", UNIGRAM_PROMPTS)
+def test_cpp_unigram_ids_and_mask_equal_transformers(host, tmp_path_factory, text: str) -> None:
+    pytest.importorskip("transformers", reason="transformers writes the tokenizer (this run blocks it: pytest -p no_torch)")
+    from transformers import AutoTokenizer
+
+    tok_dir = tmp_path_factory.getbasetemp() / "cpp_t5_tokenizer"
+    if not tok_dir.exists():
+        unigram_json_tokenizer(tok_dir)
+    ref = AutoTokenizer.from_pretrained(tok_dir)(text, padding="max_length", max_length=UNIGRAM_LENGTH, truncation=True)
+    ids, truncated, mask = _cpp_tokens(host, tok_dir, UNIGRAM_LENGTH, text)
+    assert ids == ref.input_ids and mask == ref.attention_mask
+    assert truncated == UnigramTokenizer.from_dir(tok_dir).encode(text).truncated
+
+
+@pytest.mark.parametrize("text", ["a red circle", "red " * 10, "a é zebra 42", ""])
+def test_cpp_unigram_equals_python_without_transformers(host, tmp_path: Path, text: str) -> None:
+    tok_dir = _tokenizers_only(tmp_path / "tok")
+    ours = UnigramTokenizer.from_dir(tok_dir, 8).encode(text)
+    assert _cpp_tokens(host, tok_dir, 8, text) == (ours.ids, ours.truncated, ours.mask)
+
+
+def test_cpp_refuses_a_normaliser_it_does_not_implement_in_one_line(host, tmp_path: Path) -> None:
+    tok_dir = _tokenizers_only(tmp_path / "tok")
+    spec = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": ""}
+    (tok_dir / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    proc = run_host(host, "tokenize", str(tok_dir), "8", "a red")
+    assert proc.returncode == 2 and "normaliser (Precompiled)" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("steps", [2, 3])
+def test_cpp_frames_equal_python_on_a_dit_bundle(host, tmp_path: Path, steps: int) -> None:
+    bundle, _ = make_dit_bundle(tmp_path / "dit", teacher_contract())
+    py = Pipeline.from_bundle(bundle, backend="openvino").generate("a red circle left", steps=steps, seed=3)
+    out = tmp_path / "frames"
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle left", "--seed", "3", "--steps", str(steps), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["frames"] == py.shape[0] == 9
+    assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1 and py.std() > 10
+
+
+def test_cpp_refuses_a_flow_consistency_student_in_one_line(host, tmp_path: Path) -> None:
+    from turbo_edge.spec.sampler import SamplerSpec
+
+    student = SamplerSpec.from_dict({**teacher_contract().to_dict(), "kind": "consistency", "uses_cfg": False, "w_embedding_dim": 8})
+    bundle, _ = make_dit_bundle(tmp_path / "student", student)
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle", "--out", str(tmp_path / "f"))
+    assert proc.returncode == 2 and "flow-matching consistency" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
