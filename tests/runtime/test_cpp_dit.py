@@ -73,3 +73,22 @@ def test_cpp_refuses_a_flow_consistency_student_in_one_line(host, tmp_path: Path
     bundle, _ = make_dit_bundle(tmp_path / "student", student)
     proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle", "--out", str(tmp_path / "f"))
     assert proc.returncode == 2 and "flow-matching consistency" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # exports the Wan test configuration (~30 s on 2 busy cores)
+def test_cpp_frames_equal_python_on_the_exported_wan_test_bundle(host, wan_test_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="exporting needs torch (this run blocks it: pytest -p no_torch)")
+    from turbo_edge.export import export_bundle
+    from turbo_edge.spec.configs import ExportConfig
+
+    cfg = ExportConfig(precisions=("fp32", "int8"), frames=9, height=32, width=32, default_steps=2, supported_steps=(2,), openvino_check=False,
+                       int8_calibration_prompts=2, int8_calibration_steps=2, int8_subset_size=4, int8_bias_correction=False, int8_scope="all")
+    bundle = export_bundle(wan_test_dir, tmp_path / "wan", cfg)
+    for precision in ("fp32", "int8"):
+        py = Pipeline.from_bundle(bundle, backend="openvino", precision=precision).generate("a red circle moving left", seed=3)
+        out = tmp_path / f"frames_{precision}"
+        proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle moving left", "--seed", "3", "--precision", precision,
+                        "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
+        assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1, precision
