@@ -254,3 +254,13 @@ def test_a_dynamic_spatial_bundle_serves_every_size_in_its_profile(wan_test_dir:
         assert got.shape == (9, size, size, 3) and np.abs(got.astype(int) - ref.astype(int)).max() <= 1
     with pytest.raises(RuntimeInputError, match="outside the bundle's profile"):
         pipe.generate(PROMPT, height=80, width=80)
+
+
+def test_the_dit_export_config_narrows_fp16_and_warns_of_a_conv_int8_scope(caplog) -> None:
+    cfg = ExportConfig(precisions=("fp32", "fp16", "int8"), int8_scope="conv")
+    with caplog.at_level("WARNING", logger="turbo_edge.export.dit"):
+        narrowed = dit.export_config(cfg)
+    assert narrowed.fp16_components == dit.FP16_COMPONENTS == ("unet",)
+    assert "quantizes the patch embedding alone" in caplog.text
+    explicit = ExportConfig(precisions=("fp32", "fp16"), fp16_components=("unet", "vae_decoder"))
+    assert dit.export_config(explicit).fp16_components == ("unet", "vae_decoder")  # named by the user: kept, and gated

@@ -323,6 +323,9 @@ def export_config(cfg: Any) -> Any:
     """The export config as a DiT bundle runs it: the default ``fp16_components`` narrowed to ``FP16_COMPONENTS``."""
     from turbo_edge.spec.bundle import COMPONENTS as ALL
 
+    if "int8" in cfg.precisions and cfg.int8_scope == "conv":
+        log.warning("int8_scope conv (this CPU has no int8 dot products) leaves a DiT's matmuls fp32: its int8 graph quantizes the patch "
+                    "embedding alone; set int8_scope=all to quantize the transformer's linear layers")
     if "fp16" in cfg.precisions and tuple(cfg.fp16_components) == tuple(ALL):
         log.info("fp16: the DiT's transformer only (%s); the text encoder and the causal decoder stay fp32 (set fp16_components to force)",
                  ", ".join(FP16_COMPONENTS))
