@@ -264,3 +264,23 @@ def test_the_dit_export_config_narrows_fp16_and_warns_of_a_conv_int8_scope(caplo
     assert "quantizes the patch embedding alone" in caplog.text
     explicit = ExportConfig(precisions=("fp32", "fp16"), fp16_components=("unet", "vae_decoder"))
     assert dit.export_config(explicit).fp16_components == ("unet", "vae_decoder")  # named by the user: kept, and gated
+
+
+def test_tensorrt_engines_are_planned_from_the_dit_bundle_profiles(wan_bundle: Path, tmp_path: Path) -> None:
+    """The TensorRT build's CPU side on the DiT bundle (a fake ``tensorrt``: no engine is built or run here): one
+    profile per graph from the manifest, the mask and the whole-clip latent included, the fp16 / int8 transformer."""
+    from test_export_tensorrt import GPU, FakeTRT
+
+    from turbo_edge.export.tensorrt_build import EngineConfig, build_engines
+
+    root = tmp_path / "bundle"
+    shutil.copytree(wan_bundle, root)
+    trt = FakeTRT()
+    plans = build_engines(root, EngineConfig(bundle=str(root), precisions=("fp32", "fp16", "int8")), trt=trt, gpu=GPU)
+    assert sorted(p.name.split(".")[0] + "." + p.name.split(".")[1] for p in plans) == [  # fp16 / int8: the transformer's graphs only
+        "text_encoder.fp32", "unet.fp16", "unet.fp32", "unet.int8", "vae_decoder.fp32"]
+    shapes = {c[1]: c[2:] for c in trt.calls if c[0] == "set_shape"}
+    assert shapes["attention_mask"] == ((1, 24), (2, 24), (4, 24))
+    assert shapes["sample"] == ((1, 16, 3, 4, 4), (2, 16, 3, 4, 4), (4, 16, 3, 4, 4))
+    assert shapes["latent"] == ((1, 16, 3, 4, 4), (1, 16, 3, 4, 4), (2, 16, 3, 4, 4))
+    assert set(verify_bundle(root)["engines"]) == {"text_encoder", "unet", "vae_decoder"}
