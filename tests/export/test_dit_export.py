@@ -284,3 +284,17 @@ def test_tensorrt_engines_are_planned_from_the_dit_bundle_profiles(wan_bundle: P
     assert shapes["sample"] == ((1, 16, 3, 4, 4), (2, 16, 3, 4, 4), (4, 16, 3, 4, 4))
     assert shapes["latent"] == ((1, 16, 3, 4, 4), (1, 16, 3, 4, 4), (2, 16, 3, 4, 4))
     assert set(verify_bundle(root)["engines"]) == {"text_encoder", "unet", "vae_decoder"}
+
+
+def test_bench_times_a_dit_bundle_per_stage(wan_bundle: Path, tmp_path: Path) -> None:
+    from turbo_edge.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--bundle", str(wan_bundle), "--backend", "ort", "--precision", "fp32", "--runs", "1", "--warmup", "0",
+                 "--json", str(out)]) in (0, None)
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["sampler"] == "flow_euler_cfg" and row["video"] == {"frames": 9, "height": 32, "width": 32}
+    assert row["input_shapes"]["text_encoder"] == {"input_ids": [1, 24], "attention_mask": [1, 24]}
+    assert row["input_shapes"]["vae_decoder"] == {"latent": [1, 16, 3, 4, 4]}
+    stages = {s["stage"]: s for s in row["stages"]}
+    assert all(stages[n]["gflop"] > 0 and stages[n]["median_ms"] > 0 for n in ("text_encoder", "unet", "vae_decoder"))
