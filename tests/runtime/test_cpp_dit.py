@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_host
-from test_dit_runtime import make_dit_bundle, teacher_contract
+from dit_bundles import make_dit_bundle, teacher_contract
 from test_unigram_tokenizer import _tokenizers_only
 from tokenizer_cases import UNIGRAM_LENGTH, UNIGRAM_PROMPTS, unigram_json_tokenizer
 
