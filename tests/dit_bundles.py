@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from turbo_edge.spec.noise import normal
+from turbo_edge.spec import param
+from turbo_edge.spec.noise import normal, stream_id
 from turbo_edge.spec.sampler import SamplerSpec, flow_tables
 
 
@@ -138,7 +139,7 @@ def reference_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps:
         padded = ids + [0] * (LENGTH - len(ids))
         return np.tanh(weights["table"][padded]) * mask[:, None]
 
-    def velocity(x: np.ndarray, t: float, e: np.ndarray) -> np.ndarray:  # conftest.unet_graph's function
+    def velocity(x: np.ndarray, t: float, e: np.ndarray) -> np.ndarray:  # _velocity_graph's function
         return np.tanh(0.9 * x + 0.5 * e.mean() + 1e-3 * t)
 
     cond, uncond = text(prompt_ids), text([1])
@@ -147,6 +148,46 @@ def reference_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps:
     for i, t in enumerate(timesteps):
         vu, vc = velocity(x, t, uncond), velocity(x, t, cond)
         x = x + (sigmas[i + 1] - sigmas[i]) * (vu + guidance * (vc - vu))
+    return _decode_reference(weights, x)
+
+
+SHIFT = 5.0
+
+
+def student_contract() -> SamplerSpec:
+    """A flow consistency student's contract as the distiller writes it (main's ``SamplerSpec.consistency`` for a flow
+    teacher): integer timestep indices of the flow schedule from a 50-step solver grid, the shift, no CFG."""
+    steps = (1, 2, 4)
+    return SamplerSpec.from_dict({
+        "kind": "consistency", "prediction_type": "flow_prediction", "num_train_timesteps": 1000, "flow_shift": SHIFT,
+        "default_steps": 2, "supported_steps": list(steps), "origin_steps": 50, "guidance": 4.0, "uses_cfg": False, "w_embedding_dim": None,
+        "timesteps": {str(n): [int(t) for t in param.consistency_timesteps(1000, 50, n)] for n in steps},
+        "timestep_scaling": 10.0, "sigma_data": 0.5})
+
+
+def reference_student_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps: int, seed: int) -> np.ndarray:
+    """Multistep consistency sampling on the flow schedule, in numpy from the definitions (not the runtime's code):
+    sigma_t = shift((t + 1) / N), the network fed sigma_t N, x0 = x - sigma v, the LCM boundary condition on the index,
+    re-noising x = (1 - sigma') x0 + sigma' eps with fresh noise of draw i + 1."""
+    mask = np.zeros(LENGTH, np.float32)
+    mask[: len(prompt_ids)] = 1
+    text = np.tanh(weights["table"][prompt_ids + [0] * (LENGTH - len(prompt_ids))]) * mask[:, None]
+    timesteps = param.consistency_timesteps(1000, 50, steps)
+    x = normal(seed, 0, (C, LF, LH, LW)).astype(np.float64)
+    for i, t in enumerate(timesteps):
+        s = (t + 1) / 1000
+        sigma = SHIFT * s / (1 + (SHIFT - 1) * s)
+        v = np.tanh(0.9 * x + 0.5 * text.mean() + 1e-3 * float(np.float32(sigma * 1000)))
+        tt = 10.0 * t
+        x = 0.25 / (tt * tt + 0.25) * x + tt / np.sqrt(tt * tt + 0.25) * (x - sigma * v)
+        if i + 1 < len(timesteps):
+            s = (timesteps[i + 1] + 1) / 1000
+            sigma = SHIFT * s / (1 + (SHIFT - 1) * s)
+            x = (1 - sigma) * x + sigma * normal(seed, stream_id(0, i + 1), x.shape)
+    return _decode_reference(weights, x)
+
+
+def _decode_reference(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     frames = []
     for k in range(LF):  # per latent frame: 1x1 conv, depth-to-space (DCR), then 1 or T copies
         conv = np.einsum("oc,chw->ohw", weights["w"][:, :, 0, 0], x[:, k])

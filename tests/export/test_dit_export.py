@@ -50,7 +50,7 @@ def test_manifest_carries_the_flow_contract_geometry_and_normalisation(wan_bundl
 
     m = verify_bundle(wan_bundle)
     s = m["sampler"]
-    assert s["kind"] == "flow_euler_cfg" and s["parameterisation"] == "flow" and s["uses_cfg"] is True
+    assert s["kind"] == "flow_euler_cfg" and s["prediction_type"] == "flow_prediction" and s["uses_cfg"] is True
     assert s["flow_shift"] == 7.0 and s["default_steps"] == 2 and "alphas_cumprod" not in s
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(wan.scheduler.config)
     for steps in (2, 4):  # the runtime's numbers are the diffusers scheduler's own

@@ -9,7 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dit_bundles import FACTOR, FRAMES, LH, LW, WORDS, make_dit_bundle, reference_clip, teacher_contract
+from dit_bundles import (
+    FACTOR,
+    FRAMES,
+    LH,
+    LW,
+    WORDS,
+    make_dit_bundle,
+    reference_clip,
+    reference_student_clip,
+    student_contract,
+    teacher_contract,
+)
 
 from turbo_edge.runtime import Pipeline, samplers
 from turbo_edge.spec.errors import BundleError
@@ -65,21 +76,23 @@ def test_the_flow_contract_round_trips_and_refuses_what_it_cannot_be() -> None:
     assert again == spec and again.sigmas == spec.sigmas and again.uses_cfg
     assert isinstance(again.timesteps[3][1], float) and again.sigmas[3][-1] == 0.0
     assert spec.with_steps(4).sigmas[4] == flow_tables(4, 5.0, 1000)[1]  # a new step count from the shift
-    bad = {**spec.to_dict(), "parameterisation": "ddpm"}
-    with pytest.raises(BundleError, match="does not go with parameterisation"):
+    bad = {k: v for k, v in spec.to_dict().items() if k != "flow_shift"}
+    with pytest.raises(BundleError, match="disagree"):
         SamplerSpec.from_dict(bad)
+    assert "parameterisation" not in spec.to_dict() and spec.parameterisation == "flow"  # main's form: flow is a shift
     no_sigmas = {**spec.to_dict(), "sigmas": {"3": spec.to_dict()["sigmas"]["3"]}}
     with pytest.raises(BundleError, match="sigmas table for every step count"):
         SamplerSpec.from_dict(no_sigmas)
 
 
-def test_a_flow_consistency_student_fits_the_contract_and_the_runtime_says_it_cannot_run_it(tmp_path: Path) -> None:
-    """The manifest form a distilled flow student will take (kind consistency, parameterisation flow, its own sigmas):
-    the schema reads it; this runtime refuses it in one line rather than sampling it with DDPM maths."""
-    d = teacher_contract().to_dict()
-    student = SamplerSpec.from_dict({**d, "kind": "consistency", "uses_cfg": False, "w_embedding_dim": 8})
-    assert student.parameterisation == "flow" and not student.uses_cfg
-    path, _ = make_dit_bundle(tmp_path / "student", student)
-    with pytest.raises(BundleError, match="flow-matching consistency, which this runtime does not run yet") as info:
-        Pipeline.from_bundle(path)
-    assert "\n" not in str(info.value)
+@pytest.mark.parametrize(("steps", "seed"), [(1, 0), (2, 5), (4, 9)])
+def test_a_flow_consistency_student_samples_what_the_contract_says(tmp_path: Path, steps: int, seed: int) -> None:
+    """The student contract main's distiller writes for a flow teacher (kind consistency, flow_prediction, flow_shift,
+    integer indices of the flow schedule): the runtime samples it as ``core.consistency.consistency_sample`` does."""
+    student = student_contract()
+    assert student.parameterisation == "flow" and not student.uses_cfg and student.alphas_cumprod is None
+    path, weights = make_dit_bundle(tmp_path / "student", student)
+    got = Pipeline.from_bundle(path).generate("a red circle left", steps=steps, seed=seed)
+    ref = reference_student_clip(weights, [WORDS["a"], WORDS["red"], WORDS["circle"], WORDS["left"], 1], steps, seed)
+    assert got.shape == ref.shape and ref.std() > 10
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1

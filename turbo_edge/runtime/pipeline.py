@@ -45,9 +45,6 @@ GRAPH_INPUTS = {"text_encoder": ("input_ids",), "unet": ("sample", "timestep", "
 class Pipeline:
     def __init__(self, bundle: Bundle, config: RuntimeConfig) -> None:
         self.bundle, self.config = bundle, config
-        if bundle.sampler.kind == "consistency" and bundle.sampler.parameterisation == "flow":
-            raise BundleError("this bundle's student samples by flow-matching consistency, which this runtime does not run yet; "
-                              "upgrade turbo-edge")
         self.tokenizer = load_tokenizer(bundle.root / "tokenizer", max_length=int(bundle.text["max_length"]))
         self.sessions: dict[str, Backend] = {}
         for name in COMPONENTS:

@@ -18,10 +18,11 @@ from turbo_edge.spec import param
 from turbo_edge.spec.errors import BundleError
 
 SAMPLER_KINDS = ("ddim_cfg", "consistency", "flow_euler_cfg")
-# A contract's parameterisation: "ddpm" (eps / v / x0 on ``alphas_cumprod``, integer timesteps) or "flow" (flow matching:
-# velocity at sigma, fed as timestep ``sigma * num_train_timesteps``; the ``sigmas`` table per step count ends at 0). A
-# flow teacher is ``flow_euler_cfg``; a flow student will be ``consistency`` with parameterisation "flow" and its own sigmas.
-PARAMETERISATIONS = ("ddpm", "flow")
+# A flow-matching contract names its static shift (``flow_shift``; prediction_type flow_prediction); a DDPM one carries
+# ``alphas_cumprod``. A flow student is ``consistency`` over integer timestep indices of ``param.flow_schedule`` (the
+# distiller's convention, main's ``param.NoiseSchedule.flow``); a flow teacher is ``flow_euler_cfg``, whose Euler grid
+# is not on those indices, so it carries per step count the sigmas (ending at 0) and the float timesteps
+# ``sigma * num_train_timesteps`` the network is fed.
 CFG_KINDS = ("ddim_cfg", "flow_euler_cfg")
 # The one source of each default a model without its own value takes (model cards, samplers, export, the CLI).
 DEFAULT_TEACHER_STEPS = 50  # a teacher's sampler steps (DDIM, or a flow solver)
@@ -48,9 +49,10 @@ class SamplerSpec:
     origin_steps: int | None = None  # the teacher ODE solver's grid the student's timesteps are picked from
     alphas_cumprod: np.ndarray | None = dataclasses.field(default=None, compare=False)  # float64 [num_train_timesteps]
     final_alpha_cumprod: float = 1.0  # abar "before t=0", where DDIM's last step lands
-    parameterisation: str = "ddpm"
-    flow_shift: float | None = None  # flow: the static shift the sigmas were made with (spec.param.flow_sigmas)
-    sigmas: dict[int, tuple[float, ...]] | None = dataclasses.field(default=None, compare=False)  # flow: step count -> steps + 1 sigmas
+    # A flow-matching model's static shift (its schedule is ``param.flow_schedule(num_train_timesteps, flow_shift)``, no
+    # alphas_cumprod); None for a DDPM schedule.
+    flow_shift: float | None = None
+    sigmas: dict[int, tuple[float, ...]] | None = dataclasses.field(default=None, compare=False)  # flow_euler_cfg: steps -> steps + 1 sigmas
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLER_KINDS:
@@ -59,11 +61,12 @@ class SamplerSpec:
             raise BundleError(f"sampler prediction_type {self.prediction_type!r} is not one of {param.PREDICTION_TYPES}")
         if self.default_steps not in self.timesteps:
             raise BundleError(f"sampler default_steps {self.default_steps} has no timesteps (it has {sorted(self.timesteps)})")
-        if self.parameterisation not in PARAMETERISATIONS:
-            raise BundleError(f"sampler parameterisation {self.parameterisation!r} is not one of {PARAMETERISATIONS}")
-        if (self.kind == "flow_euler_cfg") != (self.parameterisation == "flow" and self.kind != "consistency"):
-            raise BundleError(f"sampler kind {self.kind!r} does not go with parameterisation {self.parameterisation!r}")
-        if self.parameterisation == "flow":
+        if (self.flow_shift is not None) != (self.prediction_type == param.FLOW_PREDICTION):
+            raise BundleError(f"sampler prediction_type {self.prediction_type!r} and flow_shift {self.flow_shift} disagree: "
+                              "a flow_prediction model names its shift, a DDPM one none")
+        if self.kind == "flow_euler_cfg" and self.flow_shift is None:
+            raise BundleError("sampler kind 'flow_euler_cfg' is a flow-matching sampler: the contract needs its flow_shift")
+        if self.kind == "flow_euler_cfg":
             if not self.sigmas or set(self.sigmas) != set(self.timesteps):
                 raise BundleError("a flow sampler contract needs a sigmas table for every step count it lists")
             bad = [s for s, v in self.sigmas.items() if len(v) != s + 1 or len(self.timesteps[s]) != s]
@@ -73,6 +76,11 @@ class SamplerSpec:
     @property
     def uses_cfg(self) -> bool:
         return self.kind in CFG_KINDS
+
+    @property
+    def parameterisation(self) -> str:
+        """"flow" for a flow-matching contract (it names its shift), else "ddpm"."""
+        return "ddpm" if self.flow_shift is None else "flow"
 
     @property
     def supported_steps(self) -> tuple[int, ...]:
@@ -112,7 +120,7 @@ class SamplerSpec:
         steps = sorted({int(default_steps), *(int(s) for s in supported_steps)})
         tables = {s: flow_tables(s, shift, n) for s in steps}
         return cls(kind="flow_euler_cfg", prediction_type=param.FLOW_PREDICTION, num_train_timesteps=n, default_steps=int(default_steps),
-                   timesteps={s: t for s, (t, _) in tables.items()}, guidance=float(guidance), parameterisation="flow", flow_shift=shift,
+                   timesteps={s: t for s, (t, _) in tables.items()}, guidance=float(guidance), flow_shift=shift,
                    sigmas={s: sig for s, (_, sig) in tables.items()})
 
     def with_steps(self, default_steps: int | None = None, supported_steps: Iterable[int] | None = None,
@@ -127,7 +135,7 @@ class SamplerSpec:
                 table[s] = self.timesteps[s]
             elif self.kind == "flow_euler_cfg" and self.flow_shift is not None:
                 table[s], sigmas[s] = flow_tables(s, self.flow_shift, self.num_train_timesteps)
-            elif self.parameterisation == "flow":
+            elif self.kind == "flow_euler_cfg":
                 raise BundleError(f"this flow contract has no {s}-step sigmas (it has {list(self.supported_steps)}); re-export with those steps")
             elif self.kind == "ddim_cfg":
                 table[s] = tuple(int(t) for t in param.ddim_timesteps(self.num_train_timesteps, s))
@@ -136,12 +144,12 @@ class SamplerSpec:
             else:
                 raise BundleError(f"this student's card has no solver grid (origin_steps) to make {s}-step timesteps; use {list(self.supported_steps)}")
         return dataclasses.replace(self, default_steps=default, timesteps=table, guidance=self.guidance if guidance is None else float(guidance),
-                                   sigmas={s: sigmas[s] for s in steps} if self.parameterisation == "flow" else None)
+                                   sigmas={s: sigmas[s] for s in steps} if self.kind == "flow_euler_cfg" else None)
 
     def with_schedule(self, scheduler_config: dict[str, Any]) -> SamplerSpec:
         """The contract with its noise schedule's numbers, as a bundle carries it (the runtime computes none). A flow
-        contract carries its sigmas already."""
-        if self.parameterisation == "flow":
+        contract's schedule is its shift (and a flow Euler contract carries its sigmas already)."""
+        if self.flow_shift is not None:
             return self
         abar = param.alphas_cumprod(scheduler_config)
         if len(abar) != self.num_train_timesteps:
@@ -162,9 +170,9 @@ class SamplerSpec:
         }
         if self.origin_steps is not None:
             out["origin_steps"] = self.origin_steps
-        if self.parameterisation != "ddpm":  # absent: ddpm (every bundle made before flow contracts)
-            out["parameterisation"] = self.parameterisation
+        if self.flow_shift is not None:  # written only for flow models: DDPM contracts stay as they were
             out["flow_shift"] = self.flow_shift
+        if self.kind == "flow_euler_cfg":
             out["sigmas"] = {str(k): list(v) for k, v in sorted((self.sigmas or {}).items())}
             out["timesteps"] = {str(k): [float(t) for t in v] for k, v in sorted(self.timesteps.items())}
         if self.alphas_cumprod is not None:
@@ -178,8 +186,8 @@ class SamplerSpec:
         if not isinstance(d, dict):
             raise BundleError(f"sampler contract must be a JSON object, got {type(d).__name__}")
         try:
-            flow = d.get("parameterisation", "ddpm") == "flow"
-            number = float if flow else int  # flow timesteps are sigma * num_train_timesteps, not integers
+            flow = d.get("kind") == "flow_euler_cfg"
+            number = float if flow else int  # a flow Euler contract's timesteps are sigma * num_train_timesteps, not indices
             timesteps = {int(k): tuple(number(t) for t in v) for k, v in d["timesteps"].items()}
             abar = d.get("alphas_cumprod")
             sigmas = {int(k): tuple(float(s) for s in v) for k, v in d["sigmas"].items()} if flow else None
@@ -192,7 +200,6 @@ class SamplerSpec:
                 origin_steps=None if d.get("origin_steps") is None else int(d["origin_steps"]),
                 alphas_cumprod=None if abar is None else np.asarray(abar, dtype=np.float64),
                 final_alpha_cumprod=float(d.get("final_alpha_cumprod", 1.0)),
-                parameterisation=str(d.get("parameterisation", "ddpm")),
                 flow_shift=None if d.get("flow_shift") is None else float(d["flow_shift"]), sigmas=sigmas,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

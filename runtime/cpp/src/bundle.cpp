@@ -97,10 +97,10 @@ static Bundle load_manifest(const std::string& root, bool verify) {
     throw BundleError("sampler kind " + sp.kind + " is not one this runtime runs");
   sp.prediction_type = s["prediction_type"].str();
   sp.num_train_timesteps = static_cast<int>(s["num_train_timesteps"].integer());
-  sp.parameterisation = s.has("parameterisation") ? s["parameterisation"].str() : "ddpm";
-  if (sp.parameterisation == "flow" && sp.kind != "flow_euler_cfg")
-    throw BundleError("this bundle's student samples by flow-matching consistency, which this runtime does not run yet; upgrade turbo-edge");
-  if (sp.parameterisation == "flow") {  // spec/sampler.py: float timesteps (sigma * N) and steps + 1 sigmas per step count
+  sp.flow_shift = s.has("flow_shift") && !s["flow_shift"].is_null() ? s["flow_shift"].number() : 0.0;
+  if (s.has("flow_shift") && !s["flow_shift"].is_null() && !(sp.flow_shift > 0.0))
+    throw BundleError(file + ": the sampler contract's flow_shift must be a positive number; re-export the bundle");
+  if (sp.kind == "flow_euler_cfg") {  // spec/sampler.py: float timesteps (sigma * N) and steps + 1 sigmas per step count
     for (const auto& [k, v] : s["timesteps"].object())
       for (const Json& t : v.array()) sp.flow_timesteps[std::stoi(k)].push_back(t.number());
     for (const auto& [k, v] : s["sigmas"].object())
@@ -109,14 +109,14 @@ static Bundle load_manifest(const std::string& root, bool verify) {
       if (!sp.sigmas.count(k) || sp.sigmas.at(k).size() != v.size() + 1) throw BundleError(file + ": the flow contract's sigmas do not fit its timesteps; re-export the bundle");
       sp.timesteps[k] = std::vector<int>(v.size(), 0);  // the step counts it supports (the values are flow_timesteps')
     }
-  } else if (!s.has("alphas_cumprod") || s["alphas_cumprod"].is_null())
+  } else if (sp.flow_shift == 0.0 && (!s.has("alphas_cumprod") || s["alphas_cumprod"].is_null()))
     throw BundleError(file + ": the sampler contract carries no noise schedule (alphas_cumprod); re-export the bundle");
-  if (sp.parameterisation != "flow")
+  if (sp.flow_shift == 0.0)
     for (const Json& a : s["alphas_cumprod"].array()) sp.alphas_cumprod.push_back(a.number());
   sp.final_alpha_cumprod = s.has("final_alpha_cumprod") ? s["final_alpha_cumprod"].number() : 1.0;
   sp.default_steps = static_cast<int>(s["default_steps"].integer());
   for (const auto& [k, v] : s["timesteps"].object()) {
-    if (sp.parameterisation == "flow") break;
+    if (sp.kind == "flow_euler_cfg") break;
     std::vector<int> ts;
     for (const Json& t : v.array()) ts.push_back(static_cast<int>(t.integer()));
     sp.timesteps[std::stoi(k)] = ts;

@@ -21,7 +21,7 @@ namespace turbo_edge {
 
 struct SamplerSpec {
   std::string kind;             // "ddim_cfg" | "consistency" | "flow_euler_cfg"
-  std::string parameterisation = "ddpm";  // "ddpm" | "flow" (spec/sampler.py)
+  double flow_shift = 0.0;  // > 0: a flow-matching contract (spec/sampler.py flow_shift): no alphas_cumprod
   std::map<int, std::vector<double>> flow_timesteps, sigmas;  // flow: steps -> sigma * N per step, and steps + 1 sigmas
   std::string prediction_type;  // "epsilon" | "v_prediction" | "sample"
   int num_train_timesteps = 1000;
