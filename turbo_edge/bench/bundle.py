@@ -29,6 +29,12 @@ def video_geometry(bundle: Bundle, frames: int | None, height: int | None, width
     return frames or int(vid["frames"]), height or int(vid["height"]), width or int(vid["width"])
 
 
+def pixel_frames(bundle: Bundle, latent_frames: int) -> int:
+    """Video frames of ``latent_frames``, by the manifest's temporal geometry (a causal autoencoder: 1 + t (f - 1))."""
+    t = int(bundle.latent.get("temporal_factor", 1))
+    return 1 + t * (latent_frames - 1) if bundle.latent.get("causal_first_frame") else t * latent_frames
+
+
 def check_profile(bundle: Bundle, frames: int, height: int, width: int, batch: int) -> None:
     """One-line error naming the bundle's range where frames / height / width / batch fall outside its UNet profile."""
     factor = int(bundle.video["height"]) // int(bundle.latent["height"])
@@ -37,7 +43,7 @@ def check_profile(bundle: Bundle, frames: int, height: int, width: int, batch: i
         return
     lo, hi = profile["min"]["sample"], profile["max"]["sample"]
     rows = 2 if bundle.sampler.uses_cfg else 1
-    ranges = {"frames": (lo[2], hi[2], frames), "height": (lo[3] * factor, hi[3] * factor, height),
+    ranges = {"frames": (pixel_frames(bundle, lo[2]), pixel_frames(bundle, hi[2]), frames), "height": (lo[3] * factor, hi[3] * factor, height),
               "width": (lo[4] * factor, hi[4] * factor, width), "batch": (max(1, lo[0] // rows), hi[0] // rows, batch)}
     outside = [f"--{k} {v}" for k, (a, b, v) in ranges.items() if not a <= v <= b]
     if outside or height % factor or width % factor:
@@ -108,8 +114,12 @@ def _bench(cfg: BenchConfig, pipe: Pipeline, backend: str, precision: str, threa
 
     # Text encoder: one prompt per call, as the pipeline encodes them (plus the empty prompt under CFG).
     te = pipe.sessions["text_encoder"]
-    te_binding = te.allocate({"input_ids": (1, length)}, {"last_hidden_state": (1, length, hidden)})
-    te_binding.inputs["input_ids"][0] = pipe.tokenizer.encode(cfg.prompt).ids
+    encoding = pipe.tokenizer.encode(cfg.prompt)
+    te_inputs = {"input_ids": (1, length), **({"attention_mask": (1, length)} if encoding.mask is not None else {})}  # UMT5: a mask
+    te_binding = te.allocate(te_inputs, {"last_hidden_state": (1, length, hidden)})
+    te_binding.inputs["input_ids"][0] = encoding.ids
+    if encoding.mask is not None:
+        te_binding.inputs["attention_mask"][0] = encoding.mask
     te_stats = timed(lambda: te.infer(te_binding), te_binding)
     text = te_binding.outputs["last_hidden_state"][0].astype(np.float32)
 
@@ -148,8 +158,9 @@ def _bench(cfg: BenchConfig, pipe: Pipeline, backend: str, precision: str, threa
         "timing": "CUDA events (device), host clock beside" if gpu is not None else "host clock (perf_counter)",
         "verified_on_gpu": False if backend in GPU_BACKENDS else None, "gpu": None if gpu is None else gpu.device_name(),
         "video": {"frames": video[0], "height": video[1], "width": video[2]},
-        "input_shapes": {"text_encoder": {"input_ids": [1, length]}, "unet": {k: list(v) for k, v in inputs.items()},
-                         "vae_decoder": {"latent": [b * shape[1], shape[0], shape[2], shape[3]]}},
+        "input_shapes": {"text_encoder": {k: list(v) for k, v in te_inputs.items()}, "unet": {k: list(v) for k, v in inputs.items()},
+                         "vae_decoder": {"latent": [b, *shape] if pipe.bundle.latent.get("causal_first_frame")  # a whole-clip decoder
+                                         else [b * shape[1], shape[0], shape[2], shape[3]]}},
     }
     finish_row(row, stages, e2e, composed_only=False)
     row["peak_rss_mb"] = peak_rss_mb()
@@ -161,6 +172,11 @@ def _flops(pipe: Pipeline, precision: str, b: int, shape: tuple[int, ...], lengt
            unet_inputs: dict[str, tuple[int, ...]]) -> dict[str, int]:
     bundle = pipe.bundle
     c, f, h, w = shape
+    if len((bundle.component("vae_decoder").get("inputs") or [{}])[0].get("shape") or ()) == 5:  # a whole-clip decoder (DiT)
+        text_inputs = {t["name"]: (1, length) for t in bundle.component("text_encoder")["inputs"]}
+        return {"text_encoder": onnx_flops(bundle.model_path("text_encoder", precision), text_inputs),
+                "unet": onnx_flops(bundle.model_path("unet", precision), unet_inputs),
+                "vae_decoder": b * onnx_flops(bundle.model_path("vae_decoder", precision), {"latent": (1, c, f, h, w)})}
     total = b * f
     profile = bundle.profile("vae_decoder")
     chunk = min(total, int(profile["max"]["latent"][0])) if "latent" in profile.get("max", {}) else total  # as Pipeline.decode

@@ -24,7 +24,7 @@ import numpy as np
 
 from turbo_edge import __version__
 from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, resolve_model_path
-from turbo_edge.export import calibration_prompts
+from turbo_edge.export import calibration_prompts, dit
 from turbo_edge.export.contracts import Contract, ExportShapes, build_components, latent_hw
 from turbo_edge.export.onnx_export import export_onnx, run_torch
 from turbo_edge.export.parity import ParityError, ParityResult, check_parity, openvino_runner, ort_runner
@@ -79,7 +79,9 @@ def source_hash(cfg: ExportConfig, model_dir: Path) -> str:
 
 def sampler_contract(model: T2VModel, cfg: ExportConfig) -> SamplerSpec:
     """The contract the bundle carries: a student's own (from its card), or DDIM + CFG for a teacher; the export
-    config's step counts and guidance override, and the noise schedule's numbers are filled in."""
+    config's step counts and guidance override, and the noise schedule's numbers are filled in. A DiT: ``dit.sampler_contract``."""
+    if dit.is_dit(model):
+        return dit.sampler_contract(model, cfg)
     if model.card.sampler is not None:
         sampler = model.card.sampler
     else:
@@ -92,6 +94,8 @@ def sampler_contract(model: T2VModel, cfg: ExportConfig) -> SamplerSpec:
 
 
 def resolve_shapes(model: Any, cfg: ExportConfig, uses_cfg: bool) -> ExportShapes:
+    if dit.is_dit(model):
+        return dit.resolve_shapes(model, cfg, uses_cfg)
     frames = cfg.frames or int(model.card.frames or 16)
     height = cfg.height or int(model.vae.config.sample_size)
     width = cfg.width or height
@@ -208,6 +212,8 @@ def copy_tokenizer(model_dir: Path, tmp: Path) -> None:
 
 
 def describe(model: Any, shapes: ExportShapes, components: dict[str, tuple[Contract, Any]]) -> dict[str, Any]:
+    if dit.is_dit(model):
+        return dit.describe(model, shapes, components)
     h, w = latent_hw(model, shapes)
     enc = components.get("text_encoder", (None, None))[0]
     length = enc.inputs[0].shape[1] if enc else min(int(model.tokenizer.model_max_length), int(model.text_encoder.config.max_position_embeddings))
@@ -253,9 +259,12 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
 
     torch.set_num_threads(cfg.threads)
     t2v = load_teacher(model_dir)
+    if dit.is_dit(t2v):
+        cfg = dit.export_config(cfg)
     sampler = sampler_contract(t2v, cfg)
     shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler.uses_cfg)
-    components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components).items()}
+    components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components,
+                                                                                                 dit.COMPONENTS if dit.is_dit(t2v) else None).items()}
 
     with staged_dir(out, schema.MANIFEST, cfg.overwrite) as tmp:
         files: dict[str, dict[str, str]] = {}

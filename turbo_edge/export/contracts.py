@@ -269,8 +269,11 @@ def vae_decoder_component(model: Any, shapes: ExportShapes) -> tuple[Contract, A
     return contract, VaeDecoder().eval()
 
 
-def build_components(model: Any, shapes: ExportShapes, names: tuple[str, ...]) -> dict[str, tuple[Contract, Any]]:
-    unknown = [n for n in names if n not in COMPONENTS]
+def build_components(model: Any, shapes: ExportShapes, names: tuple[str, ...],
+                     registry: dict[str, ComponentBuilder] | None = None) -> dict[str, tuple[Contract, Any]]:
+    """Each named component's contract and module; ``registry``: a family's own builders (``export.dit.COMPONENTS``)."""
+    builders = COMPONENTS if registry is None else registry
+    unknown = [n for n in names if n not in builders]
     if unknown:
-        raise ValueError(f"unknown component(s) {unknown}; exportable: {sorted(COMPONENTS)}")
-    return {n: COMPONENTS[n](model, shapes) for n in names}
+        raise ValueError(f"unknown component(s) {unknown}; exportable: {sorted(builders)}")
+    return {n: builders[n](model, shapes) for n in names}

@@ -111,6 +111,7 @@ FOLDABLE: dict[str, Callable[[onnx.NodeProto, list[np.ndarray]], np.ndarray]] = 
     "Reshape": lambda n, a: a[0].reshape([d if d != 0 else a[0].shape[i] for i, d in enumerate(a[1].tolist())]),
     "Add": lambda n, a: a[0] + a[1], "Sub": lambda n, a: a[0] - a[1], "Mul": lambda n, a: a[0] * a[1],
     "Div": lambda n, a: _div(a[0], a[1]), "Neg": lambda n, a: -a[0], "Abs": lambda n, a: np.abs(a[0]),
+    "Mod": lambda n, a: np.fmod(a[0], a[1]) if _attr(n, "fmod", 0) else np.mod(a[0], a[1]),  # unflatten(-1) in the DiT's graph
     "Floor": lambda n, a: np.floor(a[0]), "Ceil": lambda n, a: np.ceil(a[0]), "Sqrt": lambda n, a: np.sqrt(a[0]),
     "Max": lambda n, a: np.maximum.reduce(a), "Min": lambda n, a: np.minimum.reduce(a),
     "Equal": lambda n, a: np.equal(a[0], a[1]), "Less": lambda n, a: np.less(a[0], a[1]),

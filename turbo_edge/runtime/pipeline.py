@@ -23,7 +23,7 @@ from turbo_edge.spec.configs import RuntimeConfig
 from turbo_edge.spec.errors import BackendUnavailableError, BundleError, RuntimeInputError
 from turbo_edge.spec.inputs import check_closed_vocabulary, check_guidance, check_prompt_text, check_seed
 from turbo_edge.spec.noise import normal, stream_id
-from turbo_edge.spec.tokenizer import ClipTokenizer
+from turbo_edge.spec.unigram import load_tokenizer
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -45,7 +45,7 @@ GRAPH_INPUTS = {"text_encoder": ("input_ids",), "unet": ("sample", "timestep", "
 class Pipeline:
     def __init__(self, bundle: Bundle, config: RuntimeConfig) -> None:
         self.bundle, self.config = bundle, config
-        self.tokenizer = ClipTokenizer.from_dir(bundle.root / "tokenizer", max_length=int(bundle.text["max_length"]))
+        self.tokenizer = load_tokenizer(bundle.root / "tokenizer", max_length=int(bundle.text["max_length"]))
         self.sessions: dict[str, Backend] = {}
         for name in COMPONENTS:
             session = create_backend(config.backend, threads=config.threads)
@@ -99,7 +99,7 @@ class Pipeline:
         frames, height, width = frames or int(vid["frames"]), height or int(vid["height"]), width or int(vid["width"])
         if height % factor or width % factor:
             raise RuntimeInputError(f"height and width must be multiples of {factor} (the VAE's factor), got {height}x{width}")
-        shape = (int(lat["channels"]), frames, height // factor, width // factor)
+        shape = (int(lat["channels"]), self.latent_frames(frames), height // factor, width // factor)
         profile = self.bundle.profile("unet")
         if "min" in profile and "sample" in profile["min"]:
             lo, hi = profile["min"]["sample"][1:], profile["max"]["sample"][1:]
@@ -109,6 +109,15 @@ class Pipeline:
                     f"(latent min {tuple(lo)}, max {tuple(hi)}); choose a size inside it or re-export with a wider profile"
                 )
         return shape
+
+    def latent_frames(self, frames: int) -> int:
+        """Latent frames of a clip: the manifest's temporal geometry (a causal autoencoder takes 1 + t k frames)."""
+        t = int(self.bundle.latent.get("temporal_factor", 1))
+        if not self.bundle.latent.get("causal_first_frame"):
+            return frames // t if t > 1 else frames
+        if frames < 1 or (frames - 1) % t:
+            raise RuntimeInputError(f"this bundle's causal autoencoder takes 1 + {t}k frames, got {frames}")
+        return (frames - 1) // t + 1
 
     def _max_batch(self, name: str, input_name: str) -> int:
         profile = self.bundle.profile(name)
@@ -138,8 +147,13 @@ class Pipeline:
                 self._text_cache.move_to_end(prompt)
                 return cached, encoding.truncated
         length, hidden = int(self.bundle.text["max_length"]), int(self.bundle.text["hidden_size"])
-        binding = self._binding("text_encoder", {"input_ids": (1, length)}, {"last_hidden_state": (1, length, hidden)})
+        inputs = {"input_ids": (1, length)}
+        if encoding.mask is not None:  # an encoder with an attention mask (UMT5)
+            inputs["attention_mask"] = (1, length)
+        binding = self._binding("text_encoder", inputs, {"last_hidden_state": (1, length, hidden)})
         binding.inputs["input_ids"][0] = encoding.ids
+        if encoding.mask is not None:
+            binding.inputs["attention_mask"][0] = encoding.mask
         self._infer("text_encoder", binding, timings if timings is not None else {})
         out = binding.outputs["last_hidden_state"][0].astype(np.float32, copy=True)
         with self._text_lock:
@@ -181,6 +195,9 @@ class Pipeline:
 
     def decode(self, latents: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
         """Latents [B, C, F, h, w] (as the UNet sees them) -> uint8 frames [B, F, H, W, 3], in profile-sized chunks."""
+        inputs = self.bundle.component("vae_decoder").get("inputs") or [{}]
+        if len(inputs[0].get("shape") or ()) == 5:  # a whole-clip decoder (a causal video autoencoder), not one per frame
+            return self._decode_clips(latents, timings)
         b, c, f, h, w = latents.shape
         flat = np.ascontiguousarray(latents.transpose(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
         factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
@@ -196,6 +213,24 @@ class Pipeline:
         np.clip(images, -1.0, 1.0, out=images)
         pixels = np.rint((images + 1.0) * 127.5).astype(np.uint8)
         return pixels.reshape(b, f, 3, h * factor, w * factor).transpose(0, 1, 3, 4, 2)
+
+    def _decode_clips(self, latents: np.ndarray, timings: dict[str, float] | None) -> np.ndarray:
+        """A whole-clip decoder (a causal video autoencoder): latents [B, C, f, h, w] -> uint8 [B, F, H, W, 3]."""
+        b, f = latents.shape[0], latents.shape[2]
+        t = int(self.bundle.latent.get("temporal_factor", 1))
+        frames = 1 + t * (f - 1) if self.bundle.latent.get("causal_first_frame") else t * f
+        factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
+        h, w = latents.shape[3] * factor, latents.shape[4] * factor
+        chunk = min(b, self._max_batch("vae_decoder", "latent"))
+        images = np.empty((b, 3, frames, h, w), dtype=np.float32)
+        for start in range(0, b, chunk):
+            part = latents[start : start + chunk]
+            binding = self._binding("vae_decoder", {"latent": part.shape}, {"video": (len(part), 3, frames, h, w)})  # export.dit's names
+            binding.inputs["latent"][:] = part
+            self._infer("vae_decoder", binding, timings if timings is not None else {})
+            images[start : start + len(part)] = binding.outputs["video"]
+        np.clip(images, -1.0, 1.0, out=images)
+        return np.rint((images + 1.0) * 127.5).astype(np.uint8).transpose(0, 2, 3, 4, 1)
 
     # ------------------------------------------------------------------ public entry points
 

@@ -255,7 +255,7 @@ def load_bundle(path: str | Path, verify: bool = True, runnable: bool = True) ->
     sampler = SamplerSpec.from_dict(manifest["sampler"])
     if runnable:
         check_geometry(root, manifest)
-    if runnable and sampler.alphas_cumprod is None:
+    if runnable and sampler.flow_shift is None and sampler.alphas_cumprod is None:
         raise BundleError(f"{root / MANIFEST}: the sampler contract carries no noise schedule (alphas_cumprod); re-export the bundle")
     return Bundle(root=root, manifest=manifest, sampler=sampler, verified=verify)
 

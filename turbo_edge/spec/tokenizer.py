@@ -142,6 +142,7 @@ class Encoding:
     ids: list[int]
     truncated: bool  # the prompt had more tokens than fit; the tail was dropped
     unknown_words: list[str]  # words that did not encode as one whole-word token
+    mask: list[int] | None = None  # attention mask (1: a token of the prompt), for encoders that take one (UMT5)
 
 
 class ClipTokenizer:

@@ -93,15 +93,30 @@ static Bundle load_manifest(const std::string& root, bool verify) {
   const Json& s = m["sampler"];
   SamplerSpec& sp = b.sampler;
   sp.kind = s["kind"].str();
-  if (sp.kind != "ddim_cfg" && sp.kind != "consistency") throw BundleError("sampler kind " + sp.kind + " is not one this runtime runs");
+  if (sp.kind != "ddim_cfg" && sp.kind != "consistency" && sp.kind != "flow_euler_cfg")
+    throw BundleError("sampler kind " + sp.kind + " is not one this runtime runs");
   sp.prediction_type = s["prediction_type"].str();
   sp.num_train_timesteps = static_cast<int>(s["num_train_timesteps"].integer());
-  if (!s.has("alphas_cumprod") || s["alphas_cumprod"].is_null())
+  sp.flow_shift = s.has("flow_shift") && !s["flow_shift"].is_null() ? s["flow_shift"].number() : 0.0;
+  if (s.has("flow_shift") && !s["flow_shift"].is_null() && !(sp.flow_shift > 0.0))
+    throw BundleError(file + ": the sampler contract's flow_shift must be a positive number; re-export the bundle");
+  if (sp.kind == "flow_euler_cfg") {  // spec/sampler.py: float timesteps (sigma * N) and steps + 1 sigmas per step count
+    for (const auto& [k, v] : s["timesteps"].object())
+      for (const Json& t : v.array()) sp.flow_timesteps[std::stoi(k)].push_back(t.number());
+    for (const auto& [k, v] : s["sigmas"].object())
+      for (const Json& t : v.array()) sp.sigmas[std::stoi(k)].push_back(t.number());
+    for (const auto& [k, v] : sp.flow_timesteps) {
+      if (!sp.sigmas.count(k) || sp.sigmas.at(k).size() != v.size() + 1) throw BundleError(file + ": the flow contract's sigmas do not fit its timesteps; re-export the bundle");
+      sp.timesteps[k] = std::vector<int>(v.size(), 0);  // the step counts it supports (the values are flow_timesteps')
+    }
+  } else if (sp.flow_shift == 0.0 && (!s.has("alphas_cumprod") || s["alphas_cumprod"].is_null()))
     throw BundleError(file + ": the sampler contract carries no noise schedule (alphas_cumprod); re-export the bundle");
-  for (const Json& a : s["alphas_cumprod"].array()) sp.alphas_cumprod.push_back(a.number());
+  if (sp.flow_shift == 0.0)
+    for (const Json& a : s["alphas_cumprod"].array()) sp.alphas_cumprod.push_back(a.number());
   sp.final_alpha_cumprod = s.has("final_alpha_cumprod") ? s["final_alpha_cumprod"].number() : 1.0;
   sp.default_steps = static_cast<int>(s["default_steps"].integer());
   for (const auto& [k, v] : s["timesteps"].object()) {
+    if (sp.kind == "flow_euler_cfg") break;
     std::vector<int> ts;
     for (const Json& t : v.array()) ts.push_back(static_cast<int>(t.integer()));
     sp.timesteps[std::stoi(k)] = ts;
@@ -121,6 +136,11 @@ static Bundle load_manifest(const std::string& root, bool verify) {
   b.width = static_cast<int>(m["video"]["width"].integer());
   b.text_length = static_cast<int>(m["text"]["max_length"].integer());
   b.text_hidden = static_cast<int>(m["text"]["hidden_size"].integer());
+  b.temporal_factor = lat.has("temporal_factor") ? static_cast<int>(lat["temporal_factor"].integer()) : 1;
+  b.causal_first_frame = lat.has("causal_first_frame") && lat["causal_first_frame"].boolean();
+  const Json& comps = m["components"];
+  const Json& dec = comps.has("vae_decoder") ? comps["vae_decoder"] : comps;
+  b.clip_decoder = comps.has("vae_decoder") && dec.has("inputs") && dec["inputs"].size() > 0 && dec["inputs"][0]["shape"].size() == 5;
   if (m["text"].has("closed_vocabulary") && !m["text"]["closed_vocabulary"].is_null())
     for (const Json& w : m["text"]["closed_vocabulary"].array()) b.closed_vocabulary.push_back(w.str());
   return b;

@@ -27,7 +27,10 @@ std::unique_ptr<Pipeline> Pipeline::from_bundle(const std::string& path, const s
                                                 bool verify) {
   auto p = std::unique_ptr<Pipeline>(new Pipeline());
   p->bundle_ = Bundle::load(path, verify);
-  p->tokenizer_ = ClipTokenizer::from_dir(path + "/tokenizer", p->bundle_.text_length);
+  if (UnigramTokenizer::model_type(path + "/tokenizer") == "Unigram")  // a DiT's T5 / UMT5 tokenizer (spec/unigram.py load_tokenizer)
+    p->unigram_ = std::make_unique<UnigramTokenizer>(UnigramTokenizer::from_file(path + "/tokenizer/tokenizer.json", p->bundle_.text_length));
+  else
+    p->tokenizer_ = ClipTokenizer::from_dir(path + "/tokenizer", p->bundle_.text_length);
   for (const char* name : {"text_encoder", "unet", "vae_decoder"}) {
     auto session = create_backend(backend, threads);
     session->load(p->bundle_.model_path(name, precision));
@@ -126,13 +129,16 @@ void Pipeline::check_prompt(const std::string& prompt) const {
 }
 
 std::vector<float> Pipeline::encode(const std::string& prompt, bool* truncated) {
-  Encoding enc = tokenizer_.encode(prompt);
+  Encoding enc = unigram_ ? unigram_->encode(prompt) : tokenizer_.encode(prompt);
   if (truncated) *truncated = enc.truncated;
   auto cached = text_cache_.find(prompt);
   if (cached != text_cache_.end()) return cached->second;
   const int64_t L = bundle_.text_length, D = bundle_.text_hidden;
-  Binding& b = binding("text_encoder", {{"input_ids", {1, L}}}, {{"last_hidden_state", {1, L, D}}});
+  Shapes inputs = {{"input_ids", {1, L}}};
+  if (!enc.mask.empty()) inputs["attention_mask"] = {1, L};  // UMT5 takes its mask
+  Binding& b = binding("text_encoder", inputs, {{"last_hidden_state", {1, L, D}}});
   std::copy(enc.ids.begin(), enc.ids.end(), b.inputs["input_ids"].i64());
+  if (!enc.mask.empty()) std::copy(enc.mask.begin(), enc.mask.end(), b.inputs["attention_mask"].i64());
   infer("text_encoder", b);
   const float* out = b.outputs["last_hidden_state"].f32();
   std::vector<float> hidden(out, out + L * D);
@@ -160,7 +166,7 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
 
   // Text: conditional (and the empty prompt for classifier-free guidance), encoded once and cached.
   std::vector<float> cond = encode(prompt, &clip.truncated);
-  const int64_t rows = spec.uses_cfg ? 2 : 1, C = bundle_.latent_channels, F = bundle_.frames, h = bundle_.latent_height,
+  const int64_t rows = spec.uses_cfg ? 2 : 1, C = bundle_.latent_channels, F = bundle_.latent_frames, h = bundle_.latent_height,
                 w = bundle_.latent_width, L = bundle_.text_length, D = bundle_.text_hidden;
   const size_t n = static_cast<size_t>(C * F * h * w);
   Shapes inputs = {{"sample", {rows, C, F, h, w}}, {"timestep", {rows}}, {"encoder_hidden_states", {rows, L, D}}};
@@ -188,7 +194,7 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
     if (progress && !progress(done, total))
       throw Cancelled("generation cancelled by the progress callback after step " + std::to_string(done) + " of " + std::to_string(total));
   };
-  ModelFn model_fn = [&](const float* x, int t) {
+  ModelFn model_fn = [&](const float* x, double t) {
     if (calls > 0) report(calls);
     ++calls;
     for (int64_t r = 0; r < rows; ++r) std::copy(x, x + n, sample + r * static_cast<int64_t>(n));
@@ -202,12 +208,32 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
   std::vector<float> x(n);
   noise_fn(0, x.data());
   const std::vector<int>& ts = spec.timesteps.at(steps);
-  if (spec.kind == "ddim_cfg") ddim_cfg(model_fn, x.data(), n, ts, spec, guidance);
+  if (spec.kind == "flow_euler_cfg") flow_euler_cfg(model_fn, x.data(), n, spec.flow_timesteps.at(steps), spec.sigmas.at(steps), guidance);
+  else if (spec.kind == "ddim_cfg") ddim_cfg(model_fn, x.data(), n, ts, spec, guidance);
   else consistency(model_fn, x.data(), n, ts, spec, noise_fn);
   report(total);
 
-  // VAE decoder: [C, F, h, w] -> F frames of [C, h, w], in chunks the profile allows.
   const int64_t factor = bundle_.height / bundle_.latent_height, H = h * factor, W = w * factor;
+  if (bundle_.clip_decoder) {  // a whole-clip causal decoder (export/dit.py): [1, C, f, h, w] -> [1, 3, frames, H, W]
+    const int64_t P = bundle_.causal_first_frame ? 1 + bundle_.temporal_factor * (F - 1) : bundle_.temporal_factor * F;
+    Binding& vb = binding("vae_decoder", {{"latent", {1, C, F, h, w}}}, {{"video", {1, 3, P, H, W}}});
+    std::copy(x.begin(), x.end(), vb.inputs["latent"].f32());
+    infer("vae_decoder", vb);
+    const float* vid = vb.outputs["video"].f32();
+    clip.frames = static_cast<int>(P);
+    clip.height = static_cast<int>(H);
+    clip.width = static_cast<int>(W);
+    clip.rgb.resize(static_cast<size_t>(P * H * W * 3));
+    for (int64_t c = 0; c < 3; ++c)  // the Python runtime's rounding (below)
+      for (int64_t f = 0; f < P; ++f)
+        for (int64_t p = 0; p < H * W; ++p) {
+          float v = std::min(1.0f, std::max(-1.0f, vid[(c * P + f) * H * W + p]));
+          clip.rgb[static_cast<size_t>((f * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
+        }
+    clip.session_seconds = session_seconds_;
+    return clip;
+  }
+  // VAE decoder: [C, F, h, w] -> F frames of [C, h, w], in chunks the profile allows.
   const int64_t chunk = std::min<int64_t>(F, bundle_.profile_max("vae_decoder", "latent", 0, F));
   clip.frames = static_cast<int>(F);
   clip.height = static_cast<int>(H);

@@ -20,7 +20,9 @@ namespace turbo_edge {
 // ------------------------------------------------------------------ bundle
 
 struct SamplerSpec {
-  std::string kind;             // "ddim_cfg" | "consistency"
+  std::string kind;             // "ddim_cfg" | "consistency" | "flow_euler_cfg"
+  double flow_shift = 0.0;  // > 0: a flow-matching contract (spec/sampler.py flow_shift): no alphas_cumprod
+  std::map<int, std::vector<double>> flow_timesteps, sigmas;  // flow: steps -> sigma * N per step, and steps + 1 sigmas
   std::string prediction_type;  // "epsilon" | "v_prediction" | "sample"
   int num_train_timesteps = 1000;
   std::vector<double> alphas_cumprod;
@@ -41,6 +43,9 @@ struct Bundle {
   int latent_channels = 0, latent_frames = 0, latent_height = 0, latent_width = 0;
   int frames = 0, height = 0, width = 0;
   int text_length = 0, text_hidden = 0;
+  int temporal_factor = 1;          // latent.temporal_factor: pixel frames per latent frame (a causal autoencoder: 1 + t (f - 1))
+  bool causal_first_frame = false;  // latent.causal_first_frame
+  bool clip_decoder = false;        // the decoder takes a whole clip [B, C, f, h, w] (export/dit.py), not frames
   std::vector<std::string> closed_vocabulary;  // empty: open vocabulary
 
   static Bundle load(const std::string& root, bool verify = true);  // throws BundleError
@@ -65,12 +70,14 @@ void check_threads(long long threads, const std::string& shown);
 // ------------------------------------------------------------------ samplers (pure: no IO, no backend)
 
 // model_fn(x, t) returns the network's raw prediction; for ddim_cfg [2B * n] with the unconditional half first.
-using ModelFn = std::function<const float*(const float* x, int t)>;
+using ModelFn = std::function<const float*(const float* x, double t)>;  // t: an integer timestep, or sigma * N (flow)
 using NoiseFn = std::function<void(int step, float* out)>;  // fresh standard normal noise shaped like x
 
 void ddim_cfg(const ModelFn& model_fn, float* x, size_t n, const std::vector<int>& timesteps, const SamplerSpec& spec, double guidance);
 void consistency(const ModelFn& model_fn, float* x, size_t n, const std::vector<int>& timesteps, const SamplerSpec& spec,
                  const NoiseFn& noise_fn);
+void flow_euler_cfg(const ModelFn& model_fn, float* x, size_t n, const std::vector<double>& timesteps, const std::vector<double>& sigmas,
+                    double guidance);
 std::vector<float> guidance_embedding(double w, int dim);
 
 // ------------------------------------------------------------------ backends: load / allocate / infer / close
@@ -132,6 +139,7 @@ class Pipeline {
  private:
   Bundle bundle_;
   ClipTokenizer tokenizer_;
+  std::unique_ptr<UnigramTokenizer> unigram_;  // a T5 / UMT5 tokenizer (a DiT bundle), used instead of tokenizer_
   std::map<std::string, std::unique_ptr<Backend>> sessions_;
   std::map<std::string, Binding> bindings_;  // per component and shape set, reused across calls
   std::map<std::string, std::vector<float>> text_cache_;

@@ -17,6 +17,7 @@ Linear linear_x0_eps(const std::string& prediction_type, double a, double s) {
     if (prediction_type == "epsilon") { *x0 = (x - s * o) / a; *eps = o; }
     else if (prediction_type == "v_prediction") { *x0 = a * x - s * o; *eps = s * x + a * o; }
     else if (prediction_type == "sample") { *x0 = o; *eps = (x - a * o) / s; }
+    else if (prediction_type == "flow_prediction") { *x0 = x - s * o; *eps = x + a * o; }
     else throw std::runtime_error("unknown prediction_type " + prediction_type);
   };
   Linear l{};
@@ -26,6 +27,19 @@ Linear linear_x0_eps(const std::string& prediction_type, double a, double s) {
 }
 
 double abar_at(const SamplerSpec& spec, int t, double final_value) { return t >= 0 ? spec.alphas_cumprod.at(static_cast<size_t>(t)) : final_value; }
+
+// runtime/samplers.py alpha_sigma_at: sqrt(abar) / sqrt(1 - abar), or on a flow schedule sigma = shift((t + 1) / N), alpha = 1 - sigma.
+void alpha_sigma(const SamplerSpec& spec, int t, double* alpha, double* sigma) {
+  if (spec.flow_shift <= 0.0) {
+    double abar = abar_at(spec, t, 1.0);
+    *alpha = std::sqrt(abar);
+    *sigma = std::sqrt(1.0 - abar);
+    return;
+  }
+  double s = static_cast<double>(t + 1) / spec.num_train_timesteps;
+  *sigma = spec.flow_shift * s / (1.0 + (spec.flow_shift - 1.0) * s);
+  *alpha = 1.0 - *sigma;
+}
 
 }  // namespace
 
@@ -59,14 +73,29 @@ void ddim_cfg(const ModelFn& model_fn, float* x, size_t n, const std::vector<int
   }
 }
 
+void flow_euler_cfg(const ModelFn& model_fn, float* x, size_t n, const std::vector<double>& timesteps, const std::vector<double>& sigmas,
+                    double guidance) {
+  // runtime/samplers.py flow_euler_cfg: x += (sigma_next - sigma) * (uncond + w (cond - uncond)), the step in float32.
+  if (sigmas.size() != timesteps.size() + 1) throw std::runtime_error("flow Euler needs one more sigma than timesteps");
+  std::vector<float> guided(n);
+  const float g = static_cast<float>(guidance);
+  for (size_t k = 0; k < timesteps.size(); ++k) {
+    const float* out = model_fn(x, timesteps[k]);
+    const float dt = static_cast<float>(sigmas[k + 1]) - static_cast<float>(sigmas[k]);
+    for (size_t i = 0; i < n; ++i) { guided[i] = out[n + i] - out[i]; guided[i] *= g; guided[i] += out[i]; guided[i] *= dt; x[i] += guided[i]; }
+  }
+}
+
 void consistency(const ModelFn& model_fn, float* x, size_t n, const std::vector<int>& timesteps, const SamplerSpec& spec,
                  const NoiseFn& noise_fn) {
   std::vector<float> noise(n);
   for (size_t k = 0; k < timesteps.size(); ++k) {
     const int t = timesteps[k];
-    const float* out = model_fn(x, t);
-    double abar_t = abar_at(spec, t, 1.0);
-    Linear l = linear_x0_eps(spec.prediction_type, std::sqrt(abar_t), std::sqrt(1.0 - abar_t));
+    double alpha_t = 0, sigma_t = 0;
+    alpha_sigma(spec, t, &alpha_t, &sigma_t);
+    // A flow student's network takes sigma_t * N (float32); a DDPM one its integer timestep.
+    const float* out = model_fn(x, spec.flow_shift > 0.0 ? static_cast<double>(static_cast<float>(sigma_t * spec.num_train_timesteps)) : t);
+    Linear l = linear_x0_eps(spec.prediction_type, alpha_t, sigma_t);
     // 1. Boundary scalings (spec/param.py boundary_scalings): denoised = c_skip x_t + c_out x0_pred.
     double ts = static_cast<double>(t) * spec.timestep_scaling, sd2 = spec.sigma_data * spec.sigma_data;
     double c_skip = sd2 / (ts * ts + sd2), c_out = ts / std::sqrt(ts * ts + sd2);
@@ -74,9 +103,10 @@ void consistency(const ModelFn& model_fn, float* x, size_t n, const std::vector<
     for (size_t i = 0; i < n; ++i) { float scratch = out[i] * B; x[i] *= A; x[i] += scratch; }
     if (k + 1 == timesteps.size()) break;
     // 2. Re-noise to the next timestep with fresh noise of step k + 1.
-    double abar_next = abar_at(spec, timesteps[k + 1], 1.0);
+    double alpha_next = 0, sigma_next = 0;
+    alpha_sigma(spec, timesteps[k + 1], &alpha_next, &sigma_next);
     noise_fn(static_cast<int>(k + 1), noise.data());
-    const float a = static_cast<float>(std::sqrt(abar_next)), s = static_cast<float>(std::sqrt(1.0 - abar_next));
+    const float a = static_cast<float>(alpha_next), s = static_cast<float>(sigma_next);
     for (size_t i = 0; i < n; ++i) { x[i] *= a; float scratch = noise[i] * s; x[i] += scratch; }
   }
 }

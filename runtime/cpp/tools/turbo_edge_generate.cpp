@@ -6,7 +6,7 @@
 //   --out DIR must be new or empty; --overwrite replaces frames this host wrote there before, and only when every file
 //   in DIR is on the record it left (.turbo-edge-output.json: a run id and the files), so a user's file is never lost.
 //   turbo_edge_generate noise SEED STREAM COUNT
-//   turbo_edge_generate tokenize TOKENIZER_DIR MAX_LENGTH TEXT
+//   turbo_edge_generate tokenize TOKENIZER_DIR MAX_LENGTH TEXT   (a Unigram tokenizer also prints its mask)
 //   turbo_edge_generate sha256 FILE
 #include <sys/resource.h>
 #include <unistd.h>
@@ -233,9 +233,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "tokenize" && argc == 5) {
-      Encoding e = ClipTokenizer::from_dir(argv[2], std::stoi(argv[3])).encode(argv[4]);
+      const bool unigram = UnigramTokenizer::model_type(argv[2]) == "Unigram";  // a T5 / UMT5 tokenizer: ids, status, then the mask
+      Encoding e = unigram ? UnigramTokenizer::from_file(std::string(argv[2]) + "/tokenizer.json", std::stoi(argv[3])).encode(argv[4])
+                           : ClipTokenizer::from_dir(argv[2], std::stoi(argv[3])).encode(argv[4]);
       for (long long id : e.ids) std::printf("%lld ", id);
       std::printf("\n%s\n", e.truncated ? "truncated" : "complete");
+      for (long long m : e.mask) std::printf("%lld ", m);
+      if (!e.mask.empty()) std::printf("\n");
       return 0;
     }
     if (cmd == "sha256" && argc == 3) {

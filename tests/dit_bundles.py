@@ -1,0 +1,197 @@
+"""A DiT bundle of hand-built graphs in ``export.dit``'s layout (UMT5-style masked text encoder, a velocity network, a
+whole-clip causal decoder), a T5-style Unigram tokenizer written by the ``tokenizers`` package, and the chain in numpy:
+no torch, milliseconds. Shared by the runtime, C++ and serve tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from turbo_edge.spec import param
+from turbo_edge.spec.noise import normal, stream_id
+from turbo_edge.spec.sampler import SamplerSpec, flow_tables
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _const(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def _velocity_graph() -> onnx.GraphProto:
+    """out = tanh(0.9 x + 0.5 mean(text) + 1e-3 t), per sample: depends on every input, cheap."""
+    nodes = [helper.make_node("Mul", ["sample", "k_x"], ["a"]),
+             helper.make_node("ReduceMean", ["encoder_hidden_states"], ["text_mean"], axes=[1, 2], keepdims=0),
+             helper.make_node("Mul", ["text_mean", "k_text"], ["text_term"]), helper.make_node("Mul", ["timestep", "k_t"], ["t_term"]),
+             helper.make_node("Add", ["text_term", "t_term"], ["per_sample"]), helper.make_node("Reshape", ["per_sample", "shape5"], ["bias"]),
+             helper.make_node("Add", ["a", "bias"], ["pre"]), helper.make_node("Tanh", ["pre"], ["out_sample"])]
+    return helper.make_graph(nodes, "unet",
+                             [helper.make_tensor_value_info("sample", TensorProto.FLOAT, ["batch", C, LF, LH, LW]),
+                              helper.make_tensor_value_info("timestep", TensorProto.FLOAT, ["batch"]),
+                              helper.make_tensor_value_info("encoder_hidden_states", TensorProto.FLOAT, ["batch", LENGTH, HIDDEN])],
+                             [helper.make_tensor_value_info("out_sample", TensorProto.FLOAT, ["batch", C, LF, LH, LW])],
+                             [_const("k_x", np.float32(0.9)), _const("k_text", np.float32(0.5)), _const("k_t", np.float32(1e-3)),
+                              _const("shape5", np.array([-1, 1, 1, 1, 1], dtype=np.int64))])
+
+
+C, LF, LH, LW, FACTOR, T, LENGTH, HIDDEN, VOCAB = 4, 3, 2, 2, 4, 4, 8, 8, 44
+FRAMES = 1 + T * (LF - 1)
+WORDS = {"a": 3, "red": 4, "circle": 5, "left": 6}
+
+
+def dit_tokenizer(path: Path) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("▁" + w, -2.0) for w in WORDS] + [("▁", -5.0)]
+    vocab += [(c, -8.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
+    tok.add_special_tokens(["<pad>", "</s>", "<unk>"])
+    path.mkdir(parents=True)
+    tok.save(str(path / "tokenizer.json"))
+    (path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": LENGTH, "tokenizer_class": "T5Tokenizer"}))
+    return path
+
+
+def _text_graph(table: np.ndarray) -> onnx.GraphProto:
+    """tanh(table[ids]) * mask: UMT5's contract (zero past the prompt) in three ops."""
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["emb"]), helper.make_node("Tanh", ["emb"], ["t"]),
+             helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+             helper.make_node("Unsqueeze", ["m", "axis2"], ["m3"]), helper.make_node("Mul", ["t", "m3"], ["last_hidden_state"])]
+    return helper.make_graph(nodes, "text_encoder",
+                             [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", LENGTH]),
+                              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", LENGTH])],
+                             [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", LENGTH, HIDDEN])],
+                             [_const("table", table), _const("axis2", np.array([2], dtype=np.int64))])
+
+
+def _vae_graph(weight: np.ndarray) -> onnx.GraphProto:
+    """A causal whole-clip decoder: per latent frame a 1x1 conv + depth-to-space, latent frame 0 -> 1 frame and every
+    later one -> T frames (a Gather over time), tanh; [B, C, f, h, w] -> [B, 3, 1 + T(f - 1), H, W]."""
+    index = np.array([0] + [k for k in range(1, LF) for _ in range(T)], dtype=np.int64)
+    nodes = [helper.make_node("Transpose", ["latent"], ["bf"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["bf", "flat"], ["x"]), helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("DepthToSpace", ["c"], ["d"], blocksize=FACTOR, mode="DCR"),
+             helper.make_node("Reshape", ["d", "clip"], ["y"]), helper.make_node("Gather", ["y", "index"], ["z"], axis=1),
+             helper.make_node("Transpose", ["z"], ["zt"], perm=[0, 2, 1, 3, 4]), helper.make_node("Tanh", ["zt"], ["video"])]
+    return helper.make_graph(nodes, "vae_decoder",
+                             [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["batch", C, LF, LH, LW])],
+                             [helper.make_tensor_value_info("video", TensorProto.FLOAT, ["batch", 3, FRAMES, LH * FACTOR, LW * FACTOR])],
+                             [_const("w", weight), _const("index", index), _const("flat", np.array([-1, C, LH, LW], dtype=np.int64)),
+                              _const("clip", np.array([-1, LF, 3, LH * FACTOR, LW * FACTOR], dtype=np.int64))])
+
+
+def make_dit_bundle(out: Path, sampler: SamplerSpec, seed: int = 0) -> tuple[Path, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    weights = {"table": rng.standard_normal((VOCAB, HIDDEN)).astype(np.float32),
+               "w": (rng.standard_normal((3 * FACTOR * FACTOR, C, 1, 1)) * 0.7).astype(np.float32)}
+    out.mkdir(parents=True)
+    dit_tokenizer(out / "tokenizer")
+    _save(_text_graph(weights["table"]), out / "text_encoder.onnx")
+    _save(_velocity_graph(), out / "unet.onnx")
+    _save(_vae_graph(weights["w"]), out / "vae_decoder.onnx")
+    sample = [C, LF, LH, LW]
+    manifest = {
+        "schema_version": 1, "turbo_edge_version": "test", "created": "2026-01-01T00:00:00+00:00",
+        "source": {"model": "synthetic-dit", "kind": "teacher", "config_hash": "0"},
+        "sampler": sampler.to_dict(),
+        "latent": {"channels": C, "frames": LF, "height": LH, "width": LW, "autoencoder": "wan_causal", "spatial_factor": FACTOR,
+                   "temporal_factor": T, "causal_first_frame": True, "latents_mean": [0.0] * C, "latents_std": [1.0] * C},
+        "video": {"frames": FRAMES, "height": LH * FACTOR, "width": LW * FACTOR, "fps": 8},
+        "text": {"max_length": LENGTH, "hidden_size": HIDDEN, "closed_vocabulary": None, "attention_mask": True},
+        "components": {
+            "text_encoder": {"files": {"fp32": "text_encoder.onnx"},
+                             "inputs": [{"name": "input_ids", "dtype": "int64", "shape": ["batch", LENGTH]},
+                                        {"name": "attention_mask", "dtype": "int64", "shape": ["batch", LENGTH]}],
+                             "profile": {p: {"input_ids": [b, LENGTH], "attention_mask": [b, LENGTH]} for p, b in (("min", 1), ("opt", 2), ("max", 4))}},
+            "unet": {"files": {"fp32": "unet.onnx"}, "inputs": [{"name": "sample", "dtype": "float32", "shape": ["batch", *sample]}],
+                     "profile": {p: {"sample": [b, *sample]} for p, b in (("min", 1), ("opt", 2), ("max", 4))}},
+            "vae_decoder": {"files": {"fp32": "vae_decoder.onnx"}, "inputs": [{"name": "latent", "dtype": "float32", "shape": ["batch", *sample]}],
+                            "profile": {p: {"latent": [b, *sample]} for p, b in (("min", 1), ("opt", 1), ("max", 2))}},
+        },
+        "parity": {},
+    }
+    manifest["files"] = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                         for p in sorted(out.rglob("*")) if p.is_file()}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return out, weights
+
+
+def teacher_contract() -> SamplerSpec:
+    return SamplerSpec.flow_euler_cfg({"num_train_timesteps": 1000, "shift": 5.0}, default_steps=3, supported_steps=(2, 3), guidance=4.0)
+
+
+def reference_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps: int, seed: int, guidance: float) -> np.ndarray:
+    """The DiT chain in numpy, written from the contract (not from the runtime's code)."""
+    def text(ids: list[int]) -> np.ndarray:
+        mask = np.zeros(LENGTH, np.float32)
+        mask[: len(ids)] = 1
+        padded = ids + [0] * (LENGTH - len(ids))
+        return np.tanh(weights["table"][padded]) * mask[:, None]
+
+    def velocity(x: np.ndarray, t: float, e: np.ndarray) -> np.ndarray:  # _velocity_graph's function
+        return np.tanh(0.9 * x + 0.5 * e.mean() + 1e-3 * t)
+
+    cond, uncond = text(prompt_ids), text([1])
+    timesteps, sigmas = flow_tables(steps, 5.0, 1000)
+    x = normal(seed, 0, (C, LF, LH, LW)).astype(np.float64)
+    for i, t in enumerate(timesteps):
+        vu, vc = velocity(x, t, uncond), velocity(x, t, cond)
+        x = x + (sigmas[i + 1] - sigmas[i]) * (vu + guidance * (vc - vu))
+    return _decode_reference(weights, x)
+
+
+SHIFT = 5.0
+
+
+def student_contract() -> SamplerSpec:
+    """A flow consistency student's contract as the distiller writes it (main's ``SamplerSpec.consistency`` for a flow
+    teacher): integer timestep indices of the flow schedule from a 50-step solver grid, the shift, no CFG."""
+    steps = (1, 2, 4)
+    return SamplerSpec.from_dict({
+        "kind": "consistency", "prediction_type": "flow_prediction", "num_train_timesteps": 1000, "flow_shift": SHIFT,
+        "default_steps": 2, "supported_steps": list(steps), "origin_steps": 50, "guidance": 4.0, "uses_cfg": False, "w_embedding_dim": None,
+        "timesteps": {str(n): [int(t) for t in param.consistency_timesteps(1000, 50, n)] for n in steps},
+        "timestep_scaling": 10.0, "sigma_data": 0.5})
+
+
+def reference_student_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps: int, seed: int) -> np.ndarray:
+    """Multistep consistency sampling on the flow schedule, in numpy from the definitions (not the runtime's code):
+    sigma_t = shift((t + 1) / N), the network fed sigma_t N, x0 = x - sigma v, the LCM boundary condition on the index,
+    re-noising x = (1 - sigma') x0 + sigma' eps with fresh noise of draw i + 1."""
+    mask = np.zeros(LENGTH, np.float32)
+    mask[: len(prompt_ids)] = 1
+    text = np.tanh(weights["table"][prompt_ids + [0] * (LENGTH - len(prompt_ids))]) * mask[:, None]
+    timesteps = param.consistency_timesteps(1000, 50, steps)
+    x = normal(seed, 0, (C, LF, LH, LW)).astype(np.float64)
+    for i, t in enumerate(timesteps):
+        s = (t + 1) / 1000
+        sigma = SHIFT * s / (1 + (SHIFT - 1) * s)
+        v = np.tanh(0.9 * x + 0.5 * text.mean() + 1e-3 * float(np.float32(sigma * 1000)))
+        tt = 10.0 * t
+        x = 0.25 / (tt * tt + 0.25) * x + tt / np.sqrt(tt * tt + 0.25) * (x - sigma * v)
+        if i + 1 < len(timesteps):
+            s = (timesteps[i + 1] + 1) / 1000
+            sigma = SHIFT * s / (1 + (SHIFT - 1) * s)
+            x = (1 - sigma) * x + sigma * normal(seed, stream_id(0, i + 1), x.shape)
+    return _decode_reference(weights, x)
+
+
+def _decode_reference(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    frames = []
+    for k in range(LF):  # per latent frame: 1x1 conv, depth-to-space (DCR), then 1 or T copies
+        conv = np.einsum("oc,chw->ohw", weights["w"][:, :, 0, 0], x[:, k])
+        img = conv.reshape(FACTOR, FACTOR, 3, LH, LW).transpose(2, 3, 0, 4, 1).reshape(3, LH * FACTOR, LW * FACTOR)
+        frames += [img] * (1 if k == 0 else T)
+    video = np.tanh(np.stack(frames))  # [F, 3, H, W]
+    return np.rint((np.clip(video, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)

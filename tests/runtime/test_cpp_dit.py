@@ -1,0 +1,96 @@
+"""The C++ runtime on DiT bundles: its Unigram tokenizer against transformers and the Python runtime, and its frames
+(flow Euler + CFG, the mask, the whole-clip decoder) against the Python runtime's on OpenVINO."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_host
+from dit_bundles import make_dit_bundle, student_contract, teacher_contract
+from test_unigram_tokenizer import _tokenizers_only
+from tokenizer_cases import UNIGRAM_LENGTH, UNIGRAM_PROMPTS, unigram_json_tokenizer
+
+from turbo_edge.runtime import Pipeline
+from turbo_edge.spec.unigram import UnigramTokenizer
+
+
+def _cpp_tokens(host: Path, tok_dir: Path, length: int, text: str) -> tuple[list[int], bool, list[int]]:
+    proc = run_host(host, "tokenize", str(tok_dir), str(length), text)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    return [int(i) for i in lines[0].split()], lines[1] == "truncated", [int(i) for i in lines[2].split()]
+
+
+@pytest.mark.parametrize("text", UNIGRAM_PROMPTS)
+def test_cpp_unigram_ids_and_mask_equal_transformers(host, tmp_path_factory, text: str) -> None:
+    pytest.importorskip("transformers", reason="transformers writes the tokenizer (this run blocks it: pytest -p no_torch)")
+    from transformers import AutoTokenizer
+
+    tok_dir = tmp_path_factory.getbasetemp() / "cpp_t5_tokenizer"
+    if not tok_dir.exists():
+        unigram_json_tokenizer(tok_dir)
+    ref = AutoTokenizer.from_pretrained(tok_dir)(text, padding="max_length", max_length=UNIGRAM_LENGTH, truncation=True)
+    ids, truncated, mask = _cpp_tokens(host, tok_dir, UNIGRAM_LENGTH, text)
+    assert ids == ref.input_ids and mask == ref.attention_mask
+    assert truncated == UnigramTokenizer.from_dir(tok_dir).encode(text).truncated
+
+
+@pytest.mark.parametrize("text", ["a red circle", "red " * 10, "a é zebra 42", ""])
+def test_cpp_unigram_equals_python_without_transformers(host, tmp_path: Path, text: str) -> None:
+    tok_dir = _tokenizers_only(tmp_path / "tok")
+    ours = UnigramTokenizer.from_dir(tok_dir, 8).encode(text)
+    assert _cpp_tokens(host, tok_dir, 8, text) == (ours.ids, ours.truncated, ours.mask)
+
+
+def test_cpp_refuses_a_normaliser_it_does_not_implement_in_one_line(host, tmp_path: Path) -> None:
+    tok_dir = _tokenizers_only(tmp_path / "tok")
+    spec = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": ""}
+    (tok_dir / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    proc = run_host(host, "tokenize", str(tok_dir), "8", "a red")
+    assert proc.returncode == 2 and "normaliser (Precompiled)" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("steps", [2, 3])
+def test_cpp_frames_equal_python_on_a_dit_bundle(host, tmp_path: Path, steps: int) -> None:
+    bundle, _ = make_dit_bundle(tmp_path / "dit", teacher_contract())
+    py = Pipeline.from_bundle(bundle, backend="openvino").generate("a red circle left", steps=steps, seed=3)
+    out = tmp_path / "frames"
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle left", "--seed", "3", "--steps", str(steps), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["frames"] == py.shape[0] == 9
+    assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1 and py.std() > 10
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_cpp_frames_equal_python_on_a_flow_consistency_student(host, tmp_path: Path, steps: int) -> None:
+    bundle, _ = make_dit_bundle(tmp_path / "student", student_contract())
+    py = Pipeline.from_bundle(bundle, backend="openvino").generate("a red circle left", steps=steps, seed=9)
+    out = tmp_path / "frames"
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle left", "--seed", "9", "--steps", str(steps), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
+    assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1 and py.std() > 10
+
+
+@pytest.mark.slow  # exports the Wan test configuration (~30 s on 2 busy cores)
+def test_cpp_frames_equal_python_on_the_exported_wan_test_bundle(host, wan_test_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="exporting needs torch (this run blocks it: pytest -p no_torch)")
+    from turbo_edge.export import export_bundle
+    from turbo_edge.spec.configs import ExportConfig
+
+    cfg = ExportConfig(precisions=("fp32", "int8"), frames=9, height=32, width=32, default_steps=2, supported_steps=(2,), openvino_check=False,
+                       int8_calibration_prompts=2, int8_calibration_steps=2, int8_subset_size=4, int8_bias_correction=False, int8_scope="all")
+    bundle = export_bundle(wan_test_dir, tmp_path / "wan", cfg)
+    for precision in ("fp32", "int8"):
+        py = Pipeline.from_bundle(bundle, backend="openvino", precision=precision).generate("a red circle moving left", seed=3)
+        out = tmp_path / f"frames_{precision}"
+        proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle moving left", "--seed", "3", "--precision", precision,
+                        "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
+        assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1, precision

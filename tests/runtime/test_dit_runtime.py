@@ -1,0 +1,98 @@
+"""The runtime on a DiT bundle without torch: hand-built graphs in the Wan export's layout (``export.dit``), and the whole
+chain re-computed in plain numpy (tokenizer ids -> masked text encoder -> flow Euler + CFG over the manifest's sigmas
+-> whole-clip causal decoder) to compare with ``Pipeline.generate``. Runs under ``pytest -p no_torch``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dit_bundles import (
+    FACTOR,
+    FRAMES,
+    LH,
+    LW,
+    WORDS,
+    make_dit_bundle,
+    reference_clip,
+    reference_student_clip,
+    student_contract,
+    teacher_contract,
+)
+
+from turbo_edge.runtime import Pipeline, samplers
+from turbo_edge.spec.errors import BundleError
+from turbo_edge.spec.sampler import SamplerSpec, flow_tables
+
+
+@pytest.fixture(scope="module")
+def dit_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    return make_dit_bundle(tmp_path_factory.mktemp("dit") / "bundle", teacher_contract())
+
+
+@pytest.mark.parametrize(("steps", "seed"), [(3, 0), (2, 7)])
+def test_a_dit_bundle_generates_what_the_contract_says(dit_bundle, steps: int, seed: int) -> None:
+    path, weights = dit_bundle
+    pipe = Pipeline.from_bundle(path, backend="ort-cpu")
+    got = pipe.generate("a red circle left", steps=steps, seed=seed)
+    ids = [WORDS["a"], WORDS["red"], WORDS["circle"], WORDS["left"], 1]  # every word one piece, then </s>
+    ref = reference_clip(weights, ids, steps, seed, 4.0)
+    assert got.shape == ref.shape == (FRAMES, LH * FACTOR, LW * FACTOR, 3) and ref.std() > 10  # not a flat clip
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+    assert np.array_equal(got[1], got[4]) and not np.array_equal(got[4], got[5])  # frames 1-4 from latent frame 1, 5-8 from 2
+
+
+def test_a_batch_of_prompts_matches_one_prompt_alone(dit_bundle) -> None:
+    pipe = Pipeline.from_bundle(dit_bundle[0], backend="ort-cpu")
+    batch = pipe.run(["a red circle", "a left circle", "red"], seed=2).frames  # 2 prompts per transformer call: 2 chunks
+    assert batch.shape == (3, FRAMES, LH * FACTOR, LW * FACTOR, 3)
+    assert np.array_equal(batch[0], pipe.run(["a red circle"], seed=2).frames[0])  # prompt 0 draws stream 0 either way
+    assert not np.array_equal(batch[0], batch[1]) and not np.array_equal(batch[1], batch[2])
+
+
+def test_flow_euler_lands_on_x0_when_the_velocity_is_exact() -> None:
+    """For the straight path x_sigma = (1 - sigma) x0 + sigma eps the velocity is (x - x0) / sigma; Euler on any sigma
+    grid ending at 0 lands on x0 exactly, whatever the guidance (both halves agree)."""
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    _, sigmas = flow_tables(4, 3.0, 1000)
+    state = {"i": 0}
+
+    def model_fn(x: np.ndarray, t: float) -> np.ndarray:
+        v = (x - x0) / sigmas[state["i"]]
+        state["i"] += 1
+        return np.concatenate([v, v]).astype(np.float32)
+
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    out = samplers.flow_euler_cfg(model_fn, x, [s * 1000 for s in sigmas[:-1]], sigmas=sigmas, guidance=5.0)
+    assert np.abs(out - x0).max() < 1e-5
+
+
+def test_the_flow_contract_round_trips_and_refuses_what_it_cannot_be() -> None:
+    spec = teacher_contract()
+    again = SamplerSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec and again.sigmas == spec.sigmas and again.uses_cfg
+    assert isinstance(again.timesteps[3][1], float) and again.sigmas[3][-1] == 0.0
+    assert spec.with_steps(4).sigmas[4] == flow_tables(4, 5.0, 1000)[1]  # a new step count from the shift
+    bad = {k: v for k, v in spec.to_dict().items() if k != "flow_shift"}
+    with pytest.raises(BundleError, match="disagree"):
+        SamplerSpec.from_dict(bad)
+    assert "parameterisation" not in spec.to_dict() and spec.parameterisation == "flow"  # main's form: flow is a shift
+    no_sigmas = {**spec.to_dict(), "sigmas": {"3": spec.to_dict()["sigmas"]["3"]}}
+    with pytest.raises(BundleError, match="sigmas table for every step count"):
+        SamplerSpec.from_dict(no_sigmas)
+
+
+@pytest.mark.parametrize(("steps", "seed"), [(1, 0), (2, 5), (4, 9)])
+def test_a_flow_consistency_student_samples_what_the_contract_says(tmp_path: Path, steps: int, seed: int) -> None:
+    """The student contract main's distiller writes for a flow teacher (kind consistency, flow_prediction, flow_shift,
+    integer indices of the flow schedule): the runtime samples it as ``core.consistency.consistency_sample`` does."""
+    student = student_contract()
+    assert student.parameterisation == "flow" and not student.uses_cfg and student.alphas_cumprod is None
+    path, weights = make_dit_bundle(tmp_path / "student", student)
+    got = Pipeline.from_bundle(path).generate("a red circle left", steps=steps, seed=seed)
+    ref = reference_student_clip(weights, [WORDS["a"], WORDS["red"], WORDS["circle"], WORDS["left"], 1], steps, seed)
+    assert got.shape == ref.shape and ref.std() > 10
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
