@@ -239,7 +239,7 @@ def export_pruned(teacher: Path, bundle: Path, work: Path, frames: int, size: in
             model.unet = None  # the contract needs the text encoder / VAE geometry, not the teacher's weights
             gc.collect()
         unet = build_pruned_unet(plan, channel_plan if name == "vdmini_ch" else None).eval()
-        contract, module = unet_component(dataclasses.replace(model, unet=unet), shapes)
+        contract, module = unet_component(dataclasses.replace(model, denoiser=unet), shapes)
         start = time.perf_counter()
         export_onnx(module, contract, path)
         record["stages"][f"export_{name}_s"] = round(time.perf_counter() - start, 1)

@@ -423,7 +423,7 @@ def flow_teacher_calibration(model: Any, cfg: Any, shapes: ExportShapes, input_n
     x = initial_noise(shape, cfg.seed + 1000, len(prompts))
     cond, uncond = encode_text(model, prompts), encode_text(model, [""] * len(prompts))
     metered = quantize.MeteredUNet(model.unet, plan)
-    denoiser = dataclasses.replace(model, unet=metered)
+    denoiser = dataclasses.replace(model, denoiser=metered)
     per_prompt: list[list[dict[str, np.ndarray]]] = []
 
     def recording(sample: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
