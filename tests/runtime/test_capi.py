@@ -155,7 +155,7 @@ def test_library_exports_only_te_symbols(installed):
     assert {"te_pipeline_open", "te_generate", "te_generate_batch", "te_last_error", "te_clip_data", "te_version"} <= set(names)
     soname = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True).stdout if shutil.which("readelf") else ""
     if soname:
-        assert "Library soname: [libturbo_edge.so.0.1]" in soname
+        assert "Library soname: [libturbo_edge.so.0.2]" in soname
 
 
 def test_installed_headers_version_and_no_internals(installed, lib):
