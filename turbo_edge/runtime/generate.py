@@ -64,7 +64,8 @@ def run_generate(cfg: GenerateConfig) -> str:
         warnings.simplefilter("ignore", UnverifiedBundleWarning)
         if not cfg.verify:  # one plain line on stderr, not a Python warning with a source location
             print(f"turbo-edge generate: warning: {UNVERIFIED}", file=sys.stderr)
-        pipe = Pipeline.from_bundle(cfg.bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads, verify=cfg.verify)
+        pipe = Pipeline.from_bundle(cfg.bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads, verify=cfg.verify,
+                                    decoder=cfg.decoder)
     if prompts is not None:
         return _run_many(cfg, pipe, prompts)
     start = time.perf_counter()
