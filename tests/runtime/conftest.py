@@ -245,7 +245,7 @@ def host() -> Path:
     """The C++ host (runtime/cpp), built with CMake against the openvino wheel."""
     missing = [t for t in ("cmake", "g++", "make") if shutil.which(t) is None]
     if missing:
-        pytest.skip(f"C++ build tools missing: {missing}; run runtime/cpp/build.sh (it installs them with apt-get)")
+        pytest.skip(f"C++ build tools missing: {missing}; run the README's install line (its ./runtime/cpp/build.sh installs them with apt-get)")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "JOBS": "1"}
     proc = subprocess.run([str(ROOT / "runtime" / "cpp" / "build.sh"), str(CPP_BUILD)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
