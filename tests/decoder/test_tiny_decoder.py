@@ -246,3 +246,21 @@ def test_train_pruned_variant_and_replay_its_plan(tiny_t2v_dir, world, tmp_path)
     assert json.loads((tmp_path / "replay" / "decoder_plan.json").read_text()) == plan
     with pytest.raises(ValueError, match="need --variant pruned"):
         DecoderTrainConfig(channel_ratio=0.5)
+
+
+def test_saving_a_model_carries_its_decoder_variants(tmp_path):
+    """A stage that rewrites a model (prune, convert) keeps the VAE, so it keeps the decoders that decode it: folder and
+    card entry; a card naming a folder the source lacks loses that entry instead of naming a missing decoder."""
+    import shutil
+
+    from turbo_edge.core.pipeline_io import load_teacher, save_model
+    from turbo_edge.spec.card import read_card
+
+    model = load_teacher("builtin-student")  # ships tiny_vae/
+    out = save_model(model, tmp_path / "copy")
+    assert sorted(read_card(out).decoders) == ["tiny"]
+    src = model.path / "tiny_vae" / "diffusion_pytorch_model.safetensors"
+    assert (out / "tiny_vae" / "diffusion_pytorch_model.safetensors").read_bytes() == src.read_bytes()
+    shutil.rmtree(out / "tiny_vae")
+    again = save_model(load_teacher(out), tmp_path / "again")
+    assert read_card(again).decoders == {} and not (again / "tiny_vae").exists()

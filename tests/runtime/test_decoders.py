@@ -221,3 +221,19 @@ def test_export_refuses_a_decoder_the_model_lacks(tiny_t2v_dir, tmp_path, capsys
     assert main(["export", "--model", str(tiny_t2v_dir), "--out", str(tmp_path / "b"), "--precision", "fp32", "--decoder", "full,tiny"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no 'tiny' decoder; it has ['full']" in err[0] and not (tmp_path / "b").exists()
+
+
+def test_configs_take_a_decoder_where_it_means_something(synthetic_tiny_bundle):
+    from turbo_edge.spec.configs import BenchConfig, EvalConfig, ExportConfig, ServeConfig
+
+    assert EvalConfig(model=str(synthetic_tiny_bundle), decoder="tiny").decoder == "tiny"  # a bundle's decoder, as a model dir's
+    with pytest.raises(ValueError, match="is an evaluator anchor"):
+        EvalConfig(model="noise", decoder="tiny")
+    with pytest.raises(ValueError, match="--decoder chooses among a bundle's decoders"):
+        BenchConfig(model="builtin", decoders=("tiny",))
+    assert ServeConfig(bundle=str(synthetic_tiny_bundle), decoder="tiny").decoder == "tiny"
+    assert ExportConfig(decoders=("tiny", "full")).decoders == ("tiny", "full")
+    for bad in (("full", "full"), ()):
+        with pytest.raises(ValueError, match="must name each decoder once"):
+            ExportConfig(decoders=bad)
+    assert ExportConfig().content_hash() != ExportConfig(decoders=("full", "tiny")).content_hash()  # another bundle, another hash
