@@ -81,6 +81,13 @@ def test_a_variant_graph_is_hashed_like_every_graph(synthetic_tiny_bundle, tmp_p
         Pipeline.from_bundle(bundle, decoder="tiny")
 
 
+def test_verify_lists_the_decoders(synthetic_tiny_bundle, synthetic_student_bundle, capsys):
+    assert main(["verify", str(synthetic_tiny_bundle)]) in (0, None)
+    assert capsys.readouterr().out.splitlines()[-1] == "decoders: full (fp32), tiny (fp32); default full (choose with --decoder)"
+    assert main(["verify", str(synthetic_student_bundle)]) in (0, None)
+    assert "decoders" not in capsys.readouterr().out
+
+
 def test_generate_cli_takes_the_decoder(synthetic_tiny_bundle, synthetic_student_bundle, tmp_path, capsys):
     assert main(["generate", PROMPT, "--bundle", str(synthetic_tiny_bundle), "--decoder", "tiny", "--out", str(tmp_path / "c.gif")]) == 0
     assert (tmp_path / "c.gif").stat().st_size > 0
