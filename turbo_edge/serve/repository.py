@@ -120,7 +120,8 @@ def write_repository(cfg: ServeConfig) -> Path:
     (``spec.outputs.RECORD``: a run id and the files); other models in the repository are left alone.
     """
     bundle = load_bundle(cfg.bundle, verify=cfg.verify)
-    bundle.decoder(cfg.decoder)  # a decoder the bundle lacks: one line naming those it has, before anything is written
+    if cfg.decoder is not None:  # a decoder the bundle lacks: one line naming those it has, before anything is written
+        bundle.decoder(cfg.decoder)
     repository = Path(cfg.repository).expanduser()
     target = repository / cfg.model_name
     check_model_dir(target)
