@@ -18,7 +18,12 @@ variant, interleaved (``_timing.time_interleaved``), at the model's own size (it
 ModelScope T2V's shape (Stable Diffusion's VAE 128/256/512/512, 8 frames of 16x16 latents = 128x128 frames,
 random weights: latency does not depend on them) with the tiny decoders ``decoder train`` builds at ``--widths``
 and a VDMini-pruned decoder (``vdmini_shape_decoder``); with ``--openvino`` the same decoders at that shape again as
-ONNX graphs on OpenVINO CPU fp32 (the backend the issue's >= 5x goal names), each with its parity against PyTorch.
+ONNX graphs on OpenVINO CPU fp32 (the backend the issue's >= 5x goal names), each with its parity against PyTorch;
+with ``--openvino-int8`` the same graphs fp32 and NNCF int8 (Q/DQ, the default preset, as ``export --decoder`` makes a
+variant's int8) side by side on OpenVINO CPU, each with its error against PyTorch, and ``--update`` adds those rows to
+an existing ``--out`` (``latency.SHAPE.openvino_int8``, with their own command) instead of writing a new record:
+
+    python benchmarks/bench_decoder.py --openvino-int8 --update --threads 1 --runs-large 5      # the int8 rows of decoder.json
 """
 
 from __future__ import annotations
@@ -144,6 +149,51 @@ def openvino_rows(decoders: dict[str, Any], z: Any, work: Path, threads: int, wa
     return rows
 
 
+def openvino_int8_rows(decoders: dict[str, Any], z: Any, work: Path, threads: int, warmup: int, runs: int, calibration: int) -> dict[str, Any]:
+    """Each decoder as fp32 ONNX and as NNCF int8 Q/DQ ONNX (``export.quantize.quantize_int8``, NNCF's default preset:
+    decoders are convolutions; calibrated on ``calibration`` N(0, 1) latents of ``z``'s shape, as the shape rows' weights
+    are random too), both on OpenVINO CPU at ``z``'s static shape: interleaved per-call times, and each graph's error
+    against PyTorch (max abs, mean relative: the export gate's metric, 0.25)."""
+    import numpy as np
+    import openvino as ov
+    import torch
+
+    from turbo_edge.export.quantize import Int8Options, quantize_int8
+
+    work.mkdir(parents=True, exist_ok=True)
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    feed = z.numpy()
+    rng = np.random.default_rng(1)
+    calib = [{"latents": rng.standard_normal(feed.shape).astype(np.float32)} for _ in range(calibration)]
+    calls, error = {}, {}
+    for name, module in decoders.items():
+        fp32 = work / f"{name}.onnx"
+        with torch.no_grad():
+            torch.onnx.export(module, (z,), str(fp32), input_names=["latents"], output_names=["frames"], opset_version=17, dynamo=False)
+            ref = module(z).numpy()
+        int8 = work / f"{name}.int8.onnx"
+        start = time.perf_counter()
+        quantize_int8(fp32, int8, calib, Int8Options(model_type="default", subset_size=calibration))
+        log(f"{name}: int8 in {time.perf_counter() - start:.0f} s")
+        for precision, path in (("fp32", fp32), ("int8", int8)):
+            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+            request = compiled.create_infer_request()
+            out = request.infer({0: feed})[compiled.outputs[0]]
+            key = f"{name}_{precision}"
+            error[key] = {"max_abs": float(np.abs(out - ref).max()), "mean_rel": float(np.abs(out - ref).mean() / np.abs(ref).mean())}
+            calls[key] = lambda request=request: request.infer({0: feed})
+    log(f"OpenVINO fp32 / int8: {sorted(calls)}")
+    calls = {"full": calls.pop("full_fp32"), **calls}  # latency() times each against "full" (the fp32 full decoder)
+    error["full"] = error.pop("full_fp32")
+    rows = latency(calls, warmup, runs)
+    for name in rows:
+        rows[name]["error_vs_torch"] = error[name]
+    rows["note"] = ("full = the full decoder's fp32 graph; NAME_int8 over NAME_fp32 is the int8 speed-up; error_vs_torch.mean_rel is "
+                    "the export gate's metric (0.25); random weights and random calibration latents")
+    return rows
+
+
 def latency_rows(args: argparse.Namespace, model: Any, variants: dict[str, Any]) -> dict[str, Any]:
     import torch
     from diffusers import AutoencoderKL
@@ -177,6 +227,9 @@ def latency_rows(args: argparse.Namespace, model: Any, variants: dict[str, Any])
                         "tiny_channels": {n: list(d.config.channels) for n, d in decoders.items() if n.startswith("tiny")},
                         "pruned_plan": {"removed": removed, "channel_ratio": args.pruned_ratio},
                         **latency(calls, args.warmup, args.runs_large)}
+    if args.openvino_int8:
+        rows[args.shape]["openvino_int8"] = openvino_int8_rows({"full": full_decoder_module(vae), **decoders}, z, Path(args.work) / "onnx_int8",
+                                                               args.threads, args.warmup, args.runs_large, args.calibration)
     if args.openvino:
         rows[args.shape]["openvino_fp32"] = openvino_rows({"full": full_decoder_module(vae), **decoders}, z, Path(args.work) / "onnx",
                                                           args.threads, args.warmup, args.runs_large)
@@ -231,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--student-clips", type=int, default=64)
     ap.add_argument("--eval-prompts", type=int, default=0, help="held-out evaluator on this many val prompts (0 skips it)")
     ap.add_argument("--openvino", action="store_true", help="also time every decoder at --shape as an ONNX graph on OpenVINO CPU fp32")
+    ap.add_argument("--openvino-int8", action="store_true", help="also time every decoder at --shape as fp32 and NNCF int8 graphs on OpenVINO CPU")
+    ap.add_argument("--calibration", type=int, default=4, help="--openvino-int8: calibration latents")
+    ap.add_argument("--update", action="store_true", help="--openvino-int8 only: add its rows to the existing --out instead of writing a new record")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--runs", type=int, default=20)
@@ -246,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     from turbo_edge.core.pipeline_io import load_teacher
     from turbo_edge.core.tiny_decoder import load_decoder_variant
 
+    if args.update:
+        return update_int8(args, argv)
     model, variants = None, {}
     if args.model:
         model = load_teacher(args.model)
@@ -274,6 +332,39 @@ def main(argv: list[str] | None = None) -> int:
         for name, t in row.items():
             if isinstance(t, dict) and "full_over_this" in t:
                 log(f"{where}: full {row['full']['median_ms']:.1f} ms, {name} {t['median_ms']:.1f} ms, {t['full_over_this']:.1f}x")
+    return 0
+
+
+def update_int8(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--openvino-int8 --update``: only the shape's OpenVINO fp32 / int8 rows, written into the existing ``--out``
+    beside what is there (with this run's command, CPU and load), so the long quality and evaluator rows stay as run."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from turbo_edge.core.tiny_decoder import TinyDecoder
+
+    out = Path(args.out)
+    if not args.openvino_int8 or not out.is_file():
+        raise SystemExit(f"--update adds the --openvino-int8 rows to an existing results file; {out} is not one (run without --update first)")
+    record = json.loads(out.read_text())
+    shape = SHAPES[args.shape]
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**shape["vae"]).eval()
+    frames, h, w = shape["latents"]
+    z = torch.randn(1, 4, frames, h, w, generator=torch.Generator().manual_seed(0))
+    decoders = {f"tiny_w{width}": TinyDecoder.for_autoencoder_kl(dict(vae.config), width=width).eval() for width in args.widths}
+    decoders["pruned"], _ = vdmini_shape_decoder(vae, args.pruned_ratio)
+    load = list(os.getloadavg())
+    rows = openvino_int8_rows({"full": full_decoder_module(vae), **decoders}, z, Path(args.work) / "onnx_int8", args.threads, args.warmup,
+                              args.runs_large, args.calibration)
+    rows.update({"command": "python benchmarks/bench_decoder.py " + shlex.join(argv if argv is not None else sys.argv[1:]), "cpu": cpu_model(),
+                 "threads": args.threads, "latents": [1, 4, frames, h, w], "loadavg_at_start": load, "loadavg_at_end": list(os.getloadavg())})
+    record.setdefault("latency", {}).setdefault(args.shape, {})["openvino_int8"] = rows
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    for name, t in rows.items():
+        if isinstance(t, dict) and "full_over_this" in t:
+            log(f"{args.shape} OpenVINO: full fp32 {rows['full']['median_ms']:.1f} ms, {name} {t['median_ms']:.1f} ms ({t['full_over_this']:.1f}x), "
+                f"mean_rel vs torch {t['error_vs_torch']['mean_rel']:.3g}")
     return 0
 
 

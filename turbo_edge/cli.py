@@ -255,6 +255,10 @@ def _verify(cfg: VerifyConfig) -> None:
                 gate = (m.get("parity") or {}).get(name, {}).get(precision, {})
                 print(f"{name} {precision}: OpenVINO IR ({entry['files'][precision]}), parity gated on {gate.get('backend', '?')} "
                       f"(mean_rel {gate.get('mean_rel', float('nan')):.3g}); run it with --backend openvino")
+    if "decoders" in m:  # decoder variants: which there are, the default, and the precisions each graph has
+        names = [m["decoders"]["default"], *sorted(set(m["decoders"]["variants"]) - {m["decoders"]["default"]})]
+        have = {n: sorted(m["components"][m["decoders"]["variants"][n]["component"]]["files"]) for n in names}
+        print("decoders: " + ", ".join(f"{n} ({'/'.join(have[n])})" for n in names) + f"; default {names[0]} (choose with --decoder)")
 
 
 def _demo(cfg: DemoConfig) -> None:

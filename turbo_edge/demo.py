@@ -39,6 +39,7 @@ from turbo_edge.prune.train import prune
 from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.runtime.video import write_video
 from turbo_edge.spec.backends import GPU_BACKENDS
+from turbo_edge.spec.bundle import is_bundle, load_bundle
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import DemoConfig, DistillConfig, EngineConfig, ExportConfig, PruneConfig
 from turbo_edge.spec.host import cpu_peak_flops
@@ -127,8 +128,10 @@ def _shipped_training_config(alias: str, config_cls: Any) -> Any:
 def export_stage(cfg: DemoConfig, out: Path, model: Path, name: str) -> Path:
 
     bundle = out / "bundles" / name
+    # A model that carries a tiny decoder (the shipped students do, `decoder train` adds one) exports it as a bundle variant.
+    decoders = ("full", "tiny") if "tiny" in read_card(model).decoders else ("full",)
     ec = ExportConfig(model=str(model), out=str(bundle), precisions=tuple(cfg.precisions), threads=cfg.threads,
-                      openvino_check=False, overwrite=True, int8_calibration_prompts=cfg.setting("calibration_prompts"))
+                      openvino_check=False, overwrite=True, int8_calibration_prompts=cfg.setting("calibration_prompts"), decoders=decoders)
     return export_bundle(model, bundle, ec)  # reuses an up-to-date bundle by its own hash
 
 
@@ -143,6 +146,7 @@ class RowSpec:
     precision: str
     steps: int
     source: Path  # model directory or bundle
+    decoder: str | None = None  # a bundle's decoder variant (tiny); None: the bundle's default (full)
 
 
 def _time_clips(generate_one: Callable[[str, int], tuple[np.ndarray, dict[str, float]]], prompts: list[str]) -> tuple[np.ndarray, list[float], dict[str, float]]:
@@ -174,7 +178,7 @@ def _generator(spec: RowSpec, threads: int) -> Callable[[str, int], tuple[np.nda
         return lambda p, seed: (generate_student(model, [p], steps=spec.steps, seed=seed)[0], {})
 
     backend = {label: key for key, label in BACKEND_LABELS.items()}[spec.backend]
-    pipe = Pipeline.from_bundle(spec.source, backend=backend, precision=spec.precision, threads=threads)
+    pipe = Pipeline.from_bundle(spec.source, backend=backend, precision=spec.precision, threads=threads, decoder=spec.decoder)
 
     def run(p: str, seed: int) -> tuple[np.ndarray, dict[str, float]]:
         result = pipe.run([p], steps=spec.steps, seed=seed)
@@ -189,7 +193,8 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
         source_hash = model_hash(spec.source)
     else:  # a bundle: the sha256 of every file its manifest lists
         source_hash = config_hash(json.loads((spec.source / "manifest.json").read_text())["files"])
-    key = {"row": dataclasses.asdict(spec) | {"source": source_hash}, "prompts": [a.prompt for a in attrs],
+    spec_key = {k: v for k, v in dataclasses.asdict(spec).items() if not (k == "decoder" and v is None)}  # the keys rows had before decoders
+    key = {"row": spec_key | {"source": source_hash}, "prompts": [a.prompt for a in attrs],
            "threads": cfg.threads, "seed": cfg.seed}
     cache = out / "rows" / f"{config_hash(key)}.json"
     if cache.is_file():
@@ -199,7 +204,7 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
     clips, times, stages = _time_clips(_generator(spec, cfg.threads), [a.prompt for a in attrs])
     score = Evaluator().score(clips, attrs, split="val").to_dict()
     row = {
-        "row": spec.row, "stage": spec.stage, "backend": spec.backend, "precision": spec.precision, "steps": spec.steps,
+        "row": spec.row, "stage": spec.stage, "backend": spec.backend, "precision": spec.precision, "steps": spec.steps, "decoder": spec.decoder or "full",
         "latency_ms": 1e3 * statistics.median(times), "latency_ms_min": 1e3 * min(times),
         "content_acc": score["content_acc"], "motion_acc": score["motion_acc"], "fd": score["fd"],
         "direction_acc": score["direction_acc"], "consistency": score.get("consistency"), "n_videos": len(times), "source": str(spec.source),
@@ -254,15 +259,18 @@ def plan_rows(cfg: DemoConfig, teacher: Path, student: Path, pruned: Path, bundl
                 if precision == "fp16" and backend not in GPU_BACKENDS:
                     continue  # fp16 graphs are for GPUs; on a CPU they are slower than fp32 (measured in export.json)
                 rows.append(RowSpec(f"{labels[stage]} {cfg.runtime_steps}-step", stage, name, precision, cfg.runtime_steps, bundles[stage]))
+        bundle = bundles[stage]
+        if is_bundle(bundle) and "tiny" in load_bundle(bundle, verify=False, runnable=False).decoders[0]:  # the same runs, tiny decoder
+            rows += [dataclasses.replace(r, row=f"{r.row} tiny dec", decoder="tiny") for r in rows if r.source == bundle]
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'model':28s} {'runtime':12s} {'prec':5s} {'steps':>5s} {'ms/video':>9s} {'speedup':>8s} {'content':>8s} {'motion':>7s} {'dir':>5s} {'FD':>7s}"
+    head = f"{'model':37s} {'runtime':12s} {'prec':5s} {'steps':>5s} {'ms/video':>9s} {'speedup':>8s} {'content':>8s} {'motion':>7s} {'dir':>5s} {'FD':>7s}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['row'][:28]:28s} {r['backend']:12s} {r['precision']:5s} {r['steps']:5d} {r['latency_ms']:9.1f} "
+            f"{r['row'][:37]:37s} {r['backend']:12s} {r['precision']:5s} {r['steps']:5d} {r['latency_ms']:9.1f} "
             f"{r['speedup']:7.1f}x {r['content_acc']:8.2f} {r['motion_acc']:7.2f} {r.get('direction_acc', float('nan')):5.2f} {r['fd']:7.0f}"
         )
     return "\n".join(lines)

@@ -112,7 +112,8 @@ def _bundle(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
     import os
 
 
-    pipe = Pipeline.from_bundle(cfg.model, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads or os.cpu_count() or 1)
+    pipe = Pipeline.from_bundle(cfg.model, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads or os.cpu_count() or 1,
+                                decoder=cfg.decoder)
     try:
         # The runtime splits the prompts into profile-sized calls; prompt i keeps noise stream i either way.
         return pipe.run(prompts, steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance, frames=cfg.frames, height=cfg.height,

@@ -147,3 +147,27 @@ def test_report_renders_the_bench_record(bundle_record, tmp_path):
     page = render_results_page(results)
     assert "## Bench: per-stage latency, FLOPs and memory" in page and "| bundle student ort-cpu fp32 | unet | 4 |" in page
     assert "Not shown" not in page
+
+
+def test_bench_gives_one_row_per_decoder(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("runtime_fixtures", TESTS / "runtime" / "conftest.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    bundle = fixtures.make_synthetic_bundle(tmp_path / "b", "consistency", decoders=("full", "tiny"))
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--bundle", str(bundle), "--decoder", "full,tiny", "--runs", "2", "--warmup", "1", "--threads", "1",
+                     "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["decoder"] for r in rows] == ["full", "tiny"] and rows[1]["row"].endswith("tiny decoder")
+    f = fixtures.SYN
+    assert rows[1]["input_shapes"]["vae_decoder"]["latent"] == [1, f["channels"], f["frames"], f["lh"], f["lw"]]
+    assert rows[0]["input_shapes"]["vae_decoder"]["latent"] == [f["frames"], f["channels"], f["lh"], f["lw"]]
+    # FLOPs from each decoder's own graph at its own input: the synthetic variant runs the full one's 1x1 conv on each of
+    # the clip's frames (its frame mix is elementwise), so one clip call costs what the per-frame calls cost together
+    vae = [next(s for s in r["stages"] if s["stage"] == "vae_decoder") for r in rows]
+    assert vae[0]["gflop"] > 0 and vae[1]["gflop"] == pytest.approx(vae[0]["gflop"])
+    capsys.readouterr()
+    assert cli.main(["bench", "--bundle", str(bundle), "--decoder", "pruned", "--runs", "1"]) == 2
+    assert "no 'pruned' decoder; it has ['full', 'tiny']" in capsys.readouterr().err

@@ -44,21 +44,25 @@ def test_interrupted_demo_resumes_and_prints_the_table(tmp_path, monkeypatch, ca
     assert "distill: reusing" in printed and "prune: reusing" in printed
     assert printed.count(": reusing") >= 4 and "generating" in printed
     rows = result["rows"]
-    # teacher, student 1- and 4-step in PyTorch, student OpenVINO fp32, pruned PyTorch, pruned OpenVINO fp32
-    assert [(r["stage"], r["backend"], r["steps"]) for r in rows] == [
-        ("teacher", "pytorch", 2), ("student", "pytorch", 1), ("student", "pytorch", 4), ("student", "openvino", 4),
-        ("pruned", "pytorch", 4), ("pruned", "openvino", 4),
+    # teacher, student 1- and 4-step in PyTorch, student OpenVINO fp32 (full, then tiny decoder: the shipped students
+    # carry one, so their bundles have it), pruned PyTorch, pruned OpenVINO fp32 (full, tiny)
+    assert [(r["stage"], r["backend"], r["steps"], r["decoder"]) for r in rows] == [
+        ("teacher", "pytorch", 2, "full"), ("student", "pytorch", 1, "full"), ("student", "pytorch", 4, "full"),
+        ("student", "openvino", 4, "full"), ("student", "openvino", 4, "tiny"),
+        ("pruned", "pytorch", 4, "full"), ("pruned", "openvino", 4, "full"), ("pruned", "openvino", 4, "tiny"),
     ]
+    for full, tiny in ((rows[3], rows[4]), (rows[6], rows[7])):  # the tiny decoder's call: ~4x faster at this size (bench)
+        assert tiny["row"] == full["row"] + " tiny dec" and tiny["stage_latency_ms"]["vae_decoder"] < full["stage_latency_ms"]["vae_decoder"]
     for r in rows:
         assert r["latency_ms"] > 0 and 0.0 <= r["content_acc"] <= 1.0 and 0.0 <= r["motion_acc"] <= 1.0 and r["n_videos"] == 2
         assert r["speedup"] == pytest.approx(rows[0]["latency_ms"] / r["latency_ms"])
         assert r["unet_gflops_per_step"] > 0 and 0 < r["fraction_of_peak"] < 1
     # the teacher's UNet runs the CFG pair (batch 2), the student one row: twice the FLOPs per step
     assert rows[0]["unet_gflops_per_step"] == pytest.approx(2 * rows[1]["unet_gflops_per_step"], rel=0.05)
-    assert rows[4]["unet_gflops_per_step"] < rows[1]["unet_gflops_per_step"]  # pruning removed work
+    assert rows[5]["unet_gflops_per_step"] < rows[1]["unet_gflops_per_step"]  # pruning removed work
     assert "ms/video" in printed and "openvino" in printed
     saved = json.loads((out / "demo.json").read_text())
-    assert len(saved["rows"]) == 6 and saved["stage_latency"]
+    assert len(saved["rows"]) == 8 and saved["stage_latency"]
     # wall time per stage of the resumed run: every stage is named, and they account for the run's time
     wall = saved["stage_seconds"]
     assert set(wall) == {"distill", "prune", "export", "rows_teacher", "rows_student", "rows_pruned"}

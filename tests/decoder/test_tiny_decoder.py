@@ -142,7 +142,7 @@ def test_train_writes_the_model_with_its_tiny_decoder(tiny_t2v_dir, world, tmp_p
     assert scores["tiny"]["decoder"] == "tiny" and 0 <= scores["tiny"]["content_acc"] <= 1
     with pytest.raises(ValueError, match=r"no 'pruned' decoder; it has \['full', 'tiny'\]"):
         run_eval(EvalConfig(model=str(model_dir), steps=2, num=2, decoder="pruned"))
-    with pytest.raises(ValueError, match="not a model directory"):
+    with pytest.raises(ValueError, match="is an evaluator anchor"):  # a bundle's decoder is a choice too (tests/runtime/test_decoders.py)
         EvalConfig(model="groundtruth", decoder="tiny")
 
 
@@ -246,6 +246,24 @@ def test_train_pruned_variant_and_replay_its_plan(tiny_t2v_dir, world, tmp_path)
     assert json.loads((tmp_path / "replay" / "decoder_plan.json").read_text()) == plan
     with pytest.raises(ValueError, match="need --variant pruned"):
         DecoderTrainConfig(channel_ratio=0.5)
+
+
+def test_saving_a_model_carries_its_decoder_variants(tmp_path):
+    """A stage that rewrites a model (prune, convert) keeps the VAE, so it keeps the decoders that decode it: folder and
+    card entry; a card naming a folder the source lacks loses that entry instead of naming a missing decoder."""
+    import shutil
+
+    from turbo_edge.core.pipeline_io import load_teacher, save_model
+    from turbo_edge.spec.card import read_card
+
+    model = load_teacher("builtin-student")  # ships tiny_vae/
+    out = save_model(model, tmp_path / "copy")
+    assert sorted(read_card(out).decoders) == ["tiny"]
+    src = model.path / "tiny_vae" / "diffusion_pytorch_model.safetensors"
+    assert (out / "tiny_vae" / "diffusion_pytorch_model.safetensors").read_bytes() == src.read_bytes()
+    shutil.rmtree(out / "tiny_vae")
+    again = save_model(load_teacher(out), tmp_path / "again")
+    assert read_card(again).decoders == {} and not (again / "tiny_vae").exists()
 
 
 # ---------------------------------------------------------------- the DiT family's causal autoencoder

@@ -96,11 +96,42 @@ def vae_graph(channels: int, factor: int, rng: np.random.Generator) -> onnx.Grap
     )
 
 
-def make_synthetic_bundle(out: Path, kind: str = "ddim_cfg", seed: int = 0, max_batch: int = 2, tokenizer_json: bool = False) -> Path:
+def clip_decoder_graph(channels: int, factor: int, rng: np.random.Generator) -> onnx.GraphProto:
+    """A decoder variant in the "clip" layout: latent [B, C, F, h, w] -> image [B, F, 3, H, W]. Each frame is mixed with
+    the clip's mean over frames first (0.4 x), so a runtime that called it frame by frame would give other frames."""
+    weight = (rng.standard_normal((3 * factor * factor, channels, 1, 1)) * 0.6).astype(np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["latent"], ["clip_mean"], axes=[2], keepdims=1),
+        helper.make_node("Mul", ["clip_mean", "k_mix"], ["mix"]),
+        helper.make_node("Add", ["latent", "mix"], ["mixed"]),
+        helper.make_node("Shape", ["latent"], ["lshape"]),
+        helper.make_node("Transpose", ["mixed"], ["bfchw"], perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["bfchw", "flat4"], ["flat"]),
+        helper.make_node("Conv", ["flat", "w"], ["c"]),
+        helper.make_node("DepthToSpace", ["c"], ["d"], blocksize=factor, mode="DCR"),
+        helper.make_node("Tanh", ["d"], ["t"]),
+        helper.make_node("Gather", ["lshape", "i_bf"], ["bf"]),  # [B, F]
+        helper.make_node("Shape", ["t"], ["tshape"]),
+        helper.make_node("Slice", ["tshape", "s1", "s4"], ["chw"]),  # [3, H, W]
+        helper.make_node("Concat", ["bf", "chw"], ["shape5"], axis=0),
+        helper.make_node("Reshape", ["t", "shape5"], ["image"]),
+    ]
+    inits = [_const("w", weight), _const("k_mix", np.float32(0.4)), _const("flat4", np.array([-1, channels, 0, 0], dtype=np.int64)),
+             _const("i_bf", np.array([0, 2], dtype=np.int64)), _const("s1", np.array([1], dtype=np.int64)), _const("s4", np.array([4], dtype=np.int64))]
+    return helper.make_graph(
+        nodes, "vae_decoder_tiny",
+        [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["b", channels, "f", "lh", "lw"])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", "f", 3, "h", "w"])], inits)
+
+
+def make_synthetic_bundle(out: Path, kind: str = "ddim_cfg", seed: int = 0, max_batch: int = 2, tokenizer_json: bool = False,
+                          decoders: tuple[str, ...] = ()) -> Path:
     """A complete bundle (manifest schema 1) of tiny hand-built graphs; ``kind`` is the sampler.
 
     Its tokenizer is vocab.json + merges.txt, or with ``tokenizer_json`` the same vocabulary as transformers 5 saves
-    it (tokenizer.json only; needs transformers).
+    it (tokenizer.json only; needs transformers). ``decoders`` (e.g. ("full", "tiny"), the first the default): a
+    ``decoders`` section with a "clip" layout graph (``clip_decoder_graph``) for every name but "full"; () leaves the
+    section out, as bundles made before decoder variants.
     """
     out.mkdir(parents=True, exist_ok=True)
     s = SYN
@@ -146,6 +177,22 @@ def make_synthetic_bundle(out: Path, kind: str = "ddim_cfg", seed: int = 0, max_
         },
         "parity": {},
     }
+    if decoders:
+        variants = {}
+        for name in decoders:
+            if name == "full":
+                variants[name] = {"component": "vae_decoder", "layout": "frames"}
+                continue
+            component = f"vae_decoder_{name}"
+            _save(clip_decoder_graph(s["channels"], s["factor"], rng), out / f"{component}.onnx")
+            manifest["components"][component] = {
+                "files": {"fp32": f"{component}.onnx"},
+                "profile": {p: {"latent": [n, s["channels"], s["frames"], s["lh"], s["lw"]]} for p, n in (("min", 1), ("opt", 1), ("max", max_batch))}}
+            variants[name] = {"component": component, "layout": "clip", "class": "TinyDecoder"}
+        if "full" not in decoders:
+            del manifest["components"]["vae_decoder"]
+            (out / "vae_decoder.onnx").unlink()
+        manifest["decoders"] = {"default": decoders[0], "variants": variants}
     manifest["files"] = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                          for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -160,6 +207,12 @@ def synthetic_teacher_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_student_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic_bundle(tmp_path_factory.mktemp("bundles") / "syn_student", "consistency")
+
+
+@pytest.fixture(scope="session")
+def synthetic_tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``synthetic_student_bundle`` with a tiny decoder variant beside the full one (the full the default)."""
+    return make_synthetic_bundle(tmp_path_factory.mktemp("bundles") / "syn_tiny", "consistency", decoders=("full", "tiny"))
 
 
 @pytest.fixture(scope="session")
@@ -192,7 +245,7 @@ def host() -> Path:
     """The C++ host (runtime/cpp), built with CMake against the openvino wheel."""
     missing = [t for t in ("cmake", "g++", "make") if shutil.which(t) is None]
     if missing:
-        pytest.skip(f"C++ build tools missing: {missing}; run runtime/cpp/build.sh (it installs them with apt-get)")
+        pytest.skip(f"C++ build tools missing: {missing}; run the README's install line (its ./runtime/cpp/build.sh installs them with apt-get)")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "JOBS": "1"}
     proc = subprocess.run([str(ROOT / "runtime" / "cpp" / "build.sh"), str(CPP_BUILD)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

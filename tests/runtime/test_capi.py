@@ -49,7 +49,7 @@ PROGRESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_v
 
 class PipelineParams(ctypes.Structure):
     _fields_ = [("bundle", ctypes.c_char_p), ("backend", ctypes.c_char_p), ("precision", ctypes.c_char_p),
-                ("threads", ctypes.c_int), ("verify", ctypes.c_int)]
+                ("threads", ctypes.c_int), ("verify", ctypes.c_int), ("decoder", ctypes.c_char_p)]  # decoder: appended in 0.2
 
 
 class GenerateParams(ctypes.Structure):
@@ -155,7 +155,7 @@ def test_library_exports_only_te_symbols(installed):
     assert {"te_pipeline_open", "te_generate", "te_generate_batch", "te_last_error", "te_clip_data", "te_version"} <= set(names)
     soname = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True).stdout if shutil.which("readelf") else ""
     if soname:
-        assert "Library soname: [libturbo_edge.so.0.1]" in soname
+        assert "Library soname: [libturbo_edge.so.0.2]" in soname
 
 
 def test_installed_headers_version_and_no_internals(installed, lib):
@@ -306,3 +306,28 @@ def test_threads_on_one_pipeline_equal_serial_calls(host, synthetic_teacher_bund
     proc = subprocess.run([str(host.parent / "turbo_edge_capi_check"), str(synthetic_teacher_bundle), "4", "8"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok: 8 calls on 4 threads equal serial calls")
+
+
+# ------------------------------------------------------------------ decoder variants (te_pipeline_params.decoder)
+
+
+def test_open_params_choose_the_decoder(lib, synthetic_tiny_bundle, synthetic_student_bundle):
+    params = lib.te_pipeline_default_params()
+    assert params.decoder is None and params.verify == 1 and params.threads == 1  # appended: the fields before keep their values
+    assert PipelineParams.decoder.offset == ctypes.sizeof(ctypes.c_void_p) * 3 + 2 * ctypes.sizeof(ctypes.c_int)
+    for decoder in (None, b"tiny"):
+        status, pipe = _open(lib, synthetic_tiny_bundle, decoder=decoder)
+        assert status == TE_OK, _error(lib, None)
+        status, frames = _generate(lib, pipe, PROMPT, _seeded(lib, 3))
+        lib.te_pipeline_close(pipe)
+        py = Pipeline.from_bundle(synthetic_tiny_bundle, backend="openvino", decoder=decoder and decoder.decode()).generate(PROMPT, seed=3)
+        assert status == TE_OK and np.abs(frames.astype(int) - py.astype(int)).max() <= 1
+    status, pipe = _open(lib, synthetic_student_bundle, decoder=b"tiny")
+    assert status == TE_ERR_BUNDLE and pipe.value is None
+    assert _error(lib, None).startswith("this bundle has no 'tiny' decoder; it has ['full']")
+
+
+def _seeded(lib: ctypes.CDLL, seed: int) -> GenerateParams:
+    gp = lib.te_generate_default_params()
+    gp.seed = seed
+    return gp

@@ -59,3 +59,13 @@ def test_teacher_clips_equal_single_calls(tiny_t2v_dir: Path, tmp_path: Path, ca
     single = tmp_path / "single.gif"
     assert cli.main(["generate", PROMPTS[2], "--out", str(single), *args]) == 0
     assert (out / "002.gif").read_bytes() == single.read_bytes()
+
+
+def test_a_refused_prompt_is_named_by_its_line_before_any_clip(synthetic_student_bundle: Path, tmp_path: Path, capsys):
+    file, out = tmp_path / "p.txt", tmp_path / "clips"
+    # the refused prompt is the 2nd prompt but the 5th line of the file: the message names the line, as eval does
+    file.write_text("# world prompts\na red circle moving left\n\n# next\na pink elephant dancing\n")
+    assert cli.main(["generate", "--prompts", str(file), "--out", str(out), "--bundle", str(synthetic_student_bundle)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--prompts file {file}, line 5 ('a pink elephant dancing'): " in err and "'elephant'" in err
+    assert not out.exists()  # refused before the first clip, so nothing was staged or written

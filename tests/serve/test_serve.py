@@ -400,3 +400,27 @@ def test_serve_runs_in_the_foreground_until_ctrl_c(serve_bundle, triton_install,
     assert proc.returncode == 0 and out.strip().splitlines()[-1] == "stopped" and err == "", err
     check_port_free("127.0.0.1", port, "HTTP")  # the server let go of its ports
     check_port_free("127.0.0.1", port + 1, "gRPC")
+
+
+# ------------------------------------------------------------------ decoder variants (serve --decoder)
+
+
+def test_serve_refuses_a_decoder_the_bundle_lacks_before_writing(capsys, serve_bundle, tmp_path):
+    rc, err = _cli(capsys, "--bundle", str(serve_bundle), "--repository", str(tmp_path / "repo"), "--decoder", "tiny", "--write-only")
+    assert rc == 2 and "no 'tiny' decoder; it has ['full']" in err and not (tmp_path / "repo").exists()
+
+
+def test_tiny_decoder_instances_serve_the_direct_runtimes_frames(triton_install, tmp_path):
+    import tritonclient.http as httpclient
+
+    bundle = runtime_fixtures.make_synthetic_bundle(tmp_path / "tiny_bundle", "consistency", decoders=("full", "tiny"))
+    cfg = ServeConfig(bundle=str(bundle), decoder="tiny", repository=str(tmp_path / "repo"), port=free_port())
+    write_repository(cfg)
+    assert 'key: "decoder"\n  value: { string_value: "tiny" }' in (tmp_path / "repo" / cfg.model_name / "config.pbtxt").read_text()
+    tiny, full = (Pipeline.from_bundle(bundle, decoder=d).generate(PROMPT, steps=2, seed=4) for d in ("tiny", "full"))
+    with TritonServer(cfg.repository, port=cfg.port, ready_timeout=120) as server:
+        c = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
+        got = _frames(c, cfg.model_name, [PROMPT], [4], [2])
+        c.close()
+    assert np.array_equal(got[0], tiny) and not np.array_equal(got[0], full)
+    assert server.process.returncode == 0

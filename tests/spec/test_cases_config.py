@@ -121,7 +121,7 @@ def generate_names_the_prompt(tmp: Path) -> str:
 
         return np.zeros((2, 8, 8, 3), np.uint8)
 
-    write_clips(cfg, ["a red circle moving left", "a pink elephant dancing"], make_clip, 8, {})
+    write_clips(cfg, [(2, "a red circle moving left"), (3, "a pink elephant dancing")], make_clip, 8, {})
     return "accepted"
 
 
@@ -170,7 +170,7 @@ CASES = [
          "refused: /data/r: Is a directory; name a file"),
     Case("messages", "eval_prompts_is_a_folder", prompts_dir, "refused: is a folder; give a text file"),
     Case("messages", "generate_prompts_names_the_refused_prompt", generate_names_the_prompt,
-         "refused: prompt 2 ('a pink elephant dancing'): words this model was never trained on"),
+         "refused: line 3 ('a pink elephant dancing'): words this model was never trained on"),
     Case("messages", "missing_processor_says_it_whole", missing_processor,
          "refused: has no usable image processor (Can't load image processor for"),
     Case("os", "ctrl_c_during_eval", ctrl_c_eval, "refused: interrupted (Ctrl-C)"),

@@ -34,9 +34,13 @@ def run_bench(cfg: BenchConfig, command: str | None = None) -> dict[str, Any]:
         check_profile(bundle, frames, height, width, cfg.batch)  # before any backend loads
         for precision in cfg.precisions:
             bundle.model_path("unet", precision)  # a missing variant: one line naming the ones there, before any timing
+        decoders = cfg.decoders or (None,)
+        for decoder in decoders:
+            bundle.decoder(decoder)  # likewise a missing decoder
         for backend in cfg.backends:
             for precision in cfg.precisions:
-                rows.append(bench_bundle(cfg, bundle, backend, precision, threads))
+                for decoder in decoders:
+                    rows.append(bench_bundle(cfg, bundle, backend, precision, threads, decoder))
     else:
         from turbo_edge.bench.model import bench_model
         from turbo_edge.core.pipeline_io import load_teacher

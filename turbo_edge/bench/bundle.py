@@ -74,12 +74,12 @@ def _gpu_timer(backend: str) -> Any:
         return None  # host clock only: the backend itself says what it needs when it loads
 
 
-def bench_bundle(cfg: BenchConfig, bundle: Bundle, backend: str, precision: str, threads: int) -> dict[str, Any]:
-    """One results row (with its stages) for ``bundle`` on ``backend`` at ``precision``."""
+def bench_bundle(cfg: BenchConfig, bundle: Bundle, backend: str, precision: str, threads: int, decoder: str | None = None) -> dict[str, Any]:
+    """One results row (with its stages) for ``bundle`` on ``backend`` at ``precision`` with ``decoder`` (None: its default)."""
     frames, height, width = video_geometry(bundle, cfg.frames, cfg.height, cfg.width)
     check_profile(bundle, frames, height, width, cfg.batch)
     pipe = Pipeline(bundle, RuntimeConfig(bundle=str(bundle.root), backend=backend, precision=precision, threads=threads,
-                                          verify=False, text_cache_size=0))  # verified once when the bundle was loaded
+                                          verify=False, text_cache_size=0, decoder=decoder))  # verified once when the bundle was loaded
     try:
         return _bench(cfg, pipe, backend, precision, threads, (frames, height, width))
     finally:
@@ -141,7 +141,7 @@ def _bench(cfg: BenchConfig, pipe: Pipeline, backend: str, precision: str, threa
     vae_stats = timed(lambda: pipe.decode(latents))
 
     flops = _flops(pipe, precision, b, shape, length, {k: tuple(v) for k, v in inputs.items()})
-    te_p, unet_p, vae_p = (_component_precision(bundle, n, precision) for n in ("text_encoder", "unet", "vae_decoder"))
+    te_p, unet_p, vae_p = (_component_precision(bundle, n, precision) for n in ("text_encoder", "unet", pipe.decoder_component))
     stages = [
         stage_entry("text_encoder", te_stats, b + (1 if spec.uses_cfg else 0), flops["text_encoder"], _peak(backend, te_p, threads, gpu)),
         stage_entry("unet", unet_stats, steps, flops["unet"], _peak(backend, unet_p, threads, gpu)),
@@ -151,7 +151,8 @@ def _bench(cfg: BenchConfig, pipe: Pipeline, backend: str, precision: str, threa
     e2e = timed(lambda: pipe.run(prompts, steps=steps, seed=cfg.seed, guidance=cfg.guidance, frames=video[0], height=video[1],
                                  width=video[2]), runs=cfg.e2e_runs or cfg.runs)
     row = {
-        "row": f"bundle {bundle.manifest.get('source', {}).get('kind', '?')} {backend} {precision}", "source": "bundle",
+        "row": f"bundle {bundle.manifest.get('source', {}).get('kind', '?')} {backend} {precision}"
+               + ("" if pipe.decoder_name == "full" else f" {pipe.decoder_name} decoder"), "source": "bundle", "decoder": pipe.decoder_name,
         "model": str(bundle.root), "model_kind": bundle.manifest.get("source", {}).get("kind"), "sampler": spec.kind,
         "backend": backend, "precision": precision, "precisions": {"text_encoder": te_p, "unet": unet_p, "vae_decoder": vae_p},
         "steps": steps, "batch": b, "unet_rows": rows, "cfg": bool(spec.uses_cfg), "guidance": guidance, "threads": threads,
@@ -159,8 +160,8 @@ def _bench(cfg: BenchConfig, pipe: Pipeline, backend: str, precision: str, threa
         "verified_on_gpu": False if backend in GPU_BACKENDS else None, "gpu": None if gpu is None else gpu.device_name(),
         "video": {"frames": video[0], "height": video[1], "width": video[2]},
         "input_shapes": {"text_encoder": {k: list(v) for k, v in te_inputs.items()}, "unet": {k: list(v) for k, v in inputs.items()},
-                         "vae_decoder": {"latent": [b, *shape] if pipe.bundle.latent.get("causal_first_frame")  # a whole-clip decoder
-                                         else [b * shape[1], shape[0], shape[2], shape[3]]}},
+                         "vae_decoder": {"latent": [b, *shape] if pipe.decoder_layout == "clip" or pipe.bundle.latent.get("causal_first_frame")
+                                         else [b * shape[1], shape[0], shape[2], shape[3]]}},  # whole clips: a variant or a causal decoder
     }
     finish_row(row, stages, e2e, composed_only=False)
     row["peak_rss_mb"] = peak_rss_mb()
@@ -178,11 +179,13 @@ def _flops(pipe: Pipeline, precision: str, b: int, shape: tuple[int, ...], lengt
                 "unet": onnx_flops(bundle.model_path("unet", precision), unet_inputs),
                 "vae_decoder": b * onnx_flops(bundle.model_path("vae_decoder", precision), {"latent": (1, c, f, h, w)})}
     total = b * f
-    profile = bundle.profile("vae_decoder")
+    clips = pipe.decoder_layout == "clip"  # a variant decodes whole clips: latent [n, C, F, h, w]
+    total = b if clips else total
+    profile = bundle.profile(pipe.decoder_component)
     chunk = min(total, int(profile["max"]["latent"][0])) if "latent" in profile.get("max", {}) else total  # as Pipeline.decode
-    vae_file = bundle.model_path("vae_decoder", precision)
+    vae_file = bundle.model_path(pipe.decoder_component, precision)
     sizes = [min(chunk, total - start) for start in range(0, total, chunk)]
-    vae = sum(onnx_flops(vae_file, {"latent": (n, c, h, w)}) * sizes.count(n) for n in set(sizes))
+    vae = sum(onnx_flops(vae_file, {"latent": (n, c, f, h, w) if clips else (n, c, h, w)}) * sizes.count(n) for n in set(sizes))
     return {
         "text_encoder": onnx_flops(bundle.model_path("text_encoder", precision), {"input_ids": (1, length)}),
         "unet": onnx_flops(bundle.model_path("unet", precision), unet_inputs),

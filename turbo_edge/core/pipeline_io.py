@@ -9,6 +9,7 @@ library gets a chance to fail deep inside. Weights load from safetensors only. T
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from turbo_edge.spec.card import ModelCard, read_card, write_card
 from turbo_edge.spec.errors import ModelLayoutError
 from turbo_edge.spec.outputs import staged_dir
 from turbo_edge.spec.tokenizer import bpe_files
+
+log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ALIASES: dict[str, Path] = {
@@ -249,9 +252,27 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | N
         index = dict(sorted(index.items(), key=lambda kv: (not kv[0].startswith("_"), kv[0])))
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         card = card or model.card
+        if card.decoders:  # decoder variants decode this VAE's latents, which the stages above never change: carried along
+            card = carry_decoders(card, model.path, tmp)
         if card.present:
             write_card(card, tmp)
     return out
+
+
+def carry_decoders(card: ModelCard, src: Path | None, tmp: Path) -> ModelCard:
+    """The card's decoder variants copied from ``src`` into ``tmp`` (each its folder); a variant whose folder ``src``
+    lacks is dropped from the card, so a written card never names a decoder its directory does not hold."""
+    import dataclasses
+
+    kept = {}
+    for name, variant in card.decoders.items():
+        folder = Path(src) / variant.folder if src is not None else None
+        if folder is not None and folder.is_dir() and not (tmp / variant.folder).exists():
+            shutil.copytree(folder, tmp / variant.folder)
+            kept[name] = variant
+        else:
+            log.warning("not carrying decoder %r: %s has no %s/", name, src, variant.folder)
+    return dataclasses.replace(card, decoders=kept)
 
 
 def _diffusers_version() -> str:

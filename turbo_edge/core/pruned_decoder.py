@@ -173,7 +173,8 @@ class PrunedDecoder(ModelMixin, ConfigMixin):
         b, c, f, h, w = latents.shape
         flat = self.unscale(latents).permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
         out = []
-        for part in flat.split(chunk):
+        # Exported, the whole batch is one call: a traced split would bake the export's sizes into the graph.
+        for part in [flat] if torch.onnx.is_in_onnx_export() else flat.split(chunk):
             z = self.post_quant_conv(part) if self.post_quant_conv is not None else part
             out.append(self.decoder(z))
         images = torch.cat(out)

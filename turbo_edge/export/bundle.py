@@ -25,7 +25,7 @@ import numpy as np
 from turbo_edge import __version__
 from turbo_edge.core.pipeline_io import T2VModel, check_layout, load_teacher, resolve_model_path
 from turbo_edge.export import calibration_prompts, dit
-from turbo_edge.export.contracts import Contract, ExportShapes, build_components, latent_hw
+from turbo_edge.export.contracts import Contract, ExportShapes, build_components, decoder_variant_component, latent_hw
 from turbo_edge.export.onnx_export import export_onnx, run_torch
 from turbo_edge.export.parity import ParityError, ParityResult, check_parity, openvino_runner, ort_runner
 from turbo_edge.export.quantize import (
@@ -33,6 +33,7 @@ from turbo_edge.export.quantize import (
     CalibrationSource,
     Int8Options,
     convert_fp16,
+    decoder_calibration,
     quantize_int8,
     quantize_int8_openvino,
 )
@@ -178,7 +179,7 @@ def export_int8_unet(
 
 
 def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], files: dict[str, dict[str, str]], formats: dict[str, dict[str, str]],
-                    cfg: ExportConfig, int8_feeds: list[dict[str, np.ndarray]] | None) -> dict[str, Any]:
+                    cfg: ExportConfig, int8_feeds: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, Any]:
     """Step 5: accuracy of the same ONNX files on OpenVINO CPU (fp32, bf16 hint, int8). Measured, not gated."""
     report: dict[str, Any] = {}
     for name, (contract, module) in components.items():
@@ -187,7 +188,7 @@ def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], file
         # bf16 runs the fp32 graph in bf16 and is held to the fp16 tolerance.
         runs = {"fp32": ("fp32", "f32", None, "fp32"), "bf16": ("fp32", "bf16", None, "fp16")}
         if formats[name].get("int8") == "onnx":  # an IR's int8 gate already ran on OpenVINO
-            runs["int8"] = ("int8", "f32", int8_feeds, "int8")
+            runs["int8"] = ("int8", "f32", int8_feeds.get(name), "int8")
         for label, (precision, hint, feeds, tol_key) in runs.items():
             try:
                 result = check_parity(contract, tol_key, ref, openvino_runner(tmp / files[name][precision], cfg.threads, hint, warmup=contract.sample_inputs("opt")), feeds=feeds)
@@ -195,6 +196,71 @@ def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], file
             except Exception as exc:  # a backend that cannot run a graph is a finding for the report, not a failed export
                 report.setdefault(name, {})[label] = {"error": f"{type(exc).__name__}: {exc}"}
     return report
+
+
+def decoder_variants(model: T2VModel, model_dir: Path, shapes: ExportShapes, cfg: ExportConfig) -> dict[str, tuple[Contract, Any]]:
+    """``--decoder``'s variants (every name but "full") as components ``vae_decoder_NAME``: loaded from the model
+    directory by its card (``core.tiny_decoder.load_decoder_variant``, which refuses, in one line naming the decoders
+    the model has, a name it lacks)."""
+    from turbo_edge.core.tiny_decoder import load_decoder_variant
+
+    out: dict[str, tuple[Contract, Any]] = {}
+    for name in cfg.decoders:
+        if name != schema.FULL_DECODER:
+            try:
+                module = load_decoder_variant(model_dir, name)
+            except ValueError as exc:
+                raise BundleError(str(exc)) from None
+            contract, wrapper = decoder_variant_component(model, shapes, name, module)
+            out[contract.name] = (with_tolerances(contract, cfg), wrapper)
+    return out
+
+
+def export_int8_decoder(name: str, contract: Contract, module: Any, tmp: Path, cfg: ExportConfig,
+                        feeds: list[dict[str, np.ndarray]]) -> tuple[str | None, ParityResult, list[dict[str, np.ndarray]], str]:
+    """int8 (Q/DQ ONNX, NNCF's default preset: a decoder is convolutions) of a decoder variant's fp32 graph, calibrated
+    on the sampler's own final latents and gated like the UNet's, on ONNX Runtime and then OpenVINO (both read the file;
+    OpenVINO 2026.4 ran the tiny decoder's Q/DQ graph at mean relative error ~0.3 where ONNX Runtime held 0.01). A
+    decoder's int8 is optional: where a gate fails the file is removed and the bundle keeps its fp32 graph (the result,
+    with the backend, stays in parity.json's ``int8_rejected``)."""
+    from dataclasses import replace
+
+    int8 = tmp / FILE_NAMES["int8"].format(name=name)
+    written = quantize_int8(tmp / FILE_NAMES["fp32"].format(name=name), int8, feeds, replace(Int8Options.from_config(cfg), model_type="default"),
+                            external_data_threshold=cfg.external_data_threshold)
+    probe = feeds[:8]
+    ref = lambda f: run_torch(module, contract, f)  # noqa: E731
+    result = check_parity(contract, "int8", ref, ort_runner(int8, cfg.threads), feeds=probe)
+    backend = "onnxruntime"
+    if result.passed:  # every backend that reads a Q/DQ graph must hold it: OpenVINO too
+        backend = "openvino"
+        result = check_parity(contract, "int8", ref, openvino_runner(int8, cfg.threads, warmup=contract.sample_inputs("opt")), feeds=probe)
+    if not result.passed:
+        for f in written:
+            f.unlink(missing_ok=True)
+        log.warning("%s int8 fails its gate on %s (%s %.3g > %.3g): the bundle keeps its fp32 graph only", name, backend, result.metric,
+                    getattr(result, result.metric), result.tolerance)
+        return None, result, probe, backend
+    return int8.name, result, probe, "onnxruntime"
+
+
+def decoders_section(cfg: ExportConfig, components: dict[str, tuple[Contract, Any]], model_dir: Path) -> dict[str, Any] | None:
+    """The manifest's ``decoders``: each exported decoder's component, layout, class and measured quality (from the
+    model card), and the default (the first of ``--decoder``). None where only the full decoder is exported, so such
+    bundles stay as they were."""
+    from turbo_edge.spec.card import read_card
+
+    names = [n for n in cfg.decoders if schema.decoder_component(n) in components]
+    if names in ([], [schema.FULL_DECODER]):
+        return None
+    card = read_card(model_dir).decoders
+    variants = {}
+    for name in names:
+        entry: dict[str, Any] = {"component": schema.decoder_component(name), "layout": "frames" if name == schema.FULL_DECODER else "clip"}
+        if name in card:
+            entry |= {"class": card[name].cls, "quality": card[name].quality}
+        variants[name] = entry
+    return {"default": names[0], "variants": variants}
 
 
 def copy_tokenizer(model_dir: Path, tmp: Path) -> None:
@@ -265,28 +331,43 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
     shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler.uses_cfg)
     components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components,
                                                                                                  dit.COMPONENTS if dit.is_dit(t2v) else None).items()}
+    if schema.FULL_DECODER not in cfg.decoders:
+        components.pop("vae_decoder", None)
+    components |= decoder_variants(t2v, model_dir, shapes, cfg)
 
     with staged_dir(out, schema.MANIFEST, cfg.overwrite) as tmp:
         files: dict[str, dict[str, str]] = {}
         parity: dict[str, dict[str, ParityResult]] = {}
         for name, (contract, module) in components.items():
             files[name], parity[name] = export_component(name, contract, module, tmp, cfg)
-        int8_feeds = None
+        int8_feeds: dict[str, list[dict[str, np.ndarray]]] = {}
         formats = {n: {p: "onnx" for p in files[n]} for n in files}
         if "int8" in cfg.precisions and "unet" in components:
             cfg = resolve_int8_format(cfg, tmp / files["unet"]["fp32"])
             source = calibration or CALIBRATION_SOURCES.get(sampler.kind)
             if source is None:
                 raise ValueError(f"no int8 calibration source for sampler kind {sampler.kind!r}; pass calibration=...")
-            files["unet"]["int8"], parity["unet"]["int8"], int8_feeds = export_int8_unet(
+            files["unet"]["int8"], parity["unet"]["int8"], int8_feeds["unet"] = export_int8_unet(
                 t2v, components["unet"][0], components["unet"][1], tmp, cfg, shapes, source)
             formats["unet"]["int8"] = INT8_FILE_FORMAT[cfg.int8_format]
+        variant_names = [n for n in components if n.startswith("vae_decoder_")]
+        rejected: dict[str, Any] = {}
+        if "int8" in cfg.precisions and variant_names:
+            latents = decoder_calibration(t2v, cfg, shapes, sampler)
+            for name in variant_names:
+                file, result, int8_feeds[name], backend = export_int8_decoder(name, *components[name], tmp, cfg, latents)
+                if file is None:
+                    rejected[name] = {**result.to_dict(), "backend": backend}
+                else:
+                    files[name]["int8"], parity[name]["int8"], formats[name]["int8"] = file, result, "onnx"
         gated_on = {n: {p: GATED_ON[formats[n][p]] for p in v} for n, v in parity.items()}
         report: dict[str, Any] = {
             "onnxruntime": {n: {p: r.to_dict() for p, r in v.items() if gated_on[n][p] == "onnxruntime"} for n, v in parity.items()},
             "openvino": openvino_report(tmp, components, files, formats, cfg, int8_feeds) if cfg.openvino_check else {},
             "threads": cfg.threads,
         }
+        if rejected:  # decoder int8 graphs whose gate failed: measured, not shipped
+            report["int8_rejected"] = rejected
         for n, v in parity.items():  # gates that ran on OpenVINO (an IR variant) report beside its other measurements
             for p, r in v.items():
                 if gated_on[n][p] == "openvino":
@@ -304,6 +385,8 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
             parity={n: {p: {**{k: r.to_dict()[k] for k in ("max_abs", "mean_rel", "tolerance", "passed", "metric")}, "backend": gated_on[n][p]}
                         for p, r in v.items()} for n, v in parity.items()},
         )
+        if (section := decoders_section(cfg, components, model_dir)) is not None:
+            manifest["decoders"] = section
         schema.write_manifest(tmp, manifest)
         schema.verify_bundle(tmp)
     log.info("wrote bundle %s (config_hash %s)", out, config_hash)

@@ -269,6 +269,45 @@ def vae_decoder_component(model: Any, shapes: ExportShapes) -> tuple[Contract, A
     return contract, VaeDecoder().eval()
 
 
+def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decoder: Any) -> tuple[Contract, Any]:
+    """A decoder variant of the model directory (``core.tiny_decoder.load_decoder_variant``: a tiny or pruned decoder)
+    as component ``vae_decoder_NAME`` with the "clip" layout: the scaled latents [B, C, F, h, w] the UNet returns ->
+    frames [B, F, 3, H, W] clamped to [-1, 1] (the variant owns its scaling; a tiny decoder's memory blocks need the
+    clip's frames together, so it is not called per frame as the full decoder is)."""
+    import torch
+
+    t = getattr(decoder, "temporal_factor", 1)
+    if t != 1:
+        raise ContractError(f"the {name!r} decoder upsamples time {t}x; a bundle serves per-frame latents only (the UNet family)")
+    h, w = latent_hw(model, shapes)
+    f = vae_factor(model)
+    hs, ha = _spatial(shapes, "latent_height", h)
+    ws, wa = _spatial(shapes, "latent_width", w)
+    hout = hs * f if isinstance(hs, int) else "height"
+    wout = ws * f if isinstance(ws, int) else "width"
+    axes = {"batch": shapes.axis(1, 1, shapes.max_batch), "frames": shapes.axis(shapes.frames, shapes.min_frames, shapes.max_frames or shapes.frames),
+            **ha, **wa}
+    if not isinstance(hout, int):
+        axes["height"] = tuple(v * f for v in ha["latent_height"])  # type: ignore[assignment]
+        axes["width"] = tuple(v * f for v in wa["latent_width"])  # type: ignore[assignment]
+    contract = Contract(
+        f"vae_decoder_{name}",
+        inputs=(TensorSpec("latent", "float32", ("batch", int(model.vae.config.latent_channels), "frames", hs, ws)),),
+        outputs=(TensorSpec("image", "float32", ("batch", "frames", 3, hout, wout)),),
+        axes=axes,
+    )
+
+    class VariantDecoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.decoder = decoder
+
+        def forward(self, latent: torch.Tensor) -> torch.Tensor:
+            return self.decoder(latent).clamp(-1.0, 1.0)
+
+    return contract, VariantDecoder().eval()
+
+
 def build_components(model: Any, shapes: ExportShapes, names: tuple[str, ...],
                      registry: dict[str, ComponentBuilder] | None = None) -> dict[str, tuple[Contract, Any]]:
     """Each named component's contract and module; ``registry``: a family's own builders (``export.dit.COMPONENTS``)."""

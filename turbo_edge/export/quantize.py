@@ -198,6 +198,28 @@ def student_calibration(model: Any, cfg: Any, shapes: Any, input_names: tuple[st
     return [{n: f[n] for n in input_names} for f in _timestep_major(per_prompt, plan.samples)]
 
 
+def decoder_calibration(model: Any, cfg: Any, shapes: Any, sampler: Any) -> CalibrationFeeds:
+    """A decoder variant's int8 calibration inputs: the final latents of the bundle's own sampler (``sampler``, the
+    contract export writes) at its default steps, one clip per calibration prompt, as ``{"latent": [1, C, F, h, w]}``."""
+    import torch
+
+    from turbo_edge.core.sampling import ddim_cfg_sample, encode_text, initial_noise, latent_shape, sampling_scheduler
+    from turbo_edge.core.student_sampling import student_latents
+
+    prompts = _prompts(cfg)[: cfg.int8_calibration_prompts]
+    size = (shapes.frames, shapes.height, shapes.width)
+    if sampler.kind == "consistency":
+        latents = torch.cat(list(student_latents(model, prompts, steps=sampler.default_steps, guidance=cfg.guidance, seed=cfg.seed + 2000,
+                                                 batch_size=4, video_size=size)))
+    else:
+        scheduler = sampling_scheduler(model, sampler.default_steps)
+        x = initial_noise(latent_shape(model, *size), cfg.seed + 2000, len(prompts)) * getattr(scheduler, "init_noise_sigma", 1.0)
+        with torch.no_grad():
+            latents = ddim_cfg_sample(model.denoise, scheduler, x, encode_text(model, prompts), encode_text(model, [""] * len(prompts)),
+                                      sampler.guidance)
+    return [{"latent": z[None].numpy().astype(np.float32)} for z in latents]
+
+
 def ignored_scope(node_names: Iterable[str], op_types: Iterable[str], patterns: tuple[str, ...], types: tuple[str, ...]) -> Any:
     """NNCF's ignored scope for one graph (ONNX nodes or OpenVINO ops alike): only the patterns and op types that
     occur in it, since the defaults name diffusers modules a pruned UNet may lack; None when nothing is left."""

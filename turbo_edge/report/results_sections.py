@@ -396,7 +396,8 @@ def _decoder(name: str, data: dict[str, Any]) -> list[str]:
     rows = []
     for where, row in (data.get("latency") or {}).items():
         shape = f"{where} (latents {'x'.join(map(str, row.get('latents') or []))})"
-        for label, times in ((f"{shape}, PyTorch eager", row), (f"{shape}, OpenVINO fp32 (ONNX)", row.get("openvino_fp32") or {})):
+        for label, times in ((f"{shape}, PyTorch eager", row), (f"{shape}, OpenVINO fp32 (ONNX)", row.get("openvino_fp32") or {}),
+                             (f"{shape}, OpenVINO fp32 and int8 (ONNX; full ÷ this against the full fp32)", row.get("openvino_int8") or {})):
             for decoder, t in times.items():
                 if isinstance(t, dict) and "median_ms" in t:
                     rows.append([label, decoder, ms(t["median_ms"]), DASH if decoder == "full" else ratio(t.get("full_over_this")),

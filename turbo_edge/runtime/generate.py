@@ -21,35 +21,42 @@ from turbo_edge.runtime.video import check_video_out, write_video
 from turbo_edge.spec.configs import GenerateConfig
 from turbo_edge.spec.errors import UNVERIFIED, UnverifiedBundleWarning
 from turbo_edge.spec.outputs import check_replaceable, staged_dir
-from turbo_edge.spec.prompt_file import read_prompt_file
+from turbo_edge.spec.prompt_file import read_prompt_lines
 from turbo_edge.spec.sampler import DEFAULT_FPS
 
 CLIPS_INDEX = "clips.json"  # the marker of a --prompts output directory (spec.outputs.KINDS)
 
 
-def check_clips_out(cfg: GenerateConfig) -> list[str] | None:
-    """Before any work: the prompts of ``--prompts`` (None without it) and a writable ``--out`` for them."""
+def check_clips_out(cfg: GenerateConfig) -> list[tuple[int, str]] | None:
+    """Before any work: the prompts of ``--prompts`` with their line numbers (None without it) and a writable ``--out``
+    for them."""
     if not cfg.prompts:
         check_video_out(cfg.out, cfg.overwrite)
         return None
-    prompts, _ = read_prompt_file(cfg.prompts)
+    prompts, _ = read_prompt_lines(cfg.prompts)
     check_replaceable(Path(cfg.out), CLIPS_INDEX, cfg.overwrite)
     return prompts
 
 
-def write_clips(cfg: GenerateConfig, prompts: list[str], make_clip: Callable[[str], np.ndarray], fps: int, about: dict[str, Any]) -> Path:
-    """``--prompts``: one clip per prompt (``make_clip(prompt)``, each seeded with ``cfg.seed`` as a single call is)
-    into the directory ``cfg.out``, ``000.gif`` ... in the file's order, and ``clips.json`` listing file -> prompt;
+def refused_line(cfg: GenerateConfig, line: int, prompt: str, exc: Exception) -> ValueError:
+    """A prompt of ``--prompts`` the model refuses, named by its line in the file (as eval and the file reader name it)."""
+    return ValueError(f"--prompts file {cfg.prompts}, line {line} ({prompt[:60]!r}): {exc}")
+
+
+def write_clips(cfg: GenerateConfig, prompts: list[tuple[int, str]], make_clip: Callable[[str], np.ndarray], fps: int,
+                about: dict[str, Any]) -> Path:
+    """``--prompts``: one clip per (line, prompt) (``make_clip(prompt)``, each seeded with ``cfg.seed`` as a single call
+    is) into the directory ``cfg.out``, ``000.gif`` ... in the file's order, and ``clips.json`` listing file -> prompt;
     the directory appears complete or not at all."""
     width = max(3, len(str(len(prompts) - 1)))
     with staged_dir(cfg.out, CLIPS_INDEX, cfg.overwrite) as tmp:
         rows = []
-        for i, prompt in enumerate(prompts):
+        for i, (line, prompt) in enumerate(prompts):
             name = f"{i:0{width}d}.{cfg.clip_format}"
             try:
                 clip = make_clip(prompt)
-            except ValueError as exc:  # the model refuses this prompt (e.g. words outside its vocabulary): say which one
-                raise ValueError(f"--prompts file {cfg.prompts}, prompt {i + 1} ({prompt[:60]!r}): {exc}") from None
+            except ValueError as exc:  # the model refuses this prompt (e.g. words outside its vocabulary): say which line
+                raise refused_line(cfg, line, prompt, exc) from None
             write_video(clip, tmp / name, fps=fps, scale=cfg.scale)
             rows.append({"file": name, "prompt": prompt})
         index = {"format": "turbo-edge-clips", "prompts_file": str(cfg.prompts), "seed": cfg.seed, "fps": fps, **about, "clips": rows}
@@ -64,7 +71,8 @@ def run_generate(cfg: GenerateConfig) -> str:
         warnings.simplefilter("ignore", UnverifiedBundleWarning)
         if not cfg.verify:  # one plain line on stderr, not a Python warning with a source location
             print(f"turbo-edge generate: warning: {UNVERIFIED}", file=sys.stderr)
-        pipe = Pipeline.from_bundle(cfg.bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads, verify=cfg.verify)
+        pipe = Pipeline.from_bundle(cfg.bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads, verify=cfg.verify,
+                                    decoder=cfg.decoder)
     if prompts is not None:
         return _run_many(cfg, pipe, prompts)
     start = time.perf_counter()
@@ -83,7 +91,12 @@ def run_generate(cfg: GenerateConfig) -> str:
             f"{cfg.backend} {cfg.precision}, {seconds * 1e3:.0f} ms){note}")
 
 
-def _run_many(cfg: GenerateConfig, pipe: Pipeline, prompts: list[str]) -> str:
+def _run_many(cfg: GenerateConfig, pipe: Pipeline, prompts: list[tuple[int, str]]) -> str:
+    for line, prompt in prompts:  # every prompt the bundle refuses, before the first clip is made
+        try:
+            pipe.check_prompt(prompt)
+        except ValueError as exc:
+            raise refused_line(cfg, line, prompt, exc) from None
     truncated = []
     start = time.perf_counter()
 

@@ -47,9 +47,13 @@ class Pipeline:
         self.bundle, self.config = bundle, config
         self.tokenizer = load_tokenizer(bundle.root / "tokenizer", max_length=int(bundle.text["max_length"]))
         self.sessions: dict[str, Backend] = {}
+        # The decoder chosen among the bundle's (``decoders`` in the manifest); its session is keyed "vae_decoder", so
+        # timings and stages keep their names whichever decoder runs.
+        self.decoder_name, self.decoder_component, self.decoder_layout = bundle.decoder(config.decoder)
+        graphs = {n: (self.decoder_component if n == "vae_decoder" else n) for n in COMPONENTS}
         for name in COMPONENTS:
             session = create_backend(config.backend, threads=config.threads)
-            file = session.model_file(bundle, name, config.precision)
+            file = session.model_file(bundle, graphs[name], config.precision)
             try:
                 session.load(file)
             except (BackendUnavailableError, BundleError):
@@ -68,8 +72,10 @@ class Pipeline:
         self._text_lock = threading.Lock()
 
     @classmethod
-    def from_bundle(cls, path: str | Path, backend: str = "ort-cpu", precision: str = "fp32", threads: int = 1, verify: bool = True) -> Pipeline:
-        config = RuntimeConfig(bundle=str(path), backend=backend, precision=precision, threads=threads, verify=verify)
+    def from_bundle(cls, path: str | Path, backend: str = "ort-cpu", precision: str = "fp32", threads: int = 1, verify: bool = True,
+                    decoder: str | None = None) -> Pipeline:
+        """``decoder``: one of the bundle's decoders (``Bundle.decoders``); None: its default."""
+        config = RuntimeConfig(bundle=str(path), backend=backend, precision=precision, threads=threads, verify=verify, decoder=decoder)
         return cls(load_bundle(path, verify=verify), config)
 
     def close(self) -> None:
@@ -195,9 +201,11 @@ class Pipeline:
 
     def decode(self, latents: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
         """Latents [B, C, F, h, w] (as the UNet sees them) -> uint8 frames [B, F, H, W, 3], in profile-sized chunks."""
+        if self.decoder_layout == "clip":  # a decoder variant (tiny, pruned): whole clips per call
+            return self._decode_clips(latents, timings if timings is not None else {})
         inputs = self.bundle.component("vae_decoder").get("inputs") or [{}]
         if len(inputs[0].get("shape") or ()) == 5:  # a whole-clip decoder (a causal video autoencoder), not one per frame
-            return self._decode_clips(latents, timings)
+            return self._decode_causal(latents, timings)
         b, c, f, h, w = latents.shape
         flat = np.ascontiguousarray(latents.transpose(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
         factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
@@ -214,7 +222,7 @@ class Pipeline:
         pixels = np.rint((images + 1.0) * 127.5).astype(np.uint8)
         return pixels.reshape(b, f, 3, h * factor, w * factor).transpose(0, 1, 3, 4, 2)
 
-    def _decode_clips(self, latents: np.ndarray, timings: dict[str, float] | None) -> np.ndarray:
+    def _decode_causal(self, latents: np.ndarray, timings: dict[str, float] | None) -> np.ndarray:
         """A whole-clip decoder (a causal video autoencoder): latents [B, C, f, h, w] -> uint8 [B, F, H, W, 3]."""
         b, f = latents.shape[0], latents.shape[2]
         t = int(self.bundle.latent.get("temporal_factor", 1))
@@ -231,6 +239,21 @@ class Pipeline:
             images[start : start + len(part)] = binding.outputs["video"]
         np.clip(images, -1.0, 1.0, out=images)
         return np.rint((images + 1.0) * 127.5).astype(np.uint8).transpose(0, 2, 3, 4, 1)
+
+    def _decode_clips(self, latents: np.ndarray, timings: dict[str, float]) -> np.ndarray:
+        """A "clip" layout decoder (a variant: latent [B, C, F, h, w] -> image [B, F, 3, H, W]), whole clips per call."""
+        b, c, f, h, w = latents.shape
+        factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
+        chunk = min(b, self._max_batch(self.decoder_component, "latent"))
+        images = np.empty((b, f, 3, h * factor, w * factor), dtype=np.float32)
+        for start in range(0, b, chunk):
+            part = latents[start : start + chunk]
+            binding = self._binding("vae_decoder", {"latent": part.shape}, {"image": (len(part), f, 3, h * factor, w * factor)})
+            binding.inputs["latent"][:] = part
+            self._infer("vae_decoder", binding, timings)
+            images[start : start + len(part)] = binding.outputs["image"]
+        np.clip(images, -1.0, 1.0, out=images)  # the rounding of decode()
+        return np.rint((images + 1.0) * 127.5).astype(np.uint8).transpose(0, 1, 3, 4, 2)
 
     # ------------------------------------------------------------------ public entry points
 

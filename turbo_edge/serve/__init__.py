@@ -36,7 +36,8 @@ def run_serve(cfg: ServeConfig, verbose: bool = False, say: Callable[[str], None
     server = TritonServer(cfg.repository, port=cfg.port, address=cfg.address, verbose=verbose, ready_timeout=cfg.ready_timeout)
     try:
         server.start()
-        say(f"serving {cfg.model_name} ({cfg.bundle}, {cfg.backend} {cfg.precision}, {cfg.instances} instance(s)) at "
+        say(f"serving {cfg.model_name} ({cfg.bundle}, {cfg.backend} {cfg.precision}{f', decoder {cfg.decoder}' if cfg.decoder else ''}, "
+            f"{cfg.instances} instance(s)) at "
             f"{server.url}/v2/models/{cfg.model_name}/infer (gRPC {server.grpc_url}); Ctrl-C stops"
             + ("" if verbose else f"; log: {server.log_file}"))
         while not stop.wait(0.5):

@@ -61,6 +61,7 @@ def model_parameters(cfg: ServeConfig, bundle: Bundle) -> dict[str, str]:
         "precision": cfg.precision,
         "threads": str(cfg.threads),
         "verify": "true" if cfg.verify else "false",
+        "decoder": bundle.decoder(cfg.decoder)[0],
         "default_steps": str(spec.default_steps),
         "supported_steps": ",".join(str(s) for s in spec.supported_steps),
         "default_guidance": repr(float(spec.guidance)),
@@ -119,6 +120,8 @@ def write_repository(cfg: ServeConfig) -> Path:
     (``spec.outputs.RECORD``: a run id and the files); other models in the repository are left alone.
     """
     bundle = load_bundle(cfg.bundle, verify=cfg.verify)
+    if cfg.decoder is not None:  # a decoder the bundle lacks: one line naming those it has, before anything is written
+        bundle.decoder(cfg.decoder)
     repository = Path(cfg.repository).expanduser()
     target = repository / cfg.model_name
     check_model_dir(target)

@@ -52,7 +52,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.pipe = Pipeline.from_bundle(params["bundle"], backend=params["backend"], precision=params["precision"],
-                                         threads=int(params["threads"]), verify=params.get("verify", "true") == "true")
+                                         threads=int(params["threads"]), verify=params.get("verify", "true") == "true",
+                                         decoder=params.get("decoder") or None)
 
     def execute(self, requests: list) -> list:
         responses = []

@@ -33,6 +33,14 @@ FORMATS = ("onnx", "openvino")
 IR_WEIGHTS_SUFFIX = ".bin"
 REQUIRED_KEYS = ("schema_version", "sampler", "latent", "video", "text", "components", "files")
 ENGINE_DIR = "engines"
+# Decoder variants (``export --decoder full,tiny``): the manifest's ``decoders`` section names each decoder a bundle has,
+# the component holding its graphs and its layout, and the default. "full" is the VAE's decoder (component
+# ``vae_decoder``, one call per frame: latent [N, C, h, w] -> image [N, 3, H, W]); a variant NAME is component
+# ``vae_decoder_NAME`` with the "clip" layout (latent [B, C, F, h, w] -> image [B, F, 3, H, W]: a tiny decoder's
+# memory blocks see the previous frame). A bundle without the section has the full decoder only.
+FULL_DECODER = "full"
+DECODER_LAYOUTS = ("frames", "clip")
+DECODER_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _CHUNK = 1 << 20
 
 
@@ -216,6 +224,52 @@ class Bundle:
     def profile(self, name: str) -> dict[str, dict[str, list[int]]]:
         return self.component(name).get("profile") or {}
 
+    @property
+    def decoders(self) -> tuple[list[str], str]:
+        """The names of the decoders this bundle has (the default first) and the default's name."""
+        variants, default = bundle_decoders(self.root, self.manifest)
+        return [default, *sorted(set(variants) - {default})], default
+
+    def decoder(self, name: str | None = None) -> tuple[str, str, str]:
+        """(name, component, layout) of decoder ``name`` (None: the bundle's default), refused in one line naming the
+        decoders the bundle has."""
+        variants, default = bundle_decoders(self.root, self.manifest)
+        name = default if name is None else name
+        if name not in variants:
+            have = self.decoders[0]
+            raise BundleError(f"this bundle has no {name!r} decoder; it has {have} (export one with "
+                              f"`turbo-edge export --decoder {','.join(have)},{name}` from a model directory that carries it)")
+        return name, variants[name]["component"], variants[name]["layout"]
+
+
+def decoder_component(name: str) -> str:
+    """The component holding decoder ``name``'s graphs: ``vae_decoder`` for "full", else ``vae_decoder_NAME``."""
+    return "vae_decoder" if name == FULL_DECODER else f"vae_decoder_{name}"
+
+
+def bundle_decoders(root: Path, manifest: dict[str, Any]) -> tuple[dict[str, dict[str, str]], str]:
+    """The manifest's ``decoders`` section checked: ({name: {"component", "layout", ...}}, default name). A manifest
+    without it (bundles made before variants) has the full decoder only."""
+    section = manifest.get("decoders")
+    if section is None:
+        return {FULL_DECODER: {"component": "vae_decoder", "layout": "frames"}}, FULL_DECODER
+    where = f"{root / MANIFEST}: decoders"
+    variants = section.get("variants") if isinstance(section, dict) else None
+    if not isinstance(variants, dict) or not variants:
+        raise BundleError(f"{where} must be an object with a non-empty variants object; re-export the bundle")
+    for name, entry in variants.items():
+        if not name or not set(name) <= DECODER_NAME_CHARS or not isinstance(entry, dict):
+            raise BundleError(f"{where}: variant {name!r} must be a lower-case name (a-z, 0-9, _) with an object; re-export the bundle")
+        if entry.get("component") != decoder_component(name) or entry.get("layout") not in DECODER_LAYOUTS:
+            raise BundleError(f"{where}: variant {name!r} must name component {decoder_component(name)!r} and a layout in "
+                              f"{list(DECODER_LAYOUTS)}; re-export the bundle")
+        if entry["component"] not in manifest["components"]:
+            raise BundleError(f"{where}: variant {name!r} names component {entry['component']!r}, which the bundle lacks; re-export the bundle")
+    default = section.get("default")
+    if default not in variants:
+        raise BundleError(f"{where}.default {default!r} is not one of its variants {sorted(variants)}; re-export the bundle")
+    return variants, default
+
 
 # The numbers a runtime reads from the manifest's geometry sections (the C++ host reads the same).
 GEOMETRY = {"latent": ("channels", "frames", "height", "width"), "video": ("frames", "height", "width"), "text": ("max_length", "hidden_size")}
@@ -244,7 +298,9 @@ def load_bundle(path: str | Path, verify: bool = True, runnable: bool = True) ->
     """
     root = Path(path).expanduser()
     manifest = read_manifest(root)
-    lacking = [c for c in COMPONENTS if c not in manifest["components"]]
+    decoders, default = bundle_decoders(root, manifest)
+    needed = ("text_encoder", "unet", decoders[default]["component"])
+    lacking = [c for c in needed if c not in manifest["components"]]
     if runnable and lacking:
         raise BundleError(f"bundle {root} has no {lacking} graph(s) the runtime needs; export them (`--components` default: all)")
     check_paths(root, manifest)  # the boundary holds with --no-verify too: only the hashing is skipped

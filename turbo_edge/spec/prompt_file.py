@@ -23,6 +23,12 @@ def is_prompt_file(value: str, splits: tuple[str, ...]) -> bool:
 def read_prompt_file(path: str | os.PathLike[str]) -> tuple[list[str], str]:
     """The prompts of ``path`` in file order (each stripped, each through ``check_prompt_text``) and the file's sha256.
     Every stage's ``--prompts FILE`` reads this way (eval, generate, export's calibration)."""
+    lines, digest = read_prompt_lines(path)
+    return [prompt for _, prompt in lines], digest
+
+
+def read_prompt_lines(path: str | os.PathLike[str]) -> tuple[list[tuple[int, str]], str]:
+    """``read_prompt_file`` with each prompt's line number in the file (1-based), so a later refusal names the line."""
     file = Path(path)
     if file.is_dir():
         raise ValueError(f"--prompts {file} is a folder; give a text file with one prompt per line")
@@ -43,7 +49,7 @@ def read_prompt_file(path: str | os.PathLike[str]) -> tuple[list[str], str]:
         if len(prompt) > MAX_PROMPT_CHARS:
             raise ValueError(f"--prompts file {file}, line {number}: {len(prompt)} characters ({shown(prompt)}); a prompt is one line of at most {MAX_PROMPT_CHARS}")
         try:
-            prompts.append(check_prompt_text(prompt))
+            prompts.append((number, check_prompt_text(prompt)))
         except ValueError as exc:
             raise ValueError(f"--prompts file {file}, line {number}: {exc}") from None
     if not prompts:

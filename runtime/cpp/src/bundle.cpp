@@ -143,7 +143,68 @@ static Bundle load_manifest(const std::string& root, bool verify) {
   b.clip_decoder = comps.has("vae_decoder") && dec.has("inputs") && dec["inputs"].size() > 0 && dec["inputs"][0]["shape"].size() == 5;
   if (m["text"].has("closed_vocabulary") && !m["text"]["closed_vocabulary"].is_null())
     for (const Json& w : m["text"]["closed_vocabulary"].array()) b.closed_vocabulary.push_back(w.str());
+  b.decoder_names();  // the decoders section is checked at load, as the Python reader does
   return b;
+}
+
+namespace {
+// spec/bundle.py bundle_decoders: {name: (component, layout)} and the default; a manifest without "decoders" has "full".
+std::map<std::string, std::pair<std::string, std::string>> decoder_table(const Json& m, std::string* default_name) {
+  std::map<std::string, std::pair<std::string, std::string>> out;
+  if (!m.has("decoders")) {
+    *default_name = "full";
+    out["full"] = {"vae_decoder", "frames"};
+    return out;
+  }
+  const Json& d = m["decoders"];
+  const std::string where = "manifest.json: decoders";
+  if (d.type() != Json::Type::Object || !d.has("variants") || d["variants"].type() != Json::Type::Object || d["variants"].object().empty())
+    throw BundleError(where + " must be an object with a non-empty variants object; re-export the bundle");
+  for (const auto& [name, entry] : d["variants"].object()) {
+    const std::string component = name == "full" ? "vae_decoder" : "vae_decoder_" + name;
+    bool ok = !name.empty() && entry.type() == Json::Type::Object;
+    for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+    if (!ok) throw BundleError(where + ": variant '" + name + "' must be a lower-case name (a-z, 0-9, _) with an object; re-export the bundle");
+    const bool named = entry.has("component") && entry["component"].type() == Json::Type::String && entry["component"].str() == component;
+    const bool laid = entry.has("layout") && entry["layout"].type() == Json::Type::String &&
+                      (entry["layout"].str() == "frames" || entry["layout"].str() == "clip");
+    if (!named || !laid)
+      throw BundleError(where + ": variant '" + name + "' must name component '" + component + "' and a layout in ['frames', 'clip']; re-export the bundle");
+    if (!m["components"].has(component))
+      throw BundleError(where + ": variant '" + name + "' names component '" + component + "', which the bundle lacks; re-export the bundle");
+    out[name] = {component, entry["layout"].str()};
+  }
+  if (!d.has("default") || d["default"].type() != Json::Type::String || !out.count(d["default"].str()))
+    throw BundleError(where + ".default is not one of its variants; re-export the bundle");
+  *default_name = d["default"].str();
+  return out;
+}
+}  // namespace
+
+std::vector<std::string> Bundle::decoder_names() const {
+  std::string def;
+  auto table = decoder_table(manifest, &def);
+  std::vector<std::string> names{def};
+  for (const auto& kv : table)
+    if (kv.first != def) names.push_back(kv.first);
+  return names;
+}
+
+std::pair<std::string, std::string> Bundle::decoder(const std::string& name) const {
+  std::string def;
+  auto table = decoder_table(manifest, &def);
+  const std::string chosen = name.empty() ? def : name;
+  auto it = table.find(chosen);
+  if (it == table.end()) {
+    std::string have, joined;
+    for (const std::string& n : decoder_names()) {
+      have += std::string(have.empty() ? "" : ", ") + "'" + n + "'";
+      joined += n + ",";
+    }
+    throw BundleError("this bundle has no '" + chosen + "' decoder; it has [" + have + "] (export one with `turbo-edge export --decoder " + joined +
+                      chosen + "` from a model directory that carries it)");
+  }
+  return it->second;
 }
 
 std::string Bundle::model_path(const std::string& component, const std::string& precision) const {

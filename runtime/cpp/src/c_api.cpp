@@ -132,7 +132,7 @@ const char* te_status_name(int status) {
   }
 }
 
-te_pipeline_params te_pipeline_default_params(void) { return te_pipeline_params{nullptr, "openvino", "fp32", 1, 1}; }
+te_pipeline_params te_pipeline_default_params(void) { return te_pipeline_params{nullptr, "openvino", "fp32", 1, 1, nullptr}; }
 
 int te_pipeline_open(const te_pipeline_params* params, te_pipeline** out) {
   if (out != nullptr) *out = nullptr;
@@ -148,7 +148,8 @@ int te_pipeline_open(const te_pipeline_params* params, te_pipeline** out) {
       throw turbo_edge::InputError("precision must be one of fp32, fp16, int8, got '" + precision + "'");
     turbo_edge::check_threads(params->threads, std::to_string(params->threads));
     auto p = std::make_unique<te_pipeline>();
-    p->pipeline = turbo_edge::Pipeline::from_bundle(params->bundle, params->backend, precision, params->threads, params->verify != 0);
+    p->pipeline = turbo_edge::Pipeline::from_bundle(params->bundle, params->backend, precision, params->threads, params->verify != 0,
+                                                    params->decoder != nullptr ? params->decoder : "");
     *out = p.release();
   });
 }

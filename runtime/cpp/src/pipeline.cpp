@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "core.hpp"
 #include "runtime.hpp"
@@ -24,16 +25,19 @@ std::string key_of(const std::string& component, const Shapes& inputs) {
 }  // namespace
 
 std::unique_ptr<Pipeline> Pipeline::from_bundle(const std::string& path, const std::string& backend, const std::string& precision, int threads,
-                                                bool verify) {
+                                                bool verify, const std::string& decoder) {
   auto p = std::unique_ptr<Pipeline>(new Pipeline());
   p->bundle_ = Bundle::load(path, verify);
+  std::tie(p->decoder_component_, p->decoder_layout_) = p->bundle_.decoder(decoder);
+  p->decoder_name_ = decoder.empty() ? p->bundle_.decoder_names().front() : decoder;
   if (UnigramTokenizer::model_type(path + "/tokenizer") == "Unigram")  // a DiT's T5 / UMT5 tokenizer (spec/unigram.py load_tokenizer)
     p->unigram_ = std::make_unique<UnigramTokenizer>(UnigramTokenizer::from_file(path + "/tokenizer/tokenizer.json", p->bundle_.text_length));
   else
     p->tokenizer_ = ClipTokenizer::from_dir(path + "/tokenizer", p->bundle_.text_length);
   for (const char* name : {"text_encoder", "unet", "vae_decoder"}) {
     auto session = create_backend(backend, threads);
-    session->load(p->bundle_.model_path(name, precision));
+    const std::string graph = std::string(name) == "vae_decoder" ? p->decoder_component_ : name;
+    session->load(p->bundle_.model_path(graph, precision));
     p->sessions_[name] = std::move(session);
   }
   return p;
@@ -233,12 +237,26 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
     clip.session_seconds = session_seconds_;
     return clip;
   }
-  // VAE decoder: [C, F, h, w] -> F frames of [C, h, w], in chunks the profile allows.
-  const int64_t chunk = std::min<int64_t>(F, bundle_.profile_max("vae_decoder", "latent", 0, F));
   clip.frames = static_cast<int>(F);
   clip.height = static_cast<int>(H);
   clip.width = static_cast<int>(W);
   clip.rgb.resize(static_cast<size_t>(F * H * W * 3));
+  if (decoder_layout_ == "clip") {
+    // A decoder variant (tiny, pruned): the whole clip in one call, latent [1, C, F, h, w] -> image [1, F, 3, H, W].
+    Binding& vb = binding("vae_decoder", {{"latent", {1, C, F, h, w}}}, {{"image", {1, F, 3, H, W}}});
+    std::copy(x.begin(), x.end(), vb.inputs["latent"].f32());
+    infer("vae_decoder", vb);
+    const float* img = vb.outputs["image"].f32();
+    for (int64_t j = 0; j < F; ++j)
+      for (int64_t c = 0; c < 3; ++c)
+        for (int64_t p = 0; p < H * W; ++p) {
+          float v = std::min(1.0f, std::max(-1.0f, img[(j * 3 + c) * H * W + p]));
+          clip.rgb[static_cast<size_t>((j * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
+        }
+    clip.session_seconds = session_seconds_;
+    return clip;
+  }
+  const int64_t chunk = std::min<int64_t>(F, bundle_.profile_max("vae_decoder", "latent", 0, F));
   for (int64_t f0 = 0; f0 < F; f0 += chunk) {
     const int64_t m = std::min(chunk, F - f0);
     Binding& vb = binding("vae_decoder", {{"latent", {m, C, h, w}}}, {{"image", {m, 3, H, W}}});

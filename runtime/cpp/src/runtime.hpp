@@ -10,6 +10,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "json.hpp"
@@ -49,6 +50,11 @@ struct Bundle {
   std::vector<std::string> closed_vocabulary;  // empty: open vocabulary
 
   static Bundle load(const std::string& root, bool verify = true);  // throws BundleError
+  // Decoders (spec/bundle.py bundle_decoders): names with the default first; decoder(name) gives its component and
+  // layout ("frames": per-frame VAE graph, "clip": [B, C, F, h, w] -> [B, F, 3, H, W]); "" is the default; a name
+  // the bundle lacks is refused in one line naming those it has.
+  std::vector<std::string> decoder_names() const;
+  std::pair<std::string, std::string> decoder(const std::string& name) const;
   std::string model_path(const std::string& component, const std::string& precision) const;
   long long profile_max(const std::string& component, const std::string& input, size_t axis, long long fallback) const;
   long long profile_min(const std::string& component, const std::string& input, size_t axis, long long fallback) const;
@@ -129,15 +135,18 @@ struct Clip {
 class Pipeline {
  public:
   static std::unique_ptr<Pipeline> from_bundle(const std::string& path, const std::string& backend = "openvino",
-                                               const std::string& precision = "fp32", int threads = 1, bool verify = true);
+                                               const std::string& precision = "fp32", int threads = 1, bool verify = true,
+                                               const std::string& decoder = "");  // "": the bundle's default decoder
   // Called after each sampling step with (steps done, steps in all); returning false cancels the call (throws Cancelled).
   using ProgressFn = std::function<bool(int done, int total)>;
   // steps <= 0: the bundle's default; guidance NaN: the bundle's.
   Clip generate(const std::string& prompt, int steps, uint64_t seed, double guidance, const ProgressFn& progress = nullptr);
   const Bundle& bundle() const { return bundle_; }
+  const std::string& decoder_name() const { return decoder_name_; }
 
  private:
   Bundle bundle_;
+  std::string decoder_name_, decoder_component_, decoder_layout_;  // the chosen decoder; its session is "vae_decoder"
   ClipTokenizer tokenizer_;
   std::unique_ptr<UnigramTokenizer> unigram_;  // a T5 / UMT5 tokenizer (a DiT bundle), used instead of tokenizer_
   std::map<std::string, std::unique_ptr<Backend>> sessions_;

@@ -2,7 +2,8 @@
 // probes the tests compare against the Python runtime (noise values, tokenizer ids, sha256).
 //
 //   turbo_edge_generate --bundle B --prompt "a red circle moving left" [--steps 4] [--seed 0] [--guidance G]
-//                       [--precision fp32|int8] [--threads 1] [--no-verify] [--repeat N] --out DIR [--overwrite]
+//                       [--precision fp32|int8] [--decoder NAME] [--threads 1] [--no-verify] [--repeat N] --out DIR [--overwrite]
+//   --decoder: one of the bundle's decoders (full, tiny, ...: the manifest's "decoders"); default: the bundle's default.
 //   --out DIR must be new or empty; --overwrite replaces frames this host wrote there before, and only when every file
 //   in DIR is on the record it left (.turbo-edge-output.json: a run id and the files), so a user's file is never lost.
 //   turbo_edge_generate noise SEED STREAM COUNT
@@ -167,7 +168,7 @@ double parse_guidance(const std::string& text) {
 }
 
 int generate(int argc, char** argv) {
-  std::string bundle, prompt, out, precision = "fp32";
+  std::string bundle, prompt, out, precision = "fp32", decoder;
   int steps = 0, threads = 1, repeat = 1;
   unsigned long long seed = 0;
   double guidance = std::nan("");
@@ -182,6 +183,7 @@ int generate(int argc, char** argv) {
     else if (a == "--prompt") prompt = next();
     else if (a == "--out") out = next();
     else if (a == "--precision") precision = next();
+    else if (a == "--decoder") decoder = next();
     else if (a == "--steps") steps = static_cast<int>(parse_integer(a, next(), 1, 1000, "an integer in [1, 1000]"));
     else if (a == "--seed") seed = parse_seed(next());
     else if (a == "--guidance") guidance = parse_guidance(next());
@@ -199,7 +201,7 @@ int generate(int argc, char** argv) {
   if (!verify)  // spec/errors.py UNVERIFIED
     std::cerr << "turbo_edge_generate: warning: --no-verify: the bundle's files are not hash-checked, so a changed or tampered "
                  "graph runs as it is; run `turbo-edge verify` on it, or drop --no-verify\n";
-  auto pipe = Pipeline::from_bundle(bundle, "openvino", precision, threads, verify);
+  auto pipe = Pipeline::from_bundle(bundle, "openvino", precision, threads, verify, decoder);
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Clip clip;
   std::vector<double> e2e, session;
@@ -216,9 +218,9 @@ int generate(int argc, char** argv) {
   std::sort(session.begin(), session.end());
   if (clip.truncated) std::cerr << "warning: the prompt is longer than the text encoder's tokens; its tail was dropped\n";
   std::printf("{\"frames\": %d, \"height\": %d, \"width\": %d, \"steps\": %d, \"truncated\": %s, \"load_seconds\": %.6f, "
-              "\"median_seconds\": %.6f, \"median_session_seconds\": %.6f, \"calls\": %zu, \"peak_rss_kb\": %ld}\n",
+              "\"median_seconds\": %.6f, \"median_session_seconds\": %.6f, \"calls\": %zu, \"peak_rss_kb\": %ld, \"decoder\": \"%s\"}\n",
               clip.frames, clip.height, clip.width, clip.steps, clip.truncated ? "true" : "false", load_s, e2e[e2e.size() / 2],
-              session[session.size() / 2], e2e.size(), peak_rss_kb());
+              session[session.size() / 2], e2e.size(), peak_rss_kb(), pipe->decoder_name().c_str());
   return 0;
 }
 

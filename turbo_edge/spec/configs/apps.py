@@ -9,6 +9,7 @@ from typing import Any
 from turbo_edge.spec.backends import BACKENDS, GPU_BACKENDS
 from turbo_edge.spec.bundle import PRECISIONS, is_bundle
 from turbo_edge.spec.config import StageConfig, opt
+from turbo_edge.spec.configs.deploy import check_decoder_name
 from turbo_edge.spec.configs.train import csv
 from turbo_edge.spec.inputs import (
     check_clip_size,
@@ -48,6 +49,7 @@ class GenerateConfig(StageConfig):
     scale: int = opt(4, help="nearest-neighbour upscaling of the written video")
     fps: int | None = opt(None, help="default: the bundle's video fps (8)")
     verify: bool = opt(True, help="bundles: check every file's sha256 before loading")
+    decoder: str | None = opt(None, help="bundles: which of the bundle's decoders makes the frames (full, tiny, ...); default: the bundle's default")
     # Many prompts in one call (the model or bundle loads once): clip i of DIR is what `generate PROMPT_i` writes.
     prompts: str | None = opt(None, help="a text file of prompts, one per line (blank lines and # comments skipped): "
                                          "one clip per prompt, all with --seed, into the directory --out")
@@ -69,6 +71,9 @@ class GenerateConfig(StageConfig):
         check_guidance(self.guidance)
         check_threads(self.threads)
         check_scale(self.scale)
+        check_decoder_name(self.decoder)
+        if self.decoder is not None and not self.bundle:
+            raise ValueError("--decoder chooses among a bundle's decoders (generate --bundle DIR); export the model with `--decoder full,NAME` first")
         check_clip_size(self.frames, self.height, self.width)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
@@ -97,8 +102,8 @@ class EvalConfig(StageConfig):
     num: int = opt(48, help="world splits: clips to generate (a prompt file gives one per prompt)")
     seed: int = opt(0)
     batch_size: int = opt(16)
-    decoder: str = opt("full", help="model directories: decode with this decoder of the model card (full, or a variant such as tiny "
-                                    "from `turbo-edge decoder train`)")
+    decoder: str = opt("full", help="decode with this decoder: a model directory's card variant (tiny from `turbo-edge decoder train`) "
+                                    "or a bundle's (exported with `--decoder full,tiny`); full: the VAE's")
     json: str | None = opt(None, help="write the result here (a new file, or with --overwrite one an earlier eval / bench wrote)")
     overwrite: bool = opt(False, help="replace --json when it is a results file turbo-edge wrote (never any other file)")
     save_clips: str | None = opt(None, help="directory for one GIF per clip")
@@ -127,8 +132,9 @@ class EvalConfig(StageConfig):
                              "(make one with `turbo-edge export`)")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
-        if self.decoder != "full" and (is_bundle(self.model) or self.model in ("groundtruth", "noise")):
-            raise ValueError(f"--decoder {self.decoder} chooses a model directory's decoder; {self.model!r} is not a model directory")
+        check_decoder_name(self.decoder)
+        if self.decoder != "full" and self.model in ("groundtruth", "noise"):
+            raise ValueError(f"--decoder {self.decoder} chooses a model's or bundle's decoder; {self.model!r} is an evaluator anchor")
         if self.prompts not in SPLITS and not self.is_prompt_file():
             raise ValueError(f"--prompts must be a split (train, val, heldout) or a prompt file (one prompt per line), got {self.prompts!r}")
         if (self.fd_features is None) != (self.reference is None):
@@ -234,11 +240,13 @@ class ServeConfig(StageConfig):
     repository: str = opt("build/serve", help="model repository directory to write (its NAME/ folder is replaced)")
     write_only: bool = opt(False, help="write the repository and exit, e.g. for NVIDIA's Triton containers on a GPU host (that GPU path is unverified here)")
     verify: bool = opt(True, help="check every bundle file's sha256 when the repository is written and when each instance loads")
+    decoder: str | None = opt(None, help="which of the bundle's decoders every instance runs (full, tiny, ...); default: the bundle's default")
     ready_timeout: float = opt(180.0, help="seconds to wait for the server and every instance to be ready")
 
     def __post_init__(self) -> None:
         if not self.bundle:
             raise ValueError("give --bundle: a bundle directory written by `turbo-edge export`")
+        check_decoder_name(self.decoder)
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown --backend {self.backend!r}; choose one of {sorted(BACKENDS)}")
         if self.precision not in PRECISIONS:
@@ -299,6 +307,8 @@ class BenchConfig(StageConfig):
     seed: int = opt(0, parse=seed_arg)
     guidance: float | None = opt(None, help="default: the model's or bundle's own")
     verify: bool = opt(True, help="bundles: check every file's sha256 before loading")
+    decoders: tuple[str, ...] = opt((), flag="--decoder", parse=csv,
+                                    help="bundles: comma-separated decoders to bench, one row each (full, tiny, ...); default: the bundle's default")
     json: str | None = opt(None, help="write the results row(s) here (the report reads them: put it in a results directory)")
     overwrite: bool = opt(False, help="replace --json when it is a results file turbo-edge wrote (never any other file)")
 
@@ -312,6 +322,10 @@ class BenchConfig(StageConfig):
         bad = [p for p in self.precisions if p not in BENCH_PRECISIONS]
         if bad or not self.precisions:
             raise ValueError(f"unknown --precision {bad or '(none)'}; choose from {', '.join(BENCH_PRECISIONS)}")
+        if self.decoders and not self.bundle:
+            raise ValueError("--decoder chooses among a bundle's decoders (bench --bundle); a model directory benches its full VAE")
+        for name in self.decoders:
+            check_decoder_name(name)
         if self.bundle and "bf16" in self.precisions:
             raise ValueError("--precision bf16 is a PyTorch weights dtype (--model); a bundle runs fp32, fp16 or int8 graphs")
         if self.model and "int8" in self.precisions:

@@ -8,7 +8,7 @@ import hashlib
 import json
 
 from turbo_edge.spec.backends import BACKENDS
-from turbo_edge.spec.bundle import COMPONENTS, PRECISIONS
+from turbo_edge.spec.bundle import COMPONENTS, DECODER_NAME_CHARS, FULL_DECODER, PRECISIONS
 from turbo_edge.spec.config import StageConfig, opt
 from turbo_edge.spec.configs.train import csv, csv_ints
 from turbo_edge.spec.host import host_int8_scope, host_overflow_fix
@@ -32,6 +32,12 @@ INT8_FORMATS = ("auto", "qdq", "openvino")
 # ONNX Runtime session over that copy): under 2 GiB that is < 8 GB; ModelScope T2V's 3.6-5.4 GB graph went past
 # 22 GB and was killed on a 24 GB machine, where the OpenVINO route peaked at 14.7 GB (bench_real_shape).
 INT8_QDQ_MAX_BYTES = 2**31
+
+
+def check_decoder_name(name: str | None) -> None:
+    """A decoder's name as a bundle and a model card spell it: full, tiny, pruned (lower-case letters, digits, _)."""
+    if name is not None and (not isinstance(name, str) or not name or not set(name) <= DECODER_NAME_CHARS):
+        raise ValueError(f"a decoder is named like full, tiny or pruned (lower-case letters, digits, _), got {name!r}")
 
 
 @dataclasses.dataclass
@@ -90,8 +96,16 @@ class ExportConfig(StageConfig):
     prompts: str | None = opt(None, help="int8 calibration prompts from a text file, one per line (# comments)")
     data: str | None = opt(None, help="int8 calibration prompts from a prepared dataset's captions (int8_calibration_prompts of them)")
     int8_calibration_prompt_list: tuple[str, ...] = opt((), cli=False, help="the resolved calibration prompts (set by --prompts / --data)")
+    # The decoders the bundle carries, the first its default: "full" (the VAE's) and the variants the model's card names
+    # (`turbo-edge decoder train`: tiny, pruned), each its own graph (vae_decoder_NAME), int8 where its gate holds.
+    decoders: tuple[str, ...] = opt(("full",), flag="--decoder", parse=csv,
+                                    help="comma-separated decoders to export, the first the bundle's default: full and the model's variants (e.g. full,tiny)")
 
     def __post_init__(self) -> None:
+        if not self.decoders or len(set(self.decoders)) != len(self.decoders):
+            raise ValueError(f"--decoder must name each decoder once (e.g. full,tiny), got {list(self.decoders)}")
+        for name in self.decoders:
+            check_decoder_name(name)
         if self.prompts and self.data:
             raise ValueError("int8 calibration prompts come from --prompts FILE or --data DATA, not both")
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -132,6 +146,8 @@ class ExportConfig(StageConfig):
             data.pop("int8_calibration_prompt_list")
         if data["int8_format"] == "auto":  # likewise: the hash of bundles made before the field
             data.pop("int8_format")
+        if list(data["decoders"]) == [FULL_DECODER]:  # likewise: the hash of bundles made before decoder variants
+            data.pop("decoders")
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
     def tolerances(self) -> dict[str, float | None]:
@@ -196,8 +212,10 @@ class RuntimeConfig(StageConfig):
     threads: int = opt(1, help="per session: ORT intra-op threads / OpenVINO INFERENCE_NUM_THREADS")
     verify: bool = opt(True, help="check every file's sha256 against the manifest at load")
     text_cache_size: int = opt(64, help="prompts whose text-encoder output is kept (LRU)")
+    decoder: str | None = opt(None, help="which of the bundle's decoders turns latents into frames (full, tiny, ...); default: the bundle's default")
 
     def __post_init__(self) -> None:
+        check_decoder_name(self.decoder)
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {sorted(BACKENDS)}")
         if self.precision not in PRECISIONS:

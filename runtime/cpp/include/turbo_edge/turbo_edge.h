@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define TE_VERSION_MAJOR 0
-#define TE_VERSION_MINOR 1
+#define TE_VERSION_MINOR 2
 #define TE_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -67,6 +67,9 @@ typedef struct te_pipeline_params {
   int threads;           /* inference threads, in [1, 4x the machine's cores]; default 1 */
   int verify;            /* nonzero: check every file's sha256 against the manifest at open; default 1. 0 skips only the
                             hashing (paths must still stay inside the bundle): a changed graph then runs as it is */
+  const char* decoder;   /* one of the bundle's decoders: "full", "tiny", ... (its manifest's "decoders"); NULL (default):
+                            the bundle's default. A name the bundle lacks fails with TE_ERR_BUNDLE naming those it has.
+                            Appended in 0.2: the fields before it keep their offsets */
 } te_pipeline_params;
 
 /* Called after each sampling step: step = steps done so far (1..total), total = steps of the whole call (for

@@ -63,12 +63,15 @@ struct GenerateOptions {
 
 class Session {
  public:
-  explicit Session(const std::string& bundle, const std::string& precision = "fp32", int threads = 1, bool verify = true) {
+  // decoder: one of the bundle's decoders ("full", "tiny", ...); "" is the bundle's default.
+  explicit Session(const std::string& bundle, const std::string& precision = "fp32", int threads = 1, bool verify = true,
+                   const std::string& decoder = "") {
     te_pipeline_params params = te_pipeline_default_params();
     params.bundle = bundle.c_str();
     params.precision = precision.c_str();
     params.threads = threads;
     params.verify = verify ? 1 : 0;
+    params.decoder = decoder.empty() ? nullptr : decoder.c_str();
     open(params);
   }
   explicit Session(const te_pipeline_params& params) { open(params); }
