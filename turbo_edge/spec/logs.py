@@ -34,6 +34,16 @@ def configure(verbose: bool = False) -> None:
     logging.getLogger("turbo_edge").setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    # The environment switches act at import; a library imported before ``configure`` (a test session, a notebook, an
+    # embedding app) is switched through its own API instead, so its model-loading bars stay quiet too.
+    import sys
+
+    for lib in ("transformers", "diffusers"):
+        if lib in sys.modules:
+            utils_logging = getattr(getattr(sys.modules[lib], "utils", None), "logging", None)
+            toggle = getattr(utils_logging, "enable_progress_bar" if verbose else "disable_progress_bar", None)
+            if toggle is not None:
+                toggle()
 
 
 class _Terse(logging.Formatter):

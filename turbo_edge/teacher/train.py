@@ -252,7 +252,7 @@ def _init_dir(cfg: TeacherTrainConfig) -> Path:
 def _warm_start(model: TeacherModel, cfg: TeacherTrainConfig) -> None:
 
     init = load_teacher(_init_dir(cfg))
-    model.denoiser.load_state_dict(init.denoiser.state_dict())
+    model.unet.load_state_dict(init.denoiser.state_dict())
     if cfg.train_text_encoder:  # a frozen encoder is the recipe's own seeded one, not the init model's
         model.text_encoder.load_state_dict(init.text_encoder.state_dict())
     log.info("warm start: UNet%s from %s (%s)", " and text encoder" if cfg.train_text_encoder else "", cfg.init_from, init.path)
@@ -344,7 +344,7 @@ def export_teacher(run_dir: str | Path, out: str | Path, use_ema: bool = True, h
     lineage = Lineage(stage="teacher_train", parent=cfg.init_from or None, config=training.pop("config"), step=step, details=training)
     if half:
         model, vae = model.half(), vae.half()
-    t2v = T2VModel(model.denoiser, vae, model.text_encoder, tokenizer, build_scheduler(spec))
+    t2v = T2VModel(model.unet, vae, model.text_encoder, tokenizer, build_scheduler(spec))
     card = ModelCard(kind="teacher", frames=spec.frames, height=spec.size, width=spec.size, closed_vocabulary=spec.words,
                      default_guidance=DEFAULT_GUIDANCE, lineage=lineage, reproduce=reproduce, weights_dtype="float16" if half else "float32",
                      latent_geometry=PerFrameKL().geometry(vae).to_dict())
