@@ -231,24 +231,31 @@ def unet_component(model: Any, shapes: ExportShapes) -> tuple[Contract, Any]:
     return contract, UNet().eval()
 
 
-@register_component("vae_decoder")
-def vae_decoder_component(model: Any, shapes: ExportShapes) -> tuple[Contract, Any]:
-    import torch
-
-    vae = model.vae
+def _decoder_spatial(model: Any, shapes: ExportShapes) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """A decoder's latent and pixel height / width (ints, or axis names on a dynamic-spatial profile) and their axes."""
     h, w = latent_hw(model, shapes)
     f = vae_factor(model)
     hs, ha = _spatial(shapes, "latent_height", h)
     ws, wa = _spatial(shapes, "latent_width", w)
     hout = hs * f if isinstance(hs, int) else "height"
     wout = ws * f if isinstance(ws, int) else "width"
+    axes = {**ha, **wa}
+    if not isinstance(hout, int):
+        axes["height"] = tuple(v * f for v in ha["latent_height"])
+        axes["width"] = tuple(v * f for v in wa["latent_width"])
+    return hs, ws, hout, wout, axes
+
+
+@register_component("vae_decoder")
+def vae_decoder_component(model: Any, shapes: ExportShapes) -> tuple[Contract, Any]:
+    import torch
+
+    vae = model.vae
+    hs, ws, hout, wout, spatial_axes = _decoder_spatial(model, shapes)
     max_frames = shapes.max_frames or shapes.frames
     # One decoder call per frame: N = prompts x frames (the runtime flattens [B, C, F, h, w] to [B*F, C, h, w]).
     n_axis = shapes.axis(shapes.frames, 1, shapes.max_batch * max_frames)
-    axes = {"frames_total": n_axis, **ha, **wa}
-    if not isinstance(hout, int):
-        axes["height"] = tuple(v * f for v in ha["latent_height"])  # type: ignore[assignment]
-        axes["width"] = tuple(v * f for v in wa["latent_width"])  # type: ignore[assignment]
+    axes = {"frames_total": n_axis, **spatial_axes}
     contract = Contract(
         "vae_decoder",
         inputs=(TensorSpec("latent", "float32", ("frames_total", int(vae.config.latent_channels), hs, ws)),),
@@ -279,17 +286,9 @@ def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decod
     t = getattr(decoder, "temporal_factor", 1)
     if t != 1:
         raise ContractError(f"the {name!r} decoder upsamples time {t}x; a bundle serves per-frame latents only (the UNet family)")
-    h, w = latent_hw(model, shapes)
-    f = vae_factor(model)
-    hs, ha = _spatial(shapes, "latent_height", h)
-    ws, wa = _spatial(shapes, "latent_width", w)
-    hout = hs * f if isinstance(hs, int) else "height"
-    wout = ws * f if isinstance(ws, int) else "width"
+    hs, ws, hout, wout, spatial_axes = _decoder_spatial(model, shapes)
     axes = {"batch": shapes.axis(1, 1, shapes.max_batch), "frames": shapes.axis(shapes.frames, shapes.min_frames, shapes.max_frames or shapes.frames),
-            **ha, **wa}
-    if not isinstance(hout, int):
-        axes["height"] = tuple(v * f for v in ha["latent_height"])  # type: ignore[assignment]
-        axes["width"] = tuple(v * f for v in wa["latent_width"])  # type: ignore[assignment]
+            **spatial_axes}
     contract = Contract(
         f"vae_decoder_{name}",
         inputs=(TensorSpec("latent", "float32", ("batch", int(model.vae.config.latent_channels), "frames", hs, ws)),),
