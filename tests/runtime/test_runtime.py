@@ -20,7 +20,7 @@ from turbo_edge.runtime.backends.tensorrt import TensorRTBackend
 from turbo_edge.runtime.pipeline import Pipeline, PromptTruncatedWarning
 from turbo_edge.spec import param
 from turbo_edge.spec.bundle import load_bundle
-from turbo_edge.spec.errors import BackendUnavailableError, BundleError, RuntimeInputError
+from turbo_edge.spec.errors import BackendUnavailableError, BundleError, GenerationCancelled, RuntimeInputError
 from turbo_edge.spec.noise import normal, stream_id
 
 PROMPT = "a red circle moving left"
@@ -193,6 +193,19 @@ def test_overhead_is_only_the_session_time_and_no_buffers_are_reallocated(studen
     student_pipe.run([PROMPT], steps=4)
     assert set(res.session_seconds) >= {"unet", "vae_decoder"}
     assert all(student_pipe._local.bindings[k] is v for k, v in bindings.items())
+
+
+def test_a_cancelled_run_stops_between_denoiser_calls_and_the_pipeline_serves_on(student_pipe):
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(True)
+        return len(asked) > 2  # two denoiser calls run, the third is refused
+
+    with pytest.raises(GenerationCancelled, match="^cancelled after 2 of 4 denoiser calls$"):
+        student_pipe.generate(PROMPT, steps=4, seed=0, cancelled=cancelled)
+    assert len(asked) == 3
+    assert np.array_equal(student_pipe.generate(PROMPT, steps=4, seed=0, cancelled=lambda: False), student_pipe.generate(PROMPT, steps=4, seed=0))
 
 
 def test_bad_inputs_give_clear_errors(teacher_pipe, student_pipe):

@@ -6,6 +6,7 @@ tritonserver are in ``test_serve.py`` (SIGKILL, HTTP 400)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -87,9 +88,28 @@ class _Pipe:
     def __init__(self) -> None:
         self.calls = 0
 
-    def generate(self, prompt, steps=None, seed=0, guidance=None):
+    def generate(self, prompt, steps=None, seed=0, guidance=None, cancelled=None):
         self.calls += 1
         return np.zeros((2, 4, 4, 3), np.uint8)
+
+
+def cancelled_mid_row(tmp: Path) -> str:
+    """The runtime asks ``cancelled`` between denoiser calls too: a one-row request stops inside its row."""
+    from turbo_edge.runtime.pipeline import Pipeline
+
+    spec = importlib.util.spec_from_file_location("runtime_fixtures", Path(__file__).resolve().parents[1] / "runtime" / "conftest.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    pipe = Pipeline.from_bundle(fixtures.make_synthetic_bundle(tmp / "bundle", "consistency"), backend="ort-cpu", threads=1)
+    asked = []
+    try:
+        handler.run_request(pipe, {"prompt": np.array([[b"a red circle moving left"]], dtype=object), "steps": np.array([[4]], np.int32)},
+                            cancelled=lambda: asked.append(1) or len(asked) > 2)
+    except handler.Cancelled as exc:
+        return f"refused: {exc}"
+    finally:
+        pipe.close()
+    return "accepted"
 
 
 def cancelled_after(rows_before_cancel: int):
@@ -129,6 +149,8 @@ CASES = [
     Case("serve", "cancelled_is_cancelled", error_code(handler.Cancelled("gone")), "counted: CANCELLED"),
     Case("serve", "cancelled_request_stops", cancelled_after(1), "refused: cancelled by its client after 1 of 4 rows"),
     Case("serve", "uncancelled_request_runs", not_cancelled, "accepted"),
+    Case("serve", "cancelled_inside_a_row", cancelled_mid_row,
+         "refused: the request was cancelled by its client in row 1 of 1: cancelled after 1 of 4 denoiser calls"),
     Case("serve", "max_batch_absurd", serve_config(max_batch=100000), "refused: --max-batch must be an integer in [1, 64]"),
     Case("serve", "max_batch_zero", serve_config(max_batch=0), "refused: --max-batch must be an integer in [1, 64]"),
     Case("serve", "instances_absurd", serve_config(instances=10**6), "refused: --instances must be an integer in [1, 64]"),

@@ -7,9 +7,11 @@ without ``turbo-edge[serve]`` installed the tests that need it skip."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -423,4 +425,75 @@ def test_tiny_decoder_instances_serve_the_direct_runtimes_frames(triton_install,
         got = _frames(c, cfg.model_name, [PROMPT], [4], [2])
         c.close()
     assert np.array_equal(got[0], tiny) and not np.array_equal(got[0], full)
+    assert server.process.returncode == 0
+
+
+# ------------------------------------------------------------------ cancellation (gRPC: Triton's HTTP endpoint does not propagate it)
+
+
+def _slow_student_bundle(out: Path, steps: int = 200, width: int = 512, matmuls: int = 8) -> Path:
+    """The synthetic student with ``steps`` sampling steps allowed and a UNet made slow on purpose: ``matmuls``
+    [width, width] products of a matrix built from the sample, added times zero (the frames stay the fast graph's)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from turbo_edge.spec import param
+
+    bundle = runtime_fixtures.make_synthetic_bundle(out, "consistency")
+    model = onnx.load(bundle / "unet.onnx")
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["fast_out" if o == "out_sample" else o for o in node.output]
+    graph.initializer.extend([numpy_helper.from_array(np.eye(width, dtype=np.float32), "slow_w"),
+                              numpy_helper.from_array(np.array([width, width], np.int64), "slow_shape"),
+                              numpy_helper.from_array(np.array(0.0, np.float32), "slow_zero")])
+    nodes = [helper.make_node("ReduceMean", ["sample"], ["slow_s"], keepdims=0), helper.make_node("Expand", ["slow_s", "slow_shape"], ["slow_m0"])]
+    nodes += [helper.make_node("MatMul", [f"slow_m{i}", "slow_w"], [f"slow_m{i + 1}"]) for i in range(matmuls)]
+    nodes += [helper.make_node("ReduceMean", [f"slow_m{matmuls}"], ["slow_r"], keepdims=0), helper.make_node("Mul", ["slow_r", "slow_zero"], ["slow_z"]),
+              helper.make_node("Add", ["fast_out", "slow_z"], ["out_sample"])]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    assert graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    onnx.checker.check_model(model)
+    onnx.save(model, bundle / "unet.onnx")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    sampler = manifest["sampler"]
+    sampler["supported_steps"] = [*sampler["supported_steps"], steps]
+    sampler["timesteps"][str(steps)] = [int(t) for t in param.ddim_timesteps(1000, steps)]
+    manifest["files"]["unet.onnx"] = hashlib.sha256((bundle / "unet.onnx").read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return bundle
+
+
+def test_a_request_its_grpc_client_cancels_stops_inside_its_video_and_the_instance_serves_on(triton_install, tmp_path):
+    """An abandoned request must free its instance within one denoiser call: the slow bundle's 200-step video is
+    cancelled after a second and stops inside its row (the server's log says after how many of its 200 calls); the one
+    instance then answers the request queued behind it."""
+    grpcclient = pytest.importorskip("tritonclient.grpc", reason="gRPC cancellation needs tritonclient[grpc]: pip install 'turbo-edge[serve]'")
+    bundle = _slow_student_bundle(tmp_path / "slow")
+    cfg = ServeConfig(bundle=str(bundle), repository=str(tmp_path / "repo"), instances=1, max_batch=1, threads=1, port=free_port())
+    write_repository(cfg)
+
+    def inputs(steps: int) -> list:
+        arrays = (("prompt", np.array([[PROMPT.encode()]], dtype=object), "BYTES"), ("steps", np.array([[steps]], np.int32), "INT32"))
+        out = []
+        for name, array, datatype in arrays:
+            out.append(grpcclient.InferInput(name, list(array.shape), datatype))
+            out[-1].set_data_from_numpy(array)
+        return out
+
+    with TritonServer(cfg.repository, port=cfg.port, ready_timeout=120) as server:
+        c = grpcclient.InferenceServerClient(url=server.grpc_url)
+        ctx = c.async_infer(cfg.model_name, inputs(200), callback=lambda result, error: None)
+        time.sleep(1.5)  # the request is inside its video now (200 slow denoiser calls, seconds)
+        ctx.cancel()
+        frames = c.infer(cfg.model_name, inputs(2)).as_numpy("frames")  # queued behind it on the one instance
+        stats = c.get_inference_statistics(cfg.model_name, as_json=True)["model_stats"][0]["inference_stats"]
+        c.close()
+    assert int(stats["success"]["count"]) + int(stats.get("fail", {}).get("count", 0)) == 2
+    found = re.search(r"turbo-edge: the request was cancelled by its client in row 1 of 1: cancelled after (\d+) of 200 denoiser calls",
+                      server.log_file.read_text())
+    assert found and 1 <= int(found.group(1)) < 200, server.log_file.read_text()[-2000:]
+    direct = Pipeline.from_bundle(bundle, threads=1)
+    assert np.array_equal(frames[0], direct.generate(PROMPT, steps=2, seed=0))
     assert server.process.returncode == 0

@@ -152,7 +152,7 @@ class Recovery:
             student.family.enable_gradient_checkpointing(self.pruned)
         pairs = losses.matched_pairs(self.reference, plan)
         self.layers = list(pairs)
-        self.dit = hasattr(self.pruned, "blocks") and not hasattr(self.pruned, "up_blocks")
+        self.dit = plans.is_dit(dict(self.pruned.config))
         if self.dit:  # the discriminator sees a kept block's tokens as frames (mca_up_block: its rank among the kept)
             self.mca_layer = self.layers[cfg.mca_up_block % len(self.layers)]
             width = int(self.pruned.config.num_attention_heads * self.pruned.config.attention_head_dim)

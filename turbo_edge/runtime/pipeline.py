@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from turbo_edge.runtime import samplers
 from turbo_edge.runtime.backends import Backend, Binding, create_backend
 from turbo_edge.spec.bundle import COMPONENTS, Bundle, load_bundle
 from turbo_edge.spec.configs import RuntimeConfig
-from turbo_edge.spec.errors import BackendUnavailableError, BundleError, RuntimeInputError
+from turbo_edge.spec.errors import BackendUnavailableError, BundleError, GenerationCancelled, RuntimeInputError
 from turbo_edge.spec.inputs import check_closed_vocabulary, check_guidance, check_prompt_text, check_seed
 from turbo_edge.spec.noise import normal, stream_id
 from turbo_edge.spec.unigram import load_tokenizer
@@ -169,7 +170,7 @@ class Pipeline:
         return out, encoding.truncated
 
     def _sample(self, texts: list[np.ndarray], uncond: np.ndarray, shape: tuple[int, ...], steps: int, seed: int,
-                guidance: float, first_index: int, timings: dict[str, float]) -> np.ndarray:
+                guidance: float, first_index: int, timings: dict[str, float], cancelled: Callable[[], bool] | None = None) -> np.ndarray:
         spec = self.bundle.sampler
         b = len(texts)
         rows = 2 * b if spec.uses_cfg else b
@@ -183,8 +184,13 @@ class Pipeline:
         if spec.w_embedding_dim is not None:
             binding.inputs["timestep_cond"][:] = samplers.guidance_embedding(guidance, spec.w_embedding_dim, rows)
         sample, timestep, out = binding.inputs["sample"], binding.inputs["timestep"], binding.outputs["out_sample"]
+        timesteps = spec.timesteps[steps]
+        calls = [0]
 
         def model_fn(x: np.ndarray, t: int) -> np.ndarray:
+            if cancelled is not None and cancelled():
+                raise GenerationCancelled(f"cancelled after {calls[0]} of {len(timesteps)} denoiser calls")
+            calls[0] += 1
             sample[:b] = x
             if spec.uses_cfg:
                 sample[b:] = x
@@ -195,7 +201,6 @@ class Pipeline:
         def noise_fn(step: int) -> np.ndarray:
             return np.stack([normal(seed, stream_id(first_index + i, step), shape) for i in range(b)])
 
-        timesteps = spec.timesteps[steps]
         sample_fn, options = samplers.SAMPLERS[spec.kind]
         return sample_fn(model_fn, noise_fn(0), timesteps, noise_fn=noise_fn, **options(spec, timesteps, guidance))
 
@@ -258,8 +263,11 @@ class Pipeline:
     # ------------------------------------------------------------------ public entry points
 
     def run(self, prompts: list[str], steps: int | None = None, seed: int = 0, guidance: float | None = None,
-            frames: int | None = None, height: int | None = None, width: int | None = None) -> GenerationResult:
-        """Clips for ``prompts``; prompt ``i`` draws its noise from streams ``stream_id(i, step)`` of ``seed``."""
+            frames: int | None = None, height: int | None = None, width: int | None = None,
+            cancelled: Callable[[], bool] | None = None) -> GenerationResult:
+        """Clips for ``prompts``; prompt ``i`` draws its noise from streams ``stream_id(i, step)`` of ``seed``.
+        ``cancelled`` is asked before every denoiser call; where it returns True the run stops there with
+        ``GenerationCancelled`` (a server frees its instance for the next request within one call, not one video)."""
         if not prompts:
             raise RuntimeInputError("no prompts given")
         for p in prompts:
@@ -282,7 +290,7 @@ class Pipeline:
         clips = []
         for start in range(0, len(prompts), chunk):
             texts = [e[0] for e in encoded[start : start + chunk]]
-            latents = self._sample(texts, uncond, shape, steps, seed, guidance, start, timings)
+            latents = self._sample(texts, uncond, shape, steps, seed, guidance, start, timings, cancelled)
             clips.append(self.decode(latents, timings))
         truncated = [e[1] for e in encoded]
         for p, t in zip(prompts, truncated):
@@ -292,9 +300,10 @@ class Pipeline:
         return GenerationResult(np.concatenate(clips), truncated, steps, timings)
 
     def generate(self, prompt: str, steps: int | None = None, seed: int = 0, guidance: float | None = None,
-                 frames: int | None = None, height: int | None = None, width: int | None = None) -> np.ndarray:
+                 frames: int | None = None, height: int | None = None, width: int | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> np.ndarray:
         """One clip, uint8 [F, H, W, 3]. A truncated prompt raises ``PromptTruncatedWarning`` as a warning."""
-        return self.run([prompt], steps, seed, guidance, frames, height, width).frames[0]
+        return self.run([prompt], steps, seed, guidance, frames, height, width, cancelled).frames[0]
 
     def generate_batch(self, prompts: list[str], steps: int | None = None, seed: int = 0, guidance: float | None = None) -> np.ndarray:
         """Clips uint8 [B, F, H, W, 3]; prompt ``i`` uses noise streams of index ``i``."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.serve.repository import INPUTS
+from turbo_edge.spec.errors import GenerationCancelled
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,16 @@ class Cancelled(RuntimeError):
 
 def run_request(pipe: Pipeline, tensors: dict[str, np.ndarray | None], cancelled: Callable[[], bool] | None = None) -> np.ndarray:
     """``frames`` uint8 [B, F, H, W, 3] for one request; the runtime's input rules raise their own messages.
-    ``cancelled`` (the stub's ``request.is_cancelled``) is asked before each row, so an abandoned request frees its
-    instance at the next row rather than after all of them."""
+    ``cancelled`` (the stub's ``request.is_cancelled``) is asked before each row and, by the runtime, before each
+    denoiser call, so an abandoned request frees its instance within one call rather than after all its rows."""
     rows = request_rows(tensors)
     frames = []
     for r, row in enumerate(rows):
         if cancelled is not None and cancelled():
             raise Cancelled(f"the request was cancelled by its client after {r} of {len(rows)} rows")
-        frames.append(pipe.generate(row.prompt, steps=row.steps, seed=row.seed, guidance=row.guidance))
+        try:
+            frames.append(pipe.generate(row.prompt, steps=row.steps, seed=row.seed, guidance=row.guidance, cancelled=cancelled))
+        except GenerationCancelled as exc:
+            raise Cancelled(f"the request was cancelled by its client in row {r + 1} of {len(rows)}: {exc}") from None
     return np.stack(frames).astype(np.uint8, copy=False)
 

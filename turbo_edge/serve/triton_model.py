@@ -5,7 +5,8 @@ parameters with the torch-free runtime once, ``execute`` runs every request of a
 closes it. A request the runtime refuses (empty prompt, unsupported steps, a seed out of range, words outside a
 closed vocabulary) gets an error response with the runtime's one-line message and Triton's INVALID_ARG code (HTTP
 400: the client's to fix); anything else is an internal error (500). The other requests of the batch, and the
-server, carry on. A request its client cancelled stops before its next row (where the stub reports cancellation).
+server, carry on. A request its client cancelled (gRPC; Triton's HTTP endpoint does not report a client that went
+away) stops before its next denoiser call, and the server's log records where.
 
 Needs ``turbo_edge`` (and numpy, onnxruntime / openvino) importable by the stub's interpreter. The stub runs Python
 isolated, ignoring ``PYTHONPATH``, so the entries of ``PYTHONPATH`` are put on ``sys.path`` here, before any
@@ -65,6 +66,8 @@ class TritonPythonModel:
             try:
                 frames = run_request(self.pipe, tensors, cancelled=getattr(request, "is_cancelled", None))
             except Exception as exc:  # noqa: BLE001  one bad request must not take the others (or the server) down
+                if isinstance(exc, Cancelled) and hasattr(pb_utils, "Logger"):  # the client is gone: the server's log is the only record
+                    pb_utils.Logger.log_info(f"turbo-edge: {exc}")
                 responses.append(pb_utils.InferenceResponse(error=_error(exc)))
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT.name, frames)]))

@@ -11,6 +11,10 @@ class BundleError(ValueError):
     """A bundle directory that is missing, incomplete, of another schema, or tampered with (sha256 mismatch)."""
 
 
+class GenerationCancelled(RuntimeError):
+    """A generation its caller cancelled (``Pipeline.run(cancelled=...)`` said so between two denoiser calls)."""
+
+
 class BackendUnavailableError(RuntimeError):
     """The requested backend's library, provider or device is not present on this machine."""
 
