@@ -3,7 +3,12 @@
     bash benchmarks/gpu_check.sh              # writes benchmarks/results/gpu_<gpu-slug>.json
     python benchmarks/gpu_check.py --dry-run  # probes only: what would run, what is skipped and why
 
-Paths, each in its own ``try`` (one failing or missing path is a recorded reason, never a failed run):
+Paths, each in its own ``try`` (one failing or missing path is a recorded reason, never a failed run), in the order
+they run (``PATHS``: the most valuable numbers first, so a budget or a timeout cuts the least valuable):
+- ``pytorch-cuda-wan``, ``pytorch-cuda-wan-vae``, ``tensorrt-wan``: Wan2.1-T2V-1.3B's transformer at its own 480p clip
+  (81 frames of 480x832, 32,760 tokens a call; teacher CFG call batch 2, student call batch 1; bf16 / fp16, eager and
+  CUDA graph), the real AutoencoderKLWan decoding the whole clip in bf16 with its peak memory, and TensorRT engines
+  built from ``turbo-edge export``'s Wan graphs; see ``gpu_check_wan.py``.
 - ``pytorch-cuda-builtin``: the builtin teacher (batch 2, one CFG call) and student (batch 1) UNets in fp32 / fp16 /
   bf16, eager and replayed from a CUDA graph; CUDA-event latency, max abs diff vs fp32 eager, peak device memory.
 - ``pytorch-cuda-modelscope``: a ModelScope-T2V-shaped UNet3D with random weights (built from its config, nothing
@@ -11,16 +16,18 @@ Paths, each in its own ``try`` (one failing or missing path is a recorded reason
 - ``ort-cuda``: the student bundle's UNet graphs on ONNX Runtime's CUDAExecutionProvider (``runtime.backends.ort``).
 - ``tensorrt``: engines built by ``turbo-edge engine``'s code (``export.tensorrt_build``), run by the ``tensorrt``
   backend with and without CUDA-graph replay; parity against ONNX Runtime CPU fp32.
-Teacher ÷ student ratios are composed from UNet call medians: 50 CFG calls at batch 2 ÷ 4 calls at batch 1.
-The pure parts (path selection, budget, ratios, the record) are unit-tested on CPU (tests/benchmarks/test_gpu_check.py);
-the GPU parts are written against torch.cuda, onnxruntime and TensorRT 10's APIs and unverified until a GPU runs them.
-Standalone: the library never imports this.
+Teacher ÷ student ratios are composed from UNet / transformer call medians: 50 CFG calls at batch 2 ÷ 4 calls at batch 1.
+The record is rewritten after every path and every measured case, so a run cut short keeps what it measured.
+``--device cpu --tiny`` runs the Wan paths at diffusers' Wan test sizes on a CPU (host clock, no CUDA graphs, the
+engines planned but not built) to check the wiring end to end; it writes under ``--work-dir``, never into results/.
+The pure parts (path selection, budget, ratios, the record) and the ``--device cpu --tiny`` run are unit-tested on CPU
+(tests/benchmarks/test_gpu_check.py, test_gpu_check_wan.py); the GPU parts are written against torch.cuda, onnxruntime
+and TensorRT 10's APIs and unverified until a GPU runs them. Standalone: the library never imports this.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -32,12 +39,19 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "benchmarks") not in sys.path:  # _timing beside this file, also when a test loads it by path
+if str(ROOT / "benchmarks") not in sys.path:  # _timing, _gpu, gpu_check_wan beside this file, also when a test loads it by path
     sys.path.insert(0, str(ROOT / "benchmarks"))
-PATHS = ("pytorch-cuda-builtin", "pytorch-cuda-modelscope", "ort-cuda", "tensorrt")
+import gpu_check_wan as wan  # noqa: E402
+from _gpu import Budget, add_row, capture_graph, cuda_event_times, latency_stats, run_backend, skip, write_record  # noqa: E402
+
+# The order they run in: the real-shape numbers first (Wan2.1-1.3B's transformer, ModelScope T2V's UNet, Wan's decoder),
+# then the TensorRT builds (long: an export and engine builds; the lent machines lack TensorRT), then the builtin models.
+PATHS = ("pytorch-cuda-wan", "pytorch-cuda-modelscope", "pytorch-cuda-wan-vae", "tensorrt-wan", "pytorch-cuda-builtin", "ort-cuda",
+         "tensorrt")
+WAN_PATHS = ("pytorch-cuda-wan", "pytorch-cuda-wan-vae", "tensorrt-wan")
 PRECISIONS = ("fp32", "fp16", "bf16")
 MODES = ("eager", "cuda_graph")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the Wan paths, ``device`` / ``tiny``, rows written as they are measured
 # ModelScope T2V's UNet (damo-vilab/text-to-video-ms-1.7b unet/config.json), random weights.
 MODELSCOPE_UNET: dict[str, Any] = {
     "sample_size": 32, "in_channels": 4, "out_channels": 4, "layers_per_block": 2, "cross_attention_dim": 1024,
@@ -50,8 +64,9 @@ MODELSCOPE_FRAMES, MODELSCOPE_TEXT_LEN = 16, 77
 
 # --- pure logic (unit-tested on CPU) ---------------------------------------------------------------------------------
 
-def select_paths(probe: dict[str, Any]) -> dict[str, str | None]:
-    """Each path -> None (runs) or the reason it is skipped, from ``probe``'s import results."""
+def select_paths(probe: dict[str, Any], device: str = "cuda") -> dict[str, str | None]:
+    """Each path -> None (runs) or the reason it is skipped, from ``probe``'s import results. ``device`` cpu (with
+    ``--tiny``) runs the Wan paths' wiring only; every other path needs the GPU."""
     cuda = None if probe.get("cuda") else f"no CUDA device for PyTorch: {probe.get('cuda_reason') or 'torch.cuda.is_available() is False'}"
     builtin = None if probe.get("builtin_models") else "the builtin teacher / student are not built in this checkout"
     providers = probe.get("ort_providers") or []
@@ -60,40 +75,19 @@ def select_paths(probe: dict[str, Any]) -> dict[str, str | None]:
     trt = None if probe.get("tensorrt_version") else f"tensorrt does not import ({probe.get('tensorrt_reason') or 'not installed'})"
     cuda_python = None if probe.get("cuda_python") else "cuda-python does not import (the tensorrt backend's CUDA calls need it)"
     diffusers = None if probe.get("diffusers") else "diffusers does not import"
+    onnxruntime = None if probe.get("onnxruntime") else "onnxruntime does not import (the export's parity gates and the reference need it)"
+    if device == "cpu":
+        off = "--device cpu runs the Wan paths' wiring only (--tiny)"
+        return {p: (diffusers or (onnxruntime if p == "tensorrt-wan" else None)) if p in WAN_PATHS else off for p in PATHS}
     return {
-        "pytorch-cuda-builtin": cuda or builtin,
+        "pytorch-cuda-wan": cuda or diffusers,
         "pytorch-cuda-modelscope": cuda or diffusers,
+        "pytorch-cuda-wan-vae": cuda or diffusers,
+        "tensorrt-wan": trt or cuda or cuda_python or diffusers or onnxruntime,  # its model directory is written here: no checkout assets
+        "pytorch-cuda-builtin": cuda or builtin,
         "ort-cuda": ort or builtin,  # its bundle is exported from the builtin student
         "tensorrt": trt or cuda or cuda_python or builtin,
     }
-
-
-class Budget:
-    """Wall-clock budget: no new case starts once ``seconds`` are spent, or when it needs more than is left."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds, self.clock, self.start = float(seconds), clock, clock()
-        self.stopped = False
-
-    def spent(self) -> float:
-        return self.clock() - self.start
-
-    def allows(self, need_s: float = 0.0) -> bool:
-        ok = self.spent() + need_s <= self.seconds
-        self.stopped |= not ok
-        return ok
-
-    def reason(self, need_s: float = 0.0) -> str:
-        return f"time budget: {self.spent():.0f} s of {self.seconds:.0f} s spent, this case needs ~{need_s:.0f} s"
-
-
-def latency_stats(times_ms: list[float]) -> dict[str, float]:
-    """benchmarks/_timing.py's summary (median, p90, min in milliseconds) with the number of runs."""
-    if not times_ms:
-        raise ValueError("no timed runs")
-    from _timing import summary
-
-    return {**summary(times_ms), "runs": len(times_ms)}
 
 
 def compose_ratios(rows: list[dict[str, Any]], teacher: str, student: str, teacher_batch: int = 2, student_batch: int = 1,
@@ -126,11 +120,14 @@ def gpu_slug(name: str | None) -> str:
 
 
 def new_record(command: str, machine: dict[str, Any], probe: dict[str, Any], selection: dict[str, str | None],
-               budget_s: float, dry_run: bool) -> dict[str, Any]:
-    """The JSON result: every path starts as skipped (with its reason) or pending; ``skip`` records case-level skips."""
+               budget_s: float, dry_run: bool, device: str = "cuda", tiny: bool = False) -> dict[str, Any]:
+    """The JSON result: every path starts as skipped (with its reason) or pending; ``skip`` records case-level skips.
+    ``device`` names where it ran: the GPU's name for a CUDA run (the results page shows it), else ``cpu``."""
+    gpu = machine.get("gpu_name") if device == "cuda" else None
     record: dict[str, Any] = {
-        "kind": "gpu_check", "schema_version": SCHEMA_VERSION, "command": command, "dry_run": dry_run, "machine": machine,
-        "probe": probe, "budget": {"seconds": budget_s, "spent_s": 0.0, "stopped_by_budget": False},
+        "kind": "gpu_check", "schema_version": SCHEMA_VERSION, "command": command, "dry_run": dry_run,
+        "device": {"kind": device, "name": gpu or ("cpu" if device == "cpu" else None), "gpu_results": bool(gpu) and not tiny and not dry_run},
+        "tiny": tiny, "machine": machine, "probe": probe, "budget": {"seconds": budget_s, "spent_s": 0.0, "stopped_by_budget": False},
         "paths": {}, "skipped": [], "rows": [], "ratios": [],
     }
     for path in PATHS:
@@ -139,19 +136,6 @@ def new_record(command: str, machine: dict[str, Any], probe: dict[str, Any], sel
         if reason:
             record["skipped"].append({"path": path, "case": None, "reason": reason})
     return record
-
-
-def skip(record: dict[str, Any], path: str, case: str | None, reason: str) -> None:
-    record["skipped"].append({"path": path, "case": case, "reason": reason})
-    print(f"skip {path}{' ' + case if case else ''}: {reason}", flush=True)
-
-
-def write_record(record: dict[str, Any], out: Path) -> None:
-    """Written after every path, so a run cut short (the shell's timeout) still leaves what it measured."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    tmp.replace(out)
 
 
 # --- probing ---------------------------------------------------------------------------------------------------------
@@ -228,42 +212,6 @@ def machine_info(probe: dict[str, Any]) -> dict[str, Any]:
 
 # --- GPU paths (written against torch.cuda / onnxruntime / TensorRT; unverified until a GPU runs them) ---------------
 
-def cuda_event_times(fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
-    """Per-call device time in ms between CUDA events around ``fn``; synchronised after each call, so every call
-    starts from an idle queue and its launch overhead is in the number."""
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
-
-
-def capture_graph(call: Callable[[], Any]) -> tuple[Callable[[], None], Any]:
-    """``call`` captured into a ``torch.cuda.CUDAGraph`` over its (static) input tensors: (replay, static output).
-    Warm-up on a side stream first, as torch.cuda.graphs' documentation prescribes."""
-    import torch
-
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            call()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = call()
-    return graph.replay, out
-
-
 def unet_inputs(batch: int, channels: int, frames: int, size: int, text_len: int, text_dim: int, guidance_dim: int | None,
                 seed: int = 0) -> dict[str, Any]:
     import torch
@@ -283,7 +231,7 @@ def unet_call(net: Any, args: dict[str, Any]) -> Callable[[], Any]:
 
 
 def time_unet(record: dict[str, Any], path: str, model: str, unet: Any, inputs: dict[str, Any], precisions: tuple[str, ...],
-              budget: Budget, warmup: int, runs: int, need_s: float, reference: Any = None) -> None:
+              budget: Budget, args: argparse.Namespace, need_s: float, reference: Any = None) -> None:
     """Rows for one UNet at one batch: each precision eager and as a CUDA graph, parity vs ``reference`` (fp32 eager
     output; computed here when None and fp32 is measured)."""
     import copy
@@ -291,6 +239,7 @@ def time_unet(record: dict[str, Any], path: str, model: str, unet: Any, inputs: 
     import torch
 
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    warmup, runs = args.warmup, args.runs
     batch = int(inputs["sample"].shape[0])
     for precision in precisions:
         if precision == "bf16" and not torch.cuda.is_bf16_supported():
@@ -325,8 +274,7 @@ def time_unet(record: dict[str, Any], path: str, model: str, unet: Any, inputs: 
                 row["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated())
             except Exception as exc:  # one case failing (e.g. a capture error) is a result, not a lost run
                 row["error"] = f"{type(exc).__name__}: {exc}"
-            record["rows"].append(row)
-            print(json.dumps(row), flush=True)
+            add_row(record, row, getattr(args, "out_path", None))
         if precision != "fp32":
             del net
         torch.cuda.empty_cache()
@@ -341,7 +289,7 @@ def run_builtin(record: dict[str, Any], budget: Budget, args: argparse.Namespace
         frames = int(m.card.frames or 8)
         x = unet_inputs(batch, geo.latent_channels, frames, int(m.unet.config.sample_size), int(m.tokenizer.model_max_length),
                         geo.text_dim, geo.guidance_dim, seed=args.seed)
-        time_unet(record, "pytorch-cuda-builtin", alias, m.unet, x, PRECISIONS, budget, args.warmup, args.runs, need_s=5)
+        time_unet(record, "pytorch-cuda-builtin", alias, m.unet, x, PRECISIONS, budget, args, need_s=5)
     record["ratios"] += compose_ratios(record["rows"], "builtin", "builtin-student", teacher_steps=args.teacher_steps,
                                        student_steps=args.student_steps)
 
@@ -362,8 +310,8 @@ def run_modelscope(record: dict[str, Any], budget: Budget, args: argparse.Namesp
         with torch.no_grad():  # the fp32 reference: one eager call, not timed
             ref = unet(*(x[k].cuda() for k in ("sample", "timestep")), encoder_hidden_states=x["encoder_hidden_states"].cuda(),
                        return_dict=False)[0].float()
-        time_unet(record, "pytorch-cuda-modelscope", "modelscope-shaped", unet, x, ("fp16", "bf16"), budget,
-                  args.warmup, args.runs, need_s=20, reference=ref)
+        time_unet(record, "pytorch-cuda-modelscope", "modelscope-shaped", unet, x, ("fp16", "bf16"), budget, args,
+                  need_s=20, reference=ref)
         del ref
     del unet
     torch.cuda.empty_cache()
@@ -394,20 +342,6 @@ def _feeds(bundle: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]], di
     return feeds, {out_name: tuple(shape)}, entry["files"]
 
 
-def run_backend(backend: Any, model_file: Path, feeds: dict[str, Any], out_shapes: dict[str, tuple[int, ...]], warmup: int,
-                runs: int) -> tuple[dict[str, float], Any]:
-    """Host-clock latency of ``infer`` (host<->device copies included: the runtime's own interface) and the output."""
-    from _timing import timed
-
-    backend.load(model_file)
-    binding = backend.allocate({k: v.shape for k, v in feeds.items()}, out_shapes)
-    dtypes = backend.input_dtypes()
-    for k, v in feeds.items():
-        binding.inputs[k][...] = v.astype(dtypes.get(k, v.dtype))
-    stats = timed(lambda: backend.infer(binding), warmup, runs)
-    return stats, next(iter(binding.outputs.values())).astype("float32")
-
-
 def _onnx_rows(record: dict[str, Any], path: str, budget: Budget, args: argparse.Namespace,
                cases: list[tuple[str, str, Callable[[], tuple[Any, Path]]]], bundle: Path) -> None:
     import numpy as np
@@ -429,8 +363,7 @@ def _onnx_rows(record: dict[str, Any], path: str, budget: Budget, args: argparse
             backend.close()
         except Exception as exc:
             row["error"] = f"{type(exc).__name__}: {exc}"
-        record["rows"].append(row)
-        print(json.dumps(row), flush=True)
+        add_row(record, row, getattr(args, "out_path", None))
 
 
 def run_ort_cuda(record: dict[str, Any], budget: Budget, args: argparse.Namespace) -> None:
@@ -468,10 +401,23 @@ def run_tensorrt(record: dict[str, Any], budget: Budget, args: argparse.Namespac
     _onnx_rows(record, "tensorrt", budget, args, cases, bundle)
 
 
+def run_wan(record: dict[str, Any], budget: Budget, args: argparse.Namespace) -> None:
+    wan.run_transformer(record, budget, args)
+    model = wan.MODEL[bool(args.tiny)]
+    record["ratios"] += compose_ratios(record["rows"], model, model, teacher_steps=args.teacher_steps, student_steps=args.student_steps)
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any], Budget, argparse.Namespace], None]] = {
-    "pytorch-cuda-builtin": run_builtin, "pytorch-cuda-modelscope": run_modelscope, "ort-cuda": run_ort_cuda, "tensorrt": run_tensorrt,
+    "pytorch-cuda-wan": run_wan, "pytorch-cuda-modelscope": run_modelscope, "pytorch-cuda-wan-vae": wan.run_vae,
+    "tensorrt-wan": wan.run_tensorrt, "pytorch-cuda-builtin": run_builtin, "ort-cuda": run_ort_cuda, "tensorrt": run_tensorrt,
 }
-MIN_SECONDS = {"pytorch-cuda-builtin": 20, "pytorch-cuda-modelscope": 60, "ort-cuda": 60, "tensorrt": 120}  # to start a path
+# Seconds left to start a path (full size; --tiny: TINY_MIN_SECONDS). Estimates for an H100, unverified: the Wan
+# transformer ~100 s (one fp32 reference call, 8 cases of 1-2 s calls), the decoder ~40 s, tensorrt-wan ~4-6 min
+# (its model directory, the export on the CPUs, three engine builds); it is started only with enough left for the
+# export and the transformer's engine.
+MIN_SECONDS = {"pytorch-cuda-wan": 60, "pytorch-cuda-modelscope": 60, "pytorch-cuda-wan-vae": 45, "tensorrt-wan": 240,
+               "pytorch-cuda-builtin": 20, "ort-cuda": 60, "tensorrt": 120}
+TINY_MIN_SECONDS = 5
 
 
 def run_paths(record: dict[str, Any], budget: Budget, args: argparse.Namespace, out: Path,
@@ -481,8 +427,9 @@ def run_paths(record: dict[str, Any], budget: Budget, args: argparse.Namespace, 
         entry = record["paths"][path]
         if entry["status"] != "pending":
             continue
-        if not budget.allows(MIN_SECONDS[path]):
-            entry.update(status="skipped", reason=budget.reason(MIN_SECONDS[path]))
+        need = TINY_MIN_SECONDS if getattr(args, "tiny", False) else MIN_SECONDS[path]
+        if not budget.allows(need):
+            entry.update(status="skipped", reason=budget.reason(need))
             skip(record, path, None, entry["reason"])
             record["budget"].update(spent_s=budget.spent(), stopped_by_budget=True)
             write_record(record, out)
@@ -501,31 +448,61 @@ def run_paths(record: dict[str, Any], budget: Budget, args: argparse.Namespace, 
         write_record(record, out)
 
 
+def apply_only(selection: dict[str, str | None], only: str | None) -> dict[str, str | None]:
+    """``--only a,b``: the other paths skipped with "not in --only"; a name that is not a path is an error."""
+    if not only:
+        return selection
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in selection]
+    if unknown or not wanted:
+        raise ValueError(f"--only names {unknown or only!r}; the paths are {','.join(PATHS)}")
+    return {p: r if p in wanted else (r or "not in --only") for p, r in selection.items()}
+
+
+def default_out(out: str | None, out_dir: str, work_dir: str, gpu_name: str | None, device: str, tiny: bool, only: str | None = None) -> Path:
+    """``--out``, else ``<out-dir>/gpu_<gpu-slug>.json`` for a GPU run at full size, ``gpu_<gpu-slug>_<path>+<path>.json``
+    for an ``--only`` run (so a second command on the same GPU keeps the first one's file); a ``--tiny`` run (a wiring
+    check, not a measurement) goes to ``<work-dir>/gpu_<gpu-slug or cpu>_tiny.json``, never into the results directory."""
+    if out:
+        return Path(out)
+    slug = gpu_slug(gpu_name) if device == "cuda" else "cpu"
+    if tiny:
+        return Path(work_dir) / f"gpu_{slug}_tiny.json"
+    chosen = [p for p in PATHS if only and p in {w.strip() for w in only.split(",")}]
+    return Path(out_dir) / (f"gpu_{slug}_{'+'.join(chosen)}.json" if chosen else f"gpu_{slug}.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=None, help="JSON to write (default: <out-dir>/gpu_<gpu-slug>.json)")
+    ap.add_argument("--out", default=None, help="JSON to write (default: <out-dir>/gpu_<gpu-slug>.json; with --only, gpu_<gpu-slug>_<paths>.json)")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
-    ap.add_argument("--work-dir", default=str(ROOT / "build" / "gpu_check"), help="where the ORT / TensorRT paths' bundle goes")
+    ap.add_argument("--work-dir", default=str(ROOT / "build" / "gpu_check"), help="where the ORT / TensorRT paths' bundles and models go")
     ap.add_argument("--budget-s", type=float, default=420.0, help="no new case starts after this many seconds")
-    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=30, help="timed calls per case (the Wan cases: at most this many, see --wan-seconds)")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--wan-seconds", type=float, default=6.0, help="timed seconds per Wan case: its runs are as many calls as fit, 3 at least")
     ap.add_argument("--teacher-steps", type=int, default=50)
     ap.add_argument("--student-steps", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(PATHS)}")
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: the Wan paths' wiring at --tiny sizes (no GPU figures)")
+    ap.add_argument("--tiny", action="store_true", help="the Wan paths at diffusers' Wan test sizes (seconds; a wiring check, not a measurement)")
     ap.add_argument("--dry-run", action="store_true", help="probe only: record what would run and what is skipped")
     args = ap.parse_args(argv)
+    if args.device == "cpu" and not args.tiny:
+        ap.error("--device cpu runs the Wan paths at --tiny sizes only (a 1.4 B-parameter transformer at 32,760 tokens is a GPU job)")
     budget = Budget(args.budget_s)
     probe = probe_imports()
-    selection = select_paths(probe)
-    if args.only:
-        wanted = set(args.only.split(","))
-        selection = {p: r if p in wanted else (r or "not in --only") for p, r in selection.items()}
-    out = Path(args.out) if args.out else Path(args.out_dir) / f"gpu_{gpu_slug(probe.get('gpu_name'))}.json"
+    try:
+        selection = apply_only(select_paths(probe, args.device), args.only)
+    except ValueError as exc:
+        ap.error(str(exc))
+    out = default_out(args.out, args.out_dir, args.work_dir, probe.get("gpu_name"), args.device, args.tiny, args.only)
+    args.out_path = out  # runners rewrite the record after every measured case
     command = " ".join(["python", "benchmarks/gpu_check.py", *(sys.argv[1:] if argv is None else argv)])
     if os.environ.get("GPU_CHECK_LAUNCHER"):
         command = f"{os.environ['GPU_CHECK_LAUNCHER']} (runs: {command})"
-    record = new_record(command, machine_info(probe), probe, selection, args.budget_s, args.dry_run)
+    record = new_record(command, machine_info(probe), probe, selection, args.budget_s, args.dry_run, args.device, args.tiny)
     for path, entry in record["paths"].items():
         print(f"{path}: {entry['reason'] or 'runs'}", flush=True)
     write_record(record, out)

@@ -19,7 +19,7 @@ _spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" 
 gc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gc)
 
-ALL_THERE = {"cuda": True, "gpu_name": "NVIDIA H200", "diffusers": True, "cuda_python": True, "builtin_models": True,
+ALL_THERE = {"cuda": True, "gpu_name": "NVIDIA H200", "diffusers": True, "cuda_python": True, "builtin_models": True, "onnxruntime": "1.20.0",
              "ort_providers": ["CUDAExecutionProvider", "CPUExecutionProvider"], "tensorrt_version": "10.8.0"}
 
 
@@ -41,24 +41,28 @@ def test_lent_h200_image_runs_only_the_pytorch_paths():
              "tensorrt_reason": "ModuleNotFoundError: No module named 'tensorrt'", "cuda_python": False}
     sel = gc.select_paths(probe)
     assert sel["pytorch-cuda-builtin"] is None and sel["pytorch-cuda-modelscope"] is None
+    assert sel["pytorch-cuda-wan"] is None and sel["pytorch-cuda-wan-vae"] is None
     assert "no CUDAExecutionProvider" in sel["ort-cuda"] and "CPUExecutionProvider" in sel["ort-cuda"]
-    assert sel["tensorrt"] == "tensorrt does not import (ModuleNotFoundError: No module named 'tensorrt')"
+    assert sel["tensorrt"] == sel["tensorrt-wan"] == "tensorrt does not import (ModuleNotFoundError: No module named 'tensorrt')"
 
 
 def test_no_cuda_skips_the_torch_and_tensorrt_paths_but_not_ort_cuda():
     probe = {**ALL_THERE, "cuda": False, "cuda_reason": "torch.cuda.is_available() is False"}
     sel = gc.select_paths(probe)
-    for path in ("pytorch-cuda-builtin", "pytorch-cuda-modelscope", "tensorrt"):
+    for path in ("pytorch-cuda-wan", "pytorch-cuda-modelscope", "pytorch-cuda-wan-vae", "tensorrt-wan", "pytorch-cuda-builtin", "tensorrt"):
         assert sel[path] == "no CUDA device for PyTorch: torch.cuda.is_available() is False"
     assert sel["ort-cuda"] is None  # ORT's CUDA EP does not need torch's CUDA
 
 
 def test_missing_pieces_name_themselves():
     assert "cuda-python" in gc.select_paths({**ALL_THERE, "cuda_python": False})["tensorrt"]
-    assert gc.select_paths({**ALL_THERE, "diffusers": False})["pytorch-cuda-modelscope"] == "diffusers does not import"
+    no_diffusers = gc.select_paths({**ALL_THERE, "diffusers": False})
+    assert all(no_diffusers[p] == "diffusers does not import" for p in ("pytorch-cuda-modelscope", *gc.WAN_PATHS))
+    assert "onnxruntime does not import" in gc.select_paths({**ALL_THERE, "onnxruntime": None})["tensorrt-wan"]
     no_builtin = gc.select_paths({**ALL_THERE, "builtin_models": False})
     assert all("not built" in no_builtin[p] for p in ("pytorch-cuda-builtin", "ort-cuda", "tensorrt"))
-    assert no_builtin["pytorch-cuda-modelscope"] is None  # random weights: needs no checkout assets
+    # random weights, or a model directory the check writes itself: no checkout assets needed
+    assert all(no_builtin[p] is None for p in ("pytorch-cuda-modelscope", *gc.WAN_PATHS))
     assert all(reason for reason in gc.select_paths({}).values())  # an empty probe skips everything
 
 
@@ -122,38 +126,119 @@ def test_record_marks_skips_with_reasons_and_pending_paths():
     assert all(e["status"] == "skipped" and e["reason"] == "--dry-run: would run" for e in dry["paths"].values())
 
 
+def test_paths_run_most_valuable_first():
+    assert gc.PATHS[:3] == ("pytorch-cuda-wan", "pytorch-cuda-modelscope", "pytorch-cuda-wan-vae")
+    assert set(gc.PATHS) == set(gc.RUNNERS) == set(gc.MIN_SECONDS) and len(gc.PATHS) == 7
+    assert gc.PATHS.index("tensorrt-wan") < gc.PATHS.index("tensorrt")
+
+
 def test_run_paths_isolates_failures_and_stops_at_the_budget(tmp_path):
     clock = FakeClock()
-    budget = gc.Budget(200, clock=clock)
-    rec = gc.new_record("cmd", {}, {}, {p: None for p in gc.PATHS}, 200, dry_run=False)
+    budget = gc.Budget(300, clock=clock)
+    rec = gc.new_record("cmd", {}, {}, {p: None for p in gc.PATHS}, 300, dry_run=False)
     out = tmp_path / "gpu_x.json"
     seen = []
 
-    def builtin(record, b, args):
-        seen.append("builtin")
-        record["rows"] += [{"path": "pytorch-cuda-builtin", "median_ms": 1.0}, {"path": "pytorch-cuda-builtin", "error": "capture"}]
-        clock.now += 30
+    def wan(record, b, args):
+        seen.append("wan")
+        gc.add_row(record, {"path": "pytorch-cuda-wan", "median_ms": 1.0}, out)
+        assert json.loads(out.read_text())["rows"] == [{"path": "pytorch-cuda-wan", "median_ms": 1.0}]  # on disk before the path ends
+        record["rows"].append({"path": "pytorch-cuda-wan", "error": "capture"})
+        clock.now += 100
 
     def modelscope(record, b, args):
         seen.append("modelscope")
-        assert json.loads(out.read_text())["paths"]["pytorch-cuda-builtin"]["status"]  # written after the previous path
-        clock.now += 80
+        assert json.loads(out.read_text())["paths"]["pytorch-cuda-wan"]["status"]  # written after the previous path
+        clock.now += 50
         raise RuntimeError("CUDA out of memory")
 
-    def never(record, b, args):
-        seen.append("never")
+    def runs(name, seconds):
+        def runner(record, b, args):
+            seen.append(name)
+            clock.now += seconds
+        return runner
 
-    runners = {"pytorch-cuda-builtin": builtin, "pytorch-cuda-modelscope": modelscope, "ort-cuda": never, "tensorrt": never}
+    runners = {"pytorch-cuda-wan": wan, "pytorch-cuda-modelscope": modelscope, "pytorch-cuda-wan-vae": runs("vae", 0),
+               "tensorrt-wan": runs("never", 0), "pytorch-cuda-builtin": runs("builtin", 30), "ort-cuda": runs("ort", 10),
+               "tensorrt": runs("never", 0)}
     gc.run_paths(rec, budget, argparse.Namespace(), out, runners=runners)
-    # 110 s spent: ort-cuda needs 60 s (fits under 200), tensorrt then needs 120 s more (does not)
-    assert seen == ["builtin", "modelscope", "never"]
+    # 150 s spent: the decoder (45 s) runs; tensorrt-wan needs 240 s (not left); builtin 20 s and ort-cuda 60 s run
+    # (to 190 s); tensorrt then needs 120 s more (310 > 300)
+    assert seen == ["wan", "modelscope", "vae", "builtin", "ort"]
     paths = json.loads(out.read_text())["paths"]
-    assert paths["pytorch-cuda-builtin"]["status"] == "ran, some cases failed"
+    assert paths["pytorch-cuda-wan"]["status"] == "ran, some cases failed"
     assert paths["pytorch-cuda-modelscope"]["status"] == "failed"
     assert paths["pytorch-cuda-modelscope"]["reason"] == "RuntimeError: CUDA out of memory"
-    assert paths["ort-cuda"]["status"] == "ran"
-    assert paths["tensorrt"]["status"] == "skipped" and paths["tensorrt"]["reason"].startswith("time budget: 110 s of 200 s")
+    assert paths["pytorch-cuda-wan-vae"]["status"] == paths["ort-cuda"]["status"] == "ran"
+    assert paths["tensorrt-wan"]["status"] == "skipped" and paths["tensorrt-wan"]["reason"].startswith("time budget: 150 s of 300 s")
+    assert paths["tensorrt"]["status"] == "skipped" and paths["tensorrt"]["reason"].startswith("time budget: 190 s of 300 s")
     assert rec["budget"]["stopped_by_budget"] is True
+
+
+def test_tiny_runs_start_each_path_with_seconds_left(tmp_path):
+    clock = FakeClock()
+    budget = gc.Budget(30, clock=clock)
+    rec = gc.new_record("cmd", {}, {}, {p: None for p in gc.PATHS}, 30, dry_run=False, device="cpu", tiny=True)
+    seen = []
+    runners = {p: (lambda record, b, args, p=p: seen.append(p)) for p in gc.PATHS}
+    clock.now += 20  # 10 s left: more than TINY_MIN_SECONDS, less than any full-size path needs
+    gc.run_paths(rec, budget, argparse.Namespace(tiny=True), tmp_path / "x.json", runners=runners)
+    assert seen == list(gc.PATHS)
+
+
+def test_cpu_device_runs_only_the_wan_paths():
+    sel = gc.select_paths(ALL_THERE, device="cpu")
+    assert [p for p, r in sel.items() if r is None] == list(gc.WAN_PATHS)
+    assert sel["pytorch-cuda-builtin"] == "--device cpu runs the Wan paths' wiring only (--tiny)"
+    assert gc.select_paths({"diffusers": True}, device="cpu")["tensorrt-wan"].startswith("onnxruntime does not import")
+    assert gc.select_paths({**ALL_THERE, "cuda": False}, device="cpu")["pytorch-cuda-wan"] is None  # no GPU needed
+
+
+def test_only_selects_paths_and_refuses_unknown_names():
+    sel = {p: None for p in gc.PATHS} | {"tensorrt-wan": "tensorrt does not import (x)"}
+    only = gc.apply_only(sel, "pytorch-cuda-wan, tensorrt-wan")
+    assert only["pytorch-cuda-wan"] is None and only["tensorrt-wan"] == "tensorrt does not import (x)"  # its own reason wins
+    assert all(only[p] == "not in --only" for p in gc.PATHS if p not in ("pytorch-cuda-wan", "tensorrt-wan"))
+    assert gc.apply_only(sel, None) is sel
+    with pytest.raises(ValueError, match="pytorch-cuda-wam"):
+        gc.apply_only(sel, "pytorch-cuda-wam")
+
+
+def test_results_file_names_a_gpu_run_and_keeps_tiny_runs_out_of_results():
+    assert gc.default_out(None, "res", "work", "NVIDIA H100 80GB HBM3", "cuda", False) == Path("res/gpu_nvidia-h100-80gb-hbm3.json")
+    assert gc.default_out(None, "res", "work", "NVIDIA H100 80GB HBM3", "cuda", True) == Path("work/gpu_nvidia-h100-80gb-hbm3_tiny.json")
+    assert gc.default_out(None, "res", "work", None, "cpu", True) == Path("work/gpu_cpu_tiny.json")
+    assert gc.default_out("x.json", "res", "work", None, "cpu", True) == Path("x.json")
+    # an --only run keeps the full run's file: its paths name it, in the order they run
+    assert gc.default_out(None, "res", "work", "NVIDIA H200", "cuda", False, "tensorrt-wan,pytorch-cuda-wan") == Path(
+        "res/gpu_nvidia-h200_pytorch-cuda-wan+tensorrt-wan.json")
+
+
+def test_record_names_the_gpu_and_whether_its_figures_are_gpu_results():
+    sel = {p: None for p in gc.PATHS}
+    real = gc.new_record("cmd", {"gpu_name": "NVIDIA H100 80GB HBM3"}, {}, sel, 420, dry_run=False)
+    assert real["device"] == {"kind": "cuda", "name": "NVIDIA H100 80GB HBM3", "gpu_results": True} and real["schema_version"] == 2
+    assert gc.new_record("cmd", {"gpu_name": "NVIDIA H100"}, {}, sel, 420, dry_run=False, tiny=True)["device"]["gpu_results"] is False
+    assert gc.new_record("cmd", {"gpu_name": None}, {}, sel, 420, dry_run=False)["device"] == {"kind": "cuda", "name": None, "gpu_results": False}
+    cpu = gc.new_record("cmd", {"gpu_name": "NVIDIA H100"}, {}, sel, 420, dry_run=False, device="cpu", tiny=True)
+    assert cpu["device"] == {"kind": "cpu", "name": "cpu", "gpu_results": False} and cpu["tiny"] is True
+
+
+def test_cpu_device_without_tiny_is_refused():
+    with pytest.raises(SystemExit) as info:
+        gc.main(["--device", "cpu", "--dry-run"])
+    assert info.value.code == 2
+
+
+def test_runs_for_fits_calls_in_the_seconds_given():
+    from _gpu import runs_for  # beside gpu_check.py, on the path once it is loaded
+
+    assert runs_for(1100.0, 6.0, 3, 30) == 5  # a Wan CFG call at 480p: a handful
+    assert runs_for(5.0, 6.0, 3, 30) == 30  # a small UNet: the full count
+    assert runs_for(9000.0, 6.0, 3, 30) == 3  # slower than the slice: the minimum
+    assert runs_for(0.0, 6.0, 3, 30) == 30
+    with pytest.raises(ValueError):
+        runs_for(1.0, 1.0, 0, 3)
 
 
 def _check_all_skipped(out: Path) -> dict:

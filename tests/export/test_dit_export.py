@@ -284,6 +284,9 @@ def test_tensorrt_engines_are_planned_from_the_dit_bundle_profiles(wan_bundle: P
     assert shapes["sample"] == ((1, 16, 3, 4, 4), (2, 16, 3, 4, 4), (4, 16, 3, 4, 4))
     assert shapes["latent"] == ((1, 16, 3, 4, 4), (1, 16, 3, 4, 4), (2, 16, 3, 4, 4))
     assert set(verify_bundle(root)["engines"]) == {"text_encoder", "unet", "vae_decoder"}
+    # `turbo-edge engine`'s default (fp16): the transformer's fp16 graph, UMT5's and the decoder's fp32 ones (they have no fp16)
+    default = build_engines(root, EngineConfig(bundle=str(root)), trt=FakeTRT(), gpu=GPU, dry_run=True)
+    assert sorted(".".join(p.name.split(".")[:2]) for p in default) == ["text_encoder.fp32", "unet.fp16", "vae_decoder.fp32"]
 
 
 def test_bench_times_a_dit_bundle_per_stage(wan_bundle: Path, tmp_path: Path) -> None:

@@ -208,3 +208,107 @@ def test_real_engine_build(tiny_t2v_dir: Path, tmp_path: Path) -> None:
             pipe.close()
     assert clips["tensorrt"].shape == clips["ort-cpu"].shape
     assert np.abs(clips["tensorrt"] - clips["ort-cpu"]).mean() < 2.0  # TF32 / kernel choice, not a different model
+
+
+# ------------------------------------------------------------------ a DiT bundle's graphs (tests/dit_bundles.py's hand-built bundle)
+
+
+class OnnxLoadingTRT(FakeTRT):
+    """A fake whose parser loads the graph from its path with ``onnx.load``, which resolves external data relative to
+    the file as TensorRT's ``parse_from_file`` does; records each parsed graph's initializer bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        parsed = self.parsed = {}
+
+        class OnnxParser:
+            num_errors = 0
+
+            def __init__(self, network, logger) -> None:
+                self.network = network
+
+            def parse_from_file(self, path: str) -> bool:
+                import onnx
+
+                model = onnx.load(path)  # raises if the side file is not beside the graph
+                parsed[Path(path).name] = sum(len(t.raw_data) for t in model.graph.initializer)
+                self.network.source = Path(path).read_bytes()
+                return True
+
+        self.OnnxParser = OnnxParser
+
+
+def _dit_bundle(root: Path, external_unet: bool = False) -> Path:
+    """The hand-built DiT bundle with an fp16 transformer graph beside its fp32 one, as a DiT export leaves it (UMT5 and
+    the causal decoder fp32 only, ``export.dit.FP16_COMPONENTS``); ``external_unet``: the transformer's weights in
+    ``unet.onnx.data``, as a > 2 GiB graph has them."""
+    import json
+    import shutil as sh
+
+    import onnx
+    from dit_bundles import make_dit_bundle, teacher_contract
+
+    make_dit_bundle(root, teacher_contract())
+    manifest = json.loads((root / "manifest.json").read_text())
+    if external_unet:
+        model = onnx.load(str(root / "unet.onnx"))
+        onnx.save_model(model, str(root / "unet.onnx"), save_as_external_data=True, all_tensors_to_one_file=True, location="unet.onnx.data",
+                        size_threshold=0)
+    sh.copy2(root / "unet.onnx", root / "unet.fp16.onnx")  # the fake builder only reads the file; its precision is the manifest's
+    if external_unet:
+        model = onnx.load(str(root / "unet.fp16.onnx"))
+        onnx.save_model(model, str(root / "unet.fp16.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="unet.fp16.onnx.data", size_threshold=0)
+    manifest["components"]["unet"]["files"]["fp16"] = "unet.fp16.onnx"
+    mf.write_manifest(root, manifest)
+    return root
+
+
+def test_default_engine_build_covers_every_component_the_runtime_runs_of_a_dit_bundle(tmp_path: Path) -> None:
+    """`turbo-edge engine` (fp16) on a DiT bundle: the transformer's fp16 graph, and UMT5's and the causal decoder's fp32
+    graphs (they have no fp16 one), so the tensorrt runtime at fp16 finds an engine for every component."""
+    root = _dit_bundle(tmp_path / "dit")
+    trt = FakeTRT()
+    plans = build_engines(root, EngineConfig(bundle=str(root)), trt=trt, gpu=GPU)
+    assert sorted(".".join(p.name.split(".")[:2]) for p in plans) == ["text_encoder.fp32", "unet.fp16", "vae_decoder.fp32"]
+    bundle = mf.load_bundle(root, runnable=False)
+    for component in ("text_encoder", "unet", "vae_decoder"):
+        assert bundle.engine_path(component, "fp16").is_file(), component
+    assert set(bundle.manifest["engines"]["vae_decoder"]) == {"fp32"}
+    # fp16 and fp32 asked together: the fp32 graphs of UMT5 and the decoder are built once
+    plans = build_engines(root, EngineConfig(bundle=str(root), precisions=("fp16", "fp32")), trt=trt, gpu=GPU, dry_run=True)
+    assert sorted(".".join(p.name.split(".")[:2]) for p in plans) == ["text_encoder.fp32", "unet.fp16", "unet.fp32", "vae_decoder.fp32"]
+
+
+def test_int8_engines_of_a_bundle_without_an_int8_transformer_build_nothing_for_it(tmp_path: Path) -> None:
+    root = _dit_bundle(tmp_path / "dit")
+    plans = build_engines(root, EngineConfig(bundle=str(root), precisions=("int8",)), trt=FakeTRT(), gpu=GPU, dry_run=True)
+    assert sorted(".".join(p.name.split(".")[:2]) for p in plans) == ["text_encoder.fp32", "vae_decoder.fp32"]  # the UNet never falls back
+
+
+def test_dit_profiles_come_from_the_manifest_axes_mask_included(tmp_path: Path) -> None:
+    from dit_bundles import LENGTH, LF, LH, LW, C
+
+    root = _dit_bundle(tmp_path / "dit")
+    trt = FakeTRT()
+    build_engines(root, EngineConfig(bundle=str(root)), trt=trt, gpu=GPU)
+    shapes = [c[1:] for c in trt.calls if c[0] == "set_shape"]
+    assert ("input_ids", (1, LENGTH), (2, LENGTH), (4, LENGTH)) in shapes
+    assert ("attention_mask", (1, LENGTH), (2, LENGTH), (4, LENGTH)) in shapes  # UMT5's mask: its own profile entry
+    assert ("sample", (1, C, LF, LH, LW), (2, C, LF, LH, LW), (4, C, LF, LH, LW)) in shapes
+    assert ("latent", (1, C, LF, LH, LW), (1, C, LF, LH, LW), (2, C, LF, LH, LW)) in shapes  # the whole clip, static frames
+    assert sum(1 for c in trt.calls if c[0] == "add_profile") == 3  # one profile per engine
+    assert all(flags == 1 << 1 for name, flags in (c for c in trt.calls if c[0] == "network_flags"))  # strongly typed, each
+
+
+def test_a_dit_graph_with_external_data_is_parsed_from_its_path(tmp_path: Path) -> None:
+    root = _dit_bundle(tmp_path / "dit", external_unet=True)
+    assert (root / "unet.fp16.onnx.data").is_file() and "unet.fp16.onnx.data" in mf.read_manifest(root)["files"]
+    trt = OnnxLoadingTRT()
+    [plan] = build_engines(root, EngineConfig(bundle=str(root), components=("unet",)), trt=trt, gpu=GPU)
+    assert trt.parsed["unet.fp16.onnx"] > 0  # the weights came from the side file
+    assert plan.name.startswith("unet.fp16.") and mf.verify_bundle(root)["engines"]["unet"]["fp16"]["file"] == f"engines/{plan.name}"
+    moved = tmp_path / "elsewhere.onnx"  # the graph alone, away from its data: the parser cannot load it
+    moved.write_bytes((root / "unet.fp16.onnx").read_bytes())
+    with pytest.raises(Exception, match="unet.fp16.onnx.data|No such file|not exist"):
+        trt.OnnxParser(None, None).parse_from_file(str(moved))

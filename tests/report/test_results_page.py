@@ -80,3 +80,58 @@ def test_module_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "| m | val | — | 0.250 |" in out.read_text(encoding="utf-8")
     assert main([str(tmp_path / "missing"), str(out)]) == 2
     assert "results directory not found" in capsys.readouterr().err
+
+
+def _gpu_record(**over) -> dict:
+    record = {
+        "kind": "gpu_check", "schema_version": 2, "command": "bash benchmarks/gpu_check.sh (runs: python benchmarks/gpu_check.py)", "dry_run": False,
+        "device": {"kind": "cuda", "name": "NVIDIA H100 80GB HBM3", "gpu_results": True}, "tiny": False,
+        "machine": {"platform": "Linux", "cpus": 16, "gpu_name": "NVIDIA H100 80GB HBM3", "nvidia_smi": "NVIDIA H100 80GB HBM3, 550.54, 1980 MHz, 700 W"},
+        "budget": {"seconds": 420.0, "spent_s": 390.4, "stopped_by_budget": True},
+        "paths": {"pytorch-cuda-wan": {"status": "ran", "reason": None, "seconds": 101.2},
+                  "tensorrt-wan": {"status": "skipped", "reason": "tensorrt does not import (x)", "seconds": 0.0}},
+        "rows": [{"path": "pytorch-cuda-wan", "model": "wan2.1-t2v-1.3b-shaped", "batch": 2, "precision": "bf16", "mode": "cuda_graph",
+                  "input_shape": [2, 16, 21, 60, 104], "median_ms": 1234.56, "p90_ms": 1240.0, "runs": 5, "max_abs_diff_vs_fp32": 0.0123,
+                  "peak_memory_bytes": 9 * 2**30},
+                 {"path": "pytorch-cuda-wan", "model": "wan2.1-t2v-1.3b-shaped", "batch": 1, "precision": "fp16", "mode": "cuda_graph",
+                  "input_shape": [1, 16, 21, 60, 104], "error": "RuntimeError: CUDA out of memory"},
+                 {"path": "tensorrt-wan", "model": "wan-trt-2-block", "component": "vae_decoder", "backend": "tensorrt fp32 eager",
+                  "median_ms": 55.5, "max_abs_diff_vs_ort_cpu_fp32": 0.00042}],
+        "ratios": [{"teacher": "wan2.1-t2v-1.3b-shaped", "precision": "bf16", "mode": "eager", "teacher_calls": 50, "teacher_batch": 2,
+                    "student_calls": 4, "student_batch": 1, "teacher_unet_ms_per_video": 61728.0, "student_unet_ms_per_video": 2500.0,
+                    "teacher_over_student": 24.69}],
+        "wan_transformer": {"parameters": 1418996800, "geometry": {"frames": 81, "pixels": [480, 832], "latent": [16, 21, 60, 104], "tokens": 32760,
+                                                                    "text": [512, 4096]}},
+        "wan_tensorrt": {"engines": [{"component": "unet", "engine": "unet.fp16.trt10.8.plan", "build_s": 88.25}]},
+        "skipped": [{"path": "pytorch-cuda-wan", "case": "wan2.1-t2v-1.3b-shaped b1 fp16 eager", "reason": "time budget: 400 s of 420 s spent"}],
+    }
+    return {**record, **over}
+
+
+def test_gpu_check_files_render_under_their_gpus_name(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "gpu_nvidia-h100-80gb-hbm3.json").write_text(json.dumps(_gpu_record()))
+    text = render_results_page(results)
+    lines = text.splitlines()
+    assert "## GPU check: PyTorch CUDA, ONNX Runtime CUDA and TensorRT" in lines and "### `gpu_nvidia-h100-80gb-hbm3.json`" in lines
+    assert any(line.startswith("Device: **NVIDIA H100 80GB HBM3** (NVIDIA H100 80GB HBM3, 550.54") and "390 s of 420 s, stopped by it." in line
+               for line in lines)
+    assert "| pytorch-cuda-wan | wan2.1-t2v-1.3b-shaped | 2 | bf16 | cuda_graph | 2x16x21x60x104 | 1235 | 1240 | 5 | 0.0123 | 9.00 |" in lines
+    assert any("| 1 | fp16 | cuda_graph |" in line and "error: RuntimeError: CUDA out of memory" in line for line in lines)
+    assert "| tensorrt-wan | wan-trt-2-block | vae_decoder | tensorrt fp32 eager | 55.5 | 0.00042 |" in lines
+    assert "| wan2.1-t2v-1.3b-shaped (50 calls at batch 2 ÷ 4 at batch 1) | bf16 | eager | 61728 | 2500 | 24.69 |" in lines
+    assert "| unet | unet.fp16.trt10.8.plan | 88.2 |" in lines
+    assert "| tensorrt-wan | skipped | tensorrt does not import (x) | 0 |" in lines
+    assert any("32760 tokens" in line and "1.419 B parameters" in line for line in lines)
+    assert "Not GPU results" not in text and "(no section for it)" not in text
+
+
+@pytest.mark.parametrize("over, why", [({"dry_run": True, "device": {"kind": "cuda", "name": "NVIDIA H200", "gpu_results": False}}, "a dry run"),
+                                       ({"tiny": True, "device": {"kind": "cpu", "name": "cpu", "gpu_results": False}}, "a `--tiny` wiring check")])
+def test_a_dry_run_or_a_tiny_check_is_not_shown_as_gpu_results(tmp_path: Path, over: dict, why: str) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "gpu_x.json").write_text(json.dumps(_gpu_record(**over)))
+    text = render_results_page(results)
+    assert f"**Not GPU results**: {why}" in text

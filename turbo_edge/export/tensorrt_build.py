@@ -127,18 +127,37 @@ def build_engine(trt: Any, onnx_path: Path, plan_path: Path, profile: dict[str, 
     return plan_path
 
 
+def engine_precision(component: str, entry: dict[str, Any], precision: str) -> str | None:
+    """The graph an engine for ``component`` at ``precision`` is built from, as the runtime picks it
+    (``spec.bundle.Bundle.engine_path``): that precision's graph; else, for every component but the UNet, its fp32 graph
+    (a DiT bundle's fp16 is the transformer's alone: its UMT5 and causal decoder stay fp32, ``export.dit.FP16_COMPONENTS``);
+    None when there is nothing to build."""
+    if precision in entry["files"]:
+        return precision
+    if component != "unet" and "fp32" in entry["files"]:
+        return "fp32"
+    return None
+
+
 def plan_builds(manifest: dict[str, Any], cfg: EngineConfig, trt_version: str, gpu: GpuInfo) -> list[dict[str, Any]]:
-    """What to build: (component, precision, onnx file, engine file, profile) for each graph the bundle has."""
+    """What to build: (component, precision, onnx file, engine file, profile) for each graph the runtime will ask for at
+    ``cfg.precisions`` (``engine_precision``), each once."""
     builds = []
     for component in cfg.components:
         entry = manifest["components"].get(component)
         if entry is None:
             raise ValueError(f"the bundle has no {component} component (it has {sorted(manifest['components'])})")
-        for precision in cfg.precisions:
-            onnx_file = entry["files"].get(precision)
-            if onnx_file is None:
-                log.info("no %s %s graph in the bundle; skipping its engine", component, precision)
+        for wanted in cfg.precisions:
+            precision = engine_precision(component, entry, wanted)
+            if precision is None:
+                log.info("no %s %s graph in the bundle; skipping its engine", component, wanted)
                 continue
+            if precision != wanted:
+                log.info("no %s %s graph in the bundle: its engine is built from the %s graph, which the runtime runs at %s",
+                         component, wanted, precision, wanted)
+            if any(b["component"] == component and b["precision"] == precision for b in builds):
+                continue
+            onnx_file = entry["files"][precision]
             if schema.variant_format(entry, precision) != "onnx":
                 raise ValueError(f"the bundle's {precision} {component} is OpenVINO IR ({onnx_file}), which TensorRT cannot build from; "
                                  f"re-export with `--set int8_format=qdq`, or run it with `--backend openvino`")

@@ -434,6 +434,77 @@ def _hostile(name: str, data: dict[str, Any]) -> list[str]:
     return file_block(name, data, body) + [""]
 
 
+def _gib(value: Any) -> str:
+    number = _num(value)
+    return DASH if number is None else f"{number / 2**30:.2f}"
+
+
+def _dims(value: Any) -> str:
+    return "x".join(map(str, value)) if isinstance(value, list) else DASH
+
+
+def _gpu(name: str, data: dict[str, Any]) -> list[str]:
+    """``benchmarks/gpu_check.sh``'s record: which paths ran on which GPU, every measured case, the teacher ÷ student
+    ratios and the TensorRT engines; a dry run or a ``--tiny`` wiring check says so and shows no figures as GPU results."""
+    device = data.get("device") or {}
+    machine = data.get("machine") or {}
+    gpu = device.get("name") or machine.get("gpu_name")
+    real = bool(device.get("gpu_results")) if "gpu_results" in device else bool(gpu) and not data.get("dry_run")
+    budget = data.get("budget") or {}
+    extra = [f"Device: **{gpu or 'no GPU'}**" + (f" ({machine['nvidia_smi']})" if machine.get("nvidia_smi") and gpu else "") +
+             f"; budget {fmt(budget.get('spent_s'), 0)} s of {fmt(budget.get('seconds'), 0)} s"
+             + (", stopped by it." if budget.get("stopped_by_budget") else ".")]
+    if not real:
+        why = "a dry run (probe only)" if data.get("dry_run") else "a `--tiny` wiring check" if data.get("tiny") else "no GPU was visible"
+        extra.append(f"**Not GPU results**: {why}; its figures are not measurements of a GPU.")
+    body = table(["path", "status", "reason", "s"],
+                 [[p, str(e.get("status", "")), str(e.get("reason") or ""), fmt(e.get("seconds"), 0)] for p, e in (data.get("paths") or {}).items()],
+                 numeric_from=3)
+    rows = data.get("rows") or []
+    torch_rows = [r for r in rows if "mode" in r and "backend" not in r]
+    if torch_rows:
+        body += ["", "PyTorch (CUDA-event median per call; max abs diff against fp32 eager; peak allocated GiB since the case began):", ""]
+        body += table(["path", "model", "batch", "precision", "mode", "input", "median ms", "p90 ms", "runs", "max abs diff vs fp32", "peak GiB"],
+                      [[str(r.get("path", "")), str(r.get("model", "")), fmt(r.get("batch")), str(r.get("precision", "")), str(r.get("mode", "")),
+                        _dims(r.get("input_shape") or r.get("latent_shape")), ms(r.get("median_ms")), ms(r.get("p90_ms")), fmt(r.get("runs")),
+                        sig(r.get("max_abs_diff_vs_fp32")), _gib(r.get("peak_memory_bytes"))] if "error" not in r else
+                       [str(r.get("path", "")), str(r.get("model", "")), fmt(r.get("batch")), str(r.get("precision", "")), str(r.get("mode", "")),
+                        _dims(r.get("input_shape") or r.get("latent_shape")), f"error: {str(r['error'])[:120]}", DASH, DASH, DASH, DASH]
+                       for r in torch_rows], numeric_from=6)
+    backend_rows = [r for r in rows if "backend" in r]
+    if backend_rows:
+        body += ["", "Runtime backends (host clock per call, copies included; max abs diff against ONNX Runtime CPU fp32 on the same inputs):", ""]
+        body += table(["path", "model", "component", "backend", "median ms", "max abs diff"],
+                      [[str(r.get("path", "")), str(r.get("model", "")), str(r.get("component", "unet")), str(r.get("backend", "")),
+                        ms(r.get("median_ms")) if "error" not in r else f"error: {str(r['error'])[:120]}",
+                        sig(r.get("max_abs_diff_vs_ort_cpu_fp32"))] for r in backend_rows], numeric_from=4)
+    ratios = data.get("ratios") or []
+    if ratios:
+        body += ["", "Teacher ÷ student, denoiser calls only (text encoder and decoder excluded):", ""]
+        body += table(["teacher", "precision", "mode", "teacher ms / video", "student ms / video", "ratio"],
+                      [[f"{r.get('teacher')} ({fmt(r.get('teacher_calls'))} calls at batch {fmt(r.get('teacher_batch'))} ÷ "
+                        f"{fmt(r.get('student_calls'))} at batch {fmt(r.get('student_batch'))})", str(r.get("precision", "")), str(r.get("mode", "")),
+                        ms(r.get("teacher_unet_ms_per_video")), ms(r.get("student_unet_ms_per_video")), ratio(r.get("teacher_over_student"))]
+                       for r in ratios], numeric_from=3)
+    engines = [*(data.get("tensorrt_engines") or []), *((data.get("wan_tensorrt") or {}).get("engines") or [])]
+    if engines:
+        body += ["", "TensorRT engines built:", ""]
+        body += table(["component", "precision / engine", "build s"],
+                      [[str(e.get("component", "unet")), str(e.get("engine") or e.get("precision") or e.get("error", "")), fmt(e.get("build_s"), 1)]
+                       for e in engines], numeric_from=2)
+    wan = data.get("wan_transformer") or {}
+    if isinstance(wan.get("geometry"), dict):
+        geo = wan["geometry"]
+        params = _num(wan.get("parameters"))
+        extra.append(f"Wan transformer: {DASH if params is None else f'{params / 1e9:.3f} B'} parameters, random weights; {fmt(geo.get('frames'))} frames of "
+                     f"{_dims(geo.get('pixels'))}, latents {_dims(geo.get('latent'))}, {fmt(geo.get('tokens'))} tokens and "
+                     f"{_dims(geo.get('text'))} text per call.")
+    skipped = [s for s in data.get("skipped") or [] if s.get("case")]
+    if skipped:
+        body += ["", "Cases skipped: " + "; ".join(f"{s.get('path')} {s.get('case')} ({s.get('reason')})" for s in skipped) + "."]
+    return file_block(name, data, body, extra) + [""]
+
+
 Section = Callable[[str, dict[str, Any]], list[str]]  # one result file (its name, its JSON) -> its Markdown lines
 
 # (family, title, intro, builder), in page order. A family takes the files named FAMILY.json and FAMILY_*.json.
@@ -462,6 +533,10 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
     ("real_size", "The whole chain at a real model's size",
      "Every stage as a user runs it, `data prepare` to `generate`, on a ModelScope-T2V-shaped teacher with random weights "
      "(`benchmarks/bench_real_size.py`): each stage a child process, its wall time and its own peak RSS against the goal.", _real_size),
+    ("gpu", "GPU check: PyTorch CUDA, ONNX Runtime CUDA and TensorRT",
+     "`bash benchmarks/gpu_check.sh` on one NVIDIA GPU (its name heads each file): the Wan2.1-1.3B transformer at its 480p clip and "
+     "its decoder, a ModelScope-T2V-shaped UNet and the builtin models in PyTorch eager and CUDA graphs, engines built from the "
+     "exported graphs; every path that did not run says why.", _gpu),
     ("runtime", "Runtime overhead and memory",
      "The torch-free Python runtime and the C++ host against the PyTorch pipeline on the same bundle.", _runtime),
     ("serve", "Serving on Triton",
