@@ -24,6 +24,15 @@ variant's int8) side by side on OpenVINO CPU, each with its error against PyTorc
 an existing ``--out`` (``latency.SHAPE.openvino_int8``, with their own command) instead of writing a new record:
 
     python benchmarks/bench_decoder.py --openvino-int8 --update --threads 1 --runs-large 5      # the int8 rows of decoder.json
+
+With ``--wan`` the DiT family's causal decoder: diffusers' ``AutoencoderKLWan`` (the Wan test configuration at 9
+frames of 32x32, and Wan2.1's own configuration, diffusers' defaults, at 17 frames of 256x256: ``--wan-shapes``),
+random weights, its decode over the whole clip (normalisation and clamp inside, as ``export.dit``'s ``vae_decoder``
+graph) against untrained tiny decoders (``TinyDecoder.for_autoencoder_wan`` at ``--widths``), each an ONNX graph on
+OpenVINO CPU fp32, interleaved medians; the rows go into the existing ``--out`` under ``latency.wan`` with their
+command, CPU model and flags, threads and load average:
+
+    python benchmarks/bench_decoder.py --wan --widths 64 --threads 2 --runs-large 5 --warmup 1      # latency.wan of decoder.json
 """
 
 from __future__ import annotations
@@ -194,6 +203,94 @@ def openvino_int8_rows(decoders: dict[str, Any], z: Any, work: Path, threads: in
     return rows
 
 
+WAN_SHAPES: dict[str, dict[str, Any]] = {  # --wan: AutoencoderKLWan configs and the pixel clip (frames, height, width)
+    "wan_test": {"vae": {"base_dim": 3, "z_dim": 16, "dim_mult": [1, 1, 1, 1], "num_res_blocks": 1, "temperal_downsample": [False, True, True]},
+                 "clip": (9, 32, 32)},  # diffusers' Wan test configuration, the tests' bundle size
+    "wan21": {"vae": {}, "clip": (17, 256, 256)},  # diffusers' defaults: Wan2.1's VAE (base 96, dim_mult [1, 2, 4, 4], z 16)
+}
+CPU_FLAGS_OF_NOTE = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "avx_vnni")
+
+
+def wan_full_decoder_module(vae: Any) -> Any:
+    """The Wan causal decoder as ``export.dit``'s ``vae_decoder`` graph computes it: normalised latents [B, z, f, h, w]
+    -> ``latents_std`` / ``latents_mean`` undone -> diffusers' frame-by-frame decode with its cache -> clamped video
+    [B, 3, 1 + 4(f - 1), H, W] (``dit.exportable_decoder`` while the exporter traces it)."""
+    import torch
+
+    from turbo_edge.core.autoencoders import CausalWan
+    from turbo_edge.export.dit import exportable_decoder
+
+    codec = CausalWan()
+
+    class FullWanDecoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, latents: torch.Tensor) -> torch.Tensor:
+            mean, std = codec._stats(self.vae, latents)
+            if torch.onnx.is_in_onnx_export():
+                with exportable_decoder(self.vae):
+                    return self.vae.decode(latents * std + mean, return_dict=False)[0].clamp(-1.0, 1.0)
+            return self.vae.decode(latents * std + mean, return_dict=False)[0].clamp(-1.0, 1.0)
+
+    return FullWanDecoder().eval()
+
+
+def wan_rows(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--wan``: the Wan causal decoder against untrained tiny decoders on OpenVINO CPU fp32 at each of
+    ``--wan-shapes``, written into the existing ``--out`` under ``latency.wan`` (the other rows stay as run)."""
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from turbo_edge.core.tiny_decoder import TinyDecoder
+    from turbo_edge.runtime.flops import onnx_flops
+    from turbo_edge.spec.host import cpu_flags
+
+    out = Path(args.out)
+    if not out.is_file():
+        raise SystemExit(f"--wan adds its rows to an existing results file; {out} is not one (run without --wan first)")
+    record = json.loads(out.read_text())
+    flags = cpu_flags() or frozenset()
+    section: dict[str, Any] = {
+        "what": "one decoder call over a whole clip: the Wan causal VAE decoder (export.dit's vae_decoder graph) vs an untrained tiny "
+                "decoder (TinyDecoder.for_autoencoder_wan), ONNX on OpenVINO CPU fp32, random weights (latency does not depend on them)",
+        "command": "python benchmarks/bench_decoder.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "cpu": cpu_model(), "cpu_flags": [f for f in CPU_FLAGS_OF_NOTE if f in flags], "cores": os.cpu_count(), "threads": args.threads,
+        "torch": torch.__version__, "note": args.note or None, "loadavg_at_start": list(os.getloadavg()),
+    }
+    for name in args.wan_shapes:
+        shape = WAN_SHAPES[name]
+        torch.manual_seed(0)
+        vae = AutoencoderKLWan(**shape["vae"]).eval()
+        frames, height, width = shape["clip"]
+        factor = 2 ** (len(vae.config.temperal_downsample))
+        latents = (1, int(vae.config.z_dim), (frames - 1) // 4 + 1, height // factor, width // factor)
+        z = torch.randn(*latents, generator=torch.Generator().manual_seed(0))
+        decoders = {f"tiny_w{w}": TinyDecoder.for_autoencoder_wan(dict(vae.config), width=w).eval() for w in args.widths}
+        full = wan_full_decoder_module(vae)
+        log(f"Wan {name}: latents {list(latents)} -> {frames} frames of {height}x{width}, full vs {sorted(decoders)}")
+        load = list(os.getloadavg())
+        work = Path(args.work) / f"onnx_{name}"
+        rows = openvino_rows({"full": full, **decoders}, z, work, args.threads, args.warmup, args.runs_large)
+        for n, t in rows.items():  # the work each graph does per call, counted from the ONNX graph (runtime.flops)
+            t["gflop"] = onnx_flops(work / f"{n}.onnx", {"latents": latents}) / 1e9
+        section[name] = {"vae_config": {k: v for k, v in dict(vae.config).items() if k in ("base_dim", "z_dim", "dim_mult", "num_res_blocks",
+                                                                                          "temperal_downsample")},
+                         "latents": list(latents), "frames_px": [frames, height, width], "random_weights": True,
+                         "params": {"full": params(vae.decoder) + params(vae.post_quant_conv), **{n: params(d) for n, d in decoders.items()}},
+                         "tiny_channels": {n: list(d.config.channels) for n, d in decoders.items()},
+                         "loadavg_at_start": load, "loadavg_at_end": list(os.getloadavg()), "openvino_fp32": rows}
+        for n, t in rows.items():
+            if "full_over_this" in t:
+                log(f"Wan {name} OpenVINO fp32: full {rows['full']['median_ms']:.1f} ms, {n} {t['median_ms']:.1f} ms ({t['full_over_this']:.1f}x)")
+    section["loadavg_at_end"] = list(os.getloadavg())
+    record.setdefault("latency", {})["wan"] = section
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    log(f"wrote latency.wan into {out}")
+    return 0
+
+
 def latency_rows(args: argparse.Namespace, model: Any, variants: dict[str, Any]) -> dict[str, Any]:
     import torch
     from diffusers import AutoencoderKL
@@ -287,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--openvino-int8", action="store_true", help="also time every decoder at --shape as fp32 and NNCF int8 graphs on OpenVINO CPU")
     ap.add_argument("--calibration", type=int, default=4, help="--openvino-int8: calibration latents")
     ap.add_argument("--update", action="store_true", help="--openvino-int8 only: add its rows to the existing --out instead of writing a new record")
+    ap.add_argument("--wan", action="store_true", help="only the Wan causal decoder vs tiny decoders (OpenVINO fp32), added to the existing --out")
+    ap.add_argument("--wan-shapes", default="wan_test,wan21", help=f"--wan: comma-separated among {sorted(WAN_SHAPES)}")
+    ap.add_argument("--note", default="", help="a remark stored with the --wan rows (e.g. what else ran on the machine)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--runs", type=int, default=20)
@@ -296,12 +396,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "decoder.json"))
     args = ap.parse_args(argv)
     args.widths = [int(w) for w in str(args.widths).split(",") if w.strip()]
+    args.wan_shapes = [w for w in str(args.wan_shapes).split(",") if w.strip()]
+    unknown = sorted(set(args.wan_shapes) - set(WAN_SHAPES))
+    if unknown:
+        ap.error(f"--wan-shapes: unknown {unknown}; choose among {sorted(WAN_SHAPES)}")
     import torch
 
     torch.set_num_threads(args.threads)
     from turbo_edge.core.pipeline_io import load_teacher
     from turbo_edge.core.tiny_decoder import load_decoder_variant
 
+    if args.wan:
+        return wan_rows(args, argv)
     if args.update:
         return update_int8(args, argv)
     model, variants = None, {}

@@ -72,6 +72,16 @@ def wan_test_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def wan_tiny_dir(wan_test_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Wan test model with a tiny decoder beside its VAE (``TinyDecoder.for_autoencoder_wan``, width 16, random
+    weights: export and the runtimes are tested on what it computes, not on how well), saved and named in its card
+    as `turbo-edge decoder train` writes them."""
+    from tiny_models import add_tiny_decoder
+
+    return add_tiny_decoder(wan_test_dir, tmp_path_factory.mktemp("models") / "wan_tiny", family="wan")
+
+
+@pytest.fixture(scope="session")
 def wan_data_dir(wan_test_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DATA for the Wan test model: 8 world clips rendered with one lead-in frame (9 frames, as a causal VAE takes
     them), written as mp4 (world export) and prepared at 9 x 32 x 32 (data prepare)."""

@@ -91,15 +91,41 @@ def _vae_graph(weight: np.ndarray) -> onnx.GraphProto:
                               _const("clip", np.array([-1, LF, 3, LH * FACTOR, LW * FACTOR], dtype=np.int64))])
 
 
-def make_dit_bundle(out: Path, sampler: SamplerSpec, seed: int = 0) -> tuple[Path, dict[str, np.ndarray]]:
+def _tiny_graph(weight: np.ndarray, ramp: np.ndarray) -> onnx.GraphProto:
+    """A tiny decoder variant in the "clip" layout with the causal time upsampling: per latent frame a 1x1 conv +
+    depth-to-space, latent frame 0 -> 1 frame and every later one -> T frames, plus ``ramp[j]`` on output frame j (so
+    the T frames of one latent frame differ and their order shows), tanh; [B, C, f, h, w] -> [B, 1 + T(f - 1), 3, H, W]."""
+    index = np.array([0] + [k for k in range(1, LF) for _ in range(T)], dtype=np.int64)
+    nodes = [helper.make_node("Transpose", ["latent"], ["bf"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["bf", "flat"], ["x"]), helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("DepthToSpace", ["c"], ["d"], blocksize=FACTOR, mode="DCR"),
+             helper.make_node("Reshape", ["d", "clip"], ["y"]), helper.make_node("Gather", ["y", "index"], ["z"], axis=1),
+             helper.make_node("Add", ["z", "ramp"], ["r"]), helper.make_node("Tanh", ["r"], ["image"])]
+    return helper.make_graph(nodes, "vae_decoder_tiny",
+                             [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["batch", C, LF, LH, LW])],
+                             [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", FRAMES, 3, LH * FACTOR, LW * FACTOR])],
+                             [_const("w", weight), _const("index", index), _const("ramp", ramp.reshape(1, FRAMES, 1, 1, 1)),
+                              _const("flat", np.array([-1, C, LH, LW], dtype=np.int64)),
+                              _const("clip", np.array([-1, LF, 3, LH * FACTOR, LW * FACTOR], dtype=np.int64))])
+
+
+def make_dit_bundle(out: Path, sampler: SamplerSpec, seed: int = 0, decoders: tuple[str, ...] = ()) -> tuple[Path, dict[str, np.ndarray]]:
+    """A DiT bundle of hand-built graphs and the weights the numpy references take. ``decoders`` (e.g. ("full", "tiny"),
+    the first the default): a ``decoders`` section as export writes it for a DiT (the full decoder's layout "video",
+    a tiny variant ``_tiny_graph`` in the "clip" layout); () leaves the section out, as a bundle with one decoder."""
     rng = np.random.default_rng(seed)
     weights = {"table": rng.standard_normal((VOCAB, HIDDEN)).astype(np.float32),
                "w": (rng.standard_normal((3 * FACTOR * FACTOR, C, 1, 1)) * 0.7).astype(np.float32)}
+    if "tiny" in decoders:
+        weights["tiny_w"] = (rng.standard_normal((3 * FACTOR * FACTOR, C, 1, 1)) * 0.5).astype(np.float32)
+        weights["tiny_ramp"] = np.linspace(-0.6, 0.6, FRAMES).astype(np.float32)
     out.mkdir(parents=True)
     dit_tokenizer(out / "tokenizer")
     _save(_text_graph(weights["table"]), out / "text_encoder.onnx")
     _save(_velocity_graph(), out / "unet.onnx")
     _save(_vae_graph(weights["w"]), out / "vae_decoder.onnx")
+    if "tiny" in decoders:
+        _save(_tiny_graph(weights["tiny_w"], weights["tiny_ramp"]), out / "vae_decoder_tiny.onnx")
     sample = [C, LF, LH, LW]
     manifest = {
         "schema_version": 1, "turbo_edge_version": "test", "created": "2026-01-01T00:00:00+00:00",
@@ -121,6 +147,18 @@ def make_dit_bundle(out: Path, sampler: SamplerSpec, seed: int = 0) -> tuple[Pat
         },
         "parity": {},
     }
+    if decoders:
+        variants = {"full": {"component": "vae_decoder", "layout": "video"}}
+        if "tiny" in decoders:
+            manifest["components"]["vae_decoder_tiny"] = {
+                "files": {"fp32": "vae_decoder_tiny.onnx"}, "inputs": [{"name": "latent", "dtype": "float32", "shape": ["batch", *sample]}],
+                "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", FRAMES, 3, LH * FACTOR, LW * FACTOR]}],
+                "profile": {p: {"latent": [b, *sample]} for p, b in (("min", 1), ("opt", 1), ("max", 2))}}
+            variants["tiny"] = {"component": "vae_decoder_tiny", "layout": "clip", "class": "TinyDecoder"}
+        if "full" not in decoders:
+            del manifest["components"]["vae_decoder"], variants["full"]
+            (out / "vae_decoder.onnx").unlink()
+        manifest["decoders"] = {"default": decoders[0], "variants": variants}
     manifest["files"] = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                          for p in sorted(out.rglob("*")) if p.is_file()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -131,7 +169,7 @@ def teacher_contract() -> SamplerSpec:
     return SamplerSpec.flow_euler_cfg({"num_train_timesteps": 1000, "shift": 5.0}, default_steps=3, supported_steps=(2, 3), guidance=4.0)
 
 
-def reference_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps: int, seed: int, guidance: float) -> np.ndarray:
+def reference_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps: int, seed: int, guidance: float, decoder: str = "full") -> np.ndarray:
     """The DiT chain in numpy, written from the contract (not from the runtime's code)."""
     def text(ids: list[int]) -> np.ndarray:
         mask = np.zeros(LENGTH, np.float32)
@@ -148,7 +186,7 @@ def reference_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps:
     for i, t in enumerate(timesteps):
         vu, vc = velocity(x, t, uncond), velocity(x, t, cond)
         x = x + (sigmas[i + 1] - sigmas[i]) * (vu + guidance * (vc - vu))
-    return _decode_reference(weights, x)
+    return _decode_reference(weights, x, decoder)
 
 
 SHIFT = 5.0
@@ -187,11 +225,13 @@ def reference_student_clip(weights: dict[str, np.ndarray], prompt_ids: list[int]
     return _decode_reference(weights, x)
 
 
-def _decode_reference(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+def _decode_reference(weights: dict[str, np.ndarray], x: np.ndarray, decoder: str = "full") -> np.ndarray:
+    """The clip's uint8 frames [F, H, W, 3] from latents [C, f, h, w] by the full decoder's function or the tiny one's."""
+    w, ramp = (weights["w"], np.zeros(FRAMES)) if decoder == "full" else (weights["tiny_w"], weights["tiny_ramp"])
     frames = []
     for k in range(LF):  # per latent frame: 1x1 conv, depth-to-space (DCR), then 1 or T copies
-        conv = np.einsum("oc,chw->ohw", weights["w"][:, :, 0, 0], x[:, k])
+        conv = np.einsum("oc,chw->ohw", w[:, :, 0, 0], x[:, k])
         img = conv.reshape(FACTOR, FACTOR, 3, LH, LW).transpose(2, 3, 0, 4, 1).reshape(3, LH * FACTOR, LW * FACTOR)
         frames += [img] * (1 if k == 0 else T)
-    video = np.tanh(np.stack(frames))  # [F, 3, H, W]
+    video = np.tanh(np.stack(frames) + ramp[:, None, None, None])  # [F, 3, H, W]
     return np.rint((np.clip(video, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)

@@ -76,3 +76,31 @@ def build_wan_test_pipeline(out: Path, seed: int = 0) -> Path:
              "transformer": ["diffusers", "WanTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"]}
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     return out
+
+
+def add_tiny_decoder(model_dir: Path, out: Path, family: str = "wan", width: int = 16, seed: int = 0, contrast: float = 30.0,
+                     quality: dict | None = None) -> Path:
+    """``model_dir`` copied to ``out`` with a tiny decoder for its autoencoder (``TinyDecoder.for_autoencoder_wan`` /
+    ``for_autoencoder_kl``, random weights from ``seed``, the output layer's times ``contrast``) in ``tiny_vae/`` and a card naming it, in the form
+    ``turbo-edge decoder train`` writes (``decoder.train.save_with_decoder``: safetensors + config.json, a
+    ``DecoderVariant`` with a decoder_train lineage)."""
+    import dataclasses
+    import json
+    import shutil
+
+    from turbo_edge.core.tiny_decoder import TINY_FOLDER, TINY_NAME, TinyDecoder
+    from turbo_edge.spec.card import DecoderVariant, Lineage, read_card, write_card
+
+    shutil.copytree(model_dir, out)
+    vae_config = json.loads((out / "vae" / "config.json").read_text())
+    build = TinyDecoder.for_autoencoder_wan if family == "wan" else TinyDecoder.for_autoencoder_kl
+    torch.manual_seed(seed)
+    tiny = build(vae_config, width=width)
+    with torch.no_grad():  # default init leaves frames at std ~0.03 (4 of 255): scaled so they span the range, as a trained decoder's
+        tiny.conv_out.weight.mul_(contrast)
+    tiny.save_pretrained(out / TINY_FOLDER, safe_serialization=True)
+    card = read_card(out)
+    card = card if card.present else ModelCard()
+    variant = DecoderVariant(TINY_FOLDER, "TinyDecoder", Lineage(stage="decoder_train", parent=str(model_dir)), quality or {"psnr_db": 20.0})
+    write_card(dataclasses.replace(card, decoders={**card.decoders, TINY_NAME: variant}), out)
+    return out

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("bench_decoder", ROOT / "benchmarks" / "bench_decoder.py")
@@ -41,3 +44,25 @@ def test_bench_decoder_writes_quality_and_latency(tiny_t2v_dir, tmp_path):
     ev = r["evaluator"]
     assert ev["full"]["n_videos"] == ev["tiny"]["n_videos"] == 2 and "--decoder tiny" in ev["tiny"]["command"]
     assert ev["tiny"]["content_points_vs_full"] == 100 * (ev["tiny"]["content_acc"] - ev["full"]["content_acc"])
+
+
+@pytest.mark.slow  # exports the Wan test configuration's causal decoder to ONNX (~30 s on 2 busy cores)
+def test_bench_decoder_adds_the_wan_rows_to_an_existing_record(tmp_path, capsys):
+    out = tmp_path / "decoder.json"
+    out.write_text(json.dumps({"schema": 1, "latency": {"modelscope": {"kept": True}}}))
+    argv = ["--wan", "--wan-shapes", "wan_test", "--widths", "8", "--threads", "1", "--runs-large", "2", "--warmup", "1",
+            "--work", str(tmp_path / "work"), "--out", str(out), "--note", "a shared machine"]
+    assert bd.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert r["latency"]["modelscope"] == {"kept": True}  # the rows that were there stay
+    wan = r["latency"]["wan"]
+    assert wan["command"].endswith(shlex.join(argv)) and wan["cpu"] and wan["threads"] == 1 and wan["note"] == "a shared machine"
+    assert isinstance(wan["cpu_flags"], list) and len(wan["loadavg_at_start"]) == 3
+    row = wan["wan_test"]
+    assert row["latents"] == [1, 16, 3, 4, 4] and row["frames_px"] == [9, 32, 32] and row["tiny_channels"]["tiny_w8"] == [8, 8, 8, 8]
+    ov = row["openvino_fp32"]
+    assert set(ov) == {"full", "tiny_w8"} and ov["tiny_w8"]["full_over_this"] == ov["full"]["median_ms"] / ov["tiny_w8"]["median_ms"]
+    assert all(t["parity_vs_torch"]["max_abs"] < 1e-4 and t["gflop"] > 0 for t in ov.values())  # the graphs compute what PyTorch does
+    with pytest.raises(SystemExit):
+        bd.main(["--wan", "--wan-shapes", "wan99", "--out", str(out)])
+    assert "--wan-shapes: unknown ['wan99']" in capsys.readouterr().err

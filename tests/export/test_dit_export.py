@@ -1,7 +1,8 @@
 """Export of the DiT (Wan) family: diffusers' own Wan test configuration (``wan_test_dir``) -> a verified bundle.
 
-One bundle (fp32 + fp16 + int8, 9 frames at 32x32) is exported per module and shared; the runtime runs it through ONNX
-Runtime and OpenVINO and its frames are compared with the PyTorch teacher sampler's (``turbo-edge generate``).
+One bundle (fp32 + fp16 + int8, 9 frames at 32x32, ``--decoder full,tiny`` from ``wan_tiny_dir``: the same model with a
+tiny decoder) is exported per module and shared; the runtime runs it through ONNX Runtime and OpenVINO and its frames
+are compared with the PyTorch teacher sampler's (``turbo-edge generate``), with either decoder.
 """
 
 from __future__ import annotations
@@ -31,9 +32,18 @@ def wan(wan_test_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def wan_bundle(wan_test_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def wan_bundle(wan_tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Wan test model (``wan_tiny_dir``: ``wan_test_dir``'s weights plus a tiny decoder) with both decoders, the full
+    one the default."""
     out = tmp_path_factory.mktemp("dit_bundles") / "wan"
-    return export_bundle(wan_test_dir, out, ExportConfig(precisions=("fp32", "fp16", "int8"), **GEOMETRY, **FAST))
+    return export_bundle(wan_tiny_dir, out, ExportConfig(precisions=("fp32", "fp16", "int8"), decoders=("full", "tiny"), **GEOMETRY, **FAST))
+
+
+@pytest.fixture(scope="module")
+def tiny_decoder(wan_tiny_dir: Path):
+    from turbo_edge.core.tiny_decoder import load_decoder_variant
+
+    return load_decoder_variant(wan_tiny_dir, "tiny")
 
 
 def _ort(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -106,6 +116,90 @@ def test_a_tampered_graph_is_refused_by_verify_and_the_runtime(wan_bundle: Path,
         verify_bundle(bad)
     with pytest.raises(BundleError, match="changed after export"):
         Pipeline.from_bundle(bad)
+
+
+# ------------------------------------------------------------------ the tiny decoder variant (export --decoder full,tiny)
+
+
+def test_the_tiny_decoder_is_a_hashed_variant_making_the_full_decoders_clip(wan_bundle: Path) -> None:
+    m = verify_bundle(wan_bundle)
+    assert m["decoders"]["default"] == "full"
+    assert m["decoders"]["variants"]["full"] == {"component": "vae_decoder", "layout": "video"}  # the causal whole-clip graph
+    assert m["decoders"]["variants"]["tiny"] == {"component": "vae_decoder_tiny", "layout": "clip", "class": "TinyDecoder", "quality": {"psnr_db": 20.0}}
+    tiny, full = m["components"]["vae_decoder_tiny"], m["components"]["vae_decoder"]
+    # latent [B, z, f, h, w] -> [B, 1 + 4(f - 1), 3, H, W]: the full decoder's frames and size from the same input
+    assert tiny["inputs"] == full["inputs"] and tiny["inputs"][0]["shape"] == ["batch", 16, 3, 4, 4]
+    assert tiny["outputs"] == [{"name": "image", "dtype": "float32", "shape": ["batch", 9, 3, 32, 32]}]
+    assert full["outputs"][0]["shape"] == ["batch", 3, 9, 32, 32]
+    assert tiny["files"]["fp32"] == "vae_decoder_tiny.onnx" and all(f in m["files"] for f in tiny["files"].values())
+    assert m["parity"]["vae_decoder_tiny"]["fp32"]["passed"] and m["parity"]["vae_decoder_tiny"]["fp32"]["max_abs"] < 1e-4
+    assert "fp16" not in tiny["files"]  # a variant is not an fp16 component (as the UNet's): the runtime falls back to fp32
+    # int8 where its gate holds on ONNX Runtime and OpenVINO (measured on this decoder: mean relative error 0.014 on ONNX
+    # Runtime, 0.22 on OpenVINO, gate 0.25), else rejected with the backend that failed it and fp32 kept
+    rejected = json.loads((wan_bundle / "parity.json").read_text()).get("int8_rejected", {})
+    if "int8" in tiny["files"]:
+        gate = m["parity"]["vae_decoder_tiny"]["int8"]
+        assert gate["passed"] and gate["metric"] == "mean_rel" and gate["mean_rel"] <= 0.25 and "vae_decoder_tiny" not in rejected
+    else:
+        assert rejected["vae_decoder_tiny"]["backend"] in ("onnxruntime", "openvino") and not rejected["vae_decoder_tiny"]["passed"]
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
+def test_runtime_frames_with_the_tiny_decoder_equal_pytorchs(wan_bundle: Path, wan, tiny_decoder, backend: str) -> None:
+    """``generate --bundle B --decoder tiny`` against the PyTorch teacher sampler decoding with the same tiny decoder
+    (``generate_teacher(..., decoder=)``), and a batch of latents through the variant graph against the module."""
+    import torch
+
+    from turbo_edge.core.sampling import generate_teacher
+    from turbo_edge.runtime import Pipeline
+
+    pipe = Pipeline.from_bundle(wan_bundle, backend=backend, threads=2, decoder="tiny")
+    got = pipe.generate(PROMPT, steps=2, seed=3)
+    ref = generate_teacher(wan, [PROMPT], steps=2, guidance=pipe.bundle.sampler.guidance, seed=3, decoder=tiny_decoder, **GEOMETRY)[0]
+    assert got.shape == ref.shape == (9, 32, 32, 3) and ref.std() > 5
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1, backend
+    full = Pipeline.from_bundle(wan_bundle, backend=backend, threads=2).generate(PROMPT, steps=2, seed=3)
+    assert np.abs(full.astype(int) - got.astype(int)).mean() > 5  # the full decoder made other frames
+    latents = np.random.default_rng(2).standard_normal((2, 16, 3, 4, 4)).astype(np.float32)
+    with torch.no_grad():
+        frames = np.rint((tiny_decoder(torch.from_numpy(latents)).clamp(-1, 1).numpy() + 1) * 127.5).astype(int).transpose(0, 1, 3, 4, 2)
+    decoded = pipe.decode(latents)
+    assert decoded.shape == frames.shape == (2, 9, 32, 32, 3) and np.abs(decoded.astype(int) - frames).max() <= 1
+    assert np.abs(frames[:, 1:] - frames[:, :-1]).mean() > 1  # the frames differ in time: an order mistake would show
+
+
+def test_a_tampered_tiny_decoder_graph_is_refused(wan_bundle: Path, tmp_path: Path) -> None:
+    from turbo_edge.runtime import Pipeline
+
+    bad = tmp_path / "bad"
+    shutil.copytree(wan_bundle, bad)
+    data = bytearray((bad / "vae_decoder_tiny.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "vae_decoder_tiny.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="vae_decoder_tiny.onnx .*changed after export"):
+        verify_bundle(bad)
+    with pytest.raises(BundleError, match="vae_decoder_tiny.onnx .*changed after export"):
+        Pipeline.from_bundle(bad, decoder="tiny")
+
+
+def test_a_decoder_made_for_another_clip_is_refused_in_one_line(wan, wan_test_dir: Path, tmp_path: Path, capsys) -> None:
+    """A variant must make the full decoder's clip from its latents: one without the causal time upsampling, or made for
+    other latent channels, is refused at export naming the shapes; a model without the variant, naming its decoders."""
+    from turbo_edge.cli import main
+    from turbo_edge.core.tiny_decoder import TinyDecoder
+
+    shapes = ExportShapes(9, 32, 32)
+    per_frame = TinyDecoder(latent_channels=16, channels=(16, 16, 16, 16))  # no temporal upsampling: 3 frames, not 9
+    with pytest.raises(ContractError) as err:
+        dit.decoder_variant_component(wan, shapes, "tiny", per_frame)
+    assert "\n" not in str(err.value) and "into frames [1, 3, 3, 32, 32]" in str(err.value) and "makes [1, 9, 3, 32, 32]" in str(err.value)
+    other = TinyDecoder.for_autoencoder_wan({"z_dim": 4, "temperal_downsample": [False, True, True]}, width=16)
+    with pytest.raises(ContractError, match=r"cannot decode this model's latents \[1, 16, 3, 4, 4\]"):
+        dit.decoder_variant_component(wan, shapes, "tiny", other)
+    rc = main(["export", "--model", str(wan_test_dir), "--out", str(tmp_path / "b"), "--precision", "fp32", "--decoder", "full,tiny",
+               "--frames", "9", "--height", "32", "--width", "32"])
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err_lines) == 1 and "has no 'tiny' decoder; it has ['full']" in err_lines[0] and not (tmp_path / "b").exists()
 
 
 # ------------------------------------------------------------------ the runtime against PyTorch
@@ -185,6 +279,13 @@ def test_the_causal_decoder_matches_diffusers_frame_by_frame_at_every_boundary(w
     assert got.shape == ref.shape == (2, 3, 9, 32, 32)
     per_frame = np.abs(got - ref).max(axis=(0, 1, 3, 4))
     assert per_frame.max() < 1e-4, per_frame
+    # What `decoder train` distils a Wan tiny decoder against (from the same normalised latents) is this graph's decode:
+    # the variant takes the latents the full graph takes, with no normalisation of its own.
+    from turbo_edge.core.tiny_decoder import AutoencoderKLWanTarget
+
+    with torch.no_grad():
+        target = AutoencoderKLWanTarget(wan.vae).frames(torch.from_numpy(latent)).permute(0, 2, 1, 3, 4).numpy()
+    assert np.abs(got - target).max() < 1e-4
     # The frames differ from each other (the check has something to catch): a seam would be a jump at 1 and 5.
     assert np.abs(ref[:, :, 1] - ref[:, :, 0]).mean() > 1e-3 and np.abs(ref[:, :, 5] - ref[:, :, 4]).mean() > 1e-3
 
@@ -294,10 +395,14 @@ def test_bench_times_a_dit_bundle_per_stage(wan_bundle: Path, tmp_path: Path) ->
 
     out = tmp_path / "bench.json"
     assert main(["bench", "--bundle", str(wan_bundle), "--backend", "ort", "--precision", "fp32", "--runs", "1", "--warmup", "0",
-                 "--json", str(out)]) in (0, None)
-    (row,) = json.loads(out.read_text())["rows"]
-    assert row["sampler"] == "flow_euler_cfg" and row["video"] == {"frames": 9, "height": 32, "width": 32}
-    assert row["input_shapes"]["text_encoder"] == {"input_ids": [1, 24], "attention_mask": [1, 24]}
-    assert row["input_shapes"]["vae_decoder"] == {"latent": [1, 16, 3, 4, 4]}
-    stages = {s["stage"]: s for s in row["stages"]}
-    assert all(stages[n]["gflop"] > 0 and stages[n]["median_ms"] > 0 for n in ("text_encoder", "unet", "vae_decoder"))
+                 "--decoder", "full,tiny", "--json", str(out)]) in (0, None)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["decoder"] for r in rows] == ["full", "tiny"] and rows[1]["row"].endswith("tiny decoder")
+    stages = [{s["stage"]: s for s in r["stages"]} for r in rows]
+    for row, stage in zip(rows, stages):
+        assert row["sampler"] == "flow_euler_cfg" and row["video"] == {"frames": 9, "height": 32, "width": 32}
+        assert row["input_shapes"]["text_encoder"] == {"input_ids": [1, 24], "attention_mask": [1, 24]}
+        assert row["input_shapes"]["vae_decoder"] == {"latent": [1, 16, 3, 4, 4]}
+        assert all(stage[n]["gflop"] > 0 and stage[n]["median_ms"] > 0 for n in ("text_encoder", "unet", "vae_decoder"))
+    assert stages[0]["unet"]["gflop"] == stages[1]["unet"]["gflop"]  # one sampler; the decoder stage counts the chosen graph
+    assert stages[1]["vae_decoder"]["gflop"] != stages[0]["vae_decoder"]["gflop"]

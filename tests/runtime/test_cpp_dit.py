@@ -77,20 +77,49 @@ def test_cpp_frames_equal_python_on_a_flow_consistency_student(host, tmp_path: P
     assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1 and py.std() > 10
 
 
+@pytest.mark.parametrize("decoder", ["tiny", "full"])
+def test_cpp_frames_equal_python_with_a_dit_bundles_decoders(host, tmp_path: Path, decoder: str) -> None:
+    """``--decoder tiny`` on a DiT bundle: the variant's 1 + 4(f - 1) frames, in the full decoder's order."""
+    bundle, _ = make_dit_bundle(tmp_path / "dit", teacher_contract(), decoders=("full", "tiny"))
+    py = Pipeline.from_bundle(bundle, backend="openvino", decoder=decoder).generate("a red circle left", steps=2, seed=5)
+    out = tmp_path / "frames"
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle left", "--seed", "5", "--steps", "2", "--decoder", decoder,
+                    "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["decoder"] == decoder and result["frames"] == py.shape[0] == 9
+    cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
+    assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1 and py.std() > 10
+
+
+def test_cpp_refuses_a_decoder_a_dit_bundle_lacks_as_python_does(host, tmp_path: Path) -> None:
+    from turbo_edge.spec.errors import BundleError
+
+    bundle, _ = make_dit_bundle(tmp_path / "dit", teacher_contract())
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle left", "--decoder", "tiny", "--out", str(tmp_path / "o"))
+    with pytest.raises(BundleError) as err:
+        Pipeline.from_bundle(bundle, backend="openvino", decoder="tiny")
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {err.value}" and "it has ['full']" in proc.stderr
+
+
 @pytest.mark.slow  # exports the Wan test configuration (~30 s on 2 busy cores)
-def test_cpp_frames_equal_python_on_the_exported_wan_test_bundle(host, wan_test_dir: Path, tmp_path: Path) -> None:
+def test_cpp_frames_equal_python_on_the_exported_wan_test_bundle(host, wan_tiny_dir: Path, tmp_path: Path) -> None:
+    """The Wan test configuration with a tiny decoder (``wan_tiny_dir``) exported with ``--decoder full,tiny``: both
+    decoders, fp32 and int8 (the variant's int8 where its gate held), C++ frames equal to Python's."""
     pytest.importorskip("torch", reason="exporting needs torch (this run blocks it: pytest -p no_torch)")
     from turbo_edge.export import export_bundle
     from turbo_edge.spec.configs import ExportConfig
 
     cfg = ExportConfig(precisions=("fp32", "int8"), frames=9, height=32, width=32, default_steps=2, supported_steps=(2,), openvino_check=False,
-                       int8_calibration_prompts=2, int8_calibration_steps=2, int8_subset_size=4, int8_bias_correction=False, int8_scope="all")
-    bundle = export_bundle(wan_test_dir, tmp_path / "wan", cfg)
+                       int8_calibration_prompts=2, int8_calibration_steps=2, int8_subset_size=4, int8_bias_correction=False, int8_scope="all",
+                       decoders=("full", "tiny"))
+    bundle = export_bundle(wan_tiny_dir, tmp_path / "wan", cfg)
     for precision in ("fp32", "int8"):
-        py = Pipeline.from_bundle(bundle, backend="openvino", precision=precision).generate("a red circle moving left", seed=3)
-        out = tmp_path / f"frames_{precision}"
-        proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle moving left", "--seed", "3", "--precision", precision,
-                        "--out", str(out))
-        assert proc.returncode == 0, proc.stderr
-        cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
-        assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1, precision
+        for decoder in ("full", "tiny"):
+            py = Pipeline.from_bundle(bundle, backend="openvino", precision=precision, decoder=decoder).generate("a red circle moving left", seed=3)
+            out = tmp_path / f"frames_{precision}_{decoder}"
+            proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle moving left", "--seed", "3", "--precision", precision,
+                            "--decoder", decoder, "--out", str(out))
+            assert proc.returncode == 0, proc.stderr
+            cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
+            assert py.shape == (9, 32, 32, 3) and np.abs(cpp.astype(int) - py.astype(int)).max() <= 1, (precision, decoder)

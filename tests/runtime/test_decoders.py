@@ -57,7 +57,7 @@ def test_a_bundle_without_the_decoder_refuses_it_in_one_line(synthetic_student_b
 @pytest.mark.parametrize("edit, needle", [
     (lambda d: d.update(default="pruned"), "decoders.default 'pruned' is not one of its variants"),
     (lambda d: d["variants"]["tiny"].update(component="unet"), "variant 'tiny' must name component 'vae_decoder_tiny'"),
-    (lambda d: d["variants"]["tiny"].update(layout="frames_of_doom"), "a layout in ['frames', 'clip']"),
+    (lambda d: d["variants"]["tiny"].update(layout="frames_of_doom"), "a layout in ['frames', 'clip', 'video']"),
     (lambda d: d.update(variants={}), "non-empty variants object"),
     (lambda d: d["variants"].update({"Tiny!": {"component": "vae_decoder_Tiny!", "layout": "clip"}}), "must be a lower-case name"),
 ])
@@ -222,6 +222,28 @@ def test_variant_int8_ships_only_where_its_gate_holds(variant_model, tmp_path, t
         assert result.passed and result.mean_rel <= 0.25 and (tmp_path / file).is_file()
     else:  # held on ONNX Runtime, not on OpenVINO (the builtin tiny decoder's case, docs/decisions.md)
         assert backend == "openvino" and not result.passed and not (tmp_path / f"{name}.int8.onnx").exists()
+
+
+def test_export_refuses_a_variant_that_makes_another_clip_than_the_full_decoder(tiny_t2v_dir):
+    """A tiny decoder made for a causal autoencoder (time upsampling 4x) in a per-frame UNet bundle: its frames could not
+    stand in for the full decoder's, so its contract is refused in one line naming both shapes."""
+    pytest.importorskip("torch", reason="exporting needs torch (this run blocks it: pytest -p no_torch)")
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.core.tiny_decoder import TinyDecoder
+    from turbo_edge.export.contracts import ContractError, ExportShapes, decoder_variant_component
+
+    model = load_teacher(tiny_t2v_dir)
+    shapes = ExportShapes(SYN["frames"], 16, 16)
+    timed = TinyDecoder(latent_channels=4, channels=(16, 16), temporal_upsample=(4,), causal_first_frame=True)
+    with pytest.raises(ContractError) as err:
+        decoder_variant_component(model, shapes, "tiny", timed)
+    message = str(err.value)
+    assert "\n" not in message and "temporal upsampling 4x" in message and "into frames [1, 9, 3, 16, 16]" in message
+    assert "full decoder makes [1, 3, 3, 16, 16]" in message and "decoder train" in message
+    with pytest.raises(ContractError, match=r"cannot decode this model's latents \[1, 4, 3, 8, 8\] \(RuntimeError"):
+        decoder_variant_component(model, shapes, "tiny", TinyDecoder(latent_channels=16, channels=(16, 16)))
+    contract, _ = decoder_variant_component(model, shapes, "tiny", TinyDecoder(latent_channels=4, channels=(16, 16)))
+    assert contract.name == "vae_decoder_tiny"
 
 
 def test_export_refuses_a_decoder_the_model_lacks(tiny_t2v_dir, tmp_path, capsys):

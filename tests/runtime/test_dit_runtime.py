@@ -52,6 +52,67 @@ def test_a_batch_of_prompts_matches_one_prompt_alone(dit_bundle) -> None:
     assert not np.array_equal(batch[0], batch[1]) and not np.array_equal(batch[1], batch[2])
 
 
+# ------------------------------------------------------------------ the tiny decoder variant of a DiT bundle
+
+IDS = [WORDS["a"], WORDS["red"], WORDS["circle"], WORDS["left"], 1]
+
+
+@pytest.fixture(scope="module")
+def dit_tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    return make_dit_bundle(tmp_path_factory.mktemp("dit") / "tiny", teacher_contract(), decoders=("full", "tiny"))
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
+def test_a_dit_bundle_decodes_with_its_tiny_decoder_as_the_contract_says(dit_tiny_bundle, backend: str) -> None:
+    """``--decoder tiny``: the same sampled latents through the variant's graph, 1 + 4(f - 1) frames in the full decoder's
+    order (the ramp over output frames shows a wrong order or a dropped first frame)."""
+    path, weights = dit_tiny_bundle
+    pipe = Pipeline.from_bundle(path, backend=backend, decoder="tiny")
+    assert (pipe.decoder_name, pipe.decoder_component, pipe.decoder_layout) == ("tiny", "vae_decoder_tiny", "clip")
+    got = pipe.generate("a red circle left", steps=3, seed=4)
+    ref = reference_clip(weights, IDS, 3, 4, 4.0, decoder="tiny")
+    assert got.shape == ref.shape == (FRAMES, LH * FACTOR, LW * FACTOR, 3) and ref.std() > 10
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+    full = Pipeline.from_bundle(path, backend=backend).generate("a red circle left", steps=3, seed=4)  # the default: full
+    assert np.abs(full.astype(int) - reference_clip(weights, IDS, 3, 4, 4.0).astype(int)).max() <= 1
+    assert np.abs(full.astype(int) - got.astype(int)).mean() > 5  # another graph made these
+    batch = pipe.run(["a red circle left", "red"], steps=3, seed=4).frames  # two clips in one variant call: each as alone
+    assert batch.shape == (2, *got.shape) and np.array_equal(batch[0], got)
+
+
+def test_generate_cli_takes_the_decoder_of_a_dit_bundle(dit_bundle, dit_tiny_bundle, tmp_path: Path, capsys) -> None:
+    from turbo_edge.cli import main
+
+    assert main(["generate", "a red circle left", "--bundle", str(dit_tiny_bundle[0]), "--decoder", "tiny", "--steps", "2",
+                 "--out", str(tmp_path / "c.gif")]) == 0
+    assert (tmp_path / "c.gif").stat().st_size > 0
+    assert main(["generate", "a red circle left", "--bundle", str(dit_bundle[0]), "--decoder", "tiny", "--out", str(tmp_path / "d.gif")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no 'tiny' decoder; it has ['full']" in err[0] and not (tmp_path / "d.gif").exists()
+
+
+def test_a_dit_bundle_without_the_tiny_decoder_refuses_it_in_one_line(dit_bundle, dit_tiny_bundle, tmp_path: Path) -> None:
+    with pytest.raises(BundleError) as err:
+        Pipeline.from_bundle(dit_bundle[0], decoder="tiny")
+    message = str(err.value)
+    assert "\n" not in message and "no 'tiny' decoder; it has ['full']" in message and "--decoder full,tiny" in message
+    with pytest.raises(BundleError, match=r"no 'pruned' decoder; it has \['full', 'tiny'\]"):
+        Pipeline.from_bundle(dit_tiny_bundle[0], decoder="pruned")
+    only_tiny, weights = make_dit_bundle(tmp_path / "only_tiny", teacher_contract(), decoders=("tiny",))
+    pipe = Pipeline.from_bundle(only_tiny)  # runnable without the full decoder: the default is there
+    assert pipe.decoder_name == "tiny" and not (only_tiny / "vae_decoder.onnx").exists()
+    assert np.abs(pipe.generate("a red circle left", steps=2, seed=1).astype(int)
+                  - reference_clip(weights, IDS, 2, 1, 4.0, decoder="tiny").astype(int)).max() <= 1
+
+
+def test_a_dit_bundles_full_decoder_has_the_video_layout_with_or_without_a_section(dit_bundle, dit_tiny_bundle) -> None:
+    from turbo_edge.spec.bundle import load_bundle
+
+    assert load_bundle(dit_bundle[0]).decoder() == ("full", "vae_decoder", "video")  # no section: read from the graph's rank
+    assert load_bundle(dit_tiny_bundle[0]).decoder() == ("full", "vae_decoder", "video")
+    assert load_bundle(dit_tiny_bundle[0]).decoders == (["full", "tiny"], "full")
+
+
 def test_flow_euler_lands_on_x0_when_the_velocity_is_exact() -> None:
     """For the straight path x_sigma = (1 - sigma) x0 + sigma eps the velocity is (x - x0) / sigma; Euler on any sigma
     grid ending at 0 lands on x0 exactly, whatever the guidance (both halves agree)."""

@@ -160,7 +160,7 @@ def _bench(cfg: BenchConfig, pipe: Pipeline, backend: str, precision: str, threa
         "verified_on_gpu": False if backend in GPU_BACKENDS else None, "gpu": None if gpu is None else gpu.device_name(),
         "video": {"frames": video[0], "height": video[1], "width": video[2]},
         "input_shapes": {"text_encoder": {k: list(v) for k, v in te_inputs.items()}, "unet": {k: list(v) for k, v in inputs.items()},
-                         "vae_decoder": {"latent": [b, *shape] if pipe.decoder_layout == "clip" or pipe.bundle.latent.get("causal_first_frame")
+                         "vae_decoder": {"latent": [b, *shape] if pipe.decoder_layout in ("clip", "video")
                                          else [b * shape[1], shape[0], shape[2], shape[3]]}},  # whole clips: a variant or a causal decoder
     }
     finish_row(row, stages, e2e, composed_only=False)
@@ -173,24 +173,19 @@ def _flops(pipe: Pipeline, precision: str, b: int, shape: tuple[int, ...], lengt
            unet_inputs: dict[str, tuple[int, ...]]) -> dict[str, int]:
     bundle = pipe.bundle
     c, f, h, w = shape
-    if len((bundle.component("vae_decoder").get("inputs") or [{}])[0].get("shape") or ()) == 5:  # a whole-clip decoder (DiT)
-        text_inputs = {t["name"]: (1, length) for t in bundle.component("text_encoder")["inputs"]}
-        return {"text_encoder": onnx_flops(bundle.model_path("text_encoder", precision), text_inputs),
-                "unet": onnx_flops(bundle.model_path("unet", precision), unet_inputs),
-                "vae_decoder": b * onnx_flops(bundle.model_path("vae_decoder", precision), {"latent": (1, c, f, h, w)})}
-    total = b * f
+    text_inputs = {t["name"]: (1, length) for t in bundle.component("text_encoder").get("inputs") or [{"name": "input_ids"}]}  # UMT5: + mask
+    flops = {"text_encoder": onnx_flops(bundle.model_path("text_encoder", precision), text_inputs),
+             "unet": onnx_flops(bundle.model_path("unet", precision), unet_inputs)}
+    vae_file = bundle.model_path(pipe.decoder_component, precision)
+    if pipe.decoder_layout == "video":  # a causal autoencoder's whole-clip decoder (DiT): one clip per call
+        return {**flops, "vae_decoder": b * onnx_flops(vae_file, {"latent": (1, c, f, h, w)})}
     clips = pipe.decoder_layout == "clip"  # a variant decodes whole clips: latent [n, C, F, h, w]
-    total = b if clips else total
+    total = b if clips else b * f
     profile = bundle.profile(pipe.decoder_component)
     chunk = min(total, int(profile["max"]["latent"][0])) if "latent" in profile.get("max", {}) else total  # as Pipeline.decode
-    vae_file = bundle.model_path(pipe.decoder_component, precision)
     sizes = [min(chunk, total - start) for start in range(0, total, chunk)]
     vae = sum(onnx_flops(vae_file, {"latent": (n, c, f, h, w) if clips else (n, c, h, w)}) * sizes.count(n) for n in set(sizes))
-    return {
-        "text_encoder": onnx_flops(bundle.model_path("text_encoder", precision), {"input_ids": (1, length)}),
-        "unet": onnx_flops(bundle.model_path("unet", precision), unet_inputs),
-        "vae_decoder": vae,
-    }
+    return {**flops, "vae_decoder": vae}
 
 
 __all__ = ["bench_bundle", "check_profile", "video_geometry"]

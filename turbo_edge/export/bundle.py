@@ -201,7 +201,8 @@ def openvino_report(tmp: Path, components: dict[str, tuple[Contract, Any]], file
 def decoder_variants(model: T2VModel, model_dir: Path, shapes: ExportShapes, cfg: ExportConfig) -> dict[str, tuple[Contract, Any]]:
     """``--decoder``'s variants (every name but "full") as components ``vae_decoder_NAME``: loaded from the model
     directory by its card (``core.tiny_decoder.load_decoder_variant``, which refuses, in one line naming the decoders
-    the model has, a name it lacks)."""
+    the model has, a name it lacks), with the family's contract (``contracts.decoder_variant_component``, a DiT's
+    ``dit.decoder_variant_component``: the causal autoencoder's frame count)."""
     from turbo_edge.core.tiny_decoder import load_decoder_variant
 
     out: dict[str, tuple[Contract, Any]] = {}
@@ -211,7 +212,8 @@ def decoder_variants(model: T2VModel, model_dir: Path, shapes: ExportShapes, cfg
                 module = load_decoder_variant(model_dir, name)
             except ValueError as exc:
                 raise BundleError(str(exc)) from None
-            contract, wrapper = decoder_variant_component(model, shapes, name, module)
+            build = dit.decoder_variant_component if dit.is_dit(model) else decoder_variant_component
+            contract, wrapper = build(model, shapes, name, module)
             out[contract.name] = (with_tolerances(contract, cfg), wrapper)
     return out
 
@@ -230,18 +232,19 @@ def export_int8_decoder(name: str, contract: Contract, module: Any, tmp: Path, c
                             external_data_threshold=cfg.external_data_threshold)
     probe = feeds[:8]
     ref = lambda f: run_torch(module, contract, f)  # noqa: E731
-    result = check_parity(contract, "int8", ref, ort_runner(int8, cfg.threads), feeds=probe)
-    backend = "onnxruntime"
-    if result.passed:  # every backend that reads a Q/DQ graph must hold it: OpenVINO too
-        backend = "openvino"
-        result = check_parity(contract, "int8", ref, openvino_runner(int8, cfg.threads, warmup=contract.sample_inputs("opt")), feeds=probe)
+    ort = check_parity(contract, "int8", ref, ort_runner(int8, cfg.threads), feeds=probe)
+    result, backend = ort, "onnxruntime"
+    if ort.passed:  # every backend that reads a Q/DQ graph must hold it: OpenVINO too
+        ov = check_parity(contract, "int8", ref, openvino_runner(int8, cfg.threads, warmup=contract.sample_inputs("opt")), feeds=probe)
+        if not ov.passed:
+            result, backend = ov, "openvino"
     if not result.passed:
         for f in written:
             f.unlink(missing_ok=True)
         log.warning("%s int8 fails its gate on %s (%s %.3g > %.3g): the bundle keeps its fp32 graph only", name, backend, result.metric,
                     getattr(result, result.metric), result.tolerance)
         return None, result, probe, backend
-    return int8.name, result, probe, "onnxruntime"
+    return int8.name, ort, probe, "onnxruntime"  # the manifest's parity names its backend: ONNX Runtime's result (OpenVINO's: parity.json)
 
 
 def decoders_section(cfg: ExportConfig, components: dict[str, tuple[Contract, Any]], model_dir: Path) -> dict[str, Any] | None:
@@ -254,9 +257,11 @@ def decoders_section(cfg: ExportConfig, components: dict[str, tuple[Contract, An
     if names in ([], [schema.FULL_DECODER]):
         return None
     card = read_card(model_dir).decoders
+    full = components.get("vae_decoder", (None, None))[0]
+    full_layout = "video" if full is not None and len(full.inputs[0].shape) == 5 else "frames"  # a causal autoencoder's whole-clip graph
     variants = {}
     for name in names:
-        entry: dict[str, Any] = {"component": schema.decoder_component(name), "layout": "frames" if name == schema.FULL_DECODER else "clip"}
+        entry: dict[str, Any] = {"component": schema.decoder_component(name), "layout": full_layout if name == schema.FULL_DECODER else "clip"}
         if name in card:
             entry |= {"class": card[name].cls, "quality": card[name].quality}
         variants[name] = entry

@@ -280,12 +280,7 @@ def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decod
     """A decoder variant of the model directory (``core.tiny_decoder.load_decoder_variant``: a tiny or pruned decoder)
     as component ``vae_decoder_NAME`` with the "clip" layout: the scaled latents [B, C, F, h, w] the UNet returns ->
     frames [B, F, 3, H, W] clamped to [-1, 1] (the variant owns its scaling; a tiny decoder's memory blocks need the
-    clip's frames together, so it is not called per frame as the full decoder is)."""
-    import torch
-
-    t = getattr(decoder, "temporal_factor", 1)
-    if t != 1:
-        raise ContractError(f"the {name!r} decoder upsamples time {t}x; a bundle serves per-frame latents only (the UNet family)")
+    clip's frames together, so it is not called per frame as the full decoder is). The DiT family's: ``export.dit``."""
     hs, ws, hout, wout, spatial_axes = _decoder_spatial(model, shapes)
     axes = {"batch": shapes.axis(1, 1, shapes.max_batch), "frames": shapes.axis(shapes.frames, shapes.min_frames, shapes.max_frames or shapes.frames),
             **spatial_axes}
@@ -295,6 +290,34 @@ def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decod
         outputs=(TensorSpec("image", "float32", ("batch", "frames", 3, hout, wout)),),
         axes=axes,
     )
+    check_variant_frames(name, decoder, contract)
+    return contract, variant_module(decoder)
+
+
+def check_variant_frames(name: str, decoder: Any, contract: Contract) -> None:
+    """Run a variant once on zeros at its contract's latent shape ("opt") and refuse, in one line, one that cannot take
+    the model's latents or makes another clip than the contract's (the full decoder's frame count and size), so a
+    runtime can swap the variant for the full decoder: e.g. a tiny decoder trained for another autoencoder, or one with
+    temporal upsampling in a per-frame UNet bundle."""
+    import torch
+
+    latent, image = contract.shape_at(contract.inputs[0], "opt"), contract.shape_at(contract.outputs[0], "opt")
+    fix = "train one for this model with `turbo-edge decoder train --model MODEL_DIR`"
+    try:
+        with torch.no_grad():
+            out = decoder(torch.zeros(latent))
+    except Exception as exc:  # a channel count or a rank the decoder was not built for: the layer's own error, shortened
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ContractError(f"the {name!r} decoder cannot decode this model's latents {list(latent)} ({type(exc).__name__}: {first}); {fix}") from None
+    if tuple(out.shape) != tuple(image):
+        t = getattr(decoder, "temporal_factor", 1)
+        raise ContractError(f"the {name!r} decoder (temporal upsampling {t}x) turns latents {list(latent)} into frames {list(out.shape)}, but this "
+                            f"bundle's full decoder makes {list(image)} [B, F, 3, H, W], so a runtime could not swap one for the other; {fix}")
+
+
+def variant_module(decoder: Any) -> Any:
+    """The exported module of a decoder variant: the variant's frames, clamped to [-1, 1] as every decoder graph's."""
+    import torch
 
     class VariantDecoder(torch.nn.Module):
         def __init__(self) -> None:
@@ -304,7 +327,7 @@ def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decod
         def forward(self, latent: torch.Tensor) -> torch.Tensor:
             return self.decoder(latent).clamp(-1.0, 1.0)
 
-    return contract, VariantDecoder().eval()
+    return VariantDecoder().eval()
 
 
 def build_components(model: Any, shapes: ExportShapes, names: tuple[str, ...],

@@ -1,6 +1,6 @@
 """Export contracts of the DiT family (Wan2.1: ``WanTransformer3DModel``, ``AutoencoderKLWan``, UMT5), in exportable form.
 
-Three graphs, with the bundle's component names (``export.contracts``; the ``unet`` slot holds the denoiser, whatever
+Three graphs (and decoder variants), with the bundle's component names (``export.contracts``; the ``unet`` slot holds the denoiser, whatever
 its kind, so the manifest's schema and every reader stay as they are):
 
 - ``text_encoder``: UMT5 with its attention mask, ``(input_ids, attention_mask) -> last_hidden_state``, zero past each
@@ -14,7 +14,9 @@ its kind, so the manifest's schema and every reader stay as they are):
   (the parity reference, calibration) the module is diffusers' own, untouched;
 - ``vae_decoder``: the causal decoder over a whole clip, ``latent [B, z, f, h, w] -> video [B, 3, 1 + t(f - 1), H, W]``:
   diffusers' own frame-by-frame decode with its causal cache, unrolled by the tracer over the profile's latent frames
-  (a static axis: one graph per clip length), the normalisation (``latents_mean`` / ``latents_std``) inside.
+  (a static axis: one graph per clip length), the normalisation (``latents_mean`` / ``latents_std``) inside;
+- ``vae_decoder_NAME`` (``export --decoder full,tiny``): a ``decoder train`` tiny decoder, ``latent [B, z, f, h, w] ->
+  image [B, 1 + t(f - 1), 3, H, W]``, the full decoder's clip from the same normalised latents (``decoder_variant_component``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from turbo_edge.export.contracts import Contract, ContractError, ExportShapes, TensorSpec, call_batch
+from turbo_edge.export.contracts import (
+    Contract,
+    ContractError,
+    ExportShapes,
+    TensorSpec,
+    call_batch,
+    check_variant_frames,
+    variant_module,
+)
 from turbo_edge.spec.sampler import SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -304,6 +314,28 @@ def vae_decoder_component(model: Any, shapes: ExportShapes) -> tuple[Contract, A
             return self.vae.decode(latent * std + mean, return_dict=False)[0].clamp(-1.0, 1.0)
 
     return contract, VaeDecoder().eval()
+
+
+def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decoder: Any) -> tuple[Contract, Any]:
+    """A decoder variant of a Wan model (a ``decoder train`` tiny decoder) as component ``vae_decoder_NAME``, the "clip"
+    layout of every variant with the causal autoencoder's time upsampling: ``latent [B, z, f, h, w] -> image [B, F, 3,
+    H, W]``, F = 1 + t (f - 1), clamped to [-1, 1]. It makes the full decoder's clip (``vae_decoder_component``: the same
+    frames, size and range, frame k of one is frame k of the other) from the same input: the normalised latents the
+    transformer samples. The full graph undoes ``latents_mean`` / ``latents_std`` inside; the tiny decoder was trained on
+    the normalised latents against that same decode (``core.tiny_decoder.AutoencoderKLWanTarget``), so it takes them as
+    they are and the runtime feeds both decoders one tensor. Its geometry is checked by running it once
+    (``contracts.check_variant_frames``: a decoder made for another autoencoder is refused in one line)."""
+    geo = model.components.autoencoder.geometry(model.vae)
+    f, h, w = latent_size(model, shapes)
+    hs, ws, hout, wout, axes = _spatial_axes(shapes, h, w, geo.spatial_factor)
+    contract = Contract(
+        f"vae_decoder_{name}",
+        inputs=(TensorSpec("latent", "float32", ("batch", geo.channels, f, hs, ws)),),
+        outputs=(TensorSpec("image", "float32", ("batch", geo.pixel_frames(f), 3, hout, wout)),),
+        axes={"batch": shapes.axis(1, 1, shapes.max_batch), **axes},
+    )
+    check_variant_frames(name, decoder, contract)
+    return contract, variant_module(decoder)
 
 
 COMPONENTS = {"text_encoder": text_encoder_component, "unet": denoiser_component, "vae_decoder": vae_decoder_component}

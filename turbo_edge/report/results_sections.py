@@ -395,6 +395,8 @@ def _decoder(name: str, data: dict[str, Any]) -> list[str]:
         body += table(["decoder (4-step student videos)", "content", "motion", "FD", "videos", "content / motion points vs full"], rows) + [""]
     rows = []
     for where, row in (data.get("latency") or {}).items():
+        if where == "wan":  # the DiT family's causal decoder: its own table below
+            continue
         shape = f"{where} (latents {'x'.join(map(str, row.get('latents') or []))})"
         for label, times in ((f"{shape}, PyTorch eager", row), (f"{shape}, OpenVINO fp32 (ONNX)", row.get("openvino_fp32") or {}),
                              (f"{shape}, OpenVINO fp32 and int8 (ONNX; full ÷ this against the full fp32)", row.get("openvino_int8") or {})):
@@ -412,7 +414,31 @@ def _decoder(name: str, data: dict[str, Any]) -> list[str]:
         made = ((card.get("lineage") or {}).get("details") or {}).get("reproduce")
         if made:
             extra.append(f"The `{variant}` decoder: `{made}`")
-    return file_block(name, data, body, [" ".join(extra)]) + [""]
+    notes = [" ".join(extra)]
+    wan = (data.get("latency") or {}).get("wan")
+    if isinstance(wan, dict):
+        body += ["", *_wan_decoder_rows(wan)]
+        load = wan.get("loadavg_at_start") or [None]
+        notes += ["", f"Wan rows: `{wan.get('command', '?')}` on {wan.get('cpu', '?')} ({', '.join(wan.get('cpu_flags') or []) or 'flags not recorded'}), "
+                     f"{fmt(wan.get('threads'))} threads, load average at start {fmt(load[0], 2)}"
+                     + (f"; {wan['note']}" if wan.get("note") else "") + "; random weights, untrained tiny decoders."]
+    return file_block(name, data, body, notes) + [""]
+
+
+def _wan_decoder_rows(wan: dict[str, Any]) -> list[str]:
+    """``latency.wan``: per shape, the Wan causal decoder (the DiT bundle's ``vae_decoder`` graph) against tiny decoders."""
+    rows = []
+    for where, row in wan.items():
+        if not isinstance(row, dict) or "openvino_fp32" not in row:
+            continue
+        f, h, w = (list(row.get("frames_px") or []) + ["?"] * 3)[:3]
+        shape = f"{where} ({f} frames of {h}x{w}, latents {'x'.join(map(str, row.get('latents') or []))})"
+        for decoder, t in (row.get("openvino_fp32") or {}).items():
+            if isinstance(t, dict) and "median_ms" in t:
+                rows.append([shape, "full (causal VAE)" if decoder == "full" else decoder, ms(t["median_ms"]),
+                             DASH if decoder == "full" else ratio(t.get("full_over_this")), fmt(t.get("gflop"), 3),
+                             fmt((row.get("params") or {}).get(decoder))])
+    return table(["Wan shape, OpenVINO fp32 (ONNX)", "decoder", "median ms per call", "full ÷ this", "GFLOP per call", "parameters"], rows)
 
 
 def _hostile(name: str, data: dict[str, Any]) -> list[str]:
@@ -545,7 +571,7 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
     ("decoder", "Decoder variants: tiny and pruned against the full VAE decoder",
      "`turbo-edge decoder train`'s decoders on the builtin student: PSNR / SSIM of their frames against the full decoder's on "
      "held-out latents, the held-out evaluator on 4-step videos decoded by each, and decoder-call latency at the model's size "
-     "and at ModelScope T2V's shape (`benchmarks/bench_decoder.py`).", _decoder),
+     "and at ModelScope T2V's shape, and the Wan causal decoder against tiny ones (`benchmarks/bench_decoder.py`).", _decoder),
     ("data", "Data preparation",
      "`turbo-edge data prepare` on FFmpeg test-pattern videos (H.264, MPEG-4, VP8) with one bad sample of each kind: "
      "throughput, the skipped samples, a SIGKILLed run's resume, and the world's mp4 round trip.", _data),

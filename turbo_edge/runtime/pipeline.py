@@ -117,6 +117,12 @@ class Pipeline:
                 )
         return shape
 
+    def pixel_frames(self, latent_frames: int) -> int:
+        """Frames a decoder makes of ``latent_frames`` (the manifest's temporal geometry, the same for every decoder of a
+        bundle): as many for a per-frame autoencoder, 1 + t (f - 1) for a causal one."""
+        t = int(self.bundle.latent.get("temporal_factor", 1))
+        return 1 + t * (latent_frames - 1) if self.bundle.latent.get("causal_first_frame") else t * latent_frames
+
     def latent_frames(self, frames: int) -> int:
         """Latent frames of a clip: the manifest's temporal geometry (a causal autoencoder takes 1 + t k frames)."""
         t = int(self.bundle.latent.get("temporal_factor", 1))
@@ -208,8 +214,7 @@ class Pipeline:
         """Latents [B, C, F, h, w] (as the UNet sees them) -> uint8 frames [B, F, H, W, 3], in profile-sized chunks."""
         if self.decoder_layout == "clip":  # a decoder variant (tiny, pruned): whole clips per call
             return self._decode_clips(latents, timings if timings is not None else {})
-        inputs = self.bundle.component("vae_decoder").get("inputs") or [{}]
-        if len(inputs[0].get("shape") or ()) == 5:  # a whole-clip decoder (a causal video autoencoder), not one per frame
+        if self.decoder_layout == "video":  # a causal video autoencoder's own decoder (export.dit): whole clips per call
             return self._decode_causal(latents, timings)
         b, c, f, h, w = latents.shape
         flat = np.ascontiguousarray(latents.transpose(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
@@ -229,9 +234,7 @@ class Pipeline:
 
     def _decode_causal(self, latents: np.ndarray, timings: dict[str, float] | None) -> np.ndarray:
         """A whole-clip decoder (a causal video autoencoder): latents [B, C, f, h, w] -> uint8 [B, F, H, W, 3]."""
-        b, f = latents.shape[0], latents.shape[2]
-        t = int(self.bundle.latent.get("temporal_factor", 1))
-        frames = 1 + t * (f - 1) if self.bundle.latent.get("causal_first_frame") else t * f
+        b, frames = latents.shape[0], self.pixel_frames(latents.shape[2])
         factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
         h, w = latents.shape[3] * factor, latents.shape[4] * factor
         chunk = min(b, self._max_batch("vae_decoder", "latent"))
@@ -246,14 +249,16 @@ class Pipeline:
         return np.rint((images + 1.0) * 127.5).astype(np.uint8).transpose(0, 2, 3, 4, 1)
 
     def _decode_clips(self, latents: np.ndarray, timings: dict[str, float]) -> np.ndarray:
-        """A "clip" layout decoder (a variant: latent [B, C, F, h, w] -> image [B, F, 3, H, W]), whole clips per call."""
+        """A "clip" layout decoder (a variant: latent [B, C, f, h, w] -> image [B, F, 3, H, W], F the full decoder's frame
+        count: ``pixel_frames``), whole clips per call."""
         b, c, f, h, w = latents.shape
+        frames = self.pixel_frames(f)
         factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
         chunk = min(b, self._max_batch(self.decoder_component, "latent"))
-        images = np.empty((b, f, 3, h * factor, w * factor), dtype=np.float32)
+        images = np.empty((b, frames, 3, h * factor, w * factor), dtype=np.float32)
         for start in range(0, b, chunk):
             part = latents[start : start + chunk]
-            binding = self._binding("vae_decoder", {"latent": part.shape}, {"image": (len(part), f, 3, h * factor, w * factor)})
+            binding = self._binding("vae_decoder", {"latent": part.shape}, {"image": (len(part), frames, 3, h * factor, w * factor)})
             binding.inputs["latent"][:] = part
             self._infer("vae_decoder", binding, timings)
             images[start : start + len(part)] = binding.outputs["image"]

@@ -34,12 +34,15 @@ IR_WEIGHTS_SUFFIX = ".bin"
 REQUIRED_KEYS = ("schema_version", "sampler", "latent", "video", "text", "components", "files")
 ENGINE_DIR = "engines"
 # Decoder variants (``export --decoder full,tiny``): the manifest's ``decoders`` section names each decoder a bundle has,
-# the component holding its graphs and its layout, and the default. "full" is the VAE's decoder (component
-# ``vae_decoder``, one call per frame: latent [N, C, h, w] -> image [N, 3, H, W]); a variant NAME is component
-# ``vae_decoder_NAME`` with the "clip" layout (latent [B, C, F, h, w] -> image [B, F, 3, H, W]: a tiny decoder's
-# memory blocks see the previous frame). A bundle without the section has the full decoder only.
+# the component holding its graphs and its layout, and the default. "full" is the VAE's decoder, component
+# ``vae_decoder``: the "frames" layout for a per-frame VAE (one call per frame: latent [N, C, h, w] -> image
+# [N, 3, H, W]), the "video" layout for a causal video autoencoder's (export.dit: latent [B, C, f, h, w] -> video
+# [B, 3, F, H, W] over the whole clip). A variant NAME is component ``vae_decoder_NAME`` with the "clip" layout (latent
+# [B, C, f, h, w] -> image [B, F, 3, H, W]: a tiny decoder's memory blocks see the previous frame), F = f for a per-frame
+# autoencoder and 1 + t (f - 1) for a causal one (the manifest's latent.temporal_factor, causal_first_frame): the full
+# decoder's frame count, so a runtime swaps one for the other. A bundle without the section has the full decoder only.
 FULL_DECODER = "full"
-DECODER_LAYOUTS = ("frames", "clip")
+DECODER_LAYOUTS = ("frames", "clip", "video")
 DECODER_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _CHUNK = 1 << 20
 
@@ -247,12 +250,21 @@ def decoder_component(name: str) -> str:
     return "vae_decoder" if name == FULL_DECODER else f"vae_decoder_{name}"
 
 
+def full_decoder_layout(manifest: dict[str, Any]) -> str:
+    """The full decoder's layout as its graph takes latents: "video" for a whole-clip graph (a 5-D ``latent``, a causal
+    video autoencoder's, export.dit), else "frames" (one call per frame); bundles made before the ``decoders`` section."""
+    component = manifest.get("components", {}).get("vae_decoder")
+    inputs = component.get("inputs") if isinstance(component, dict) else None
+    shape = inputs[0].get("shape") if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else None
+    return "video" if isinstance(shape, list) and len(shape) == 5 else "frames"
+
+
 def bundle_decoders(root: Path, manifest: dict[str, Any]) -> tuple[dict[str, dict[str, str]], str]:
     """The manifest's ``decoders`` section checked: ({name: {"component", "layout", ...}}, default name). A manifest
     without it (bundles made before variants) has the full decoder only."""
     section = manifest.get("decoders")
     if section is None:
-        return {FULL_DECODER: {"component": "vae_decoder", "layout": "frames"}}, FULL_DECODER
+        return {FULL_DECODER: {"component": "vae_decoder", "layout": full_decoder_layout(manifest)}}, FULL_DECODER
     where = f"{root / MANIFEST}: decoders"
     variants = section.get("variants") if isinstance(section, dict) else None
     if not isinstance(variants, dict) or not variants:

@@ -148,12 +148,20 @@ static Bundle load_manifest(const std::string& root, bool verify) {
 }
 
 namespace {
+// spec/bundle.py full_decoder_layout: "video" for a whole-clip full decoder (a 5-D latent, export/dit.py), else "frames".
+std::string full_decoder_layout(const Json& m) {
+  const Json& comps = m["components"];
+  if (!comps.has("vae_decoder")) return "frames";
+  const Json& dec = comps["vae_decoder"];
+  return dec.has("inputs") && dec["inputs"].size() > 0 && dec["inputs"][0].has("shape") && dec["inputs"][0]["shape"].size() == 5 ? "video" : "frames";
+}
+
 // spec/bundle.py bundle_decoders: {name: (component, layout)} and the default; a manifest without "decoders" has "full".
 std::map<std::string, std::pair<std::string, std::string>> decoder_table(const Json& m, std::string* default_name) {
   std::map<std::string, std::pair<std::string, std::string>> out;
   if (!m.has("decoders")) {
     *default_name = "full";
-    out["full"] = {"vae_decoder", "frames"};
+    out["full"] = {"vae_decoder", full_decoder_layout(m)};
     return out;
   }
   const Json& d = m["decoders"];
@@ -167,9 +175,10 @@ std::map<std::string, std::pair<std::string, std::string>> decoder_table(const J
     if (!ok) throw BundleError(where + ": variant '" + name + "' must be a lower-case name (a-z, 0-9, _) with an object; re-export the bundle");
     const bool named = entry.has("component") && entry["component"].type() == Json::Type::String && entry["component"].str() == component;
     const bool laid = entry.has("layout") && entry["layout"].type() == Json::Type::String &&
-                      (entry["layout"].str() == "frames" || entry["layout"].str() == "clip");
+                      (entry["layout"].str() == "frames" || entry["layout"].str() == "clip" || entry["layout"].str() == "video");
     if (!named || !laid)
-      throw BundleError(where + ": variant '" + name + "' must name component '" + component + "' and a layout in ['frames', 'clip']; re-export the bundle");
+      throw BundleError(where + ": variant '" + name + "' must name component '" + component +
+                        "' and a layout in ['frames', 'clip', 'video']; re-export the bundle");
     if (!m["components"].has(component))
       throw BundleError(where + ": variant '" + name + "' names component '" + component + "', which the bundle lacks; re-export the bundle");
     out[name] = {component, entry["layout"].str()};

@@ -218,40 +218,38 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
   report(total);
 
   const int64_t factor = bundle_.height / bundle_.latent_height, H = h * factor, W = w * factor;
-  if (bundle_.clip_decoder) {  // a whole-clip causal decoder (export/dit.py): [1, C, f, h, w] -> [1, 3, frames, H, W]
-    const int64_t P = bundle_.causal_first_frame ? 1 + bundle_.temporal_factor * (F - 1) : bundle_.temporal_factor * F;
+  // Pixel frames of the clip: F latent frames for a per-frame autoencoder, 1 + t (F - 1) for a causal one (every
+  // decoder of a bundle gives the same count: spec/bundle.py's decoder layouts).
+  const int64_t P = bundle_.causal_first_frame ? 1 + bundle_.temporal_factor * (F - 1) : bundle_.temporal_factor * F;
+  clip.frames = static_cast<int>(P);
+  clip.height = static_cast<int>(H);
+  clip.width = static_cast<int>(W);
+  clip.rgb.resize(static_cast<size_t>(P * H * W * 3));
+  if (decoder_layout_ == "clip") {
+    // A decoder variant (tiny, pruned): the whole clip in one call, latent [1, C, F, h, w] -> image [1, P, 3, H, W].
+    Binding& vb = binding("vae_decoder", {{"latent", {1, C, F, h, w}}}, {{"image", {1, P, 3, H, W}}});
+    std::copy(x.begin(), x.end(), vb.inputs["latent"].f32());
+    infer("vae_decoder", vb);
+    const float* img = vb.outputs["image"].f32();
+    for (int64_t j = 0; j < P; ++j)
+      for (int64_t c = 0; c < 3; ++c)
+        for (int64_t p = 0; p < H * W; ++p) {
+          float v = std::min(1.0f, std::max(-1.0f, img[(j * 3 + c) * H * W + p]));
+          clip.rgb[static_cast<size_t>((j * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
+        }
+    clip.session_seconds = session_seconds_;
+    return clip;
+  }
+  if (decoder_layout_ == "video" || bundle_.clip_decoder) {  // a whole-clip causal decoder (export/dit.py): [1, C, f, h, w] -> [1, 3, P, H, W]
     Binding& vb = binding("vae_decoder", {{"latent", {1, C, F, h, w}}}, {{"video", {1, 3, P, H, W}}});
     std::copy(x.begin(), x.end(), vb.inputs["latent"].f32());
     infer("vae_decoder", vb);
     const float* vid = vb.outputs["video"].f32();
-    clip.frames = static_cast<int>(P);
-    clip.height = static_cast<int>(H);
-    clip.width = static_cast<int>(W);
-    clip.rgb.resize(static_cast<size_t>(P * H * W * 3));
     for (int64_t c = 0; c < 3; ++c)  // the Python runtime's rounding (below)
       for (int64_t f = 0; f < P; ++f)
         for (int64_t p = 0; p < H * W; ++p) {
           float v = std::min(1.0f, std::max(-1.0f, vid[(c * P + f) * H * W + p]));
           clip.rgb[static_cast<size_t>((f * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
-        }
-    clip.session_seconds = session_seconds_;
-    return clip;
-  }
-  clip.frames = static_cast<int>(F);
-  clip.height = static_cast<int>(H);
-  clip.width = static_cast<int>(W);
-  clip.rgb.resize(static_cast<size_t>(F * H * W * 3));
-  if (decoder_layout_ == "clip") {
-    // A decoder variant (tiny, pruned): the whole clip in one call, latent [1, C, F, h, w] -> image [1, F, 3, H, W].
-    Binding& vb = binding("vae_decoder", {{"latent", {1, C, F, h, w}}}, {{"image", {1, F, 3, H, W}}});
-    std::copy(x.begin(), x.end(), vb.inputs["latent"].f32());
-    infer("vae_decoder", vb);
-    const float* img = vb.outputs["image"].f32();
-    for (int64_t j = 0; j < F; ++j)
-      for (int64_t c = 0; c < 3; ++c)
-        for (int64_t p = 0; p < H * W; ++p) {
-          float v = std::min(1.0f, std::max(-1.0f, img[(j * 3 + c) * H * W + p]));
-          clip.rgb[static_cast<size_t>((j * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
         }
     clip.session_seconds = session_seconds_;
     return clip;

@@ -51,8 +51,9 @@ struct Bundle {
 
   static Bundle load(const std::string& root, bool verify = true);  // throws BundleError
   // Decoders (spec/bundle.py bundle_decoders): names with the default first; decoder(name) gives its component and
-  // layout ("frames": per-frame VAE graph, "clip": [B, C, F, h, w] -> [B, F, 3, H, W]); "" is the default; a name
-  // the bundle lacks is refused in one line naming those it has.
+  // layout ("frames": per-frame VAE graph; "video": a causal autoencoder's whole-clip graph [B, C, f, h, w] -> [B, 3, F, H, W];
+  // "clip": a variant, [B, C, f, h, w] -> [B, F, 3, H, W]; F = 1 + t (f - 1) for a causal autoencoder, else f); "" is the
+  // default; a name the bundle lacks is refused in one line naming those it has.
   std::vector<std::string> decoder_names() const;
   std::pair<std::string, std::string> decoder(const std::string& name) const;
   std::string model_path(const std::string& component, const std::string& precision) const;
