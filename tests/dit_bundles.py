@@ -10,21 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+from synthetic_bundles import const, save_graph
 
 from turbo_edge.spec import param
 from turbo_edge.spec.noise import normal, stream_id
 from turbo_edge.spec.sampler import SamplerSpec, flow_tables
-
-
-def _save(graph: onnx.GraphProto, path: Path) -> None:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def _const(name: str, array: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(array), name)
 
 
 def _velocity_graph() -> onnx.GraphProto:
@@ -39,8 +30,8 @@ def _velocity_graph() -> onnx.GraphProto:
                               helper.make_tensor_value_info("timestep", TensorProto.FLOAT, ["batch"]),
                               helper.make_tensor_value_info("encoder_hidden_states", TensorProto.FLOAT, ["batch", LENGTH, HIDDEN])],
                              [helper.make_tensor_value_info("out_sample", TensorProto.FLOAT, ["batch", C, LF, LH, LW])],
-                             [_const("k_x", np.float32(0.9)), _const("k_text", np.float32(0.5)), _const("k_t", np.float32(1e-3)),
-                              _const("shape5", np.array([-1, 1, 1, 1, 1], dtype=np.int64))])
+                             [const("k_x", np.float32(0.9)), const("k_text", np.float32(0.5)), const("k_t", np.float32(1e-3)),
+                              const("shape5", np.array([-1, 1, 1, 1, 1], dtype=np.int64))])
 
 
 C, LF, LH, LW, FACTOR, T, LENGTH, HIDDEN, VOCAB = 4, 3, 2, 2, 4, 4, 8, 8, 44
@@ -72,7 +63,7 @@ def _text_graph(table: np.ndarray) -> onnx.GraphProto:
                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", LENGTH]),
                               helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", LENGTH])],
                              [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", LENGTH, HIDDEN])],
-                             [_const("table", table), _const("axis2", np.array([2], dtype=np.int64))])
+                             [const("table", table), const("axis2", np.array([2], dtype=np.int64))])
 
 
 def _vae_graph(weight: np.ndarray) -> onnx.GraphProto:
@@ -87,8 +78,8 @@ def _vae_graph(weight: np.ndarray) -> onnx.GraphProto:
     return helper.make_graph(nodes, "vae_decoder",
                              [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["batch", C, LF, LH, LW])],
                              [helper.make_tensor_value_info("video", TensorProto.FLOAT, ["batch", 3, FRAMES, LH * FACTOR, LW * FACTOR])],
-                             [_const("w", weight), _const("index", index), _const("flat", np.array([-1, C, LH, LW], dtype=np.int64)),
-                              _const("clip", np.array([-1, LF, 3, LH * FACTOR, LW * FACTOR], dtype=np.int64))])
+                             [const("w", weight), const("index", index), const("flat", np.array([-1, C, LH, LW], dtype=np.int64)),
+                              const("clip", np.array([-1, LF, 3, LH * FACTOR, LW * FACTOR], dtype=np.int64))])
 
 
 def _tiny_graph(weight: np.ndarray, ramp: np.ndarray) -> onnx.GraphProto:
@@ -104,9 +95,9 @@ def _tiny_graph(weight: np.ndarray, ramp: np.ndarray) -> onnx.GraphProto:
     return helper.make_graph(nodes, "vae_decoder_tiny",
                              [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["batch", C, LF, LH, LW])],
                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", FRAMES, 3, LH * FACTOR, LW * FACTOR])],
-                             [_const("w", weight), _const("index", index), _const("ramp", ramp.reshape(1, FRAMES, 1, 1, 1)),
-                              _const("flat", np.array([-1, C, LH, LW], dtype=np.int64)),
-                              _const("clip", np.array([-1, LF, 3, LH * FACTOR, LW * FACTOR], dtype=np.int64))])
+                             [const("w", weight), const("index", index), const("ramp", ramp.reshape(1, FRAMES, 1, 1, 1)),
+                              const("flat", np.array([-1, C, LH, LW], dtype=np.int64)),
+                              const("clip", np.array([-1, LF, 3, LH * FACTOR, LW * FACTOR], dtype=np.int64))])
 
 
 def make_dit_bundle(out: Path, sampler: SamplerSpec, seed: int = 0, decoders: tuple[str, ...] = ()) -> tuple[Path, dict[str, np.ndarray]]:
@@ -121,11 +112,11 @@ def make_dit_bundle(out: Path, sampler: SamplerSpec, seed: int = 0, decoders: tu
         weights["tiny_ramp"] = np.linspace(-0.6, 0.6, FRAMES).astype(np.float32)
     out.mkdir(parents=True)
     dit_tokenizer(out / "tokenizer")
-    _save(_text_graph(weights["table"]), out / "text_encoder.onnx")
-    _save(_velocity_graph(), out / "unet.onnx")
-    _save(_vae_graph(weights["w"]), out / "vae_decoder.onnx")
+    save_graph(_text_graph(weights["table"]), out / "text_encoder.onnx")
+    save_graph(_velocity_graph(), out / "unet.onnx")
+    save_graph(_vae_graph(weights["w"]), out / "vae_decoder.onnx")
     if "tiny" in decoders:
-        _save(_tiny_graph(weights["tiny_w"], weights["tiny_ramp"]), out / "vae_decoder_tiny.onnx")
+        save_graph(_tiny_graph(weights["tiny_w"], weights["tiny_ramp"]), out / "vae_decoder_tiny.onnx")
     sample = [C, LF, LH, LW]
     manifest = {
         "schema_version": 1, "turbo_edge_version": "test", "created": "2026-01-01T00:00:00+00:00",

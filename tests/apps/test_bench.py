@@ -150,18 +150,15 @@ def test_report_renders_the_bench_record(bundle_record, tmp_path):
 
 
 def test_bench_gives_one_row_per_decoder(tmp_path, capsys):
-    import importlib.util
+    from synthetic_bundles import SYN, make_synthetic_bundle
 
-    spec = importlib.util.spec_from_file_location("runtime_fixtures", TESTS / "runtime" / "conftest.py")
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
-    bundle = fixtures.make_synthetic_bundle(tmp_path / "b", "consistency", decoders=("full", "tiny"))
+    bundle = make_synthetic_bundle(tmp_path / "b", "consistency", decoders=("full", "tiny"))
     out = tmp_path / "bench.json"
     assert cli.main(["bench", "--bundle", str(bundle), "--decoder", "full,tiny", "--runs", "2", "--warmup", "1", "--threads", "1",
                      "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["decoder"] for r in rows] == ["full", "tiny"] and rows[1]["row"].endswith("tiny decoder")
-    f = fixtures.SYN
+    f = SYN
     assert rows[1]["input_shapes"]["vae_decoder"]["latent"] == [1, f["channels"], f["frames"], f["lh"], f["lw"]]
     assert rows[0]["input_shapes"]["vae_decoder"]["latent"] == [f["frames"], f["channels"], f["lh"], f["lw"]]
     # FLOPs from each decoder's own graph at its own input: the synthetic variant runs the full one's 1x1 conv on each of

@@ -6,7 +6,6 @@ tritonserver are in ``test_serve.py`` (SIGKILL, HTTP 400)."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -95,12 +94,11 @@ class _Pipe:
 
 def cancelled_mid_row(tmp: Path) -> str:
     """The runtime asks ``cancelled`` between denoiser calls too: a one-row request stops inside its row."""
+    from synthetic_bundles import make_synthetic_bundle
+
     from turbo_edge.runtime.pipeline import Pipeline
 
-    spec = importlib.util.spec_from_file_location("runtime_fixtures", Path(__file__).resolve().parents[1] / "runtime" / "conftest.py")
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
-    pipe = Pipeline.from_bundle(fixtures.make_synthetic_bundle(tmp / "bundle", "consistency"), backend="ort-cpu", threads=1)
+    pipe = Pipeline.from_bundle(make_synthetic_bundle(tmp / "bundle", "consistency"), backend="ort-cpu", threads=1)
     asked = []
     try:
         handler.run_request(pipe, {"prompt": np.array([[b"a red circle moving left"]], dtype=object), "steps": np.array([[4]], np.int32)},

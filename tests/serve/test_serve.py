@@ -8,7 +8,6 @@ without ``turbo-edge[serve]`` installed the tests that need it skip."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import synthetic_bundles
 
 from turbo_edge import cli
 from turbo_edge.runtime import Pipeline
@@ -33,12 +33,7 @@ from turbo_edge.spec.configs import ServeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "a red circle moving left"
-# The runtime tests' synthetic bundles (hand-built ONNX graphs, milliseconds), loaded by path: both folders'
-# conftest modules are named ``conftest``.
-_spec = importlib.util.spec_from_file_location("runtime_fixtures", Path(__file__).resolve().parents[1] / "runtime" / "conftest.py")
-runtime_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(runtime_fixtures)
-SYN = runtime_fixtures.SYN
+SYN = synthetic_bundles.SYN
 MAX_BATCH = 3
 BATCH_DELAY_US = 20_000  # long enough that concurrent requests meet in one execute()
 FRAMES = [SYN["frames"], SYN["lh"] * SYN["factor"], SYN["lw"] * SYN["factor"], 3]
@@ -47,7 +42,7 @@ FRAMES = [SYN["frames"], SYN["lh"] * SYN["factor"], SYN["lw"] * SYN["factor"], 3
 @pytest.fixture(scope="session")
 def serve_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic student bundle (consistency sampler, steps 1/2/4, guidance through the w-embedding)."""
-    return runtime_fixtures.make_synthetic_bundle(tmp_path_factory.mktemp("bundles") / "serve_student", "consistency")
+    return synthetic_bundles.make_synthetic_bundle(tmp_path_factory.mktemp("bundles") / "serve_student", "consistency")
 
 
 @pytest.fixture(scope="session")
@@ -415,7 +410,7 @@ def test_serve_refuses_a_decoder_the_bundle_lacks_before_writing(capsys, serve_b
 def test_tiny_decoder_instances_serve_the_direct_runtimes_frames(triton_install, tmp_path):
     import tritonclient.http as httpclient
 
-    bundle = runtime_fixtures.make_synthetic_bundle(tmp_path / "tiny_bundle", "consistency", decoders=("full", "tiny"))
+    bundle = synthetic_bundles.make_synthetic_bundle(tmp_path / "tiny_bundle", "consistency", decoders=("full", "tiny"))
     cfg = ServeConfig(bundle=str(bundle), decoder="tiny", repository=str(tmp_path / "repo"), port=free_port())
     write_repository(cfg)
     assert 'key: "decoder"\n  value: { string_value: "tiny" }' in (tmp_path / "repo" / cfg.model_name / "config.pbtxt").read_text()
@@ -439,7 +434,7 @@ def _slow_student_bundle(out: Path, steps: int = 200, width: int = 512, matmuls:
 
     from turbo_edge.spec import param
 
-    bundle = runtime_fixtures.make_synthetic_bundle(out, "consistency")
+    bundle = synthetic_bundles.make_synthetic_bundle(out, "consistency")
     model = onnx.load(bundle / "unet.onnx")
     graph = model.graph
     for node in graph.node:
