@@ -180,38 +180,6 @@ def test_ort_and_openvino_backends_agree(synthetic_teacher_bundle, synthetic_stu
         assert diff.max() <= 1
 
 
-def test_openvino_releases_its_source_graph_and_rereads_it_for_a_new_shape(synthetic_teacher_bundle):
-    """``release_source`` drops the graph read at load: compiled shapes still run, a new shape reads the file again,
-    and every result equals a backend that kept its source."""
-    from turbo_edge.runtime.backends.openvino_cpu import OpenVinoCpuBackend
-
-    path = synthetic_teacher_bundle / "unet.onnx"
-    rng = np.random.default_rng(0)
-
-    def call(backend, batch):
-        kept = OpenVinoCpuBackend(threads=1)
-        kept.load(path)
-        shapes = {"sample": (batch, 4, 3, 8, 8), "timestep": (batch,), "encoder_hidden_states": (batch, 16, 32)}
-        binding = backend.allocate(shapes, {"out_sample": shapes["sample"]})
-        for arr in binding.inputs.values():
-            arr[...] = rng.standard_normal(arr.shape).astype(arr.dtype)
-        backend.infer(binding)
-        ref = kept.allocate(shapes, {"out_sample": shapes["sample"]})
-        for name in binding.inputs:
-            ref.inputs[name][...] = binding.inputs[name]
-        kept.infer(ref)
-        return binding.outputs["out_sample"], ref.outputs["out_sample"]
-
-    backend = OpenVinoCpuBackend(threads=1)
-    backend.load(path)
-    dtypes = backend.input_dtypes()
-    np.testing.assert_array_equal(*call(backend, 1))
-    backend.release_source()
-    assert backend.session is None and backend.input_dtypes() == dtypes
-    np.testing.assert_array_equal(*call(backend, 1))  # the compiled shape runs without the source
-    np.testing.assert_array_equal(*call(backend, 2))  # a new shape re-reads the file
-
-
 def test_text_is_encoded_once_per_prompt(student_pipe):
     first = student_pipe.run(["a green triangle moving down"])
     again = student_pipe.run(["a green triangle moving down"])

@@ -4,9 +4,7 @@ OpenVINO IR int8 variant that large UNets are exported to: ``int8_format=openvin
 Each shape set gets its own compiled model (the ONNX is reshaped to static shapes first: static shapes let
 the CPU plugin pick its kernels once), cached for the life of the backend; each ``Binding`` owns one
 ``InferRequest`` whose input and output tensors wrap the binding's numpy buffers (no copies).
-``release_source`` drops the source graph once the shapes a caller needs are compiled (each compiled model holds its
-own copy of the weights; a shape compiled later re-reads the file). Properties: ``INFERENCE_NUM_THREADS = threads``,
-one stream, ``LATENCY`` hint, and
+Properties: ``INFERENCE_NUM_THREADS = threads``, one stream, ``LATENCY`` hint, and
 ``INFERENCE_PRECISION_HINT = f32`` because on CPUs with AVX-512 BF16 / AMX the plugin would otherwise run
 fp32 graphs in bf16 and the frames would drift from ONNX Runtime's (and the C++ host's).
 """
@@ -38,9 +36,7 @@ class OpenVinoCpuBackend(Backend):
             raise BackendUnavailableError("the openvino backend needs the openvino package: pip install openvino") from e
         self._ov = ov
         self._core = ov.Core()
-        self._path = Path(path)
         self.session = self._read(path)
-        self._dtypes = {n: numpy_dtype(p.get_element_type().get_type_name()) for p in self.session.inputs for n in p.get_names()}
         self._config = {
             "INFERENCE_NUM_THREADS": self.threads,
             "NUM_STREAMS": 1,
@@ -59,23 +55,16 @@ class OpenVinoCpuBackend(Backend):
         return onnx.convert(onnx.load(str(path)))
 
     def input_dtypes(self) -> dict[str, np.dtype]:
-        return dict(self._dtypes)
+        return {n: numpy_dtype(p.get_element_type().get_type_name()) for p in self.session.inputs for n in p.get_names()}
 
     def _compile(self, input_shapes: Shapes):
         key = tuple(sorted(input_shapes.items()))
         with self._lock:
             if key not in self._compiled:
-                model = (self.session if self.session is not None else self._read(self._path)).clone()
+                model = self.session.clone()
                 model.reshape({name: list(shape) for name, shape in input_shapes.items()})
                 self._compiled[key] = self._core.compile_model(model, "CPU", self._config)
             return self._compiled[key]
-
-    def release_source(self) -> None:
-        """Drop the graph read at load (its weights, or their mapping of the file): every compiled shape keeps its own
-        copy. For a multi-GB graph whose shapes are all allocated, this halves what the backend holds; a shape allocated
-        afterwards reads the file again."""
-        with self._lock:
-            self.session = None
 
     def allocate(self, input_shapes: Shapes, output_shapes: Shapes) -> Binding:
         compiled = self._compile(input_shapes)
