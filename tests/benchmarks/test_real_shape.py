@@ -97,3 +97,130 @@ def test_tiny_chain_end_to_end(tmp_path: Path) -> None:
     assert set(data["medians_ms"]) == {"pytorch", "ort", "openvino"}
     assert {"loop_4_step_ort", "prune_vdmini_openvino", "ov_int8_over_fp32", "ort_over_eager", "achieved_over_peak"} <= set(data["ratios"]["goals"])
     assert data["flops"]["onnx"]["unpruned_b1"] == pytest.approx(data["flops"]["unpruned_b1"], rel=0.02)
+
+
+# ------------------------------------------------------------------ --family wan (benchmarks/_real_shape_wan.py)
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _real_shape_wan as wan  # noqa: E402
+
+WAN_FLOPS = {"unpruned_b1": 3.8e12, "student_b1": 3.8e12, "teacher_cfg_b2": 7.6e12, "vdmini_b1": 2.55e12, "vdmini_ch_b1": 1.95e12}
+WAN_MEDIANS = {
+    "openvino": {"cfg": {"unpruned_b1": 15000.0, "teacher_cfg_b2": 29000.0}, "vdmini": {"unpruned_b1": 15200.0, "vdmini_b1": 10400.0},
+                 "vdmini_ch": {"unpruned_b1": 15100.0, "vdmini_ch_b1": 8000.0}, "int8": {"unpruned_b1": 15000.0, "int8_b1": 6000.0},
+                 "stages": {"text_b1": 2000.0, "text_b2": 3600.0, "decode": 40000.0}},
+}
+
+
+def test_wan_goals_follow_the_cpu_and_text_times_scale_to_24_layers() -> None:
+    assert wan.goals({"int8_dot_product": ["avx512_vnni"]})["ov_int8_vs_fp32"] == 2.0
+    assert wan.goals({"int8_dot_product": []}) == {"loop_4_step": 22.0, "prune_vs_flops": 0.9, "ov_int8_vs_fp32": 1.5, "achieved_vs_peak": 0.5}
+    medians = json.loads(json.dumps(WAN_MEDIANS))
+    wan.scale_text(medians, 12.0)
+    st = medians["openvino"]["stages"]
+    assert (st["text_b1"], st["text_b1_measured"], st["text_b2"], st["decode"]) == (24000.0, 2000.0, 43200.0, 40000.0)
+    r = brs.ratios(medians, WAN_FLOPS, {"threads": 2}, goals=wan.goals({"int8_dot_product": []}))
+    teacher = 43200 + 50 * 29000 + 40000
+    assert r["video"]["openvino"]["teacher_ms"] == teacher
+    assert r["video"]["openvino"]["ratio_4_step"] == pytest.approx(teacher / (24000 + 4 * 15000 + 40000), abs=0.01)
+    assert r["video"]["openvino"]["student_4_step_share"]["decode"] == pytest.approx(40000 / 124000, abs=1e-4)
+    g = r["goals"]  # only the DiT's goals are judged: no 1-step or ORT-over-eager verdicts
+    assert g["loop_4_step_openvino"] == {"value": pytest.approx(50 * 29000 / 60000, abs=0.01), "goal": 22.0, "met": True}
+    assert g["ov_int8_over_fp32"] == {"value": 2.5, "goal": 1.5, "met": True}
+    assert g["prune_vdmini_ch_openvino"]["value"] == pytest.approx(15100 / 8000 / (3.8 / 1.95), abs=1e-3)
+    assert not any(k.startswith("loop_1_step") for k in g) and "ort_over_eager" not in g
+    # The UNet's default goals are unchanged: every figure judged, as before.
+    assert {"loop_1_step_openvino", "ov_int8_over_fp32"} <= set(brs.goal_check(r))
+
+
+def test_wan_shape_is_wan2_1_t2v_1_3b_and_the_flop_estimate_is_the_counter_s() -> None:
+    """Checked on PyTorch's meta device (shapes, no storage): the real config builds Wan2.1-T2V-1.3B's 1,418,996,800
+    parameters, and the closed-form FLOPs of a call at the default clip agree with FlopCounterMode on two blocks."""
+    import torch
+    from diffusers import WanTransformer3DModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shape = wan.SHAPES["wan2.1-t2v-1.3b"]
+    assert wan.latent_geometry(shape, 17, 256) == (5, 32)
+    with torch.device("meta"):
+        full = WanTransformer3DModel(**shape["transformer"])
+        assert sum(p.numel() for p in full.parameters()) == 1_418_996_800
+        two = WanTransformer3DModel(**{**shape["transformer"], "num_layers": 2})
+        with FlopCounterMode(display=False) as counter:
+            two(torch.empty(1, 16, 5, 32, 32), torch.tensor([500.0]), encoder_hidden_states=torch.empty(1, 512, 4096), return_dict=False)
+    est = wan.transformer_flops({**shape["transformer"], "num_layers": 2}, 1280, 512)
+    assert est == pytest.approx(counter.get_total_flops(), rel=0.01)
+    assert wan.transformer_flops(shape["transformer"], 1280, 512) == pytest.approx(3.78e12, rel=0.01)
+    vae = wan.vae_config(shape)
+    assert len(vae["latents_mean"]) == len(vae["latents_std"]) == 16 and vae["latents_std"][0] == pytest.approx(2.8184)
+    text = wan.text_config(shape, 2)
+    assert (text["d_model"], text["d_ff"], text["num_heads"], text["d_kv"], text["num_layers"]) == (4096, 10240, 64, 64, 2)
+    with pytest.raises(SystemExit, match="--text-layers 30"):
+        wan.text_config(shape, 30)
+    with pytest.raises(SystemExit, match="1 \\+ 4k frames"):
+        wan.latent_geometry(shape, 16, 256)
+
+
+def test_results_page_section_for_a_wan_record(tmp_path: Path) -> None:
+    from turbo_edge.report.results_page import write_results_page
+
+    medians = json.loads(json.dumps(WAN_MEDIANS))
+    wan.scale_text(medians, 12.0)
+    shape = wan.SHAPES["wan2.1-t2v-1.3b"]
+    record = {"command": "python benchmarks/bench_real_shape.py --family wan", "family": "wan", "machine": {"platform": "Linux", "cpus": 2},
+              "runs": 3, "warmup": 1, "threads": 2, "medians_ms": medians, "flops": WAN_FLOPS, "peak_rss_gib": 17.9,
+              "ratios": brs.ratios(medians, WAN_FLOPS, {"threads": 2}, goals=wan.goals({"int8_dot_product": ["avx512_vnni"]})),
+              "shape": {"name": "wan2.1-t2v-1.3b", "frames": 17, "pixels": [256, 256], "latent": [5, 32, 32], "tokens": 1280, "text_len": 512,
+                        "transformer": shape["transformer"]},
+              "text_encoder": {"built": {"num_layers": 2}, "real": {"num_layers": 24}, "scale": 12.0, "why": "memory"},
+              "variants": {"unpruned": {"parameters": 1.419e9}, "vdmini": {"parameters": 0.95e9, "removed": [f"blocks.{i}" for i in range(10)]},
+                           "vdmini_ch": {"parameters": 0.72e9, "widths": [{"attn1_heads": 9, "attn2_heads": 9, "ffn_dim": 6720}]}}}
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "real_shape_wan_vnni.json").write_text(json.dumps(record))
+    page = Path(write_results_page(results, tmp_path / "results.md")).read_text()
+    where = "Wan2.1-T2V-1.3B shape: DiT 30 blocks, 12 heads x 128, FFN 8960, 17 frames at 256x256 pixels (1280 tokens)"
+    assert f"| speed | OpenVINO int8 ÷ fp32, per transformer call | 2.50x | {where} | `real_shape_wan_vnni.json` |" in page
+    assert "| speed | VDMini plan + heads / FFN ÷ unpruned, per transformer call | openvino 1.89x (0.97 of its 1.95x FLOP ratio) |" in page
+    assert "| transformer, VDMini plan + heads / FFN | 8000 |" in page
+    assert "| text encoder (scaled to 24 layers), prompt + empty | 43200 |" in page and "| causal VAE decoder, whole clip | 40000 |" in page
+    assert "keeps 9 self- and 9 cross-attention heads, FFN 6720 per kept block" in page and "VDMini removes 10 of 30 blocks" in page
+    assert "UMT5 built with 2 of its 24 layers" in page
+
+
+@pytest.mark.slow
+def test_wan_tiny_chain_end_to_end(tmp_path: Path) -> None:
+    """The Wan chain (WanPipeline.save_pretrained -> turbo-edge export -> the prune stage's block and head / FFN plans ->
+    pruned exports -> NNCF int8 -> every backend) at the reduced width: a JSON with every ratio and goal; a rerun
+    reuses every artifact."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_real_shape.py"), "--family", "wan", "--shape", "tiny", "--runs", "1", "--warmup", "0",
+           "--work", str(tmp_path / "work"), "--out", str(tmp_path / "wan.json")]
+    first = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    data = json.loads((tmp_path / "wan.json").read_text())
+    assert data["family"] == "wan" and set(data["medians_ms"]) == {"pytorch", "ort", "openvino"}
+    assert {"loop_4_step_ort", "prune_vdmini_ch_openvino", "ov_int8_over_fp32", "achieved_over_peak"} <= set(data["ratios"]["goals"])
+    for name in ("unpruned_b1", "vdmini_b1", "vdmini_ch_b1"):  # the ONNX graph's FLOPs are PyTorch's
+        assert data["flops"]["onnx"][name] == pytest.approx(data["flops"][name], rel=0.02)
+    v = data["variants"]
+    assert v["unpruned"]["parameters"] > v["vdmini"]["parameters"] > v["vdmini_ch"]["parameters"] and len(v["vdmini"]["removed"]) == 2
+    assert v["vdmini_ch"]["widths"] == [{"attn1_heads": 3, "attn2_heads": 3, "ffn_dim": 384}]
+    st = data["medians_ms"]["ort"]["stages"]
+    assert st["text_b1"] == pytest.approx(12 * st["text_b1_measured"], abs=0.01) and data["text_encoder"]["scale"] == 12
+    work = tmp_path / "work" / "wan_tiny"
+    assert json.loads((work / "channel_plan.json").read_text())["kind"] == "head_ffn_plan"
+    assert "VDMini removes" in first.stdout and "int8: NNCF calibration on 16 calls of the transformer" in first.stdout
+    assert "Loading weights" not in first.stdout + first.stderr  # quiet: no model-loading bars
+    again = subprocess.run(cmd + ["--prepare-only"], check=True, capture_output=True, text=True, env=env)
+    assert "teacher: reusing" in again.stdout and "bundle: reusing" in again.stdout
+    assert "export:" not in again.stdout and "plans:" not in again.stdout
+    # int8 on the first blocks (the real shape's route): its own fp32 graph, the ratio within that group.
+    depth = [*cmd[:-1], str(tmp_path / "depth.json"), "--int8-blocks", "3", "--skip", "pytorch,ort,profile"]
+    subprocess.run(depth, check=True, capture_output=True, text=True, env=env)
+    d = json.loads((tmp_path / "depth.json").read_text())
+    g = d["medians_ms"]["openvino"]["int8"]
+    assert set(g) == {"depth_b1", "int8_depth_b1"} and d["int8"]["blocks"] == 3 and (work / "transformer_first3.onnx").is_file()
+    assert d["ratios"]["precision"]["ov_int8_over_fp32"] == pytest.approx(g["depth_b1"] / g["int8_depth_b1"], abs=1e-3)
+    assert d["ratios"]["goals"]["ov_int8_over_fp32"]["goal"] in (1.5, 2.0)

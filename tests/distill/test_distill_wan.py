@@ -132,11 +132,35 @@ def test_vdmini_prunes_the_flow_student_by_measured_motion_cost_and_recovers(wan
     assert json.loads((pruned_dir / "turbo_edge.json").read_text())["kind"] == "pruned"
 
 
-def test_channel_pruning_a_dit_is_refused_in_one_line(wan_student, wan_data_dir, tmp_path):
+def test_heads_and_ffn_channels_of_a_dit_are_pruned_after_its_blocks_and_the_result_loads(wan_student, wan_data_dir, tmp_path):
+    """channel_ratio on a DiT: the VDMini block plan, then a head / FFN plan measured on the student's own calls; the
+    pruned directory (both plans, the widths in the transformer's config) loads with load_teacher and samples."""
+    from turbo_edge.core.student_sampling import generate_student
     from turbo_edge.prune.train import prune
 
-    with pytest.raises(ValueError, match="whole blocks"):
-        prune(PruneConfig.make(student=str(wan_student), data=str(wan_data_dir), out=str(tmp_path / "c"), channel_ratio=0.25, remove_count=1))
+    with pytest.raises(ValueError, match="set importance_clips >= 1"):
+        prune(PruneConfig.make(student=str(wan_student), data=str(wan_data_dir), out=str(tmp_path / "none"), channel_ratio=0.5,
+                               rule="none", importance_clips=0))
+    assert not (tmp_path / "none").exists()  # refused before the run directory is claimed
+    cfg = PruneConfig.make(student=str(wan_student), data=str(wan_data_dir), out=str(tmp_path / "c"), steps=2, batch=2, remove_count=1,
+                           channel_ratio=0.5, channel_importance="activation", importance_clips=2, importance_steps=2,
+                           checkpoint_every=2, log_every=1)
+    pruned_dir = prune(cfg)
+    block_plan = json.loads((pruned_dir / "pruning_plan.json").read_text())
+    width_plan = json.loads((pruned_dir / "channel_plan.json").read_text())
+    assert width_plan["kind"] == "head_ffn_plan" and width_plan["after_blocks"] == block_plan["removed"]
+    assert width_plan["calibration"]["calls"] == 2 and len(width_plan["blocks"]) == 1  # 2 steps; 1 of 2 blocks kept
+    config = json.loads((pruned_dir / "transformer" / "config.json").read_text())
+    assert config["turbo_edge_block_widths"] == [{"attn1_heads": 1, "attn2_heads": 1, "ffn_dim": 16}]
+    pruned = load_teacher(pruned_dir)
+    block = pruned.unet.blocks[0]
+    assert len(pruned.unet.blocks) == 1 and (block.attn1.heads, block.attn2.heads, block.ffn.net[0].proj.out_features) == (1, 1, 16)
+    card = json.loads((pruned_dir / "turbo_edge.json").read_text())
+    assert card["lineage"]["details"]["channel_ratio"] == 0.5 and card["lineage"]["plans"] == ["pruning_plan.json", "channel_plan.json"]
+    log = [json.loads(line) for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(np.isfinite(r["loss_cd"]) for r in log)
+    clips = generate_student(pruned, ["a red circle moving left"], steps=2, video_size=(9, 32, 32))
+    assert clips.shape == (1, 9, 32, 32, 3) and clips.dtype == np.uint8
 
 
 def test_rewards_vsd_bf16_and_checkpointing_run_on_a_dit(wan_test_dir, wan_data_dir, tmp_path):

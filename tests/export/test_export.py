@@ -294,6 +294,38 @@ def test_external_data_with_lowered_threshold(tiny_t2v_dir: Path, tmp_path: Path
     assert _ort(out / "text_encoder.onnx", {"input_ids": np.zeros((1, 16), np.int64)}).shape == (1, 16, 32)
 
 
+def test_a_graph_scattered_over_weight_files_is_merged_file_to_file(tmp_path: Path) -> None:
+    """What the TorchScript exporter writes for a graph over 2 GB (one file per weight beside it) becomes one graph and
+    one ``.data`` file by copying bytes, never loading the weights: the same function, every initializer external."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from turbo_edge.export.onnx_export import merge_external_data, run_ort
+
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((8, 16)).astype(np.float32), rng.standard_normal((16, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        initializer=[numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # what the exporter writes at opset 17
+    onnx.save_model(model, str(scratch / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=False,
+                    size_threshold=0)
+    assert len(list(scratch.iterdir())) == 3  # the graph and one file per weight
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    out = tmp_path / "unet.onnx"
+    files = merge_external_data(onnx.load(str(scratch / "model.onnx"), load_external_data=False), scratch, out)
+    assert files == [out, tmp_path / "unet.onnx.data"] and files[1].stat().st_size == w1.nbytes + w2.nbytes
+    import shutil
+
+    shutil.rmtree(scratch)  # the merged graph reads nothing from the scratch folder
+    np.testing.assert_allclose(run_ort(out, {"x": x})["y"], np.maximum(x @ w1, 0) @ w2, rtol=1e-5)
+    merged = onnx.load(str(out), load_external_data=False)
+    assert [{e.key: e.value for e in t.external_data}["location"] for t in merged.graph.initializer] == ["unet.onnx.data"] * 2
+
+
 def test_openvino_runs_the_int8_graph(bundle: Path) -> None:
     from turbo_edge.export.parity import openvino_runner
 

@@ -249,7 +249,9 @@ def test_prune_trains_a_channel_pruned_student(tiny_student_dir, tmp_path, rule,
 
 
 def test_config_and_cli(capsys):
-    assert all(channels._importance(name) is not None for name in plans.CHANNEL_IMPORTANCES)  # every name the config takes works
+    assert all(channels._importance(name) is not None for name in plans.UNET_CHANNEL_IMPORTANCES)  # every UNet name the config takes works
+    with pytest.raises(plans.PlanError, match="measures a DiT's heads"):
+        channels._importance("activation")
     with pytest.raises(ValueError, match="unknown channel importance"):
         PruneConfig(channel_importance="taylor")
     for ratio in (1.0, -0.1):

@@ -11,6 +11,7 @@ family registry are ``core.autoencoders``, ``core.text_encoders`` and ``core.fam
   (``call_denoiser``, ``T2VModel.denoise``);
 - ``geometry``: latent channels, text width and guidance-embedding width, which the export contract is built from;
 - ``removable_units`` / ``apply_plan``: the units a pruning plan may name, and the surgery that removes them;
+  ``apply_channel_plan``: the width plan's replay (a UNet's channels, a DiT's heads and FFN channels);
 - ``enable_gradient_checkpointing``: recompute activations in the backward pass (a family without it refuses);
 - ``attach_guidance_embedding`` / ``build_student``: a distilled student's zero-initialised guidance embedding, in place
   on the teacher's module (LoRA on a shared base) or on a copy; ``lora_targets``: the layers LoRA adapts.
@@ -33,6 +34,7 @@ import torch
 from turbo_edge.core import replay
 from turbo_edge.core.models import attach_temporal_position, own_config_keys_quiet, unet_from_config
 from turbo_edge.spec import plan as plans
+from turbo_edge.spec.errors import PlanError
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class DenoiserFamily(ABC):
     @abstractmethod
     def apply_plan(self, module: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module: ...
 
+    @abstractmethod
+    def apply_channel_plan(self, module: torch.nn.Module, plan: dict[str, Any], block_plan: dict[str, Any] | None = None) -> torch.nn.Module:
+        """Replay a width plan (``channel_plan.json``) in place, after ``block_plan``'s surgery: a UNet's channel plan,
+        a DiT's head / FFN plan."""
+
     def enable_gradient_checkpointing(self, module: torch.nn.Module) -> int:
         """Checkpoint the denoiser's activations; returns how many units recompute. A family that cannot refuses."""
         raise ValueError(f"the {self.name} denoiser family has no gradient checkpointing; train it with gradient_checkpointing false")
@@ -150,6 +157,11 @@ class UNet3DFamily(DenoiserFamily):
 
     def apply_plan(self, module: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module:
         return replay.apply_plan(module, plan)
+
+    def apply_channel_plan(self, module: torch.nn.Module, plan: dict[str, Any], block_plan: dict[str, Any] | None = None) -> torch.nn.Module:
+        if plans.is_head_ffn_plan(plan):
+            raise PlanError("this is a DiT's head / FFN plan; a UNet3D replays a channel plan (kind channel_pruning_plan)")
+        return replay.apply_channel_plan(module, plan, block_plan)
 
     # T2V-Turbo: every Linear / Conv in attention, resnets and temporal convs; diffusers' LCM script adds
     # time_emb_proj. A regex on full module names, because the temporal convs' ``conv1`` is a Sequential whose Conv3d
@@ -232,7 +244,9 @@ class WanFamily(DenoiserFamily):
     """diffusers ``WanTransformer3DModel``: Wan2.1's video DiT (patchified tokens, 3D RoPE, adaLN blocks), flow matching.
 
     Removable units are whole transformer blocks (``blocks.N``): every block maps tokens to tokens of the same width,
-    so any subset can go and the rest keep their weights (VDMini's block removal, for a DiT)."""
+    so any subset can go and the rest keep their weights (VDMini's block removal, for a DiT). A head / FFN plan then
+    narrows the kept blocks' attention heads and feed-forward widths (``core.dit_replay``); the widths it leaves are a
+    config key (``spec.plan.WIDTH_KEY``) this loader builds the blocks from."""
 
     name = "wan"
     diffusers_class = "WanTransformer3DModel"
@@ -248,20 +262,30 @@ class WanFamily(DenoiserFamily):
              channel_plan: dict[str, Any] | None = None) -> torch.nn.Module:
         from diffusers import WanTransformer3DModel
 
-        if channel_plan is not None:
-            raise ValueError("a channel plan names UNet3D layers; the wan family prunes whole transformer blocks (pruning_plan.json)")
+        if channel_plan is not None and not plans.is_head_ffn_plan(channel_plan):
+            raise ValueError("a channel plan names UNet3D layers; a wan transformer's width plan is a head / FFN plan (kind head_ffn_plan)")
         config = WanTransformer3DModel.load_config(path)
-        if block_plan is None and not config.get(GUIDANCE_KEY):
+        widths = config.get(plans.WIDTH_KEY)
+        if block_plan is None and channel_plan is None and not config.get(GUIDANCE_KEY) and widths is None:
             return WanTransformer3DModel.from_pretrained(path, use_safetensors=True, torch_dtype=dtype)
-        # A student (guidance embedding) or a pruned model: the architecture is rebuilt first, then every weight loads.
+        # A student (guidance embedding) or a pruned model: the architecture is rebuilt first (its blocks, then their widths:
+        # the config's WIDTH_KEY, checked against the head / FFN plan beside it), then every weight loads strictly.
         from safetensors.torch import load_file
 
+        from turbo_edge.core import dit_replay
+
+        base = plans.dit_base_config(dict(config))
         with own_config_keys_quiet():
-            module = WanTransformer3DModel.from_config(config)
+            module = WanTransformer3DModel.from_config(base)
         if config.get(GUIDANCE_KEY):
             attach_wan_guidance_embedding(module, int(config[GUIDANCE_KEY]))
         if block_plan is not None:
             module = self.apply_plan(module, block_plan)
+        if channel_plan is not None:
+            plans.validate_head_ffn_plan(channel_plan, dit_replay.base_config(module), block_plan)
+            dit_replay.check_plan_widths(widths, channel_plan)
+        if widths is not None or channel_plan is not None:
+            dit_replay.set_block_widths(module, widths if widths is not None else plans.head_ffn_widths(channel_plan))
         state: dict[str, torch.Tensor] = {}
         for file in sorted(Path(path).glob("*.safetensors")):
             state.update(load_file(str(file)))
@@ -316,6 +340,13 @@ class WanFamily(DenoiserFamily):
         gone = {int(u.split(".")[1]) for u in removed}
         module.blocks = torch.nn.ModuleList([b for i, b in enumerate(module.blocks) if i not in gone])
         return module
+
+    def apply_channel_plan(self, module: torch.nn.Module, plan: dict[str, Any], block_plan: dict[str, Any] | None = None) -> torch.nn.Module:
+        from turbo_edge.core import dit_replay
+
+        if not plans.is_head_ffn_plan(plan):
+            raise PlanError("a channel plan names UNet3D layers; a wan transformer replays a head / FFN plan (kind head_ffn_plan)")
+        return dit_replay.apply_head_ffn_plan(module, plan, block_plan)
 
     def enable_gradient_checkpointing(self, module: torch.nn.Module) -> int:
         model = module.get_base_model() if hasattr(module, "get_base_model") else module

@@ -48,6 +48,9 @@ class Contract:
     tolerance: dict[str, tuple[str, float]] = field(default_factory=lambda: dict(DEFAULT_TOLERANCE))
     seed: int = 0
     vocab_size: int = 2  # upper bound of sample ``input_ids``
+    # The profile point the exporter traces at (the parity gate checks every point either way): a graph whose tracing
+    # memory matters traces at "min" (export.dit: the transformer).
+    trace_point: str = "opt"
 
     def is_dynamic(self, dim: int | str) -> bool:
         return isinstance(dim, str) and self.axes[dim][0] != self.axes[dim][2]

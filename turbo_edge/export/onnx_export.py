@@ -31,7 +31,7 @@ def export_onnx(module: Any, contract: Contract, path: Path, opset: int = 17, ex
     import onnx
     import torch
 
-    feeds = contract.sample_inputs("opt")
+    feeds = contract.sample_inputs(contract.trace_point)
     args = tuple(torch.from_numpy(feeds[t.name]) for t in contract.inputs)
     # The exporter scatters one file per weight beside a >2 GB graph: export into scratch, re-save as one file.
     scratch = path.parent / f".scratch_{path.stem}"
@@ -52,9 +52,51 @@ def export_onnx(module: Any, contract: Contract, path: Path, opset: int = 17, ex
                 dynamo=False,
             )
     try:
-        return save_model(onnx.load(str(scratch / "model.onnx")), path, external_data_threshold)
+        scattered = onnx.load(str(scratch / "model.onnx"), load_external_data=False)
+        if not _external_tensors(scattered):
+            return save_model(onnx.load(str(scratch / "model.onnx")), path, external_data_threshold)
+        return merge_external_data(scattered, scratch, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _external_tensors(model: Any) -> list[Any]:
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    return [t for t in _get_all_tensors(model) if uses_external_data(t)]
+
+
+def merge_external_data(model: Any, source_dir: Path, path: Path) -> list[Path]:
+    """Save ``model`` (loaded without its external data) at ``path`` with every external tensor's bytes copied, file to
+    file, into one ``<name>.data``: the weights are never all in memory (``onnx.load`` + ``save_model`` would hold them
+    once as the loaded proto and again while writing, ~2x a multi-GB graph on top of the exporter's model)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo
+
+    data = path.with_name(path.name + ".data")
+    offset = 0
+    with data.open("wb") as out:
+        for tensor in _external_tensors(model):
+            info = ExternalDataInfo(tensor)
+            with (source_dir / info.location).open("rb") as src:
+                src.seek(info.offset or 0)
+                remaining = info.length if info.length else None
+                written = 0
+                while remaining is None or remaining > 0:
+                    chunk = src.read(1 << 24 if remaining is None else min(1 << 24, remaining))
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    written += len(chunk)
+                    remaining = None if remaining is None else remaining - len(chunk)
+            del tensor.external_data[:]
+            for key, value in (("location", data.name), ("offset", str(offset)), ("length", str(written))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+            offset += written
+    log.info("%s: %.1f MB of weights written to external data %s", path.name, offset / 1e6, data.name)
+    onnx.save_model(model, str(path))
+    return [path, data]
 
 
 def save_model(model: Any, path: Path, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:

@@ -49,7 +49,14 @@ from torch import nn
 from turbo_edge.core.denoiser import call_denoiser
 from turbo_edge.core.replay import NORMS, WEIGHTED, base_config, fix_stale_ints, width_of, width_units
 from turbo_edge.spec.errors import PlanError
-from turbo_edge.spec.plan import CHANNEL_IMPORTANCES, CHANNEL_PLAN_KIND, CHANNEL_PLAN_VERSION, architecture_hash, check_ratio
+from turbo_edge.spec.plan import (
+    CHANNEL_IMPORTANCES,
+    CHANNEL_PLAN_KIND,
+    CHANNEL_PLAN_VERSION,
+    UNET_CHANNEL_IMPORTANCES,
+    architecture_hash,
+    check_ratio,
+)
 
 
 def _importance(name: str) -> Any:
@@ -62,6 +69,9 @@ def _importance(name: str) -> Any:
         return tp.importance.GroupMagnitudeImportance(p=1)
     if name == "random":
         return tp.importance.RandomImportance()  # seeded by the caller: an ablation baseline
+    if name in CHANNEL_IMPORTANCES:
+        raise PlanError(f"channel importance {name!r} measures a DiT's heads and FFN channels; a UNet's channel plan takes "
+                        f"{list(UNET_CHANNEL_IMPORTANCES)}")
     raise PlanError(f"unknown channel importance {name!r}; known: {list(CHANNEL_IMPORTANCES)}")
 
 

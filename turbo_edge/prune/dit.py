@@ -79,13 +79,10 @@ def measure_importance(transformer: nn.Module, latents: torch.Tensor, cond: torc
     return _table(transformer, run, int(latents.shape[0]), sigmas=[float(s) for s in sigmas])
 
 
-@torch.no_grad()
-def measure_student_importance(transformer: nn.Module, sampler: SamplerSpec, sched: param.NoiseSchedule, latents: torch.Tensor,
-                               cond: torch.Tensor, guidance: float, seed: int = 0, steps: int = 4) -> dict[str, Any]:
-    """The importance table of a consistency student's transformer: its consistency output (the single-step x0 its
-    sampler uses) at the ``steps``-step sampler's timesteps, each with its own seeded noise (``prune.importance``'s
-    measurement for a UNet, with blocks for units)."""
-    transformer.eval()
+def student_inputs(sampler: SamplerSpec, sched: param.NoiseSchedule, latents: torch.Tensor, guidance: float, seed: int = 0,
+                   steps: int = 4) -> tuple[torch.Tensor, list[tuple[np.ndarray, torch.Tensor]]]:
+    """A consistency student's inputs at the ``steps``-step sampler's timesteps: its guidance embedding and, per timestep,
+    (the timestep indices, the clean ``latents`` noised with that timestep's own seeded noise)."""
     timesteps = [int(t) for t in sampler.timesteps[steps]]
     b = latents.shape[0]
     w_emb = torch.from_numpy(param.guidance_embedding(np.full(b, guidance), int(sampler.w_embedding_dim))).float()
@@ -95,9 +92,27 @@ def measure_student_importance(transformer: nn.Module, sampler: SamplerSpec, sch
         eps = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed * 1000 + n))
         alpha, sigma = (torch.as_tensor(v, dtype=torch.float32) for v in sched.alpha_sigma(tt))
         inputs.append((tt, param.add_noise(latents, eps, alpha, sigma)))
+    return w_emb, inputs
+
+
+def student_calls(sampler: SamplerSpec, sched: param.NoiseSchedule, latents: torch.Tensor, cond: torch.Tensor, guidance: float,
+                  seed: int = 0, steps: int = 4) -> list[dict[str, Any]]:
+    """``student_inputs`` as denoiser calls in the common signature (what a head / FFN plan is measured on)."""
+    w_emb, inputs = student_inputs(sampler, sched, latents, guidance, seed, steps)
+    return [{"sample": x, "timestep": torch.from_numpy(sched.model_timestep(tt)), "text": cond, "guidance": w_emb} for tt, x in inputs]
+
+
+@torch.no_grad()
+def measure_student_importance(transformer: nn.Module, sampler: SamplerSpec, sched: param.NoiseSchedule, latents: torch.Tensor,
+                               cond: torch.Tensor, guidance: float, seed: int = 0, steps: int = 4) -> dict[str, Any]:
+    """The importance table of a consistency student's transformer: its consistency output (the single-step x0 its
+    sampler uses) at the ``steps``-step sampler's timesteps, each with its own seeded noise (``prune.importance``'s
+    measurement for a UNet, with blocks for units)."""
+    transformer.eval()
+    w_emb, inputs = student_inputs(sampler, sched, latents, guidance, seed, steps)
 
     def run() -> list[torch.Tensor]:
         return [consistency_output(call_denoiser(transformer, x, torch.from_numpy(sched.model_timestep(tt)), cond, w_emb), x, tt, sched,
                                    sampler.prediction_type, sampler.timestep_scaling, sampler.sigma_data) for tt, x in inputs]
 
-    return _table(transformer, run, b, timesteps=timesteps, guidance=guidance)
+    return _table(transformer, run, int(latents.shape[0]), timesteps=[int(t) for t in sampler.timesteps[steps]], guidance=guidance)

@@ -1,7 +1,8 @@
 """Prune a consistency student (VDMini) and recover it on HF Accelerate, resumable, logged as JSON lines.
 
 Pruning is the block plan (plan.py) and then, with ``channel_ratio > 0``, a channel plan made by torch-pruning
-on the block-pruned student (channels.py). Channel pruning narrows only widths inside layers, so every down /
+on the block-pruned student (channels.py), or for a DiT a head / FFN plan measured on the student's calls
+(dit_widths.py). Channel pruning narrows only widths inside layers, so every down /
 up block keeps its output width and the ICD / MCA taps below match features one to one, as after block surgery.
 
 The unpruned student is the pruned student's teacher. Per iteration (compare distill/consistency.py):
@@ -41,7 +42,7 @@ from turbo_edge.core.denoiser import call_denoiser, family_of
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks, store_frozen_for_autocast
-from turbo_edge.prune import channels, dit, losses
+from turbo_edge.prune import channels, dit, dit_widths, losses
 from turbo_edge.prune import importance as imp
 from turbo_edge.prune.artifact import save_pruned
 from turbo_edge.spec import param
@@ -89,19 +90,34 @@ def resolve_plan(cfg: PruneConfig, config: dict[str, Any], table: dict[str, Any]
     return plans.RULES[cfg.rule](config)
 
 
-def resolve_channel_plan(cfg: PruneConfig, unet: torch.nn.Module, plan: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The channel plan for ``unet`` after ``plan``'s block surgery (``None`` when ``channel_ratio`` is 0).
+def resolve_channel_plan(cfg: PruneConfig, unet: torch.nn.Module, plan: dict[str, Any] | None,
+                         calls: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The width plan for ``unet`` after ``plan``'s block surgery (``None`` when ``channel_ratio`` is 0): a UNet's
+    channel plan (torch-pruning), or a DiT's head / FFN plan measured on ``calls`` (``dit_width_calls``).
 
-    Made from the unpruned student's weights; a pure function of them and ``cfg`` (random importance is seeded),
-    so a resumed run makes the same plan (the checkpoint's config hash includes its id).
+    Made from the unpruned student's weights (and, for a DiT, its calls on the importance clips); a pure function of
+    them and ``cfg`` (random importance is seeded), so a resumed run makes the same plan (the checkpoint's config hash
+    includes its id).
     """
     if cfg.channel_ratio <= 0:
         return None
     blocks = copy.deepcopy(unet)
     if plan is not None:
         family_of(blocks).apply_plan(blocks, plan)
+    if plans.is_dit(replay.base_config(unet)):
+        if not calls:
+            raise ValueError("a DiT's head / FFN plan is measured on the student's own calls: set importance_clips >= 1")
+        return dit_widths.make_head_ffn_plan(blocks, cfg.channel_ratio, calls, cfg.channel_importance, block_plan=plan, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     return channels.make_channel_plan(blocks, cfg.channel_ratio, cfg.channel_importance, block_plan=plan)
+
+
+def dit_width_calls(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, source: train_data.DataSource) -> list[dict[str, Any]]:
+    """The student's calls a DiT head / FFN plan is measured on: the importance clips, noised at the sampler's
+    ``importance_steps`` timesteps, with their stored text and the student's guidance (as the block importance)."""
+    head = source.head(cfg.importance_clips)
+    return dit.student_calls(sampler, sampler.schedule(student.scheduler_config), head.x0, head.text, float(sampler.guidance), cfg.seed,
+                             cfg.importance_steps)
 
 
 def importance_table(cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, source: train_data.DataSource,
@@ -144,7 +160,7 @@ class Recovery:
         if plan is not None:
             student.family.apply_plan(self.pruned, plan)
         if channel_plan is not None:  # replayed, not torch-pruning's own copy: what trains is what load_teacher rebuilds
-            replay.apply_channel_plan(self.pruned, channel_plan, plan)
+            student.family.apply_channel_plan(self.pruned, channel_plan, plan)
         self.pruned.requires_grad_(True).train()
         # The frozen target under bf16: half its weight memory, the same precision (after the copy: the pruned UNet trains in fp32).
         store_frozen_for_autocast(self.reference, cfg.loop.mixed_precision)
@@ -248,7 +264,7 @@ def pruned_card(cfg: PruneConfig, student: T2VModel, plan: dict[str, Any] | None
         plans=tuple(f for f, p in ((PLAN_FILE, plan), (CHANNEL_PLAN_FILE, channel_plan)) if p is not None),
         details={"rule": plan["rule"] if plan else "none", "removed": plan["removed"] if plan else [],
                  "channel_ratio": channel_plan["ratio"] if channel_plan else 0.0,
-                 "channel_groups": len(channel_plan["groups"]) if channel_plan else 0,
+                 "channel_groups": len(channel_plan.get("groups") or channel_plan.get("blocks") or []) if channel_plan else 0,
                  "params_student": params[0], "params_pruned": params[1]},
     )
     return dataclasses.replace(student.card, kind="pruned", lineage=lineage, weights_dtype=None,
@@ -275,16 +291,17 @@ def prune(cfg: PruneConfig) -> Path:
     student = load_teacher(cfg.student)
     sampler = check_student(student)
     config = replay.base_config(student.denoiser)
-    if cfg.channel_ratio > 0 and plans.is_dit(config):
-        raise ValueError("channel pruning (channel_ratio > 0) narrows UNet layers; a DiT student is pruned by whole blocks: "
-                         "set channel_ratio=0")
+    # A DiT's width plan (heads, FFN channels) is measured on the student's own calls, on the importance clips.
+    dit_widths_measured = cfg.channel_ratio > 0 and plans.is_dit(config)
+    if dit_widths_measured and cfg.importance_clips < 1:
+        raise ValueError("channel_ratio > 0 on a DiT prunes heads and FFN channels measured on the student's calls: set importance_clips >= 1")
     # Bad plans fail here, before data or training; only rules that read measured costs measure importance first
     # (lowest_cost; VDMini's on a DiT, which has no resolution levels to read the rule from).
     needs_table = (cfg.rule == "lowest_cost" or (cfg.rule == "vdmini" and plans.is_dit(config))) and not cfg.plan
     if needs_table and cfg.importance_clips < 1:
         raise ValueError(f"the {cfg.rule} rule on this model ranks units by measured importance: set importance_clips >= 1")
     plan = None if needs_table else resolve_plan(cfg, config, None)
-    channel_plan = None if needs_table else resolve_channel_plan(cfg, student.denoiser, plan)
+    channel_plan = None if needs_table or dit_widths_measured else resolve_channel_plan(cfg, student.denoiser, plan)
     claim_run_dir(out, "prune_config.json")
     cfg.save(out / "prune_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
@@ -294,7 +311,9 @@ def prune(cfg: PruneConfig) -> Path:
     table = importance_table(cfg, student, sampler, source, out) if cfg.importance_clips > 0 else None
     if needs_table:
         plan = resolve_plan(cfg, config, table)
-        channel_plan = resolve_channel_plan(cfg, student.denoiser, plan)
+    if needs_table or dit_widths_measured:
+        calls = dit_width_calls(cfg, student, sampler, source) if dit_widths_measured else None
+        channel_plan = resolve_channel_plan(cfg, student.denoiser, plan, calls)
     for plan_file, this in ((plans.PLAN_FILE, plan), (plans.CHANNEL_PLAN_FILE, channel_plan)):
         if this is not None:
             plans.write_plan(this, out / plan_file)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from turbo_edge.report.results_format import _num, acc, fd, fmt, ratio, table
-from turbo_edge.report.results_sections import FAMILIES, takes
+from turbo_edge.report.results_sections import FAMILIES, real_shape_denoiser, real_shape_where, takes
 
 __all__ = ["HEADER", "main", "render_results_page", "write_results_page"]
 
@@ -53,10 +53,8 @@ def evidence_section(files: dict[str, dict[str, Any]]) -> list[str]:
                          f"({fmt(q.get('n_videos'))} validation prompts)", BUILTIN_SHAPE, f"`{file}`"])
     for name in sorted(n for n in files if n.startswith("real_shape_")):
         data = files[name]
-        r, shape = data.get("ratios") or {}, data.get("shape") or {}
-        unet = shape.get("unet") or {}
-        where = (f"ModelScope T2V shape: UNet3D {tuple(unet.get('block_out_channels', ()))}, {fmt(unet.get('layers_per_block'))} layers per block, "
-                 f"{fmt(shape.get('frames'))} frames at {'x'.join(map(str, shape.get('pixels', [])))} pixels")
+        r = data.get("ratios") or {}
+        where, per = real_shape_where(data), f"per {real_shape_denoiser(data)} call"
         best = lambda table, key: max(((k, v.get(key)) for k, v in table.items() if _num(v.get(key)) is not None), key=lambda kv: kv[1], default=None)  # noqa: E731
         for label, table_, key in (("50-step CFG teacher ÷ 4-step student, denoising loop", r.get("loop") or {}, "4_step"),
                                    ("50-step CFG teacher ÷ 1-step student, denoising loop", r.get("loop") or {}, "1_step"),
@@ -64,14 +62,18 @@ def evidence_section(files: dict[str, dict[str, Any]]) -> list[str]:
             b = best(table_, key)
             if b:
                 rows.append(["speed", label, f"{ratio(b[1])}x ({b[0]})", where, f"`{name}`"])
-        for n, label in (("vdmini", "VDMini block plan"), ("vdmini_ch", "VDMini plan + channels")):
+        widths = "VDMini plan + heads / FFN" if data.get("family") == "wan" else "VDMini plan + channels"
+        for n, label in (("vdmini", "VDMini block plan"), ("vdmini_ch", widths)):
             cells = [f"{k} {ratio(v[n]['speedup'])}x ({fmt(v[n]['of_flop_ratio'], 2)} of its {ratio(v[n]['flop_ratio'])}x FLOP ratio)"
                      for k, v in (r.get("prune") or {}).items() if n in v]
             if cells:
-                rows.append(["speed", f"{label} ÷ unpruned, per UNet call", "; ".join(cells), where, f"`{name}`"])
+                rows.append(["speed", f"{label} ÷ unpruned, {per}", "; ".join(cells), where, f"`{name}`"])
         prec = r.get("precision") or {}
         if prec.get("ov_int8_over_fp32") is not None:
-            rows.append(["speed", "OpenVINO int8 ÷ fp32, per UNet call", f"{ratio(prec['ov_int8_over_fp32'])}x (bf16 {ratio(prec.get('ov_bf16_over_fp32'))}x)", where, f"`{name}`"])
+            bf16 = f" (bf16 {ratio(prec['ov_bf16_over_fp32'])}x)" if prec.get("ov_bf16_over_fp32") is not None else ""
+            if prec.get("int8_blocks") is not None:
+                bf16 += f" (on the first {fmt(prec['int8_blocks'])} blocks)"
+            rows.append(["speed", f"OpenVINO int8 ÷ fp32, {per}", f"{ratio(prec['ov_int8_over_fp32'])}x{bf16}", where, f"`{name}`"])
         peak = r.get("peak") or {}
         if peak.get("fraction") is not None:
             rows.append(["speed", "achieved fp32 FLOP/s ÷ the CPU's peak", f"{fmt(peak['fraction'], 2)} ({peak.get('backend', '?')})", where, f"`{name}`"])
@@ -80,7 +82,7 @@ def evidence_section(files: dict[str, dict[str, Any]]) -> list[str]:
     return ["", "## Two kinds of evidence", "",
             "Quality is measured where it can be judged: on the builtin world, by its held-out evaluator, with the trained "
             "builtin models. Speed is measured where it matters: at a real model's shape (random weights; latency does "
-            "not depend on their values), where the UNet is compute-bound. Each row names the shape behind its figure; "
+            "not depend on their values), where the denoiser is compute-bound. Each row names the shape behind its figure; "
             "the sections below give every figure with its machine and command.", ""] + table(["kind", "what", "figure", "shape", "file"], rows, numeric_from=9)
 
 

@@ -255,6 +255,30 @@ def share(value: Any) -> str:
     return fmt(value) if number is None else f"{number * 100:.1f} %"
 
 
+def real_shape_where(data: dict[str, Any]) -> str:
+    """The shape behind a ``real_shape_*.json``: ModelScope T2V's UNet3D, or (``family`` "wan") Wan2.1-T2V-1.3B's DiT."""
+    shape = data.get("shape") or {}
+    clip = f"{fmt(shape.get('frames'))} frames at {'x'.join(map(str, shape.get('pixels', [])))} pixels"
+    if data.get("family") == "wan":
+        t = shape.get("transformer") or {}
+        who = "Wan2.1-T2V-1.3B shape" if shape.get("name") == "wan2.1-t2v-1.3b" else f"Wan2.1 architecture, shape {shape.get('name', '?')}"
+        return (f"{who}: DiT {fmt(t.get('num_layers'))} blocks, {fmt(t.get('num_attention_heads'))} heads x "
+                f"{fmt(t.get('attention_head_dim'))}, FFN {fmt(t.get('ffn_dim'))}, {clip} ({fmt(shape.get('tokens'))} tokens)")
+    unet = shape.get("unet") or {}
+    return f"ModelScope T2V shape: UNet3D {tuple(unet.get('block_out_channels', ()))}, {fmt(unet.get('layers_per_block'))} layers per block, {clip}"
+
+
+def _widths(w: dict[str, Any]) -> str:
+    return f"{fmt(w.get('attn1_heads'))} self- and {fmt(w.get('attn2_heads'))} cross-attention heads, FFN {fmt(w.get('ffn_dim'))}"
+
+
+def real_shape_denoiser(data: dict[str, Any]) -> str:
+    """What a ``real_shape_*.json`` times per call: the UNet, or a DiT's transformer."""
+    return "transformer" if data.get("family") == "wan" else "UNet"
+
+
+_WAN_CALL_LABELS = {"vdmini_ch_b1": "transformer, VDMini plan + heads / FFN", "text_b1": "text encoder (scaled to 24 layers), 1 prompt",
+                    "text_b2": "text encoder (scaled to 24 layers), prompt + empty", "decode": "causal VAE decoder, whole clip"}
 _REAL_SHAPE_CALLS = [("teacher_cfg_b2", "UNet, teacher CFG call (batch 2)"), ("student_b1", "UNet, student call (batch 1, w embedding)"),
                      ("unpruned_b1", "UNet, batch 1 (no w embedding)"), ("vdmini_b1", "UNet, VDMini block plan"),
                      ("vdmini_ch_b1", "UNet, VDMini plan + channels"), ("bf16_b1", "UNet, bf16 (plugin hint)"), ("int8_b1", "UNet, int8 (NNCF, OpenVINO IR)"),
@@ -264,15 +288,21 @@ _REAL_SHAPE_CALLS = [("teacher_cfg_b2", "UNet, teacher CFG call (batch 2)"), ("s
 def _real_shape(name: str, data: dict[str, Any]) -> list[str]:
     med = {kind: _merged_groups(groups) for kind, groups in (data.get("medians_ms") or {}).items()}
     kinds = [k for k in ("pytorch", "ort", "openvino") if k in med]
+    wan = data.get("family") == "wan"
+    calls = [(key, _WAN_CALL_LABELS.get(key, label.replace("UNet", "transformer")) if wan else label) for key, label in _REAL_SHAPE_CALLS]
+    if wan:  # int8 measured on the first blocks, against their own fp32 graph
+        n = fmt((data.get("int8") or {}).get("blocks"))
+        calls[calls.index(("int8_b1", "transformer, int8 (NNCF, OpenVINO IR)")) + 1:0] = [
+            ("depth_b1", f"transformer, first {n} blocks, fp32 (int8's reference)"), ("int8_depth_b1", f"transformer, first {n} blocks, int8 (NNCF, OpenVINO IR)")]
     body = table(["call", *[{"pytorch": "PyTorch eager", "ort": "ONNX Runtime", "openvino": "OpenVINO"}[k] + " ms" for k in kinds]],
-                 [[label, *[ms(med[k].get(key)) for k in kinds]] for key, label in _REAL_SHAPE_CALLS if any(key in med[k] for k in kinds)])
+                 [[label, *[ms(med[k].get(key)) for k in kinds]] for key, label in calls if any(key in med[k] for k in kinds)])
     r = data.get("ratios") or {}
     goals = r.get("goals") or {}
     body += ["", "Goals:", ""] + table(["ratio", "value", "goal", "met"],
                                       [[k, fmt(g.get("value"), 3), fmt(g.get("goal")), "yes" if g.get("met") else "**no**"] for k, g in goals.items()])
     video = r.get("video") or {}
     if video:
-        body += ["", "Per video (composed from the stage medians: text encoder + steps x UNet call + VAE decode):", ""]
+        body += ["", f"Per video (composed from the stage medians: text encoder + steps x {real_shape_denoiser(data)} call + VAE decode):", ""]
         body += table(["backend", "teacher 50-step CFG ms", "student 4-step ms", "student 1-step ms", "4-step ratio", "1-step ratio",
                        "decode share, 4-step", "ratio bound by text + decode"],
                       [[k, ms(v.get("teacher_ms")), ms(v.get("student_4_step_ms")), ms(v.get("student_1_step_ms")), ratio(v.get("ratio_4_step")),
@@ -284,6 +314,25 @@ def _real_shape(name: str, data: dict[str, Any]) -> list[str]:
     unet = shape.get("unet") or {}
     variants = data.get("variants") or {}
     params = ", ".join(f"{k} {fmt((v.get('parameters') or 0) / 1e9, 3)} B" for k, v in variants.items())
+    if wan:
+        t, text = shape.get("transformer") or {}, data.get("text_encoder") or {}
+        extra = [f"Shape `{shape.get('name', '?')}`: {real_shape_where(data)}, latent {'x'.join(map(str, shape.get('latent', [])))}, "
+                 f"{fmt(shape.get('text_len'))} text tokens; random weights. Parameters: {params}. Plans: VDMini removes "
+                 f"{fmt(len((variants.get('vdmini') or {}).get('removed') or []))} of {fmt(t.get('num_layers'))} blocks; the head / FFN plan "
+                 f"keeps {'; '.join(_widths(w) for w in (variants.get('vdmini_ch') or {}).get('widths') or []) or '?'} per kept block. "
+                 f"{fmt((flops.get('unpruned_b1') or 0) / 1e9, 1)} GFLOP per batch-1 transformer call; fastest fp32 backend "
+                 f"{peak.get('backend', '?')} at {fmt(peak.get('achieved_gflops'), 1)} GFLOP/s = {share(peak.get('fraction'))} of "
+                 f"{fmt(peak.get('peak_gflops'), 0)} GFLOP/s ({peak.get('peak_basis', '?')}). UMT5 built with "
+                 f"{fmt((text.get('built') or {}).get('num_layers'))} of its {fmt((text.get('real') or {}).get('num_layers'))} layers, times x "
+                 f"{fmt(text.get('scale'))}: {text.get('why', '?')}. "
+                 + (f"int8 measured on the first {fmt(data['int8'].get('blocks'))} blocks: {data['int8']['why_blocks']}. "
+                    if (data.get("int8") or {}).get("why_blocks") else "") +
+                 f"Medians of {fmt(data.get('runs'))} interleaved runs after "
+                 f"{fmt(data.get('warmup'))} warm-up, {fmt(data.get('threads'))} threads; peak RSS {fmt(data.get('peak_rss_gib'))} GiB."]
+        for key, prof in (data.get("profiles") or {}).items():
+            ops = ", ".join(f"{o['op']} {share(o['share'])}" for o in prof.get("ops", [])[:6])
+            extra.append(f"Profile `{key}` ({ms(prof.get('total_ms'))} ms): {ops}.")
+        return file_block(name, data, body, extra) + [""]
     extra = [f"Shape `{shape.get('name', '?')}`: UNet3D {tuple(unet.get('block_out_channels', ()))}, {fmt(unet.get('layers_per_block'))} layers per block, "
              f"cross-attention {fmt(unet.get('cross_attention_dim'))}; {fmt(shape.get('frames'))} frames at "
              f"{'x'.join(map(str, shape.get('pixels', [])))} pixels (latent {'x'.join(map(str, shape.get('latent', [])))}), "
@@ -552,10 +601,11 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
      "Where OpenVINO int8 (and bf16) starts to pay over fp32 as the UNet widens.", _int8_scale),
     ("int8_scope", "int8 scope: what to quantize",
      "The shipped students' UNets with every op quantized (`all`) or convolutions only (`conv`), latency and quality.", _int8_scope),
-    ("real_shape", "Speed at a real model's shape: ModelScope T2V",
-     "The compression ratios on ModelScope T2V's architecture (random weights: latency does not depend on their values), "
-     "where the UNet is compute-bound: teacher loop ÷ student loop, VDMini pruning against its FLOP ratio, int8 and bf16 "
-     "against fp32, ONNX Runtime against eager, and achieved FLOP/s against the CPU's peak.", _real_shape),
+    ("real_shape", "Speed at a real model's shape: ModelScope T2V and Wan2.1",
+     "The compression ratios on ModelScope T2V's architecture (UNet3D) and on Wan2.1-T2V-1.3B's (DiT, `real_shape_wan_*.json`), "
+     "random weights (latency does not depend on their values), where the denoiser is compute-bound: teacher loop ÷ student "
+     "loop, VDMini pruning against its FLOP ratio, int8 and bf16 against fp32, ONNX Runtime against eager, and achieved "
+     "FLOP/s against the CPU's peak.", _real_shape),
     ("real_size", "The whole chain at a real model's size",
      "Every stage as a user runs it, `data prepare` to `generate`, on a ModelScope-T2V-shaped teacher with random weights "
      "(`benchmarks/bench_real_size.py`): each stage a child process, its wall time and its own peak RSS against the goal.", _real_size),

@@ -21,6 +21,13 @@ it names follows from the base config it was made for (``block_out_channels``: a
 A channel plan (``channel_plan.json``, made by prune/channels.py with torch-pruning) holds explicit kept indices
 per layer. Both are validated here against the base architecture's config (a plain dict) and replayed by
 ``core.replay`` (torch), so loading a pruned model needs neither the pruning code nor torch-pruning.
+
+A DiT's width plan is a head / FFN plan (kind ``head_ffn_plan``, in the same ``channel_plan.json`` file; made by
+``prune/dit_widths.py``, replayed by ``core/dit_replay.py``): for every block the model keeps after its block plan,
+the attention heads its self- and cross-attention keep, the feed-forward hidden channels it keeps, and the factor
+folded into each kept ``norm_q`` / ``norm_k`` weight (Wan normalises q and k over all heads at once, so a kept head's
+statistic changes when others go; the factor is fitted on measured calls). The widths it leaves are also written
+into the transformer's config (``WIDTH_KEY``), which is what the family loader builds the architecture from.
 """
 
 from __future__ import annotations
@@ -40,7 +47,14 @@ CHANNEL_PLAN_FILE = "channel_plan.json"  # a pruned directory holds either file 
 PLAN_VERSION = 1
 CHANNEL_PLAN_KIND = "channel_pruning_plan"
 CHANNEL_PLAN_VERSION = 1
-CHANNEL_IMPORTANCES = ("magnitude", "l1", "random")
+UNET_CHANNEL_IMPORTANCES = ("magnitude", "l1", "random")
+# "activation": measured contributions of each head / FFN channel on calibration calls (the DiT head / FFN plan only).
+CHANNEL_IMPORTANCES = (*UNET_CHANNEL_IMPORTANCES, "activation")
+HEAD_FFN_PLAN_KIND = "head_ffn_plan"
+HEAD_FFN_PLAN_VERSION = 1
+# The transformer config key a width-pruned DiT carries: one {"attn1_heads", "attn2_heads", "ffn_dim"} per block.
+WIDTH_KEY = "turbo_edge_block_widths"
+WIDTH_FIELDS = ("attn1_heads", "attn2_heads", "ffn_dim")
 BLOCK_RULES = ("vdmini", "lowest_cost", "none")
 _DOWN_UNIT = re.compile(r"^down_blocks\.(\d+)\.layers\.(\d+)$")
 MID_PAIR, MID_WHOLE = "mid_block.layers.1", "mid_block"
@@ -240,6 +254,8 @@ def read_plans(model_dir: str | os.PathLike[str]) -> tuple[dict[str, Any] | None
 def channel_plan_id(plan: dict[str, Any]) -> str:
     """A short hash of what the plan keeps: two plans with the same id build the same architecture."""
     body = {k: plan.get(k) for k in ("architecture_hash", "after_blocks", "groups")}
+    if "blocks" in plan:  # a DiT head / FFN plan: what each block keeps, and the norm factors
+        body["blocks"] = plan["blocks"]
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -266,3 +282,82 @@ def validate_channel_plan(plan: dict[str, Any], config: dict[str, Any], block_pl
         raise PlanError("the channel plan prunes nothing: list at least one group under \"groups\"")
 
 
+
+
+# ---------------------------------------------------------------- DiT head / FFN plans
+
+
+def is_head_ffn_plan(plan: Any) -> bool:
+    return isinstance(plan, dict) and plan.get("kind") == HEAD_FFN_PLAN_KIND
+
+
+def dit_base_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A DiT config without the widths a head / FFN plan left (``WIDTH_KEY``): the architecture the plan was made for."""
+    return {k: v for k, v in config.items() if k != WIDTH_KEY}
+
+
+def _sorted_indices(value: Any, size: int) -> bool:
+    return (isinstance(value, list) and bool(value) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
+            and value == sorted(set(value)) and value[0] >= 0 and value[-1] < size)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < float(value) < float("inf")
+
+
+def validate_head_ffn_plan(plan: dict[str, Any], config: dict[str, Any], block_plan: dict[str, Any] | None = None) -> None:
+    """Raise ``PlanError`` naming the problem if ``plan`` cannot be replayed on a DiT with ``config`` after ``block_plan``."""
+    if not is_head_ffn_plan(plan):
+        raise PlanError(f"not a DiT head / FFN plan: expected a JSON object with \"kind\": \"{HEAD_FFN_PLAN_KIND}\"")
+    if plan.get("version") != HEAD_FFN_PLAN_VERSION:
+        raise PlanError(f"head / FFN plan version {plan.get('version')} is not supported (this build reads {HEAD_FFN_PLAN_VERSION})")
+    base = dit_base_config(config)
+    if not is_dit(base):
+        raise PlanError("a head / FFN plan applies to a DiT (num_layers, patch_size); this config is a UNet's")
+    expected = architecture_hash(base)
+    if plan.get("architecture_hash") != expected:
+        raise PlanError(f"the head / FFN plan was made for another architecture (hash {plan.get('architecture_hash')}, this "
+                        f"transformer's is {expected}); make a plan for this model (turbo-edge prune --set channel_ratio=...)")
+    removed = list(block_plan["removed"]) if block_plan else []
+    if plan.get("after_blocks") != removed:
+        raise PlanError(f"the head / FFN plan was made after removing blocks {plan.get('after_blocks')}, but this model's block plan "
+                        f"removes {removed}")
+    kept_blocks = [u for u in dit_units(base) if u not in set(removed)]
+    blocks = plan.get("blocks")
+    if not isinstance(blocks, list) or len(blocks) != len(kept_blocks):
+        raise PlanError(f"the head / FFN plan must list one entry per kept block ({len(kept_blocks)}), "
+                        f"it lists {len(blocks) if isinstance(blocks, list) else 'none'}")
+    heads, ffn = int(base["num_attention_heads"]), int(base["ffn_dim"])
+    for i, (entry, source) in enumerate(zip(blocks, kept_blocks)):
+        where = f"the head / FFN plan's entry {i}"
+        if not isinstance(entry, dict) or entry.get("name") != f"blocks.{i}" or entry.get("source") != source:
+            raise PlanError(f"{where} must be {{\"name\": \"blocks.{i}\", \"source\": \"{source}\", ...}} (blocks in order, after the block plan)")
+        for attn in ("attn1", "attn2"):
+            a = entry.get(attn)
+            if not isinstance(a, dict) or a.get("heads") != heads or not _sorted_indices(a.get("kept_heads"), heads):
+                raise PlanError(f"{where}: {attn} must keep sorted unique heads in [0, {heads}) of its {heads}")
+            if not (_positive(a.get("norm_q_scale")) and _positive(a.get("norm_k_scale"))):
+                raise PlanError(f"{where}: {attn}'s norm_q_scale / norm_k_scale must be positive numbers")
+        f = entry.get("ffn")
+        if not isinstance(f, dict) or f.get("size") != ffn or not _sorted_indices(f.get("kept"), ffn):
+            raise PlanError(f"{where}: ffn must keep sorted unique channels in [0, {ffn}) of its {ffn}")
+
+
+def head_ffn_widths(plan: dict[str, Any]) -> list[dict[str, int]]:
+    """The per-block widths a head / FFN plan leaves, as the transformer config records them (``WIDTH_KEY``)."""
+    return [{"attn1_heads": len(b["attn1"]["kept_heads"]), "attn2_heads": len(b["attn2"]["kept_heads"]), "ffn_dim": len(b["ffn"]["kept"])}
+            for b in plan["blocks"]]
+
+
+def check_block_widths(widths: Any, config: dict[str, Any], blocks: int) -> list[dict[str, int]]:
+    """The config's ``WIDTH_KEY`` value, checked against the base architecture and the number of blocks built."""
+    heads, ffn = int(config["num_attention_heads"]), int(config["ffn_dim"])
+    if not isinstance(widths, list) or len(widths) != blocks:
+        raise PlanError(f"{WIDTH_KEY} must list one entry per transformer block ({blocks}); the config's has "
+                        f"{len(widths) if isinstance(widths, list) else repr(widths)}")
+    limits = {"attn1_heads": heads, "attn2_heads": heads, "ffn_dim": ffn}
+    for i, w in enumerate(widths):
+        if not isinstance(w, dict) or set(w) != set(WIDTH_FIELDS) or not all(
+                isinstance(w[k], int) and not isinstance(w[k], bool) and 1 <= w[k] <= limits[k] for k in WIDTH_FIELDS):
+            raise PlanError(f"{WIDTH_KEY}[{i}] must be {{attn1_heads: 1..{heads}, attn2_heads: 1..{heads}, ffn_dim: 1..{ffn}}}, got {w!r}")
+    return [{k: int(w[k]) for k in WIDTH_FIELDS} for w in widths]

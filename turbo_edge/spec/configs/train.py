@@ -220,8 +220,10 @@ class PruneConfig(StageConfig):
     rule: str = opt("vdmini", choices=BLOCK_RULES, help="block plan rule; none: channel pruning only")
     remove_count: int = opt(3, help="units the lowest_cost rule removes (cheapest first in the importance table)")
     channel_ratio: float = opt(0.0, help="after the block plan, prune this fraction of every internal width with torch-pruning "
-                                         "(whole norm groups, heads, gated pairs; block output widths never change); 0 disables")
-    channel_importance: str = opt("magnitude", choices=CHANNEL_IMPORTANCES)
+                                         "(whole norm groups, heads, gated pairs; block output widths never change); a DiT: this "
+                                         "fraction of each kept block's attention heads and FFN channels; 0 disables")
+    channel_importance: str = opt("magnitude", choices=CHANNEL_IMPORTANCES,
+                                  help="magnitude, l1, random; activation (a DiT's measured head / FFN contributions)")
     seed: int = opt(0)
     importance_clips: int = opt(8, help="clips for the importance table written beside the run (0 skips it unless the rule needs it)")
     importance_steps: int = opt(4)
