@@ -39,6 +39,7 @@ def _check_record(data: dict, work: Path) -> None:
     assert data["machine"]["cpu_model"] and data["goal_peak_rss_gib"] == 20.0
 
 
+@pytest.mark.slow  # ~2 min on 2 cores: the benchmark's whole chain (run with -m slow)
 def test_tiny_chain_runs_every_stage(tmp_path: Path) -> None:
     data, work = _run_chain("tiny", tmp_path, timeout=900)
     _check_record(data, work)

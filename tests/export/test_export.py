@@ -136,6 +136,7 @@ def _quantized_op_types(path: Path) -> set[str]:
     return {n.op_type for n in graph.node if n.op_type != "QuantizeLinear" and any(i in dq_outputs for i in n.input)}
 
 
+@pytest.mark.slow  # ~2 min on 2 cores: a second NNCF export (run with -m slow)
 def test_int8_conv_scope_keeps_matmuls_fp32(bundle: Path, tmp_path: Path) -> None:
     from turbo_edge.export.quantize import Int8Options, quantize_int8
     from turbo_edge.spec.configs import INT8_SCOPES
