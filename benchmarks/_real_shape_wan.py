@@ -406,23 +406,6 @@ def calibration(shape: dict[str, Any], latent_f: int, latent_hw: int, n: int, se
 # ------------------------------------------------------------------ timing
 
 
-def count_all_flops(tv: dict[str, Any], f1: dict[str, Any], f1c: dict[str, Any], f2: dict[str, Any], graphs: dict[str, Path]) -> dict[str, Any]:
-    """FLOPs per transformer call: PyTorch's FlopCounterMode on each module, the ONNX graph's count beside it."""
-    from turbo_edge.core.flops import count_flops
-    from turbo_edge.runtime.flops import onnx_flops
-
-    out: dict[str, Any] = {
-        "unpruned_b1": count_flops(torch_call(tv["unpruned"], f1)),
-        "student_b1": count_flops(torch_call(tv["unpruned"], f1c)),
-        "teacher_cfg_b2": count_flops(torch_call(tv["unpruned"], f2)),
-        "vdmini_b1": count_flops(torch_call(tv["vdmini"], f1c)),
-        "vdmini_ch_b1": count_flops(torch_call(tv["vdmini_ch"], f1c)),
-    }
-    out["onnx"] = {f"{name}_b1": onnx_flops(path, {k: tuple(a.shape) for k, a in (f1 if name == "unpruned" else f1c).items()})
-                   for name, path in graphs.items()}
-    return out
-
-
 def stage_times_torch(teacher: Path, frames: int, size: int, shape: dict[str, Any], warmup: int, runs: int,
                       record: dict[str, Any]) -> dict[str, float]:
     """The text encoder (one prompt; CFG adds the empty prompt: batch 2) and the causal decoder (the whole clip), eager,
@@ -626,7 +609,7 @@ def main_wan(args: argparse.Namespace, argv: list[str] | None) -> int:
     widths = head_ffn_widths(width_plan)
     record["variants"]["vdmini_ch"].update({"ratio": width_plan["ratio"], "widths": [dict(w) for w in {tuple(sorted(w.items())) for w in widths}],
                                             "qk_norm_factor_range": width_plan["qk_norm"]["factor_range"]})
-    record["flops"] = count_all_flops(tv, f1, f1c, f2, graphs)
+    record["flops"] = brs.count_all_flops(tv, f1, f1c, f2, graphs, call=torch_call)
     record["flops"]["estimate_b1"] = est
     if "pytorch" not in skip:
         rows = brs.run_group("pytorch", {

@@ -532,17 +532,20 @@ def backend_groups(kind: str, graphs: dict[str, Path], int8: Path | None, bundle
     return out
 
 
-def count_all_flops(tv: dict[str, Any], f1: dict[str, Any], f1c: dict[str, Any], f2: dict[str, Any], graphs: dict[str, Path]) -> dict[str, Any]:
-    """FLOPs per UNet call: PyTorch's FlopCounterMode on each module, the ONNX graph's count beside it."""
+def count_all_flops(tv: dict[str, Any], f1: dict[str, Any], f1c: dict[str, Any], f2: dict[str, Any], graphs: dict[str, Path],
+                    call: Any = None) -> dict[str, Any]:
+    """FLOPs per denoiser call: PyTorch's FlopCounterMode on each module, the ONNX graph's count beside it. ``call``
+    makes a module's call from feeds (default ``torch_call``, the UNet's; the Wan run passes its own)."""
     from turbo_edge.core.flops import count_flops
     from turbo_edge.runtime.flops import onnx_flops
 
+    call = torch_call if call is None else call
     out: dict[str, Any] = {
-        "unpruned_b1": count_flops(torch_call(tv["unpruned"], f1)),
-        "student_b1": count_flops(torch_call(tv["unpruned"], f1c)),
-        "teacher_cfg_b2": count_flops(torch_call(tv["unpruned"], f2)),
-        "vdmini_b1": count_flops(torch_call(tv["vdmini"], f1c)),
-        "vdmini_ch_b1": count_flops(torch_call(tv["vdmini_ch"], f1c)),
+        "unpruned_b1": count_flops(call(tv["unpruned"], f1)),
+        "student_b1": count_flops(call(tv["unpruned"], f1c)),
+        "teacher_cfg_b2": count_flops(call(tv["unpruned"], f2)),
+        "vdmini_b1": count_flops(call(tv["vdmini"], f1c)),
+        "vdmini_ch_b1": count_flops(call(tv["vdmini_ch"], f1c)),
     }
     # The unpruned graph is the teacher bundle's (no timestep_cond); the pruned ones are the student's.
     out["onnx"] = {f"{name}_b1": onnx_flops(path, {k: tuple(a.shape) for k, a in (f1 if name == "unpruned" else f1c).items()})
