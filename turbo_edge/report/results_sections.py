@@ -329,18 +329,15 @@ def _real_shape(name: str, data: dict[str, Any]) -> list[str]:
                     if (data.get("int8") or {}).get("why_blocks") else "") +
                  f"Medians of {fmt(data.get('runs'))} interleaved runs after "
                  f"{fmt(data.get('warmup'))} warm-up, {fmt(data.get('threads'))} threads; peak RSS {fmt(data.get('peak_rss_gib'))} GiB."]
-        for key, prof in (data.get("profiles") or {}).items():
-            ops = ", ".join(f"{o['op']} {share(o['share'])}" for o in prof.get("ops", [])[:6])
-            extra.append(f"Profile `{key}` ({ms(prof.get('total_ms'))} ms): {ops}.")
-        return file_block(name, data, body, extra) + [""]
-    extra = [f"Shape `{shape.get('name', '?')}`: UNet3D {tuple(unet.get('block_out_channels', ()))}, {fmt(unet.get('layers_per_block'))} layers per block, "
-             f"cross-attention {fmt(unet.get('cross_attention_dim'))}; {fmt(shape.get('frames'))} frames at "
-             f"{'x'.join(map(str, shape.get('pixels', [])))} pixels (latent {'x'.join(map(str, shape.get('latent', [])))}), "
-             f"{fmt(shape.get('text_len'))} text tokens; random weights. Parameters: {params}. "
-             f"{fmt((flops.get('unpruned_b1') or 0) / 1e9, 1)} GFLOP per batch-1 UNet call; fastest fp32 backend "
-             f"{peak.get('backend', '?')} at {fmt(peak.get('achieved_gflops'), 1)} GFLOP/s = {share(peak.get('fraction'))} of "
-             f"{fmt(peak.get('peak_gflops'), 0)} GFLOP/s ({peak.get('peak_basis', '?')}). Medians of {fmt(data.get('runs'))} interleaved runs "
-             f"after {fmt(data.get('warmup'))} warm-up, {fmt(data.get('threads'))} threads."]
+    else:
+        extra = [f"Shape `{shape.get('name', '?')}`: UNet3D {tuple(unet.get('block_out_channels', ()))}, {fmt(unet.get('layers_per_block'))} layers per block, "
+                 f"cross-attention {fmt(unet.get('cross_attention_dim'))}; {fmt(shape.get('frames'))} frames at "
+                 f"{'x'.join(map(str, shape.get('pixels', [])))} pixels (latent {'x'.join(map(str, shape.get('latent', [])))}), "
+                 f"{fmt(shape.get('text_len'))} text tokens; random weights. Parameters: {params}. "
+                 f"{fmt((flops.get('unpruned_b1') or 0) / 1e9, 1)} GFLOP per batch-1 UNet call; fastest fp32 backend "
+                 f"{peak.get('backend', '?')} at {fmt(peak.get('achieved_gflops'), 1)} GFLOP/s = {share(peak.get('fraction'))} of "
+                 f"{fmt(peak.get('peak_gflops'), 0)} GFLOP/s ({peak.get('peak_basis', '?')}). Medians of {fmt(data.get('runs'))} interleaved runs "
+                 f"after {fmt(data.get('warmup'))} warm-up, {fmt(data.get('threads'))} threads."]
     for key, prof in (data.get("profiles") or {}).items():
         ops = ", ".join(f"{o['op']} {share(o['share'])}" for o in prof.get("ops", [])[:6])
         extra.append(f"Profile `{key}` ({ms(prof.get('total_ms'))} ms): {ops}.")
