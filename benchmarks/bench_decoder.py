@@ -128,24 +128,35 @@ def full_decoder_module(vae: Any) -> Any:
     return FullDecoder().eval()
 
 
+def _ov_cpu_config(threads: int) -> dict[str, Any]:
+    """OpenVINO CPU, fp32, one stream at the latency hint, ``threads`` threads: every decoder timing here uses it."""
+    return {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+
+
+def _export_decoder(module: Any, z: Any, path: Path) -> Any:
+    """``module`` (latents -> frames) to ONNX at ``path``; returns its PyTorch output on ``z``, the parity reference."""
+    import torch
+
+    with torch.no_grad():
+        torch.onnx.export(module, (z,), str(path), input_names=["latents"], output_names=["frames"], opset_version=17, dynamo=False)
+        return module(z).numpy()
+
+
 def openvino_rows(decoders: dict[str, Any], z: Any, work: Path, threads: int, warmup: int, runs: int) -> dict[str, Any]:
     """Each decoder exported to ONNX (TorchScript exporter, opset 17, static shape, as ``export`` does) and run by
     OpenVINO CPU fp32 (``INFERENCE_NUM_THREADS`` = ``threads``, latency hint): parity against PyTorch and interleaved
     per-call times."""
     import numpy as np
     import openvino as ov
-    import torch
 
     work.mkdir(parents=True, exist_ok=True)
     core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    config = _ov_cpu_config(threads)
     feed = z.numpy()
     calls, parity = {}, {}
     for name, module in decoders.items():
         path = work / f"{name}.onnx"
-        with torch.no_grad():
-            torch.onnx.export(module, (z,), str(path), input_names=["latents"], output_names=["frames"], opset_version=17, dynamo=False)
-            ref = module(z).numpy()
+        ref = _export_decoder(module, z, path)
         compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         request = compiled.create_infer_request()
         out = request.infer({0: feed})[compiled.outputs[0]]
@@ -165,22 +176,19 @@ def openvino_int8_rows(decoders: dict[str, Any], z: Any, work: Path, threads: in
     against PyTorch (max abs, mean relative: the export gate's metric, 0.25)."""
     import numpy as np
     import openvino as ov
-    import torch
 
     from turbo_edge.export.quantize import Int8Options, quantize_int8
 
     work.mkdir(parents=True, exist_ok=True)
     core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    config = _ov_cpu_config(threads)
     feed = z.numpy()
     rng = np.random.default_rng(1)
     calib = [{"latents": rng.standard_normal(feed.shape).astype(np.float32)} for _ in range(calibration)]
     calls, error = {}, {}
     for name, module in decoders.items():
         fp32 = work / f"{name}.onnx"
-        with torch.no_grad():
-            torch.onnx.export(module, (z,), str(fp32), input_names=["latents"], output_names=["frames"], opset_version=17, dynamo=False)
-            ref = module(z).numpy()
+        ref = _export_decoder(module, z, fp32)
         int8 = work / f"{name}.int8.onnx"
         start = time.perf_counter()
         quantize_int8(fp32, int8, calib, Int8Options(model_type="default", subset_size=calibration))
