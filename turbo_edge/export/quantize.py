@@ -7,9 +7,10 @@ FP16/INT8 builder flags and calibrators).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,39 @@ class Int8Options:
         return kwargs
 
 
+@contextlib.contextmanager
+def _producer_map_built_once() -> Iterator[None]:
+    """NNCF 3.4's ONNX backend, classifying each Gather / MatMul while it builds its graph, rebuilds the whole graph's
+    edge -> producer map per node (``onnx_metatypes._is_embedding``): quadratic in the node count, 72 of 230 s of a
+    tiny UNet's 8,500-node int8 export. While NNCF runs, that one call site reads a map built once per graph state
+    (keyed by the model object, its node count and its first and last nodes' names and outputs, so a graph NNCF has edited gets a new map)."""
+    try:
+        from nncf.onnx.graph.metatypes import onnx_metatypes as mt
+    except ImportError:
+        yield
+        return
+    original = getattr(mt, "get_parents_node_mapping", None)
+    if original is None:  # a later NNCF that no longer has the call site: nothing to do
+        yield
+        return
+    cache: dict[tuple[int, int, str, str], Any] = {}
+
+    def once(model: Any) -> Any:
+        nodes = model.graph.node
+        ends = (nodes[0].name + "|" + ",".join(nodes[0].output), nodes[-1].name + "|" + ",".join(nodes[-1].output)) if len(nodes) else ("", "")
+        key = (id(model), len(nodes), *ends)
+        if key not in cache:
+            cache.clear()
+            cache[key] = (model, original(model))  # the model kept alive, so its id is not reused while cached
+        return cache[key][1]
+
+    mt.get_parents_node_mapping = once
+    try:
+        yield
+    finally:
+        mt.get_parents_node_mapping = original
+
+
 def quantize_int8(src: Path, dst: Path, feeds: CalibrationFeeds, options: Int8Options = Int8Options(),
                   external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:
     """NNCF post-training quantization of an fp32 ONNX graph to QuantizeLinear/DequantizeLinear pairs."""
@@ -287,7 +321,8 @@ def quantize_int8(src: Path, dst: Path, feeds: CalibrationFeeds, options: Int8Op
     nodes = model.graph.node
     kwargs = options.nncf_kwargs(feeds, (n.name for n in nodes), (n.op_type for n in nodes))
     start = time.perf_counter()
-    quantized = nncf.quantize(model, nncf.Dataset(feeds), **kwargs)
+    with _producer_map_built_once():
+        quantized = nncf.quantize(model, nncf.Dataset(feeds), **kwargs)
     n_q = sum(1 for n in quantized.graph.node if n.op_type == "QuantizeLinear")
     log.info("int8: %d QuantizeLinear nodes from %d calibration inputs (%s), NNCF %.0f s", n_q, len(feeds), options.model_type, time.perf_counter() - start)
     return save_model(quantized, dst, external_data_threshold)
