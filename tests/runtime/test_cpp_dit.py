@@ -46,12 +46,13 @@ def test_cpp_unigram_equals_python_without_transformers(host, tmp_path: Path, te
 
 
 def test_cpp_refuses_a_normaliser_it_does_not_implement_in_one_line(host, tmp_path: Path) -> None:
+    """Precompiled, Strip and Replace are implemented (test_cpp_unigram_precompiled.py); NFKC, say, is not."""
     tok_dir = _tokenizers_only(tmp_path / "tok")
     spec = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    spec["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": ""}
+    spec["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKC"}]}
     (tok_dir / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
     proc = run_host(host, "tokenize", str(tok_dir), "8", "a red")
-    assert proc.returncode == 2 and "normaliser (Precompiled)" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.returncode == 2 and "normaliser (NFKC)" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("steps", [2, 3])

@@ -50,7 +50,7 @@ def test_cpp_and_python_tokenizers_give_transformers_ids(host, json_tok_dir):
     (None, "holds neither tokenizer.json nor vocab.json + merges.txt"),
     # A Unigram file goes to the C++ Unigram reader (UnigramTokenizer), which refuses this one's missing pre-tokeniser;
     # the Python CLIP reader below still says it is not BPE (the Python runtime reads Unigram with spec/unigram.py).
-    ({"model": {"type": "Unigram", "vocab": []}}, "its pre-tokeniser is not WhitespaceSplit + Metaspace"),
+    ({"model": {"type": "Unigram", "vocab": []}}, "its pre-tokeniser is neither Metaspace nor WhitespaceSplit + Metaspace"),
     ({"model": {"type": "BPE", "vocab": {}}}, "BPE model lacks its vocab (an object) or merges (a list)"),
     ({"model": {"type": "BPE", "vocab": {}, "merges": [], "end_of_word_suffix": None}}, "ends words with '', not CLIP's '</w>'"),
     ({"model": {"type": "BPE", "vocab": {}, "merges": [3]}}, "a merge is neither an \"a b\" string nor an [a, b] pair"),

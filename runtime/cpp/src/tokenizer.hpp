@@ -7,9 +7,12 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "precompiled.hpp"
 
 namespace turbo_edge {
 
@@ -42,22 +45,44 @@ class ClipTokenizer {
   long long bos_ = 0, eos_ = 0;
 };
 
-// The T5 / UMT5 Unigram tokenizer of spec/unigram.py (which runs the tokenizers package), for the tokenizer.json
-// transformers 5 writes for it: no normaliser, WhitespaceSplit + Metaspace ("▁" before each word), Viterbi over the
-// pieces' scores (ties: the shorter piece found first; a character no piece covers is <unk> at the lowest score
-// minus 10, consecutive ones fused), TemplateProcessing's special tokens, truncation keeping them, <pad> and the mask.
-// A tokenizer.json with a normaliser (real UMT5 files carry SentencePiece's precompiled character map) or another
-// pre-tokeniser is refused in one line: its rules are not re-implemented here.
+// The T5 / UMT5 Unigram tokenizer of spec/unigram.py (which runs the tokenizers package), for the tokenizer.json files
+// transformers writes for it: Google's UMT5 (its converter: Precompiled + Strip + Replace(" {2,}", "▁") normalisers,
+// a Metaspace pre-tokeniser) and what transformers 5 saves (Precompiled, WhitespaceSplit + Metaspace), or none of
+// the normalisers. In the tokenizers package's order: the added (special) tokens are cut out of the raw text, each
+// piece between them is normalised (SentencePiece's precompiled character map over extended grapheme clusters,
+// precompiled.hpp), split on Unicode white space (WhitespaceSplit), given "▁" for spaces and before the piece
+// (Metaspace's prepend scheme) and split before each "▁", and each word is Viterbi-searched over the pieces' scores
+// (ties: the shorter piece found first; a character no piece covers is <unk> at the lowest score minus 10,
+// consecutive ones fused); then TemplateProcessing's special tokens, truncation keeping them, <pad> and the mask.
+// Any other normaliser, pre-tokeniser or added-token option is refused in one line when the file is read.
 class UnigramTokenizer {
  public:
   static UnigramTokenizer from_file(const std::string& path, int max_length);
-  Encoding encode(const std::string& text) const;
+  Encoding encode(const std::string& text) const;  // text: UTF-8 (anything else throws std::runtime_error)
   int max_length() const { return max_length_; }
   // The tokenizer.json model type of a directory ("BPE", "Unigram"), or "" without a tokenizer.json.
   static std::string model_type(const std::string& dir);
 
  private:
+  struct Normalizer {
+    enum class Kind { Precompiled, Strip, Replace } kind;
+    std::shared_ptr<const PrecompiledCharsmap> charsmap;  // Precompiled
+    bool left = false, right = false;                     // Strip
+    std::string pattern, content;                         // Replace: the literal pattern (one character when repeated)
+    size_t min_repeat = 0;                                // Replace: a "c{n,}" regex (runs of n or more c), or 0: literal
+  };
+  enum class Prepend { Always, First, Never };
+
+  std::string normalize(const std::string& text) const;
+  std::vector<std::string> pre_tokenize(const std::string& normalized, bool at_start) const;
   std::vector<long long> viterbi(const std::string& word, std::vector<std::string>* unknown) const;
+
+  std::vector<Normalizer> normalizers_;
+  std::vector<std::pair<std::string, long long>> added_;  // added tokens (content, id), matched in the raw text
+  bool whitespace_split_ = false;                          // WhitespaceSplit before Metaspace
+  std::string meta_ = "\xe2\x96\x81";                      // Metaspace's replacement, U+2581
+  Prepend prepend_ = Prepend::Always;
+  bool split_ = true;                                      // Metaspace splits before each replacement
   std::unordered_map<std::string, std::pair<long long, double>> pieces_;  // piece -> (id, score)
   size_t longest_ = 1;                                                    // bytes of the longest piece
   double unk_score_ = -10.0;

@@ -8,6 +8,8 @@
 //   in DIR is on the record it left (.turbo-edge-output.json: a run id and the files), so a user's file is never lost.
 //   turbo_edge_generate noise SEED STREAM COUNT
 //   turbo_edge_generate tokenize TOKENIZER_DIR MAX_LENGTH TEXT   (a Unigram tokenizer also prints its mask)
+//   turbo_edge_generate tokenize-lines TOKENIZER_DIR MAX_LENGTH FILE   (FILE: one JSON string a line, each encoded as above)
+//   turbo_edge_generate graphemes FILE   (FILE: one JSON string a line; prints the byte length of each extended grapheme cluster)
 //   turbo_edge_generate sha256 FILE
 #include <sys/resource.h>
 #include <unistd.h>
@@ -20,12 +22,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "core.hpp"
+#include "grapheme.hpp"
 #include "json.hpp"
 #include "runtime.hpp"
 
@@ -234,14 +238,35 @@ int main(int argc, char** argv) {
       for (float x : v) std::printf("%.9g\n", x);
       return 0;
     }
-    if (cmd == "tokenize" && argc == 5) {
+    if ((cmd == "tokenize" || cmd == "tokenize-lines") && argc == 5) {
       const bool unigram = UnigramTokenizer::model_type(argv[2]) == "Unigram";  // a T5 / UMT5 tokenizer: ids, status, then the mask
-      Encoding e = unigram ? UnigramTokenizer::from_file(std::string(argv[2]) + "/tokenizer.json", std::stoi(argv[3])).encode(argv[4])
-                           : ClipTokenizer::from_dir(argv[2], std::stoi(argv[3])).encode(argv[4]);
-      for (long long id : e.ids) std::printf("%lld ", id);
-      std::printf("\n%s\n", e.truncated ? "truncated" : "complete");
-      for (long long m : e.mask) std::printf("%lld ", m);
-      if (!e.mask.empty()) std::printf("\n");
+      std::unique_ptr<UnigramTokenizer> t5;
+      std::unique_ptr<ClipTokenizer> clip;
+      if (unigram) t5 = std::make_unique<UnigramTokenizer>(UnigramTokenizer::from_file(std::string(argv[2]) + "/tokenizer.json", std::stoi(argv[3])));
+      else clip = std::make_unique<ClipTokenizer>(ClipTokenizer::from_dir(argv[2], std::stoi(argv[3])));
+      std::vector<std::string> texts{argv[4]};
+      if (cmd == "tokenize-lines") {  // TEXT names a file of JSON strings, one a line: the prompts, encoded in turn
+        texts.clear();
+        std::ifstream in(argv[4]);
+        for (std::string line; std::getline(in, line);) texts.push_back(Json::parse(line).str());
+      }
+      for (const std::string& text : texts) {
+        Encoding e = t5 ? t5->encode(text) : clip->encode(text);
+        for (long long id : e.ids) std::printf("%lld ", id);
+        std::printf("\n%s\n", e.truncated ? "truncated" : "complete");
+        for (long long m : e.mask) std::printf("%lld ", m);
+        if (!e.mask.empty()) std::printf("\n");
+      }
+      return 0;
+    }
+    if (cmd == "graphemes" && argc == 3) {  // the byte lengths of each line's extended grapheme clusters
+      std::ifstream in(argv[2]);
+      for (std::string line; std::getline(in, line);) {
+        const std::string text = Json::parse(line).str();
+        if (!valid_utf8(text)) throw std::runtime_error(std::string(argv[2]) + ": a line is not valid UTF-8");
+        for (size_t pos = 0, end = 0; pos < text.size(); pos = end) std::printf("%zu ", (end = grapheme_end(text, pos)) - pos);
+        std::printf("\n");
+      }
       return 0;
     }
     if (cmd == "sha256" && argc == 3) {
