@@ -6,6 +6,7 @@ builds a real engine is marked ``gpu`` and skips without TensorRT.
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from pathlib import Path
@@ -169,6 +170,30 @@ def test_build_engines_with_fake_trt_updates_manifest(tmp_path: Path) -> None:
     builds = sum(1 for c in trt.calls if c[0] == "build")
     build_engines(root, cfg, trt=trt, gpu=GPU)  # same name = same inputs: reused, not rebuilt
     assert sum(1 for c in trt.calls if c[0] == "build") == builds
+
+
+def test_default_build_covers_every_graph_the_bundle_has_its_tiny_decoder_included(tmp_path: Path) -> None:
+    root = _fake_bundle(tmp_path / "bundle")
+    (root / "vae_decoder_tiny.onnx").write_bytes(b"tiny-graph")
+    (root / "vae_decoder_tiny.fp16.onnx").write_bytes(b"tiny-fp16-graph")
+    m = json.loads((root / mf.MANIFEST).read_text())
+    m["components"]["vae_decoder_tiny"] = {"files": {"fp32": "vae_decoder_tiny.onnx", "fp16": "vae_decoder_tiny.fp16.onnx"}, "inputs": [], "outputs": []}
+    for entry in m["components"].values():  # as export writes them: every graph has its shape profile
+        entry.setdefault("profile", PROFILE)
+    m["decoders"] = {"default": "full", "variants": {"full": {"component": "vae_decoder", "layout": "frames"},
+                                                      "tiny": {"component": "vae_decoder_tiny", "layout": "frames"}}}
+    m.pop("files")
+    mf.write_manifest(root, m)
+    trt = FakeTRT()
+    plans = build_engines(root, EngineConfig(bundle=str(root)), trt=trt, gpu=GPU)
+    # fp16 (the default): the UNet's and the tiny decoder's fp16 graphs; the text encoder and full decoder have fp32 only
+    assert sorted(".".join(p.name.split(".")[:2]) for p in plans) == [
+        "text_encoder.fp32", "unet.fp16", "vae_decoder.fp32", "vae_decoder_tiny.fp16"]
+    bundle = mf.load_bundle(root, runnable=False)
+    assert bundle.engine_path("vae_decoder_tiny", "fp16").read_bytes() == b"PLAN:tiny-fp16-graph"  # what --decoder tiny runs
+    assert bundle.engine_path("vae_decoder", "fp16").read_bytes() == b"PLAN:vae-graph"  # the fp32 graph's engine, run at fp16
+    only = build_engines(root, EngineConfig(bundle=str(root), components=("unet",)), trt=trt, gpu=GPU, dry_run=True)
+    assert [p.name.split(".")[0] for p in only] == ["unet"]
 
 
 def test_clear_error_without_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -141,9 +141,10 @@ def engine_precision(component: str, entry: dict[str, Any], precision: str) -> s
 
 def plan_builds(manifest: dict[str, Any], cfg: EngineConfig, trt_version: str, gpu: GpuInfo) -> list[dict[str, Any]]:
     """What to build: (component, precision, onnx file, engine file, profile) for each graph the runtime will ask for at
-    ``cfg.precisions`` (``engine_precision``), each once."""
+    ``cfg.precisions`` (``engine_precision``), each once; for ``cfg.components``, or else every graph the bundle has,
+    so a bundle's decoder variants (``export --decoder full,tiny``) get engines for ``--decoder`` to choose."""
     builds = []
-    for component in cfg.components:
+    for component in cfg.components or tuple(manifest["components"]):
         entry = manifest["components"].get(component)
         if entry is None:
             raise ValueError(f"the bundle has no {component} component (it has {sorted(manifest['components'])})")

@@ -160,7 +160,7 @@ class EngineConfig(StageConfig):
 
     bundle: str = opt("", help="a bundle directory written by `turbo-edge export`")
     precisions: tuple[str, ...] = opt(("fp16",), flag="--precision", parse=csv, help="graphs to build engines from: fp16 (default), int8, fp32; a component without that graph gets its fp32 graph's engine, as the runtime runs it (the UNet never falls back)")
-    components: tuple[str, ...] = opt(COMPONENTS, parse=csv)
+    components: tuple[str, ...] = opt((), parse=csv, help="graphs to build engines for (default: every graph the bundle has, its decoder variants included)")
     workspace_gb: float = opt(4.0)
     optimization_level: int = opt(3)
     timing_cache: str | None = opt(None, help="default: <bundle>/engines/timing_<trt>_<gpu>.cache")
