@@ -108,14 +108,9 @@ class Device:
     def times(self, fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
         if self.kind == "cuda":
             return cuda_event_times(fn, warmup, runs)
-        for _ in range(warmup):
-            fn()
-        out = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - start) * 1e3)
-        return out
+        from _timing import call_times
+
+        return call_times(fn, warmup, runs)
 
     def clock_ms(self, fn: Callable[[], Any]) -> tuple[Any, float]:
         """One call on the host clock, synchronised on both sides: its result and milliseconds (first calls, estimates)."""

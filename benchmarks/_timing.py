@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 
-def timed(fn: Callable[[], Any], warmup: int, runs: int) -> dict[str, float]:
-    """Warm-up calls, then ``runs`` timed calls; median, p90 and min in milliseconds."""
+def call_times(fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
+    """Warm-up calls, then ``runs`` timed calls: each call's milliseconds on the host clock."""
     for _ in range(warmup):
         fn()
     times = []
@@ -17,7 +17,12 @@ def timed(fn: Callable[[], Any], warmup: int, runs: int) -> dict[str, float]:
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
-    return summary(times)
+    return times
+
+
+def timed(fn: Callable[[], Any], warmup: int, runs: int) -> dict[str, float]:
+    """Warm-up calls, then ``runs`` timed calls; median, p90 and min in milliseconds."""
+    return summary(call_times(fn, warmup, runs))
 
 
 def summary(times_ms: list[float]) -> dict[str, float]:
