@@ -134,7 +134,7 @@ def export_component(name: str, contract: Contract, module: Any, tmp: Path, cfg:
     export_onnx(module, contract, fp32, opset=cfg.opset, external_data_threshold=cfg.external_data_threshold)
     parity["fp32"] = gate(check_parity(contract, "fp32", ref, ort_runner(fp32, cfg.threads)), name, "fp32")
     files["fp32"] = fp32.name
-    if "fp16" in cfg.precisions and name in cfg.fp16_components:
+    if "fp16" in cfg.precisions and (schema.FULL_DECODER_COMPONENTS.get(name, name)) in cfg.fp16_components:
         fp16 = tmp / FILE_NAMES["fp16"].format(name=name)
         convert_fp16(fp32, fp16, external_data_threshold=cfg.external_data_threshold)
         parity["fp16"] = gate(check_parity(contract, "fp16", ref, ort_runner(fp16, cfg.threads)), name, "fp16")
@@ -259,6 +259,8 @@ def decoders_section(cfg: ExportConfig, components: dict[str, tuple[Contract, An
     card = read_card(model_dir).decoders
     full = components.get("vae_decoder", (None, None))[0]
     full_layout = "video" if full is not None and len(full.inputs[0].shape) == 5 else "frames"  # a causal autoencoder's whole-clip graph
+    if schema.DECODER_FIRST_STEP in components:  # its step graphs (a range of clip lengths)
+        full_layout = "steps"
     variants = {}
     for name in names:
         entry: dict[str, Any] = {"component": schema.decoder_component(name), "layout": full_layout if name == schema.FULL_DECODER else "clip"}
@@ -334,10 +336,11 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
         cfg = dit.export_config(cfg)
     sampler = sampler_contract(t2v, cfg)
     shapes = resolve_shapes(t2v, cfg, uses_cfg=sampler.uses_cfg)
-    components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in build_components(t2v, shapes, cfg.components,
-                                                                                                 dit.COMPONENTS if dit.is_dit(t2v) else None).items()}
+    built = dit.build(t2v, shapes, cfg.components) if dit.is_dit(t2v) else build_components(t2v, shapes, cfg.components)
+    components = {n: (with_tolerances(c, cfg), m) for n, (c, m) in built.items()}
     if schema.FULL_DECODER not in cfg.decoders:
-        components.pop("vae_decoder", None)
+        for name in schema.FULL_DECODER_COMPONENTS:
+            components.pop(name, None)
     components |= decoder_variants(t2v, model_dir, shapes, cfg)
 
     with staged_dir(out, schema.MANIFEST, cfg.overwrite) as tmp:
@@ -355,7 +358,7 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
             files["unet"]["int8"], parity["unet"]["int8"], int8_feeds["unet"] = export_int8_unet(
                 t2v, components["unet"][0], components["unet"][1], tmp, cfg, shapes, source)
             formats["unet"]["int8"] = INT8_FILE_FORMAT[cfg.int8_format]
-        variant_names = [n for n in components if n.startswith("vae_decoder_")]
+        variant_names = [schema.decoder_component(n) for n in cfg.decoders if n != schema.FULL_DECODER and schema.decoder_component(n) in components]
         rejected: dict[str, Any] = {}
         if "int8" in cfg.precisions and variant_names:
             latents = decoder_calibration(t2v, cfg, shapes, sampler)
@@ -392,6 +395,8 @@ def export_bundle(model: str | Path, out: str | Path, config: ExportConfig | Non
         )
         if (section := decoders_section(cfg, components, model_dir)) is not None:
             manifest["decoders"] = section
+        if schema.DECODER_FIRST_STEP in components:  # a schema-1 reader would call the step graph as a whole clip
+            manifest["schema_version"] = schema.STEPS_SCHEMA_VERSION
         schema.write_manifest(tmp, manifest)
         schema.verify_bundle(tmp)
     log.info("wrote bundle %s (config_hash %s)", out, config_hash)

@@ -14,7 +14,11 @@ its kind, so the manifest's schema and every reader stay as they are):
   (the parity reference, calibration) the module is diffusers' own, untouched;
 - ``vae_decoder``: the causal decoder over a whole clip, ``latent [B, z, f, h, w] -> video [B, 3, 1 + t(f - 1), H, W]``:
   diffusers' own frame-by-frame decode with its causal cache, unrolled by the tracer over the profile's latent frames
-  (a static axis: one graph per clip length), the normalisation (``latents_mean`` / ``latents_std``) inside;
+  (a static axis: one graph per clip length), the normalisation (``latents_mean`` / ``latents_std``) inside. A bundle
+  exported for a range of clip lengths (``--min-frames / --max-frames``) has the decoder as two step graphs instead,
+  the cache explicit (``decoder_step_components``): ``vae_decoder_first`` (latent frame 0 -> pixel frame 0 and the
+  cache) and ``vae_decoder`` (one later latent frame and the cache -> its t pixel frames and the next cache), which the
+  runtimes loop over the clip's latent frames;
 - ``vae_decoder_NAME`` (``export --decoder full,tiny``): a ``decoder train`` tiny decoder, ``latent [B, z, f, h, w] ->
   image [B, 1 + t(f - 1), 3, H, W]``, the full decoder's clip from the same normalised latents (``decoder_variant_component``).
 """
@@ -254,9 +258,11 @@ def denoiser_component(model: Any, shapes: ExportShapes) -> tuple[Contract, Any]
 
     transformer, family = model.unet, model.family
     geo = family.geometry(transformer)
-    f, h, w = latent_size(model, shapes)
+    _, h, w = latent_size(model, shapes)
     hs, ws, _, _, axes = _spatial_axes(shapes, h, w, 1)
     axes = {k: v for k, v in axes.items() if k.startswith("latent_")}
+    f, frame_axes = _frames_axis(model, shapes)  # a range of clip lengths: frames dynamic within the RoPE table
+    axes |= frame_axes
     inputs = [
         TensorSpec("sample", "float32", ("batch", geo.latent_channels, f, hs, ws)),
         TensorSpec("timestep", "float32", ("batch",)),
@@ -319,6 +325,122 @@ def vae_decoder_component(model: Any, shapes: ExportShapes) -> tuple[Contract, A
     return contract, VaeDecoder().eval()
 
 
+def frame_range(model: Any, shapes: ExportShapes) -> tuple[int, int, int] | None:
+    """(min, opt, max) latent frames of a bundle exported for a range of clip lengths (``--min-frames / --max-frames``),
+    else None (one clip length: the whole-clip decoder)."""
+    lo, hi = shapes.min_frames, shapes.max_frames or shapes.frames
+    if lo == hi == shapes.frames:
+        return None
+    geo = model.components.autoencoder.geometry(model.vae)
+    return geo.latent_frames(lo), geo.latent_frames(shapes.frames), geo.latent_frames(hi)
+
+
+def _frames_axis(model: Any, shapes: ExportShapes) -> tuple[Any, dict[str, tuple[int, int, int]]]:
+    """The latent frames of the transformer's and a variant decoder's profile: a fixed int, or the axis ``latent_frames``
+    over the bundle's range."""
+    span = frame_range(model, shapes)
+    if span is None or shapes.static:
+        return latent_size(model, shapes)[0], {}
+    return "latent_frames", {"latent_frames": span}
+
+
+def decoder_step(vae: Any, x: Any, caches: tuple[Any, ...], first: bool) -> tuple[Any, list[Any]]:
+    """One step of diffusers' own causal decode (``AutoencoderKLWan._decode``'s loop body) with its cache explicit:
+    ``x`` one latent frame after ``post_quant_conv`` [B, z, 1, h, w] -> (its pixel frames, clamped, and the cache
+    for the next step). Every cache entry is a 2-frame tensor: diffusers' list holds, per causal conv, the last
+    CACHE_T = 2 frames of its input, one frame (no entry) after the first latent frame, where the conv pads with zeros;
+    zeros in front of that frame are the same numbers, so the first step returns them padded, and the step after
+    feeds them back. The time upsampling's conv has the string "Rep" after the first frame (which it skips: one pixel
+    frame, not t) and convolves the next one over zero padding: that entry is returned as zeros of its input's shape.
+    ``first``: latent frame 0 (``first_chunk``, no cache in); else ``caches`` are the previous step's."""
+    import torch
+
+    slots = sum(type(m).__name__ == "WanCausalConv3d" for m in vae.decoder.modules())
+    seen: list[Any] = []  # the time upsampling's inputs, in call order (one per "Rep" entry)
+    hooks = [m.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) for m in vae.decoder.modules()
+             if getattr(m, "mode", None) == "upsample3d"]
+    feat: list[Any] = [None] * slots if first else [*caches, *[None] * (slots - len(caches))]
+    index = [0]
+    try:
+        out = vae.decoder(x, feat_cache=feat, feat_idx=index, first_chunk=first)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if getattr(vae.config, "patch_size", None):  # Wan2.2's autoencoder: pixels folded into channels
+        from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+
+        out = unpatchify(out, patch_size=vae.config.patch_size)
+    nxt = []
+    for entry in feat[: index[0]]:
+        if isinstance(entry, str):  # "Rep": the time upsampling's conv did not run on this frame
+            zeros = torch.zeros_like(seen.pop(0)[:, :, -1:])
+            entry = torch.cat([zeros, zeros], dim=2)
+        elif entry.shape[2] < 2:
+            entry = torch.cat([torch.zeros_like(entry), entry], dim=2)
+        nxt.append(entry)
+    return out.clamp(-1.0, 1.0), nxt
+
+
+def decoder_cache_layout(model: Any) -> list[tuple[int, int]]:
+    """(channels, spatial scale over the latent) of each cache tensor the step decoder carries, from one first step
+    at a 2x2 latent (cheap at any model size)."""
+    import torch
+
+    vae = model.vae
+    z = int(model.components.autoencoder.geometry(vae).channels)
+    dtype = next(vae.parameters()).dtype
+    with torch.no_grad():
+        _, caches = decoder_step(vae, vae.post_quant_conv(torch.zeros(1, z, 1, 2, 2, dtype=dtype)), (), first=True)
+    return [(int(c.shape[1]), int(c.shape[3]) // 2) for c in caches]
+
+
+def decoder_step_components(model: Any, shapes: ExportShapes) -> dict[str, tuple[Contract, Any]]:
+    """The causal decoder of a bundle with a range of clip lengths, as two graphs with the cache explicit
+    (``decoder_step``): ``vae_decoder_first`` ``latent [B, z, 1, h, w] -> video [B, 3, 1, H, W], next_cache_i`` and
+    ``vae_decoder`` ``latent [B, z, 1, h, w], cache_i -> video [B, 3, t, H, W], next_cache_i`` (cache_i
+    [B, C_i, 2, h s_i, w s_i]), the normalisation inside as the whole-clip graph's. The runtimes call the first on
+    latent frame 0, then the step on each later frame with the cache the call before returned: any clip length."""
+    import torch
+
+    from turbo_edge.spec.bundle import DECODER_FIRST_STEP
+
+    vae, auto = model.vae, model.components.autoencoder
+    geo = auto.geometry(vae)
+    _, h, w = latent_size(model, shapes)
+    hs, ws, hout, wout, axes = _spatial_axes(shapes, h, w, geo.spatial_factor)
+
+    def scaled(size: Any, axis: str, s: int) -> Any:
+        if isinstance(size, int):
+            return size * s
+        name = {1: axis, geo.spatial_factor: axis.removeprefix("latent_")}.get(s, f"{axis}_x{s}")
+        axes.setdefault(name, tuple(v * s for v in axes[axis]))
+        return name
+
+    layout = decoder_cache_layout(model)
+    caches = [("batch", c, 2, scaled(hs, "latent_height", s), scaled(ws, "latent_width", s)) for c, s in layout]
+    latent = TensorSpec("latent", "float32", ("batch", geo.channels, 1, hs, ws))
+    nxt = tuple(TensorSpec(f"next_cache_{i}", "float32", shape) for i, shape in enumerate(caches))
+    batch = {"batch": shapes.axis(1, 1, shapes.max_batch)}
+    first = Contract(DECODER_FIRST_STEP, inputs=(latent,), outputs=(TensorSpec("video", "float32", ("batch", 3, 1, hout, wout)), *nxt),
+                     axes={**batch, **axes})
+    step = Contract("vae_decoder", inputs=(latent, *(TensorSpec(f"cache_{i}", "float32", shape) for i, shape in enumerate(caches))),
+                    outputs=(TensorSpec("video", "float32", ("batch", 3, geo.temporal_factor, hout, wout)), *nxt), axes={**batch, **axes})
+
+    class VaeDecoderStep(torch.nn.Module):
+        def __init__(self, is_first: bool) -> None:
+            super().__init__()
+            self.vae, self.is_first = vae, is_first
+
+        def forward(self, latent: torch.Tensor, *cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            mean, std = auto._stats(self.vae, latent)
+            x = self.vae.post_quant_conv(latent * std + mean)
+            with exportable_decoder(self.vae) if torch.onnx.is_in_onnx_export() else contextlib.nullcontext():
+                video, nxt = decoder_step(self.vae, x, cache, self.is_first)
+            return (video, *nxt)
+
+    return {DECODER_FIRST_STEP: (first, VaeDecoderStep(True).eval()), "vae_decoder": (step, VaeDecoderStep(False).eval())}
+
+
 def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decoder: Any) -> tuple[Contract, Any]:
     """A decoder variant of a Wan model (a ``decoder train`` tiny decoder) as component ``vae_decoder_NAME``, the "clip"
     layout of every variant with the causal autoencoder's time upsampling: ``latent [B, z, f, h, w] -> image [B, F, 3,
@@ -329,13 +451,16 @@ def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decod
     they are and the runtime feeds both decoders one tensor. Its geometry is checked by running it once
     (``contracts.check_variant_frames``: a decoder made for another autoencoder is refused in one line)."""
     geo = model.components.autoencoder.geometry(model.vae)
-    f, h, w = latent_size(model, shapes)
+    _, h, w = latent_size(model, shapes)
     hs, ws, hout, wout, axes = _spatial_axes(shapes, h, w, geo.spatial_factor)
+    f, frame_axes = _frames_axis(model, shapes)
+    if frame_axes:  # a bundle with a range of clip lengths: the variant (no causal cache) is dynamic in frames
+        frame_axes["frames"] = tuple(geo.pixel_frames(v) for v in frame_axes["latent_frames"])
     contract = Contract(
         f"vae_decoder_{name}",
         inputs=(TensorSpec("latent", "float32", ("batch", geo.channels, f, hs, ws)),),
-        outputs=(TensorSpec("image", "float32", ("batch", geo.pixel_frames(f), 3, hout, wout)),),
-        axes={"batch": shapes.axis(1, 1, shapes.max_batch), **axes},
+        outputs=(TensorSpec("image", "float32", ("batch", "frames" if frame_axes else geo.pixel_frames(f), 3, hout, wout)),),
+        axes={"batch": shapes.axis(1, 1, shapes.max_batch), **axes, **frame_axes},
     )
     check_variant_frames(name, decoder, contract)
     return contract, variant_module(decoder)
@@ -370,19 +495,43 @@ def export_config(cfg: Any) -> Any:
 
 
 def resolve_shapes(model: Any, cfg: Any, uses_cfg: bool) -> ExportShapes:
-    """The clip a DiT bundle serves: ``--frames/--height/--width``, else the card's, else the family's (one line if the
-    model cannot take it, ``core.sampling.clip_geometry``)."""
+    """The clips a DiT bundle serves: ``--frames/--height/--width``, else the card's, else the family's (one line if the
+    model cannot take it, ``core.sampling.clip_geometry``); with ``--min-frames`` / ``--max-frames`` every length
+    1 + tk between them (each end checked the same way; the default length kept inside the range), else that one length."""
     from turbo_edge.core.sampling import clip_geometry
 
+    ranged = cfg.max_frames is not None or cfg.min_frames != 1
     try:
         frames, height, width = clip_geometry(model, cfg.frames, cfg.height, cfg.width)
+        if ranged:
+            if cfg.static:
+                raise ValueError("--static fixes every axis at one size: export a range of clip lengths (min_frames / max_frames) without it")
+            lo, hi = cfg.min_frames, cfg.max_frames or frames
+            for end in (lo, hi):
+                clip_geometry(model, end, height, width)
+            if lo > hi:
+                raise ValueError(f"min_frames {lo} is above max_frames {hi}")
+            if cfg.frames is None:  # the model's own length, moved into the range
+                frames = min(max(frames, lo), hi)
+            elif not lo <= frames <= hi:
+                raise ValueError(f"frames {frames} is outside min_frames..max_frames {lo}..{hi}")
+        else:
+            lo = hi = frames
     except ValueError as exc:
         raise ContractError(str(exc)) from None
-    if cfg.min_frames not in (1, frames) or cfg.max_frames not in (None, frames):
-        raise ContractError("a Wan bundle serves one clip length (its causal decoder is unrolled over it): "
-                            f"export with --frames only, not min_frames {cfg.min_frames} / max_frames {cfg.max_frames}")
-    return ExportShapes(frames, height, width, max_batch=cfg.max_batch, min_frames=frames, max_frames=frames, static=cfg.static,
+    return ExportShapes(frames, height, width, max_batch=cfg.max_batch, min_frames=lo, max_frames=hi, static=cfg.static,
                         dynamic_spatial=cfg.dynamic_spatial, uses_cfg=uses_cfg)
+
+
+def build(model: Any, shapes: ExportShapes, names: tuple[str, ...]) -> dict[str, tuple[Contract, Any]]:
+    """The DiT's components (``COMPONENTS``); with a range of clip lengths the decoder as its two step graphs
+    (``decoder_step_components``) in place of the whole-clip one."""
+    from turbo_edge.export.contracts import build_components
+
+    components = build_components(model, shapes, tuple(n for n in names if n != "vae_decoder" or frame_range(model, shapes) is None), COMPONENTS)
+    if "vae_decoder" in names and frame_range(model, shapes) is not None:
+        components |= decoder_step_components(model, shapes)
+    return components
 
 
 def sampler_contract(model: Any, cfg: Any) -> SamplerSpec:

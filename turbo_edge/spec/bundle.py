@@ -23,6 +23,11 @@ from turbo_edge.spec.paths import OutsideRoot, inside
 from turbo_edge.spec.sampler import SamplerSpec
 
 SCHEMA_VERSION = 1
+# The schema a bundle needs its reader to know, the oldest that runs it: 1, or 2 for a bundle whose full decoder is
+# the causal step graphs (layout "steps", export.dit ``decoder_step_components``), which a schema-1 reader would call
+# as a whole-clip graph; so it refuses it by the version instead ("upgrade turbo-edge"). This build reads both.
+STEPS_SCHEMA_VERSION = 2
+SCHEMA_VERSIONS = (SCHEMA_VERSION, STEPS_SCHEMA_VERSION)
 MANIFEST = "manifest.json"
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -41,8 +46,16 @@ ENGINE_DIR = "engines"
 # [B, C, f, h, w] -> image [B, F, 3, H, W]: a tiny decoder's memory blocks see the previous frame), F = f for a per-frame
 # autoencoder and 1 + t (f - 1) for a causal one (the manifest's latent.temporal_factor, causal_first_frame): the full
 # decoder's frame count, so a runtime swaps one for the other. A bundle without the section has the full decoder only.
+# The "steps" layout (a bundle exported for a range of clip lengths): the causal decoder as two graphs with its cache
+# explicit, component ``vae_decoder`` (latent frame k >= 1 [B, C, 1, h, w] and ``cache_i`` -> video [B, 3, t, H, W] and
+# ``next_cache_i``) and ``DECODER_FIRST_STEP`` (latent frame 0 -> video [B, 3, 1, H, W] and ``next_cache_i``): the
+# runtime calls the first, then the step once per later latent frame, feeding each call's next_cache_i back as cache_i.
 FULL_DECODER = "full"
-DECODER_LAYOUTS = ("frames", "clip", "video")
+DECODER_LAYOUTS = ("frames", "clip", "video", "steps")
+DECODER_FIRST_STEP = "vae_decoder_first"
+# The components of the full decoder (its step graphs' first one included), each with the component whose settings it
+# follows (fp16_components, --components name ``vae_decoder``).
+FULL_DECODER_COMPONENTS = {"vae_decoder": "vae_decoder", DECODER_FIRST_STEP: "vae_decoder"}
 DECODER_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _CHUNK = 1 << 20
 
@@ -102,8 +115,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise BundleError(f"{file} is a JSON {type(manifest).__name__}, not an object; re-export the bundle")
     version = manifest.get("schema_version")
-    if isinstance(version, bool) or version != SCHEMA_VERSION:  # JSON true is a Python int equal to 1; the C++ host refuses it
-        raise BundleError(f"{file}: schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION}); re-export or upgrade turbo-edge")
+    if isinstance(version, bool) or not isinstance(version, int) or version not in SCHEMA_VERSIONS:  # JSON true is a Python int equal to 1; the C++ host refuses it
+        raise BundleError(f"{file}: schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION} to {SCHEMA_VERSIONS[-1]}); "
+                          "re-export or upgrade turbo-edge")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if not isinstance(manifest.get("components", {}), dict) or not isinstance(manifest.get("files", {}), dict):
         raise BundleError(f"{file}: components and files must be JSON objects; re-export the bundle")
@@ -256,7 +270,18 @@ def full_decoder_layout(manifest: dict[str, Any]) -> str:
     component = manifest.get("components", {}).get("vae_decoder")
     inputs = component.get("inputs") if isinstance(component, dict) else None
     shape = inputs[0].get("shape") if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else None
-    return "video" if isinstance(shape, list) and len(shape) == 5 else "frames"
+    if isinstance(shape, list) and len(shape) == 5:
+        return "steps" if len(inputs) > 1 else "video"  # the step graph also takes its cache
+    return "frames"
+
+
+def check_steps(root: Path, manifest: dict[str, Any], name: str, layout: str) -> None:
+    """A "steps" decoder is the full one, its first-step graph beside it, in a manifest of schema 2 or later."""
+    if layout != "steps":
+        return
+    if name != FULL_DECODER or DECODER_FIRST_STEP not in manifest["components"] or manifest.get("schema_version") != STEPS_SCHEMA_VERSION:
+        raise BundleError(f"{root / MANIFEST}: decoder {name!r} has the \"steps\" layout, which only the full decoder of a schema "
+                          f"{STEPS_SCHEMA_VERSION} bundle with a {DECODER_FIRST_STEP} component has; re-export the bundle")
 
 
 def bundle_decoders(root: Path, manifest: dict[str, Any]) -> tuple[dict[str, dict[str, str]], str]:
@@ -264,7 +289,9 @@ def bundle_decoders(root: Path, manifest: dict[str, Any]) -> tuple[dict[str, dic
     without it (bundles made before variants) has the full decoder only."""
     section = manifest.get("decoders")
     if section is None:
-        return {FULL_DECODER: {"component": "vae_decoder", "layout": full_decoder_layout(manifest)}}, FULL_DECODER
+        layout = full_decoder_layout(manifest)
+        check_steps(root, manifest, FULL_DECODER, layout)
+        return {FULL_DECODER: {"component": "vae_decoder", "layout": layout}}, FULL_DECODER
     where = f"{root / MANIFEST}: decoders"
     variants = section.get("variants") if isinstance(section, dict) else None
     if not isinstance(variants, dict) or not variants:
@@ -277,6 +304,7 @@ def bundle_decoders(root: Path, manifest: dict[str, Any]) -> tuple[dict[str, dic
                               f"{list(DECODER_LAYOUTS)}; re-export the bundle")
         if entry["component"] not in manifest["components"]:
             raise BundleError(f"{where}: variant {name!r} names component {entry['component']!r}, which the bundle lacks; re-export the bundle")
+        check_steps(root, manifest, name, entry["layout"])
     default = section.get("default")
     if default not in variants:
         raise BundleError(f"{where}.default {default!r} is not one of its variants {sorted(variants)}; re-export the bundle")
@@ -311,7 +339,7 @@ def load_bundle(path: str | Path, verify: bool = True, runnable: bool = True) ->
     root = Path(path).expanduser()
     manifest = read_manifest(root)
     decoders, default = bundle_decoders(root, manifest)
-    needed = ("text_encoder", "unet", decoders[default]["component"])
+    needed = ("text_encoder", "unet", decoders[default]["component"])  # a "steps" decoder's first graph: check_steps
     lacking = [c for c in needed if c not in manifest["components"]]
     if runnable and lacking:
         raise BundleError(f"bundle {root} has no {lacking} graph(s) the runtime needs; export them (`--components` default: all)")

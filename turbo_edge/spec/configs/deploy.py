@@ -8,7 +8,7 @@ import hashlib
 import json
 
 from turbo_edge.spec.backends import BACKENDS
-from turbo_edge.spec.bundle import COMPONENTS, DECODER_NAME_CHARS, FULL_DECODER, PRECISIONS
+from turbo_edge.spec.bundle import COMPONENTS, DECODER_FIRST_STEP, DECODER_NAME_CHARS, FULL_DECODER, PRECISIONS, decoder_component
 from turbo_edge.spec.config import StageConfig, opt
 from turbo_edge.spec.configs.train import csv, csv_ints
 from turbo_edge.spec.host import host_int8_scope, host_overflow_fix
@@ -38,6 +38,8 @@ def check_decoder_name(name: str | None) -> None:
     """A decoder's name as a bundle and a model card spell it: full, tiny, pruned (lower-case letters, digits, _)."""
     if name is not None and (not isinstance(name, str) or not name or not set(name) <= DECODER_NAME_CHARS):
         raise ValueError(f"a decoder is named like full, tiny or pruned (lower-case letters, digits, _), got {name!r}")
+    if name is not None and decoder_component(name) == DECODER_FIRST_STEP:
+        raise ValueError(f"a decoder may not be named {name!r}: its component {DECODER_FIRST_STEP} is the full decoder's first step")
 
 
 @dataclasses.dataclass
