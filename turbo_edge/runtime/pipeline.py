@@ -19,7 +19,7 @@ import numpy as np
 
 from turbo_edge.runtime import samplers
 from turbo_edge.runtime.backends import Backend, Binding, create_backend
-from turbo_edge.spec.bundle import COMPONENTS, Bundle, load_bundle
+from turbo_edge.spec.bundle import COMPONENTS, DECODER_FIRST_STEP, Bundle, load_bundle
 from turbo_edge.spec.configs import RuntimeConfig
 from turbo_edge.spec.errors import BackendUnavailableError, BundleError, GenerationCancelled, RuntimeInputError
 from turbo_edge.spec.inputs import check_closed_vocabulary, check_guidance, check_prompt_text, check_seed
@@ -52,7 +52,9 @@ class Pipeline:
         # timings and stages keep their names whichever decoder runs.
         self.decoder_name, self.decoder_component, self.decoder_layout = bundle.decoder(config.decoder)
         graphs = {n: (self.decoder_component if n == "vae_decoder" else n) for n in COMPONENTS}
-        for name in COMPONENTS:
+        if self.decoder_layout == "steps":  # the causal decoder's step graphs: the first latent frame's graph too
+            graphs[DECODER_FIRST_STEP] = DECODER_FIRST_STEP
+        for name in graphs:
             session = create_backend(config.backend, threads=config.threads)
             file = session.model_file(bundle, graphs[name], config.precision)
             try:
@@ -63,7 +65,7 @@ class Pipeline:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
                 raise BundleError(f"{file}: the {config.backend} backend cannot load this {name} graph ({first}); "
                                   "run `turbo-edge verify` on the bundle, or re-export it") from None
-            missing = sorted(set(GRAPH_INPUTS[name]) - set(session.input_dtypes()))
+            missing = sorted(set(GRAPH_INPUTS.get(name, ("latent",))) - set(session.input_dtypes()))
             if missing:
                 raise BundleError(f"{file}: this graph has no input(s) {missing}, so it is not a {name} graph; "
                                   "the manifest names the wrong file: re-export the bundle")
@@ -106,10 +108,13 @@ class Pipeline:
         frames, height, width = frames or int(vid["frames"]), height or int(vid["height"]), width or int(vid["width"])
         if height % factor or width % factor:
             raise RuntimeInputError(f"height and width must be multiples of {factor} (the VAE's factor), got {height}x{width}")
-        shape = (int(lat["channels"]), self.latent_frames(frames), height // factor, width // factor)
         profile = self.bundle.profile("unet")
+        shape = (int(lat["channels"]), self.latent_frames(frames), height // factor, width // factor)
         if "min" in profile and "sample" in profile["min"]:
             lo, hi = profile["min"]["sample"][1:], profile["max"]["sample"][1:]
+            if lo[1] != hi[1] and not lo[1] <= shape[1] <= hi[1]:  # a bundle serving a range of clip lengths
+                raise RuntimeInputError(f"frames {frames} is outside this bundle's clip lengths, {self.frame_range()}; choose one of them "
+                                        "or re-export with a wider --min-frames / --max-frames")
             if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
                 raise RuntimeInputError(
                     f"frames/height/width {frames}/{height}/{width} (latent {shape}) are outside the bundle's profile "
@@ -129,8 +134,16 @@ class Pipeline:
         if not self.bundle.latent.get("causal_first_frame"):
             return frames // t if t > 1 else frames
         if frames < 1 or (frames - 1) % t:
-            raise RuntimeInputError(f"this bundle's causal autoencoder takes 1 + {t}k frames, got {frames}")
+            lengths = f" ({self.frame_range()} in this bundle)" if self.frame_range() else ""
+            raise RuntimeInputError(f"this bundle's causal autoencoder takes 1 + {t}k frames{lengths}, got {frames}")
         return (frames - 1) // t + 1
+
+    def frame_range(self) -> str:
+        """The clip lengths of a bundle exported for a range of them as messages name them ("5 to 13 frames"), else ""."""
+        profile = self.bundle.profile("unet")
+        if "min" not in profile or "sample" not in profile["min"] or profile["min"]["sample"][2] == profile["max"]["sample"][2]:
+            return ""
+        return f"{self.pixel_frames(profile['min']['sample'][2])} to {self.pixel_frames(profile['max']['sample'][2])} frames"
 
     def _max_batch(self, name: str, input_name: str) -> int:
         profile = self.bundle.profile(name)
@@ -146,10 +159,11 @@ class Pipeline:
             bindings[key] = self.sessions[name].allocate(input_shapes, output_shapes)
         return bindings[key]
 
-    def _infer(self, name: str, binding: Binding, timings: dict[str, float]) -> None:
+    def _infer(self, name: str, binding: Binding, timings: dict[str, float], stage: str | None = None) -> None:
         start = time.perf_counter()
         self.sessions[name].infer(binding)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+        stage = stage or name
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
     def encode(self, prompt: str, timings: dict[str, float] | None = None) -> tuple[np.ndarray, bool]:
         """Text-encoder output [L, D] for ``prompt`` (LRU-cached) and whether the prompt was truncated."""
@@ -216,6 +230,8 @@ class Pipeline:
             return self._decode_clips(latents, timings if timings is not None else {})
         if self.decoder_layout == "video":  # a causal video autoencoder's own decoder (export.dit): whole clips per call
             return self._decode_causal(latents, timings)
+        if self.decoder_layout == "steps":  # the same decoder as step graphs, its cache explicit: any clip length
+            return self._decode_steps(latents, timings if timings is not None else {})
         b, c, f, h, w = latents.shape
         flat = np.ascontiguousarray(latents.transpose(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
         factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
@@ -246,6 +262,43 @@ class Pipeline:
             self._infer("vae_decoder", binding, timings if timings is not None else {})
             images[start : start + len(part)] = binding.outputs["video"]
         np.clip(images, -1.0, 1.0, out=images)
+        return np.rint((images + 1.0) * 127.5).astype(np.uint8).transpose(0, 2, 3, 4, 1)
+
+    def cache_shapes(self, b: int, h: int, w: int) -> dict[str, tuple[int, ...]]:
+        """The step decoder's cache inputs at batch ``b`` and latent size h x w: each [b, C, 2, h s, w s], C and the
+        scale s read from the manifest's profile (its opt shapes)."""
+        opt = self.bundle.profile("vae_decoder")["opt"]
+        lh, lw = opt["latent"][3:]
+        return {name: (b, c, t, h * (ch // lh), w * (cw // lw)) for name, (_, c, t, ch, cw) in opt.items() if name != "latent"}
+
+    def _decode_steps(self, latents: np.ndarray, timings: dict[str, float]) -> np.ndarray:
+        """The "steps" layout: latent frame 0 through ``vae_decoder_first`` (one pixel frame), then each later one
+        through ``vae_decoder`` (t pixel frames) with the cache the call before returned (``next_cache_i`` ->
+        ``cache_i``); uint8 [B, F, H, W, 3] as ``_decode_causal``."""
+        b, c, f, h, w = latents.shape
+        t, frames = int(self.bundle.latent.get("temporal_factor", 1)), self.pixel_frames(f)
+        factor = int(self.bundle.video["height"]) // int(self.bundle.latent["height"])
+        chunk = min(b, self._max_batch("vae_decoder", "latent"))
+        images = np.empty((b, 3, frames, h * factor, w * factor), dtype=np.float32)
+        for start in range(0, b, chunk):
+            part = latents[start : start + chunk]
+            n = len(part)
+            caches = self.cache_shapes(n, h, w)
+            nxt = {"next_" + k: v for k, v in caches.items()}
+            first = self._binding(DECODER_FIRST_STEP, {"latent": (n, c, 1, h, w)}, {"video": (n, 3, 1, h * factor, w * factor), **nxt})
+            step = self._binding("vae_decoder", {"latent": (n, c, 1, h, w), **caches}, {"video": (n, 3, t, h * factor, w * factor), **nxt})
+            first.inputs["latent"][:] = part[:, :, :1]
+            self._infer(DECODER_FIRST_STEP, first, timings, stage="vae_decoder")
+            images[start : start + n, :, :1] = first.outputs["video"]
+            carried = first.outputs
+            for k in range(1, f):
+                step.inputs["latent"][:] = part[:, :, k : k + 1]
+                for name in caches:
+                    step.inputs[name][:] = carried["next_" + name]
+                self._infer("vae_decoder", step, timings)
+                images[start : start + n, :, 1 + t * (k - 1) : 1 + t * k] = step.outputs["video"]
+                carried = step.outputs
+        np.clip(images, -1.0, 1.0, out=images)  # the rounding of decode()
         return np.rint((images + 1.0) * 127.5).astype(np.uint8).transpose(0, 2, 3, 4, 1)
 
     def _decode_clips(self, latents: np.ndarray, timings: dict[str, float]) -> np.ndarray:
