@@ -56,8 +56,10 @@ static Bundle load_manifest(const std::string& root, bool verify) {
   static const char* const types[] = {"null", "bool", "number", "string", "list", "object"};
   if (m.type() != Json::Type::Object)
     throw BundleError(file + " is a JSON " + types[static_cast<int>(m.type())] + ", not an object; re-export the bundle");
-  if (!m.has("schema_version") || m["schema_version"].type() != Json::Type::Number || m["schema_version"].number() != 1)
-    throw BundleError(file + ": schema_version is not supported (this build reads 1); re-export or upgrade turbo-edge");
+  // spec/bundle.py SCHEMA_VERSIONS: 1, and 2 for a bundle whose full decoder is the causal step graphs ("steps").
+  if (!m.has("schema_version") || m["schema_version"].type() != Json::Type::Number ||
+      (m["schema_version"].number() != 1 && m["schema_version"].number() != 2))
+    throw BundleError(file + ": schema_version is not supported (this build reads 1 to 2); re-export or upgrade turbo-edge");
   if ((m.has("components") && m["components"].type() != Json::Type::Object) || (m.has("files") && m["files"].type() != Json::Type::Object))
     throw BundleError(file + ": components and files must be JSON objects; re-export the bundle");
   std::string missing;
@@ -148,12 +150,23 @@ static Bundle load_manifest(const std::string& root, bool verify) {
 }
 
 namespace {
-// spec/bundle.py full_decoder_layout: "video" for a whole-clip full decoder (a 5-D latent, export/dit.py), else "frames".
+// spec/bundle.py full_decoder_layout: "video" for a whole-clip full decoder (a 5-D latent, export/dit.py), "steps" for its
+// step graph (which also takes the cache), else "frames".
 std::string full_decoder_layout(const Json& m) {
   const Json& comps = m["components"];
   if (!comps.has("vae_decoder")) return "frames";
   const Json& dec = comps["vae_decoder"];
-  return dec.has("inputs") && dec["inputs"].size() > 0 && dec["inputs"][0].has("shape") && dec["inputs"][0]["shape"].size() == 5 ? "video" : "frames";
+  if (dec.has("inputs") && dec["inputs"].size() > 0 && dec["inputs"][0].has("shape") && dec["inputs"][0]["shape"].size() == 5)
+    return dec["inputs"].size() > 1 ? "steps" : "video";
+  return "frames";
+}
+
+// spec/bundle.py check_steps: a "steps" decoder is the full one, its first-step graph beside it, in a schema-2 manifest.
+void check_steps(const Json& m, const std::string& name, const std::string& layout) {
+  if (layout != "steps") return;
+  if (name != "full" || !m["components"].has(kFirstStep) || m["schema_version"].number() != 2)
+    throw BundleError("manifest.json: decoder '" + name + "' has the \"steps\" layout, which only the full decoder of a schema 2 bundle with a " +
+                      std::string(kFirstStep) + " component has; re-export the bundle");
 }
 
 // spec/bundle.py bundle_decoders: {name: (component, layout)} and the default; a manifest without "decoders" has "full".
@@ -162,6 +175,7 @@ std::map<std::string, std::pair<std::string, std::string>> decoder_table(const J
   if (!m.has("decoders")) {
     *default_name = "full";
     out["full"] = {"vae_decoder", full_decoder_layout(m)};
+    check_steps(m, "full", out["full"].second);
     return out;
   }
   const Json& d = m["decoders"];
@@ -175,12 +189,14 @@ std::map<std::string, std::pair<std::string, std::string>> decoder_table(const J
     if (!ok) throw BundleError(where + ": variant '" + name + "' must be a lower-case name (a-z, 0-9, _) with an object; re-export the bundle");
     const bool named = entry.has("component") && entry["component"].type() == Json::Type::String && entry["component"].str() == component;
     const bool laid = entry.has("layout") && entry["layout"].type() == Json::Type::String &&
-                      (entry["layout"].str() == "frames" || entry["layout"].str() == "clip" || entry["layout"].str() == "video");
+                      (entry["layout"].str() == "frames" || entry["layout"].str() == "clip" || entry["layout"].str() == "video" ||
+                       entry["layout"].str() == "steps");
     if (!named || !laid)
       throw BundleError(where + ": variant '" + name + "' must name component '" + component +
-                        "' and a layout in ['frames', 'clip', 'video']; re-export the bundle");
+                        "' and a layout in ['frames', 'clip', 'video', 'steps']; re-export the bundle");
     if (!m["components"].has(component))
       throw BundleError(where + ": variant '" + name + "' names component '" + component + "', which the bundle lacks; re-export the bundle");
+    check_steps(m, name, entry["layout"].str());
     out[name] = {component, entry["layout"].str()};
   }
   if (!d.has("default") || d["default"].type() != Json::Type::String || !out.count(d["default"].str()))

@@ -34,9 +34,11 @@ std::unique_ptr<Pipeline> Pipeline::from_bundle(const std::string& path, const s
     p->unigram_ = std::make_unique<UnigramTokenizer>(UnigramTokenizer::from_file(path + "/tokenizer/tokenizer.json", p->bundle_.text_length));
   else
     p->tokenizer_ = ClipTokenizer::from_dir(path + "/tokenizer", p->bundle_.text_length);
-  for (const char* name : {"text_encoder", "unet", "vae_decoder"}) {
+  std::vector<std::string> names{"text_encoder", "unet", "vae_decoder"};
+  if (p->decoder_layout_ == "steps") names.push_back(kFirstStep);  // the causal decoder's first-latent-frame graph
+  for (const std::string& name : names) {
     auto session = create_backend(backend, threads);
-    const std::string graph = std::string(name) == "vae_decoder" ? p->decoder_component_ : name;
+    const std::string graph = name == "vae_decoder" ? p->decoder_component_ : name;
     session->load(p->bundle_.model_path(graph, precision));
     p->sessions_[name] = std::move(session);
   }
@@ -151,7 +153,51 @@ std::vector<float> Pipeline::encode(const std::string& prompt, bool* truncated) 
   return hidden;
 }
 
-Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, double guidance, const ProgressFn& progress) {
+std::string Pipeline::frame_range() const {
+  const long long lo = bundle_.profile_min("unet", "sample", 2, 0), hi = bundle_.profile_max("unet", "sample", 2, 0);
+  if (lo == hi) return "";
+  auto pixels = [&](long long f) { return bundle_.causal_first_frame ? 1 + bundle_.temporal_factor * (f - 1) : bundle_.temporal_factor * f; };
+  return std::to_string(pixels(lo)) + " to " + std::to_string(pixels(hi)) + " frames";
+}
+
+// pipeline.py latent_frames and latent_shape's checks on the clip length, with the same messages.
+int64_t Pipeline::latent_frames(int frames) const {
+  auto profile_at_point = [&](const std::string& point, size_t axis) {
+    return point == "min" ? bundle_.profile_min("unet", "sample", axis, 0) : point == "max" ? bundle_.profile_max("unet", "sample", axis, 0)
+           : axis == 1 ? bundle_.latent_channels : axis == 3 ? bundle_.latent_height : bundle_.latent_width;
+  };
+  if (frames <= 0) return bundle_.latent_frames;
+  const int t = bundle_.temporal_factor;
+  int64_t f = t > 1 ? frames / t : frames;
+  if (bundle_.causal_first_frame) {
+    if (frames < 1 || (frames - 1) % t) {
+      const std::string range = frame_range();
+      throw InputError("this bundle's causal autoencoder takes 1 + " + std::to_string(t) + "k frames" + (range.empty() ? "" : " (" + range + " in this bundle)") +
+                       ", got " + std::to_string(frames));
+    }
+    f = (frames - 1) / t + 1;
+  }
+  const long long lo = bundle_.profile_min("unet", "sample", 2, f), hi = bundle_.profile_max("unet", "sample", 2, f);
+  if (lo != hi && (f < lo || f > hi))
+    throw InputError("frames " + std::to_string(frames) + " is outside this bundle's clip lengths, " + frame_range() +
+                     "; choose one of them or re-export with a wider --min-frames / --max-frames");
+  if (f < lo || f > hi) {  // a bundle of one clip length
+    auto dims = [&](const std::string& point, int64_t frames_dim) {
+      std::string out = "(";
+      for (size_t i = 1; i < 5; ++i) {
+        const long long d = i == 2 && frames_dim >= 0 ? frames_dim : profile_at_point(point, i);
+        out += (i > 1 ? ", " : "") + std::to_string(d);
+      }
+      return out + ")";
+    };
+    throw InputError("frames/height/width " + std::to_string(frames) + "/" + std::to_string(bundle_.height) + "/" + std::to_string(bundle_.width) +
+                     " (latent " + dims("opt", f) + ") are outside the bundle's profile (latent min " + dims("min", -1) + ", max " +
+                     dims("max", -1) + "); choose a size inside it or re-export with a wider profile");
+  }
+  return f;
+}
+
+Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, double guidance, const ProgressFn& progress, int frames) {
   std::lock_guard<std::mutex> lock(mutex_);
   const SamplerSpec& spec = bundle_.sampler;
   check_prompt(prompt);
@@ -164,13 +210,14 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
   if (!std::isnan(guidance) && !spec.uses_cfg && spec.w_embedding_dim == 0)
     throw InputError("this bundle's student has its guidance distilled in (no guidance input); omit guidance");
   if (std::isnan(guidance)) guidance = spec.guidance;
+  const int64_t F = latent_frames(frames);
   session_seconds_ = 0.0;
   Clip clip;
   clip.steps = steps;
 
   // Text: conditional (and the empty prompt for classifier-free guidance), encoded once and cached.
   std::vector<float> cond = encode(prompt, &clip.truncated);
-  const int64_t rows = spec.uses_cfg ? 2 : 1, C = bundle_.latent_channels, F = bundle_.latent_frames, h = bundle_.latent_height,
+  const int64_t rows = spec.uses_cfg ? 2 : 1, C = bundle_.latent_channels, h = bundle_.latent_height,
                 w = bundle_.latent_width, L = bundle_.text_length, D = bundle_.text_hidden;
   const size_t n = static_cast<size_t>(C * F * h * w);
   Shapes inputs = {{"sample", {rows, C, F, h, w}}, {"timestep", {rows}}, {"encoder_hidden_states", {rows, L, D}}};
@@ -240,6 +287,11 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
     clip.session_seconds = session_seconds_;
     return clip;
   }
+  if (decoder_layout_ == "steps") {
+    decode_steps(x, C, F, h, w, H, W, clip);
+    clip.session_seconds = session_seconds_;
+    return clip;
+  }
   if (decoder_layout_ == "video" || bundle_.clip_decoder) {  // a whole-clip causal decoder (export/dit.py): [1, C, f, h, w] -> [1, 3, P, H, W]
     Binding& vb = binding("vae_decoder", {{"latent", {1, C, F, h, w}}}, {{"video", {1, 3, P, H, W}}});
     std::copy(x.begin(), x.end(), vb.inputs["latent"].f32());
@@ -274,6 +326,55 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
   }
   clip.session_seconds = session_seconds_;
   return clip;
+}
+
+// The "steps" layout (pipeline.py _decode_steps): latent frame 0 through vae_decoder_first (one pixel frame), then each
+// later one through vae_decoder (t pixel frames), each call fed the cache the call before returned (next_cache_i ->
+// cache_i); the cache shapes are the profile's opt shapes scaled to this latent size.
+void Pipeline::decode_steps(const std::vector<float>& x, int64_t C, int64_t F, int64_t h, int64_t w, int64_t H, int64_t W, Clip& clip) {
+  const Json& opt = bundle_.manifest["components"]["vae_decoder"]["profile"]["opt"];
+  const int64_t lh = opt["latent"][3].integer(), lw = opt["latent"][4].integer(), t = bundle_.temporal_factor;
+  Shapes caches, next;
+  for (const auto& [name, shape] : opt.object()) {
+    if (name == "latent") continue;
+    caches[name] = {1, shape[1].integer(), shape[2].integer(), h * (shape[3].integer() / lh), w * (shape[4].integer() / lw)};
+    next["next_" + name] = caches[name];
+  }
+  Shapes first_out = next, step_out = next, step_in = caches;
+  first_out["video"] = {1, 3, 1, H, W};
+  step_out["video"] = {1, 3, t, H, W};
+  step_in["latent"] = {1, C, 1, h, w};
+  Binding& first = binding(kFirstStep, {{"latent", {1, C, 1, h, w}}}, first_out);
+  Binding& step = binding("vae_decoder", step_in, step_out);
+  const int64_t P = clip.frames;
+  std::vector<float> video(static_cast<size_t>(3 * P * H * W));
+  auto frame_of = [&](int64_t k, float* dst) {  // latent frame k of [C, F, h, w] -> [1, C, 1, h, w]
+    for (int64_t c = 0; c < C; ++c) std::copy(x.data() + (c * F + k) * h * w, x.data() + (c * F + k + 1) * h * w, dst + c * h * w);
+  };
+  auto keep = [&](const float* out, int64_t count, int64_t at) {  // [1, 3, count, H, W] into pixel frames at..at+count
+    for (int64_t c = 0; c < 3; ++c) std::copy(out + c * count * H * W, out + (c + 1) * count * H * W, video.data() + (c * P + at) * H * W);
+  };
+  frame_of(0, first.inputs["latent"].f32());
+  infer(kFirstStep, first);
+  keep(first.outputs["video"].f32(), 1, 0);
+  Binding* carried = &first;
+  for (int64_t k = 1; k < F; ++k) {
+    frame_of(k, step.inputs["latent"].f32());
+    for (auto& [name, buf] : step.inputs) {
+      if (name == "latent") continue;
+      const Buffer& src = carried->outputs.at("next_" + name);
+      std::copy(src.bytes.begin(), src.bytes.end(), buf.bytes.begin());
+    }
+    infer("vae_decoder", step);
+    keep(step.outputs["video"].f32(), t, 1 + t * (k - 1));
+    carried = &step;
+  }
+  for (int64_t c = 0; c < 3; ++c)  // the Python runtime's rounding
+    for (int64_t f = 0; f < P; ++f)
+      for (int64_t p = 0; p < H * W; ++p) {
+        float v = std::min(1.0f, std::max(-1.0f, video[static_cast<size_t>((c * P + f) * H * W + p)]));
+        clip.rgb[static_cast<size_t>((f * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
+      }
 }
 
 }  // namespace turbo_edge

@@ -20,6 +20,9 @@ namespace turbo_edge {
 
 // ------------------------------------------------------------------ bundle
 
+// spec/bundle.py DECODER_FIRST_STEP: the first-latent-frame graph of a "steps" decoder (a bundle with a range of clip lengths).
+inline constexpr const char* kFirstStep = "vae_decoder_first";
+
 struct SamplerSpec {
   std::string kind;             // "ddim_cfg" | "consistency" | "flow_euler_cfg"
   double flow_shift = 0.0;  // > 0: a flow-matching contract (spec/sampler.py flow_shift): no alphas_cumprod
@@ -140,8 +143,9 @@ class Pipeline {
                                                const std::string& decoder = "");  // "": the bundle's default decoder
   // Called after each sampling step with (steps done, steps in all); returning false cancels the call (throws Cancelled).
   using ProgressFn = std::function<bool(int done, int total)>;
-  // steps <= 0: the bundle's default; guidance NaN: the bundle's.
-  Clip generate(const std::string& prompt, int steps, uint64_t seed, double guidance, const ProgressFn& progress = nullptr);
+  // steps <= 0: the bundle's default; guidance NaN: the bundle's; frames <= 0: the bundle's clip length, else one in its
+  // profile (1 + tk for a causal autoencoder; a bundle exported for a range of lengths serves each of them).
+  Clip generate(const std::string& prompt, int steps, uint64_t seed, double guidance, const ProgressFn& progress = nullptr, int frames = 0);
   const Bundle& bundle() const { return bundle_; }
   const std::string& decoder_name() const { return decoder_name_; }
 
@@ -160,6 +164,9 @@ class Pipeline {
   void infer(const std::string& component, Binding& b);
   std::vector<float> encode(const std::string& prompt, bool* truncated);
   void check_prompt(const std::string& prompt) const;
+  int64_t latent_frames(int frames) const;  // checked against the bundle's clip lengths, as pipeline.py latent_shape
+  std::string frame_range() const;          // "5 to 13 frames" for a bundle with a range of clip lengths, else ""
+  void decode_steps(const std::vector<float>& x, int64_t C, int64_t F, int64_t h, int64_t w, int64_t H, int64_t W, Clip& clip);
 };
 
 }  // namespace turbo_edge

@@ -2,8 +2,10 @@
 // probes the tests compare against the Python runtime (noise values, tokenizer ids, sha256).
 //
 //   turbo_edge_generate --bundle B --prompt "a red circle moving left" [--steps 4] [--seed 0] [--guidance G]
-//                       [--precision fp32|int8] [--decoder NAME] [--threads 1] [--no-verify] [--repeat N] --out DIR [--overwrite]
+//                       [--precision fp32|int8] [--decoder NAME] [--frames N] [--threads 1] [--no-verify] [--repeat N] --out DIR [--overwrite]
 //   --decoder: one of the bundle's decoders (full, tiny, ...: the manifest's "decoders"); default: the bundle's default.
+//   --frames: the clip length, one the bundle serves (a bundle exported with --min-frames / --max-frames: each 1 + tk
+//   between them); default: the bundle's own.
 //   --out DIR must be new or empty; --overwrite replaces frames this host wrote there before, and only when every file
 //   in DIR is on the record it left (.turbo-edge-output.json: a run id and the files), so a user's file is never lost.
 //   turbo_edge_generate noise SEED STREAM COUNT
@@ -173,7 +175,7 @@ double parse_guidance(const std::string& text) {
 
 int generate(int argc, char** argv) {
   std::string bundle, prompt, out, precision = "fp32", decoder;
-  int steps = 0, threads = 1, repeat = 1;
+  int steps = 0, threads = 1, repeat = 1, frames = 0;
   unsigned long long seed = 0;
   double guidance = std::nan("");
   bool verify = true, overwrite = false;
@@ -190,6 +192,7 @@ int generate(int argc, char** argv) {
     else if (a == "--decoder") decoder = next();
     else if (a == "--steps") steps = static_cast<int>(parse_integer(a, next(), 1, 1000, "an integer in [1, 1000]"));
     else if (a == "--seed") seed = parse_seed(next());
+    else if (a == "--frames") frames = static_cast<int>(parse_integer(a, next(), 1, 100000, "an integer in [1, 100000]"));
     else if (a == "--guidance") guidance = parse_guidance(next());
     else if (a == "--threads") {
       long long cap = thread_cap();
@@ -211,7 +214,7 @@ int generate(int argc, char** argv) {
   std::vector<double> e2e, session;
   for (int r = 0; r < repeat + (repeat > 1 ? 1 : 0); ++r) {  // with --repeat, one extra warm-up call first
     auto s = std::chrono::steady_clock::now();
-    clip = pipe->generate(prompt, steps, seed, guidance);
+    clip = pipe->generate(prompt, steps, seed, guidance, nullptr, frames);
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - s).count();
     if (repeat > 1 && r == 0) continue;
     e2e.push_back(dt);
