@@ -330,7 +330,7 @@ def test_a_student_transformer_exports_its_guidance_embedding(wan_test_dir: Path
 
 
 @pytest.mark.parametrize(("size", "rule"), [({"frames": 8}, r"1 \+ 4k frames"), ({"height": 24}, "multiples of 16"),
-                                            ({"max_frames": 13}, "one clip length")])
+                                            ({"min_frames": 3, "max_frames": 13}, r"1 \+ 4k frames")])
 def test_a_geometry_the_dit_cannot_take_is_refused_before_anything_is_written(wan_test_dir: Path, tmp_path: Path, size, rule) -> None:
     cfg = ExportConfig(precisions=("fp32",), **{**GEOMETRY, **size}, **FAST)
     with pytest.raises(ContractError, match=rule):

@@ -124,3 +124,39 @@ def test_cpp_frames_equal_python_on_the_exported_wan_test_bundle(host, wan_tiny_
             assert proc.returncode == 0, proc.stderr
             cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
             assert py.shape == (9, 32, 32, 3) and np.abs(cpp.astype(int) - py.astype(int)).max() <= 1, (precision, decoder)
+
+
+@pytest.fixture(scope="module")
+def wan_range_bundle(wan_test_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Wan test configuration exported for clip lengths 5 to 13 (fp32): the causal decoder's step graphs."""
+    pytest.importorskip("torch", reason="exporting needs torch (this run blocks it: pytest -p no_torch)")
+    from turbo_edge.export import export_bundle
+    from turbo_edge.spec.configs import ExportConfig
+
+    cfg = ExportConfig(precisions=("fp32",), frames=9, min_frames=5, max_frames=13, height=32, width=32, default_steps=2, supported_steps=(2,),
+                       openvino_check=False, threads=2)
+    return export_bundle(wan_test_dir, tmp_path_factory.mktemp("cpp_range") / "wan", cfg)
+
+
+@pytest.mark.parametrize("frames", [5, 13])
+def test_cpp_frames_equal_python_at_two_lengths_of_a_range_bundle(host, wan_range_bundle: Path, tmp_path: Path, frames: int) -> None:
+    """``--frames N`` on a bundle exported with ``--min-frames 5 --max-frames 13``: the host's step-decoder loop (first
+    graph, then one step per later latent frame with the cache fed back) against the Python runtime's."""
+    py = Pipeline.from_bundle(wan_range_bundle, backend="openvino").generate("a red circle moving left", steps=2, seed=3, frames=frames)
+    out = tmp_path / "frames"
+    proc = run_host(host, "--bundle", str(wan_range_bundle), "--prompt", "a red circle moving left", "--seed", "3", "--frames", str(frames),
+                    "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["frames"] == py.shape[0] == frames
+    cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
+    assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1 and py.std() > 5
+
+
+@pytest.mark.parametrize("frames", [8, 17])
+def test_cpp_refuses_a_length_outside_the_range_as_python_does(host, wan_range_bundle: Path, tmp_path: Path, frames: int) -> None:
+    from turbo_edge.spec.errors import RuntimeInputError
+
+    with pytest.raises(RuntimeInputError) as err:
+        Pipeline.from_bundle(wan_range_bundle, backend="openvino").generate("a red circle", frames=frames)
+    proc = run_host(host, "--bundle", str(wan_range_bundle), "--prompt", "a red circle", "--frames", str(frames), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {err.value}" and "5 to 13 frames" in proc.stderr

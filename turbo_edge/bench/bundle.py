@@ -18,7 +18,7 @@ from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.runtime.samplers import guidance_embedding
 from turbo_edge.spec import host
 from turbo_edge.spec.backends import GPU_BACKENDS
-from turbo_edge.spec.bundle import Bundle
+from turbo_edge.spec.bundle import DECODER_FIRST_STEP, Bundle
 from turbo_edge.spec.configs import BenchConfig, RuntimeConfig
 from turbo_edge.spec.errors import BackendUnavailableError, RuntimeInputError
 from turbo_edge.spec.noise import normal
@@ -160,7 +160,7 @@ def _bench(cfg: BenchConfig, pipe: Pipeline, backend: str, precision: str, threa
         "verified_on_gpu": False if backend in GPU_BACKENDS else None, "gpu": None if gpu is None else gpu.device_name(),
         "video": {"frames": video[0], "height": video[1], "width": video[2]},
         "input_shapes": {"text_encoder": {k: list(v) for k, v in te_inputs.items()}, "unet": {k: list(v) for k, v in inputs.items()},
-                         "vae_decoder": {"latent": [b, *shape] if pipe.decoder_layout in ("clip", "video")
+                         "vae_decoder": {"latent": [b, *shape] if pipe.decoder_layout in ("clip", "video", "steps")
                                          else [b * shape[1], shape[0], shape[2], shape[3]]}},  # whole clips: a variant or a causal decoder
     }
     finish_row(row, stages, e2e, composed_only=False)
@@ -179,6 +179,10 @@ def _flops(pipe: Pipeline, precision: str, b: int, shape: tuple[int, ...], lengt
     vae_file = bundle.model_path(pipe.decoder_component, precision)
     if pipe.decoder_layout == "video":  # a causal autoencoder's whole-clip decoder (DiT): one clip per call
         return {**flops, "vae_decoder": b * onnx_flops(vae_file, {"latent": (1, c, f, h, w)})}
+    if pipe.decoder_layout == "steps":  # its step graphs: the first latent frame's, then one step per later frame
+        first = onnx_flops(bundle.model_path(DECODER_FIRST_STEP, precision), {"latent": (1, c, 1, h, w)})
+        step = onnx_flops(vae_file, {"latent": (1, c, 1, h, w), **pipe.cache_shapes(1, h, w)})
+        return {**flops, "vae_decoder": b * (first + (f - 1) * step)}
     clips = pipe.decoder_layout == "clip"  # a variant decodes whole clips: latent [n, C, F, h, w]
     total = b if clips else b * f
     profile = bundle.profile(pipe.decoder_component)

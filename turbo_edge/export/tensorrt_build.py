@@ -144,7 +144,10 @@ def plan_builds(manifest: dict[str, Any], cfg: EngineConfig, trt_version: str, g
     ``cfg.precisions`` (``engine_precision``), each once; for ``cfg.components``, or else every graph the bundle has,
     so a bundle's decoder variants (``export --decoder full,tiny``) get engines for ``--decoder`` to choose."""
     builds = []
-    for component in cfg.components or tuple(manifest["components"]):
+    components = list(cfg.components or manifest["components"])
+    if "vae_decoder" in components and schema.DECODER_FIRST_STEP in manifest["components"] and schema.DECODER_FIRST_STEP not in components:
+        components.insert(components.index("vae_decoder"), schema.DECODER_FIRST_STEP)  # a "steps" decoder's first graph goes with it
+    for component in components:
         entry = manifest["components"].get(component)
         if entry is None:
             raise ValueError(f"the bundle has no {component} component (it has {sorted(manifest['components'])})")

@@ -116,7 +116,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise BundleError(f"{file} is a JSON {type(manifest).__name__}, not an object; re-export the bundle")
     version = manifest.get("schema_version")
     if isinstance(version, bool) or not isinstance(version, int) or version not in SCHEMA_VERSIONS:  # JSON true is a Python int equal to 1; the C++ host refuses it
-        raise BundleError(f"{file}: schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION} to {SCHEMA_VERSIONS[-1]}); "
+        raise BundleError(f"{file}: schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION} and {STEPS_SCHEMA_VERSION}); "
                           "re-export or upgrade turbo-edge")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if not isinstance(manifest.get("components", {}), dict) or not isinstance(manifest.get("files", {}), dict):
