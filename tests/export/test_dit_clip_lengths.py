@@ -206,3 +206,13 @@ def test_tensorrt_profiles_span_the_range_and_build_both_decoder_steps(range_bun
     assert ("latent", (1, 16, 1, 4, 4), (1, 16, 1, 4, 4), (2, 16, 1, 4, 4)) in shapes  # one latent frame per step
     assert any(name == "cache_0" for name, *_ in shapes)
     assert {"vae_decoder", "vae_decoder_first"} <= set(verify_bundle(root)["engines"])
+
+
+def test_generate_bundle_takes_the_clip_length_from_the_command_line(range_bundle: Path, tmp_path: Path, capsys) -> None:
+    from turbo_edge.cli import main
+
+    assert main(["generate", PROMPT, "--bundle", str(range_bundle), "--frames", "13", "--steps", "2", "--out", str(tmp_path / "a.gif")]) in (0, None)
+    assert "(13 frames, 32x32" in capsys.readouterr().out
+    rc = main(["generate", PROMPT, "--bundle", str(range_bundle), "--frames", "17", "--out", str(tmp_path / "b.gif")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "outside this bundle's clip lengths, 5 to 13 frames" in err[0] and not (tmp_path / "b.gif").exists()

@@ -78,7 +78,7 @@ def run_generate(cfg: GenerateConfig) -> str:
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PromptTruncatedWarning)
-        result = pipe.run([cfg.prompt], steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance)
+        result = pipe.run([cfg.prompt], steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance, frames=cfg.frames, height=cfg.height, width=cfg.width)
     seconds = time.perf_counter() - start
     clip = result.frames[0]
     fps = cfg.fps or int(pipe.bundle.video.get("fps", DEFAULT_FPS))
@@ -103,7 +103,8 @@ def _run_many(cfg: GenerateConfig, pipe: Pipeline, prompts: list[tuple[int, str]
     def make_clip(prompt: str) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PromptTruncatedWarning)  # counted in the report line instead
-            result = pipe.run([prompt], steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance)
+            result = pipe.run([prompt], steps=cfg.steps, seed=cfg.seed, guidance=cfg.guidance, frames=cfg.frames, height=cfg.height,
+                              width=cfg.width)
         if result.truncated[0]:
             truncated.append(prompt)
         return result.frames[0]

@@ -41,9 +41,10 @@ class GenerateConfig(StageConfig):
     steps: int | None = opt(None, help="sampler steps (default: the model card's, 50 for a teacher; the bundle's default_steps)")
     guidance: float | None = opt(None, help="default: the model's or bundle's own")
     seed: int = opt(0, parse=seed_arg)
-    frames: int | None = opt(None, help="--model: frames of the clip (default: the model card's, else the family's pipeline default)")
-    height: int | None = opt(None, help="--model: frame height (default: the model card's, else the autoencoder's)")
-    width: int | None = opt(None, help="--model: frame width (default: the height)")
+    frames: int | None = opt(None, help="frames of the clip (default: the model card's, else the family's pipeline default; a bundle's own, "
+                                        "or any length its profile serves: export --min-frames / --max-frames)")
+    height: int | None = opt(None, help="frame height (default: the model card's, else the autoencoder's; a bundle's own)")
+    width: int | None = opt(None, help="frame width (default: the height; a bundle's own)")
     out: str = opt("clip.gif", help="output .gif or .mp4")
     overwrite: bool = opt(False, help="replace an existing output of the same kind (a GIF or MP4 file)")
     scale: int = opt(4, help="nearest-neighbour upscaling of the written video")
