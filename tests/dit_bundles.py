@@ -18,18 +18,19 @@ from turbo_edge.spec.noise import normal, stream_id
 from turbo_edge.spec.sampler import SamplerSpec, flow_tables
 
 
-def _velocity_graph() -> onnx.GraphProto:
-    """out = tanh(0.9 x + 0.5 mean(text) + 1e-3 t), per sample: depends on every input, cheap."""
+def _velocity_graph(frames: int | str = 3) -> onnx.GraphProto:
+    """out = tanh(0.9 x + 0.5 mean(text) + 1e-3 t), per sample: depends on every input, cheap (``frames``: its latent
+    frames, an axis name for a bundle with a range of clip lengths)."""
     nodes = [helper.make_node("Mul", ["sample", "k_x"], ["a"]),
              helper.make_node("ReduceMean", ["encoder_hidden_states"], ["text_mean"], axes=[1, 2], keepdims=0),
              helper.make_node("Mul", ["text_mean", "k_text"], ["text_term"]), helper.make_node("Mul", ["timestep", "k_t"], ["t_term"]),
              helper.make_node("Add", ["text_term", "t_term"], ["per_sample"]), helper.make_node("Reshape", ["per_sample", "shape5"], ["bias"]),
              helper.make_node("Add", ["a", "bias"], ["pre"]), helper.make_node("Tanh", ["pre"], ["out_sample"])]
     return helper.make_graph(nodes, "unet",
-                             [helper.make_tensor_value_info("sample", TensorProto.FLOAT, ["batch", C, LF, LH, LW]),
+                             [helper.make_tensor_value_info("sample", TensorProto.FLOAT, ["batch", C, frames, LH, LW]),
                               helper.make_tensor_value_info("timestep", TensorProto.FLOAT, ["batch"]),
                               helper.make_tensor_value_info("encoder_hidden_states", TensorProto.FLOAT, ["batch", LENGTH, HIDDEN])],
-                             [helper.make_tensor_value_info("out_sample", TensorProto.FLOAT, ["batch", C, LF, LH, LW])],
+                             [helper.make_tensor_value_info("out_sample", TensorProto.FLOAT, ["batch", C, frames, LH, LW])],
                              [const("k_x", np.float32(0.9)), const("k_text", np.float32(0.5)), const("k_t", np.float32(1e-3)),
                               const("shape5", np.array([-1, 1, 1, 1, 1], dtype=np.int64))])
 
@@ -156,12 +157,96 @@ def make_dit_bundle(out: Path, sampler: SamplerSpec, seed: int = 0, decoders: tu
     return out, weights
 
 
+# A bundle for a range of clip lengths (export --min-frames 5 --max-frames 13): latent frames 2 to 4, the causal decoder
+# as export.dit's two step graphs with one cache tensor [B, C, 2, h, w] (the last two latent frames the decoder saw).
+RANGE_LF = (2, 3, 4)
+
+
+def _step_graph(weight: np.ndarray, first: bool) -> onnx.GraphProto:
+    """A causal decoder step in export.dit's "steps" layout. First (latent frame 0): s = x, one frame; next_cache_0 =
+    [0, x]. Later: s = x + 0.5 c[1] - 0.25 c[0] (the cache's frames, so their order shows), T frames (+ ``ramp``);
+    next_cache_0 = [c[1], x]. Each frame: a 1x1 conv of s, depth-to-space, tanh."""
+    frames = 1 if first else T
+    latent = helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["batch", C, 1, LH, LW])
+    cache = helper.make_tensor_value_info("cache_0", TensorProto.FLOAT, ["batch", C, 2, LH, LW])
+    outs = [helper.make_tensor_value_info("video", TensorProto.FLOAT, ["batch", 3, frames, LH * FACTOR, LW * FACTOR]),
+            helper.make_tensor_value_info("next_cache_0", TensorProto.FLOAT, ["batch", C, 2, LH, LW])]
+    inits = [const("w", weight), const("flat", np.array([-1, C, LH, LW], dtype=np.int64)), const("axis2", np.array([2], dtype=np.int64))]
+    if first:
+        nodes = [helper.make_node("Identity", ["latent"], ["s"]), helper.make_node("Mul", ["latent", "zero"], ["z"]),
+                 helper.make_node("Concat", ["z", "latent"], ["next_cache_0"], axis=2)]
+        inits.append(const("zero", np.float32(0.0)))
+    else:
+        nodes = [helper.make_node("Slice", ["cache_0", "i0", "i1", "axis2"], ["c0"]), helper.make_node("Slice", ["cache_0", "i1", "i2", "axis2"], ["c1"]),
+                 helper.make_node("Mul", ["c1", "half"], ["a"]), helper.make_node("Mul", ["c0", "quarter"], ["b"]),
+                 helper.make_node("Add", ["latent", "a"], ["sa"]), helper.make_node("Sub", ["sa", "b"], ["s"]),
+                 helper.make_node("Concat", ["c1", "latent"], ["next_cache_0"], axis=2)]
+        inits += [const(n, np.array([v], dtype=np.int64)) for n, v in (("i0", 0), ("i1", 1), ("i2", 2))]
+        inits += [const("half", np.float32(0.5)), const("quarter", np.float32(0.25)),
+                  const("ramp", np.linspace(-0.3, 0.3, T).astype(np.float32).reshape(1, 1, T, 1, 1))]
+    nodes += [helper.make_node("Reshape", ["s", "flat"], ["x"]), helper.make_node("Conv", ["x", "w"], ["c"]),
+              helper.make_node("DepthToSpace", ["c"], ["d"], blocksize=FACTOR, mode="DCR"), helper.make_node("Unsqueeze", ["d", "axis2"], ["u"])]
+    nodes += [helper.make_node("Tanh", ["u"], ["video"])] if first else [helper.make_node("Add", ["u", "ramp"], ["r"]), helper.make_node("Tanh", ["r"], ["video"])]
+    return helper.make_graph(nodes, "vae_decoder_first" if first else "vae_decoder", [latent] if first else [latent, cache], outs, inits)
+
+
+def make_dit_range_bundle(out: Path, sampler: SamplerSpec, seed: int = 0) -> tuple[Path, dict[str, np.ndarray]]:
+    """``make_dit_bundle``'s graphs for clip lengths 5 to 13 (latent frames ``RANGE_LF``, the default 9): the velocity
+    network dynamic in frames and the decoder as step graphs (schema 2, the full decoder's layout "steps")."""
+    path, weights = make_dit_bundle(out, sampler, seed)
+    save_graph(_velocity_graph("latent_frames"), out / "unet.onnx")
+    (out / "vae_decoder.onnx").unlink()
+    save_graph(_step_graph(weights["w"], True), out / "vae_decoder_first.onnx")
+    save_graph(_step_graph(weights["w"], False), out / "vae_decoder.onnx")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["schema_version"] = 2
+    comps = manifest["components"]
+    comps["unet"]["inputs"][0]["shape"] = ["batch", C, "latent_frames", LH, LW]
+    comps["unet"]["profile"] = {p: {"sample": [b, C, f, LH, LW]} for p, b, f in (("min", 1, RANGE_LF[0]), ("opt", 2, RANGE_LF[1]), ("max", 4, RANGE_LF[2]))}
+    latent, cache = ["batch", C, 1, LH, LW], ["batch", C, 2, LH, LW]
+    video = lambda n: {"name": "video", "dtype": "float32", "shape": ["batch", 3, n, LH * FACTOR, LW * FACTOR]}  # noqa: E731
+    nxt = {"name": "next_cache_0", "dtype": "float32", "shape": cache}
+    profile = lambda *names: {p: {n: [b, C, 1 if n == "latent" else 2, LH, LW] for n in names} for p, b in (("min", 1), ("opt", 1), ("max", 2))}  # noqa: E731
+    comps["vae_decoder_first"] = {"files": {"fp32": "vae_decoder_first.onnx"}, "inputs": [{"name": "latent", "dtype": "float32", "shape": latent}],
+                                  "outputs": [video(1), nxt], "profile": profile("latent")}
+    comps["vae_decoder"] = {"files": {"fp32": "vae_decoder.onnx"},
+                            "inputs": [{"name": "latent", "dtype": "float32", "shape": latent}, {"name": "cache_0", "dtype": "float32", "shape": cache}],
+                            "outputs": [video(T), nxt], "profile": profile("latent", "cache_0")}
+    manifest["files"] = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                         for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return path, weights
+
+
+def reference_range_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps: int, seed: int, guidance: float, frames: int) -> np.ndarray:
+    """``reference_clip`` at ``frames`` (1 + T k) decoded by ``_step_graph``'s function, from the contract."""
+    f = 1 + (frames - 1) // T
+    x = _sample_reference(weights, prompt_ids, steps, seed, guidance, f)
+    w = weights["w"][:, :, 0, 0]
+    ramp = np.linspace(-0.3, 0.3, T).astype(np.float32)
+
+    def image(s: np.ndarray) -> np.ndarray:  # [C, h, w] -> [3, H, W]: the 1x1 conv, depth-to-space (DCR)
+        return np.einsum("oc,chw->ohw", w, s).reshape(FACTOR, FACTOR, 3, LH, LW).transpose(2, 3, 0, 4, 1).reshape(3, LH * FACTOR, LW * FACTOR)
+
+    video, cache = [np.tanh(image(x[:, 0]))], [np.zeros_like(x[:, 0]), x[:, 0]]
+    for k in range(1, f):
+        img = image(x[:, k] + 0.5 * cache[1] - 0.25 * cache[0])
+        video += [np.tanh(img + r) for r in ramp]
+        cache = [cache[1], x[:, k]]
+    return np.rint((np.clip(np.stack(video), -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
 def teacher_contract() -> SamplerSpec:
     return SamplerSpec.flow_euler_cfg({"num_train_timesteps": 1000, "shift": 5.0}, default_steps=3, supported_steps=(2, 3), guidance=4.0)
 
 
 def reference_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps: int, seed: int, guidance: float, decoder: str = "full") -> np.ndarray:
     """The DiT chain in numpy, written from the contract (not from the runtime's code)."""
+    return _decode_reference(weights, _sample_reference(weights, prompt_ids, steps, seed, guidance, LF), decoder)
+
+
+def _sample_reference(weights: dict[str, np.ndarray], prompt_ids: list[int], steps: int, seed: int, guidance: float, frames: int) -> np.ndarray:
+    """Flow Euler + CFG over latents [C, frames, h, w], in numpy."""
     def text(ids: list[int]) -> np.ndarray:
         mask = np.zeros(LENGTH, np.float32)
         mask[: len(ids)] = 1
@@ -173,11 +258,11 @@ def reference_clip(weights: dict[str, np.ndarray], prompt_ids: list[int], steps:
 
     cond, uncond = text(prompt_ids), text([1])
     timesteps, sigmas = flow_tables(steps, 5.0, 1000)
-    x = normal(seed, 0, (C, LF, LH, LW)).astype(np.float64)
+    x = normal(seed, 0, (C, frames, LH, LW)).astype(np.float64)
     for i, t in enumerate(timesteps):
         vu, vc = velocity(x, t, uncond), velocity(x, t, cond)
         x = x + (sigmas[i + 1] - sigmas[i]) * (vu + guidance * (vc - vu))
-    return _decode_reference(weights, x, decoder)
+    return x
 
 
 SHIFT = 5.0

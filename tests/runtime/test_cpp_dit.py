@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_host
-from dit_bundles import make_dit_bundle, student_contract, teacher_contract
+from dit_bundles import make_dit_bundle, make_dit_range_bundle, student_contract, teacher_contract
 from test_unigram_tokenizer import _tokenizers_only
 from tokenizer_cases import UNIGRAM_LENGTH, UNIGRAM_PROMPTS, unigram_json_tokenizer
 
@@ -124,6 +124,24 @@ def test_cpp_frames_equal_python_on_the_exported_wan_test_bundle(host, wan_tiny_
             assert proc.returncode == 0, proc.stderr
             cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
             assert py.shape == (9, 32, 32, 3) and np.abs(cpp.astype(int) - py.astype(int)).max() <= 1, (precision, decoder)
+
+
+@pytest.mark.parametrize("frames", [5, 13])
+def test_cpp_frames_equal_python_on_a_hand_built_range_bundle(host, tmp_path: Path, frames: int) -> None:
+    """The "steps" decoder loop without torch: hand-built step graphs whose cache order shows in every frame."""
+    bundle, _ = make_dit_range_bundle(tmp_path / "dit", teacher_contract())
+    py = Pipeline.from_bundle(bundle, backend="openvino").generate("a red circle left", steps=2, seed=3, frames=frames)
+    out = tmp_path / "frames"
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle left", "--seed", "3", "--steps", "2", "--frames", str(frames),
+                    "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    cpp = np.fromfile(out / "frames.rgb", dtype=np.uint8).reshape(py.shape)
+    assert py.shape[0] == frames and np.abs(cpp.astype(int) - py.astype(int)).max() <= 1 and py.std() > 10
+    for bad in ("10", "17"):  # one line, the same as Python's
+        proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red", "--frames", bad, "--out", str(tmp_path / f"o{bad}"))
+        with pytest.raises(Exception) as err:
+            Pipeline.from_bundle(bundle, backend="openvino").generate("a red", frames=int(bad))
+        assert proc.returncode == 2 and proc.stderr.strip() == f"error: {err.value}" and "5 to 13 frames" in proc.stderr
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,9 @@ from dit_bundles import (
     LW,
     WORDS,
     make_dit_bundle,
+    make_dit_range_bundle,
     reference_clip,
+    reference_range_clip,
     reference_student_clip,
     student_contract,
     teacher_contract,
@@ -157,3 +159,52 @@ def test_a_flow_consistency_student_samples_what_the_contract_says(tmp_path: Pat
     ref = reference_student_clip(weights, [WORDS["a"], WORDS["red"], WORDS["circle"], WORDS["left"], 1], steps, seed)
     assert got.shape == ref.shape and ref.std() > 10
     assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+
+
+# ------------------------------------------------------------------ a bundle for a range of clip lengths (the "steps" decoder)
+
+
+@pytest.fixture(scope="module")
+def range_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    return make_dit_range_bundle(tmp_path_factory.mktemp("dit_range") / "bundle", teacher_contract())
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
+def test_a_range_bundle_generates_every_length_through_its_step_decoder(range_bundle, backend: str) -> None:
+    """Clip lengths 5, 9 and 13 from one bundle: latent frame 0 through ``vae_decoder_first``, each later one through
+    ``vae_decoder`` with the cache the call before returned (in numpy from the contract: ``reference_range_clip``)."""
+    path, weights = range_bundle
+    pipe = Pipeline.from_bundle(path, backend=backend)
+    assert pipe.decoder_layout == "steps"
+    for frames in (5, 9, 13):
+        got = pipe.generate("a red circle left", steps=2, seed=4, frames=frames)
+        ref = reference_range_clip(weights, IDS, 2, 4, 4.0, frames)
+        assert got.shape == ref.shape == (frames, LH * FACTOR, LW * FACTOR, 3) and ref.std() > 10
+        assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1, (backend, frames)
+    assert pipe.generate("a red circle left", steps=2, seed=4).shape[0] == 9  # the bundle's default length
+    batch = pipe.run(["a red circle", "red"], steps=2, seed=1, frames=13).frames  # two clips through one step binding
+    assert np.array_equal(batch[0], pipe.run(["a red circle"], steps=2, seed=1, frames=13).frames[0])
+
+
+def test_a_range_bundle_refuses_a_length_it_does_not_serve_in_one_line(range_bundle) -> None:
+    from turbo_edge.spec.errors import RuntimeInputError
+
+    pipe = Pipeline.from_bundle(range_bundle[0], backend="ort-cpu")
+    with pytest.raises(RuntimeInputError, match=r"takes 1 \+ 4k frames \(5 to 13 frames in this bundle\), got 10$"):
+        pipe.generate("a red circle", frames=10)
+    with pytest.raises(RuntimeInputError, match="^frames 17 is outside this bundle's clip lengths, 5 to 13 frames; "):
+        pipe.generate("a red circle", frames=17)
+
+
+def test_a_steps_decoder_outside_a_schema_2_bundle_is_refused(range_bundle, tmp_path: Path) -> None:
+    import shutil
+
+    from turbo_edge.spec.bundle import load_bundle
+
+    bad = tmp_path / "bad"
+    shutil.copytree(range_bundle[0], bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    del manifest["components"]["vae_decoder_first"]
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match='"steps" layout, which only the full decoder of a schema 2 bundle with a vae_decoder_first'):
+        load_bundle(bad, verify=False, runnable=False)
