@@ -57,7 +57,7 @@ def test_a_bundle_without_the_decoder_refuses_it_in_one_line(synthetic_student_b
 @pytest.mark.parametrize("edit, needle", [
     (lambda d: d.update(default="pruned"), "decoders.default 'pruned' is not one of its variants"),
     (lambda d: d["variants"]["tiny"].update(component="unet"), "variant 'tiny' must name component 'vae_decoder_tiny'"),
-    (lambda d: d["variants"]["tiny"].update(layout="frames_of_doom"), "a layout in ['frames', 'clip', 'video']"),
+    (lambda d: d["variants"]["tiny"].update(layout="frames_of_doom"), "a layout in ['frames', 'clip', 'video', 'steps']"),
     (lambda d: d.update(variants={}), "non-empty variants object"),
     (lambda d: d["variants"].update({"Tiny!": {"component": "vae_decoder_Tiny!", "layout": "clip"}}), "must be a lower-case name"),
 ])
