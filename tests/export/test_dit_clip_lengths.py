@@ -3,7 +3,8 @@
 The causal decoder becomes two step graphs with its cache explicit (``vae_decoder_first`` on latent frame 0, then
 ``vae_decoder`` once per later latent frame), the transformer's latent frames a dynamic axis; the runtimes loop over
 the clip's latent frames. One bundle (fp32 + int8, the full decoder and a tiny one, from ``wan_tiny_dir``) is exported
-per module and checked against diffusers' own decode and ``turbo-edge generate --model`` at several lengths.
+per module (fp32 + fp16 + int8: fp16 and int8 the transformer's) and checked against diffusers' own decode and
+``turbo-edge generate --model`` at several lengths.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def wan(wan_test_dir: Path):
 @pytest.fixture(scope="module")
 def range_bundle(wan_tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dit_range") / "wan"
-    return export_bundle(wan_tiny_dir, out, ExportConfig(precisions=("fp32", "int8"), decoders=("full", "tiny"), **RANGE, **FAST))
+    return export_bundle(wan_tiny_dir, out, ExportConfig(precisions=("fp32", "fp16", "int8"), decoders=("full", "tiny"), **RANGE, **FAST))
 
 
 def _step_decode(bundle: Path, latent: np.ndarray) -> np.ndarray:
@@ -76,7 +77,8 @@ def test_the_manifest_declares_the_range_and_the_step_decoder(range_bundle: Path
     assert tiny["inputs"][0]["shape"] == ["batch", 16, "latent_frames", 4, 4] and tiny["outputs"][0]["shape"] == ["batch", "frames", 3, 32, 32]
     for name in ("vae_decoder_first", "vae_decoder", "unet", "vae_decoder_tiny"):
         assert m["parity"][name]["fp32"]["passed"] and m["parity"][name]["fp32"]["max_abs"] < 1e-4, (name, m["parity"][name])
-    assert set(first["files"]) == set(step["files"]) == {"fp32"} and "int8" in comps["unet"]["files"]  # fp16 / int8: the transformer's
+    assert set(first["files"]) == set(step["files"]) == {"fp32"} and set(comps["unet"]["files"]) == {"fp32", "fp16", "int8"}  # the transformer's
+    assert m["parity"]["unet"]["fp16"]["max_abs"] < 0.05 and m["parity"]["unet"]["int8"]["mean_rel"] < 0.1
 
 
 def test_a_schema_1_reader_would_refuse_it_and_this_one_checks_the_pair(range_bundle: Path, tmp_path: Path) -> None:
@@ -143,7 +145,7 @@ def test_runtime_frames_equal_the_pytorch_teacher_at_two_lengths(range_bundle: P
 
 
 @pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
-def test_the_tiny_decoder_and_int8_serve_every_length(range_bundle: Path, wan_tiny_dir: Path, wan, backend: str) -> None:
+def test_the_tiny_decoder_int8_and_fp16_serve_every_length(range_bundle: Path, wan_tiny_dir: Path, wan, backend: str) -> None:
     from turbo_edge.core.sampling import generate_teacher
     from turbo_edge.core.tiny_decoder import load_decoder_variant
     from turbo_edge.runtime import Pipeline
@@ -154,8 +156,9 @@ def test_the_tiny_decoder_and_int8_serve_every_length(range_bundle: Path, wan_ti
                            frames=13, height=32, width=32)[0]
     assert got.shape == ref.shape == (13, 32, 32, 3) and np.abs(got.astype(int) - ref.astype(int)).max() <= 1
     fp32 = Pipeline.from_bundle(range_bundle, backend=backend, threads=2).generate(PROMPT, steps=2, seed=1, frames=5).astype(int)
-    int8 = Pipeline.from_bundle(range_bundle, backend=backend, threads=2, precision="int8").generate(PROMPT, steps=2, seed=1, frames=5).astype(int)
-    assert int8.shape == fp32.shape == (5, 32, 32, 3) and np.abs(int8 - fp32).mean() < 2.0
+    for precision in ("int8", "fp16"):
+        got = Pipeline.from_bundle(range_bundle, backend=backend, threads=2, precision=precision).generate(PROMPT, steps=2, seed=1, frames=5).astype(int)
+        assert got.shape == fp32.shape == (5, 32, 32, 3) and np.abs(got - fp32).mean() < 2.0, precision
 
 
 def test_a_length_outside_the_range_or_not_1_plus_4k_is_refused_in_one_line(range_bundle: Path) -> None:
@@ -216,3 +219,19 @@ def test_generate_bundle_takes_the_clip_length_from_the_command_line(range_bundl
     rc = main(["generate", PROMPT, "--bundle", str(range_bundle), "--frames", "17", "--out", str(tmp_path / "b.gif")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "outside this bundle's clip lengths, 5 to 13 frames" in err[0] and not (tmp_path / "b.gif").exists()
+
+
+@pytest.mark.slow  # a second export (~25 s on 2 busy cores)
+def test_fp16_step_decoder_graphs_are_converted_and_gated_when_asked(wan_test_dir: Path, tmp_path: Path) -> None:
+    """``fp16_components`` naming the decoder converts both step graphs and gates each (at a loose tolerance here: the
+    causal decoder's fp16 error is why a DiT bundle keeps it fp32 by default); the runtime then loops the fp16 graphs."""
+    from turbo_edge.runtime import Pipeline
+
+    cfg = ExportConfig(precisions=("fp32", "fp16"), fp16_components=("unet", "vae_decoder"), tolerance_fp16=2.0, **RANGE, **FAST)
+    out = export_bundle(wan_test_dir, tmp_path / "fp16", cfg)
+    m = verify_bundle(out)
+    for name in ("vae_decoder_first", "vae_decoder"):
+        assert m["components"][name]["files"]["fp16"] == f"{name}.fp16.onnx" and m["parity"][name]["fp16"]["passed"]
+    fp32 = Pipeline.from_bundle(out, threads=2).generate(PROMPT, steps=2, seed=1, frames=13).astype(int)
+    fp16 = Pipeline.from_bundle(out, threads=2, precision="fp16").generate(PROMPT, steps=2, seed=1, frames=13).astype(int)
+    assert fp16.shape == fp32.shape == (13, 32, 32, 3) and np.abs(fp16 - fp32).mean() < 2.0

@@ -201,6 +201,29 @@ class MaskedTextContract(Contract):
         return feeds
 
 
+@dataclasses.dataclass(frozen=True)
+class StepDecoderContract(Contract):
+    """The causal decoder's step graph: sample caches are ones the decoder reaches (``vae_decoder_first`` then one step
+    on two other seeded latent frames), not N(0, 1) noise: the gates compare graphs on the states the runtime feeds,
+    and an fp16 graph's error on a cache is measured at the cache's own scale."""
+
+    steps: tuple[Any, ...] = dataclasses.field(default=(), compare=False, repr=False)  # (first, step) modules
+
+    def sample_inputs(self, point: str = "opt") -> dict[str, np.ndarray]:
+        feeds = super().sample_inputs(point)
+        if not self.steps:
+            return feeds
+        import torch
+
+        first, step = self.steps
+        rng = np.random.default_rng(self.seed + 1)
+        frames = [torch.from_numpy(rng.standard_normal(feeds["latent"].shape).astype(np.float32)) for _ in range(2)]
+        with torch.no_grad():
+            cache = first(frames[0])[1:]
+            cache = step(frames[1], *cache)[1:]
+        return {**feeds, **{f"cache_{i}": c.numpy() for i, c in enumerate(cache)}}
+
+
 def text_length(model: Any) -> int:
     return int(model.components.text.max_length(model.text_encoder, model.tokenizer))
 
@@ -423,8 +446,6 @@ def decoder_step_components(model: Any, shapes: ExportShapes) -> dict[str, tuple
     batch = {"batch": shapes.axis(1, 1, shapes.max_batch)}
     first = Contract(DECODER_FIRST_STEP, inputs=(latent,), outputs=(TensorSpec("video", "float32", ("batch", 3, 1, hout, wout)), *nxt),
                      axes={**batch, **axes})
-    step = Contract("vae_decoder", inputs=(latent, *(TensorSpec(f"cache_{i}", "float32", shape) for i, shape in enumerate(caches))),
-                    outputs=(TensorSpec("video", "float32", ("batch", 3, geo.temporal_factor, hout, wout)), *nxt), axes={**batch, **axes})
 
     class VaeDecoderStep(torch.nn.Module):
         def __init__(self, is_first: bool) -> None:
@@ -438,7 +459,11 @@ def decoder_step_components(model: Any, shapes: ExportShapes) -> dict[str, tuple
                 video, nxt = decoder_step(self.vae, x, cache, self.is_first)
             return (video, *nxt)
 
-    return {DECODER_FIRST_STEP: (first, VaeDecoderStep(True).eval()), "vae_decoder": (step, VaeDecoderStep(False).eval())}
+    modules = (VaeDecoderStep(True).eval(), VaeDecoderStep(False).eval())
+    step = StepDecoderContract("vae_decoder", inputs=(latent, *(TensorSpec(f"cache_{i}", "float32", shape) for i, shape in enumerate(caches))),
+                               outputs=(TensorSpec("video", "float32", ("batch", 3, geo.temporal_factor, hout, wout)), *nxt),
+                               axes={**batch, **axes}, steps=modules)
+    return {DECODER_FIRST_STEP: (first, modules[0]), "vae_decoder": (step, modules[1])}
 
 
 def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decoder: Any) -> tuple[Contract, Any]:
