@@ -27,13 +27,6 @@ LENGTHS = (5, 13)  # the range's ends (the bundle's default is 9)
 
 
 @pytest.fixture(scope="module")
-def wan(wan_test_dir: Path):
-    from turbo_edge.core.pipeline_io import load_teacher
-
-    return load_teacher(wan_test_dir)
-
-
-@pytest.fixture(scope="module")
 def range_bundle(wan_tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dit_range") / "wan"
     return export_bundle(wan_tiny_dir, out, ExportConfig(precisions=("fp32", "fp16", "int8"), decoders=("full", "tiny"), **RANGE, **FAST))

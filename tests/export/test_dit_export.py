@@ -25,13 +25,6 @@ PROMPT = "a red circle moving left"
 
 
 @pytest.fixture(scope="module")
-def wan(wan_test_dir: Path):
-    from turbo_edge.core.pipeline_io import load_teacher
-
-    return load_teacher(wan_test_dir)
-
-
-@pytest.fixture(scope="module")
 def wan_bundle(wan_tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Wan test model (``wan_tiny_dir``: ``wan_test_dir``'s weights plus a tiny decoder) with both decoders, the full
     one the default."""
