@@ -59,7 +59,7 @@ static Bundle load_manifest(const std::string& root, bool verify) {
   // spec/bundle.py SCHEMA_VERSIONS: 1, and 2 for a bundle whose full decoder is the causal step graphs ("steps").
   if (!m.has("schema_version") || m["schema_version"].type() != Json::Type::Number ||
       (m["schema_version"].number() != 1 && m["schema_version"].number() != 2))
-    throw BundleError(file + ": schema_version is not supported (this build reads 1 to 2); re-export or upgrade turbo-edge");
+    throw BundleError(file + ": schema_version is not supported (this build reads 1 and 2); re-export or upgrade turbo-edge");
   if ((m.has("components") && m["components"].type() != Json::Type::Object) || (m.has("files") && m["files"].type() != Json::Type::Object))
     throw BundleError(file + ": components and files must be JSON objects; re-export the bundle");
   std::string missing;
