@@ -228,3 +228,21 @@ def test_fp16_step_decoder_graphs_are_converted_and_gated_when_asked(wan_test_di
     fp32 = Pipeline.from_bundle(out, threads=2).generate(PROMPT, steps=2, seed=1, frames=13).astype(int)
     fp16 = Pipeline.from_bundle(out, threads=2, precision="fp16").generate(PROMPT, steps=2, seed=1, frames=13).astype(int)
     assert fp16.shape == fp32.shape == (13, 32, 32, 3) and np.abs(fp16 - fp32).mean() < 2.0
+
+
+def test_bench_times_a_range_bundle_with_its_step_decoder(range_bundle: Path, tmp_path: Path) -> None:
+    """``bench --bundle``: the decoder stage is the first graph plus one step per later latent frame (FLOPs counted so)."""
+    from turbo_edge.cli import main
+    from turbo_edge.runtime import Pipeline
+    from turbo_edge.runtime.flops import onnx_flops
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--bundle", str(range_bundle), "--backend", "ort", "--precision", "fp32", "--runs", "1", "--warmup", "0",
+                 "--json", str(out)]) in (0, None)
+    row = json.loads(out.read_text())["rows"][0]
+    stage = {s["stage"]: s for s in row["stages"]}["vae_decoder"]
+    caches = Pipeline.from_bundle(range_bundle).cache_shapes(1, 4, 4)
+    first = onnx_flops(range_bundle / "vae_decoder_first.onnx", {"latent": (1, 16, 1, 4, 4)})
+    step = onnx_flops(range_bundle / "vae_decoder.onnx", {"latent": (1, 16, 1, 4, 4), **caches})
+    assert row["input_shapes"]["vae_decoder"] == {"latent": [1, 16, 3, 4, 4]} and stage["median_ms"] > 0
+    assert stage["gflop"] == pytest.approx((first + 2 * step) / 1e9) and step > first > 0
