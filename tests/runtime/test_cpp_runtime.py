@@ -88,6 +88,20 @@ def test_cpp_runs_an_openvino_ir_int8_unet_as_python_does(host, ir_student_bundl
     assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1
 
 
+def test_cpp_frames_flag_takes_a_length_in_the_unet_bundles_profile_as_python(host, synthetic_teacher_bundle, tmp_path):
+    """``--frames N``: a length inside the profile's frames axis gives Python's frames; one outside, Python's line."""
+    from turbo_edge.spec.errors import RuntimeInputError
+
+    pipe = Pipeline.from_bundle(synthetic_teacher_bundle, backend="openvino")
+    py = pipe.generate(PROMPT, seed=3, frames=2)
+    cpp = _cpp_frames(host, synthetic_teacher_bundle, tmp_path / "a", "--frames", "2").reshape(py.shape)
+    assert py.shape[0] == 2 and np.abs(cpp.astype(int) - py.astype(int)).max() <= 1
+    with pytest.raises(RuntimeInputError) as err:
+        pipe.generate(PROMPT, frames=64)
+    proc = _run(host, "--bundle", str(synthetic_teacher_bundle), "--prompt", PROMPT, "--frames", "64", "--out", str(tmp_path / "b"))
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {err.value}" and "outside the bundle's profile" in proc.stderr
+
+
 def test_cpp_errors_are_clear(host, synthetic_student_bundle, tmp_path):
     bad = shutil.copytree(synthetic_student_bundle, tmp_path / "b")
     with open(bad / "vae_decoder.onnx", "ab") as f:

@@ -112,7 +112,7 @@ class Pipeline:
         shape = (int(lat["channels"]), self.latent_frames(frames), height // factor, width // factor)
         if "min" in profile and "sample" in profile["min"]:
             lo, hi = profile["min"]["sample"][1:], profile["max"]["sample"][1:]
-            if lo[1] != hi[1] and not lo[1] <= shape[1] <= hi[1]:  # a bundle serving a range of clip lengths
+            if self.bundle.latent.get("causal_first_frame") and lo[1] != hi[1] and not lo[1] <= shape[1] <= hi[1]:  # a DiT range bundle
                 raise RuntimeInputError(f"frames {frames} is outside this bundle's clip lengths, {self.frame_range()}; choose one of them "
                                         "or re-export with a wider --min-frames / --max-frames")
             if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):

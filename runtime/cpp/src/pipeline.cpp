@@ -178,10 +178,10 @@ int64_t Pipeline::latent_frames(int frames) const {
     f = (frames - 1) / t + 1;
   }
   const long long lo = bundle_.profile_min("unet", "sample", 2, f), hi = bundle_.profile_max("unet", "sample", 2, f);
-  if (lo != hi && (f < lo || f > hi))
+  if (bundle_.causal_first_frame && lo != hi && (f < lo || f > hi))  // a DiT bundle with a range of clip lengths
     throw InputError("frames " + std::to_string(frames) + " is outside this bundle's clip lengths, " + frame_range() +
                      "; choose one of them or re-export with a wider --min-frames / --max-frames");
-  if (f < lo || f > hi) {  // a bundle of one clip length
+  if (f < lo || f > hi) {  // outside the profile (a bundle of one clip length, a UNet bundle's frames axis)
     auto dims = [&](const std::string& point, int64_t frames_dim) {
       std::string out = "(";
       for (size_t i = 1; i < 5; ++i) {
