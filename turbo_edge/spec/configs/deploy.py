@@ -57,8 +57,9 @@ class ExportConfig(StageConfig):
     height: int | None = None
     width: int | None = None
     max_batch: int = opt(2, help="prompts per call the bundle's profile allows (the UNet's max batch is twice this under CFG)")
-    min_frames: int = 1
-    max_frames: int | None = None  # None: frames
+    min_frames: int = opt(1, help="the shortest clip the bundle serves (a UNet's frames axis; a Wan bundle with --max-frames: every 1 + 4k "
+                                  "length from min to max, its causal decoder exported as step graphs)")
+    max_frames: int | None = opt(None, help="the longest clip the bundle serves; default: --frames (a Wan bundle: that one length)")
     static: bool = opt(False, help="fix every axis at its opt value (TensorRT engines and CUDA graphs prefer it)")
     dynamic_spatial: bool = False
     opset: int = 17
