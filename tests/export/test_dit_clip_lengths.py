@@ -194,9 +194,12 @@ def test_tensorrt_profiles_span_the_range_and_build_both_decoder_steps(range_bun
 
     root = tmp_path / "bundle"
     shutil.copytree(range_bundle, root)
+    named = build_engines(root, EngineConfig(bundle=str(root), precisions=("fp32",), components=("unet", "vae_decoder")), trt=FakeTRT(), gpu=GPU,
+                          dry_run=True)
+    assert [p.name.split(".")[0] for p in named] == ["unet", "vae_decoder_first", "vae_decoder"]  # the first step goes with its decoder
     trt = FakeTRT()
-    plans = build_engines(root, EngineConfig(bundle=str(root), precisions=("fp32",)), trt=trt, gpu=GPU)
-    assert sorted(p.name.split(".")[0] for p in plans) == ["text_encoder", "unet", "vae_decoder", "vae_decoder_first"]
+    plans = build_engines(root, EngineConfig(bundle=str(root), precisions=("fp32",)), trt=trt, gpu=GPU)  # default: every graph
+    assert sorted(p.name.split(".")[0] for p in plans) == ["text_encoder", "unet", "vae_decoder", "vae_decoder_first", "vae_decoder_tiny"]
     shapes = [c[1:] for c in trt.calls if c[0] == "set_shape"]
     assert ("sample", (1, 16, 2, 4, 4), (2, 16, 3, 4, 4), (4, 16, 4, 4, 4)) in shapes  # 5 to 13 frames
     assert ("latent", (1, 16, 1, 4, 4), (1, 16, 1, 4, 4), (2, 16, 1, 4, 4)) in shapes  # one latent frame per step
