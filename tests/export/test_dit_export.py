@@ -371,16 +371,17 @@ def test_tensorrt_engines_are_planned_from_the_dit_bundle_profiles(wan_bundle: P
     shutil.copytree(wan_bundle, root)
     trt = FakeTRT()
     plans = build_engines(root, EngineConfig(bundle=str(root), precisions=("fp32", "fp16", "int8")), trt=trt, gpu=GPU)
-    assert sorted(p.name.split(".")[0] + "." + p.name.split(".")[1] for p in plans) == [  # fp16 / int8: the transformer's graphs only
-        "text_encoder.fp32", "unet.fp16", "unet.fp32", "unet.int8", "vae_decoder.fp32"]
+    tiny = [f"vae_decoder_tiny.{p}" for p in verify_bundle(root)["components"]["vae_decoder_tiny"]["files"]]  # fp32, int8 where its gate held
+    assert sorted(p.name.split(".")[0] + "." + p.name.split(".")[1] for p in plans) == sorted([  # fp16 / int8: the transformer's graphs only
+        "text_encoder.fp32", "unet.fp16", "unet.fp32", "unet.int8", "vae_decoder.fp32", *tiny])  # engine's default: every graph
     shapes = {c[1]: c[2:] for c in trt.calls if c[0] == "set_shape"}
     assert shapes["attention_mask"] == ((1, 24), (2, 24), (4, 24))
     assert shapes["sample"] == ((1, 16, 3, 4, 4), (2, 16, 3, 4, 4), (4, 16, 3, 4, 4))
     assert shapes["latent"] == ((1, 16, 3, 4, 4), (1, 16, 3, 4, 4), (2, 16, 3, 4, 4))
-    assert set(verify_bundle(root)["engines"]) == {"text_encoder", "unet", "vae_decoder"}
+    assert set(verify_bundle(root)["engines"]) == {"text_encoder", "unet", "vae_decoder", "vae_decoder_tiny"}
     # `turbo-edge engine`'s default (fp16): the transformer's fp16 graph, UMT5's and the decoder's fp32 ones (they have no fp16)
     default = build_engines(root, EngineConfig(bundle=str(root)), trt=FakeTRT(), gpu=GPU, dry_run=True)
-    assert sorted(".".join(p.name.split(".")[:2]) for p in default) == ["text_encoder.fp32", "unet.fp16", "vae_decoder.fp32"]
+    assert sorted(".".join(p.name.split(".")[:2]) for p in default) == ["text_encoder.fp32", "unet.fp16", "vae_decoder.fp32", "vae_decoder_tiny.fp32"]
 
 
 def test_bench_times_a_dit_bundle_per_stage(wan_bundle: Path, tmp_path: Path) -> None:
