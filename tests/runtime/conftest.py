@@ -8,6 +8,7 @@ pytest picks them up for every test under tests/runtime.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -65,7 +66,10 @@ def host() -> Path:
     if missing:
         pytest.skip(f"C++ build tools missing: {missing}; run the README's install line (its ./runtime/cpp/build.sh installs them with apt-get)")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "JOBS": "1"}
-    proc = subprocess.run([str(ROOT / "runtime" / "cpp" / "build.sh"), str(CPP_BUILD)], capture_output=True, text=True, env=env)
+    CPP_BUILD.mkdir(parents=True, exist_ok=True)
+    with open(CPP_BUILD.parent / f".{CPP_BUILD.name}.lock", "w") as lock:  # two test workers: one build at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run([str(ROOT / "runtime" / "cpp" / "build.sh"), str(CPP_BUILD)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return CPP_BUILD / "turbo_edge_generate"
 

@@ -1,7 +1,8 @@
 """The int8 UNet as OpenVINO IR (``int8_format=openvino``, the route for UNets too large for NNCF's ONNX backend),
 forced on the builtin student (``ir_student_bundle``, tests/conftest.py): the manifest records the format, OpenVINO
-generates from it close to fp32, the other backends refuse it naming the fix, a changed or missing .bin is refused,
-and "auto" keeps a small UNet on Q/DQ."""
+generates from it close to fp32 and the C++ host as Python does, the other backends refuse it naming the fix, a changed
+or missing .bin is refused, and "auto" keeps a small UNet on Q/DQ. (One module for every test of that bundle: the
+suite runs a file per worker, and the bundle's NNCF export is the costliest fixture.)"""
 
 from __future__ import annotations
 
@@ -128,3 +129,13 @@ def test_verify_names_the_ir_variant_and_its_gate(ir_student_bundle: Path, capsy
     assert main(["verify", str(ir_student_bundle)]) in (0, None)
     out = capsys.readouterr().out
     assert ": ok (" in out and "unet int8: OpenVINO IR (unet.int8.xml), parity gated on openvino (mean_rel 0.0" in out
+
+
+def test_cpp_runs_an_openvino_ir_int8_unet_as_python_does(host, ir_student_bundle: Path, tmp_path: Path) -> None:
+    from test_cpp_runtime import _cpp_frames
+
+    from turbo_edge.runtime.pipeline import Pipeline
+
+    py = Pipeline.from_bundle(ir_student_bundle, backend="openvino", precision="int8").generate(PROMPT, seed=3, steps=2)
+    cpp = _cpp_frames(host, ir_student_bundle, tmp_path, "--steps", "2", "--precision", "int8").reshape(py.shape)
+    assert np.abs(cpp.astype(int) - py.astype(int)).max() <= 1
