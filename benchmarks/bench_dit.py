@@ -2,9 +2,11 @@
 VDMini-pruned student, each on the held-out world evaluator; writes ``dit_quality.json`` and ``dit_prune.json``.
 
 Standalone script (the library never imports it). Each stage runs turbo-edge's own code into ``--runs/<stage>`` and
-resumes from its checkpoint when interrupted; a finished stage is only re-evaluated.
+resumes from its checkpoint when interrupted; a finished stage is only re-evaluated. ``dit_quality.json`` is written
+after the teacher's row (``complete: false``) and again with the student's.
 
     python benchmarks/bench_dit.py --teacher builtin-dit --distill-steps 2000 --prune-steps 1000 --num 192 --threads 2
+    python benchmarks/bench_dit.py --teacher builtin-dit --num 192 --threads 2 --teacher-only     # the teacher's row alone
     python benchmarks/bench_dit.py --teacher /work/runs/dit_teacher/dataset/vae_model --distill-steps 2 --prune-steps 2 \
         --num 4 --teacher-steps 4 --runs /tmp/dit_runs --out-dir /tmp/dit_results      # smoke (an untrained transformer)
 
@@ -50,6 +52,27 @@ def _data(args: argparse.Namespace) -> str:
                           lead_in=teacher.lead_in_frames))
 
 
+def _lineage(model: str) -> dict[str, Any]:
+    """Where the evaluated teacher came from (its card's stage and training step), so a row names the weights it read."""
+    from turbo_edge.core.pipeline_io import resolve_model_path
+    from turbo_edge.spec.card import read_card
+
+    lineage = read_card(resolve_model_path(model)).lineage
+    return {"stage": lineage.stage, "step": lineage.step} if lineage is not None else {}
+
+
+def _write_quality(quality: dict[str, Any], out_dir: Path) -> None:
+    """``dit_quality.json`` with the rows measured so far and the issue's gates over them (a gate whose rows are not
+    measured yet is absent, not false)."""
+    rows = quality["rows"]
+    gates = {"teacher_content_motion_ge_0.9": rows["teacher"]["content"] >= 0.9 and rows["teacher"]["motion"] >= 0.9}
+    if "student_4" in rows:
+        t4, teacher = rows["student_4"], rows["teacher"]
+        gates["student_4_within_1_point_of_teacher"] = t4["content"] >= teacher["content"] - 0.01 and t4["motion"] >= teacher["motion"] - 0.01
+    quality["gates"] = gates
+    (out_dir / "dit_quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="builtin-dit")
@@ -67,6 +90,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="clips per distillation / recovery step")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--student-only", action="store_true", help="stop after the student rows (no pruning)")
+    ap.add_argument("--teacher-only", action="store_true", help="stop after the teacher's row")
     args = ap.parse_args()
 
     import torch
@@ -79,29 +103,30 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = Path(args.runs)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    machine = {"cpu": cpu_model_name(), "machine": platform.machine(), "torch_threads": torch.get_num_threads()}
+    # The teacher's row first, written at once: the student's distillation behind it takes hours on a CPU.
+    rows: dict[str, Any] = {"teacher": {**_eval(args.teacher, args.teacher_steps, args), "sampler": f"{args.teacher_steps}-step flow Euler + CFG"}}
+    quality = {
+        "kind": "dit_quality", "teacher": args.teacher, "teacher_lineage": _lineage(args.teacher), "num_prompts": args.num, "split": "val",
+        "distill_steps": args.distill_steps, "rows": rows, "machine": machine, "complete": False,
+        "command": "python benchmarks/bench_dit.py " + " ".join(sys.argv[1:]),
+    }
+    _write_quality(quality, out_dir)
+    if args.teacher_only:
+        return
     data = _data(args)
     common = {"threads": args.threads, "batch": args.batch}
     t0 = time.time()
     student = train(DistillConfig.make(teacher=args.teacher, data=data, out=str(runs / "distill"), steps=args.distill_steps,
                                        checkpoint_every=max(1, min(200, args.distill_steps)), **common))
-    distill_seconds = time.time() - t0
-    rows: dict[str, Any] = {"teacher": {**_eval(args.teacher, args.teacher_steps, args), "sampler": f"{args.teacher_steps}-step flow Euler + CFG"}}
+    quality.update(data=data, distill_seconds=round(time.time() - t0, 1))
     for steps in (1, 2, 4):
         rows[f"student_{steps}"] = {**_eval(str(student), steps, args), "sampler": f"{steps}-step consistency"}
-    machine = {"cpu": cpu_model_name(), "machine": platform.machine(), "torch_threads": torch.get_num_threads()}
-    quality = {
-        "kind": "dit_quality", "teacher": args.teacher, "data": data, "num_prompts": args.num, "split": "val",
-        "distill_steps": args.distill_steps, "distill_seconds": round(distill_seconds, 1), "rows": rows, "machine": machine,
-        "command": "python benchmarks/bench_dit.py " + " ".join(sys.argv[1:]),
-    }
+    quality["complete"] = True
+    _write_quality(quality, out_dir)
     t4 = rows["student_4"]
-    quality["gates"] = {
-        "teacher_content_motion_ge_0.9": rows["teacher"]["content"] >= 0.9 and rows["teacher"]["motion"] >= 0.9,
-        "student_4_within_1_point_of_teacher": t4["content"] >= rows["teacher"]["content"] - 0.01 and t4["motion"] >= rows["teacher"]["motion"] - 0.01,
-    }
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "dit_quality.json").write_text(json.dumps(quality, indent=2) + "\n")
     if args.student_only:
         return
     t0 = time.time()

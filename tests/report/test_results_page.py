@@ -135,3 +135,20 @@ def test_a_dry_run_or_a_tiny_check_is_not_shown_as_gpu_results(tmp_path: Path, o
     (results / "gpu_x.json").write_text(json.dumps(_gpu_record(**over)))
     text = render_results_page(results)
     assert f"**Not GPU results**: {why}" in text
+
+
+def test_a_partial_dit_quality_file_renders_its_teacher_row_and_only_the_measured_gate(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    teacher = {"content": 0.9375, "motion": 1.0, "fd": 332.0, "n_videos": 192, "steps": 50, "seconds_per_video": 3.68,
+               "sampler": "50-step flow Euler + CFG"}
+    (results / "dit_quality.json").write_text(json.dumps({
+        "kind": "dit_quality", "teacher": "builtin-dit", "teacher_lineage": {"stage": "teacher_train", "step": 20000},
+        "rows": {"teacher": teacher}, "gates": {"teacher_content_motion_ge_0.9": True}, "complete": False,
+        "command": "python benchmarks/bench_dit.py --teacher-only", "machine": {"cpu": "x86_64"}}))
+    lines = render_results_page(results).splitlines()
+    assert "## The DiT family: Wan-architecture teacher, student and pruned student" in lines
+    assert "| teacher | 50-step flow Euler + CFG | 50 | 0.938 | 1.000 | 332 | — | 192 | 3.68 |" in lines
+    assert "Gates: teacher_content_motion_ge_0.9 yes." in lines
+    assert "Teacher `builtin-dit`: teacher_train, step 20000." in lines
+    assert any(line.startswith("Partial: the rows after the teacher's") for line in lines)

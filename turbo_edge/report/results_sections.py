@@ -487,6 +487,21 @@ def _wan_decoder_rows(wan: dict[str, Any]) -> list[str]:
     return table(["Wan shape, OpenVINO fp32 (ONNX)", "decoder", "median ms per call", "full ÷ this", "GFLOP per call", "parameters"], rows)
 
 
+def _dit(name: str, data: dict[str, Any]) -> list[str]:
+    """``bench_dit.py``'s files: the DiT teacher, its student at 1/2/4 steps and the pruned student, each a row of the
+    held-out evaluator (``content`` / ``motion`` keys), then the issue's gates as measured (a gate not yet measured is absent)."""
+    rows = [[k, str(r.get("sampler", "")), fmt(r.get("steps")), acc(r["content"]), acc(r["motion"]), fd(r.get("fd")),
+             acc(r.get("direction_acc")), fmt(r.get("n_videos")), fmt(r.get("seconds_per_video"), 2)] for k, r in data["rows"].items()]
+    body = table(["row", "sampler", "steps", *QUALITY, "direction", "videos", "s / video"], rows, numeric_from=2)
+    extra = [f"Gates: {', '.join(f'{k} {fmt(v)}' for k, v in data.get('gates', {}).items()) or 'none measured yet'}."]
+    lineage = data.get("teacher_lineage") or {}
+    if lineage:
+        extra.append(f"Teacher `{data.get('teacher', '')}`: {lineage.get('stage', '')}, step {fmt(lineage.get('step'))}.")
+    if data.get("complete") is False:
+        extra.append("Partial: the rows after the teacher's are still being measured (the file is rewritten as each stage ends).")
+    return file_block(name, data, body, extra) + [""]
+
+
 def _hostile(name: str, data: dict[str, Any]) -> list[str]:
     rss, cases = data["rss"], data["cases"]
     body = table(["input", "exit", "peak RSS MB", "s", f"under {fmt(data.get('goal_peak_rss_mb'), 0)} MB or refused", "what it said"],
@@ -619,6 +634,10 @@ FAMILIES: list[tuple[str, str, str, Section]] = [
      "`turbo-edge decoder train`'s decoders on the builtin student: PSNR / SSIM of their frames against the full decoder's on "
      "held-out latents, the held-out evaluator on 4-step videos decoded by each, and decoder-call latency at the model's size "
      "and at ModelScope T2V's shape, and the Wan causal decoder against tiny ones (`benchmarks/bench_decoder.py`).", _decoder),
+    ("dit", "The DiT family: Wan-architecture teacher, student and pruned student",
+     "`benchmarks/bench_dit.py` on the builtin DiT (`builtin-dit`, Wan2.1's architecture at the world's size, 9-frame clips "
+     "with a lead-in frame the evaluator skips): the 50-step flow Euler + CFG teacher, its consistency student at 1, 2 and 4 "
+     "steps and the VDMini-pruned student, 192 validation prompts on the held-out evaluator.", _dit),
     ("data", "Data preparation",
      "`turbo-edge data prepare` on FFmpeg test-pattern videos (H.264, MPEG-4, VP8) with one bad sample of each kind: "
      "throughput, the skipped samples, a SIGKILLed run's resume, and the world's mp4 round trip.", _data),
