@@ -6,6 +6,8 @@ second model of the same repository, one server); and the range bundle of ``test
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from turbo_edge.spec.configs import ServeConfig
 
 PROMPT = "a red circle left"
 TINY_MODEL = "turbo_edge_tiny"
+ROOT = Path(__file__).resolve().parents[2]
 RANGE_MODEL = "turbo_edge_range"
 
 
@@ -134,6 +137,9 @@ def test_a_range_bundle_serves_each_requests_clip_length(dit_served) -> None:
             assert got.shape == (1, n or FRAMES, LH * FACTOR, LW * FACTOR, 3)
             assert np.array_equal(got[0], direct.generate(PROMPT, steps=2, seed=seed, frames=n or None)), (seed, n)
         assert executions() - before < len(lengths)  # some execute() calls held requests of different lengths
+        proc = subprocess.run([sys.executable, str(ROOT / "examples" / "serve_client.py"), PROMPT, "--url", server.url.removeprefix("http://"),
+                               "--model", RANGE_MODEL, "--steps", "2", "--frames", "13"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and f"frames [13, {LH * FACTOR}, {LW * FACTOR}, 3] uint8" in proc.stdout, proc.stderr
         default = client.infer(RANGE_MODEL, _range_inputs([PROMPT, "a red circle"], [3, 4], None)).as_numpy("frames")  # no num_frames
         assert default.shape == (2, FRAMES, LH * FACTOR, LW * FACTOR, 3)
         assert np.array_equal(default[1], direct.generate("a red circle", steps=2, seed=4))
