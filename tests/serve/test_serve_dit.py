@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dit_bundles import FACTOR, FRAMES, LH, LW, make_dit_bundle, make_dit_range_bundle, teacher_contract
+from triton_inputs import triton_inputs
 
 from turbo_edge.runtime import Pipeline
 from turbo_edge.serve import ServeError, TritonInstall, TritonServer, free_port, write_repository
@@ -93,21 +94,6 @@ def test_a_dit_bundle_is_served_with_its_tiny_decoder(dit_served) -> None:
     assert np.array_equal(got[0], tiny) and not np.array_equal(got[0], full)
 
 
-def _range_inputs(prompts: list[str], seeds: list[int], lengths: list[int] | None) -> list:
-    import tritonclient.http as httpclient
-
-    arrays = [("prompt", np.array([[p.encode()] for p in prompts], dtype=object), "BYTES"), ("seed", np.array([[s] for s in seeds], dtype=np.int64), "INT64"),
-              ("steps", np.array([[2]] * len(prompts), dtype=np.int32), "INT32")]
-    if lengths is not None:
-        arrays.append(("num_frames", np.array([[n] for n in lengths], dtype=np.int32), "INT32"))
-    inputs = []
-    for name, array, dtype in arrays:
-        tensor = httpclient.InferInput(name, list(array.shape), dtype)
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    return inputs
-
-
 def test_a_range_bundle_serves_each_requests_clip_length(dit_served) -> None:
     """Requests at different lengths, several in flight (so the batcher merges some into one execute()), each get the
     direct runtime's frames at their length; a length the bundle does not serve is the runtime's one line, HTTP 400."""
@@ -131,7 +117,7 @@ def test_a_range_bundle_serves_each_requests_clip_length(dit_served) -> None:
         assert [(i["data_type"], i.get("optional", False)) for i in loaded["input"] if i["name"] == "num_frames"] == [("TYPE_INT32", True)]
         before = executions()
         lengths = [5, 13, 5, 13, 9, 0]
-        pending = [client.async_infer(RANGE_MODEL, _range_inputs([PROMPT], [seed], [n])) for seed, n in enumerate(lengths)]
+        pending = [client.async_infer(RANGE_MODEL, triton_inputs([PROMPT], [seed], [2], num_frames=[n])) for seed, n in enumerate(lengths)]
         for seed, (n, request) in enumerate(zip(lengths, pending)):
             got = request.get_result().as_numpy("frames")
             assert got.shape == (1, n or FRAMES, LH * FACTOR, LW * FACTOR, 3)
@@ -140,17 +126,17 @@ def test_a_range_bundle_serves_each_requests_clip_length(dit_served) -> None:
         proc = subprocess.run([sys.executable, str(ROOT / "examples" / "serve_client.py"), PROMPT, "--url", server.url.removeprefix("http://"),
                                "--model", RANGE_MODEL, "--steps", "2", "--frames", "13"], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and f"frames [13, {LH * FACTOR}, {LW * FACTOR}, 3] uint8" in proc.stdout, proc.stderr
-        default = client.infer(RANGE_MODEL, _range_inputs([PROMPT, "a red circle"], [3, 4], None)).as_numpy("frames")  # no num_frames
+        default = client.infer(RANGE_MODEL, triton_inputs([PROMPT, "a red circle"], [3, 4], [2, 2])).as_numpy("frames")  # no num_frames
         assert default.shape == (2, FRAMES, LH * FACTOR, LW * FACTOR, 3)
         assert np.array_equal(default[1], direct.generate("a red circle", steps=2, seed=4))
         for lengths, bad in (([10], 10), ([17], 17)):
             with pytest.raises(ValueError) as err:
                 direct.generate(PROMPT, steps=2, frames=bad)
             with pytest.raises(InferenceServerException) as caught:
-                client.infer(RANGE_MODEL, _range_inputs([PROMPT], [0], lengths))
+                client.infer(RANGE_MODEL, triton_inputs([PROMPT], [0], [2], num_frames=lengths))
             assert caught.value.message() == str(err.value) and caught.value.status() == "400"
         with pytest.raises(InferenceServerException) as caught:  # one request, rows of two lengths: one [B, F, H, W, 3] cannot hold them
-            client.infer(RANGE_MODEL, _range_inputs([PROMPT, PROMPT], [0, 1], [5, 9]))
+            client.infer(RANGE_MODEL, triton_inputs([PROMPT, PROMPT], [0, 1], [2, 2], num_frames=[5, 9]))
         assert caught.value.message().startswith("the rows of one request ask for different num_frames [5, 9]")
         assert caught.value.status() == "400"
     finally:
