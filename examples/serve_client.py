@@ -4,7 +4,7 @@
     python examples/serve_client.py "a red circle moving left" --seed 3 --out clip.gif
 
 Each row of a request is one clip; ``--seed``, ``--steps`` and ``--guidance`` are optional inputs (left out: the
-bundle's defaults). Needs ``pip install 'turbo-edge[serve]'`` (tritonclient) and pillow.
+bundle's defaults), and so is ``--frames`` (the ``num_frames`` input) for a bundle exported for a range of clip lengths. Needs ``pip install 'turbo-edge[serve]'`` (tritonclient) and pillow.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from tritonclient.utils import InferenceServerException
 
 
 def request_clip(client: httpclient.InferenceServerClient, model: str, prompt: str, seed: int | None = None,
-                 steps: int | None = None, guidance: float | None = None) -> np.ndarray:
+                 steps: int | None = None, guidance: float | None = None, frames: int | None = None) -> np.ndarray:
     """uint8 frames [F, H, W, 3] for one prompt; raises ``InferenceServerException`` with the server's message."""
     values = {"prompt": (np.array([[prompt.encode("utf-8")]], dtype=object), "BYTES"),
               "seed": (None if seed is None else np.array([[seed]], dtype=np.int64), "INT64"),
               "steps": (None if steps is None else np.array([[steps]], dtype=np.int32), "INT32"),
-              "guidance": (None if guidance is None else np.array([[guidance]], dtype=np.float32), "FP32")}
+              "guidance": (None if guidance is None else np.array([[guidance]], dtype=np.float32), "FP32"),
+              "num_frames": (None if frames is None else np.array([[frames]], dtype=np.int32), "INT32")}
     inputs = []
     for name, (array, datatype) in values.items():
         if array is not None:
@@ -48,11 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--guidance", type=float)
+    parser.add_argument("--frames", type=int, help="clip length, for a bundle exported with --min-frames / --max-frames")
     parser.add_argument("--out", help="write the clip here as a GIF (default: print its shape only)")
     args = parser.parse_args(argv)
     client = httpclient.InferenceServerClient(url=args.url)
     try:
-        frames = request_clip(client, args.model, args.prompt, seed=args.seed, steps=args.steps, guidance=args.guidance)
+        frames = request_clip(client, args.model, args.prompt, seed=args.seed, steps=args.steps, guidance=args.guidance, frames=args.frames)
     except InferenceServerException as exc:
         print(f"serve_client: error: {exc.message()}", file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
 /* Generate one clip with the turbo-edge C API and write its frames as raw RGB (plus the first as a PPM).
  *
- *   turbo_edge_c_app BUNDLE PROMPT SEED OUT_PREFIX
+ *   turbo_edge_c_app BUNDLE PROMPT SEED OUT_PREFIX [FRAMES]
  *
+ * FRAMES: the clip length (te_generate_params.frames); left out or 0, the bundle's.
  * writes OUT_PREFIX.rgb (uint8 [frames, height, width, 3]) and OUT_PREFIX.ppm (frame 0), and prints one line:
  * frames, height, width and an FNV-1a checksum of the RGB bytes. Errors: the C API's message, exit status 1. */
 #include <errno.h>
@@ -25,8 +26,8 @@ static int write_file(const char* path, const char* header, const uint8_t* data,
 }
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    fprintf(stderr, "usage: %s BUNDLE PROMPT SEED OUT_PREFIX\n", argv[0]);
+  if (argc != 5 && argc != 6) {
+    fprintf(stderr, "usage: %s BUNDLE PROMPT SEED OUT_PREFIX [FRAMES]\n", argv[0]);
     return 2;
   }
   char* end = NULL;
@@ -35,6 +36,15 @@ int main(int argc, char** argv) {
   if (errno != 0 || end == argv[3] || *end != '\0' || argv[3][0] == '-') {
     fprintf(stderr, "error: seed must be an integer in [0, 2**63), got '%s'\n", argv[3]);
     return 2;
+  }
+  long frames_asked = 0;
+  if (argc == 6) {
+    errno = 0;
+    frames_asked = strtol(argv[5], &end, 10);
+    if (errno != 0 || end == argv[5] || *end != '\0' || frames_asked < 0 || frames_asked > 100000) {
+      fprintf(stderr, "error: frames must be an integer in [0, 100000], got '%s'\n", argv[5]);
+      return 2;
+    }
   }
 
   te_pipeline_params pp = te_pipeline_default_params();
@@ -47,6 +57,7 @@ int main(int argc, char** argv) {
   }
   te_generate_params gp = te_generate_default_params();
   gp.seed = (uint64_t)seed;
+  gp.frames = (int)frames_asked;
   te_clip* clip = NULL;
   status = te_generate(pipe, argv[2], &gp, &clip);
   if (status != TE_OK) {

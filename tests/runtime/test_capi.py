@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dit_bundles import FACTOR, LH, LW, make_dit_range_bundle, teacher_contract
 
 import turbo_edge
 from turbo_edge.runtime.pipeline import Pipeline
@@ -54,7 +55,8 @@ class PipelineParams(ctypes.Structure):
 
 class GenerateParams(ctypes.Structure):
     _fields_ = [("steps", ctypes.c_int), ("use_default_guidance", ctypes.c_int), ("guidance", ctypes.c_double),
-                ("seed", ctypes.c_uint64), ("progress", PROGRESS), ("user_data", ctypes.c_void_p)]
+                ("seed", ctypes.c_uint64), ("progress", PROGRESS), ("user_data", ctypes.c_void_p),
+                ("frames", ctypes.c_int)]  # frames: appended in 0.3
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +157,7 @@ def test_library_exports_only_te_symbols(installed):
     assert {"te_pipeline_open", "te_generate", "te_generate_batch", "te_last_error", "te_clip_data", "te_version"} <= set(names)
     soname = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True).stdout if shutil.which("readelf") else ""
     if soname:
-        assert "Library soname: [libturbo_edge.so.0.2]" in soname
+        assert "Library soname: [libturbo_edge.so.0.3]" in soname
 
 
 def test_installed_headers_version_and_no_internals(installed, lib):
@@ -331,3 +333,53 @@ def _seeded(lib: ctypes.CDLL, seed: int) -> GenerateParams:
     gp = lib.te_generate_default_params()
     gp.seed = seed
     return gp
+
+
+# ------------------------------------------------------------------ the clip length (te_generate_params.frames)
+
+
+@pytest.fixture(scope="module")
+def range_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/dit_bundles.py's hand-built DiT bundle for clip lengths 5 to 13 (default 9), no torch."""
+    return make_dit_range_bundle(tmp_path_factory.mktemp("capi_range") / "dit", teacher_contract())[0]
+
+
+def test_generate_params_choose_the_clip_length(lib, range_bundle):
+    gp = lib.te_generate_default_params()
+    assert gp.frames == 0 and gp.steps == 0 and gp.use_default_guidance == 1  # appended: the fields before keep their values
+    assert GenerateParams.frames.offset == GenerateParams.user_data.offset + ctypes.sizeof(ctypes.c_void_p)
+    status, pipe = _open(lib, range_bundle)
+    assert status == TE_OK, _error(lib, None)
+    try:
+        py = Pipeline.from_bundle(range_bundle, backend="openvino")
+        for frames in (5, 13, 0):
+            gp = _seeded(lib, 3)
+            gp.steps, gp.frames = 2, frames
+            status, clip = _generate(lib, pipe, "a red circle left", gp)  # _frames checks te_clip_size against the shape
+            want = py.generate("a red circle left", steps=2, seed=3, frames=frames or None)
+            assert status == TE_OK and clip.shape == want.shape == (frames or 9, LH * FACTOR, LW * FACTOR, 3), _error(lib, pipe)
+            assert np.abs(clip.astype(int) - want.astype(int)).max() <= 1 and want.std() > 10
+        for frames in (10, 17, 1):  # Python's one-line message, word for word
+            with pytest.raises(ValueError) as err:
+                py.generate("a red", frames=frames)
+            gp = lib.te_generate_default_params()
+            gp.frames = frames
+            status, clip = _generate(lib, pipe, "a red", gp)
+            assert (status, clip, _error(lib, pipe)) == (TE_ERR_INPUT, None, str(err.value))
+        gp.frames = -1
+        assert _generate(lib, pipe, "a red", gp)[0] == TE_ERR_INPUT
+        assert _error(lib, pipe) == "frames must be 0 (the bundle's default) or a clip length the bundle serves, got -1"
+    finally:
+        lib.te_pipeline_close(pipe)
+
+
+def test_c_app_takes_the_clip_length(installed, range_bundle, tmp_path):
+    app = str(APP_BUILD / "turbo_edge_c_app")
+    proc = subprocess.run([app, str(range_bundle), "a red circle left", "3", str(tmp_path / "clip"), "13"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    py = Pipeline.from_bundle(range_bundle, backend="openvino").generate("a red circle left", seed=3, frames=13)
+    c = np.fromfile(tmp_path / "clip.rgb", dtype=np.uint8).reshape(py.shape)
+    assert f"frames=13 height={LH * FACTOR} width={LW * FACTOR} " in proc.stdout and np.abs(c.astype(int) - py.astype(int)).max() <= 1
+    proc = subprocess.run([app, str(range_bundle), "a red", "0", str(tmp_path / "o"), "17"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "frames 17 is outside this bundle's clip lengths, 5 to 13 frames" in proc.stderr
+    assert "TE_ERR_INPUT" in proc.stderr and not (tmp_path / "o.rgb").exists()

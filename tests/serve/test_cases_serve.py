@@ -87,7 +87,7 @@ class _Pipe:
     def __init__(self) -> None:
         self.calls = 0
 
-    def generate(self, prompt, steps=None, seed=0, guidance=None, cancelled=None):
+    def generate(self, prompt, steps=None, seed=0, guidance=None, frames=None, cancelled=None):
         self.calls += 1
         return np.zeros((2, 4, 4, 3), np.uint8)
 

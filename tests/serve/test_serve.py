@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import synthetic_bundles
+from triton_inputs import triton_inputs as _inputs
 
 from turbo_edge import cli
 from turbo_edge.runtime import Pipeline
@@ -64,26 +65,6 @@ def served(serve_bundle: Path, triton_install: TritonInstall, tmp_path_factory: 
     with TritonServer(cfg.repository, port=cfg.port, ready_timeout=120) as server:
         yield server, cfg
     assert server.process.returncode == 0, server.log_file.read_text()[-2000:]
-
-
-def _inputs(prompts: list[str], seeds: list | None = None, steps: list | None = None, guidance: list | None = None,
-            seed_type: str = "INT64") -> list:
-    import tritonclient.http as httpclient
-
-    dtypes = {"INT64": np.int64, "FP32": np.float32, "INT32": np.int32}
-    arrays = [("prompt", np.array([[p.encode()] for p in prompts], dtype=object), "BYTES")]
-    if seeds is not None:
-        arrays.append(("seed", np.array([[s] for s in seeds], dtype=dtypes[seed_type]), seed_type))
-    if steps is not None:
-        arrays.append(("steps", np.array([[s] for s in steps], dtype=np.int32), "INT32"))
-    if guidance is not None:
-        arrays.append(("guidance", np.array([[g] for g in guidance], dtype=np.float32), "FP32"))
-    out = []
-    for name, array, datatype in arrays:
-        tensor = httpclient.InferInput(name, list(array.shape), datatype)
-        tensor.set_data_from_numpy(array)
-        out.append(tensor)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,6 @@ def video_geometry(bundle: Bundle, frames: int | None, height: int | None, width
     return frames or int(vid["frames"]), height or int(vid["height"]), width or int(vid["width"])
 
 
-def pixel_frames(bundle: Bundle, latent_frames: int) -> int:
-    """Video frames of ``latent_frames``, by the manifest's temporal geometry (a causal autoencoder: 1 + t (f - 1))."""
-    t = int(bundle.latent.get("temporal_factor", 1))
-    return 1 + t * (latent_frames - 1) if bundle.latent.get("causal_first_frame") else t * latent_frames
-
-
 def check_profile(bundle: Bundle, frames: int, height: int, width: int, batch: int) -> None:
     """One-line error naming the bundle's range where frames / height / width / batch fall outside its UNet profile."""
     factor = int(bundle.video["height"]) // int(bundle.latent["height"])
@@ -43,7 +37,7 @@ def check_profile(bundle: Bundle, frames: int, height: int, width: int, batch: i
         return
     lo, hi = profile["min"]["sample"], profile["max"]["sample"]
     rows = 2 if bundle.sampler.uses_cfg else 1
-    ranges = {"frames": (pixel_frames(bundle, lo[2]), pixel_frames(bundle, hi[2]), frames), "height": (lo[3] * factor, hi[3] * factor, height),
+    ranges = {"frames": (bundle.pixel_frames(lo[2]), bundle.pixel_frames(hi[2]), frames), "height": (lo[3] * factor, hi[3] * factor, height),
               "width": (lo[4] * factor, hi[4] * factor, width), "batch": (max(1, lo[0] // rows), hi[0] // rows, batch)}
     outside = [f"--{k} {v}" for k, (a, b, v) in ranges.items() if not a <= v <= b]
     if outside or height % factor or width % factor:

@@ -125,8 +125,7 @@ class Pipeline:
     def pixel_frames(self, latent_frames: int) -> int:
         """Frames a decoder makes of ``latent_frames`` (the manifest's temporal geometry, the same for every decoder of a
         bundle): as many for a per-frame autoencoder, 1 + t (f - 1) for a causal one."""
-        t = int(self.bundle.latent.get("temporal_factor", 1))
-        return 1 + t * (latent_frames - 1) if self.bundle.latent.get("causal_first_frame") else t * latent_frames
+        return self.bundle.pixel_frames(latent_frames)
 
     def latent_frames(self, frames: int) -> int:
         """Latent frames of a clip: the manifest's temporal geometry (a causal autoencoder takes 1 + t k frames)."""
@@ -140,10 +139,8 @@ class Pipeline:
 
     def frame_range(self) -> str:
         """The clip lengths of a bundle exported for a range of them as messages name them ("5 to 13 frames"), else ""."""
-        profile = self.bundle.profile("unet")
-        if "min" not in profile or "sample" not in profile["min"] or profile["min"]["sample"][2] == profile["max"]["sample"][2]:
-            return ""
-        return f"{self.pixel_frames(profile['min']['sample'][2])} to {self.pixel_frames(profile['max']['sample'][2])} frames"
+        lengths = self.bundle.clip_lengths()
+        return f"{lengths[0]} to {lengths[1]} frames" if lengths else ""
 
     def _max_batch(self, name: str, input_name: str) -> int:
         profile = self.bundle.profile(name)

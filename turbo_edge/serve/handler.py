@@ -4,7 +4,9 @@ Kept apart from the model file so it runs and is tested without Triton: it takes
 arrays by input name (``None`` for an optional input left out) and returns the ``frames`` array. Row ``r`` of a
 request is exactly ``Pipeline.generate(prompt[r], steps[r], seed[r], guidance[r])``: rows with different seeds
 cannot share a sampler call (the runtime draws one seed's noise streams per call), so they run one after another;
-parallelism comes from model instances.
+parallelism comes from model instances. ``num_frames`` (a range bundle's clip length) is per request: the rows of one
+request are one [B, F, H, W, 3] tensor, so a request whose rows ask for different lengths is refused in one line
+(the dynamic batcher keeps requests apart, so requests at different lengths are served side by side).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from turbo_edge.runtime.pipeline import Pipeline
-from turbo_edge.serve.repository import INPUTS
+from turbo_edge.serve.repository import INPUTS, RANGE_INPUTS
 from turbo_edge.spec.errors import GenerationCancelled
 
 
@@ -25,6 +27,7 @@ class Row:
     seed: int
     steps: int | None  # None: the bundle's default_steps
     guidance: float | None  # None: the bundle's guidance
+    frames: int | None = None  # None (or 0): the bundle's clip length
 
 
 def _text(value: object, row: int) -> str:
@@ -45,7 +48,7 @@ def request_rows(tensors: dict[str, np.ndarray | None]) -> list[Row]:
         raise ValueError("the request has no 'prompt' input; send prompt as a BYTES tensor of shape [batch, 1]")
     rows = len(prompts)
     columns: dict[str, list] = {}
-    for spec in INPUTS:
+    for spec in INPUTS + RANGE_INPUTS:
         array = tensors.get(spec.name)
         if array is None:
             columns[spec.name] = [None] * rows
@@ -55,8 +58,8 @@ def request_rows(tensors: dict[str, np.ndarray | None]) -> list[Row]:
                              f"as 'prompt' ({rows})")
         columns[spec.name] = [v for v in array[:, 0]]
     return [Row(prompt=_text(p, r), seed=0 if s is None else int(s), steps=None if n is None else int(n),
-                guidance=None if g is None else float(g))
-            for r, (p, s, n, g) in enumerate(zip(columns["prompt"], columns["seed"], columns["steps"], columns["guidance"]))]
+                guidance=None if g is None else float(g), frames=None if f is None else int(f))
+            for r, (p, s, n, g, f) in enumerate(zip(columns["prompt"], columns["seed"], columns["steps"], columns["guidance"], columns["num_frames"]))]
 
 
 class Cancelled(RuntimeError):
@@ -68,12 +71,17 @@ def run_request(pipe: Pipeline, tensors: dict[str, np.ndarray | None], cancelled
     ``cancelled`` (the stub's ``request.is_cancelled``) is asked before each row and, by the runtime, before each
     denoiser call, so an abandoned request frees its instance within one call rather than after all its rows."""
     rows = request_rows(tensors)
+    lengths = sorted({row.frames or 0 for row in rows})
+    if len(lengths) > 1:
+        raise ValueError(f"the rows of one request ask for different num_frames {lengths}; a request's clips share one length: "
+                         "send each length as its own request")
     frames = []
     for r, row in enumerate(rows):
         if cancelled is not None and cancelled():
             raise Cancelled(f"the request was cancelled by its client after {r} of {len(rows)} rows")
         try:
-            frames.append(pipe.generate(row.prompt, steps=row.steps, seed=row.seed, guidance=row.guidance, cancelled=cancelled))
+            frames.append(pipe.generate(row.prompt, steps=row.steps, seed=row.seed, guidance=row.guidance, frames=row.frames,
+                                        cancelled=cancelled))
         except GenerationCancelled as exc:
             raise Cancelled(f"the request was cancelled by its client in row {r + 1} of {len(rows)}: {exc}") from None
     return np.stack(frames).astype(np.uint8, copy=False)

@@ -3,7 +3,9 @@
 The model's request contract (``INPUTS`` / ``OUTPUT``) is one table here; ``config_pbtxt`` writes it in Triton's
 protobuf text format and ``turbo_edge.serve.handler`` reads requests by the same names. With ``max_batch_size``
 > 0 Triton prepends the batch axis, so a request of B rows sends ``prompt`` as [B, 1] and gets ``frames`` as
-[B, F, H, W, 3]. Torch-free: imports the bundle schema only.
+[B, F, H, W, 3]. A bundle for a range of clip lengths (``Bundle.clip_lengths``) adds the optional ``num_frames``
+input (``RANGE_INPUTS``) and its output's F is -1: each request gets the length it asked for. Torch-free: imports the
+bundle schema only.
 """
 
 from __future__ import annotations
@@ -36,13 +38,23 @@ INPUTS = (
     TensorSpec("steps", "TYPE_INT32", True, "sampler steps, one of the bundle's supported_steps; default its default_steps"),
     TensorSpec("guidance", "TYPE_FP32", True, "classifier-free guidance in [0, 100]; default the bundle's"),
 )
+# Only for a bundle with a range of clip lengths. Not named "frames": that is the output's name.
+RANGE_INPUTS = (
+    TensorSpec("num_frames", "TYPE_INT32", True, "clip length, 1 + 4k within the bundle's range; default (or 0) the bundle's"),
+)
 OUTPUT = TensorSpec("frames", "TYPE_UINT8", False, "uint8 RGB frames [F, H, W, 3] per row")
 
 
+def model_inputs(bundle: Bundle) -> tuple[TensorSpec, ...]:
+    """The request inputs the bundle's model declares: ``INPUTS``, and ``RANGE_INPUTS`` for a range of clip lengths."""
+    return INPUTS + (RANGE_INPUTS if bundle.clip_lengths() else ())
+
+
 def frame_dims(bundle: Bundle) -> tuple[int, int, int, int]:
-    """The ``frames`` output's dims per row: the bundle's video size, [F, H, W, 3]."""
+    """The ``frames`` output's dims per row: the bundle's video size, [F, H, W, 3]; F is -1 (each request's own)
+    for a bundle with a range of clip lengths."""
     video = bundle.video
-    return int(video["frames"]), int(video["height"]), int(video["width"]), 3
+    return (-1 if bundle.clip_lengths() else int(video["frames"])), int(video["height"]), int(video["width"]), 3
 
 
 def _quoted(text: str) -> str:
@@ -55,6 +67,7 @@ def _quoted(text: str) -> str:
 def model_parameters(cfg: ServeConfig, bundle: Bundle) -> dict[str, str]:
     """What each instance opens and how; the sampler defaults ride along for clients reading the model config."""
     spec = bundle.sampler
+    lengths = bundle.clip_lengths()
     return {
         "bundle": str(bundle.root.resolve()),
         "backend": cfg.backend,
@@ -65,6 +78,7 @@ def model_parameters(cfg: ServeConfig, bundle: Bundle) -> dict[str, str]:
         "default_steps": str(spec.default_steps),
         "supported_steps": ",".join(str(s) for s in spec.supported_steps),
         "default_guidance": repr(float(spec.guidance)),
+        **({"default_frames": str(bundle.video["frames"]), "clip_lengths": f"{lengths[0]}-{lengths[1]}"} if lengths else {}),
     }
 
 
@@ -80,11 +94,12 @@ def config_pbtxt(cfg: ServeConfig, bundle: Bundle) -> str:
                        for k, v in model_parameters(cfg, bundle).items())
     return "\n".join([
         f"# Written by `turbo-edge serve` from {bundle.root.resolve() / 'manifest.json'}.",
-        "# Each row of a request is one clip: Pipeline.generate(prompt, steps, seed, guidance) of the torch-free runtime.",
+        "# Each row of a request is one clip: Pipeline.generate(prompt, steps, seed, guidance"
+        f"{', frames=num_frames' if bundle.clip_lengths() else ''}) of the torch-free runtime.",
         f"name: {_quoted(cfg.model_name)}",
         'backend: "python"',
         f"max_batch_size: {cfg.max_batch}",
-        "input [\n" + ",\n".join(tensor(t, (1,)) for t in INPUTS) + "\n]",
+        "input [\n" + ",\n".join(tensor(t, (1,)) for t in model_inputs(bundle)) + "\n]",
         "output [\n" + tensor(OUTPUT, frame_dims(bundle)) + "\n]",
         f"dynamic_batching {{\n  max_queue_delay_microseconds: {cfg.batch_delay_us}\n}}",
         f"instance_group [\n  {{\n    count: {cfg.instances}\n    kind: KIND_CPU\n  }}\n]",

@@ -3,7 +3,7 @@
 Each model instance is its own backend-stub process: ``initialize`` opens the bundle named in config.pbtxt's
 parameters with the torch-free runtime once, ``execute`` runs every request of a batch through it, ``finalize``
 closes it. A request the runtime refuses (empty prompt, unsupported steps, a seed out of range, words outside a
-closed vocabulary) gets an error response with the runtime's one-line message and Triton's INVALID_ARG code (HTTP
+closed vocabulary, a clip length the bundle does not serve) gets an error response with the runtime's one-line message and Triton's INVALID_ARG code (HTTP
 400: the client's to fix); anything else is an internal error (500). The other requests of the batch, and the
 server, carry on. A request its client cancelled (gRPC; Triton's HTTP endpoint does not report a client that went
 away) stops before its next denoiser call, and the server's log records where.
@@ -26,7 +26,7 @@ import triton_python_backend_utils as pb_utils  # noqa: E402  (needs numpy: afte
 
 from turbo_edge.runtime.pipeline import Pipeline  # noqa: E402
 from turbo_edge.serve.handler import Cancelled, run_request  # noqa: E402
-from turbo_edge.serve.repository import INPUTS, OUTPUT  # noqa: E402
+from turbo_edge.serve.repository import INPUTS, OUTPUT, RANGE_INPUTS  # noqa: E402
 
 
 def _error_text(exc: Exception) -> str:
@@ -60,7 +60,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             tensors = {}
-            for spec in INPUTS:
+            for spec in INPUTS + RANGE_INPUTS:  # an input the model's config lacks is never sent (Triton refuses it)
                 tensor = pb_utils.get_input_tensor_by_name(request, spec.name)
                 tensors[spec.name] = None if tensor is None else tensor.as_numpy()
             try:

@@ -241,6 +241,20 @@ class Bundle:
     def profile(self, name: str) -> dict[str, dict[str, list[int]]]:
         return self.component(name).get("profile") or {}
 
+    def pixel_frames(self, latent_frames: int) -> int:
+        """Video frames of ``latent_frames``, by the manifest's temporal geometry (a causal autoencoder: 1 + t (f - 1))."""
+        t = int(self.latent.get("temporal_factor", 1))
+        return 1 + t * (latent_frames - 1) if self.latent.get("causal_first_frame") else t * latent_frames
+
+    def clip_lengths(self) -> tuple[int, int] | None:
+        """(shortest, longest) clip of a DiT bundle exported for a range of lengths (``export --min-frames / --max-frames``:
+        a causal autoencoder, the transformer's latent frames a range in its profile); None for every other bundle."""
+        profile = self.profile("unet")
+        if not self.latent.get("causal_first_frame") or "min" not in profile or "sample" not in profile["min"]:
+            return None
+        lo, hi = profile["min"]["sample"][2], profile["max"]["sample"][2]
+        return None if lo == hi else (self.pixel_frames(lo), self.pixel_frames(hi))
+
     @property
     def decoders(self) -> tuple[list[str], str]:
         """The names of the decoders this bundle has (the default first) and the default's name."""

@@ -95,6 +95,7 @@ std::string shown(double v) {
 // The request's values, checked as spec/inputs.py does; returns the guidance to pass (NaN: the bundle's).
 double checked_guidance(const te_generate_params& gp) {
   if (gp.steps < 0) throw turbo_edge::InputError("steps must be 0 (the bundle's default) or one of the bundle's supported steps, got " + std::to_string(gp.steps));
+  if (gp.frames < 0) throw turbo_edge::InputError("frames must be 0 (the bundle's default) or a clip length the bundle serves, got " + std::to_string(gp.frames));
   turbo_edge::check_seed(gp.seed, std::to_string(gp.seed));
   if (gp.use_default_guidance) {
     if (!std::isnan(gp.guidance))
@@ -109,7 +110,7 @@ turbo_edge::Clip run_one(te_pipeline* p, const char* prompt, const te_generate_p
   turbo_edge::Pipeline::ProgressFn progress;
   if (gp.progress != nullptr)
     progress = [&gp, index, count](int done, int total) { return gp.progress(index * total + done, count * total, gp.user_data) == 0; };
-  return p->pipeline->generate(prompt, gp.steps, gp.seed, guidance, progress);
+  return p->pipeline->generate(prompt, gp.steps, gp.seed, guidance, progress, gp.frames);
 }
 
 }  // namespace
@@ -156,7 +157,7 @@ int te_pipeline_open(const te_pipeline_params* params, te_pipeline** out) {
 
 void te_pipeline_close(te_pipeline* pipeline) { delete pipeline; }
 
-te_generate_params te_generate_default_params(void) { return te_generate_params{0, 1, std::nan(""), 0, nullptr, nullptr}; }
+te_generate_params te_generate_default_params(void) { return te_generate_params{0, 1, std::nan(""), 0, nullptr, nullptr, 0}; }
 
 int te_generate(te_pipeline* pipeline, const char* prompt, const te_generate_params* params, te_clip** out) {
   if (out != nullptr) *out = nullptr;

@@ -5,7 +5,8 @@
 // 1. CALLS generate calls (prompts and seeds varying) run serially on one Session, then again from THREADS threads
 //    sharing that Session, then split across two Sessions in parallel: every clip must equal its serial one byte
 //    for byte. 2. The wrapper: Error carries the C status, progress returning false cancels, and an exception
-//    thrown by progress comes back out of generate(). Prints one line; exit 0 when all hold, 1 otherwise.
+//    thrown by progress comes back out of generate(), and options.frames reaches the runtime (the bundle's own length
+//    gives the same clip, one outside its profile TE_ERR_INPUT). Prints one line; exit 0 when all hold, 1 otherwise.
 #include <atomic>
 #include <cstdio>
 #include <functional>
@@ -90,6 +91,11 @@ int main(int argc, char** argv) {
       rethrown = true;
     }
     if (!rethrown) throw std::runtime_error("an exception thrown by progress did not come back out of generate()");
+    turbo_edge::GenerateOptions length;
+    length.frames = call(one, 0).frames();
+    if (one.generate(PROMPTS[0], length).rgb() != serial[0]) throw std::runtime_error("frames = the bundle's own length gave another clip");
+    length.frames = 100000;
+    if (status_of([&] { one.generate(PROMPTS[0], length); }) != TE_ERR_INPUT) throw std::runtime_error("frames outside the bundle's did not give TE_ERR_INPUT");
     if (call(one, 0).rgb() != serial[0]) throw std::runtime_error("the session gave a different clip after the failed calls");
     std::printf("ok: %d calls on %d threads equal serial calls; wrapper errors, cancel and rethrow hold (turbo_edge %s)\n", n, threads,
                 turbo_edge::version().c_str());

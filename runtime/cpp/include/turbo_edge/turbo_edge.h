@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define TE_VERSION_MAJOR 0
-#define TE_VERSION_MINOR 2
+#define TE_VERSION_MINOR 3
 #define TE_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -50,7 +50,7 @@ enum {
   TE_OK = 0,
   TE_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer or a params field outside its contract (a caller bug) */
   TE_ERR_BUNDLE = 2,           /* the bundle is missing, changed after export, or malformed */
-  TE_ERR_INPUT = 3,            /* a request value: prompt, steps, seed, guidance, threads, precision */
+  TE_ERR_INPUT = 3,            /* a request value: prompt, steps, seed, guidance, frames, threads, precision */
   TE_ERR_BACKEND = 4,          /* the inference backend is not built in, or failed to load / run a graph */
   TE_ERR_CANCELLED = 5,        /* the progress callback returned nonzero */
   TE_ERR_OUT_OF_MEMORY = 6,
@@ -86,6 +86,10 @@ typedef struct te_generate_params {
   uint64_t seed;            /* in [0, 2**63); default 0 */
   te_progress_fn progress;  /* optional; NULL = no reports, no cancellation */
   void* user_data;          /* passed to progress */
+  int frames;               /* the clip length; 0 (default) = the bundle's. A bundle exported for a range of lengths
+                               (export --min-frames / --max-frames) serves each 1 + 4k in it; another length fails with
+                               TE_ERR_INPUT and the Python runtime's one-line message. Appended in 0.3: the fields
+                               before it keep their offsets */
 } te_generate_params;
 
 TE_API const char* te_version(void); /* "MAJOR.MINOR.PATCH" of the library actually loaded */
@@ -113,7 +117,7 @@ TE_API int te_clip_height(const te_clip* clip);
 TE_API int te_clip_width(const te_clip* clip);
 TE_API int te_clip_steps(const te_clip* clip);     /* the sampling steps it was generated with */
 TE_API int te_clip_truncated(const te_clip* clip); /* nonzero: the prompt was longer than the text encoder's tokens */
-/* uint8 RGB, frames x height x width x 3, row-major; valid until te_clip_free. */
+/* uint8 RGB, frames x height x width x 3, row-major (frames: the length asked for); valid until te_clip_free. */
 TE_API const uint8_t* te_clip_data(const te_clip* clip);
 TE_API size_t te_clip_size(const te_clip* clip); /* bytes at te_clip_data */
 TE_API void te_clip_free(te_clip* clip);          /* NULL is a no-op */

@@ -56,6 +56,7 @@ struct GenerateOptions {
   int steps = 0;                  // 0: the bundle's default
   std::optional<double> guidance;  // empty: the bundle's
   uint64_t seed = 0;
+  int frames = 0;                 // the clip length: 0, the bundle's; else one it serves (a range bundle: 1 + 4k in its range)
   // After each step (done, total); return false to cancel (Error with TE_ERR_CANCELLED). An exception it throws
   // cancels the call and is rethrown from generate().
   std::function<bool(int done, int total)> progress;
@@ -119,6 +120,7 @@ class Session {
     explicit Call(const GenerateOptions& o) : options(o) {
       params.steps = o.steps;
       params.seed = o.seed;
+      params.frames = o.frames;
       if (o.guidance) {
         params.use_default_guidance = 0;
         params.guidance = *o.guidance;
