@@ -8,14 +8,11 @@ pytest picks them up for every test under tests/runtime.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from synthetic_bundles import SYN, make_synthetic_bundle  # noqa: F401  (re-exported: the runtime tests import them from here)
+from cpp_host import build_host
+from synthetic_bundles import make_synthetic_bundle
 
 
 @pytest.fixture(scope="session")
@@ -55,24 +52,7 @@ def exported_teacher_bundle(tiny_t2v_dir: Path, tmp_path_factory: pytest.TempPat
     return out
 
 
-ROOT = Path(__file__).resolve().parents[2]
-CPP_BUILD = Path(os.environ.get("TURBO_EDGE_CPP_BUILD", ROOT / "build" / "runtime_cpp"))  # gitignored; reused (CMake rebuilds what changed)
-
-
 @pytest.fixture(scope="session")
 def host() -> Path:
-    """The C++ host (runtime/cpp), built with CMake against the openvino wheel."""
-    missing = [t for t in ("cmake", "g++", "make") if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"C++ build tools missing: {missing}; run the README's install line (its ./runtime/cpp/build.sh installs them with apt-get)")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "JOBS": "1"}
-    CPP_BUILD.mkdir(parents=True, exist_ok=True)
-    with open(CPP_BUILD.parent / f".{CPP_BUILD.name}.lock", "w") as lock:  # two test workers: one build at a time
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        proc = subprocess.run([str(ROOT / "runtime" / "cpp" / "build.sh"), str(CPP_BUILD)], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return CPP_BUILD / "turbo_edge_generate"
-
-
-def run_host(host: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(host), *args], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """The C++ host (runtime/cpp), built with CMake against the openvino wheel (``cpp_host.build_host``)."""
+    return build_host()

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_synthetic_bundle, run_host
+from cpp_host import run_host
+from synthetic_bundles import make_synthetic_bundle
 
 from turbo_edge import cli
 

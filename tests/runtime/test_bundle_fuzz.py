@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_synthetic_bundle, run_host
+from cpp_host import run_host
+from synthetic_bundles import make_synthetic_bundle
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_synthetic_bundle, run_host
+from cpp_host import run_host
+from synthetic_bundles import make_synthetic_bundle
 
 from turbo_edge import cli
 from turbo_edge.runtime import Pipeline

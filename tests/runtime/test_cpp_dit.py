@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_host
+from cpp_host import run_host
 from dit_bundles import make_dit_bundle, make_dit_range_bundle, student_contract, teacher_contract
 from test_unigram_tokenizer import _tokenizers_only
 from tokenizer_cases import UNIGRAM_LENGTH, UNIGRAM_PROMPTS, unigram_json_tokenizer

@@ -17,7 +17,7 @@ BUILD = ROOT / "build" / "runtime_cpp"  # gitignored; reused across runs (CMake 
 PROMPT = "a red circle moving left"
 
 
-from conftest import run_host as _run  # noqa: E402
+from cpp_host import run_host as _run  # noqa: E402
 
 
 def test_cpp_noise_matches_python_golden_values_and_many_more(host):

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_host
+from cpp_host import ROOT, run_host
 from test_unigram_tokenizer import _tokenizers_only
 from tokenizer_cases import PRECOMPILED_PROMPTS, UNIGRAM_LENGTH, random_unicode_prompts, umt5_tokenizer
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SYN, make_synthetic_bundle, run_host
+from cpp_host import run_host
+from synthetic_bundles import SYN, make_synthetic_bundle
 
 from turbo_edge.cli import main
 from turbo_edge.runtime import Pipeline

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_host
+from cpp_host import run_host
 from tokenizer_cases import TOKENIZER_PROMPTS, transformers_json_tokenizer, with_string_merges
 
 from turbo_edge.runtime.pipeline import Pipeline
