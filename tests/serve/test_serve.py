@@ -458,15 +458,21 @@ def test_a_request_its_grpc_client_cancels_stops_inside_its_video_and_the_instan
             out[-1].set_data_from_numpy(array)
         return out
 
-    with TritonServer(cfg.repository, port=cfg.port, ready_timeout=120) as server:
-        c = grpcclient.InferenceServerClient(url=server.grpc_url)
-        ctx = c.async_infer(cfg.model_name, inputs(200), callback=lambda result, error: None)
-        time.sleep(1.5)  # the request is inside its video now (200 slow denoiser calls, seconds)
-        ctx.cancel()
-        frames = c.infer(cfg.model_name, inputs(2)).as_numpy("frames")  # queued behind it on the one instance
-        stats = c.get_inference_statistics(cfg.model_name, as_json=True)["model_stats"][0]["inference_stats"]
-        c.close()
-    assert int(stats["success"]["count"]) + int(stats.get("fail", {}).get("count", 0)) == 2
+    for wait_s in (1.5, 3.0, 6.0):
+        with TritonServer(cfg.repository, port=cfg.port, ready_timeout=120) as server:
+            c = grpcclient.InferenceServerClient(url=server.grpc_url)
+            ctx = c.async_infer(cfg.model_name, inputs(200), callback=lambda result, error: None)
+            time.sleep(wait_s)  # the request is inside its video now (200 slow denoiser calls, seconds)
+            ctx.cancel()
+            frames = c.infer(cfg.model_name, inputs(2)).as_numpy("frames")  # queued behind it on the one instance
+            stats = c.get_inference_statistics(cfg.model_name, as_json=True)["model_stats"][0]["inference_stats"]
+            c.close()
+        executed = int(stats["success"]["count"]) + int(stats.get("fail", {}).get("count", 0))
+        if executed == 2:
+            break
+        # 1: the cancel reached the request while Triton still held it in its queue (a loaded machine was slow to
+        # start it), so it never ran; try again with a longer wait. A request that ran to its end counts here too.
+    assert executed == 2, stats
     found = re.search(r"turbo-edge: the request was cancelled by its client in row 1 of 1: cancelled after (\d+) of 200 denoiser calls",
                       server.log_file.read_text())
     assert found and 1 <= int(found.group(1)) < 200, server.log_file.read_text()[-2000:]
