@@ -21,6 +21,18 @@ from turbo_edge.spec.tokenizer_files import write_tokenizer
 SYN = {"channels": 4, "frames": 3, "lh": 4, "lw": 4, "factor": 2, "length": 8, "hidden": 8, "w_dim": 6}
 
 
+def tampered_copy(bundle: Path, dst: Path, name: str, flip: int = 0xFF) -> Path:
+    """A copy of ``bundle`` at ``dst`` with one byte of its member ``name`` changed (the middle one, XOR ``flip``): what
+    every reader must refuse, naming the file."""
+    import shutil
+
+    shutil.copytree(bundle, dst)
+    data = bytearray((dst / name).read_bytes())
+    data[len(data) // 2] ^= flip
+    (dst / name).write_bytes(bytes(data))
+    return dst
+
+
 def save_graph(graph: onnx.GraphProto, path: Path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_bundles import tampered_copy
 
 from turbo_edge.export import BundleError, ContractError, dit, export_bundle, verify_bundle
 from turbo_edge.export.contracts import ExportShapes, build_components
@@ -100,11 +101,7 @@ def test_graphs_have_no_float64_no_scatter_and_no_rms_norm_op(wan_bundle: Path) 
 def test_a_tampered_graph_is_refused_by_verify_and_the_runtime(wan_bundle: Path, tmp_path: Path) -> None:
     from turbo_edge.runtime import Pipeline
 
-    bad = tmp_path / "bad"
-    shutil.copytree(wan_bundle, bad)
-    data = bytearray((bad / "unet.onnx").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (bad / "unet.onnx").write_bytes(bytes(data))
+    bad = tampered_copy(wan_bundle, tmp_path / "bad", "unet.onnx")
     with pytest.raises(BundleError, match="unet.onnx .*changed after export"):
         verify_bundle(bad)
     with pytest.raises(BundleError, match="changed after export"):
@@ -164,11 +161,7 @@ def test_runtime_frames_with_the_tiny_decoder_equal_pytorchs(wan_bundle: Path, w
 def test_a_tampered_tiny_decoder_graph_is_refused(wan_bundle: Path, tmp_path: Path) -> None:
     from turbo_edge.runtime import Pipeline
 
-    bad = tmp_path / "bad"
-    shutil.copytree(wan_bundle, bad)
-    data = bytearray((bad / "vae_decoder_tiny.onnx").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (bad / "vae_decoder_tiny.onnx").write_bytes(bytes(data))
+    bad = tampered_copy(wan_bundle, tmp_path / "bad", "vae_decoder_tiny.onnx")
     with pytest.raises(BundleError, match="vae_decoder_tiny.onnx .*changed after export"):
         verify_bundle(bad)
     with pytest.raises(BundleError, match="vae_decoder_tiny.onnx .*changed after export"):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_bundles import tampered_copy
 
 from turbo_edge.export import BundleError, ContractError, ParityError, export_bundle, verify_bundle
 from turbo_edge.export import bundle as bundle_mod
@@ -176,10 +177,7 @@ def test_reexport_with_same_config_reuses(bundle: Path, tiny_t2v_dir: Path, capl
 
 
 def test_changed_byte_names_the_file(bundle: Path, tmp_path: Path) -> None:
-    copy = Path(shutil.copytree(bundle, tmp_path / "b"))
-    data = bytearray((copy / "vae_decoder.onnx").read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (copy / "vae_decoder.onnx").write_bytes(bytes(data))
+    copy = tampered_copy(bundle, tmp_path / "b", "vae_decoder.onnx", flip=0x01)
     with pytest.raises(BundleError, match=r"vae_decoder\.onnx in .* was changed after export"):
         verify_bundle(copy)
     (copy / "unet.int8.onnx").unlink()

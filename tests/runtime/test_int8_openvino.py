@@ -7,11 +7,11 @@ suite runs a file per worker, and the bundle's NNCF export is the costliest fixt
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_bundles import tampered_copy
 
 from turbo_edge.spec.errors import BundleError
 
@@ -90,11 +90,7 @@ def test_engine_build_refuses_the_ir(ir_student_bundle: Path) -> None:
 def test_changed_or_missing_ir_weights_are_refused(ir_student_bundle: Path, tmp_path: Path) -> None:
     from turbo_edge.spec.bundle import load_bundle
 
-    copy = tmp_path / "b"
-    shutil.copytree(ir_student_bundle, copy)
-    data = bytearray((copy / "unet.int8.bin").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (copy / "unet.int8.bin").write_bytes(bytes(data))
+    copy = tampered_copy(ir_student_bundle, tmp_path / "b", "unet.int8.bin")
     with pytest.raises(BundleError, match=r"unet\.int8\.bin .* was changed after export"):
         load_bundle(copy)
     (copy / "unet.int8.bin").unlink()

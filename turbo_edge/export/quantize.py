@@ -286,10 +286,9 @@ def _producer_map_built_once() -> Iterator[None]:
     try:
         from nncf.onnx.graph.metatypes import onnx_metatypes as mt
     except ImportError:
-        yield
-        return
+        mt = None
     original = getattr(mt, "get_parents_node_mapping", None)
-    if original is None:  # a later NNCF that no longer has the call site: nothing to do
+    if original is None:  # NNCF absent, or a later NNCF without the call site: nothing to do
         yield
         return
     cache: dict[tuple[int, int, str, str], Any] = {}

@@ -108,6 +108,19 @@ std::string shown(const std::string& text) {
   if (starts.size() <= 60) return text;
   return text.substr(0, starts[55]) + "\xe2\x80\xa6" + text.substr(starts[starts.size() - 4]);
 }
+
+// Decoded frames into the clip's [P, H, W, 3] uint8 at pixel frames at..at+count, from [count, 3, H, W] (per-frame and
+// whole-clip variant decoders) or, channel_major, [3, count, H, W] (causal video decoders). The Python runtime's
+// rounding: clamp to [-1, 1], (v + 1) * 127.5 in float32, round half to even.
+void store_frames(const float* src, bool channel_major, int64_t count, int64_t at, int64_t H, int64_t W, std::vector<uint8_t>& rgb) {
+  for (int64_t f = 0; f < count; ++f)
+    for (int64_t c = 0; c < 3; ++c) {
+      const float* plane = src + (channel_major ? c * count + f : f * 3 + c) * H * W;
+      uint8_t* dst = rgb.data() + (at + f) * H * W * 3 + c;
+      for (int64_t p = 0; p < H * W; ++p)
+        dst[p * 3] = static_cast<uint8_t>(std::nearbyint((std::min(1.0f, std::max(-1.0f, plane[p])) + 1.0f) * 127.5f));
+    }
+}
 }  // namespace
 
 void Pipeline::check_prompt(const std::string& prompt) const {
@@ -277,52 +290,26 @@ Clip Pipeline::generate(const std::string& prompt, int steps, uint64_t seed, dou
     Binding& vb = binding("vae_decoder", {{"latent", {1, C, F, h, w}}}, {{"image", {1, P, 3, H, W}}});
     std::copy(x.begin(), x.end(), vb.inputs["latent"].f32());
     infer("vae_decoder", vb);
-    const float* img = vb.outputs["image"].f32();
-    for (int64_t j = 0; j < P; ++j)
-      for (int64_t c = 0; c < 3; ++c)
-        for (int64_t p = 0; p < H * W; ++p) {
-          float v = std::min(1.0f, std::max(-1.0f, img[(j * 3 + c) * H * W + p]));
-          clip.rgb[static_cast<size_t>((j * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
-        }
-    clip.session_seconds = session_seconds_;
-    return clip;
-  }
-  if (decoder_layout_ == "steps") {
+    store_frames(vb.outputs["image"].f32(), false, P, 0, H, W, clip.rgb);
+  } else if (decoder_layout_ == "steps") {
     decode_steps(x, C, F, h, w, H, W, clip);
-    clip.session_seconds = session_seconds_;
-    return clip;
-  }
-  if (decoder_layout_ == "video" || bundle_.clip_decoder) {  // a whole-clip causal decoder (export/dit.py): [1, C, f, h, w] -> [1, 3, P, H, W]
+  } else if (decoder_layout_ == "video" || bundle_.clip_decoder) {  // a whole-clip causal decoder (export/dit.py): [1, C, f, h, w] -> [1, 3, P, H, W]
     Binding& vb = binding("vae_decoder", {{"latent", {1, C, F, h, w}}}, {{"video", {1, 3, P, H, W}}});
     std::copy(x.begin(), x.end(), vb.inputs["latent"].f32());
     infer("vae_decoder", vb);
-    const float* vid = vb.outputs["video"].f32();
-    for (int64_t c = 0; c < 3; ++c)  // the Python runtime's rounding (below)
-      for (int64_t f = 0; f < P; ++f)
-        for (int64_t p = 0; p < H * W; ++p) {
-          float v = std::min(1.0f, std::max(-1.0f, vid[(c * P + f) * H * W + p]));
-          clip.rgb[static_cast<size_t>((f * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
-        }
-    clip.session_seconds = session_seconds_;
-    return clip;
-  }
-  const int64_t chunk = std::min<int64_t>(F, bundle_.profile_max("vae_decoder", "latent", 0, F));
-  for (int64_t f0 = 0; f0 < F; f0 += chunk) {
-    const int64_t m = std::min(chunk, F - f0);
-    Binding& vb = binding("vae_decoder", {{"latent", {m, C, h, w}}}, {{"image", {m, 3, H, W}}});
-    float* lat = vb.inputs["latent"].f32();
-    for (int64_t j = 0; j < m; ++j)
-      for (int64_t c = 0; c < C; ++c)
-        std::copy(x.data() + ((c * F + f0 + j) * h * w), x.data() + ((c * F + f0 + j + 1) * h * w), lat + (j * C + c) * h * w);
-    infer("vae_decoder", vb);
-    const float* img = vb.outputs["image"].f32();
-    // Same rounding as the Python runtime: clamp to [-1, 1], (v + 1) * 127.5 in float32, round half to even.
-    for (int64_t j = 0; j < m; ++j)
-      for (int64_t c = 0; c < 3; ++c)
-        for (int64_t p = 0; p < H * W; ++p) {
-          float v = std::min(1.0f, std::max(-1.0f, img[(j * 3 + c) * H * W + p]));
-          clip.rgb[static_cast<size_t>(((f0 + j) * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
-        }
+    store_frames(vb.outputs["video"].f32(), true, P, 0, H, W, clip.rgb);
+  } else {  // the per-frame autoencoder: latent frames in chunks of the profile's batch, [m, C, h, w] -> [m, 3, H, W]
+    const int64_t chunk = std::min<int64_t>(F, bundle_.profile_max("vae_decoder", "latent", 0, F));
+    for (int64_t f0 = 0; f0 < F; f0 += chunk) {
+      const int64_t m = std::min(chunk, F - f0);
+      Binding& vb = binding("vae_decoder", {{"latent", {m, C, h, w}}}, {{"image", {m, 3, H, W}}});
+      float* lat = vb.inputs["latent"].f32();
+      for (int64_t j = 0; j < m; ++j)
+        for (int64_t c = 0; c < C; ++c)
+          std::copy(x.data() + ((c * F + f0 + j) * h * w), x.data() + ((c * F + f0 + j + 1) * h * w), lat + (j * C + c) * h * w);
+      infer("vae_decoder", vb);
+      store_frames(vb.outputs["image"].f32(), false, m, f0, H, W, clip.rgb);
+    }
   }
   clip.session_seconds = session_seconds_;
   return clip;
@@ -346,17 +333,12 @@ void Pipeline::decode_steps(const std::vector<float>& x, int64_t C, int64_t F, i
   step_in["latent"] = {1, C, 1, h, w};
   Binding& first = binding(kFirstStep, {{"latent", {1, C, 1, h, w}}}, first_out);
   Binding& step = binding("vae_decoder", step_in, step_out);
-  const int64_t P = clip.frames;
-  std::vector<float> video(static_cast<size_t>(3 * P * H * W));
   auto frame_of = [&](int64_t k, float* dst) {  // latent frame k of [C, F, h, w] -> [1, C, 1, h, w]
     for (int64_t c = 0; c < C; ++c) std::copy(x.data() + (c * F + k) * h * w, x.data() + (c * F + k + 1) * h * w, dst + c * h * w);
   };
-  auto keep = [&](const float* out, int64_t count, int64_t at) {  // [1, 3, count, H, W] into pixel frames at..at+count
-    for (int64_t c = 0; c < 3; ++c) std::copy(out + c * count * H * W, out + (c + 1) * count * H * W, video.data() + (c * P + at) * H * W);
-  };
   frame_of(0, first.inputs["latent"].f32());
   infer(kFirstStep, first);
-  keep(first.outputs["video"].f32(), 1, 0);
+  store_frames(first.outputs["video"].f32(), true, 1, 0, H, W, clip.rgb);  // [1, 3, 1, H, W]: pixel frame 0
   Binding* carried = &first;
   for (int64_t k = 1; k < F; ++k) {
     frame_of(k, step.inputs["latent"].f32());
@@ -366,15 +348,9 @@ void Pipeline::decode_steps(const std::vector<float>& x, int64_t C, int64_t F, i
       std::copy(src.bytes.begin(), src.bytes.end(), buf.bytes.begin());
     }
     infer("vae_decoder", step);
-    keep(step.outputs["video"].f32(), t, 1 + t * (k - 1));
+    store_frames(step.outputs["video"].f32(), true, t, 1 + t * (k - 1), H, W, clip.rgb);  // [1, 3, t, H, W]
     carried = &step;
   }
-  for (int64_t c = 0; c < 3; ++c)  // the Python runtime's rounding
-    for (int64_t f = 0; f < P; ++f)
-      for (int64_t p = 0; p < H * W; ++p) {
-        float v = std::min(1.0f, std::max(-1.0f, video[static_cast<size_t>((c * P + f) * H * W + p)]));
-        clip.rgb[static_cast<size_t>((f * H * W + p) * 3 + c)] = static_cast<uint8_t>(std::nearbyint((v + 1.0f) * 127.5f));
-      }
 }
 
 }  // namespace turbo_edge
