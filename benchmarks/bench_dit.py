@@ -7,6 +7,8 @@ after the teacher's row (``complete: false``) and again with the student's.
 
     python benchmarks/bench_dit.py --teacher builtin-dit --distill-steps 2000 --prune-steps 1000 --num 192 --threads 2
     python benchmarks/bench_dit.py --teacher builtin-dit --num 192 --threads 2 --teacher-only     # the teacher's row alone
+    python benchmarks/bench_dit.py --teacher builtin-dit --student builtin-dit-student --pruned builtin-dit-pruned \
+        --num 192 --threads 2 --runs /work/runs/bench_dit      # the shipped models' rows (importance from --runs/prune)
     python benchmarks/bench_dit.py --teacher /work/runs/dit_teacher/dataset/vae_model --distill-steps 2 --prune-steps 2 \
         --num 4 --teacher-steps 4 --runs /tmp/dit_runs --out-dir /tmp/dit_results      # smoke (an untrained transformer)
 
@@ -91,6 +93,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--student-only", action="store_true", help="stop after the student rows (no pruning)")
     ap.add_argument("--teacher-only", action="store_true", help="stop after the teacher's row")
+    ap.add_argument("--student", default="", help="evaluate this student (e.g. the shipped builtin-dit-student) instead of distilling one")
+    ap.add_argument("--pruned", default="", help="evaluate this pruned student (e.g. builtin-dit-pruned) instead of pruning --student; "
+                                                 "its importance table is read from --runs/prune")
     args = ap.parse_args()
 
     import torch
@@ -116,12 +121,16 @@ def main() -> None:
     _write_quality(quality, out_dir)
     if args.teacher_only:
         return
-    data = _data(args)
+    data = "" if args.student and (args.pruned or args.student_only) else _data(args)
     common = {"threads": args.threads, "batch": args.batch}
     t0 = time.time()
-    student = train(DistillConfig.make(teacher=args.teacher, data=data, out=str(runs / "distill"), steps=args.distill_steps,
-                                       checkpoint_every=max(1, min(200, args.distill_steps)), **common))
-    quality.update(data=data, distill_seconds=round(time.time() - t0, 1))
+    if args.student:
+        student = args.student
+        quality.update(student=student, student_lineage=_lineage(student))
+    else:
+        student = train(DistillConfig.make(teacher=args.teacher, data=data, out=str(runs / "distill"), steps=args.distill_steps,
+                                           checkpoint_every=max(1, min(200, args.distill_steps)), **common))
+        quality.update(data=data, distill_seconds=round(time.time() - t0, 1))
     for steps in (1, 2, 4):
         rows[f"student_{steps}"] = {**_eval(str(student), steps, args), "sampler": f"{steps}-step consistency"}
     quality["complete"] = True
@@ -130,8 +139,13 @@ def main() -> None:
     if args.student_only:
         return
     t0 = time.time()
-    pruned = prune(PruneConfig.make(student=str(student), data=data, out=str(runs / "prune"), steps=args.prune_steps,
-                                    remove_count=args.remove_count, checkpoint_every=max(1, min(200, args.prune_steps)), **common))
+    if args.pruned:
+        from turbo_edge.core.pipeline_io import resolve_model_path
+
+        pruned = resolve_model_path(args.pruned)
+    else:
+        pruned = prune(PruneConfig.make(student=str(student), data=data, out=str(runs / "prune"), steps=args.prune_steps,
+                                        remove_count=args.remove_count, checkpoint_every=max(1, min(200, args.prune_steps)), **common))
     prune_seconds = time.time() - t0
     plan = json.loads((pruned / "pruning_plan.json").read_text())
     table = json.loads((runs / "prune" / "importance.json").read_text())
@@ -143,7 +157,7 @@ def main() -> None:
         "kind": "dit_prune", "student": str(student), "plan": {"rule": plan["rule"], "removed": plan["removed"]},
         "importance": [{k: u[k] for k in ("name", "content_cost", "motion_cost", "motion_share")} for u in table["units"]],
         "params_student": details["params_student"], "params_pruned": details["params_pruned"],
-        "prune_steps": args.prune_steps, "prune_seconds": round(prune_seconds, 1), "rows": prows, "machine": machine,
+        "prune_steps": args.prune_steps, "prune_seconds": None if args.pruned else round(prune_seconds, 1), "pruned_model": str(args.pruned or pruned), "rows": prows, "machine": machine,
         "gates": {"pruned_4_within_1_point_of_student": prows["pruned_4"]["content"] >= t4["content"] - 0.01
                   and prows["pruned_4"]["motion"] >= t4["motion"] - 0.01},
         "command": quality["command"],

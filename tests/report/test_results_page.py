@@ -152,3 +152,21 @@ def test_a_partial_dit_quality_file_renders_its_teacher_row_and_only_the_measure
     assert "Gates: teacher_content_motion_ge_0.9 yes." in lines
     assert "Teacher `builtin-dit`: teacher_train, step 20000." in lines
     assert any(line.startswith("Partial: the rows after the teacher's") for line in lines)
+
+
+def test_the_dit_int8_file_renders_its_rows_gate_and_scope_table(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    row = {"content": 0.99, "motion": 1.0, "fd": 90.0, "n_videos": 192, "steps": 4, "seconds_per_video": 0.05}
+    scope = {"ignored_patterns": [".*attn2.*"], "quantize_linear": 40, "matmul_gemm": 60, "matmul_gemm_fp32": 12,
+             "parity_int8": {"mean_rel": 0.0123}, "transformer_call": {"fp32": {"median_ms": 8.0}, "int8": {"median_ms": 5.0}, "fp32_over_int8": 1.6}}
+    (results / "dit_int8.json").write_text(json.dumps({
+        "kind": "dit_int8", "rows": {"openvino_fp32": {**row, "sampler": "bundle fp32, OpenVINO CPU"},
+                                     "openvino_int8_keep_cross": {**row, "content": 0.984, "sampler": "bundle int8 (scope keep_cross), OpenVINO CPU"}},
+        "gates": {"int8_keep_cross_within_0.5_point_of_fp32": False}, "scopes": {"keep_cross": scope},
+        "command": "python benchmarks/bench_dit_int8.py", "machine": {"cpu": "x86_64"}}))
+    lines = render_results_page(results).splitlines()
+    assert "| openvino_int8_keep_cross | bundle int8 (scope keep_cross), OpenVINO CPU | 4 | 0.984 | 1.000 | 90 | — | 192 | 0.05 |" in lines
+    assert "Gates: int8_keep_cross_within_0.5_point_of_fp32 no." in lines
+    assert any(line.startswith("| keep_cross | `.*attn2.*` | 40 | 12 of 60 | 0.0123 | 8.0 | 5.0 | 1.60 |") for line in lines), \
+        [line for line in lines if "keep_cross |" in line]

@@ -499,6 +499,15 @@ def _dit(name: str, data: dict[str, Any]) -> list[str]:
         extra.append(f"Teacher `{data.get('teacher', '')}`: {lineage.get('stage', '')}, step {fmt(lineage.get('step'))}.")
     if data.get("complete") is False:
         extra.append("Partial: the rows after the teacher's are still being measured (the file is rewritten as each stage ends).")
+    scopes = data.get("scopes") or {}
+    if scopes:  # bench_dit_int8.py: what each int8 scope leaves fp32, its parity and the transformer call fp32 / int8
+        body += ["", "int8 scopes (the transformer's layers left fp32; parity against PyTorch; one transformer call on OpenVINO CPU):", ""]
+        body += table(["scope", "left fp32", "QuantizeLinear", "MatMul / Gemm fp32", "int8 mean rel. error", "fp32 ms", "int8 ms", "fp32 ÷ int8"],
+                      [[s, ", ".join(f"`{p}`" for p in e.get("ignored_patterns") or []) or "nothing", fmt(e.get("quantize_linear")),
+                        f"{fmt(e.get('matmul_gemm_fp32'))} of {fmt(e.get('matmul_gemm'))}", sig((e.get("parity_int8") or {}).get("mean_rel")),
+                        ms(((e.get("transformer_call") or {}).get("fp32") or {}).get("median_ms")),
+                        ms(((e.get("transformer_call") or {}).get("int8") or {}).get("median_ms")),
+                        ratio((e.get("transformer_call") or {}).get("fp32_over_int8"))] for s, e in scopes.items()], numeric_from=2)
     return file_block(name, data, body, extra) + [""]
 
 
