@@ -90,6 +90,9 @@ def main() -> None:
     ap.add_argument("--prune-steps", type=int, default=1000)
     ap.add_argument("--remove-count", type=int, default=2, help="transformer blocks the VDMini rule removes")
     ap.add_argument("--batch", type=int, default=16, help="clips per distillation / recovery step")
+    ap.add_argument("--init-student", default="", help="top up this student (distilled earlier from --teacher) instead of starting from the teacher")
+    ap.add_argument("--rewards", default="[]", help='distillation rewards, JSON as DistillConfig takes them, e.g. '
+                                                    '[{"name":"builtin-image","weight":1.0,"frames":2},{"name":"builtin-video","weight":1.0,"frames":8}]')
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--student-only", action="store_true", help="stop after the student rows (no pruning)")
     ap.add_argument("--teacher-only", action="store_true", help="stop after the teacher's row")
@@ -129,7 +132,7 @@ def main() -> None:
         quality.update(student=student, student_lineage=_lineage(student))
     else:
         student = train(DistillConfig.make(teacher=args.teacher, data=data, out=str(runs / "distill"), steps=args.distill_steps,
-                                           checkpoint_every=max(1, min(200, args.distill_steps)), **common))
+                                           rewards=json.loads(args.rewards), init_student=args.init_student, checkpoint_every=max(1, min(200, args.distill_steps)), **common))
         quality.update(data=data, distill_seconds=round(time.time() - t0, 1))
     for steps in (1, 2, 4):
         rows[f"student_{steps}"] = {**_eval(str(student), steps, args), "sampler": f"{steps}-step consistency"}

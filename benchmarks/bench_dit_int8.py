@@ -31,9 +31,9 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "all": (),
     # The embedders (timestep, guidance, text projection), the patch embedding and the output head: few FLOPs, and
     # the layers every token's scale and shift pass through (the DiT counterpart of the UNet's default scope).
-    "no_embed_head": (r".*condition_embedder.*", r".*patch_embedding.*", r".*proj_out.*", r".*scale_shift.*"),
+    "no_embed_head": (r".*condition_embedder.*", r".*patch_embedding.*", r".*proj_out.*"),
     # ...and cross-attention (attn2: the text's keys / values), which FP8 turned to noise in one serving project.
-    "no_embed_head_cross": (r".*condition_embedder.*", r".*patch_embedding.*", r".*proj_out.*", r".*scale_shift.*", r".*attn2.*"),
+    "no_embed_head_cross": (r".*condition_embedder.*", r".*patch_embedding.*", r".*proj_out.*", r".*attn2.*"),
 }
 
 

@@ -44,3 +44,28 @@ def test_a_data_prepared_under_the_legacy_fingerprint_still_fits_its_model(wan_t
     (other / "vae" / "config.json").write_text(json.dumps({**json.loads((other / "vae" / "config.json").read_text()), "z_dim": 4}))
     with pytest.raises(ValueError, match="prepare the data again"):
         PreparedData(data).check_model(other)
+
+
+def test_a_model_saved_from_a_float16_teacher_keeps_its_autoencoder_and_text_encoder_bytes(tmp_path: Path):
+    """save_model copies the VAE / text encoder folders a model was loaded from while their weights are unchanged
+    (a student's, a pruned model's), so it fits its teacher's DATA; a changed VAE is saved anew and no longer fits."""
+    import torch
+
+    from turbo_edge.core.pipeline_io import ALIASES, load_teacher, save_model
+
+    src = ALIASES["builtin-dit"]  # float16 on disk, read as float32; UMT5's tied embedding saved once
+    model = load_teacher("builtin-dit")
+    assert model.vae.dtype == torch.float32
+    same = save_model(model, tmp_path / "same")
+    for folder in ("vae", "text_encoder"):
+        for f in (src / folder).iterdir():
+            assert (same / folder / f.name).read_bytes() == f.read_bytes(), f
+    assert model_fingerprint(same)[0] == model_fingerprint(src)[0]
+    with torch.no_grad():
+        next(model.vae.decoder.parameters()).view(-1)[0] += 1e-3
+    changed = save_model(model, tmp_path / "changed")
+    assert (changed / "text_encoder" / "model.safetensors").read_bytes() == (src / "text_encoder" / "model.safetensors").read_bytes()
+    assert (changed / "vae" / "diffusion_pytorch_model.safetensors").stat().st_size > (src / "vae" / "diffusion_pytorch_model.safetensors").stat().st_size
+    assert model_fingerprint(changed)[0] != model_fingerprint(src)[0]
+    reloaded = load_teacher(changed)
+    assert torch.equal(next(reloaded.vae.decoder.parameters()), next(model.vae.decoder.parameters()))

@@ -38,6 +38,9 @@ ALIASES: dict[str, Path] = {
 }
 PIPELINE_CLASSES = all_pipeline_classes()
 MODEL_INDEX = "model_index.json"  # marks a model directory (staged_dir replaces only those)
+# The folder a loaded autoencoder / text encoder came from, set on the module by ``load_teacher``: ``save_model`` copies
+# that folder's files instead of saving the module again when its weights are still exactly those files' values.
+SOURCE_ATTR = "_turbo_edge_source"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
@@ -216,6 +219,8 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
         denoiser = family.denoiser.load(path / family.denoiser.folder, dtype, block_plan, channel_plan)
         vae = family.autoencoder.load(path / "vae", dtype)
         text_encoder = family.text.load(path / "text_encoder", dtype)
+        for module, folder in ((vae, "vae"), (text_encoder, "text_encoder")):
+            object.__setattr__(module, SOURCE_ATTR, path / folder)
         tokenizer = family.text.load_tokenizer(path / "tokenizer")
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLayoutError(f"could not load the weights in {path}: {exc}") from exc
@@ -236,8 +241,9 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | N
     family = model.components
     with staged_dir(out, MODEL_INDEX, overwrite, in_run_dir=in_run_dir) as tmp:
         model.denoiser.save_pretrained(tmp / family.denoiser.folder, safe_serialization=True)
-        model.vae.save_pretrained(tmp / "vae", safe_serialization=True)
-        model.text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
+        for module, folder in ((model.vae, "vae"), (model.text_encoder, "text_encoder")):
+            if not copy_unchanged(module, tmp / folder):
+                module.save_pretrained(tmp / folder, safe_serialization=True)
         model.tokenizer.save_pretrained(tmp / "tokenizer")  # transformers 5: tokenizer.json, which every reader takes
         model.scheduler.save_pretrained(tmp / "scheduler")
         index = {
@@ -257,6 +263,53 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | N
         if card.present:
             write_card(card, tmp)
     return out
+
+
+def _same_weights(module: Any, files: list[Path]) -> bool:
+    """Whether ``module``'s state is exactly the tensors in ``files`` (compared in the wider of the two dtypes, so a
+    float16 file read as float32 matches; one tensor at a time). A state entry the files lack must share storage with
+    one they hold (a tied embedding, which the writer saved once)."""
+    import torch
+    from safetensors import safe_open
+
+    state = module.state_dict()
+    seen: set[str] = set()
+    for file in files:
+        with safe_open(str(file), framework="pt") as fh:
+            for key in fh.keys():  # noqa: SIM118  safe_open is no mapping
+                have = state.get(key)
+                if have is None:
+                    return False
+                saved = fh.get_tensor(key)
+                if saved.shape != have.shape or saved.is_floating_point() != have.is_floating_point():
+                    return False
+                wide = torch.promote_types(saved.dtype, have.dtype)
+                if not torch.equal(saved.to(wide), have.to(wide)):
+                    return False
+                seen.add(key)
+    stored = {state[k].untyped_storage().data_ptr() for k in seen}
+    return all(k in seen or v.untyped_storage().data_ptr() in stored for k, v in state.items())
+
+
+def copy_unchanged(module: Any, dst: Path) -> bool:
+    """Copy the folder ``module`` was loaded from (its configs and safetensors, nothing else) to ``dst`` when its
+    weights are still exactly that folder's; False (nothing written) otherwise. A student or pruned model so keeps its
+    teacher's autoencoder and text encoder byte for byte: the same storage dtype, and the same DATA fingerprint
+    (``core.prepared.model_fingerprint``), where saving the float32 modules again would give neither."""
+    src = getattr(module, SOURCE_ATTR, None)
+    if src is None or not Path(src).is_dir():
+        return False
+    entries = list(Path(src).iterdir())
+    if any(f.is_symlink() for f in entries):  # copy only what is provably inside the model directory
+        return False
+    files = sorted(f for f in entries if f.is_file() and f.suffix in (".json", ".safetensors"))
+    weights = [f for f in files if f.suffix == ".safetensors"]
+    if not weights or not _same_weights(module, weights):
+        return False
+    dst.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f, dst / f.name)
+    return True
 
 
 def carry_decoders(card: ModelCard, src: Path | None, tmp: Path) -> ModelCard:
