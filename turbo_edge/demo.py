@@ -32,6 +32,7 @@ from turbo_edge.core.pipeline_io import ModelLayoutError, load_teacher, resolve_
 from turbo_edge.core.sampling import generate_teacher, latent_shape
 from turbo_edge.core.student_sampling import generate_student
 from turbo_edge.distill.train import train
+from turbo_edge.evaluate import model_lead_in
 from turbo_edge.export import export_bundle
 from turbo_edge.export.bundle import model_hash
 from turbo_edge.export.tensorrt_build import TensorRTUnavailable, build_engines, detect_gpu, load_tensorrt
@@ -202,7 +203,7 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
         return json.loads(cache.read_text())
     print(f"[demo] row {spec.row} {spec.backend} {spec.precision}: generating {len(attrs)} clips")
     clips, times, stages = _time_clips(_generator(spec, cfg.threads), [a.prompt for a in attrs])
-    score = Evaluator().score(clips, attrs, split="val").to_dict()
+    score = Evaluator().score(clips[:, model_lead_in(spec.source):], attrs, split="val").to_dict()  # a DiT's lead-in frame is skipped
     row = {
         "row": spec.row, "stage": spec.stage, "backend": spec.backend, "precision": spec.precision, "steps": spec.steps, "decoder": spec.decoder or "full",
         "latency_ms": 1e3 * statistics.median(times), "latency_ms_min": 1e3 * min(times),
@@ -223,19 +224,21 @@ def measure_row(spec: RowSpec, attrs: list[world.Attributes], cfg: DemoConfig, o
 
 
 def unet_flops(model_dir: Path, batch: int) -> float:
-    """FLOPs of one UNet call (``core.flops.count_flops``: matmuls, convolutions and attention, the bulk of the work)."""
+    """FLOPs of one denoiser call, a UNet's or a DiT's (``core.flops.count_flops``: matmuls, convolutions and attention,
+    the bulk of the work), at the model's own clip and text length."""
     import torch
 
     from turbo_edge.core.flops import count_flops
+    from turbo_edge.core.sampling import encode_text
 
     model = load_teacher(model_dir)
     c, f, h, w = latent_shape(model, None, None, None)
-    kw = {}
-    if model.denoiser.config.time_cond_proj_dim:
-        kw["timestep_cond"] = torch.zeros(batch, model.denoiser.config.time_cond_proj_dim)
-    text = torch.zeros(batch, model.tokenizer.model_max_length, model.text_encoder.config.hidden_size)
+    geo = model.family.geometry(model.denoiser)
+    guidance = torch.zeros(batch, geo.guidance_dim) if geo.guidance_dim else None
+    text = torch.zeros_like(encode_text(model, [""])).expand(batch, -1, -1)
     sample, timestep = torch.zeros(batch, c, f, h, w), torch.full((batch,), 500)
-    return float(count_flops(lambda: model.denoise(sample, timestep, text, kw.get("timestep_cond"))))
+    with torch.no_grad():
+        return float(count_flops(lambda: model.denoise(sample, timestep, text, guidance)))
 
 
 def cpu_peak_gflops(threads: int) -> dict[str, Any]:
@@ -340,7 +343,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         for r in rows if r.get("stage_latency_ms")
     ]
     result = {
-        "command": f"turbo-edge demo --preset {cfg.preset}",
+        "command": f"turbo-edge demo --preset {cfg.preset}" + (f" --family {cfg.family}" if cfg.family != "unet" else ""),
         "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(), "threads": cfg.threads, **peak},
         "seconds": time.perf_counter() - start,
         "stage_seconds": wall,

@@ -33,6 +33,7 @@ from turbo_edge.core.student_sampling import generate_student
 from turbo_edge.core.tiny_decoder import load_decoder_variant
 from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.runtime.video import write_video
+from turbo_edge.spec.bundle import load_bundle
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import EvalConfig
 from turbo_edge.spec.outputs import check_json_output, write_json_output
@@ -154,9 +155,16 @@ def resolved_steps(cfg: EvalConfig) -> int | None:
 def lead_in_frames(cfg: EvalConfig) -> int:
     """Frames a model's clips start with before the prompt's content (its card's ``lead_in_frames``); the world's
     evaluator skips them, so a 9-frame DiT clip is scored on the 8 frames the evaluator knows."""
-    if cfg.model in SOURCES or is_bundle(cfg.model):
+    return model_lead_in(cfg.model)
+
+
+def model_lead_in(model: str | Path) -> int:
+    """A model directory's (its card) or a bundle's (its manifest) lead-in frames; 0 for an evaluator anchor."""
+    if str(model) in SOURCES:
         return 0
-    return read_card(resolve_model_path(cfg.model)).lead_in_frames
+    if is_bundle(model):
+        return load_bundle(model, verify=False, runnable=False).lead_in_frames
+    return read_card(resolve_model_path(model)).lead_in_frames
 
 
 def world_attributes(prompts: list[str]) -> tuple[list[world.Attributes] | None, dict[str, Any]]:

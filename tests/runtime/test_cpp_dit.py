@@ -178,3 +178,26 @@ def test_cpp_refuses_a_length_outside_the_range_as_python_does(host, wan_range_b
         Pipeline.from_bundle(wan_range_bundle, backend="openvino").generate("a red circle", frames=frames)
     proc = run_host(host, "--bundle", str(wan_range_bundle), "--prompt", "a red circle", "--frames", str(frames), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {err.value}" and "5 to 13 frames" in proc.stderr
+
+
+@pytest.mark.parametrize("lead_in", [1, 0, 9, -1, True, 0.5, "1"])
+def test_a_bundles_lead_in_frames_is_read_or_refused_alike(host, tmp_path: Path, lead_in) -> None:
+    """``video.lead_in_frames`` (a DiT card's lead-in, written at export): eval and demo skip that many frames; a value
+    outside 0 .. frames - 1 or not an integer is refused by the Python reader and the C++ host in one line."""
+    from turbo_edge.evaluate import model_lead_in
+    from turbo_edge.spec.bundle import load_bundle
+    from turbo_edge.spec.errors import BundleError
+
+    bundle, _ = make_dit_bundle(tmp_path / "dit", teacher_contract())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["video"]["lead_in_frames"] = lead_in
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_host(host, "--bundle", str(bundle), "--prompt", "a red circle left", "--steps", "2", "--out", str(tmp_path / "o"))
+    if lead_in in (0, 1) and not isinstance(lead_in, bool):
+        assert load_bundle(bundle).lead_in_frames == model_lead_in(bundle) == lead_in
+        assert proc.returncode == 0, proc.stderr
+    else:
+        with pytest.raises(BundleError, match="video.lead_in_frames must be an integer from 0 to video.frames - 1"):
+            load_bundle(bundle)
+        assert proc.returncode == 2 and "video.lead_in_frames must be an integer" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1

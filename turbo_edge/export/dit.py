@@ -601,7 +601,8 @@ def describe(model: Any, shapes: ExportShapes, components: dict[str, tuple[Contr
         "latent": {"channels": geo.channels, "frames": f, "height": h, "width": w, "autoencoder": auto.name,
                    "spatial_factor": geo.spatial_factor, "temporal_factor": geo.temporal_factor, "causal_first_frame": geo.causal_first_frame,
                    **auto.normalisation(model.vae)},
-        "video": {"frames": shapes.frames, "height": shapes.height, "width": shapes.width, "fps": int(model.card.fps)},
+        "video": {"frames": shapes.frames, "height": shapes.height, "width": shapes.width, "fps": int(model.card.fps),
+                  "lead_in_frames": int(model.card.lead_in_frames)},
         "text": {"max_length": text_length(model), "hidden_size": int(model.text_encoder.config.d_model),
                  "closed_vocabulary": model.closed_vocabulary, "attention_mask": True},
     }

@@ -200,6 +200,11 @@ class Bundle:
         return self.manifest["video"]
 
     @property
+    def lead_in_frames(self) -> int:
+        """Frames each clip starts with before the prompt's content (the model card's, written at export; 0 before)."""
+        return int(self.manifest["video"].get("lead_in_frames", 0))
+
+    @property
     def text(self) -> dict[str, Any]:
         return self.manifest["text"]
 
@@ -339,6 +344,10 @@ def check_geometry(root: Path, manifest: dict[str, Any]) -> None:
             n = value.get(key)
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise BundleError(f"{root / MANIFEST}: {section}.{key} must be a positive integer, got {n!r}; re-export the bundle")
+    lead_in = manifest["video"].get("lead_in_frames", 0)  # frames before the prompt's content (a DiT's causal first frame)
+    if isinstance(lead_in, bool) or not isinstance(lead_in, int) or not 0 <= lead_in < manifest["video"]["frames"]:
+        raise BundleError(f"{root / MANIFEST}: video.lead_in_frames must be an integer from 0 to video.frames - 1, got {lead_in!r}; "
+                          "re-export the bundle")
     vocab = manifest["text"].get("closed_vocabulary")
     if vocab is not None and (not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab)):
         raise BundleError(f"{root / MANIFEST}: text.closed_vocabulary must be a list of words or null; re-export the bundle")

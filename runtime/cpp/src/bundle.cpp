@@ -136,6 +136,11 @@ static Bundle load_manifest(const std::string& root, bool verify) {
   b.frames = static_cast<int>(m["video"]["frames"].integer());
   b.height = static_cast<int>(m["video"]["height"].integer());
   b.width = static_cast<int>(m["video"]["width"].integer());
+  if (m["video"].has("lead_in_frames")) {  // spec/bundle.py check_geometry: frames before the prompt's content
+    const Json& lead = m["video"]["lead_in_frames"];
+    if (lead.type() != Json::Type::Number || lead.number() != static_cast<double>(lead.integer()) || lead.integer() < 0 || lead.integer() >= b.frames)
+      throw BundleError(file + ": video.lead_in_frames must be an integer from 0 to video.frames - 1; re-export the bundle");
+  }
   b.text_length = static_cast<int>(m["text"]["max_length"].integer());
   b.text_hidden = static_cast<int>(m["text"]["hidden_size"].integer());
   b.temporal_factor = lat.has("temporal_factor") ? static_cast<int>(lat["temporal_factor"].integer()) : 1;

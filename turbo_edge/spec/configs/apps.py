@@ -160,15 +160,22 @@ DEMO_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The builtin chains the demo runs: teacher, student, pruned student.
+DEMO_FAMILIES: dict[str, tuple[str, str, str]] = {"unet": ("builtin", "builtin-student", "builtin-pruned"),
+                                                  "dit": ("builtin-dit", "builtin-dit-student", "builtin-dit-pruned")}
+
+
 @dataclasses.dataclass
 class DemoConfig(StageConfig):
     KIND = "demo"
 
     preset: str = opt("quick", choices=tuple(DEMO_PRESETS), help="quick (default, minutes on 2 cores) or full (reproduces the shipped students)")
     out: str = opt("build/demo", help="working directory; finished stages and rows are reused on a re-run")
-    teacher: str = opt("builtin")
-    student: str = opt("builtin-student", help="used for the table when it exists; else the student this run distils")
-    pruned: str = opt("builtin-pruned")
+    family: str = opt("unet", choices=tuple(DEMO_FAMILIES), help="the builtin chain the defaults name: unet (builtin, builtin-student, "
+                                                                "builtin-pruned) or dit (builtin-dit, builtin-dit-student, builtin-dit-pruned)")
+    teacher: str | None = opt(None, help="default: the family's builtin teacher")
+    student: str | None = opt(None, help="used for the table when it exists; else the student this run distils (default: the family's)")
+    pruned: str | None = opt(None, help="default: the family's builtin pruned student")
     teacher_steps: int = opt(50)
     student_steps: tuple[int, ...] = opt((1, 2, 4), parse=lambda v: tuple(int(x) for x in csv(v)))
     runtime_steps: int = opt(4)
@@ -182,6 +189,11 @@ class DemoConfig(StageConfig):
     clips_per_row: int = opt(3, help="GIFs kept per row for the report")
 
     def __post_init__(self) -> None:
+        if self.family not in DEMO_FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; choose one of {sorted(DEMO_FAMILIES)}")
+        for name, alias in zip(("teacher", "student", "pruned"), DEMO_FAMILIES[self.family]):
+            if getattr(self, name) is None:
+                setattr(self, name, alias)
         if self.preset not in DEMO_PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(DEMO_PRESETS)}")
         if self.teacher_steps < 1 or self.runtime_steps < 1 or not self.student_steps:
