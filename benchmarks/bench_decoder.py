@@ -303,15 +303,14 @@ def latency_rows(args: argparse.Namespace, model: Any, variants: dict[str, Any])
     import torch
     from diffusers import AutoencoderKL
 
-    from turbo_edge.core.tiny_decoder import AutoencoderKLTarget, TinyDecoder
+    from turbo_edge.core.sampling import latent_shape
+    from turbo_edge.core.tiny_decoder import AutoencoderKLTarget, TinyDecoder, full_decoder_target
 
     rows: dict[str, Any] = {}
-    if model is not None:
-        factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
-        frames, h, w = model.card.frames or 8, (model.card.height or 32) // factor, (model.card.width or 32) // factor
-        c = model.vae.config.latent_channels
+    if model is not None:  # at the model card's clip: latent frames, height and width through the family's autoencoder
+        c, frames, h, w = latent_shape(model, None, None, None)
         z = torch.randn(1, c, frames, h, w, generator=torch.Generator().manual_seed(0))
-        full = AutoencoderKLTarget(model.vae)
+        full = full_decoder_target(model.vae)
         log(f"latency at the model's size: 1 x {frames} frames of {h}x{w} latents, full vs {sorted(variants)}")
         calls = {"full": lambda: full.frames(z), **{name: (lambda d=d: d(z)) for name, d in variants.items()}}
         rows["model"] = {"latents": [1, c, frames, h, w], "params": {"full": params(model.vae.decoder), **{n: params(d) for n, d in variants.items()}},
@@ -346,11 +345,11 @@ def quality_rows(args: argparse.Namespace, model: Any, variants: dict[str, Any])
 
     from turbo_edge.core import world
     from turbo_edge.core.student_sampling import student_latents
-    from turbo_edge.core.tiny_decoder import AutoencoderKLTarget, frame_quality
+    from turbo_edge.core.tiny_decoder import frame_quality, full_decoder_target
     from turbo_edge.core.train_data import DataSource, load_checked
     from turbo_edge.core.world_export import world_data
 
-    full = AutoencoderKLTarget(model.vae)
+    full = full_decoder_target(model.vae)
     log(f"held-out latents: the world's val split, {args.val_clips} clips prepared for {args.model}")
     data = load_checked(world_data(args.model, args.val_clips, args.seed, Path(args.work) / "val", split="val"), args.model)
     sets = {"val_split_latents": DataSource(data, seed=args.seed).head(args.val_clips).x0}

@@ -100,6 +100,17 @@ def test_world_data_is_the_prepared_export_and_is_reused(tmp_path: Path):
     assert json.loads((data / "index.json").read_text())["samples"] == 24
 
 
+def test_world_data_for_a_dit_renders_its_cards_lead_in_frame(tmp_path: Path):
+    """A model whose card has a lead-in frame (builtin-dit: 9-frame clips, 1 + 4k for its causal autoencoder) gets
+    world clips with that frame unless told otherwise: distill / prune / decoder train without --data."""
+    from turbo_edge.core.world_export import world_data
+
+    data = world_data("builtin-dit", 2, 0, tmp_path)
+    index = json.loads((data / "index.json").read_text())
+    assert index["geometry"]["frames"] == 9 and index["latent"]["temporal_factor"] == 4
+    assert len(PreparedData(data)) == 2 and PreparedData(data).latent_frames == 3
+
+
 def test_yuv444p_keeps_full_resolution_chroma(tmp_path: Path):
     """4:4:4 stores chroma at every pixel: the world's sharp colour edges come back nearer than through 4:2:0."""
     from turbo_edge.core.video_io import write_mp4

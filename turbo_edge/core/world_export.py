@@ -47,13 +47,18 @@ def world_shard_size(clips: int) -> int:
     return max(1, min(WORLD_SHARD_CLIPS, clips // 8))
 
 
-def world_data(model: str, clips: int, seed: int, work: str | Path, split: str = "train", lead_in: int = 0) -> Path:
+def world_data(model: str, clips: int, seed: int, work: str | Path, split: str = "train", lead_in: int | None = None) -> Path:
     """The world's first ``clips`` clips of ``split`` as a prepared DATA for ``model``: ``work/world`` (mp4 +
     metadata.jsonl, what ``turbo-edge world export`` writes) prepared into ``work/data`` (what ``turbo-edge data
     prepare`` writes). Both are reused when made with these arguments; an interrupted prepare resumes after its last
     shard. The equivalent commands are in the returned DATA's index (``command``) and ``work/world/world.json``."""
     from turbo_edge.core.dataset import prepare
 
+    if lead_in is None:  # the model's own: a DiT card's lead-in frame, so its clips have the 1 + 4k frames it takes
+        from turbo_edge.core.pipeline_io import resolve_model_path
+        from turbo_edge.spec.card import read_card
+
+        lead_in = read_card(resolve_model_path(model)).lead_in_frames
     work = Path(work)
     videos, data = work / "world", work / "data"
     export = WorldExportConfig(split=split, num=clips, seed=seed, out=str(videos), overwrite=True, lead_in=lead_in)
