@@ -105,7 +105,10 @@ def main() -> None:
 
     import torch
 
+    from turbo_edge.spec import logs
     from turbo_edge.spec.host import cpu_flags, cpu_model_name
+
+    logs.configure()  # stages and progress bars; third-party INFO / warnings only as the CLI shows them
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)

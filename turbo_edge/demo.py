@@ -94,8 +94,8 @@ def _stage_config(base: Any, cfg: DemoConfig, fields: dict[str, Any], steps_sett
 
 def distill_stage(cfg: DemoConfig, out: Path, shipped: Path | None) -> Path:
 
-    base = _shipped_training_config(cfg.student, DistillConfig) if cfg.preset == "full" else DistillConfig()
-    fields: dict[str, Any] = dict(teacher=cfg.teacher, threads=cfg.threads, seed=cfg.seed)
+    base = _shipped_training_config(cfg.model("student"), DistillConfig) if cfg.preset == "full" else DistillConfig()
+    fields: dict[str, Any] = dict(teacher=cfg.model("teacher"), threads=cfg.threads, seed=cfg.seed)
     if cfg.preset == "quick" and shipped is not None:  # a top-up of the shipped student, not a fresh start
         fields.update(init_student=str(shipped), w_embedding_dim=read_card(shipped).sampler.w_embedding_dim)
     dc = _stage_config(base, cfg, fields, "distill_steps")
@@ -108,7 +108,7 @@ def distill_stage(cfg: DemoConfig, out: Path, shipped: Path | None) -> Path:
 
 def prune_stage(cfg: DemoConfig, out: Path, student: Path) -> Path:
 
-    base = _shipped_training_config(cfg.pruned, PruneConfig) if cfg.preset == "full" else PruneConfig()
+    base = _shipped_training_config(cfg.model("pruned"), PruneConfig) if cfg.preset == "full" else PruneConfig()
     fields = dict(student=str(student), threads=cfg.threads, seed=cfg.seed, importance_clips=0)
     pc = _stage_config(base, cfg, fields, "prune_steps")
     key = {"stage": "prune", **pc.training_hash_fields(), "steps": pc.loop.steps, "student_hash": model_hash(student)}
@@ -302,8 +302,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = claim_run_dir(cfg.out, "demo_config.json")
     cfg.save(out / "demo_config.json")
     start = time.perf_counter()
-    teacher = resolve_model_path(cfg.teacher)
-    shipped_student, shipped_pruned = _shipped(cfg.student), _shipped(cfg.pruned)
+    teacher = resolve_model_path(cfg.model("teacher"))
+    shipped_student, shipped_pruned = _shipped(cfg.model("student")), _shipped(cfg.model("pruned"))
     wall: dict[str, float] = {}  # seconds per stage of this invocation (a reused stage takes ~0)
 
     def staged(name: str, fn: Callable[[], Any]) -> Any:

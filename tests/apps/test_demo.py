@@ -79,6 +79,16 @@ def test_demo_dry_run_and_bad_preset(capsys):
         demo.DemoConfig(preset="huge")
 
 
+def test_demo_family_names_its_builtin_chain_and_explicit_models_win(capsys):
+    assert main(["demo", "--dry-run", "--family", "dit"]) == 0
+    cfg = demo.DemoConfig.from_dict(json.loads(capsys.readouterr().out))
+    assert [cfg.model(r) for r in ("teacher", "student", "pruned")] == ["builtin-dit", "builtin-dit-student", "builtin-dit-pruned"]
+    assert demo.DemoConfig(family="dit", student="runs/s").model("student") == "runs/s"
+    assert demo.DemoConfig().model("teacher") == "builtin"
+    with pytest.raises(ValueError, match="unknown family 'vit'"):
+        demo.DemoConfig(family="vit")
+
+
 def test_gpu_rows_are_planned_and_refused_without_a_gpu(tmp_path):
     from pathlib import Path
 

@@ -289,8 +289,8 @@ class WanFamily(DenoiserFamily):
         state: dict[str, torch.Tensor] = {}
         for file in sorted(Path(path).glob("*.safetensors")):
             state.update(load_file(str(file)))
-        module.load_state_dict(state)
-        return module.to(dtype)
+        module.load_state_dict(state)  # into the float32 module from_config built: no cast (and no diffusers warning) for float32
+        return module if dtype == torch.float32 else module.to(dtype)
 
     def forward(self, module: torch.nn.Module, sample: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor,
                 guidance: torch.Tensor | None = None) -> torch.Tensor:

@@ -191,9 +191,6 @@ class DemoConfig(StageConfig):
     def __post_init__(self) -> None:
         if self.family not in DEMO_FAMILIES:
             raise ValueError(f"unknown family {self.family!r}; choose one of {sorted(DEMO_FAMILIES)}")
-        for name, alias in zip(("teacher", "student", "pruned"), DEMO_FAMILIES[self.family]):
-            if getattr(self, name) is None:
-                setattr(self, name, alias)
         if self.preset not in DEMO_PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(DEMO_PRESETS)}")
         if self.teacher_steps < 1 or self.runtime_steps < 1 or not self.student_steps:
@@ -209,6 +206,11 @@ class DemoConfig(StageConfig):
     def setting(self, name: str) -> Any:
         value = getattr(self, name, None)
         return DEMO_PRESETS[self.preset][name] if value is None else value
+
+    def model(self, role: str) -> str:
+        """The teacher, student or pruned model the demo uses: the one named, else the family's builtin."""
+        value = getattr(self, role)
+        return value if value is not None else DEMO_FAMILIES[self.family][("teacher", "student", "pruned").index(role)]
 
 
 @dataclasses.dataclass
