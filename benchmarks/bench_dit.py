@@ -129,6 +129,7 @@ def main() -> None:
     t0 = time.time()
     if args.student:
         student = args.student
+        quality.pop("distill_steps")  # distilled elsewhere: its card's lineage says how
         quality.update(student=student, student_lineage=_lineage(student))
     else:
         student = train(DistillConfig.make(teacher=args.teacher, data=data, out=str(runs / "distill"), steps=args.distill_steps,

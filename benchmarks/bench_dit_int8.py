@@ -73,8 +73,9 @@ def _transformer_ms(bundle: Path, manifest: dict[str, Any], threads: int, runs: 
 
     entry = manifest["components"]["unet"]
     rng = np.random.default_rng(0)
-    feeds = {name: (rng.standard_normal(shape).astype(np.float32) if manifest["components"]["unet"]["inputs"][name]["dtype"] == "float32"
-                    else np.zeros(shape, np.int64)) for name, shape in entry["profile"]["opt"].items()}
+    dtypes = {i["name"]: i["dtype"] for i in entry["inputs"]}
+    feeds = {name: (rng.standard_normal(shape).astype(np.float32) if dtypes[name] == "float32" else np.zeros(shape, np.int64))
+             for name, shape in entry["profile"]["opt"].items()}
     core = ov.Core()
     calls = {}
     for precision in ("fp32", "int8"):

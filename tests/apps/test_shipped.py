@@ -52,3 +52,39 @@ def test_shipped_student_still_draws_the_prompt_in_4_steps(models, name):
     clips = generate_student(models[name], [a.prompt for a in attrs], steps=4, seed=0)
     score = Evaluator().score(clips, attrs, split="val")
     assert score.content_acc >= 0.75 and score.motion_acc >= 0.75, score.to_dict()
+
+
+# ------------------------------------------------------------------ the DiT family's shipped student and pruned student
+
+
+@pytest.fixture(scope="module")
+def dit_models():
+    torch.set_num_threads(2)
+    return {name: load_teacher(name) for name in ("builtin-dit", "builtin-dit-student", "builtin-dit-pruned")}
+
+
+def test_shipped_dit_students_are_float16_flow_consistency_students_of_builtin_dit(dit_models):
+    from turbo_edge.core.prepared import model_fingerprint
+
+    teacher, student, pruned = dit_models["builtin-dit"], dit_models["builtin-dit-student"], dit_models["builtin-dit-pruned"]
+    assert student.card.kind == "student" and student.card.parent == "builtin-dit"
+    assert pruned.card.kind == "pruned" and pruned.card.parent in ("builtin-dit-student", str(ALIASES["builtin-dit-student"]))
+    for m in (student, pruned):
+        assert m.components.name == "wan" and m.card.weights_dtype == "float16" and m.card.sampler.kind == "consistency"
+        assert m.card.sampler.prediction_type == "flow_prediction" and m.card.lead_in_frames == teacher.card.lead_in_frames == 1
+    for name in ("builtin-dit-student", "builtin-dit-pruned"):  # the teacher's VAE / text encoder bytes: its DATA fits them
+        assert model_fingerprint(ALIASES[name])[0] == model_fingerprint(ALIASES["builtin-dit"])[0]
+        assert "tiny" in dit_models[name].card.decoders
+    assert pruned.card.sampler == student.card.sampler
+    n_student = sum(p.numel() for p in student.denoiser.parameters())
+    n_pruned = sum(p.numel() for p in pruned.denoiser.parameters())
+    assert n_pruned == pruned.card.lineage.details["params_pruned"] < n_student
+    assert len(pruned.denoiser.blocks) == len(student.denoiser.blocks) - len(pruned.card.lineage.details["removed"])
+
+
+@pytest.mark.parametrize("name", ["builtin-dit-student", "builtin-dit-pruned"])
+def test_shipped_dit_student_still_draws_the_prompt_in_4_steps(dit_models, name):
+    attrs = world.prompt_set("val", 8, seed=3)
+    clips = generate_student(dit_models[name], [a.prompt for a in attrs], steps=4, seed=0)
+    score = Evaluator().score(clips[:, dit_models[name].card.lead_in_frames:], attrs, split="val")
+    assert score.content_acc >= 0.75 and score.motion_acc >= 0.75, score.to_dict()

@@ -376,7 +376,7 @@ def prune(cfg: PruneConfig) -> Path:
     if accel.is_main_process:
         scheduler = _student_scheduler(student)
         model = T2VModel(copy.deepcopy(rec.pruned).eval(), student.vae, student.text_encoder, student.tokenizer, scheduler,
-                         components=student.components)
+                         path=student.path, components=student.components)  # path: the student's decoder variants are carried
         card = pruned_card(cfg, student, plan, cfg.loop.steps, params, channel_plan)
         save_pruned(model, plan, pruned_dir, card, channel_plan=channel_plan)
     return pruned_dir
