@@ -66,7 +66,7 @@ def test_manifest_carries_the_flow_contract_geometry_and_normalisation(wan_bundl
     assert (lat["temporal_factor"], lat["spatial_factor"], lat["causal_first_frame"]) == (4, 8, True)
     assert lat["latents_mean"] == [float(v) for v in wan.vae.config.latents_mean]
     assert lat["latents_std"] == [float(v) for v in wan.vae.config.latents_std]
-    assert m["video"] == {"frames": 9, "height": 32, "width": 32, "fps": 8}
+    assert m["video"] == {"frames": 9, "height": 32, "width": 32, "fps": 8, "lead_in_frames": 0}  # the card's lead-in (none here)
     assert m["text"]["max_length"] == 24 and m["text"]["attention_mask"] is True
     comps = m["components"]
     assert [t["name"] for t in comps["text_encoder"]["inputs"]] == ["input_ids", "attention_mask"]

@@ -219,9 +219,9 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
         denoiser = family.denoiser.load(path / family.denoiser.folder, dtype, block_plan, channel_plan)
         vae = family.autoencoder.load(path / "vae", dtype)
         text_encoder = family.text.load(path / "text_encoder", dtype)
-        for module, folder in ((vae, "vae"), (text_encoder, "text_encoder")):
-            object.__setattr__(module, SOURCE_ATTR, path / folder)
         tokenizer = family.text.load_tokenizer(path / "tokenizer")
+        for module, folder in ((vae, "vae"), (text_encoder, "text_encoder"), (tokenizer, "tokenizer")):
+            object.__setattr__(module, SOURCE_ATTR, path / folder)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLayoutError(f"could not load the weights in {path}: {exc}") from exc
     scheduler = getattr(diffusers, index["scheduler"][1] if family.name != "unet3d" else "DDIMScheduler").from_pretrained(path / "scheduler")
@@ -244,7 +244,8 @@ def save_model(model: T2VModel, out: str | os.PathLike[str], card: ModelCard | N
         for module, folder in ((model.vae, "vae"), (model.text_encoder, "text_encoder")):
             if not copy_unchanged(module, tmp / folder):
                 module.save_pretrained(tmp / folder, safe_serialization=True)
-        model.tokenizer.save_pretrained(tmp / "tokenizer")  # transformers 5: tokenizer.json, which every reader takes
+        if not copy_tokenizer(model.tokenizer, tmp / "tokenizer"):
+            model.tokenizer.save_pretrained(tmp / "tokenizer")  # transformers 5: tokenizer.json, which every reader takes
         model.scheduler.save_pretrained(tmp / "scheduler")
         index = {
             "_class_name": family.pipeline_classes[0],
@@ -305,6 +306,30 @@ def copy_unchanged(module: Any, dst: Path) -> bool:
     files = sorted(f for f in entries if f.is_file() and f.suffix in (".json", ".safetensors"))
     weights = [f for f in files if f.suffix == ".safetensors"]
     if not weights or not _same_weights(module, weights):
+        return False
+    dst.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f, dst / f.name)
+    return True
+
+
+def copy_tokenizer(tokenizer: Any, dst: Path) -> bool:
+    """Copy the tokenizer folder ``tokenizer`` was loaded from (its .json / .txt / .model files) to ``dst`` while its
+    vocabulary is that folder's size; False (nothing written) otherwise. No stage trains a tokenizer, but saving one
+    again writes its last call's state (max_length, padding and truncation sides, ...) into tokenizer_config.json,
+    which changes the model's DATA fingerprint."""
+    src = getattr(tokenizer, SOURCE_ATTR, None)
+    if src is None or not Path(src).is_dir():
+        return False
+    entries = list(Path(src).iterdir())
+    if any(f.is_symlink() for f in entries):
+        return False
+    files = sorted(f for f in entries if f.is_file() and f.suffix in (".json", ".txt", ".model"))
+    try:
+        fresh = type(tokenizer).from_pretrained(str(src))
+    except (OSError, ValueError):
+        return False
+    if not files or len(fresh) != len(tokenizer) or fresh.get_vocab() != tokenizer.get_vocab():
         return False
     dst.mkdir(parents=True)
     for f in files:
