@@ -38,8 +38,8 @@ ALIASES: dict[str, Path] = {
 }
 PIPELINE_CLASSES = all_pipeline_classes()
 MODEL_INDEX = "model_index.json"  # marks a model directory (staged_dir replaces only those)
-# The folder a loaded autoencoder / text encoder came from, set on the module by ``load_teacher``: ``save_model`` copies
-# that folder's files instead of saving the module again when its weights are still exactly those files' values.
+# The folder a loaded autoencoder / text encoder / tokenizer came from, set on it by ``load_teacher``: ``save_model``
+# copies that folder's files instead of saving it again while its weights (vocabulary) are still exactly those files'.
 SOURCE_ATTR = "_turbo_edge_source"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -315,7 +315,7 @@ def copy_unchanged(module: Any, dst: Path) -> bool:
 
 def copy_tokenizer(tokenizer: Any, dst: Path) -> bool:
     """Copy the tokenizer folder ``tokenizer`` was loaded from (its .json / .txt / .model files) to ``dst`` while its
-    vocabulary is that folder's size; False (nothing written) otherwise. No stage trains a tokenizer, but saving one
+    vocabulary equals that folder's; False (nothing written) otherwise. No stage trains a tokenizer, but saving one
     again writes its last call's state (max_length, padding and truncation sides, ...) into tokenizer_config.json,
     which changes the model's DATA fingerprint."""
     src = getattr(tokenizer, SOURCE_ATTR, None)
@@ -329,7 +329,7 @@ def copy_tokenizer(tokenizer: Any, dst: Path) -> bool:
         fresh = type(tokenizer).from_pretrained(str(src))
     except (OSError, ValueError):
         return False
-    if not files or len(fresh) != len(tokenizer) or fresh.get_vocab() != tokenizer.get_vocab():
+    if not files or fresh.get_vocab() != tokenizer.get_vocab():
         return False
     dst.mkdir(parents=True)
     for f in files:
