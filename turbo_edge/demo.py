@@ -28,7 +28,7 @@ import numpy as np
 from turbo_edge.core import world
 from turbo_edge.core.checkpoint import config_hash
 from turbo_edge.core.evaluator import Evaluator
-from turbo_edge.core.pipeline_io import ModelLayoutError, load_teacher, resolve_model_path
+from turbo_edge.core.pipeline_io import ModelLayoutError, load_teacher, model_family, resolve_model_path
 from turbo_edge.core.sampling import generate_teacher, latent_shape
 from turbo_edge.core.student_sampling import generate_student
 from turbo_edge.distill.train import train
@@ -109,7 +109,9 @@ def distill_stage(cfg: DemoConfig, out: Path, shipped: Path | None) -> Path:
 def prune_stage(cfg: DemoConfig, out: Path, student: Path) -> Path:
 
     base = _shipped_training_config(cfg.model("pruned"), PruneConfig) if cfg.preset == "full" else PruneConfig()
-    fields = dict(student=str(student), threads=cfg.threads, seed=cfg.seed, importance_clips=0)
+    # A UNet's VDMini rule is structural (no table needed: skip it); a DiT's ranks blocks by measured importance.
+    measured = model_family(student).denoiser.name != "unet3d"
+    fields = dict(student=str(student), threads=cfg.threads, seed=cfg.seed, importance_clips=2 if measured else 0)
     pc = _stage_config(base, cfg, fields, "prune_steps")
     key = {"stage": "prune", **pc.training_hash_fields(), "steps": pc.loop.steps, "student_hash": model_hash(student)}
     return cached(out, "prune", key, lambda d: prune(pc.replace(out=str(d))))
