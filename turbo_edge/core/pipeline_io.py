@@ -292,25 +292,33 @@ def _same_weights(module: Any, files: list[Path]) -> bool:
     return all(k in seen or v.untyped_storage().data_ptr() in stored for k, v in state.items())
 
 
+def _source_files(obj: Any, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files with ``suffixes`` of the folder ``obj`` was loaded from (``SOURCE_ATTR``); [] when it has none, or
+    when the folder holds a symlink (copy only what is provably inside the model directory)."""
+    src = getattr(obj, SOURCE_ATTR, None)
+    if src is None or not Path(src).is_dir():
+        return []
+    entries = list(Path(src).iterdir())
+    if any(f.is_symlink() for f in entries):
+        return []
+    return sorted(f for f in entries if f.is_file() and f.suffix in suffixes)
+
+
+def _copy_files(files: list[Path], dst: Path) -> bool:
+    dst.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f, dst / f.name)
+    return True
+
+
 def copy_unchanged(module: Any, dst: Path) -> bool:
     """Copy the folder ``module`` was loaded from (its configs and safetensors, nothing else) to ``dst`` when its
     weights are still exactly that folder's; False (nothing written) otherwise. A student or pruned model so keeps its
     teacher's autoencoder and text encoder byte for byte: the same storage dtype, and the same DATA fingerprint
     (``core.prepared.model_fingerprint``), where saving the float32 modules again would give neither."""
-    src = getattr(module, SOURCE_ATTR, None)
-    if src is None or not Path(src).is_dir():
-        return False
-    entries = list(Path(src).iterdir())
-    if any(f.is_symlink() for f in entries):  # copy only what is provably inside the model directory
-        return False
-    files = sorted(f for f in entries if f.is_file() and f.suffix in (".json", ".safetensors"))
+    files = _source_files(module, (".json", ".safetensors"))
     weights = [f for f in files if f.suffix == ".safetensors"]
-    if not weights or not _same_weights(module, weights):
-        return False
-    dst.mkdir(parents=True)
-    for f in files:
-        shutil.copyfile(f, dst / f.name)
-    return True
+    return bool(weights) and _same_weights(module, weights) and _copy_files(files, dst)
 
 
 def copy_tokenizer(tokenizer: Any, dst: Path) -> bool:
@@ -318,23 +326,14 @@ def copy_tokenizer(tokenizer: Any, dst: Path) -> bool:
     vocabulary equals that folder's; False (nothing written) otherwise. No stage trains a tokenizer, but saving one
     again writes its last call's state (max_length, padding and truncation sides, ...) into tokenizer_config.json,
     which changes the model's DATA fingerprint."""
-    src = getattr(tokenizer, SOURCE_ATTR, None)
-    if src is None or not Path(src).is_dir():
+    files = _source_files(tokenizer, (".json", ".txt", ".model"))
+    if not files:
         return False
-    entries = list(Path(src).iterdir())
-    if any(f.is_symlink() for f in entries):
-        return False
-    files = sorted(f for f in entries if f.is_file() and f.suffix in (".json", ".txt", ".model"))
     try:
-        fresh = type(tokenizer).from_pretrained(str(src))
+        fresh = type(tokenizer).from_pretrained(str(files[0].parent))
     except (OSError, ValueError):
         return False
-    if not files or fresh.get_vocab() != tokenizer.get_vocab():
-        return False
-    dst.mkdir(parents=True)
-    for f in files:
-        shutil.copyfile(f, dst / f.name)
-    return True
+    return fresh.get_vocab() == tokenizer.get_vocab() and _copy_files(files, dst)
 
 
 def carry_decoders(card: ModelCard, src: Path | None, tmp: Path) -> ModelCard:
