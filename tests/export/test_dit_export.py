@@ -78,6 +78,21 @@ def test_manifest_carries_the_flow_contract_geometry_and_normalisation(wan_bundl
     assert (wan_bundle / "tokenizer" / "tokenizer.json").is_file()
 
 
+def test_eval_skips_the_lead_in_a_bundle_or_a_model_card_records(wan_bundle: Path, wan_test_dir: Path, tmp_path: Path) -> None:
+    """eval and demo score a clip from its lead-in on: a bundle's ``video.lead_in_frames``, a model folder's card."""
+    from turbo_edge.evaluate import model_lead_in
+    from turbo_edge.spec.card import read_card
+
+    assert model_lead_in(wan_bundle) == 0 and model_lead_in("groundtruth") == 0
+    bundle = tmp_path / "b"
+    shutil.copytree(wan_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["video"]["lead_in_frames"] = 1
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert model_lead_in(bundle) == 1
+    assert model_lead_in(wan_test_dir) == read_card(wan_test_dir).lead_in_frames
+
+
 def test_every_graph_passes_its_parity_gate_with_margin(wan_bundle: Path) -> None:
     parity = json.loads((wan_bundle / "manifest.json").read_text())["parity"]
     for name in ("text_encoder", "unet", "vae_decoder"):
