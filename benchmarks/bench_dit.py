@@ -93,6 +93,10 @@ def main() -> None:
     ap.add_argument("--init-student", default="", help="top up this student (distilled earlier from --teacher) instead of starting from the teacher")
     ap.add_argument("--rewards", default="[]", help='distillation rewards, JSON as DistillConfig takes them, e.g. '
                                                     '[{"name":"builtin-image","weight":1.0,"frames":2},{"name":"builtin-video","weight":1.0,"frames":8}]')
+    ap.add_argument("--prune-rewards", default="[]", help="rewards during pruning recovery, JSON as --rewards")
+    ap.add_argument("--init-pruned", default="", help="continue recovery from this pruned student (pruned earlier from --student): "
+                                                     "its plan is replayed, --prune-steps more steps train it; the importance table "
+                                                     "is read from its run directory")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--student-only", action="store_true", help="stop after the student rows (no pruning)")
     ap.add_argument("--teacher-only", action="store_true", help="stop after the teacher's row")
@@ -149,10 +153,12 @@ def main() -> None:
         pruned = resolve_model_path(args.pruned)
     else:
         pruned = prune(PruneConfig.make(student=str(student), data=data, out=str(runs / "prune"), steps=args.prune_steps,
-                                        remove_count=args.remove_count, checkpoint_every=max(1, min(200, args.prune_steps)), **common))
+                                        remove_count=args.remove_count, checkpoint_every=max(1, min(200, args.prune_steps)),
+                                        rewards=json.loads(args.prune_rewards), init_pruned=args.init_pruned, **common))
     prune_seconds = time.time() - t0
     plan = json.loads((pruned / "pruning_plan.json").read_text())
-    table = json.loads((runs / "prune" / "importance.json").read_text())
+    table_dir = Path(args.init_pruned).parent if args.init_pruned else runs / "prune"  # a prune output's run directory holds its table
+    table = json.loads((table_dir / "importance.json").read_text())
     prows = {"student_4": t4, "pruned_4": {**_eval(str(pruned), 4, args), "sampler": "4-step consistency"}}
     for steps in (1, 2):
         prows[f"pruned_{steps}"] = {**_eval(str(pruned), steps, args), "sampler": f"{steps}-step consistency"}
@@ -161,7 +167,8 @@ def main() -> None:
         "kind": "dit_prune", "student": str(student), "plan": {"rule": plan["rule"], "removed": plan["removed"]},
         "importance": [{k: u[k] for k in ("name", "content_cost", "motion_cost", "motion_share")} for u in table["units"]],
         "params_student": details["params_student"], "params_pruned": details["params_pruned"],
-        "prune_steps": args.prune_steps, "prune_seconds": None if args.pruned else round(prune_seconds, 1), "pruned_model": str(args.pruned or pruned), "rows": prows, "machine": machine,
+        "prune_steps": args.prune_steps, "prune_rewards": json.loads(args.prune_rewards), "init_pruned": args.init_pruned or None,
+        "prune_seconds": None if args.pruned else round(prune_seconds, 1), "pruned_model": str(args.pruned or pruned), "rows": prows, "machine": machine,
         "gates": {"pruned_4_within_1_point_of_student": prows["pruned_4"]["content"] >= t4["content"] - 0.01
                   and prows["pruned_4"]["motion"] >= t4["motion"] - 0.01},
         "command": quality["command"],

@@ -4,6 +4,7 @@ and VDMini pruning of the student it makes."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,41 @@ def test_vdmini_prunes_the_flow_student_by_measured_motion_cost_and_recovers(wan
     log = [json.loads(line) for line in (tmp_path / "prune" / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r[k]) for r in log for k in ("loss_cd", "loss_icd", "loss_mca_g", "loss_disc"))
     assert json.loads((pruned_dir / "turbo_edge.json").read_text())["kind"] == "pruned"
+
+
+def test_recovery_continues_a_pruned_student_with_reward_feedback(wan_student, wan_data_dir, tmp_path):
+    """init_pruned: a pruned student's own plan and weights are the start (no importance run); rewards act on the
+    pruned student's single-step x0 as in distillation. A model that is not a pruned student of this student is refused
+    before the run directory is claimed."""
+    from turbo_edge.prune.train import Recovery, _init_pruned, check_student, prune
+
+    first = prune(PruneConfig.make(student=str(wan_student), data=str(wan_data_dir), out=str(tmp_path / "first"), steps=1, batch=2,
+                                   remove_count=1, importance_clips=2, importance_steps=2, checkpoint_every=1))
+    rewards = [{"name": "builtin-image", "weight": 1.0, "frames": 2}, {"name": "builtin-video", "weight": 1.0, "frames": 8}]
+    cfg = PruneConfig.make(student=str(wan_student), data=str(wan_data_dir), out=str(tmp_path / "topup"), steps=2, batch=2,
+                           init_pruned=str(first), rewards=rewards, checkpoint_every=2, log_every=1)
+    student = load_teacher(wan_student)
+    init, (plan, channel_plan) = _init_pruned(cfg, student)
+    assert plan == json.loads((first / "pruning_plan.json").read_text()) and channel_plan is None
+    rec = Recovery(cfg, student, check_student(student), plan, channel_plan, init=init)
+    start, saved = rec.pruned.state_dict(), load_teacher(first).unet.state_dict()
+    assert start.keys() == saved.keys() and all(torch.equal(start[k], saved[k].float()) for k in start)
+    rec.close()
+    topup = prune(cfg)
+    assert not (tmp_path / "topup" / "importance.json").exists()  # the plan is the init's, not measured again
+    assert json.loads((topup / "pruning_plan.json").read_text()) == plan
+    log = [json.loads(line) for line in (tmp_path / "topup" / "log.jsonl").read_text().splitlines()]
+    keys = ("loss_cd", "loss_icd", "reward_builtin-image", "reward_builtin-video")
+    assert len(log) == 2 and all(np.isfinite(r[k]) for r in log for k in keys)
+    card = json.loads((topup / "turbo_edge.json").read_text())
+    assert card["kind"] == "pruned" and card["lineage"]["config"]["init_pruned"] == str(first)
+    other = tmp_path / "other_student"  # the same weights at another path: not the recorded parent
+    shutil.copytree(wan_student, other)
+    for student_dir, init_pruned, message in ((wan_student, wan_student, "is a student, not a pruned student"),
+                                              (other, first, "was pruned from")):
+        with pytest.raises(ValueError, match=message):
+            prune(PruneConfig.make(student=str(student_dir), data=str(wan_data_dir), out=str(tmp_path / "bad"), init_pruned=str(init_pruned)))
+        assert not (tmp_path / "bad").exists()
 
 
 def test_heads_and_ffn_channels_of_a_dit_are_pruned_after_its_blocks_and_the_result_loads(wan_student, wan_data_dir, tmp_path):

@@ -181,3 +181,11 @@ def test_prune_config_validates():
     with pytest.raises(ValueError, match="icd_weight"):
         PruneConfig(icd_weight=-1)
     assert PruneConfig.from_dict(PruneConfig(mca_weight=0.0).to_dict()).mca_weight == 0.0
+    with pytest.raises(ValueError, match="init_pruned replays that model's own plans"):
+        PruneConfig(init_pruned="runs/pruned/pruned", plan="plan.json")
+    with pytest.raises(ValueError, match="unknown reward 'nope'"):
+        PruneConfig(rewards=[{"name": "nope", "weight": 1.0}])
+    with pytest.raises(ValueError, match="each reward is an object"):
+        PruneConfig(rewards=["builtin-image"])
+    # Unset, the new fields leave the resume hash that older checkpoints were written with.
+    assert not {"rewards", "init_pruned"} & set(PruneConfig().training_hash_fields())

@@ -32,7 +32,7 @@ from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, model_f
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks
 from turbo_edge.distill.motion import MotionGuidance
-from turbo_edge.distill.rewards import load_reward
+from turbo_edge.distill.rewards.loss import RewardLoss
 from turbo_edge.distill.student import (
     add_lora,
     attach_guidance_embedding,
@@ -120,7 +120,7 @@ class Distiller:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
             self.target = AveragedModel(self.student, multi_avg_fn=get_ema_multi_avg_fn(cfg.target_ema), use_buffers=True)
-        self.rewards = self._load_rewards()
+        self.rewards = RewardLoss(teacher, self.cfg.reward_terms())
         self.motion = None
         if cfg.motion_guidance > 0:
 
@@ -153,13 +153,6 @@ class Distiller:
     def weight_bytes(self) -> int:
         """Bytes of every distinct parameter / buffer storage the teacher's and student's UNets hold."""
         return sum({**base_weights(self.teacher.denoiser), **base_weights(self.student)}.values())
-
-    def _load_rewards(self) -> list[tuple[Any, Any]]:
-        terms = self.cfg.reward_terms()
-        if not terms:
-            return []
-
-        return [(term, load_reward(term.name, term.path)) for term in terms]
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         params = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
@@ -225,7 +218,7 @@ class Distiller:
         metrics["loss_cd"] = loss_cd.item()
         if self.rewards:
             with self.autocast():
-                reward_loss, reward_metrics = self.reward_loss(f_student, prompts, step, rank)
+                reward_loss, reward_metrics = self.rewards(f_student, prompts, _rng(cfg, step, rank, 3))
             total = total + reward_loss
             metrics.update(reward_metrics)
         if self.vsd is not None:
@@ -234,34 +227,6 @@ class Distiller:
             total = total + cfg.vsd_weight * vsd_loss
             metrics.update(vsd_metrics)
         metrics["loss"] = total.item()
-        return total, metrics
-
-    def decode(self, latents_bcfhw: torch.Tensor, frame_idx: np.ndarray) -> torch.Tensor:
-        """Decode chosen frames with gradients through the frozen autoencoder: [B, K, 3, H, W] in [-1, 1]. Frame
-        indices count the clip's frames after the model's lead-in (a causal autoencoder's first frame)."""
-        return self.teacher.components.autoencoder.decode_frames(self.teacher.vae, latents_bcfhw, frame_idx + self.teacher.lead_in_frames).clamp(-1, 1)
-
-    def pixel_frames(self, latent_frames: int) -> int:
-        """Frames a reward may pick from: the decoded clip's, less the lead-in."""
-        geometry = self.teacher.components.autoencoder.geometry(self.teacher.vae)
-        return geometry.pixel_frames(latent_frames) - self.teacher.lead_in_frames
-
-    def reward_loss(self, x0: torch.Tensor, prompts: list[str], step: int, rank: int) -> tuple[torch.Tensor, dict[str, float]]:
-        rng = _rng(self.cfg, step, rank, 3)
-        frames = self.pixel_frames(x0.shape[2])
-        total = x0.new_zeros(())
-        metrics = {}
-        for term, model in self.rewards:
-            if model.kind == "latent":
-                r = model(x0, prompts)
-            elif model.kind == "image":
-                idx = np.sort(rng.choice(frames, size=min(term.frames, frames), replace=False))
-                r = model(self.decode(x0, idx), prompts)
-            else:  # video: evenly strided frames
-                r = model(self.decode(x0, np.linspace(0, frames - 1, min(term.frames, frames)).round().astype(int)), prompts)
-            r = r.float()
-            total = total - term.weight * r.mean()
-            metrics[f"reward_{term.name}"] = r.mean().item()
         return total, metrics
 
 

@@ -39,9 +39,10 @@ from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import consistency as cd
 from turbo_edge.core import replay, train_data
 from turbo_edge.core.denoiser import call_denoiser, family_of
-from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher
+from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, resolve_model_path
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks, store_frozen_for_autocast
+from turbo_edge.distill.rewards.loss import RewardLoss
 from turbo_edge.prune import channels, dit, dit_widths, losses
 from turbo_edge.prune import importance as imp
 from turbo_edge.prune.artifact import save_pruned
@@ -49,6 +50,7 @@ from turbo_edge.spec import param
 from turbo_edge.spec import plan as plans
 from turbo_edge.spec.card import Lineage, ModelCard
 from turbo_edge.spec.configs import PruneConfig
+from turbo_edge.spec.configs.train import reward_terms
 from turbo_edge.spec.host import process_memory
 from turbo_edge.spec.outputs import claim_run_dir
 from turbo_edge.spec.plan import CHANNEL_PLAN_FILE, PLAN_FILE
@@ -149,7 +151,7 @@ class Recovery:
     """The frozen unpruned student, the trainable pruned one, feature taps and the MCA discriminator."""
 
     def __init__(self, cfg: PruneConfig, student: T2VModel, sampler: SamplerSpec, plan: dict[str, Any] | None,
-                 channel_plan: dict[str, Any] | None = None, device_type: str = "cpu") -> None:
+                 channel_plan: dict[str, Any] | None = None, device_type: str = "cpu", init: torch.nn.Module | None = None) -> None:
         self.cfg, self.student, self.sampler = cfg, student, sampler
         self.autocast = lambda: autocast(cfg.loop.mixed_precision, device_type)
         self.sched = sampler.schedule(student.scheduler_config)  # DDPM or flow: (alpha, sigma) per index
@@ -161,6 +163,14 @@ class Recovery:
             student.family.apply_plan(self.pruned, plan)
         if channel_plan is not None:  # replayed, not torch-pruning's own copy: what trains is what load_teacher rebuilds
             student.family.apply_channel_plan(self.pruned, channel_plan, plan)
+        if init is not None:  # init_pruned: the same plans, that model's weights (in the reference's dtype)
+            try:
+                dtype = next(self.pruned.parameters()).dtype
+                self.pruned.load_state_dict({k: v.to(dtype) for k, v in init.state_dict().items()})
+            except RuntimeError as exc:
+                raise ValueError(f"init_pruned {cfg.init_pruned} does not fit its own plans on this student "
+                                 f"({str(exc).splitlines()[0]}); prune it from this student") from None
+        self.rewards = RewardLoss(student, reward_terms(cfg.rewards))
         self.pruned.requires_grad_(True).train()
         # The frozen target under bf16: half its weight memory, the same precision (after the copy: the pruned UNet trains in fp32).
         store_frozen_for_autocast(self.reference, cfg.loop.mixed_precision)
@@ -234,11 +244,17 @@ class Recovery:
             loss_mca = losses.hinge_generator_loss(logits)
             total = total + cfg.mca_weight * loss_mca
             metrics["loss_mca_g"] = loss_mca.item()
+        if self.rewards:
+            # Step 6: rewards on the pruned student's single-step x0 (distill's terms, through the frozen autoencoder).
+            with self.autocast():
+                loss_reward, reward_metrics = self.rewards(f_pruned, prompts, _rng(cfg, step, rank, 3))
+            total = total + loss_reward
+            metrics.update(reward_metrics)
         metrics["loss"] = total.item()
         return total, metrics
 
     def discriminator_loss(self, frames: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """Step 6: hinge loss on the features of the last ``loss`` call; unpruned = real, pruned = fake."""
+        """Step 7: hinge loss on the features of the last ``loss`` call; unpruned = real, pruned = fake."""
         assert self.disc is not None
         real = self.tap_ref.features[self.mca_layer].detach()
         fake = self.tap_pruned.features[self.mca_layer].detach()
@@ -280,6 +296,18 @@ def _student_scheduler(student: T2VModel) -> Any:
     return cls.from_pretrained(Path(student.path) / "scheduler")
 
 
+def _init_pruned(cfg: PruneConfig, student: T2VModel) -> tuple[torch.nn.Module, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """``init_pruned``'s transformer / UNet and its plans; refused unless ``prune`` made it from this run's student."""
+    init = load_teacher(cfg.init_pruned)
+    if init.card.kind != "pruned":
+        raise ValueError(f"init_pruned {cfg.init_pruned} is a {init.card.kind}, not a pruned student: give a `turbo-edge prune` output")
+    parent = init.card.lineage.parent if init.card.lineage else ""
+    if not parent or resolve_model_path(parent).resolve() != Path(student.path).resolve():
+        raise ValueError(f"init_pruned {cfg.init_pruned} was pruned from {parent or 'an unrecorded model'}, not from {cfg.student}: "
+                         "set student to its parent")
+    return init.denoiser, plans.read_plans(init.path)
+
+
 def prune(cfg: PruneConfig) -> Path:
     """Run (or resume) pruning + recovery; returns the pruned directory ``cfg.out/pruned``."""
     from accelerate import Accelerator
@@ -291,24 +319,29 @@ def prune(cfg: PruneConfig) -> Path:
     student = load_teacher(cfg.student)
     sampler = check_student(student)
     config = replay.base_config(student.denoiser)
+    init = _init_pruned(cfg, student) if cfg.init_pruned else None
     # A DiT's width plan (heads, FFN channels) is measured on the student's own calls, on the importance clips.
     dit_widths_measured = cfg.channel_ratio > 0 and plans.is_dit(config)
     if dit_widths_measured and cfg.importance_clips < 1:
         raise ValueError("channel_ratio > 0 on a DiT prunes heads and FFN channels measured on the student's calls: set importance_clips >= 1")
     # Bad plans fail here, before data or training; only rules that read measured costs measure importance first
     # (lowest_cost; VDMini's on a DiT, which has no resolution levels to read the rule from).
-    needs_table = (cfg.rule == "lowest_cost" or (cfg.rule == "vdmini" and plans.is_dit(config))) and not cfg.plan
+    needs_table = (cfg.rule == "lowest_cost" or (cfg.rule == "vdmini" and plans.is_dit(config))) and not cfg.plan and init is None
+    dit_widths_measured = dit_widths_measured and init is None
     if needs_table and cfg.importance_clips < 1:
         raise ValueError(f"the {cfg.rule} rule on this model ranks units by measured importance: set importance_clips >= 1")
-    plan = None if needs_table else resolve_plan(cfg, config, None)
-    channel_plan = None if needs_table or dit_widths_measured else resolve_channel_plan(cfg, student.denoiser, plan)
+    if init is not None:  # its own plans, as its directory records them
+        plan, channel_plan = init[1]
+    else:
+        plan = None if needs_table else resolve_plan(cfg, config, None)
+        channel_plan = None if needs_table or dit_widths_measured else resolve_channel_plan(cfg, student.denoiser, plan)
     claim_run_dir(out, "prune_config.json")
     cfg.save(out / "prune_config.json")
     accel = Accelerator(cpu=not torch.cuda.is_available())
     with accel.main_process_first():  # the world is prepared once
         source = train_data.open_source(cfg.data, cfg.student, seed=cfg.seed, world_clips=cfg.loop.dataset_clips, work=out,
                                          mix=cfg.loop.mix_shards)
-    table = importance_table(cfg, student, sampler, source, out) if cfg.importance_clips > 0 else None
+    table = importance_table(cfg, student, sampler, source, out) if cfg.importance_clips > 0 and init is None else None
     if needs_table:
         plan = resolve_plan(cfg, config, table)
     if needs_table or dit_widths_measured:
@@ -319,7 +352,8 @@ def prune(cfg: PruneConfig) -> Path:
             plans.write_plan(this, out / plan_file)
         else:
             (out / plan_file).unlink(missing_ok=True)  # a stale plan from another config must not describe this run
-    rec = Recovery(cfg, student, sampler, plan, channel_plan, device_type=accel.device.type)
+    rec = Recovery(cfg, student, sampler, plan, channel_plan, device_type=accel.device.type, init=init[0] if init else None)
+    del init
     opt = adamw(rec.parameter_groups(), lean=cfg.loop.lean_optimizer)
     identity: dict[str, Any] = {"removed": plan["removed"] if plan else [], "architecture": plans.architecture_hash(config)}
     if channel_plan is not None:  # only then: block-only runs keep the hash their checkpoints were written with

@@ -109,6 +109,19 @@ class RewardTerm:
             raise ValueError(f"reward {self.name!r} needs frames >= 1, got {self.frames}")
 
 
+def reward_terms(entries: list[dict[str, Any]]) -> list[RewardTerm]:
+    """A config's ``rewards`` entries, each checked (names, weights, frames; no unknown keys)."""
+    terms = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ValueError(f"each reward is an object with name and weight (e.g. {{'name': 'builtin-image', 'weight': 1.0}}), got {entry!r}")
+        unknown = set(entry) - {f.name for f in dataclasses.fields(RewardTerm)}
+        if unknown:
+            raise ValueError(f"unknown reward keys {sorted(unknown)} in {entry}")
+        terms.append(RewardTerm(**entry))
+    return terms
+
+
 @dataclasses.dataclass
 class DistillConfig(StageConfig):
     KIND = "distill"
@@ -190,13 +203,7 @@ class DistillConfig(StageConfig):
         return self.teacher_weights == "shared" or (self.teacher_weights == "auto" and not self.shared_teacher_blocker())
 
     def reward_terms(self) -> list[RewardTerm]:
-        terms = []
-        for entry in self.rewards:
-            unknown = set(entry) - {f.name for f in dataclasses.fields(RewardTerm)}
-            if unknown:
-                raise ValueError(f"unknown reward keys {sorted(unknown)} in {entry}")
-            terms.append(RewardTerm(**entry))
-        return terms
+        return reward_terms(self.rewards)
 
     def training_hash_fields(self) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the checkpoint (not the step count)."""
@@ -236,6 +243,11 @@ class PruneConfig(StageConfig):
     mca_up_block: int = opt(-1, help="which up block's output features the discriminator sees")
     disc_width: int = opt(64)
     disc_lr: float = opt(1e-4)
+    # Rewards on the pruned student's single-step x0, as distill's (T2V-Turbo's reward feedback during recovery).
+    rewards: list[dict[str, Any]] = opt(default_factory=list, flag="--reward", parse=reward_arg, append=True,
+                                        help="NAME:WEIGHT[:FRAMES], repeatable (e.g. builtin-image:1.0:2); none by default")
+    init_pruned: str = opt("", help="continue recovery from this pruned model (made by `turbo-edge prune` from the same student): "
+                                    "its plans are replayed and its weights are the start, instead of pruning the student anew")
     loop: TrainLoop = dataclasses.field(default_factory=TrainLoop)
     # Recovery data: None trains on the synthetic world prepared into the run directory, as for distill.
     data: str | None = opt(None, help="a prepared dataset (`turbo-edge data prepare --model` this run's student (or its teacher)): train on its latents, text embeddings and captions instead of the synthetic world")
@@ -258,6 +270,9 @@ class PruneConfig(StageConfig):
         for name in ("importance_steps", "remove_count", "disc_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.init_pruned and self.plan:
+            raise ValueError("init_pruned replays that model's own plans: leave plan unset")
+        reward_terms(self.rewards)  # validates every reward entry
         if self.importance_clips < 0 or (self.data is None and self.importance_clips > self.loop.dataset_clips):  # --data: its size, at run time
             raise ValueError(f"importance_clips must be in [0, dataset_clips={self.loop.dataset_clips}], got {self.importance_clips}")
 
@@ -270,6 +285,9 @@ class PruneConfig(StageConfig):
         d.pop("data")  # the data's identity and read positions are checked from the checkpoint (core.train_data)
         if self.channel_ratio == 0:  # off: the hash block-only checkpoints were written with before these fields
             d.pop("channel_ratio"), d.pop("channel_importance")
+        for key in ("rewards", "init_pruned"):  # unset: the hash checkpoints were written with before these fields
+            if not d[key]:
+                d.pop(key)
         return d
 
 
