@@ -32,14 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _eval(model: str, steps: int | None, args: argparse.Namespace) -> dict[str, Any]:
-    from turbo_edge.evaluate import run_eval
+    from turbo_edge.evaluate import quality_row, run_eval
     from turbo_edge.spec.configs.apps import EvalConfig
 
-    cfg = EvalConfig.make(model=model, steps=steps, prompts="val", num=args.num, seed=args.seed, batch_size=args.batch_size)
-    result = run_eval(cfg)
-    keep = ("content_acc", "motion_acc", "direction_acc", "all_acc", "fd", "n_videos", "steps", "seconds_per_video", "lead_in_frames_skipped")
-    row = {k: result[k] for k in keep if k in result}
-    return {"content": row.pop("content_acc"), "motion": row.pop("motion_acc"), **row}
+    return quality_row(run_eval(EvalConfig.make(model=model, steps=steps, prompts="val", num=args.num, seed=args.seed, batch_size=args.batch_size)))
 
 
 def _data(args: argparse.Namespace) -> str:

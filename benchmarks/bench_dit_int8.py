@@ -47,12 +47,10 @@ def _export(model: str, out: Path, patterns: tuple[str, ...], precisions: tuple[
 
 
 def _eval(bundle_or_model: str, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
-    from turbo_edge.evaluate import run_eval
+    from turbo_edge.evaluate import quality_row, run_eval
     from turbo_edge.spec.configs.apps import EvalConfig
 
-    r = run_eval(EvalConfig.make(model=bundle_or_model, steps=args.steps, prompts="val", num=args.num, seed=args.seed, **kw))
-    return {"content": r["content_acc"], "motion": r["motion_acc"], "direction_acc": r.get("direction_acc"), "fd": r["fd"], "steps": args.steps,
-            "n_videos": r["n_videos"], "seconds_per_video": r.get("seconds_per_video")}
+    return quality_row(run_eval(EvalConfig.make(model=bundle_or_model, steps=args.steps, prompts="val", num=args.num, seed=args.seed, **kw)))
 
 
 def _quantized_nodes(bundle: Path, manifest: dict[str, Any]) -> dict[str, int]:

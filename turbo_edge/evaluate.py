@@ -33,7 +33,7 @@ from turbo_edge.core.student_sampling import generate_student
 from turbo_edge.core.tiny_decoder import load_decoder_variant
 from turbo_edge.runtime.pipeline import Pipeline
 from turbo_edge.runtime.video import write_video
-from turbo_edge.spec.bundle import load_bundle
+from turbo_edge.spec.bundle import is_bundle, load_bundle
 from turbo_edge.spec.card import read_card
 from turbo_edge.spec.configs import EvalConfig
 from turbo_edge.spec.outputs import check_json_output, write_json_output
@@ -103,10 +103,6 @@ def _student(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
     return generate_student(model, prompts, steps=cfg.steps or model.card.default_steps, guidance=cfg.guidance, seed=cfg.seed,
                             batch_size=cfg.batch_size, progress=True, video_size=(cfg.frames, cfg.height, cfg.width),
                             decoder=load_decoder_variant(model.path, cfg.decoder))
-
-
-def is_bundle(model: str) -> bool:
-    return (Path(model) / "manifest.json").is_file()
 
 
 def _bundle(cfg: EvalConfig, prompts: list[str]) -> np.ndarray:
@@ -184,6 +180,12 @@ def world_attributes(prompts: list[str]) -> tuple[list[world.Attributes] | None,
 
 def _file_name(i: int, prompt: str) -> str:
     return f"{i:03d}_{re.sub(r'[^A-Za-z0-9]+', '_', prompt).strip('_')[:60]}.gif"
+
+
+def quality_row(result: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark's row from ``run_eval``'s result: content and motion (the evaluator's accuracies) and what was run."""
+    keep = ("direction_acc", "all_acc", "fd", "n_videos", "steps", "seconds_per_video", "lead_in_frames_skipped")
+    return {"content": result["content_acc"], "motion": result["motion_acc"], **{k: result[k] for k in keep if k in result}}
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
