@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--init-pruned", default="", help="continue recovery from this pruned student (pruned earlier from --student): "
                                                      "its plan is replayed, --prune-steps more steps train it; the importance table "
                                                      "is read from its run directory")
+    ap.add_argument("--mca-weight", type=float, default=None, help="the recovery's MCA weight (default: PruneConfig's); a top-up's "
+                                                                     "discriminator starts untrained, so 0 there")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--student-only", action="store_true", help="stop after the student rows (no pruning)")
     ap.add_argument("--teacher-only", action="store_true", help="stop after the teacher's row")
@@ -150,7 +152,8 @@ def main() -> None:
     else:
         pruned = prune(PruneConfig.make(student=str(student), data=data, out=str(runs / "prune"), steps=args.prune_steps,
                                         remove_count=args.remove_count, checkpoint_every=max(1, min(200, args.prune_steps)),
-                                        rewards=json.loads(args.prune_rewards), init_pruned=args.init_pruned, **common))
+                                        rewards=json.loads(args.prune_rewards), init_pruned=args.init_pruned,
+                                        **({} if args.mca_weight is None else {"mca_weight": args.mca_weight}), **common))
     prune_seconds = time.time() - t0
     plan = json.loads((pruned / "pruning_plan.json").read_text())
     table_dir = Path(args.init_pruned).parent if args.init_pruned else runs / "prune"  # a prune output's run directory holds its table

@@ -247,7 +247,8 @@ class PruneConfig(StageConfig):
     rewards: list[dict[str, Any]] = opt(default_factory=list, flag="--reward", parse=reward_arg, append=True,
                                         help="NAME:WEIGHT[:FRAMES], repeatable (e.g. builtin-image:1.0:2); none by default")
     init_pruned: str = opt("", help="continue recovery from this pruned model (made by `turbo-edge prune` from the same student): "
-                                    "its plans are replayed and its weights are the start, instead of pruning the student anew")
+                                    "its plans are replayed and its weights are the start, instead of pruning the student anew (its MCA "
+                                    "discriminator is not: it starts untrained, so a top-up runs best with mca_weight 0)")
     loop: TrainLoop = dataclasses.field(default_factory=TrainLoop)
     # Recovery data: None trains on the synthetic world prepared into the run directory, as for distill.
     data: str | None = opt(None, help="a prepared dataset (`turbo-edge data prepare --model` this run's student (or its teacher)): train on its latents, text embeddings and captions instead of the synthetic world")
