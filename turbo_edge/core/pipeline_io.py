@@ -197,6 +197,23 @@ def model_family(path: str | os.PathLike[str]) -> ModelFamily:
     return family
 
 
+def load_denoiser(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) -> tuple[Any, ModelCard]:
+    """A model directory's denoiser alone (rebuilt from its plans, as ``load_teacher`` does) and its card: a stage that
+    needs only another model's UNet / transformer does not load that model's autoencoder and text encoder too."""
+    import torch
+
+    from turbo_edge.spec.plan import read_plans
+
+    path = resolve_model_path(name_or_path)
+    family = model_family(path)
+    try:
+        block_plan, channel_plan = read_plans(path)
+        denoiser = family.denoiser.load(path / family.denoiser.folder, torch_dtype or torch.float32, block_plan, channel_plan)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLayoutError(f"could not load the weights in {path}: {exc}") from exc
+    return denoiser.eval(), read_card(path)
+
+
 def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) -> T2VModel:
     """Load a text-to-video model from a builtin alias or a local diffusers directory (safetensors only)."""
     import diffusers

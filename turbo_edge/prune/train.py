@@ -39,7 +39,7 @@ from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import consistency as cd
 from turbo_edge.core import replay, train_data
 from turbo_edge.core.denoiser import call_denoiser, family_of
-from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, resolve_model_path
+from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_denoiser, load_teacher, resolve_model_path
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks, store_frozen_for_autocast
 from turbo_edge.distill.rewards.loss import RewardLoss
@@ -48,7 +48,7 @@ from turbo_edge.prune import importance as imp
 from turbo_edge.prune.artifact import save_pruned
 from turbo_edge.spec import param
 from turbo_edge.spec import plan as plans
-from turbo_edge.spec.card import Lineage, ModelCard
+from turbo_edge.spec.card import Lineage, ModelCard, read_card
 from turbo_edge.spec.configs import PruneConfig
 from turbo_edge.spec.configs.train import reward_terms
 from turbo_edge.spec.host import process_memory
@@ -298,14 +298,15 @@ def _student_scheduler(student: T2VModel) -> Any:
 
 def _init_pruned(cfg: PruneConfig, student: T2VModel) -> tuple[torch.nn.Module, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
     """``init_pruned``'s transformer / UNet and its plans; refused unless ``prune`` made it from this run's student."""
-    init = load_teacher(cfg.init_pruned)
-    if init.card.kind != "pruned":
-        raise ValueError(f"init_pruned {cfg.init_pruned} is a {init.card.kind}, not a pruned student: give a `turbo-edge prune` output")
-    parent = init.card.lineage.parent if init.card.lineage else ""
+    card = read_card(resolve_model_path(cfg.init_pruned))  # checked before any weights load
+    if card.kind != "pruned":
+        raise ValueError(f"init_pruned {cfg.init_pruned} is a {card.kind}, not a pruned student: give a `turbo-edge prune` output")
+    parent = card.lineage.parent if card.lineage else ""
     if not parent or resolve_model_path(parent).resolve() != Path(student.path).resolve():
         raise ValueError(f"init_pruned {cfg.init_pruned} was pruned from {parent or 'an unrecorded model'}, not from {cfg.student}: "
                          "set student to its parent")
-    return init.denoiser, plans.read_plans(init.path)
+    denoiser, _ = load_denoiser(cfg.init_pruned)
+    return denoiser, plans.read_plans(resolve_model_path(cfg.init_pruned))
 
 
 def prune(cfg: PruneConfig) -> Path:
