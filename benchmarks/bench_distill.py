@@ -49,7 +49,7 @@ ARMS: dict[str, dict[str, Any]] = {
 
 def latent_reward(teacher: str, runs: Path, threads: int, steps: int, x0_fraction: float) -> tuple[str, dict[str, Any]]:
     """DOLLAR's latent reward for this teacher's VAE (trained once per ``x0_fraction`` into ``runs``), and its fit."""
-    from turbo_edge.distill.rewards.train import run_training
+    from turbo_edge.core.rewards.train import run_training
     from turbo_edge.spec.configs import RewardTrainConfig
 
     out = runs / f"latent_reward_x0_{x0_fraction:g}"

@@ -207,7 +207,7 @@ def _decoder_train(cfg: DecoderTrainConfig) -> None:
 
 
 def _rewards_train(cfg: RewardTrainConfig) -> None:
-    from turbo_edge.distill.rewards.train import run_training
+    from turbo_edge.core.rewards.train import run_training
 
     print(json.dumps(run_training(cfg), indent=2, default=str))
 

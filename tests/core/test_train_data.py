@@ -188,8 +188,8 @@ def test_prune_recovers_one_step_on_data(tiny_data: Path, tiny_student_dir: Path
 
 
 def test_latent_reward_trains_on_data_latents_and_image_reward_refuses_data(tiny_data: Path, builtin_data: Path, tiny_t2v_dir: Path):
-    from turbo_edge.distill.rewards.latent import prepared_clips
-    from turbo_edge.distill.rewards.train import train_latent
+    from turbo_edge.core.rewards.latent import prepared_clips
+    from turbo_edge.core.rewards.train import train_latent
     from turbo_edge.spec.configs import RewardTrainConfig
 
     data = PreparedData(tiny_data)

@@ -219,7 +219,7 @@ def test_the_latent_reward_trains_in_a_dit_teacher_s_latent_space_and_steers_its
     needs, encoded and decoded through the family's plug point, the teacher's one-step x0 (flow schedule) among its
     samples; then used by the distiller on the student's latents."""
     from turbo_edge.cli import main as cli_main
-    from turbo_edge.distill.rewards.registry import load_reward
+    from turbo_edge.core.rewards.registry import load_reward
     from turbo_edge.distill.train import train
 
     out = tmp_path / "latent"

@@ -12,9 +12,9 @@ import torch
 from turbo_edge.cli import main as cli_main
 from turbo_edge.core import world
 from turbo_edge.core.data import to_pixels
-from turbo_edge.distill.rewards import ASSET_DIR, REWARDS, RewardConfig, RewardModel, load_reward
-from turbo_edge.distill.rewards.builtin import ImageTextReward, VideoTextReward, time_slope
-from turbo_edge.distill.rewards.latent import motion_direction_score, resolve_target, train_latent_reward
+from turbo_edge.core.rewards import ASSET_DIR, REWARDS, RewardConfig, RewardModel, load_reward
+from turbo_edge.core.rewards.builtin import ImageTextReward, VideoTextReward, time_slope
+from turbo_edge.core.rewards.latent import motion_direction_score, resolve_target, train_latent_reward
 from turbo_edge.spec.configs import RewardTrainConfig
 
 PROMPTS = ["a red circle moving left", "a blue square staying still", "a green diamond moving up"]
@@ -44,7 +44,7 @@ def _assert_input_grad_only(model: torch.nn.Module, x: torch.Tensor, prompts: li
 
 
 def test_registry_names():
-    from turbo_edge.distill.rewards.registry import reward_class
+    from turbo_edge.core.rewards.registry import reward_class
     from turbo_edge.spec.configs import REWARD_NAMES
 
     assert set(REWARDS) == {"builtin-image", "builtin-video", "clip", "xclip", "latent"} == set(REWARD_NAMES)  # configs validate with these
@@ -79,7 +79,7 @@ def test_missing_builtin_weights_say_how_to_train(tmp_path: Path):
 
 @pytest.mark.parametrize("cls", [ImageTextReward, VideoTextReward])
 def test_builtin_frozen_differentiable_and_roundtrip(cls, tmp_path: Path):
-    from turbo_edge.distill.rewards import save_reward
+    from turbo_edge.core.rewards import save_reward
 
     torch.manual_seed(0)
     name = "builtin-image" if cls is ImageTextReward else "builtin-video"
@@ -113,7 +113,7 @@ def test_time_slope_is_stride_invariant():
 
 def _shipped(name: str):
     if not (ASSET_DIR / name / "model.safetensors").is_file():
-        pytest.skip(f"{name} weights not trained (python -m turbo_edge.distill.rewards.train --which {name[8:]})")
+        pytest.skip(f"{name} weights not trained (python -m turbo_edge.core.rewards.train --which {name[8:]})")
     return load_reward(name)
 
 
@@ -211,7 +211,7 @@ def test_latent_target_names():
 
 def test_latent_reward_trains_on_tiny_random_vae(tmp_path: Path):
     from turbo_edge.core.models import TinyTeacherSpec, build_vae
-    from turbo_edge.distill.rewards import save_reward
+    from turbo_edge.core.rewards import save_reward
 
     torch.manual_seed(0)
     vae = build_vae(TinyTeacherSpec(vae_channels=(16, 16))).eval()
@@ -236,7 +236,7 @@ def test_latent_reward_trains_on_tiny_random_vae(tmp_path: Path):
 
 def test_latent_dataset_takes_its_x0_share_from_the_denoiser(tiny_t2v_dir: Path):
     from turbo_edge.core.pipeline_io import load_teacher
-    from turbo_edge.distill.rewards.latent import build_latent_dataset, teacher_x0_denoiser
+    from turbo_edge.core.rewards.latent import build_latent_dataset, teacher_x0_denoiser
 
     teacher = load_teacher(tiny_t2v_dir)
     seen: list[int] = []

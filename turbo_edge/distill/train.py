@@ -29,10 +29,10 @@ from turbo_edge.core import consistency as cd
 from turbo_edge.core import train_data
 from turbo_edge.core.denoiser import call_denoiser
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_teacher, model_family, save_model
+from turbo_edge.core.rewards.loss import RewardLoss
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks
 from turbo_edge.distill.motion import MotionGuidance
-from turbo_edge.distill.rewards.loss import RewardLoss
 from turbo_edge.distill.student import (
     add_lora,
     attach_guidance_embedding,

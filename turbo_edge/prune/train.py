@@ -40,9 +40,9 @@ from turbo_edge.core import consistency as cd
 from turbo_edge.core import replay, train_data
 from turbo_edge.core.denoiser import call_denoiser, family_of
 from turbo_edge.core.pipeline_io import ALIASES, T2VModel, load_denoiser, load_teacher, resolve_model_path
+from turbo_edge.core.rewards.loss import RewardLoss
 from turbo_edge.core.sampling import encode_text
 from turbo_edge.core.training import adamw, autocast, mean_over_ranks, store_frozen_for_autocast
-from turbo_edge.distill.rewards.loss import RewardLoss
 from turbo_edge.prune import channels, dit, dit_widths, losses
 from turbo_edge.prune import importance as imp
 from turbo_edge.prune.artifact import save_pruned

@@ -12,7 +12,7 @@ from typing import Any
 from turbo_edge.spec.config import StageConfig, move_into, opt
 from turbo_edge.spec.plan import BLOCK_RULES, CHANNEL_IMPORTANCES
 
-# The reward registry's names (distill/rewards/registry.py maps them to model classes; a test keeps them equal).
+# The reward registry's names (core/rewards/registry.py maps them to model classes; a test keeps them equal).
 REWARD_NAMES = ("builtin-image", "builtin-video", "clip", "xclip", "latent")
 MIXED_PRECISIONS = ("no", "bf16")
 # Where the distiller's frozen teacher lives (docs/decisions.md): "shared" runs it as the LoRA student's own base

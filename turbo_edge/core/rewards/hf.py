@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from turbo_edge.distill.rewards.base import RewardModel, check_safetensors_dir
+from turbo_edge.core.rewards.base import RewardModel, check_safetensors_dir
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

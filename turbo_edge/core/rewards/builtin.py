@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from turbo_edge.distill.rewards.base import RewardConfig, RewardModel, WorldTextEncoder
+from turbo_edge.core.rewards.base import RewardConfig, RewardModel, WorldTextEncoder
 
 
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:

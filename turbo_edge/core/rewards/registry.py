@@ -9,16 +9,16 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from turbo_edge.distill.rewards.base import ASSET_DIR, RewardModel, read_reward_dir
+from turbo_edge.core.rewards.base import ASSET_DIR, RewardModel, read_reward_dir
 
 # name -> (kind, "module:Class"): "builtin" loads trained weights from a reward directory (default: the
 # package's assets), "pretrained" wraps a local transformers model directory (a path is required).
 REWARDS: dict[str, tuple[str, str]] = {
-    "builtin-image": ("builtin", "turbo_edge.distill.rewards.builtin:ImageTextReward"),
-    "builtin-video": ("builtin", "turbo_edge.distill.rewards.builtin:VideoTextReward"),
-    "clip": ("pretrained", "turbo_edge.distill.rewards.hf:CLIPReward"),
-    "xclip": ("pretrained", "turbo_edge.distill.rewards.hf:XCLIPReward"),
-    "latent": ("builtin", "turbo_edge.distill.rewards.latent:LatentReward"),
+    "builtin-image": ("builtin", "turbo_edge.core.rewards.builtin:ImageTextReward"),
+    "builtin-video": ("builtin", "turbo_edge.core.rewards.builtin:VideoTextReward"),
+    "clip": ("pretrained", "turbo_edge.core.rewards.hf:CLIPReward"),
+    "xclip": ("pretrained", "turbo_edge.core.rewards.hf:XCLIPReward"),
+    "latent": ("builtin", "turbo_edge.core.rewards.latent:LatentReward"),
 }
 
 

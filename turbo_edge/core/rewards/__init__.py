@@ -13,7 +13,7 @@ Every reward is frozen and differentiable with respect to its input; see :class:
 
 from __future__ import annotations
 
-from turbo_edge.distill.rewards.base import ASSET_DIR, RewardConfig, RewardModel, save_reward
-from turbo_edge.distill.rewards.registry import REWARDS, load_reward, reward_class
+from turbo_edge.core.rewards.base import ASSET_DIR, RewardConfig, RewardModel, save_reward
+from turbo_edge.core.rewards.registry import REWARDS, load_reward, reward_class
 
 __all__ = ["ASSET_DIR", "REWARDS", "RewardConfig", "RewardModel", "load_reward", "reward_class", "save_reward"]

@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 from turbo_edge.core import world
 from turbo_edge.core.data import to_pixels
 from turbo_edge.core.pipeline_io import load_teacher, resolve_model_path
+from turbo_edge.core.rewards.base import ASSET_DIR, RewardConfig, save_reward
+from turbo_edge.core.rewards.builtin import ImageTextReward, VideoTextReward, _DualEncoder
+from turbo_edge.core.rewards.latent import teacher_x0_denoiser, train_latent_reward
 from turbo_edge.core.train_data import load_checked
-from turbo_edge.distill.rewards.base import ASSET_DIR, RewardConfig, save_reward
-from turbo_edge.distill.rewards.builtin import ImageTextReward, VideoTextReward, _DualEncoder
-from turbo_edge.distill.rewards.latent import teacher_x0_denoiser, train_latent_reward
 from turbo_edge.spec.configs import RewardTrainConfig
 
 log = logging.getLogger(__name__)

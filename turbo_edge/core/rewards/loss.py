@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from turbo_edge.distill.rewards.registry import load_reward
+from turbo_edge.core.rewards.registry import load_reward
 
 
 class RewardLoss:

@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from turbo_edge.core import world
 from turbo_edge.core.autoencoders import AUTOENCODERS, Autoencoder
 from turbo_edge.core.prepared import PreparedData
+from turbo_edge.core.rewards.base import RewardConfig, RewardModel, WorldTextEncoder
+from turbo_edge.core.rewards.builtin import soft_argmax, time_slope
+from turbo_edge.core.rewards.registry import REWARDS, load_reward
 from turbo_edge.core.sampling import encode_text
-from turbo_edge.distill.rewards.base import RewardConfig, RewardModel, WorldTextEncoder
-from turbo_edge.distill.rewards.builtin import soft_argmax, time_slope
-from turbo_edge.distill.rewards.registry import REWARDS, load_reward
 from turbo_edge.spec import param
 
 log = logging.getLogger(__name__)

@@ -139,7 +139,7 @@ def save_reward(model: RewardModel, cfg: RewardConfig, directory: str | Path, me
 def read_reward_dir(directory: str | Path, name: str) -> tuple[RewardConfig, dict[str, torch.Tensor]]:
     d = Path(directory)
     if not d.is_dir():
-        hint = f"; train it with `python -m turbo_edge.distill.rewards.train --which {name.removeprefix('builtin-')}`"
+        hint = f"; train it with `python -m turbo_edge.core.rewards.train --which {name.removeprefix('builtin-')}`"
         raise FileNotFoundError(f"reward {name!r}: weights directory {d} does not exist{hint}")
     check_safetensors_dir(d, f"reward {name!r}")
     if not (d / "model.safetensors").is_file() or not (d / "config.json").is_file():
