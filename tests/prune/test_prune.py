@@ -183,6 +183,8 @@ def test_prune_config_validates():
     assert PruneConfig.from_dict(PruneConfig(mca_weight=0.0).to_dict()).mca_weight == 0.0
     with pytest.raises(ValueError, match="init_pruned replays that model's own plans"):
         PruneConfig(init_pruned="runs/pruned/pruned", plan="plan.json")
+    with pytest.raises(ValueError, match="leave plan unset and channel_ratio 0"):
+        PruneConfig(init_pruned="runs/pruned/pruned", channel_ratio=0.25)
     with pytest.raises(ValueError, match="unknown reward 'nope'"):
         PruneConfig(rewards=[{"name": "nope", "weight": 1.0}])
     with pytest.raises(ValueError, match="each reward is an object"):

@@ -322,13 +322,12 @@ def prune(cfg: PruneConfig) -> Path:
     config = replay.base_config(student.denoiser)
     init = _init_pruned(cfg, student) if cfg.init_pruned else None
     # A DiT's width plan (heads, FFN channels) is measured on the student's own calls, on the importance clips.
-    dit_widths_measured = cfg.channel_ratio > 0 and plans.is_dit(config)
+    dit_widths_measured = cfg.channel_ratio > 0 and plans.is_dit(config) and init is None
     if dit_widths_measured and cfg.importance_clips < 1:
         raise ValueError("channel_ratio > 0 on a DiT prunes heads and FFN channels measured on the student's calls: set importance_clips >= 1")
     # Bad plans fail here, before data or training; only rules that read measured costs measure importance first
     # (lowest_cost; VDMini's on a DiT, which has no resolution levels to read the rule from).
     needs_table = (cfg.rule == "lowest_cost" or (cfg.rule == "vdmini" and plans.is_dit(config))) and not cfg.plan and init is None
-    dit_widths_measured = dit_widths_measured and init is None
     if needs_table and cfg.importance_clips < 1:
         raise ValueError(f"the {cfg.rule} rule on this model ranks units by measured importance: set importance_clips >= 1")
     if init is not None:  # its own plans, as its directory records them

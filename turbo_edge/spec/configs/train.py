@@ -271,8 +271,8 @@ class PruneConfig(StageConfig):
         for name in ("importance_steps", "remove_count", "disc_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.init_pruned and self.plan:
-            raise ValueError("init_pruned replays that model's own plans: leave plan unset")
+        if self.init_pruned and (self.plan or self.channel_ratio):
+            raise ValueError("init_pruned replays that model's own plans: leave plan unset and channel_ratio 0")
         reward_terms(self.rewards)  # validates every reward entry
         if self.importance_clips < 0 or (self.data is None and self.importance_clips > self.loop.dataset_clips):  # --data: its size, at run time
             raise ValueError(f"importance_clips must be in [0, dataset_clips={self.loop.dataset_clips}], got {self.importance_clips}")
