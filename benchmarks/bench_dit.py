@@ -145,6 +145,7 @@ def main() -> None:
     if args.student_only:
         return
     t0 = time.time()
+    prune_rewards = json.loads(args.prune_rewards)
     if args.pruned:
         from turbo_edge.core.pipeline_io import resolve_model_path
 
@@ -152,7 +153,7 @@ def main() -> None:
     else:
         pruned = prune(PruneConfig.make(student=str(student), data=data, out=str(runs / "prune"), steps=args.prune_steps,
                                         remove_count=args.remove_count, checkpoint_every=max(1, min(200, args.prune_steps)),
-                                        rewards=json.loads(args.prune_rewards), init_pruned=args.init_pruned,
+                                        rewards=prune_rewards, init_pruned=args.init_pruned,
                                         **({} if args.mca_weight is None else {"mca_weight": args.mca_weight}), **common))
     prune_seconds = time.time() - t0
     plan = json.loads((pruned / "pruning_plan.json").read_text())
@@ -166,7 +167,7 @@ def main() -> None:
         "kind": "dit_prune", "student": str(student), "plan": {"rule": plan["rule"], "removed": plan["removed"]},
         "importance": [{k: u[k] for k in ("name", "content_cost", "motion_cost", "motion_share")} for u in table["units"]],
         "params_student": details["params_student"], "params_pruned": details["params_pruned"],
-        "prune_steps": args.prune_steps, "prune_rewards": json.loads(args.prune_rewards), "init_pruned": args.init_pruned or None,
+        "prune_steps": args.prune_steps, "prune_rewards": prune_rewards, "init_pruned": args.init_pruned or None,
         "prune_seconds": None if args.pruned else round(prune_seconds, 1), "pruned_model": str(args.pruned or pruned), "rows": prows, "machine": machine,
         "gates": {"pruned_4_within_1_point_of_student": prows["pruned_4"]["content"] >= t4["content"] - 0.01
                   and prows["pruned_4"]["motion"] >= t4["motion"] - 0.01},

@@ -197,28 +197,32 @@ def model_family(path: str | os.PathLike[str]) -> ModelFamily:
     return family
 
 
-def load_denoiser(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) -> tuple[Any, ModelCard]:
-    """A model directory's denoiser alone (rebuilt from its plans, as ``load_teacher`` does) and its card: a stage that
-    needs only another model's UNet / transformer does not load that model's autoencoder and text encoder too."""
-    import torch
-
+def _load_denoiser(path: Path, family: ModelFamily, dtype: Any) -> tuple[Any, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """``path``'s denoiser, rebuilt from the plans its directory records (a pruned student's), and those plans."""
     from turbo_edge.spec.plan import read_plans
+
+    plans = read_plans(path)
+    return family.denoiser.load(path / family.denoiser.folder, dtype, *plans), plans
+
+
+def load_denoiser(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) -> tuple[Any, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """A model directory's denoiser alone and the plans it was rebuilt from (block, channel): a stage that needs only
+    another model's UNet / transformer does not load that model's autoencoder and text encoder too."""
+    import torch
 
     path = resolve_model_path(name_or_path)
     family = model_family(path)
     try:
-        block_plan, channel_plan = read_plans(path)
-        denoiser = family.denoiser.load(path / family.denoiser.folder, torch_dtype or torch.float32, block_plan, channel_plan)
+        denoiser, plans = _load_denoiser(path, family, torch_dtype or torch.float32)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLayoutError(f"could not load the weights in {path}: {exc}") from exc
-    return denoiser.eval(), read_card(path)
+    return denoiser.eval(), plans
 
 
 def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) -> T2VModel:
     """Load a text-to-video model from a builtin alias or a local diffusers directory (safetensors only)."""
     import diffusers
 
-    from turbo_edge.spec.plan import read_plans
 
     path = resolve_model_path(name_or_path)
     index = check_layout(path)
@@ -232,8 +236,7 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
 
     check_fits(path, torch.empty((), dtype=dtype).element_size())  # before from_pretrained allocates what the configs name
     try:
-        block_plan, channel_plan = read_plans(path)  # a pruned student is rebuilt from its plan(s)
-        denoiser = family.denoiser.load(path / family.denoiser.folder, dtype, block_plan, channel_plan)
+        denoiser, _ = _load_denoiser(path, family, dtype)  # a pruned student is rebuilt from its plan(s)
         vae = family.autoencoder.load(path / "vae", dtype)
         text_encoder = family.text.load(path / "text_encoder", dtype)
         tokenizer = family.text.load_tokenizer(path / "tokenizer")

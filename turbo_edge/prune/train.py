@@ -298,15 +298,15 @@ def _student_scheduler(student: T2VModel) -> Any:
 
 def _init_pruned(cfg: PruneConfig, student: T2VModel) -> tuple[torch.nn.Module, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
     """``init_pruned``'s transformer / UNet and its plans; refused unless ``prune`` made it from this run's student."""
-    card = read_card(resolve_model_path(cfg.init_pruned))  # checked before any weights load
+    path = resolve_model_path(cfg.init_pruned)
+    card = read_card(path)  # checked before any weights load
     if card.kind != "pruned":
         raise ValueError(f"init_pruned {cfg.init_pruned} is a {card.kind}, not a pruned student: give a `turbo-edge prune` output")
     parent = card.lineage.parent if card.lineage else ""
     if not parent or resolve_model_path(parent).resolve() != Path(student.path).resolve():
         raise ValueError(f"init_pruned {cfg.init_pruned} was pruned from {parent or 'an unrecorded model'}, not from {cfg.student}: "
                          "set student to its parent")
-    denoiser, _ = load_denoiser(cfg.init_pruned)
-    return denoiser, plans.read_plans(resolve_model_path(cfg.init_pruned))
+    return load_denoiser(path)
 
 
 def prune(cfg: PruneConfig) -> Path:
