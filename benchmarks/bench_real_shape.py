@@ -581,9 +581,11 @@ def stage_times_torch(teacher: Path, frames: int, latent: int, warmup: int, runs
 
 
 def stage_times_bundle(kind: str, bundle: Path, threads: int, warmup: int, runs: int, record: dict[str, Any],
-                       fill: dict[str, int] | None = None) -> dict[str, float]:
+                       fill: dict[str, int] | None = None, decoders: dict[str, tuple[Path, dict[str, tuple[int, ...]]]] | None = None) -> dict[str, float]:
     """The bundle's text encoder and VAE decoder graphs on ``kind``, at the manifest's opt shapes (integer inputs zeros,
-    or ``fill``'s value by name: a DiT text encoder's attention mask of ones, a full-length prompt)."""
+    or ``fill``'s value by name: a DiT text encoder's attention mask of ones, a full-length prompt). ``decoders``: other
+    decoder graphs by name, (path, output shapes by name), e.g. a tiny decoder, each timed as ``decode_NAME`` in the same
+    group on the bundle decoder's own latents (its one input)."""
     import numpy as np
 
     from turbo_edge.spec.bundle import load_bundle
@@ -604,6 +606,12 @@ def stage_times_bundle(kind: str, bundle: Path, threads: int, warmup: int, runs:
             feeds = {n: np.full(s, (fill or {}).get(n, 0), dtype=dtypes[n]) if np.issubdtype(dtypes[n], np.integer)
                      else rng.standard_normal(s).astype(dtypes[n]) for n, s in ins.items()}
             calls[f"{label}_b{batch}" if batch else label] = backend_call(backend, feeds, outs)
+            if comp == "vae_decoder":
+                latents = next(iter(feeds.values()))
+    for name, (path, out_shapes) in (decoders or {}).items():
+        backend = load_backend(kind, path, threads)
+        keep.append(backend)
+        calls[f"decode_{name}"] = backend_call(backend, {n: latents for n in backend.input_dtypes()}, out_shapes)
     rows = run_group(f"{kind}_stages", calls, warmup, runs, record)
     for backend in keep:
         backend.close()
@@ -648,6 +656,15 @@ def ratios(medians: dict[str, dict[str, dict[str, float]]], flops: dict[str, Any
                 video[f"ratio_{n}_step"] = round(teacher_video / sv, 2)
                 # With the text encoder and decoder as they are, no UNet speed-up takes the ratio past this.
                 video[f"bound_{n}_step"] = round(teacher_video / (text_s + dec), 1)
+            for name in sorted(k[len("decode_"):] for k in st if k.startswith("decode_")):
+                small = st[f"decode_{name}"]  # the student with a drop-in decoder variant (the teacher keeps the full one)
+                video[f"decoder_full_over_{name}"] = round(dec / small, 2)
+                for n in STUDENT_STEPS:
+                    sv = text_s + n * student + small
+                    video[f"student_{n}_step_{name}_ms"] = round(sv)
+                    video[f"ratio_{n}_step_{name}"] = round(teacher_video / sv, 2)
+                    video[f"student_{n}_step_{name}_share"] = {"text": round(text_s / sv, 4), "unet": round(n * student / sv, 4),
+                                                                 "decode": round(small / sv, 4)}
             out["video"][kind] = video
         out["prune"][kind] = {}
         for n in ("vdmini", "vdmini_ch"):
@@ -693,6 +710,10 @@ def goal_check(r: dict[str, Any], goals: dict[str, float] | None = None) -> dict
     for kind, pr in r["prune"].items():
         for n, row in pr.items():
             add(f"prune_{n}_{kind}", row["of_flop_ratio"], "prune_vs_flops")
+    for kind, video in r["video"].items():  # the decoder issue's per-video goals, where a tiny decoder was timed beside the full one
+        add(f"video_4_step_tiny_{kind}", video.get("ratio_4_step_tiny"), "video_4_step_tiny")
+        add(f"video_1_step_tiny_{kind}", video.get("ratio_1_step_tiny"), "video_1_step_tiny")
+        add(f"decoder_full_over_tiny_{kind}", video.get("decoder_full_over_tiny"), "decoder_full_over_tiny")
     add("ov_int8_over_fp32", r["precision"].get("ov_int8_over_fp32"), "ov_int8_vs_fp32")
     add("ort_over_eager", r["backend"].get("ort_over_eager"), "ort_vs_eager")
     add("achieved_over_peak", r["peak"].get("fraction"), "achieved_vs_peak")

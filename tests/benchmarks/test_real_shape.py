@@ -114,7 +114,8 @@ WAN_MEDIANS = {
 
 def test_wan_goals_follow_the_cpu_and_text_times_scale_to_24_layers() -> None:
     assert wan.goals({"int8_dot_product": ["avx512_vnni"]})["ov_int8_vs_fp32"] == 2.0
-    assert wan.goals({"int8_dot_product": []}) == {"loop_4_step": 22.0, "prune_vs_flops": 0.9, "ov_int8_vs_fp32": 1.5, "achieved_vs_peak": 0.5}
+    assert wan.goals({"int8_dot_product": []}) == {"loop_4_step": 22.0, "prune_vs_flops": 0.9, "ov_int8_vs_fp32": 1.5, "achieved_vs_peak": 0.5,
+                                                   "decoder_full_over_tiny": 5.0, "video_4_step_tiny": 22.0, "video_1_step_tiny": 60.0}
     medians = json.loads(json.dumps(WAN_MEDIANS))
     wan.scale_text(medians, 12.0)
     st = medians["openvino"]["stages"]
@@ -129,6 +130,18 @@ def test_wan_goals_follow_the_cpu_and_text_times_scale_to_24_layers() -> None:
     assert g["ov_int8_over_fp32"] == {"value": 2.5, "goal": 1.5, "met": True}
     assert g["prune_vdmini_ch_openvino"]["value"] == pytest.approx(15100 / 8000 / (3.8 / 1.95), abs=1e-3)
     assert not any(k.startswith("loop_1_step") for k in g) and "ort_over_eager" not in g
+    assert not any(k.startswith(("video_", "decoder_")) for k in g)  # no tiny decoder timed: nothing judged on one
+    # A tiny decoder timed in the stages group: the student's videos with it, the teacher's with the full one.
+    medians["openvino"]["stages"]["decode_tiny"] = 500.0
+    r = brs.ratios(medians, WAN_FLOPS, {"threads": 2}, goals=wan.goals({"int8_dot_product": []}))
+    v = r["video"]["openvino"]
+    assert v["decoder_full_over_tiny"] == 80.0 and v["student_4_step_tiny_ms"] == 24000 + 4 * 15000 + 500
+    assert v["ratio_1_step_tiny"] == pytest.approx(teacher / (24000 + 15000 + 500), abs=0.01)
+    assert v["student_4_step_tiny_share"]["decode"] == pytest.approx(500 / 84500, abs=1e-4)
+    g = r["goals"]
+    assert g["video_4_step_tiny_openvino"] == {"value": pytest.approx(teacher / 84500, abs=0.01), "goal": 22.0, "met": False}  # 18.1x
+    assert g["video_1_step_tiny_openvino"] == {"value": pytest.approx(teacher / 39500, abs=0.01), "goal": 60.0, "met": False}  # 38.8x
+    assert g["decoder_full_over_tiny_openvino"] == {"value": 80.0, "goal": 5.0, "met": True}
     # The UNet's default goals are unchanged: every figure judged, as before.
     assert {"loop_1_step_openvino", "ov_int8_over_fp32"} <= set(brs.goal_check(r))
 
@@ -166,8 +179,9 @@ def test_results_page_section_for_a_wan_record(tmp_path: Path) -> None:
 
     medians = json.loads(json.dumps(WAN_MEDIANS))
     wan.scale_text(medians, 12.0)
+    medians["openvino"]["stages"]["decode_tiny"] = 500.0
     shape = wan.SHAPES["wan2.1-t2v-1.3b"]
-    record = {"command": "python benchmarks/bench_real_shape.py --family wan", "family": "wan", "machine": {"platform": "Linux", "cpus": 2},
+    record = {"decoders": {"tiny": {"width": 64, "parameters": 248435}}, "command": "python benchmarks/bench_real_shape.py --family wan", "family": "wan", "machine": {"platform": "Linux", "cpus": 2},
               "runs": 3, "warmup": 1, "threads": 2, "medians_ms": medians, "flops": WAN_FLOPS, "peak_rss_gib": 17.9,
               "ratios": brs.ratios(medians, WAN_FLOPS, {"threads": 2}, goals=wan.goals({"int8_dot_product": ["avx512_vnni"]})),
               "shape": {"name": "wan2.1-t2v-1.3b", "frames": 17, "pixels": [256, 256], "latent": [5, 32, 32], "tokens": 1280, "text_len": 512,
@@ -186,6 +200,8 @@ def test_results_page_section_for_a_wan_record(tmp_path: Path) -> None:
     assert "| text encoder (scaled to 24 layers), prompt + empty | 43200 |" in page and "| causal VAE decoder, whole clip | 40000 |" in page
     assert "keeps 9 self- and 9 cross-attention heads, FFN 6720 per kept block" in page and "VDMini removes 10 of 30 blocks" in page
     assert "UMT5 built with 2 of its 24 layers" in page
+    assert "Per video with the student's tiny decoder (width 64, 248435 parameters" in page
+    assert "| openvino | 80.00 | 84500 | 39500 | 18.14 | 38.82 | 0.6 % |" in page
 
 
 @pytest.mark.slow
@@ -209,6 +225,8 @@ def test_wan_tiny_chain_end_to_end(tmp_path: Path) -> None:
     assert v["vdmini_ch"]["widths"] == [{"attn1_heads": 3, "attn2_heads": 3, "ffn_dim": 384}]
     st = data["medians_ms"]["ort"]["stages"]
     assert st["text_b1"] == pytest.approx(12 * st["text_b1_measured"], abs=0.01) and data["text_encoder"]["scale"] == 12
+    assert st["decode_tiny"] > 0 and data["decoders"]["tiny"]["width"] == 64  # the tiny decoder, timed beside the full one
+    assert data["ratios"]["video"]["ort"]["decoder_full_over_tiny"] == pytest.approx(st["decode"] / st["decode_tiny"], abs=0.01)
     work = tmp_path / "work" / "wan_tiny"
     assert json.loads((work / "channel_plan.json").read_text())["kind"] == "head_ffn_plan"
     assert "VDMini removes" in first.stdout and "int8: NNCF calibration on 16 calls of the transformer" in first.stdout

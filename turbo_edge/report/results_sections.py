@@ -308,6 +308,16 @@ def _real_shape(name: str, data: dict[str, Any]) -> list[str]:
                       [[k, ms(v.get("teacher_ms")), ms(v.get("student_4_step_ms")), ms(v.get("student_1_step_ms")), ratio(v.get("ratio_4_step")),
                         ratio(v.get("ratio_1_step")), share((v.get("student_4_step_share") or {}).get("decode")), ratio(v.get("bound_4_step"))]
                        for k, v in video.items()])
+        tiny = {k: v for k, v in video.items() if "decoder_full_over_tiny" in v}
+        if tiny:  # the decoder issue's figures: the student with the tiny decoder, timed in the full decoder's group
+            dec = (data.get("decoders") or {}).get("tiny") or {}
+            body += ["", f"Per video with the student's tiny decoder (width {fmt(dec.get('width'))}, {fmt(dec.get('parameters'))} parameters, "
+                     "random weights; the teacher keeps the full decoder):", ""]
+            body += table(["backend", "decoder call full ÷ tiny", "student 4-step ms", "student 1-step ms", "4-step ratio", "1-step ratio",
+                           "decode share, 4-step"],
+                          [[k, ratio(v.get("decoder_full_over_tiny")), ms(v.get("student_4_step_tiny_ms")), ms(v.get("student_1_step_tiny_ms")),
+                            ratio(v.get("ratio_4_step_tiny")), ratio(v.get("ratio_1_step_tiny")),
+                            share((v.get("student_4_step_tiny_share") or {}).get("decode"))] for k, v in tiny.items()])
     flops = data.get("flops") or {}
     peak = r.get("peak") or {}
     shape = data.get("shape") or {}
