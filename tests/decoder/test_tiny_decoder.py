@@ -298,3 +298,57 @@ def test_decoder_train_distils_a_wan_decoder_and_eval_decodes_with_it(wan_test_d
     assert result["decoder"] == "tiny" and result["n_videos"] == 2
     with pytest.raises(ValueError, match="--variant tiny"):
         train(DecoderTrainConfig.make(model=str(wan_test_dir), data=str(wan_data_dir), out=str(tmp_path / "p"), variant="pruned", steps=1))
+
+
+def test_frame_weights_and_the_cosine_schedule():
+    from turbo_edge.decoder.train import frame_weights, lr_factor
+
+    err = torch.tensor([1.0, 1.0, 1.0, 4.0])  # the last frame position 4x worse
+    assert torch.equal(frame_weights(err, 0.0), torch.ones(4))
+    w = frame_weights(err, 1.0)
+    assert w.mean().item() == pytest.approx(1.0) and w[3].item() == pytest.approx(4 * w[0].item())
+    assert frame_weights(err, 0.5)[3].item() == pytest.approx(2 * frame_weights(err, 0.5)[0].item())
+    assert [lr_factor("constant", s, 10) for s in (0, 5, 10)] == [1.0, 1.0, 1.0]
+    assert [lr_factor("cosine", s, 10) for s in (0, 5, 10)] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
+    with pytest.raises(ValueError, match="frame_balance must be in"):
+        DecoderTrainConfig(frame_balance=-1)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        DecoderTrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="needs --variant tiny"):
+        DecoderTrainConfig(variant="pruned", init="x")
+    # Defaults keep the resume identity of runs written before these fields; a cosine run's length is part of its identity.
+    assert "frame_balance" not in DecoderTrainConfig().training_hash_fields()
+    assert DecoderTrainConfig(lr_schedule="cosine").training_hash_fields()["loop"]["steps"] == 2000
+    assert "steps" not in DecoderTrainConfig().training_hash_fields()["loop"]
+
+
+def test_init_continues_a_tiny_decoder_and_refuses_another(tiny_t2v_dir, world, tmp_path):
+    first = train(_cfg(tiny_t2v_dir, world, tmp_path / "first", steps=2, val_clips=0))
+    # Zero learning rate after step 0 of a 1-step cosine run: the continued decoder starts as, and stays, the init's.
+    same = train(_cfg(tiny_t2v_dir, world, tmp_path / "same", steps=1, val_clips=0, init=str(first), lr_schedule="cosine", lr=1e-12))
+    a, b = load_tiny_decoder(first).state_dict(), load_tiny_decoder(same).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    variant = read_card(same).decoders["tiny"]
+    assert variant.lineage.config["init"] == str(first) and f'init="{first}"' in variant.lineage.details["reproduce"]
+    cont = train(_cfg(tiny_t2v_dir, world, tmp_path / "cont", steps=3, val_clips=0, init=str(first), frame_balance=1.0, lr=3e-3,
+                      lr_schedule="cosine"))
+    rows = [json.loads(line) for line in (tmp_path / "cont" / "log.jsonl").read_text().splitlines()]
+    assert all(r["last_frame_weight"] > 0 for r in rows) and not torch.equal(load_tiny_decoder(cont).conv_out.weight, a["conv_out.weight"])
+    with pytest.raises(ValueError, match="another architecture .*width"):
+        train(_cfg(tiny_t2v_dir, world, tmp_path / "wide", steps=1, val_clips=0, init=str(first), width=16))
+    assert not (tmp_path / "wide").exists()  # refused before the run directory is claimed
+    with pytest.raises(FileNotFoundError, match="has no tiny decoder"):
+        train(_cfg(tiny_t2v_dir, world, tmp_path / "none", steps=1, val_clips=0, init=str(tiny_t2v_dir)))
+    # The same tiny decoder beside another autoencoder (one weight moved): refused, it decodes another latent space.
+    import shutil
+
+    from diffusers import AutoencoderKL
+
+    other = tmp_path / "other"
+    shutil.copytree(first, other)
+    vae = AutoencoderKL.from_pretrained(other / "vae")
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.add_(0.5)
+    vae.save_pretrained(other / "vae", safe_serialization=True)
+    with pytest.raises(ValueError, match="made for another autoencoder .*decoder.conv_out.weight"):
+        train(_cfg(tiny_t2v_dir, world, tmp_path / "o", steps=1, val_clips=0, init=str(other)))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -114,10 +115,13 @@ def apply_decoder_plan(vae: torch.nn.Module, plan: dict[str, Any]) -> PrunedDeco
 class Distillation:
     """The frozen full decoder (target and perceptual features), the trainable tiny decoder, the optional discriminator."""
 
-    def __init__(self, cfg: DecoderTrainConfig, vae: torch.nn.Module, device_type: str = "cpu", plan: dict[str, Any] | None = None) -> None:
+    def __init__(self, cfg: DecoderTrainConfig, vae: torch.nn.Module, device_type: str = "cpu", plan: dict[str, Any] | None = None,
+                 init: dict[str, torch.Tensor] | None = None) -> None:
         self.cfg = cfg
         self.autocast = lambda: autocast(cfg.loop.mixed_precision, device_type)
         student = build_decoder(cfg, dict(vae.config)) if plan is None else apply_decoder_plan(vae, plan)
+        if init is not None:  # init_decoder's weights (checked against this architecture and autoencoder)
+            student.load_state_dict(init)
         self.full = full_decoder_target(vae)  # after the copy: the target's weights are frozen in place
         self.tiny = student.train().requires_grad_(True)
         self.disc = PatchDiscriminator(cfg.disc_width) if cfg.adv_weight > 0 else None
@@ -138,9 +142,14 @@ class Distillation:
         with self.autocast():
             pred = tiny.frames_unclamped(x0).float() if hasattr(tiny, "frames_unclamped") else tiny.module.frames_unclamped(x0).float()
         self.last = (target, pred.detach())
-        l1, mse = (pred - target).abs().mean(), (pred - target).pow(2).mean()  # step 4
+        diff = pred - target  # [B, F, 3, H, W]
+        per_l1, per_mse = diff.abs().mean(dim=(0, 2, 3, 4)), diff.pow(2).mean(dim=(0, 2, 3, 4))  # step 4, per frame position
+        weights = frame_weights(per_mse.detach(), cfg.frame_balance)
+        l1, mse = (per_l1 * weights).mean(), (per_mse * weights).mean()
         total = cfg.l1_weight * l1 + cfg.mse_weight * mse
         metrics = {"loss_l1": l1.item(), "loss_mse": mse.item()}
+        if cfg.frame_balance > 0:
+            metrics["last_frame_weight"] = weights[-1].item()
         if cfg.perceptual_weight > 0:
             with self.autocast():
                 with torch.no_grad():
@@ -168,6 +177,49 @@ class Distillation:
             real, fake = self.disc(target).float(), self.disc(pred).float()
         loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
         return loss, {"loss_disc": loss.item()}
+
+
+def frame_weights(per_frame_error: torch.Tensor, balance: float) -> torch.Tensor:
+    """Weights of the frame positions, mean 1: each position's share of the error to the power ``balance`` (0: all 1).
+    A causal decoder's last frame is the hardest (docs/decisions.md: 25 dB where the others had 30-31), and a mean over
+    frames lets the easy ones dominate; weighing by the error moves the effort to where it is lost."""
+    if balance == 0:
+        return torch.ones_like(per_frame_error)
+    w = (per_frame_error / per_frame_error.mean().clamp_min(1e-12)).clamp_min(1e-6) ** balance
+    return w / w.mean()
+
+
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The learning-rate multiplier at ``step`` (0-based): 1, or a cosine from 1 to 0 over ``steps``."""
+    return 1.0 if schedule == "constant" else 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
+
+
+def init_decoder(cfg: DecoderTrainConfig, vae: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``init``: that model directory's tiny decoder weights, refused in one line unless it has this run's architecture
+    and was made for this model's autoencoder (the same weights, to float16 rounding: a shipped model stores them in
+    float16)."""
+    from turbo_edge.core.tiny_decoder import load_tiny_decoder
+
+    path = resolve_model_path(cfg.init)
+    check_layout(path)
+    source = load_tiny_decoder(path)
+    mine, theirs = (json.loads(json.dumps(dict(d.config), default=str)) for d in (build_decoder(cfg, dict(vae.config)), source))  # tuples as lists
+    arch = {k: (mine.get(k), theirs.get(k)) for k in set(mine) | set(theirs) if not k.startswith("_") and mine.get(k) != theirs.get(k)}
+    if arch:
+        raise ValueError(f"init {cfg.init}: its tiny decoder has another architecture ({', '.join(f'{k} {b}, here {a}' for k, (a, b) in sorted(arch.items()))}); "
+                         "set --width / --channels / --blocks to match it")
+    import diffusers
+
+    vae_cls = json.loads((path / "vae" / "config.json").read_text()).get("_class_name", "")
+    if vae_cls != type(vae).__name__:
+        raise ValueError(f"init {cfg.init} has a {vae_cls or 'unnamed'} autoencoder, this model a {type(vae).__name__}: a tiny "
+                         "decoder decodes only the latent space it was trained on")
+    other = getattr(diffusers, vae_cls).from_pretrained(path / "vae", use_safetensors=True).state_dict()
+    for name, value in vae.state_dict().items():
+        if name not in other or other[name].shape != value.shape or not torch.allclose(other[name].float(), value.float(), rtol=1e-2, atol=1e-3):
+            raise ValueError(f"init {cfg.init} was made for another autoencoder ({name} differs from this model's): a tiny decoder "
+                             "decodes only the latent space it was trained on")
+    return source.state_dict()
 
 
 def held_out_latents(cfg: DecoderTrainConfig, out: Path) -> torch.Tensor | None:
@@ -231,6 +283,7 @@ def train(cfg: DecoderTrainConfig) -> Path:
     check_layout(src)
     model = load_teacher(cfg.model)  # the layout and weights are checked before the run directory is claimed
     check_autoencoder(dict(model.vae.config), cfg.variant)
+    init = init_decoder(cfg, model.vae) if cfg.init is not None else None  # refused before the run directory is claimed
     claim_run_dir(out, CONFIG_FILE)
     cfg.save(out / CONFIG_FILE)
     accel = Accelerator(cpu=not torch.cuda.is_available())
@@ -242,7 +295,7 @@ def train(cfg: DecoderTrainConfig) -> Path:
         plan = make_decoder_plan(cfg, model.vae, source)
         (out / PLAN_FILE).write_text(json.dumps(plan, indent=1) + "\n")
         log.info("decoder plan: removed %s, %d resnets narrowed (ratio %g)", plan["removed"], len(plan["kept"]), plan["channel_ratio"])
-    dist = Distillation(cfg, model.vae, device_type=accel.device.type, plan=plan)
+    dist = Distillation(cfg, model.vae, device_type=accel.device.type, plan=plan, init=init)
     opt = adamw(dist.parameter_groups(), lean=cfg.loop.lean_optimizer)
     identity = {"removed": plan["removed"], "kept": plan["kept"]} if plan is not None else {}
     chash = ckpt.config_hash({**cfg.training_hash_fields(), "vae": _vae_identity(model.vae), **identity})
@@ -260,7 +313,10 @@ def train(cfg: DecoderTrainConfig) -> Path:
     rank, ws = accel.process_index, accel.num_processes
     reader = source.reader(rank, ws, max(1, cfg.loop.batch // ws), resume=meta)
     bar = tqdm(total=cfg.loop.steps, initial=start, desc="decoder", disable=not accel.is_main_process, dynamic_ncols=True)
+    base_lrs = [group["lr"] for group in dist.parameter_groups()]  # the config's (a resumed optimiser holds the last scheduled)
     for step in range(start, cfg.loop.steps):
+        for group, lr in zip(opt.param_groups, base_lrs):  # a function of the step alone: a resumed run gets the same rates
+            group["lr"] = lr * lr_factor(cfg.lr_schedule, step, cfg.loop.steps)
         batch = reader.next(step)
         if cfg.loop.read_log:
             train_data.log_read(out, rank, step + 1, batch)

@@ -458,6 +458,7 @@ class DecoderLoop(TrainLoop):
     lr: float = opt(5e-4, help="learning rate")
 
 
+DECODER_LR_SCHEDULES = ("constant", "cosine")
 DECODER_KINDS = ("tiny", "pruned")  # a TinyDecoder distilled from scratch; the full decoder pruned (VDMini) and fine-tuned
 
 
@@ -497,6 +498,12 @@ class DecoderTrainConfig(StageConfig):
     adv_start: int = opt(0, help="step from which the adversarial term and the discriminator train")
     disc_width: int = opt(32)
     disc_lr: float = opt(1e-4)
+    frame_balance: float = opt(0.0, help="weigh each frame position's L1 / MSE by its share of the batch's error to this power (0: "
+                                         "every frame alike; 1: in proportion), so the frames the decoder gets worst (a causal "
+                                         "decoder's last one) weigh most")
+    lr_schedule: str = opt("constant", choices=DECODER_LR_SCHEDULES, help="constant, or cosine: the learning rates decay to 0 over --steps")
+    init: str | None = opt(None, help="tiny: start from this model directory's tiny decoder (a finished run's OUT/model, made for "
+                                      "this model's autoencoder, of the same architecture) instead of a random one")
     loop: DecoderLoop = dataclasses.field(default_factory=DecoderLoop)
     # Held-out quality at the end: PSNR / SSIM of the tiny decoder's frames against the full decoder's.
     val_data: str | None = opt(None, help="a prepared dataset held out from training: PSNR / SSIM against the full decoder on its latents "
@@ -522,11 +529,22 @@ class DecoderTrainConfig(StageConfig):
             raise ValueError("channel_ratio must be in [0, 1), remove_count >= 0 and importance_clips >= 1")
         if self.variant == "tiny" and (self.plan or self.remove or self.channel_ratio):
             raise ValueError("plan, remove and channel_ratio prune the full decoder: they need --variant pruned")
+        if not 0 <= self.frame_balance <= 2:
+            raise ValueError(f"frame_balance must be in [0, 2] (0: every frame alike), got {self.frame_balance}")
+        if self.lr_schedule not in DECODER_LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {list(DECODER_LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.init is not None and (self.variant != "tiny" or not str(self.init).strip()):
+            raise ValueError("init starts from a model directory's tiny decoder: it needs --variant tiny and a directory")
 
     def training_hash_fields(self) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the checkpoint (not the step count or the evaluation)."""
         d = self.fields_dict()
         for key in ("out", "data", "val_data", "val_clips"):  # data: its identity and positions are checked from the checkpoint
             d.pop(key)
+        for key, default in (("frame_balance", 0.0), ("lr_schedule", "constant"), ("init", None)):
+            if d[key] == default:  # off: the identity of checkpoints written before the field existed
+                d.pop(key)
         d["loop"] = self.loop.resume_fields()
+        if self.lr_schedule != "constant":  # the schedule spans the run: a resume with another length is another run
+            d["loop"]["steps"] = self.loop.steps
         return d
