@@ -11,11 +11,12 @@ from onnx import TensorProto, helper, numpy_helper
 from turbo_edge.runtime.flops import onnx_flops
 
 
-def _save(tmp_path, nodes, inputs, outputs, inits, name="g.onnx", external=False):
+def _save(tmp_path, nodes, inputs, outputs, inits, name="g.onnx", external=False, convert_attribute=False):
     model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
     path = tmp_path / name
-    onnx.save(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True, location=name + ".data", size_threshold=0)
+    onnx.save(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True, location=name + ".data", size_threshold=0,
+              convert_attribute=convert_attribute)
     return path
 
 
@@ -98,6 +99,14 @@ def test_weights_are_never_read(tmp_path):
                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 64])], [_w("w", 32, 64)], name="ext.onnx", external=True)
     (tmp_path / "ext.onnx.data").write_bytes(b"")  # truncated weights: a reader of the data would fail
     assert onnx_flops(external, {"x": (7, 32)}) == 2 * 7 * 32 * 64
+    # A Constant node's tensor in the external data too (the exporter moves large ones there: Wan's RoPE tables).
+    const = helper.make_node("Constant", [], ["w"], value=_w("w_value", 32, 64))
+    ext_const = _save(tmp_path, [const, helper.make_node("MatMul", ["x", "w"], ["y"])], [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 32])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 64])], [], name="const.onnx", external=True,
+                      convert_attribute=True)
+    assert onnx.load(str(ext_const), load_external_data=False).graph.node[0].attribute[0].t.data_location == TensorProto.EXTERNAL
+    (tmp_path / "const.onnx.data").unlink()
+    assert onnx_flops(ext_const, {"x": (7, 32)}) == 2 * 7 * 32 * 64
     assert onnx_flops(path, {"x": (1, 2, 32)}) > 0
 
 

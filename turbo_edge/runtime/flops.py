@@ -135,7 +135,9 @@ def _known_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
             values[t.name] = numpy_helper.to_array(t)
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            t = node.attribute[0].t  # an exporter may move a large Constant's tensor to the external data too (Wan's RoPE tables)
+            if t.data_location != onnx.TensorProto.EXTERNAL:
+                values[node.output[0]] = numpy_helper.to_array(t)
     return values
 
 
