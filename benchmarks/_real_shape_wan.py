@@ -531,6 +531,41 @@ def scale_text(medians: dict[str, dict[str, dict[str, float]]], scale: float) ->
 # ------------------------------------------------------------------ main
 
 
+def compose(record: dict[str, Any], goal: dict[str, float]) -> dict[str, Any]:
+    """The ratios and goal verdicts from the record's medians (text times already scaled): ``brs.ratios``, then int8
+    measured on the first blocks (the ratio is its own group's; the whole call's time follows from it), and the
+    deployed student on OpenVINO: the int8 transformer (that estimate) with the tiny decoder, beside the fp32 figures."""
+    medians = record["medians_ms"]
+    r = brs.ratios(medians, record["flops"], record, goals=goal)
+    depth = (medians.get("openvino") or {}).get("int8") or {}
+    if "int8_depth_b1" in depth:
+        ratio = depth["depth_b1"] / depth["int8_depth_b1"]
+        whole = medians["openvino"]["cfg"]["unpruned_b1"] / ratio
+        r["precision"].update({"ov_int8_over_fp32": round(ratio, 3), "int8_blocks": record["int8"]["blocks"],
+                               "ov_int8_whole_call_ms_estimate": round(whole, 1)})
+        video, st = r["video"].get("openvino") or {}, medians["openvino"].get("stages") or {}
+        if "teacher_ms" in video and "decode_tiny" in st:
+            for n in brs.STUDENT_STEPS:
+                sv = st["text_b1"] + n * whole + st["decode_tiny"]
+                video[f"student_{n}_step_int8_tiny_ms"] = round(sv)
+                video[f"ratio_{n}_step_int8_tiny"] = round(video["teacher_ms"] / sv, 2)
+        r["goals"] = brs.goal_check(r, goal)
+    return r
+
+
+def recompose(path: Path) -> int:
+    """``--recompose``: a written JSON's ratios and goals re-derived from its medians, in place (no measurement)."""
+    record = json.loads(path.read_text())
+    if record.get("family") != "wan":
+        raise SystemExit(f"--recompose {path}: not a --family wan record")
+    record["goals"] = goals(record["machine"])
+    record["ratios"] = compose(record, record["goals"])
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    log(f"recomposed {path}")
+    print(json.dumps(record["ratios"]["goals"], indent=1))
+    return 0
+
+
 def goals(mach: dict[str, Any]) -> dict[str, float]:
     """The issue's goals for the DiT: 4-step loop >= 22x, block plan >= 0.9 of its FLOP ratio, int8 >= 2x on a CPU with
     int8 dot products (VNNI / AMX) and >= 1.5x on one without (AVX2 only), fp32 at >= 0.5 of the CPU's peak; and the
@@ -672,14 +707,7 @@ def main_wan(args: argparse.Namespace, argv: list[str] | None) -> int:
             medians[kind] = backend_groups(kind, graphs, int8, bundle, f1, f1c, f2, args, record, decoders={"tiny": tiny})
     scale_text(medians, text_scale)
     record["medians_ms"] = medians
-    record["ratios"] = brs.ratios(medians, record["flops"], record, goals=goal)
-    depth = (medians.get("openvino") or {}).get("int8") or {}
-    if "int8_depth_b1" in depth:  # int8 on the first blocks: the ratio is its own group's; the whole call's time follows from it
-        ratio = depth["depth_b1"] / depth["int8_depth_b1"]
-        full = medians["openvino"]["cfg"]["unpruned_b1"]
-        record["ratios"]["precision"].update({"ov_int8_over_fp32": round(ratio, 3), "int8_blocks": record["int8"]["blocks"],
-                                              "ov_int8_whole_call_ms_estimate": round(full / ratio, 1)})
-        record["ratios"]["goals"] = brs.goal_check(record["ratios"], goal)
+    record["ratios"] = compose(record, goal)
     if "profile" not in skip:
         record["profiles"] = brs.profiles(record, graphs, int8[1] if int8 else None, f1, args.threads)
     record["peak_rss_gib"] = round(max(brs.peak_rss_gib(), brs.peak_rss_gib(resource.RUSAGE_CHILDREN)), 2)

@@ -142,6 +142,17 @@ def test_wan_goals_follow_the_cpu_and_text_times_scale_to_24_layers() -> None:
     assert g["video_4_step_tiny_openvino"] == {"value": pytest.approx(teacher / 84500, abs=0.01), "goal": 22.0, "met": False}  # 18.1x
     assert g["video_1_step_tiny_openvino"] == {"value": pytest.approx(teacher / 39500, abs=0.01), "goal": 60.0, "met": False}  # 38.8x
     assert g["decoder_full_over_tiny_openvino"] == {"value": 80.0, "goal": 5.0, "met": True}
+    # int8 measured on the first blocks: the deployed student (int8 transformer, tiny decoder) composed from its estimate.
+    medians["openvino"]["int8"] = {"depth_b1": 6000.0, "int8_depth_b1": 2500.0}
+    record = {"medians_ms": medians, "flops": WAN_FLOPS, "threads": 2, "int8": {"blocks": 12}}
+    r = wan.compose(record, wan.goals({"int8_dot_product": ["avx512_vnni"]}))
+    whole = medians["openvino"]["cfg"]["unpruned_b1"] / 2.4
+    assert r["precision"]["ov_int8_over_fp32"] == 2.4 and r["precision"]["ov_int8_whole_call_ms_estimate"] == pytest.approx(whole, abs=0.1)
+    v = r["video"]["openvino"]
+    assert v["student_1_step_int8_tiny_ms"] == round(24000 + whole + 500)
+    assert v["ratio_4_step_int8_tiny"] == pytest.approx(teacher / (24000 + 4 * whole + 500), abs=0.01)
+    assert r["goals"]["video_1_step_int8_tiny_openvino"]["value"] == v["ratio_1_step_int8_tiny"]
+    assert "video_1_step_int8_tiny_ort" not in r["goals"]  # int8 is OpenVINO's
     # The UNet's default goals are unchanged: every figure judged, as before.
     assert {"loop_1_step_openvino", "ov_int8_over_fp32"} <= set(brs.goal_check(r))
 

@@ -314,10 +314,14 @@ def _real_shape(name: str, data: dict[str, Any]) -> list[str]:
             body += ["", f"Per video with the student's tiny decoder (width {fmt(dec.get('width'))}, {fmt(dec.get('parameters'))} parameters, "
                      "random weights; the teacher keeps the full decoder):", ""]
             body += table(["backend", "decoder call full ÷ tiny", "student 4-step ms", "student 1-step ms", "4-step ratio", "1-step ratio",
-                           "decode share, 4-step"],
+                           "decode share, 4-step", "int8 student: 4-step ratio", "int8 student: 1-step ratio"],
                           [[k, ratio(v.get("decoder_full_over_tiny")), ms(v.get("student_4_step_tiny_ms")), ms(v.get("student_1_step_tiny_ms")),
                             ratio(v.get("ratio_4_step_tiny")), ratio(v.get("ratio_1_step_tiny")),
-                            share((v.get("student_4_step_tiny_share") or {}).get("decode"))] for k, v in tiny.items()])
+                            share((v.get("student_4_step_tiny_share") or {}).get("decode")), ratio(v.get("ratio_4_step_int8_tiny")),
+                            ratio(v.get("ratio_1_step_int8_tiny"))] for k, v in tiny.items()])
+            if any("ratio_4_step_int8_tiny" in v for v in tiny.values()):
+                body += ["", "The int8 student's figures compose the int8 transformer's whole-call time (the whole fp32 call over the "
+                         "int8 / fp32 ratio measured on the first blocks) with the fp32 text encoder and the tiny decoder."]
     flops = data.get("flops") or {}
     peak = r.get("peak") or {}
     shape = data.get("shape") or {}
