@@ -48,3 +48,50 @@ def test_convert_refuses_to_overwrite_its_source_and_unknown_dtypes(tiny_t2v_dir
     err = capsys.readouterr().err  # argparse names the flag and its choices, in one line
     assert "--dtype" in err and "float16" in err and "Traceback" not in err
     assert not (tiny_t2v_dir.parent / "x").exists()
+
+
+def test_decoders_from_gives_a_copy_another_models_decoder_over_the_same_autoencoder(tiny_t2v_dir, tmp_path, capsys):
+    """A student's tiny decoder fits the pruned model made from it (pruning never touches the VAE): `convert
+    --decoders-from` copies the folder and the card entry with its lineage; another autoencoder is refused."""
+    import dataclasses
+
+    from diffusers import AutoencoderKL
+
+    from turbo_edge.core.tiny_decoder import TinyDecoder, load_decoder_variant
+    from turbo_edge.spec.card import DecoderVariant, Lineage, read_card, write_card
+
+    donor = tmp_path / "donor"
+    shutil.copytree(tiny_t2v_dir, donor)
+    torch.manual_seed(0)
+    tiny = TinyDecoder.for_autoencoder_kl(json.loads((donor / "vae" / "config.json").read_text()), width=8)
+    tiny.save_pretrained(donor / "tiny_vae", safe_serialization=True)
+    variant = DecoderVariant(folder="tiny_vae", cls="TinyDecoder", lineage=Lineage(stage="decoder_train", parent=str(tiny_t2v_dir), step=7),
+                             quality={"psnr_db": 30.0})
+    write_card(dataclasses.replace(read_card(donor), decoders={"tiny": variant}), donor)
+    src = tmp_path / "src"  # the model that gains the decoder, with the line that made it
+    shutil.copytree(tiny_t2v_dir, src)
+    write_card(dataclasses.replace(read_card(src), reproduce="turbo-edge prune --student S"), src)
+    assert cli.main(["convert", "--model", str(src), "--out", str(tmp_path / "half"), "--decoders-from", str(donor)]) == 0
+    card = read_card(tmp_path / "half")
+    assert card.decoders["tiny"].lineage.step == 7 and card.decoders["tiny"].quality == {"psnr_db": 30.0}
+    assert card.reproduce.startswith("turbo-edge prune --student S && turbo-edge convert") and f"--decoders-from {donor}" in card.reproduce
+    assert card.weights_dtype == "float16"
+    copied = load_decoder_variant(tmp_path / "half", "tiny")
+    for name, p in tiny.state_dict().items():  # converted with the rest: float16 on disk, read back as float32
+        assert torch.equal(copied.state_dict()[name], p.half().float()), name
+    capsys.readouterr()
+    # The same decoder offered to a model with another autoencoder: refused in one line, nothing written.
+    other = tmp_path / "other"
+    shutil.copytree(tiny_t2v_dir, other)
+    vae = AutoencoderKL.from_pretrained(other / "vae")
+    with torch.no_grad():
+        vae.decoder.conv_out.bias.add_(1.0)
+    vae.save_pretrained(other / "vae", safe_serialization=True)
+    assert cli.main(["convert", "--model", str(other), "--out", str(tmp_path / "bad"), "--decoders-from", str(donor)]) == 2
+    err = capsys.readouterr().err
+    assert "autoencoder differs" in err and "decoder.conv_out.bias" in err and not (tmp_path / "bad").exists()
+    # A model that already has that decoder, and a donor without any: refused too.
+    assert cli.main(["convert", "--model", str(donor), "--out", str(tmp_path / "twice"), "--decoders-from", str(donor)]) == 2
+    assert "already has decoder(s) ['tiny']" in capsys.readouterr().err
+    assert cli.main(["convert", "--model", str(tiny_t2v_dir), "--out", str(tmp_path / "none"), "--decoders-from", str(other)]) == 2
+    assert "has no decoder variants" in capsys.readouterr().err

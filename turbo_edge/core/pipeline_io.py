@@ -381,8 +381,34 @@ def _diffusers_version() -> str:
 WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
 
 
-def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike[str], dtype: str = "float16", overwrite: bool = False) -> Path:
+def check_same_autoencoder(a: Path, b: Path, what: str) -> None:
+    """Refuse, in one line naming ``what``, unless model directories ``a`` and ``b`` hold the same autoencoder: the
+    same class and config and the same weights to float16 rounding (a shipped model stores them in float16). A decoder
+    variant decodes only the latent space it was trained on."""
+    import diffusers
+    import torch
+
+    configs = [json.loads((Path(d) / "vae" / "config.json").read_text()) for d in (a, b)]
+    strip = [{k: v for k, v in c.items() if not k.startswith("_")} for c in configs]
+    if configs[0].get("_class_name") != configs[1].get("_class_name") or strip[0] != strip[1]:
+        raise ValueError(f"{what}: {b} has another autoencoder ({configs[1].get('_class_name')}) than {a} "
+                         f"({configs[0].get('_class_name')}): a decoder variant decodes only the latent space it was trained on")
+    cls = getattr(diffusers, configs[0].get("_class_name") or "AutoencoderKL")
+    ours, theirs = (cls.from_pretrained(Path(d) / "vae", use_safetensors=True).state_dict() for d in (a, b))
+    for name, value in ours.items():
+        other = theirs.get(name)
+        if other is None or other.shape != value.shape or not torch.allclose(other.float(), value.float(), rtol=1e-2, atol=1e-3):
+            raise ValueError(f"{what}: {b}'s autoencoder differs from {a}'s ({name}): a decoder variant decodes only the latent "
+                             "space it was trained on")
+
+
+def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike[str], dtype: str = "float16", overwrite: bool = False,
+                    decoders_from: str | os.PathLike[str] | None = None) -> Path:
     """Copy a model directory with every floating-point safetensors tensor stored as ``dtype``.
+
+    ``decoders_from``: another model directory whose decoder variants (``decoder train``'s ``tiny_vae/`` ...) the copy
+    gains, folder and card entry with its lineage, refused unless both hold the same autoencoder (a student's tiny
+    decoder fits the pruned model made from it: pruning never touches the VAE).
 
     float16 halves the bytes of a shipped model; ``load_teacher`` reads the weights back as float32 by default, so
     everything downstream runs on the rounded weights. Files other than weights (configs, tokenizer, pruning plans,
@@ -401,17 +427,35 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
     if out.resolve() == src.resolve():
         raise ValueError(f"--out {out} is the model itself: write the converted copy to a new directory")
     target = getattr(torch, dtype)
+    donor, added = None, {}
+    if decoders_from is not None:
+        donor = resolve_model_path(decoders_from)
+        check_layout(donor)
+        added = read_card(donor).decoders
+        if not added:
+            raise ValueError(f"--decoders-from {decoders_from} has no decoder variants (make one with `turbo-edge decoder train`)")
+        clash = sorted(set(added) & set(read_card(src).decoders))
+        if clash:
+            raise ValueError(f"--decoders-from: {src} already has decoder(s) {clash}; convert a model without them")
+        check_same_autoencoder(src, donor, f"--decoders-from {decoders_from}")
     with staged_dir(out, MODEL_INDEX, overwrite) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
+        if donor is not None:
+            for variant in added.values():
+                shutil.copytree(donor / variant.folder, tmp / variant.folder)
         for file in sorted(tmp.rglob("*.safetensors")):
             with safe_open(str(file), framework="pt") as fh:
                 header = fh.metadata()
             tensors = load_file(str(file))
             save_file({k: v.to(target) if v.is_floating_point() else v for k, v in tensors.items()}, str(file), metadata=header)
         card = read_card(tmp)
-        if card.present:
+        if donor is not None:
+            import dataclasses
+
+            card = dataclasses.replace(card if card.present else ModelCard(), decoders={**card.decoders, **added})
+        if card.present or donor is not None:
             card.weights_dtype = dtype
-            step = f"turbo-edge convert --model {src} --out {out} --dtype {dtype}"
+            step = f"turbo-edge convert --model {src} --out {out} --dtype {dtype}" + (f" --decoders-from {donor}" if donor else "")
             if card.reproduce and step not in card.reproduce:  # the line that made it, then this copy
                 card.reproduce = f"{card.reproduce} && {step}"
             write_card(card, tmp)

@@ -38,7 +38,14 @@ import torch.nn.functional as F
 
 from turbo_edge.core import checkpoint as ckpt
 from turbo_edge.core import train_data
-from turbo_edge.core.pipeline_io import ALIASES, MODEL_INDEX, check_layout, load_teacher, resolve_model_path
+from turbo_edge.core.pipeline_io import (
+    ALIASES,
+    MODEL_INDEX,
+    check_layout,
+    check_same_autoencoder,
+    load_teacher,
+    resolve_model_path,
+)
 from turbo_edge.core.pruned_decoder import PRUNED_FOLDER, PrunedDecoder, measure_importance, narrow_resnet, prune_channels
 from turbo_edge.core.tiny_decoder import (
     TINY_FOLDER,
@@ -208,17 +215,7 @@ def init_decoder(cfg: DecoderTrainConfig, vae: torch.nn.Module) -> dict[str, tor
     if arch:
         raise ValueError(f"init {cfg.init}: its tiny decoder has another architecture ({', '.join(f'{k} {b}, here {a}' for k, (a, b) in sorted(arch.items()))}); "
                          "set --width / --channels / --blocks to match it")
-    import diffusers
-
-    vae_cls = json.loads((path / "vae" / "config.json").read_text()).get("_class_name", "")
-    if vae_cls != type(vae).__name__:
-        raise ValueError(f"init {cfg.init} has a {vae_cls or 'unnamed'} autoencoder, this model a {type(vae).__name__}: a tiny "
-                         "decoder decodes only the latent space it was trained on")
-    other = getattr(diffusers, vae_cls).from_pretrained(path / "vae", use_safetensors=True).state_dict()
-    for name, value in vae.state_dict().items():
-        if name not in other or other[name].shape != value.shape or not torch.allclose(other[name].float(), value.float(), rtol=1e-2, atol=1e-3):
-            raise ValueError(f"init {cfg.init} was made for another autoencoder ({name} differs from this model's): a tiny decoder "
-                             "decodes only the latent space it was trained on")
+    check_same_autoencoder(resolve_model_path(cfg.model), path, f"init {cfg.init}")
     return source.state_dict()
 
 

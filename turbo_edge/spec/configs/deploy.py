@@ -197,6 +197,8 @@ class ConvertConfig(StageConfig):
     out: str = opt("", help="new directory for the converted copy")
     overwrite: bool = opt(False, help="replace an existing output of the same kind turbo-edge wrote (kept until the new one is complete)")
     dtype: str = opt("float16", choices=WEIGHT_DTYPES, help="float16 (default: half the bytes), bfloat16 or float32")
+    decoders_from: str | None = opt(None, help="a model directory whose decoder variants (e.g. a student's tiny_vae/) the copy gains "
+                                               "with their card entries; refused unless it holds the same autoencoder")
 
     def __post_init__(self) -> None:
         if not self.model or not self.out:
