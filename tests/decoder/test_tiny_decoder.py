@@ -3,6 +3,7 @@ save / load, the quality metrics, the trainer's losses, exact resume, the model 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -186,6 +187,13 @@ def test_card_decoders_round_trip(tmp_path):
     assert read_card(tmp_path) == card
     write_card(ModelCard(), tmp_path)
     assert "decoders" not in json.loads((tmp_path / "turbo_edge.json").read_text())  # cards without variants stay as they were
+    # A card is a user's file: a decoder folder that leads out of the model directory is refused where the card is read.
+    from turbo_edge.spec.errors import CardError
+
+    for folder in ("../outside", "/etc", "a/b", "..", "", "tiny\\vae"):
+        write_card(dataclasses.replace(card, decoders={"tiny": dataclasses.replace(card.decoders["tiny"], folder=folder)}), tmp_path)
+        with pytest.raises(CardError, match="not a folder name inside the model directory"):
+            read_card(tmp_path)
 
 
 # ------------------------------------------------------------------ the pruned variant (VDMini for the decoder)

@@ -73,7 +73,11 @@ class DecoderVariant:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DecoderVariant:
-        return cls(folder=str(d["folder"]), cls=str(d["class"]), lineage=Lineage.from_dict(d["lineage"]), quality=dict(d.get("quality") or {}))
+        folder = str(d["folder"])
+        # A folder of the model directory itself, never a path out of it: readers and copiers join it to the root.
+        if not folder or folder in (".", "..") or any(sep in folder for sep in ("/", "\\")) or folder != folder.strip():
+            raise CardError(f"decoders: folder {folder!r} is not a folder name inside the model directory (e.g. tiny_vae)")
+        return cls(folder=folder, cls=str(d["class"]), lineage=Lineage.from_dict(d["lineage"]), quality=dict(d.get("quality") or {}))
 
 
 @dataclasses.dataclass
