@@ -546,9 +546,7 @@ def compose(record: dict[str, Any], goal: dict[str, float]) -> dict[str, Any]:
         video, st = r["video"].get("openvino") or {}, medians["openvino"].get("stages") or {}
         if "teacher_ms" in video and "decode_tiny" in st:
             for n in brs.STUDENT_STEPS:
-                sv = st["text_b1"] + n * whole + st["decode_tiny"]
-                video[f"student_{n}_step_int8_tiny_ms"] = round(sv)
-                video[f"ratio_{n}_step_int8_tiny"] = round(video["teacher_ms"] / sv, 2)
+                brs.student_video(video, video["teacher_ms"], n, st["text_b1"], whole, st["decode_tiny"], "_int8_tiny", shares=False)
         r["goals"] = brs.goal_check(r, goal)
     return r
 

@@ -622,6 +622,17 @@ def stage_times_bundle(kind: str, bundle: Path, threads: int, warmup: int, runs:
     return {k: r["median_ms"] for k, r in rows.items()}
 
 
+def student_video(video: dict[str, Any], teacher_ms: float, steps: int, text: float, call: float, decode: float, suffix: str = "",
+                  shares: bool = True) -> None:
+    """One student video composed from stage medians (text + steps x denoiser call + decode) into ``video``: its ms,
+    its ratio to the teacher's video and (``shares``) each stage's share, under keys ending in ``suffix``."""
+    sv = text + steps * call + decode
+    video[f"student_{steps}_step{suffix}_ms"] = round(sv)
+    if shares:
+        video[f"student_{steps}_step{suffix}_share"] = {"text": round(text / sv, 4), "unet": round(steps * call / sv, 4), "decode": round(decode / sv, 4)}
+    video[f"ratio_{steps}_step{suffix}"] = round(teacher_ms / sv, 2)
+
+
 def ratios(medians: dict[str, dict[str, dict[str, float]]], flops: dict[str, Any], record: dict[str, Any],
            goals: dict[str, float] | None = None) -> dict[str, Any]:
     """Every ratio the issue asks for, each beside its goal, each from the medians of one interleaved group.
@@ -654,21 +665,14 @@ def ratios(medians: dict[str, dict[str, dict[str, float]]], flops: dict[str, Any
                                      "teacher_share": {"text": round(text_t / teacher_video, 4), "unet": round(teacher_loop / teacher_video, 4),
                                                        "decode": round(dec / teacher_video, 4)}}
             for n in STUDENT_STEPS:
-                sv = text_s + n * student + dec
-                video[f"student_{n}_step_ms"] = round(sv)
-                video[f"student_{n}_step_share"] = {"text": round(text_s / sv, 4), "unet": round(n * student / sv, 4), "decode": round(dec / sv, 4)}
-                video[f"ratio_{n}_step"] = round(teacher_video / sv, 2)
+                student_video(video, teacher_video, n, text_s, student, dec)
                 # With the text encoder and decoder as they are, no UNet speed-up takes the ratio past this.
                 video[f"bound_{n}_step"] = round(teacher_video / (text_s + dec), 1)
             for name in sorted(k[len("decode_"):] for k in st if k.startswith("decode_")):
                 small = st[f"decode_{name}"]  # the student with a drop-in decoder variant (the teacher keeps the full one)
                 video[f"decoder_full_over_{name}"] = round(dec / small, 2)
                 for n in STUDENT_STEPS:
-                    sv = text_s + n * student + small
-                    video[f"student_{n}_step_{name}_ms"] = round(sv)
-                    video[f"ratio_{n}_step_{name}"] = round(teacher_video / sv, 2)
-                    video[f"student_{n}_step_{name}_share"] = {"text": round(text_s / sv, 4), "unet": round(n * student / sv, 4),
-                                                                 "decode": round(small / sv, 4)}
+                    student_video(video, teacher_video, n, text_s, student, small, f"_{name}")
             out["video"][kind] = video
         out["prune"][kind] = {}
         for n in ("vdmini", "vdmini_ch"):

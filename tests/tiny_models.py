@@ -104,3 +104,18 @@ def add_tiny_decoder(model_dir: Path, out: Path, family: str = "wan", width: int
     variant = DecoderVariant(TINY_FOLDER, "TinyDecoder", Lineage(stage="decoder_train", parent=str(model_dir)), quality or {"psnr_db": 20.0})
     write_card(dataclasses.replace(card, decoders={**card.decoders, TINY_NAME: variant}), out)
     return out
+
+
+def copy_with_moved_vae_weight(src: Path, out: Path, name: str, delta: float) -> Path:
+    """A copy of model directory ``src`` whose autoencoder has one tensor (``name``) moved by ``delta``: the same
+    architecture, another latent space (what a decoder variant made for ``src`` must be refused on)."""
+    import shutil
+
+    from diffusers import AutoencoderKL
+
+    shutil.copytree(src, out)
+    vae = AutoencoderKL.from_pretrained(out / "vae")
+    with torch.no_grad():
+        vae.get_parameter(name).add_(delta)
+    vae.save_pretrained(out / "vae", safe_serialization=True)
+    return out

@@ -55,7 +55,7 @@ def test_decoders_from_gives_a_copy_another_models_decoder_over_the_same_autoenc
     --decoders-from` copies the folder and the card entry with its lineage; another autoencoder is refused."""
     import dataclasses
 
-    from diffusers import AutoencoderKL
+    from tiny_models import copy_with_moved_vae_weight
 
     from turbo_edge.core.tiny_decoder import TinyDecoder, load_decoder_variant
     from turbo_edge.spec.card import DecoderVariant, Lineage, read_card, write_card
@@ -81,12 +81,7 @@ def test_decoders_from_gives_a_copy_another_models_decoder_over_the_same_autoenc
         assert torch.equal(copied.state_dict()[name], p.half().float()), name
     capsys.readouterr()
     # The same decoder offered to a model with another autoencoder: refused in one line, nothing written.
-    other = tmp_path / "other"
-    shutil.copytree(tiny_t2v_dir, other)
-    vae = AutoencoderKL.from_pretrained(other / "vae")
-    with torch.no_grad():
-        vae.decoder.conv_out.bias.add_(1.0)
-    vae.save_pretrained(other / "vae", safe_serialization=True)
+    other = copy_with_moved_vae_weight(tiny_t2v_dir, tmp_path / "other", "decoder.conv_out.bias", 1.0)
     assert cli.main(["convert", "--model", str(other), "--out", str(tmp_path / "bad"), "--decoders-from", str(donor)]) == 2
     err = capsys.readouterr().err
     assert "autoencoder differs" in err and "decoder.conv_out.bias" in err and not (tmp_path / "bad").exists()

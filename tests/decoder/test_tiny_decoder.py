@@ -348,16 +348,9 @@ def test_init_continues_a_tiny_decoder_and_refuses_another(tiny_t2v_dir, world, 
     with pytest.raises(FileNotFoundError, match="has no tiny decoder"):
         train(_cfg(tiny_t2v_dir, world, tmp_path / "none", steps=1, val_clips=0, init=str(tiny_t2v_dir)))
     # The same tiny decoder beside another autoencoder (one weight moved): refused, it decodes another latent space.
-    import shutil
+    from tiny_models import copy_with_moved_vae_weight
 
-    from diffusers import AutoencoderKL
-
-    other = tmp_path / "other"
-    shutil.copytree(first, other)
-    vae = AutoencoderKL.from_pretrained(other / "vae")
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.add_(0.5)
-    vae.save_pretrained(other / "vae", safe_serialization=True)
+    other = copy_with_moved_vae_weight(first, tmp_path / "other", "decoder.conv_out.weight", 0.5)
     with pytest.raises(ValueError, match="autoencoder differs .*decoder.conv_out.weight"):
         train(_cfg(tiny_t2v_dir, world, tmp_path / "o", steps=1, val_clips=0, init=str(other)))
 

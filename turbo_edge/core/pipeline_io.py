@@ -223,7 +223,6 @@ def load_teacher(name_or_path: str | os.PathLike[str], torch_dtype: Any = None) 
     """Load a text-to-video model from a builtin alias or a local diffusers directory (safetensors only)."""
     import diffusers
 
-
     path = resolve_model_path(name_or_path)
     index = check_layout(path)
     family = family_of_pipeline(index["_class_name"])
@@ -385,7 +384,6 @@ def check_same_autoencoder(a: Path, b: Path, what: str) -> None:
     """Refuse, in one line naming ``what``, unless model directories ``a`` and ``b`` hold the same autoencoder: the
     same class and config and the same weights to float16 rounding (a shipped model stores them in float16). A decoder
     variant decodes only the latent space it was trained on."""
-    import diffusers
     import torch
 
     configs = [json.loads((Path(d) / "vae" / "config.json").read_text()) for d in (a, b)]
@@ -393,8 +391,7 @@ def check_same_autoencoder(a: Path, b: Path, what: str) -> None:
     if configs[0].get("_class_name") != configs[1].get("_class_name") or strip[0] != strip[1]:
         raise ValueError(f"{what}: {b} has another autoencoder ({configs[1].get('_class_name')}) than {a} "
                          f"({configs[0].get('_class_name')}): a decoder variant decodes only the latent space it was trained on")
-    cls = getattr(diffusers, configs[0].get("_class_name") or "AutoencoderKL")
-    ours, theirs = (cls.from_pretrained(Path(d) / "vae", use_safetensors=True).state_dict() for d in (a, b))
+    ours, theirs = (model_family(d).autoencoder.load(Path(d) / "vae", torch.float32).state_dict() for d in (a, b))
     for name, value in ours.items():
         other = theirs.get(name)
         if other is None or other.shape != value.shape or not torch.allclose(other.float(), value.float(), rtol=1e-2, atol=1e-3):
