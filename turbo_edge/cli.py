@@ -24,6 +24,7 @@ from turbo_edge.spec.configs import (
     BenchConfig,
     ConvertConfig,
     DataPrepareConfig,
+    DecoderSamplesConfig,
     DecoderTrainConfig,
     DemoConfig,
     DistillConfig,
@@ -206,6 +207,13 @@ def _decoder_train(cfg: DecoderTrainConfig) -> None:
     print(f"wrote {train(cfg)}")
 
 
+def _decoder_samples(cfg: DecoderSamplesConfig) -> None:
+    from turbo_edge.decoder.samples import samples
+
+    index = samples(cfg)
+    print(f"wrote {index['samples']} {cfg.steps}-step samples of {cfg.model} to {cfg.out} ({len(index['shards'])} shards)")
+
+
 def _rewards_train(cfg: RewardTrainConfig) -> None:
     from turbo_edge.core.rewards.train import run_training
 
@@ -330,6 +338,7 @@ COMMANDS: dict[str, tuple[type[StageConfig], Callable[[Any], None], str]] = {
     "convert": (ConvertConfig, _convert, "copy a model directory with its weights in another dtype"),
     "distill": (DistillConfig, _distill, "consistency-distil a few-step student from a teacher"),
     "prune": (PruneConfig, _prune, "prune a student (VDMini blocks, optional channels) and recover it"),
+    "decoder samples": (DecoderSamplesConfig, _decoder_samples, "write a student's own final latents as a prepared dataset (the inputs its decoder sees), for decoder train --data"),
     "decoder train": (DecoderTrainConfig, _decoder_train, "distil a tiny decoder (memory blocks, no attention) against the model's own VAE decoder"),
     "rewards train": (RewardTrainConfig, _rewards_train, "train a builtin reward (image, video, latent)"),
     "evaluator train": (EvaluatorTrainConfig, _evaluator_train, "retrain the held-out evaluator"),

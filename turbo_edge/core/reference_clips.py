@@ -36,6 +36,9 @@ def _from_prepared(root: Path, limit: int) -> tuple[np.ndarray, dict[str, Any]]:
     data = PreparedData(root)
     index = data.index
     source, config = str(index["source"]["path"]), index.get("config") or {}
+    if index["source"].get("kind") == "student-samples":  # decoder samples: latents a student drew, no videos behind them
+        raise ValueError(f"--reference {root} holds a student's samples (turbo-edge decoder samples), not videos: give the videos, or a "
+                         "dataset prepared from them")
     try:
         sources.describe(source)
     except (FileNotFoundError, ValueError):

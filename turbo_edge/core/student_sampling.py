@@ -44,12 +44,14 @@ def student_latents(
     progress: bool = False,
     video_size: tuple[int | None, int | None, int | None] = (None, None, None),
     record: Callable[[dict[str, np.ndarray]], None] | None = None,
+    first: int = 0,
 ) -> Iterator[torch.Tensor]:
     """The sampler's final latents [b, C, F, h, w], one batch of up to ``batch_size`` prompts at a time.
 
     ``video_size`` is (frames, height, width), None for the model's own. ``record``, if given, receives every
     UNet call's inputs, one dict per clip, as the exported graph takes them (int8 calibration uses this).
-    Prompt ``i`` draws its noise from stream ``i`` whatever the batching, as the runtimes do.
+    Prompt ``i`` draws its noise from stream ``first + i`` whatever the batching, as the runtimes do (``first``: where
+    a list continues a longer one, so a resumed run draws what the uninterrupted one did).
     """
     check_prompts(model, prompts)
     sampler = sampler_contract(model)
@@ -77,9 +79,9 @@ def student_latents(
             return model.denoise(x, torch.from_numpy(t_net), cond, t_cond)
 
         def noise_fn(step: int, chunk: list[int] = chunk) -> torch.Tensor:
-            return torch.from_numpy(np.stack([normal(seed, stream_id(i, step + 1), shape) for i in chunk]))
+            return torch.from_numpy(np.stack([normal(seed, stream_id(first + i, step + 1), shape) for i in chunk]))
 
-        x = torch.from_numpy(np.stack([normal(seed, stream_id(i, 0), shape) for i in chunk]))
+        x = torch.from_numpy(np.stack([normal(seed, stream_id(first + i, 0), shape) for i in chunk]))
         yield consistency_sample(
             model_fn, x, timesteps, sched, sampler.prediction_type, noise_fn,
             sampler.timestep_scaling, sampler.sigma_data,

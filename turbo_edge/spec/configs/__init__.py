@@ -21,6 +21,7 @@ from turbo_edge.spec.configs.deploy import (
 )
 from turbo_edge.spec.configs.train import (
     REWARD_NAMES,
+    DecoderSamplesConfig,
     DecoderTrainConfig,
     DistillConfig,
     EvaluatorTrainConfig,
@@ -34,7 +35,7 @@ from turbo_edge.spec.configs.train import (
 )
 
 __all__ = [
-    "DEMO_PRESETS", "INT8_SCOPES", "REWARD_NAMES", "WEIGHT_DTYPES", "BenchConfig", "ConvertConfig", "DataPrepareConfig", "DecoderTrainConfig", "DemoConfig", "DistillConfig", "EngineConfig",
+    "DEMO_PRESETS", "INT8_SCOPES", "REWARD_NAMES", "WEIGHT_DTYPES", "BenchConfig", "ConvertConfig", "DataPrepareConfig", "DecoderSamplesConfig", "DecoderTrainConfig", "DemoConfig", "DistillConfig", "EngineConfig",
     "EvalConfig", "EvaluatorTrainConfig", "ExportConfig", "GenerateConfig", "ProbeConfig", "PruneConfig", "ReportConfig",
     "RewardTerm", "RewardTrainConfig", "RuntimeConfig", "ServeConfig", "TeacherExportConfig", "TeacherTrainConfig", "TrainLoop", "VerifyConfig", "WorldExportConfig",
 ]

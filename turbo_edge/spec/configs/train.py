@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from turbo_edge.spec.config import StageConfig, move_into, opt
+from turbo_edge.spec.configs.data import LATENT_DTYPES, MAX_SHARD_SIZE
 from turbo_edge.spec.plan import BLOCK_RULES, CHANNEL_IMPORTANCES
 
 # The reward registry's names (core/rewards/registry.py maps them to model classes; a test keeps them equal).
@@ -548,3 +549,40 @@ class DecoderTrainConfig(StageConfig):
         if self.lr_schedule != "constant":  # the schedule spans the run: a resume with another length is another run
             d["loop"]["steps"] = self.loop.steps
         return d
+
+
+@dataclasses.dataclass
+class DecoderSamplesConfig(StageConfig):
+    """``decoder samples``: a prepared dataset of a consistency student's own final latents, the inputs its decoder
+    sees at deployment, for ``decoder train --data`` (the full decoder's frames of them are the target)."""
+
+    KIND = "decoder_samples"
+
+    model: str = opt("builtin-student", help="a consistency student (alias or model directory): whose samples, and whose autoencoder decodes them")
+    out: str = opt("", help="the dataset directory (shard-NNNNN.safetensors + index.json); a killed run resumes in it")
+    captions: str | None = opt(None, help="a prepared dataset whose captions are the prompts, in its order (default: the synthetic "
+                                          "world's training prompts)")
+    clips: int = opt(1024, help="samples to write; the prompts are cycled, each pass with new noise")
+    steps: int = opt(4, help="sampling steps (one the student supports)")
+    guidance: float | None = opt(None, help="guidance scale (default: the student's own)")
+    seed: int = opt(0, help="noise seed: clip i draws the runtime's noise stream i")
+    shard_size: int = opt(256, help="clips per shard")
+    batch: int = opt(8, help="prompts per sampling batch")
+    dtype: str = opt("float16", choices=LATENT_DTYPES, help="storage dtype of latents and text embeddings")
+    threads: int = opt(0, help="torch threads (0: torch's default)")
+    overwrite: bool = opt(False, help="start over when --out holds a dataset made with other arguments or another model")
+
+    def __post_init__(self) -> None:
+        if not str(self.out).strip():
+            raise ValueError("give --out: the directory the samples are written to")
+        if self.captions is not None and not str(self.captions).strip():
+            raise ValueError("--captions is empty: give a prepared dataset, or leave it out for the world's prompts")
+        if self.clips < 1 or self.steps < 1 or self.batch < 1 or not 1 <= self.shard_size <= MAX_SHARD_SIZE:
+            raise ValueError(f"clips, steps and batch must be >= 1 and shard_size in [1, {MAX_SHARD_SIZE}], got {self.clips}, "
+                             f"{self.steps}, {self.batch} and {self.shard_size}")
+        if self.guidance is not None and not (self.guidance >= 0 and self.guidance < 1e3):
+            raise ValueError(f"guidance must be in [0, 1000), got {self.guidance}")
+        if self.dtype not in LATENT_DTYPES:
+            raise ValueError(f"dtype must be one of {list(LATENT_DTYPES)}, got {self.dtype!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
