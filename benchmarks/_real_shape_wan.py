@@ -103,7 +103,6 @@ SHAPES: dict[str, dict[str, Any]] = {
 FLOW_SHIFT = 3.0
 IMPORTANCE_LATENT = (2, 8, 8)  # latent frames, height, width of the clip plans are measured on (2 frames: a motion cost)
 IMPORTANCE_STEPS = 2
-TINY_WIDTH = 64  # the tiny decoder timed beside the full one: the width `decoder train` defaults to (DecoderTrainConfig.width)
 log = brs.log
 
 
@@ -363,45 +362,6 @@ def int8_graphs(teacher: Path, bundle: Path, work: Path, frames: int, size: int,
     return fp32, out
 
 
-def tiny_decoder_graph(teacher: Path, work: Path, frames: int, size: int, width: int, seed: int,
-                       record: dict[str, Any]) -> tuple[Path, dict[str, tuple[int, ...]]]:
-    """A tiny decoder for the shape's causal autoencoder (``TinyDecoder.for_autoencoder_wan`` at ``width``, random
-    weights: latency does not depend on them) through the export stage's own variant contract
-    (``export.dit.decoder_variant_component``: normalised latents in, the full decoder's clip out); returns the graph
-    and its output shapes. Timed beside the bundle's full decoder (``stage_times_bundle``), so the per-video figures
-    with it come from the same group as the full decoder's."""
-    import torch
-
-    from turbo_edge.core.tiny_decoder import TinyDecoder
-
-    vae_cfg = json.loads((teacher / "vae" / "config.json").read_text())
-    path = work / f"tiny_decoder_w{width}.onnx"
-    recipe = {"what": "tiny_decoder", "teacher": brs.recipe_hash(json.loads((teacher.with_name(teacher.name + ".recipe.json")).read_text())),
-              "frames": frames, "size": size, "width": width, "seed": seed}
-    torch.manual_seed(seed)
-    decoder = TinyDecoder.for_autoencoder_wan(vae_cfg, width=width).eval()
-    out_shapes = {"image": (1, frames, 3, size, size)}  # the full decoder's clip, frame for frame
-    record.setdefault("decoders", {})["tiny"] = {"class": "TinyDecoder", "width": width, "channels": list(decoder.config.channels),
-                                                 "parameters": sum(q.numel() for q in decoder.parameters()), "graph": path.name}
-    if brs.cached(path, recipe):
-        return path, out_shapes
-    from turbo_edge.core.pipeline_io import load_teacher
-    from turbo_edge.export import dit
-    from turbo_edge.export.contracts import ExportShapes
-    from turbo_edge.export.onnx_export import export_onnx
-
-    model = dataclasses.replace(load_teacher(teacher), text_encoder=None)  # the contract reads the transformer's patch
-    gc.collect()
-    shapes = ExportShapes(frames=frames, height=size, width=size, max_batch=1, min_frames=frames, max_frames=frames)
-    contract, module = dit.decoder_variant_component(model, shapes, "tiny", decoder)
-    log(f"export: {path.name} (a width-{width} tiny decoder, random weights)")
-    export_onnx(module, contract, path)
-    brs.stamp(path, recipe)
-    del model
-    gc.collect()
-    return path, out_shapes
-
-
 # ------------------------------------------------------------------ inputs and calls
 
 
@@ -653,7 +613,7 @@ def main_wan(args: argparse.Namespace, argv: list[str] | None) -> int:
     bundle = brs.export_bundle(work, teacher, frames, size, args.threads, record)
     block_plan, width_plan = make_plans(teacher, work, shape, remove, args.channel_ratio, args.seed, record)
     graphs = export_pruned(teacher, bundle, work, frames, size, block_plan, width_plan, record)
-    tiny = tiny_decoder_graph(teacher, work, frames, size, TINY_WIDTH, args.seed, record)
+    tiny = brs.tiny_decoder_graph(teacher, work, frames, size, brs.TINY_WIDTH, args.seed, record)
     int8 = None
     int8_blocks = shape["int8_blocks"] if args.int8_blocks is None else (args.int8_blocks or None)
     if int8_blocks is not None and int8_blocks >= cfg["num_layers"]:

@@ -64,7 +64,11 @@ TINY = {  # the same architecture families at a width that runs in seconds (the 
 SHAPES = {"modelscope": {"unet": MODELSCOPE_UNET, "vae": SD_VAE, "text": VIT_H_TEXT}, "tiny": TINY}
 GUIDANCE_DIM = 256  # T2V-Turbo's guidance (w) embedding: the student UNet's only extra input
 TEACHER_STEPS, STUDENT_STEPS = 50, (4, 1)
-GOALS = {"loop_4_step": 22.0, "loop_1_step": 85.0, "prune_vs_flops": 0.9, "ov_int8_vs_fp32": 2.0, "ort_vs_eager": 1.3, "achieved_vs_peak": 0.4}
+TINY_WIDTH = 64  # the tiny decoder timed beside the full one: the width `decoder train` defaults to (DecoderTrainConfig.width)
+GOALS = {"loop_4_step": 22.0, "loop_1_step": 85.0, "prune_vs_flops": 0.9, "ov_int8_vs_fp32": 2.0, "ort_vs_eager": 1.3, "achieved_vs_peak": 0.4,
+         # the decoder issue's: a decoder call full / tiny, and per video the 50-step CFG teacher with the full decoder over
+         # the student with the tiny one, 4 steps and 1 step
+         "decoder_full_over_tiny": 5.0, "video_4_step_tiny": 22.0, "video_1_step_tiny": 60.0}
 
 
 # ------------------------------------------------------------------ small helpers
@@ -173,6 +177,46 @@ def export_bundle(work: Path, teacher: Path, frames: int, size: int, threads: in
 
 
 # ------------------------------------------------------------------ 3. the UNet variants (torch) and their graphs
+
+
+def tiny_decoder_graph(teacher: Path, work: Path, frames: int, size: int, width: int, seed: int,
+                       record: dict[str, Any]) -> tuple[Path, dict[str, tuple[int, ...]]]:
+    """A tiny decoder for the shape's autoencoder (``TinyDecoder`` at ``width`` as ``decoder train`` builds it: per
+    frame for an ``AutoencoderKL``, with the causal time upsampling for an ``AutoencoderKLWan``; random weights, latency
+    does not depend on them) exported through the export stage's own variant contract (``contracts`` /
+    ``dit.decoder_variant_component``: the denoiser's latents [1, C, f, h, w] in, the full decoder's clip out); returns
+    the graph and its output shapes. Timed beside the bundle's full decoder (``stage_times_bundle``), so the per-video
+    figures with it come from the same group as the full decoder's."""
+    import torch
+
+    from turbo_edge.core.tiny_decoder import TinyDecoder
+
+    vae_cfg = json.loads((teacher / "vae" / "config.json").read_text())
+    causal = vae_cfg.get("_class_name") == "AutoencoderKLWan"
+    path = work / f"tiny_decoder_w{width}.onnx"
+    recipe = {"what": "tiny_decoder", "teacher": recipe_hash(json.loads((teacher.with_name(teacher.name + ".recipe.json")).read_text())),
+              "frames": frames, "size": size, "width": width, "seed": seed}
+    torch.manual_seed(seed)
+    decoder = (TinyDecoder.for_autoencoder_wan if causal else TinyDecoder.for_autoencoder_kl)(vae_cfg, width=width).eval()
+    out_shapes = {"image": (1, frames, 3, size, size)}  # the full decoder's clip, frame for frame
+    record.setdefault("decoders", {})["tiny"] = {"class": "TinyDecoder", "width": width, "channels": list(decoder.config.channels),
+                                                 "parameters": sum(q.numel() for q in decoder.parameters()), "graph": path.name}
+    if cached(path, recipe):
+        return path, out_shapes
+    from turbo_edge.core.pipeline_io import load_teacher
+    from turbo_edge.export import contracts, dit
+    from turbo_edge.export.onnx_export import export_onnx
+
+    model = dataclasses.replace(load_teacher(teacher), text_encoder=None)  # the contract reads the denoiser's geometry
+    gc.collect()
+    shapes = contracts.ExportShapes(frames=frames, height=size, width=size, max_batch=1, min_frames=frames, max_frames=frames)
+    contract, module = (dit if causal else contracts).decoder_variant_component(model, shapes, "tiny", decoder)
+    log(f"export: {path.name} (a width-{width} tiny decoder, random weights)")
+    export_onnx(module, contract, path)
+    stamp(path, recipe)
+    del model
+    gc.collect()
+    return path, out_shapes
 
 
 def plans(teacher_unet_config: dict[str, Any], work: Path, channel_ratio: float, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -462,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     graphs = export_pruned(teacher, bundle, work, args.frames, args.size, plan, channel_plan, record)
     calib = [unet_feeds(cfg, args.frames, latent, 1, args.seed + i, timestep=t) for i, t in enumerate((999.0, 759.0, 499.0, 259.0))]
     int8 = None if "int8" in skip else quantize(graphs["unpruned"], work, calib, args.int8_model_type, record)
+    tiny = tiny_decoder_graph(teacher, work, args.frames, args.size, TINY_WIDTH, args.seed, record)
     if args.prepare_only:
         log(f"prepared {work}: {json.dumps(record['stages'])}")
         return 0
@@ -490,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for kind in ("ort", "openvino"):
         if kind not in skip:
-            medians[kind] = backend_groups(kind, graphs, int8, bundle, f1, f1c, f2, args, record)
+            medians[kind] = backend_groups(kind, graphs, int8, bundle, f1, f1c, f2, args, record, decoders={"tiny": tiny})
 
     record["medians_ms"] = medians
     record["ratios"] = ratios(medians, record["flops"], record)
@@ -505,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def backend_groups(kind: str, graphs: dict[str, Path], int8: Path | None, bundle: Path, f1: dict[str, Any], f1c: dict[str, Any],
-                   f2: dict[str, Any], args: argparse.Namespace, record: dict[str, Any]) -> dict[str, dict[str, float]]:
+                   f2: dict[str, Any], args: argparse.Namespace, record: dict[str, Any],
+                   decoders: dict[str, tuple[Path, dict[str, tuple[int, ...]]]] | None = None) -> dict[str, dict[str, float]]:
     """One backend's groups, each the unpruned fp32 graph interleaved with one other (teacher CFG batch, a pruned
     graph, bf16, int8): two multi-GB models in memory at a time, and every ratio taken within its own group."""
     ref = load_backend(kind, graphs["unpruned"], args.threads)
@@ -532,7 +578,7 @@ def backend_groups(kind: str, graphs: dict[str, Path], int8: Path | None, bundle
     ref.close()
     ref = ref_b1 = None
     gc.collect()
-    out["stages"] = stage_times_bundle(kind, bundle, args.threads, args.warmup, args.runs, record)
+    out["stages"] = stage_times_bundle(kind, bundle, args.threads, args.warmup, args.runs, record, decoders=decoders)
     return out
 
 
@@ -612,6 +658,8 @@ def stage_times_bundle(kind: str, bundle: Path, threads: int, warmup: int, runs:
             calls[f"{label}_b{batch}" if batch else label] = backend_call(backend, feeds, outs)
             if comp == "vae_decoder":
                 latents = next(iter(feeds.values()))
+    if latents.ndim == 4:  # a per-frame decoder's [F, C, h, w]: a variant takes the clip, [1, C, F, h, w]
+        latents = np.ascontiguousarray(latents.transpose(1, 0, 2, 3)[None])
     for name, (path, out_shapes) in (decoders or {}).items():
         backend = load_backend(kind, path, threads)
         keep.append(backend)
@@ -683,6 +731,13 @@ def ratios(medians: dict[str, dict[str, dict[str, float]]], flops: dict[str, Any
             speedup = base / g[f"{n}_b1"]
             out["prune"][kind][n] = {"speedup": round(speedup, 3), "flop_ratio": round(flop_ratio[n], 3), "of_flop_ratio": round(speedup / flop_ratio[n], 3)}
     ov = medians.get("openvino", {})
+    int8, video, st = ov.get("int8") or {}, out["video"].get("openvino") or {}, ov.get("stages") or {}
+    if "int8_b1" in int8 and "decode_tiny" in st and "teacher_ms" in video:
+        # The deployed student: the int8 UNet (its group's int8 / fp32 ratio applied to the fp32 call of the video
+        # figures) with the tiny decoder.
+        whole = ov["cfg"]["unpruned_b1"] * int8["int8_b1"] / int8["unpruned_b1"]
+        for n in STUDENT_STEPS:
+            student_video(video, video["teacher_ms"], n, st["text_b1"], whole, st["decode_tiny"], "_int8_tiny", shares=False)
     for prec in ("int8", "bf16"):
         g = ov.get(prec) or {}
         if f"{prec}_b1" in g:

@@ -52,6 +52,27 @@ def test_ratios_from_groups() -> None:
     assert g["prune_vdmini_ch_pytorch"]["met"] is False  # 2.525x of 3x: 0.84
 
 
+def test_unet_per_video_with_the_tiny_decoder_and_the_int8_unet() -> None:
+    """The decoder issue's figures at the ModelScope shape: a tiny decoder timed in the stages group gives the student's
+    videos with it (the teacher keeps the full decoder), and OpenVINO's int8 group gives the deployed student."""
+    import copy
+
+    medians = copy.deepcopy(MEDIANS)
+    assert not any(k.startswith(("video_", "decoder_")) for k in brs.ratios(medians, FLOPS, {"threads": 2})["goals"])
+    medians["openvino"]["stages"]["decode_tiny"] = 20.0
+    r = brs.ratios(medians, FLOPS, {"threads": 2})
+    v, teacher = r["video"]["openvino"], 30 + 50 * 950 + 400
+    assert v["decoder_full_over_tiny"] == 20.0 and v["student_4_step_tiny_ms"] == 20 + 4 * 500 + 20
+    assert v["ratio_1_step_tiny"] == pytest.approx(teacher / (20 + 500 + 20), abs=0.01)
+    # int8: the cfg group's fp32 call times the int8 group's own int8 / fp32 ratio (200 / 500).
+    assert v["student_4_step_int8_tiny_ms"] == round(20 + 4 * 200 + 20) and "student_4_step_int8_tiny_share" not in v
+    g = r["goals"]
+    assert g["decoder_full_over_tiny_openvino"] == {"value": 20.0, "goal": 5.0, "met": True}
+    assert g["video_4_step_tiny_openvino"] == {"value": pytest.approx(teacher / 2040, abs=0.01), "goal": 22.0, "met": True}
+    assert g["video_1_step_int8_tiny_openvino"] == {"value": pytest.approx(teacher / 240, abs=0.01), "goal": 60.0, "met": True}
+    assert "video_4_step_int8_tiny_pytorch" not in g  # int8 is OpenVINO's
+
+
 def test_peak_fraction_uses_the_fastest_fp32_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     import turbo_edge.spec.host as host
 
@@ -97,6 +118,9 @@ def test_tiny_chain_end_to_end(tmp_path: Path) -> None:
     assert set(data["medians_ms"]) == {"pytorch", "ort", "openvino"}
     assert {"loop_4_step_ort", "prune_vdmini_openvino", "ov_int8_over_fp32", "ort_over_eager", "achieved_over_peak"} <= set(data["ratios"]["goals"])
     assert data["flops"]["onnx"]["unpruned_b1"] == pytest.approx(data["flops"]["unpruned_b1"], rel=0.02)
+    for kind in ("ort", "openvino"):  # the tiny decoder, timed beside the full one on the bundle decoder's latents
+        assert data["medians_ms"][kind]["stages"]["decode_tiny"] > 0 and "ratio_4_step_tiny" in data["ratios"]["video"][kind]
+    assert "video_1_step_int8_tiny_openvino" in data["ratios"]["goals"] and data["decoders"]["tiny"]["width"] == 64
 
 
 # ------------------------------------------------------------------ --family wan (benchmarks/_real_shape_wan.py)

@@ -282,7 +282,8 @@ _WAN_CALL_LABELS = {"vdmini_ch_b1": "transformer, VDMini plan + heads / FFN", "t
 _REAL_SHAPE_CALLS = [("teacher_cfg_b2", "UNet, teacher CFG call (batch 2)"), ("student_b1", "UNet, student call (batch 1, w embedding)"),
                      ("unpruned_b1", "UNet, batch 1 (no w embedding)"), ("vdmini_b1", "UNet, VDMini block plan"),
                      ("vdmini_ch_b1", "UNet, VDMini plan + channels"), ("bf16_b1", "UNet, bf16 (plugin hint)"), ("int8_b1", "UNet, int8 (NNCF, OpenVINO IR)"),
-                     ("text_b1", "text encoder, 1 prompt"), ("text_b2", "text encoder, prompt + empty"), ("decode", "VAE decoder, all frames")]
+                     ("text_b1", "text encoder, 1 prompt"), ("text_b2", "text encoder, prompt + empty"), ("decode", "VAE decoder, all frames"),
+                     ("decode_tiny", "tiny decoder, whole clip (random weights)")]
 
 
 def _real_shape(name: str, data: dict[str, Any]) -> list[str]:
@@ -320,8 +321,10 @@ def _real_shape(name: str, data: dict[str, Any]) -> list[str]:
                             share((v.get("student_4_step_tiny_share") or {}).get("decode")), ratio(v.get("ratio_4_step_int8_tiny")),
                             ratio(v.get("ratio_1_step_int8_tiny"))] for k, v in tiny.items()])
             if any("ratio_4_step_int8_tiny" in v for v in tiny.values()):
-                body += ["", "The int8 student's figures compose the int8 transformer's whole-call time (the whole fp32 call over the "
-                         "int8 / fp32 ratio measured on the first blocks) with the fp32 text encoder and the tiny decoder."]
+                body += ["", ("The int8 student's figures compose the int8 transformer's whole-call time (the whole fp32 call over the "
+                              "int8 / fp32 ratio measured on the first blocks)" if wan else
+                              "The int8 student's figures compose the int8 UNet's call (the fp32 call times its own group's int8 / fp32 "
+                              "ratio)") + " with the fp32 text encoder and the tiny decoder."]
     flops = data.get("flops") or {}
     peak = r.get("peak") or {}
     shape = data.get("shape") or {}
