@@ -33,6 +33,8 @@ OpenVINO CPU fp32, interleaved medians; the rows go into the existing ``--out`` 
 command, CPU model and flags, threads and load average:
 
     python benchmarks/bench_decoder.py --wan --widths 64 --threads 2 --runs-large 5 --warmup 1      # latency.wan of decoder.json
+
+``--wan --openvino-int8`` adds, per shape, the same graphs fp32 and NNCF int8 side by side (``openvino_int8``).
 """
 
 from __future__ import annotations
@@ -289,6 +291,13 @@ def wan_rows(args: argparse.Namespace, argv: list[str] | None) -> int:
                          "params": {"full": params(vae.decoder) + params(vae.post_quant_conv), **{n: params(d) for n, d in decoders.items()}},
                          "tiny_channels": {n: list(d.config.channels) for n, d in decoders.items()},
                          "loadavg_at_start": load, "loadavg_at_end": list(os.getloadavg()), "openvino_fp32": rows}
+        if args.openvino_int8:  # the same graphs fp32 and NNCF int8 side by side, each with its error against PyTorch
+            section[name]["openvino_int8"] = openvino_int8_rows({"full": full, **decoders}, z, Path(args.work) / f"onnx_int8_{name}",
+                                                                args.threads, args.warmup, args.runs_large, args.calibration)
+            section[name]["loadavg_at_end"] = list(os.getloadavg())
+            for n, t in section[name]["openvino_int8"].items():
+                if isinstance(t, dict) and "full_over_this" in t:
+                    log(f"Wan {name} OpenVINO fp32 / int8: {n} {t['median_ms']:.1f} ms (full fp32 / this {t['full_over_this']:.1f}x)")
         for n, t in rows.items():
             if "full_over_this" in t:
                 log(f"Wan {name} OpenVINO fp32: full {rows['full']['median_ms']:.1f} ms, {n} {t['median_ms']:.1f} ms ({t['full_over_this']:.1f}x)")
@@ -391,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--openvino-int8", action="store_true", help="also time every decoder at --shape as fp32 and NNCF int8 graphs on OpenVINO CPU")
     ap.add_argument("--calibration", type=int, default=4, help="--openvino-int8: calibration latents")
     ap.add_argument("--update", action="store_true", help="--openvino-int8 only: add its rows to the existing --out instead of writing a new record")
-    ap.add_argument("--wan", action="store_true", help="only the Wan causal decoder vs tiny decoders (OpenVINO fp32), added to the existing --out")
+    ap.add_argument("--wan", action="store_true", help="only the Wan causal decoder vs tiny decoders (OpenVINO fp32; with --openvino-int8 "
+                                                       "fp32 and int8 too), added to the existing --out")
     ap.add_argument("--wan-shapes", default="wan_test,wan21", help=f"--wan: comma-separated among {sorted(WAN_SHAPES)}")
     ap.add_argument("--note", default="", help="a remark stored with the --wan rows (e.g. what else ran on the machine)")
     ap.add_argument("--threads", type=int, default=1)

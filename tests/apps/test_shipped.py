@@ -74,7 +74,12 @@ def test_shipped_dit_students_are_float16_flow_consistency_students_of_builtin_d
         assert m.card.sampler.prediction_type == "flow_prediction" and m.card.lead_in_frames == teacher.card.lead_in_frames == 1
     for name in ("builtin-dit-student", "builtin-dit-pruned"):  # the teacher's VAE / text encoder bytes: its DATA fits them
         assert model_fingerprint(ALIASES[name])[0] == model_fingerprint(ALIASES["builtin-dit"])[0]
-        assert not dit_models[name].card.decoders  # the DiT tiny decoder failed its gate (decisions): not shipped
+        # The DiT tiny decoder, trained on the student's own samples (decisions): one file in both, made for their VAE.
+        variant = dit_models[name].card.decoders["tiny"]
+        assert variant.folder == "tiny_vae" and variant.cls == "TinyDecoder" and variant.quality["psnr_db"] > 34
+        assert "turbo-edge decoder samples" in variant.lineage.details["reproduce"]
+    student_tiny, pruned_tiny = (ALIASES[n] / "tiny_vae" / "diffusion_pytorch_model.safetensors" for n in ("builtin-dit-student", "builtin-dit-pruned"))
+    assert student_tiny.read_bytes() == pruned_tiny.read_bytes()
     assert pruned.card.sampler == student.card.sampler
     n_student = sum(p.numel() for p in student.denoiser.parameters())
     n_pruned = sum(p.numel() for p in pruned.denoiser.parameters())

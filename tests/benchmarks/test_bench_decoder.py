@@ -51,7 +51,7 @@ def test_bench_decoder_adds_the_wan_rows_to_an_existing_record(tmp_path, capsys)
     out = tmp_path / "decoder.json"
     out.write_text(json.dumps({"schema": 1, "latency": {"modelscope": {"kept": True}}}))
     argv = ["--wan", "--wan-shapes", "wan_test", "--widths", "8", "--threads", "1", "--runs-large", "2", "--warmup", "1",
-            "--work", str(tmp_path / "work"), "--out", str(out), "--note", "a shared machine"]
+            "--work", str(tmp_path / "work"), "--out", str(out), "--note", "a shared machine", "--openvino-int8", "--calibration", "2"]
     assert bd.main(argv) == 0
     r = json.loads(out.read_text())
     assert r["latency"]["modelscope"] == {"kept": True}  # the rows that were there stay
@@ -63,6 +63,9 @@ def test_bench_decoder_adds_the_wan_rows_to_an_existing_record(tmp_path, capsys)
     ov = row["openvino_fp32"]
     assert set(ov) == {"full", "tiny_w8"} and ov["tiny_w8"]["full_over_this"] == ov["full"]["median_ms"] / ov["tiny_w8"]["median_ms"]
     assert all(t["parity_vs_torch"]["max_abs"] < 1e-4 and t["gflop"] > 0 for t in ov.values())  # the graphs compute what PyTorch does
+    q = row["openvino_int8"]  # fp32 and int8 side by side, each against the full decoder's fp32 call
+    assert {"full", "full_int8", "tiny_w8_fp32", "tiny_w8_int8"} <= set(q) and q["tiny_w8_int8"]["full_over_this"] > 0
+    assert q["full"]["error_vs_torch"]["max_abs"] < 1e-4 and q["tiny_w8_int8"]["error_vs_torch"]["mean_rel"] > 0  # int8 is not fp32
     with pytest.raises(SystemExit):
         bd.main(["--wan", "--wan-shapes", "wan99", "--out", str(out)])
     assert "--wan-shapes: unknown ['wan99']" in capsys.readouterr().err

@@ -74,6 +74,10 @@ def test_samples_are_the_students_final_latents_and_resume_to_the_same_bytes(tin
     train(DecoderTrainConfig.make(model=str(tiny_student_dir), data=str(tmp_path / "ref"), val_clips=0, out=str(tmp_path / "dec"),
                                   steps=1, batch=2, width=8, threads=1))
     assert json.loads((tmp_path / "dec" / "log.jsonl").read_text().splitlines()[0])["step"] == 1
+    from turbo_edge.spec.card import read_card
+
+    made = read_card(tmp_path / "dec" / "model").decoders["tiny"].lineage.details["reproduce"]  # the samples' command, then the run
+    assert made.startswith(f"turbo-edge decoder samples --model {tiny_student_dir} --out {tmp_path / 'ref'} ") and " && turbo-edge decoder train " in made
     # It holds no videos: a reference for FD needs those.
     from turbo_edge.core.reference_clips import load_reference
 

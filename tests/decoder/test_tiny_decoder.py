@@ -338,6 +338,10 @@ def test_init_continues_a_tiny_decoder_and_refuses_another(tiny_t2v_dir, world, 
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     variant = read_card(same).decoders["tiny"]
     assert variant.lineage.config["init"] == str(first) and f'init="{first}"' in variant.lineage.details["reproduce"]
+    # Its reproduce line makes the decoder it started from first, then continues it; the model card's line ends with both.
+    made_first = read_card(first).decoders["tiny"].lineage.details["reproduce"]
+    assert variant.lineage.details["reproduce"].startswith(made_first + " && turbo-edge decoder train ")
+    assert read_card(same).reproduce.endswith(variant.lineage.details["reproduce"])
     cont = train(_cfg(tiny_t2v_dir, world, tmp_path / "cont", steps=3, val_clips=0, init=str(first), frame_balance=1.0, lr=3e-3,
                       lr_schedule="cosine"))
     rows = [json.loads(line) for line in (tmp_path / "cont" / "log.jsonl").read_text().splitlines()]

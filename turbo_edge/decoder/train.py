@@ -239,8 +239,22 @@ def held_out_latents(cfg: DecoderTrainConfig, out: Path) -> torch.Tensor | None:
 def decoder_variant(cfg: DecoderTrainConfig, src: Path, tiny: torch.nn.Module, vae: torch.nn.Module, quality: dict[str, Any],
                     plan: dict[str, Any] | None = None) -> DecoderVariant:
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    steps = [cfg.command_line("decoder train", first=("model", "out", "steps"))]
+    if cfg.data:  # latents `decoder samples` drew from the student are made, not brought: their command comes first
+        from turbo_edge.core.prepared import read_index
+        from turbo_edge.decoder.samples import SOURCE_KIND
+
+        index = read_index(cfg.data)
+        if (index.get("source") or {}).get("kind") == SOURCE_KIND and index.get("command"):
+            steps.insert(0, str(index["command"]))
+    if cfg.init is not None:  # the decoder it started from is part of how it was made: that one's own line first
+        start = read_card(resolve_model_path(cfg.init)).decoders.get(cfg.variant)
+        before = start.lineage.details.get("reproduce") if start is not None and start.lineage is not None else None
+        if before:
+            steps.insert(0, before)
+    reproduce = " && ".join(steps)
     details: dict[str, Any] = {"params_full_decoder": count(vae.decoder) + count(vae.post_quant_conv or torch.nn.Identity()),
-                               "params_decoder": count(tiny), "reproduce": cfg.command_line("decoder train", first=("model", "out", "steps"))}
+                               "params_decoder": count(tiny), "reproduce": reproduce}
     if plan is not None:
         details.update(removed=plan["removed"], channel_ratio=plan["channel_ratio"], narrowed=sorted(plan["kept"]))
     lineage = Lineage(stage="decoder_train", parent=cfg.model if cfg.model in ALIASES else str(src), config=cfg.to_dict(),
