@@ -58,7 +58,9 @@ def evidence_section(files: dict[str, dict[str, Any]]) -> list[str]:
         best = lambda table, key: max(((k, v.get(key)) for k, v in table.items() if _num(v.get(key)) is not None), key=lambda kv: kv[1], default=None)  # noqa: E731
         for label, table_, key in (("50-step CFG teacher ÷ 4-step student, denoising loop", r.get("loop") or {}, "4_step"),
                                    ("50-step CFG teacher ÷ 1-step student, denoising loop", r.get("loop") or {}, "1_step"),
-                                   ("50-step CFG teacher ÷ 4-step student, per video", r.get("video") or {}, "ratio_4_step")):
+                                   ("50-step CFG teacher ÷ 4-step student, per video", r.get("video") or {}, "ratio_4_step"),
+                                   ("50-step CFG teacher ÷ 4-step student with the tiny decoder, per video", r.get("video") or {}, "ratio_4_step_tiny"),
+                                   ("50-step CFG teacher ÷ 1-step student with the tiny decoder, per video", r.get("video") or {}, "ratio_1_step_tiny")):
             b = best(table_, key)
             if b:
                 rows.append(["speed", label, f"{ratio(b[1])}x ({b[0]})", where, f"`{name}`"])
