@@ -34,7 +34,9 @@ command, CPU model and flags, threads and load average:
 
     python benchmarks/bench_decoder.py --wan --widths 64 --threads 2 --runs-large 5 --warmup 1      # latency.wan of decoder.json
 
-``--wan --openvino-int8`` adds, per shape, the same graphs fp32 and NNCF int8 side by side (``openvino_int8``).
+``--wan --openvino-int8`` adds, per shape, the same graphs fp32 and NNCF int8 side by side (``openvino_int8``). At
+Wan2.1's shape (17 frames of 256x256) NNCF's statistics collection on the full causal decoder's graph needs more than
+24 GiB (killed by the OOM killer at 24.3 GB resident on a 24 GiB machine), so that row needs a larger host.
 """
 
 from __future__ import annotations
