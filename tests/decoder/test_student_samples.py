@@ -85,12 +85,19 @@ def test_samples_are_the_students_final_latents_and_resume_to_the_same_bytes(tin
         load_reference(tmp_path / "ref", 4, 16, 16, 2)
 
 
-def test_a_teacher_and_bad_arguments_are_refused(tiny_t2v_dir, tiny_student_dir, tmp_path, capsys):
+def test_a_teacher_and_bad_arguments_are_refused(tiny_t2v_dir, tiny_student_dir, tmp_path, capsys, monkeypatch):
     with pytest.raises(ValueError, match="not a consistency student"):
         samples(_cfg(tiny_t2v_dir, tmp_path / "t"))
     with pytest.raises(ValueError, match="supports"):
         samples(_cfg(tiny_student_dir, tmp_path / "s", steps=3))
     assert not (tmp_path / "t").exists() and not (tmp_path / "s").exists()  # refused before anything was written
+    # A caption outside the model's closed vocabulary: refused in one line, before any index is written.
+    from turbo_edge.core.sampling import PromptError
+
+    monkeypatch.setattr(samples_mod, "prompts_for", lambda cfg: ["a red circle", "a glorbnax zooming"])
+    with pytest.raises(PromptError):
+        samples(_cfg(tiny_student_dir, tmp_path / "v"))
+    assert not (tmp_path / "v" / "index.json").exists()
     for bad in ({"clips": 0}, {"shard_size": 0}, {"out": " "}, {"captions": ""}, {"dtype": "int8"}, {"guidance": -1.0}):
         with pytest.raises(ValueError):
             DecoderSamplesConfig(**{"out": "x", **bad})

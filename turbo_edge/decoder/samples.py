@@ -35,7 +35,7 @@ from turbo_edge.core.prepared import (
     read_index,
     sha256_bytes,
 )
-from turbo_edge.core.sampling import encode_text
+from turbo_edge.core.sampling import check_prompts, encode_text
 from turbo_edge.core.student_sampling import sampler_contract, student_latents, student_timesteps
 from turbo_edge.spec.card import CARD_FILE, read_card
 from turbo_edge.spec.configs.data import flag_command
@@ -120,6 +120,7 @@ def _samples(cfg: DecoderSamplesConfig, out: Path, prompts: list[str], root: Pat
         return read_index(out)
     model = load_teacher(cfg.model)
     sampler_contract(model)
+    check_prompts(model, sorted(set(prompts)))  # a caption the model cannot read is refused before the index is written
     index["model"].update(model.components.autoencoder.normalisation(model.vae))
     _write_index(out, index)
     if shards:

@@ -245,8 +245,9 @@ def decoder_variant(cfg: DecoderTrainConfig, src: Path, tiny: torch.nn.Module, v
         from turbo_edge.decoder.samples import SOURCE_KIND
 
         index = read_index(cfg.data)
-        if (index.get("source") or {}).get("kind") == SOURCE_KIND and index.get("command"):
-            steps.insert(0, str(index["command"]))
+        command = index.get("command")
+        if (index.get("source") or {}).get("kind") == SOURCE_KIND and isinstance(command, str) and command.startswith("turbo-edge decoder samples "):
+            steps.insert(0, command)
     if cfg.init is not None:  # the decoder it started from is part of how it was made: that one's own line first
         start = read_card(resolve_model_path(cfg.init)).decoders.get(cfg.variant)
         before = start.lineage.details.get("reproduce") if start is not None and start.lineage is not None else None
