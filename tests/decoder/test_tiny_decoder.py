@@ -359,6 +359,20 @@ def test_init_continues_a_tiny_decoder_and_refuses_another(tiny_t2v_dir, world, 
         train(_cfg(tiny_t2v_dir, world, tmp_path / "o", steps=1, val_clips=0, init=str(other)))
 
 
+def test_held_out_data_of_another_model_is_refused_before_the_run(tiny_t2v_dir, world, tmp_path):
+    """--val-data is scored at the end of a run: one prepared for another model is refused at the start instead."""
+    import shutil
+
+    other = tmp_path / "other_data"
+    shutil.copytree(world, other)
+    index = json.loads((other / "index.json").read_text())
+    index["model"]["fingerprint"] = "0" * 64
+    (other / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=r"^--val-data: .*prepared with model"):
+        train(_cfg(tiny_t2v_dir, world, tmp_path / "run", steps=1, val_data=str(other)))
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_cosine_run_resumes_exactly(tiny_t2v_dir, world, tmp_path):
     """The schedule is a function of the step: a run killed after step 1 and started again ends where an uninterrupted
     one does (the resumed optimiser's stored rate is not the one it continues from); another length is another run."""

@@ -296,6 +296,11 @@ def train(cfg: DecoderTrainConfig) -> Path:
     model = load_teacher(cfg.model)  # the layout and weights are checked before the run directory is claimed
     check_autoencoder(dict(model.vae.config), cfg.variant)
     init = init_decoder(cfg, model.vae) if cfg.init is not None else None  # refused before the run directory is claimed
+    if cfg.val_data and cfg.val_clips:  # scored at the end of the run: a DATA made for another model is refused now, not then
+        try:
+            train_data.load_checked(cfg.val_data, cfg.model)
+        except ValueError as exc:
+            raise ValueError(f"--val-data: {str(exc).removeprefix('--data ').removeprefix('--data: ')}") from None
     claim_run_dir(out, CONFIG_FILE)
     cfg.save(out / CONFIG_FILE)
     accel = Accelerator(cpu=not torch.cuda.is_available())
