@@ -368,7 +368,7 @@ def test_held_out_data_of_another_model_is_refused_before_the_run(tiny_t2v_dir, 
     index = json.loads((other / "index.json").read_text())
     index["model"]["fingerprint"] = "0" * 64
     (other / "index.json").write_text(json.dumps(index))
-    with pytest.raises(ValueError, match=r"^--val-data: .*prepared with model"):
+    with pytest.raises(ValueError, match=rf"^--val-data {other} does not fit .*prepared with model"):
         train(_cfg(tiny_t2v_dir, world, tmp_path / "run", steps=1, val_data=str(other)))
     assert not (tmp_path / "run").exists()
 

@@ -45,13 +45,15 @@ def student_latents(
     video_size: tuple[int | None, int | None, int | None] = (None, None, None),
     record: Callable[[dict[str, np.ndarray]], None] | None = None,
     first: int = 0,
+    on_text: Callable[[torch.Tensor], None] | None = None,
 ) -> Iterator[torch.Tensor]:
     """The sampler's final latents [b, C, F, h, w], one batch of up to ``batch_size`` prompts at a time.
 
     ``video_size`` is (frames, height, width), None for the model's own. ``record``, if given, receives every
     UNet call's inputs, one dict per clip, as the exported graph takes them (int8 calibration uses this).
     Prompt ``i`` draws its noise from stream ``first + i`` whatever the batching, as the runtimes do (``first``: where
-    a list continues a longer one, so a resumed run draws what the uninterrupted one did).
+    a list continues a longer one, so a resumed run draws what the uninterrupted one did). ``on_text``, if given, receives
+    each batch's text condition [b, L, D] as it is encoded (a caller that stores it need not encode the prompts again).
     """
     check_prompts(model, prompts)
     sampler = sampler_contract(model)
@@ -63,6 +65,8 @@ def student_latents(
     for start in tqdm(range(0, len(prompts), batch_size), desc="student", disable=not progress):
         chunk = list(range(start, min(start + batch_size, len(prompts))))
         cond = encode_text(model, [prompts[i] for i in chunk])
+        if on_text is not None:
+            on_text(cond)
 
         def model_fn(x: torch.Tensor, t: np.ndarray, cond: torch.Tensor = cond) -> torch.Tensor:
             t_cond = w_emb.expand(len(x), -1)

@@ -60,18 +60,18 @@ def open_source(data: str | None, model: str | os.PathLike[str], seed: int, worl
     return DataSource(load_checked(data, model), seed=seed, mix=mix)
 
 
-def load_checked(data: str | os.PathLike[str], model: str | os.PathLike[str]) -> PreparedData:
-    """``PreparedData(data)``, refused in one line naming the command that makes one for ``model``."""
+def load_checked(data: str | os.PathLike[str], model: str | os.PathLike[str], flag: str = "--data") -> PreparedData:
+    """``PreparedData(data)``, refused in one line naming ``flag`` and the command that makes one for ``model``."""
     try:
         prepared = PreparedData(data)
     except (FileNotFoundError, ValueError) as exc:
-        raise ValueError(f"--data: {exc}") from None
+        raise ValueError(f"{flag}: {exc}") from None
     card = read_card(resolve_model_path(model))
     try:
         prepared.check_model(model, frames=card.frames, height=card.height, width=card.width)
     except ValueError as exc:
         source = prepared.index.get("source", {}).get("path", "SOURCE")
-        raise ValueError(f"--data {data} does not fit {model}: {str(exc).rpartition(': ')[0]}; make one for it with "
+        raise ValueError(f"{flag} {data} does not fit {model}: {str(exc).rpartition(': ')[0]}; make one for it with "
                          f"`turbo-edge data prepare --source {source} --model {model} --out NEW_DATA`") from None
     return prepared
 

@@ -35,7 +35,7 @@ from turbo_edge.core.prepared import (
     read_index,
     sha256_bytes,
 )
-from turbo_edge.core.sampling import check_prompts, encode_text
+from turbo_edge.core.sampling import check_prompts
 from turbo_edge.core.student_sampling import sampler_contract, student_latents, student_timesteps
 from turbo_edge.spec.card import CARD_FILE, read_card
 from turbo_edge.spec.configs.data import flag_command
@@ -129,11 +129,11 @@ def _samples(cfg: DecoderSamplesConfig, out: Path, prompts: list[str], root: Pat
     while done < len(prompts):
         end = min(done + cfg.shard_size, len(prompts))
         chunk = prompts[done:end]
-        latents = []
-        for z in student_latents(model, chunk, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, batch_size=cfg.batch, first=done):
+        latents, text = [], []  # the sampler's own text condition is what the shard stores: each prompt encoded once
+        for z in student_latents(model, chunk, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed, batch_size=cfg.batch, first=done,
+                                 on_text=text.append):
             latents.append(z.permute(0, 2, 1, 3, 4).contiguous())  # [b, C, F, h, w] -> the DATA's [b, F, C, h, w]
             bar.update(len(z))
-        text = [encode_text(model, chunk[i:i + cfg.batch]) for i in range(0, len(chunk), cfg.batch)]
         sources = [f"sample {i}" for i in range(done, end)]
         shard = _write_shard(out, len(index["shards"]), latents, text, chunk, sources, end, {}, run_id, cfg.dtype)
         index["shards"].append(shard)

@@ -225,7 +225,7 @@ def held_out_latents(cfg: DecoderTrainConfig, out: Path) -> torch.Tensor | None:
     if cfg.val_clips == 0:
         return None
     if cfg.val_data:
-        data = train_data.load_checked(cfg.val_data, cfg.model)
+        data = train_data.load_checked(cfg.val_data, cfg.model, flag="--val-data")
     elif not cfg.data:
         from turbo_edge.core.world_export import world_data
 
@@ -297,10 +297,7 @@ def train(cfg: DecoderTrainConfig) -> Path:
     check_autoencoder(dict(model.vae.config), cfg.variant)
     init = init_decoder(cfg, model.vae) if cfg.init is not None else None  # refused before the run directory is claimed
     if cfg.val_data and cfg.val_clips:  # scored at the end of the run: a DATA made for another model is refused now, not then
-        try:
-            train_data.load_checked(cfg.val_data, cfg.model)
-        except ValueError as exc:
-            raise ValueError(f"--val-data: {str(exc).removeprefix('--data ').removeprefix('--data: ')}") from None
+        train_data.load_checked(cfg.val_data, cfg.model, flag="--val-data")
     claim_run_dir(out, CONFIG_FILE)
     cfg.save(out / CONFIG_FILE)
     accel = Accelerator(cpu=not torch.cuda.is_available())
