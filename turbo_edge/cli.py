@@ -186,7 +186,9 @@ def _teacher_probe(cfg: ProbeConfig) -> None:
 def _convert(cfg: ConvertConfig) -> None:
     from turbo_edge.core.pipeline_io import convert_weights
 
-    print(f"wrote {convert_weights(cfg.model, cfg.out, cfg.dtype, overwrite=cfg.overwrite, decoders_from=cfg.decoders_from)} ({cfg.dtype} weights)")
+    out = convert_weights(cfg.model, cfg.out, cfg.dtype, overwrite=cfg.overwrite, decoders_from=cfg.decoders_from,
+                          replace_decoders=cfg.replace_decoders)
+    print(f"wrote {out} ({cfg.dtype} weights)")
 
 
 def _distill(cfg: DistillConfig) -> None:

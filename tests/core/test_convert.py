@@ -87,6 +87,49 @@ def test_decoders_from_gives_a_copy_another_models_decoder_over_the_same_autoenc
     assert "autoencoder differs" in err and "decoder.conv_out.bias" in err and not (tmp_path / "bad").exists()
     # A model that already has that decoder, and a donor without any: refused too.
     assert cli.main(["convert", "--model", str(donor), "--out", str(tmp_path / "twice"), "--decoders-from", str(donor)]) == 2
-    assert "already has decoder(s) ['tiny']" in capsys.readouterr().err
+    assert "already has decoder(s) ['tiny']; add --replace-decoders" in capsys.readouterr().err
     assert cli.main(["convert", "--model", str(tiny_t2v_dir), "--out", str(tmp_path / "none"), "--decoders-from", str(other)]) == 2
     assert "has no decoder variants" in capsys.readouterr().err
+
+
+def test_replace_decoders_swaps_a_variant_folder_and_card_entry(tiny_t2v_dir, tmp_path, capsys):
+    """A retrained decoder replaces the one a model ships: `--replace-decoders` drops the model's own variant of that
+    name (its folder is not copied; the donor's is) and keeps the others; without --decoders-from it is refused."""
+    import dataclasses
+
+    from turbo_edge.core.tiny_decoder import TinyDecoder, load_decoder_variant
+    from turbo_edge.spec.card import DecoderVariant, Lineage, read_card, write_card
+
+    def with_tiny(path, seed, folder, extra=None):
+        shutil.copytree(tiny_t2v_dir, path)
+        torch.manual_seed(seed)
+        tiny = TinyDecoder.for_autoencoder_kl(json.loads((path / "vae" / "config.json").read_text()), width=8)
+        tiny.save_pretrained(path / folder, safe_serialization=True)
+        decoders = {"tiny": DecoderVariant(folder=folder, cls="TinyDecoder", lineage=Lineage(stage="decoder_train", parent="x", step=seed))}
+        for name, sub in (extra or {}).items():
+            tiny.save_pretrained(path / sub, safe_serialization=True)
+            decoders[name] = DecoderVariant(folder=sub, cls="TinyDecoder", lineage=Lineage(stage="decoder_train", parent="x", step=99))
+        write_card(dataclasses.replace(read_card(path), decoders=decoders, reproduce=f"turbo-edge decoder train --seed {seed}"), path)
+        return tiny
+
+    with_tiny(tmp_path / "old", 1, "tiny_vae_v1", extra={"other": "other_vae"})
+    new = with_tiny(tmp_path / "new", 2, "tiny_vae")
+    out = tmp_path / "out"
+    assert cli.main(["convert", "--model", str(tmp_path / "old"), "--out", str(out), "--dtype", "float32",
+                     "--decoders-from", str(tmp_path / "new"), "--replace-decoders"]) == 0
+    card = read_card(out)
+    assert card.decoders["tiny"].folder == "tiny_vae" and card.decoders["tiny"].lineage.step == 2
+    assert card.decoders["other"].lineage.step == 99 and (out / "other_vae").is_dir()
+    assert not (out / "tiny_vae_v1").exists()  # the replaced variant's folder is gone, not left beside the new one
+    assert card.reproduce.startswith("turbo-edge decoder train --seed 1 && turbo-edge convert") and card.reproduce.endswith("--replace-decoders")
+    copied = load_decoder_variant(out, "tiny")
+    for name, p in new.state_dict().items():
+        assert torch.equal(copied.state_dict()[name], p), name
+    capsys.readouterr()
+    # The donor's folder name is another kept variant's folder: refused, nothing written.
+    with_tiny(tmp_path / "clash", 3, "other_vae")
+    assert cli.main(["convert", "--model", str(tmp_path / "old"), "--out", str(tmp_path / "bad"), "--decoders-from", str(tmp_path / "clash"),
+                     "--replace-decoders"]) == 2
+    assert "['other_vae'] hold" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert cli.main(["convert", "--model", str(tmp_path / "old"), "--out", str(tmp_path / "bad"), "--replace-decoders"]) == 2
+    assert "give it too" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -400,12 +400,14 @@ def check_same_autoencoder(a: Path, b: Path, what: str) -> None:
 
 
 def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike[str], dtype: str = "float16", overwrite: bool = False,
-                    decoders_from: str | os.PathLike[str] | None = None) -> Path:
+                    decoders_from: str | os.PathLike[str] | None = None, replace_decoders: bool = False) -> Path:
     """Copy a model directory with every floating-point safetensors tensor stored as ``dtype``.
 
     ``decoders_from``: another model directory whose decoder variants (``decoder train``'s ``tiny_vae/`` ...) the copy
     gains, folder and card entry with its lineage, refused unless both hold the same autoencoder (a student's tiny
-    decoder fits the pruned model made from it: pruning never touches the VAE).
+    decoder fits the pruned model made from it: pruning never touches the VAE). A variant the model already has is
+    refused unless ``replace_decoders``: then the donor's replaces it, folder and card entry (the old folder is not
+    copied).
 
     float16 halves the bytes of a shipped model; ``load_teacher`` reads the weights back as float32 by default, so
     everything downstream runs on the rounded weights. Files other than weights (configs, tokenizer, pruning plans,
@@ -424,19 +426,28 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
     if out.resolve() == src.resolve():
         raise ValueError(f"--out {out} is the model itself: write the converted copy to a new directory")
     target = getattr(torch, dtype)
-    donor, added = None, {}
+    donor, added, dropped = None, {}, set()
+    if replace_decoders and decoders_from is None:
+        raise ValueError("--replace-decoders replaces a model's decoder variants with those of --decoders-from DIR: give it too")
     if decoders_from is not None:
         donor = resolve_model_path(decoders_from)
         check_layout(donor)
         added = read_card(donor).decoders
         if not added:
             raise ValueError(f"--decoders-from {decoders_from} has no decoder variants (make one with `turbo-edge decoder train`)")
-        clash = sorted(set(added) & set(read_card(src).decoders))
-        if clash:
-            raise ValueError(f"--decoders-from: {src} already has decoder(s) {clash}; convert a model without them")
+        own = read_card(src).decoders
+        clash = sorted(set(added) & set(own))
+        if clash and not replace_decoders:
+            raise ValueError(f"--decoders-from: {src} already has decoder(s) {clash}; add --replace-decoders to replace them with {decoders_from}'s")
+        dropped = {own[name].folder for name in clash}
+        kept = {own[name].folder: name for name in own if name not in clash}
+        taken = sorted(v.folder for v in added.values() if v.folder in kept)
+        if taken:  # the donor's folder would overwrite a variant the copy keeps under another name
+            raise ValueError(f"--decoders-from: {decoders_from}'s decoder folder(s) {taken} hold {src}'s other decoder(s) "
+                             f"{sorted(kept[f] for f in taken)}; rename one of them")
         check_same_autoencoder(src, donor, f"--decoders-from {decoders_from}")
     with staged_dir(out, MODEL_INDEX, overwrite) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=lambda d, names: [n for n in names if Path(d) == src and n in dropped])
         if donor is not None:
             for variant in added.values():
                 shutil.copytree(donor / variant.folder, tmp / variant.folder)
@@ -452,7 +463,8 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
             card = dataclasses.replace(card if card.present else ModelCard(), decoders={**card.decoders, **added})
         if card.present or donor is not None:
             card.weights_dtype = dtype
-            step = f"turbo-edge convert --model {src} --out {out} --dtype {dtype}" + (f" --decoders-from {donor}" if donor else "")
+            step = (f"turbo-edge convert --model {src} --out {out} --dtype {dtype}" + (f" --decoders-from {donor}" if donor else "")
+                    + (" --replace-decoders" if replace_decoders else ""))
             if card.reproduce and step not in card.reproduce:  # the line that made it, then this copy
                 card.reproduce = f"{card.reproduce} && {step}"
             write_card(card, tmp)

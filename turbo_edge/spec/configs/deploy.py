@@ -199,12 +199,16 @@ class ConvertConfig(StageConfig):
     dtype: str = opt("float16", choices=WEIGHT_DTYPES, help="float16 (default: half the bytes), bfloat16 or float32")
     decoders_from: str | None = opt(None, help="a model directory whose decoder variants (e.g. a student's tiny_vae/) the copy gains "
                                                "with their card entries; refused unless it holds the same autoencoder")
+    replace_decoders: bool = opt(False, help="with --decoders-from: its variants replace the model's variants of the same name "
+                                             "(folder and card entry); without it such a clash is refused")
 
     def __post_init__(self) -> None:
         if not self.model or not self.out:
             raise ValueError("give --model (alias or directory) and --out (a new directory)")
         if self.dtype not in WEIGHT_DTYPES:
             raise ValueError(f"--dtype must be one of {WEIGHT_DTYPES}, got {self.dtype!r}")
+        if self.replace_decoders and not self.decoders_from:
+            raise ValueError("--replace-decoders replaces a model's decoder variants with those of --decoders-from DIR: give it too")
 
 
 @dataclasses.dataclass
