@@ -304,8 +304,86 @@ def test_decoder_train_distils_a_wan_decoder_and_eval_decodes_with_it(wan_test_d
 
     result = run_eval(EvalConfig.make(model=str(model_dir), decoder="tiny", frames=9, height=32, width=32, num=2, steps=2))
     assert result["decoder"] == "tiny" and result["n_videos"] == 2
-    with pytest.raises(ValueError, match="--variant tiny"):
-        train(DecoderTrainConfig.make(model=str(wan_test_dir), data=str(wan_data_dir), out=str(tmp_path / "p"), variant="pruned", steps=1))
+
+
+def test_pruned_wan_decoder_surgery_cache_replay_and_round_trip(wan_test_dir, tmp_path):
+    """VDMini on the causal decoder: nothing removed is diffusers' own decode; a removed residual block takes its two
+    cache slots with it (the causal loop still lines up: frames differ but stay finite and of the full clip's shape);
+    narrowing keeps the named channels; the plan replays to the same module and save / load rebuilds it."""
+    from turbo_edge.core.pruned_decoder import measure_importance, pruned_class
+    from turbo_edge.core.pruned_wan_decoder import CAUSAL_CONV, PrunedWanDecoder, wan_removable_units, wan_resnets
+    from turbo_edge.core.tiny_decoder import AutoencoderKLWanTarget
+    from turbo_edge.decoder.train import apply_decoder_plan
+
+    vae = load_teacher(wan_test_dir).vae
+    assert pruned_class(vae) is PrunedWanDecoder
+    z = _latents(2, 16, 3, 4, 4)
+    full = AutoencoderKLWanTarget(vae).frames(z)
+    intact = PrunedWanDecoder.from_vae(vae).eval()
+    assert full.shape == (2, 9, 3, 32, 32) and torch.allclose(intact(z), full, atol=1e-5)
+    units = wan_removable_units(intact.decoder)
+    assert "mid_block.attentions.0" in units and "mid_block.resnets.0" in units
+    assert all(intact.decoder.get_submodule(u).in_dim == intact.decoder.get_submodule(u).out_dim for u in units if "resnets" in u)
+    table = measure_importance(vae, z)
+    assert sorted(r["unit"] for r in table) == sorted(units) and [r["mse"] for r in table] == sorted(r["mse"] for r in table)
+    removed = [next(r["unit"] for r in table if "resnets" in r["unit"])]
+    pruned = PrunedWanDecoder.from_vae(vae, removed).eval()
+    slots = lambda d: sum(type(m).__name__ == CAUSAL_CONV for m in d.decoder.modules())  # noqa: E731
+    assert slots(pruned) == slots(intact) - 2  # conv1 and conv2 of the removed block
+    out = pruned(z)
+    assert out.shape == full.shape and torch.isfinite(out).all()
+    assert psnr(out, full) == pytest.approx(10 * math.log10(4 / next(r["mse"] for r in table if r["unit"] == removed[0])), rel=1e-4)
+    before = {n: r.conv1.out_channels for n, r in wan_resnets(pruned.decoder).items()}
+    kept = pruned.choose_channels(0.5)
+    assert kept and all(len(keep) == round(before[n] / 2) for n, keep in kept.items())  # widths under 16: single channels
+    for name, keep in kept.items():
+        block = pruned.decoder.get_submodule(name)
+        assert block.conv1.out_channels == block.conv2.in_channels == block.norm2.gamma.shape[0] == len(keep)
+        assert block.norm2.scale == pytest.approx(len(keep) ** 0.5)
+    replayed = apply_decoder_plan(vae, {"removed": removed, "kept": kept}).eval()
+    assert torch.equal(replayed(z), pruned(z))
+    assert sum(p.numel() for p in replayed.parameters()) < sum(p.numel() for p in intact.parameters())
+    replayed.save_pretrained(tmp_path / "pruned_vae")
+    back = PrunedWanDecoder.from_pretrained(tmp_path / "pruned_vae").eval()
+    assert torch.equal(back(z), replayed(z))
+    with pytest.raises(ValueError, match="cannot remove"):
+        PrunedWanDecoder.from_vae(vae, ["up_blocks.1.resnets.0"])  # changes the width: not removable
+
+
+def test_decoder_train_prunes_a_wan_decoder_and_its_bundle_variant_decodes_as_pytorch(wan_test_dir, wan_data_dir, tmp_path):
+    """`decoder train --variant pruned` on the DiT family: a plan, a card entry, eval with it; exported as a bundle
+    variant (the clip layout, the causal loop unrolled), its frames equal the module's on both runtimes; a bundle with a
+    range of clip lengths refuses it in one line."""
+    from turbo_edge.core.tiny_decoder import load_decoder_variant
+    from turbo_edge.evaluate import run_eval
+    from turbo_edge.export import ContractError, export_bundle
+    from turbo_edge.runtime import Pipeline
+    from turbo_edge.spec.configs import ExportConfig
+    from turbo_edge.spec.configs.apps import EvalConfig
+
+    cfg = DecoderTrainConfig.make(model=str(wan_test_dir), data=str(wan_data_dir), out=str(tmp_path / "run"), steps=2, batch=2, variant="pruned",
+                                  remove_count=2, channel_ratio=0.5, importance_clips=2, lr=1e-4, val_data=str(wan_data_dir), val_clips=2,
+                                  log_every=1, threads=1)
+    model_dir = train(cfg)
+    plan = json.loads((tmp_path / "run" / "decoder_plan.json").read_text())
+    assert plan["removed"] == [r["unit"] for r in plan["importance"][:2]] and plan["kept"]
+    variant = read_card(model_dir).decoders["pruned"]
+    assert variant.cls == "PrunedWanDecoder" and variant.quality["frames"] == 18 and math.isfinite(variant.quality["psnr_db"])
+    assert variant.lineage.details["params_decoder"] < variant.lineage.details["params_full_decoder"]
+    result = run_eval(EvalConfig.make(model=str(model_dir), decoder="pruned", frames=9, height=32, width=32, num=2, steps=2))
+    assert result["decoder"] == "pruned" and result["n_videos"] == 2
+    bundle = export_bundle(model_dir, tmp_path / "bundle", ExportConfig(precisions=("fp32",), decoders=("full", "pruned"), frames=9, height=32,
+                                                                         width=32, openvino_check=False, default_steps=2, threads=2))
+    decoder = load_decoder_variant(model_dir, "pruned")
+    latents = np.random.default_rng(2).standard_normal((1, 16, 3, 4, 4)).astype(np.float32)
+    with torch.no_grad():
+        frames = np.rint((decoder(torch.from_numpy(latents)).numpy() + 1) * 127.5).astype(int).transpose(0, 1, 3, 4, 2)
+    for backend in ("ort-cpu", "openvino"):
+        decoded = Pipeline.from_bundle(bundle, backend=backend, threads=2, decoder="pruned").decode(latents)
+        assert decoded.shape == frames.shape == (1, 9, 32, 32, 3) and np.abs(decoded.astype(int) - frames).max() <= 1, backend
+    with pytest.raises(ContractError, match="one clip length"):
+        export_bundle(model_dir, tmp_path / "range", ExportConfig(precisions=("fp32",), decoders=("full", "pruned"), frames=9, min_frames=5,
+                                                                   max_frames=13, height=32, width=32, openvino_check=False, default_steps=2))
 
 
 def test_frame_weights_and_the_cosine_schedule():

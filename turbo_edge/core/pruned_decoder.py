@@ -165,6 +165,15 @@ class PrunedDecoder(ModelMixin, ConfigMixin):
         self.register_to_config(widths=widths)
         return widths
 
+    # The surgery a plan names, for ``decoder train`` (the Wan decoder's class has the same four).
+    removable_units = staticmethod(lambda decoder: removable_units(decoder))
+    remove_units = staticmethod(lambda decoder, removed: remove_units(decoder, removed))
+    narrow = staticmethod(lambda resnet, keep: narrow_resnet(resnet, keep))
+
+    def choose_channels(self, ratio: float, latents: torch.Tensor) -> dict[str, list[int]]:
+        """``prune_channels`` on this decoder, traced on one frame of ``latents`` [N, C, F, h, w]; the kept indices."""
+        return prune_channels(self.decoder, ratio, torch.zeros(1, latents.shape[1], *latents.shape[3:]))
+
     def unscale(self, latents: torch.Tensor) -> torch.Tensor:
         v = self.config.vae_config
         return latents / float(v.get("scaling_factor") or 1.0) + float(v.get("shift_factor") or 0.0)
@@ -188,16 +197,27 @@ def _plain(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
+def pruned_class(vae: nn.Module) -> type:
+    """The pruned-decoder class of an autoencoder: ``PrunedDecoder`` (per-frame ``AutoencoderKL``) or
+    ``core.pruned_wan_decoder.PrunedWanDecoder`` (causal ``AutoencoderKLWan``)."""
+    if type(vae).__name__ == "AutoencoderKLWan":
+        from turbo_edge.core.pruned_wan_decoder import PrunedWanDecoder
+
+        return PrunedWanDecoder
+    return PrunedDecoder
+
+
 def measure_importance(vae: nn.Module, latents: torch.Tensor) -> list[dict[str, Any]]:
     """Per removable unit: the MSE of the full decoder's frames with that unit alone removed against the intact
     decoder's frames on ``latents`` [N, C, F, h, w], and its parameter count; sorted by damage, least first."""
-    base = PrunedDecoder.from_vae(vae).eval()
+    cls = pruned_class(vae)
+    base = cls.from_vae(vae).eval()
     with torch.no_grad():
         ref = base(latents)
         rows = []
-        for unit in removable_units(base.decoder):
+        for unit in cls.removable_units(base.decoder):
             trial = copy.deepcopy(base)
-            remove_units(trial.decoder, [unit])
+            cls.remove_units(trial.decoder, [unit])
             mse = (trial(latents) - ref).pow(2).mean().item()
             rows.append({"unit": unit, "mse": mse, "params": sum(p.numel() for p in base.decoder.get_submodule(unit).parameters())})
     return sorted(rows, key=lambda r: r["mse"])

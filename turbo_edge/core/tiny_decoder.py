@@ -217,9 +217,10 @@ def load_decoder_variant(model_dir: str | os.PathLike[str], name: str, dtype: to
         raise ValueError(f"{model_dir} has no {name!r} decoder; it has {['full', *sorted(variants)]} "
                          f"(add a tiny one with `turbo-edge decoder train --model {model_dir}`)")
     from turbo_edge.core.pruned_decoder import PrunedDecoder
+    from turbo_edge.core.pruned_wan_decoder import PrunedWanDecoder
 
     variant = variants[name]
-    classes = {c.__name__: c for c in (TinyDecoder, PrunedDecoder)}
+    classes = {c.__name__: c for c in (TinyDecoder, PrunedDecoder, PrunedWanDecoder)}
     if variant.cls not in classes:
         raise ValueError(f"{model_dir}'s {name!r} decoder is a {variant.cls}, which this build does not load (it loads {sorted(classes)})")
     folder = Path(model_dir) / variant.folder

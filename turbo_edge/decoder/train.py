@@ -46,7 +46,7 @@ from turbo_edge.core.pipeline_io import (
     load_teacher,
     resolve_model_path,
 )
-from turbo_edge.core.pruned_decoder import PRUNED_FOLDER, PrunedDecoder, measure_importance, narrow_resnet, prune_channels
+from turbo_edge.core.pruned_decoder import PRUNED_FOLDER, measure_importance, pruned_class
 from turbo_edge.core.tiny_decoder import (
     TINY_FOLDER,
     PatchDiscriminator,
@@ -75,12 +75,10 @@ def build_decoder(cfg: DecoderTrainConfig, vae_config: dict[str, Any]) -> TinyDe
     return build(vae_config, channels=cfg.channels or None, width=cfg.width, blocks=cfg.blocks, memory=cfg.memory)
 
 
-def check_autoencoder(vae_config: dict[str, Any], variant: str = "tiny") -> None:
+def check_autoencoder(vae_config: dict[str, Any]) -> None:
     name = vae_config.get("_class_name", "AutoencoderKL")
     if name not in ("AutoencoderKL", "AutoencoderKLWan"):
         raise ValueError(f"decoder train handles AutoencoderKL (UNet family) and AutoencoderKLWan (DiT family); this model's vae is a {name}")
-    if variant == "pruned" and name != "AutoencoderKL":
-        raise ValueError(f"--variant pruned removes AutoencoderKL decoder layers; for a {name} train --variant tiny")
 
 
 def make_decoder_plan(cfg: DecoderTrainConfig, vae: torch.nn.Module, source: train_data.DataSource) -> dict[str, Any]:
@@ -98,10 +96,8 @@ def make_decoder_plan(cfg: DecoderTrainConfig, vae: torch.nn.Module, source: tra
     latents = source.head(min(cfg.importance_clips, len(source))).x0
     table = measure_importance(vae, latents)
     removed = list(cfg.remove) or [row["unit"] for row in table[: cfg.remove_count]]
-    decoder = PrunedDecoder.from_vae(vae, removed)
-    kept = {}
-    if cfg.channel_ratio > 0:
-        kept = prune_channels(decoder.decoder, cfg.channel_ratio, torch.zeros(1, *latents.shape[1:2], *latents.shape[3:]))
+    decoder = pruned_class(vae).from_vae(vae, removed)
+    kept = decoder.choose_channels(cfg.channel_ratio, latents) if cfg.channel_ratio > 0 else {}
     return {"kind": PLAN_KIND, "version": 1, "vae_config": _vae_identity(vae), "removed": removed, "kept": kept,
             "channel_ratio": cfg.channel_ratio, "importance": table, "importance_clips": int(len(latents))}
 
@@ -110,11 +106,12 @@ def _vae_identity(vae: torch.nn.Module) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dict(vae.config).items() if not k.startswith("_")}
 
 
-def apply_decoder_plan(vae: torch.nn.Module, plan: dict[str, Any]) -> PrunedDecoder:
+def apply_decoder_plan(vae: torch.nn.Module, plan: dict[str, Any]) -> torch.nn.Module:
     """Replay ``plan`` on the full decoder's weights (what trains is what the saved config rebuilds)."""
-    decoder = PrunedDecoder.from_vae(vae, plan["removed"])
+    cls = pruned_class(vae)
+    decoder = cls.from_vae(vae, plan["removed"])
     for name, keep in plan["kept"].items():
-        narrow_resnet(decoder.decoder.get_submodule(name), torch.tensor(keep))
+        cls.narrow(decoder.decoder.get_submodule(name), torch.tensor(keep))
     decoder.register_to_config(widths={name: len(keep) for name, keep in plan["kept"].items()})
     return decoder
 
@@ -294,7 +291,7 @@ def train(cfg: DecoderTrainConfig) -> Path:
     src = resolve_model_path(cfg.model)
     check_layout(src)
     model = load_teacher(cfg.model)  # the layout and weights are checked before the run directory is claimed
-    check_autoencoder(dict(model.vae.config), cfg.variant)
+    check_autoencoder(dict(model.vae.config))
     init = init_decoder(cfg, model.vae) if cfg.init is not None else None  # refused before the run directory is claimed
     if cfg.val_data and cfg.val_clips:  # scored at the end of the run: a DATA made for another model is refused now, not then
         train_data.load_checked(cfg.val_data, cfg.model, flag="--val-data")

@@ -467,18 +467,26 @@ def decoder_step_components(model: Any, shapes: ExportShapes) -> dict[str, tuple
 
 
 def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decoder: Any) -> tuple[Contract, Any]:
-    """A decoder variant of a Wan model (a ``decoder train`` tiny decoder) as component ``vae_decoder_NAME``, the "clip"
+    """A decoder variant of a Wan model (a ``decoder train`` tiny or pruned decoder) as component ``vae_decoder_NAME``, the "clip"
     layout of every variant with the causal autoencoder's time upsampling: ``latent [B, z, f, h, w] -> image [B, F, 3,
     H, W]``, F = 1 + t (f - 1), clamped to [-1, 1]. It makes the full decoder's clip (``vae_decoder_component``: the same
     frames, size and range, frame k of one is frame k of the other) from the same input: the normalised latents the
     transformer samples. The full graph undoes ``latents_mean`` / ``latents_std`` inside; the tiny decoder was trained on
     the normalised latents against that same decode (``core.tiny_decoder.AutoencoderKLWanTarget``), so it takes them as
     they are and the runtime feeds both decoders one tensor. Its geometry is checked by running it once
-    (``contracts.check_variant_frames``: a decoder made for another autoencoder is refused in one line)."""
+    (``contracts.check_variant_frames``: a decoder made for another autoencoder is refused in one line). A pruned
+    variant (``core.pruned_wan_decoder``) takes the same tensor and runs diffusers' causal loop inside, unrolled: one
+    clip length per graph."""
+    import torch
+
     geo = model.components.autoencoder.geometry(model.vae)
     _, h, w = latent_size(model, shapes)
     hs, ws, hout, wout, axes = _spatial_axes(shapes, h, w, geo.spatial_factor)
     f, frame_axes = _frames_axis(model, shapes)
+    causal = bool(getattr(decoder, "causal", False))
+    if frame_axes and causal:
+        raise ContractError(f"the {name!r} decoder is the causal Wan decoder pruned: its per-frame loop unrolls into the graph, so it exports "
+                            "for one clip length; export without --min-frames / --max-frames, or choose --decoder full,tiny")
     if frame_axes:  # a bundle with a range of clip lengths: the variant (no causal cache) is dynamic in frames
         frame_axes["frames"] = tuple(geo.pixel_frames(v) for v in frame_axes["latent_frames"])
     contract = Contract(
@@ -488,7 +496,20 @@ def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decod
         axes={"batch": shapes.axis(1, 1, shapes.max_batch), **axes, **frame_axes},
     )
     check_variant_frames(name, decoder, contract)
-    return contract, variant_module(decoder)
+    module = variant_module(decoder)
+    if not causal:
+        return contract, module
+
+    class CausalVariant(torch.nn.Module):  # the pruned Wan decoder's nearest-exact upsampling, exportable
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, latent: torch.Tensor) -> torch.Tensor:
+            with exportable_decoder(self.inner) if torch.onnx.is_in_onnx_export() else contextlib.nullcontext():
+                return self.inner(latent)
+
+    return contract, CausalVariant().eval()
 
 
 COMPONENTS = {"text_encoder": text_encoder_component, "unet": denoiser_component, "vae_decoder": vae_decoder_component}

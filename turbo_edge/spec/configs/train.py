@@ -488,8 +488,8 @@ class DecoderTrainConfig(StageConfig):
     remove: tuple[str, ...] = opt((), parse=csv, help="pruned: comma-separated units to remove (default: the --remove-count least "
                                                      "important by measured frame MSE)")
     remove_count: int = opt(3, help="pruned: units removed by measured importance (mid-block resnets / attention, up-block resnets)")
-    channel_ratio: float = opt(0.0, help="pruned: then remove this fraction of every remaining resnet's internal norm groups "
-                                         "(torch-pruning, smallest conv1 filter norms); 0 disables")
+    channel_ratio: float = opt(0.0, help="pruned: then remove this fraction of every remaining resnet's internal width, smallest conv1 "
+                                         "filter norms first (AutoencoderKL: whole norm groups, torch-pruning; Wan: channels in 8s); 0 disables")
     importance_clips: int = opt(8, help="pruned: clips of the training data the importance table is measured on")
     # Losses against the full decoder's frames.
     l1_weight: float = opt(1.0, help="L1 to the full decoder's frames")
