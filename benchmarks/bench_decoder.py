@@ -28,7 +28,8 @@ an existing ``--out`` (``latency.SHAPE.openvino_int8``, with their own command) 
 With ``--wan`` the DiT family's causal decoder: diffusers' ``AutoencoderKLWan`` (the Wan test configuration at 9
 frames of 32x32, and Wan2.1's own configuration, diffusers' defaults, at 17 frames of 256x256: ``--wan-shapes``),
 random weights, its decode over the whole clip (normalisation and clamp inside, as ``export.dit``'s ``vae_decoder``
-graph) against untrained tiny decoders (``TinyDecoder.for_autoencoder_wan`` at ``--widths``), each an ONNX graph on
+graph) against untrained tiny decoders (``TinyDecoder.for_autoencoder_wan`` at ``--widths``) and the VDMini-pruned
+causal decoder of the same plan as the ModelScope row (``PrunedWanDecoder``, ``--pruned-ratio``), each an ONNX graph on
 OpenVINO CPU fp32, interleaved medians; the rows go into the existing ``--out`` under ``latency.wan`` with their
 command, CPU model and flags, threads and load average:
 
@@ -99,17 +100,42 @@ def params(module: Any) -> int:
 
 def vdmini_shape_decoder(vae: Any, ratio: float) -> Any:
     """For the random-weight shape rows: VDMini's decoder plan without measured importance (random weights have none
-    to measure): the whole mid block and the last resnet of every up block removed, then ``ratio`` of each remaining
-    resnet's internal norm groups (torch-pruning)."""
-    from turbo_edge.core.pruned_decoder import PrunedDecoder, removable_units
+    to measure): the whole mid block and the last removable resnet of every up block removed, then ``ratio`` of each
+    remaining resnet's internal width (``PrunedDecoder``: whole norm groups through torch-pruning; ``PrunedWanDecoder``
+    for a causal Wan autoencoder: channels in 8s)."""
+    import torch
 
-    units = removable_units(PrunedDecoder.from_vae(vae).decoder)
+    from turbo_edge.core.pruned_decoder import pruned_class
+
+    cls = pruned_class(vae)
+    units = cls.removable_units(cls.from_vae(vae).decoder)
     last = {u.rsplit(".", 2)[0]: u for u in units if u.startswith("up_blocks.")}
     removed = [u for u in units if u.startswith("mid_block.")] + sorted(last.values())
-    decoder = PrunedDecoder.from_vae(vae, removed)
+    decoder = cls.from_vae(vae, removed)
     if ratio > 0:
-        decoder.prune_channels(ratio, (8, 8))
+        channels = int(vae.config.get("latent_channels") or vae.config.get("z_dim"))
+        decoder.choose_channels(ratio, torch.zeros(1, channels, 1, 8, 8))
     return decoder.eval(), removed
+
+
+def exportable(module: Any) -> Any:
+    """``module`` with the Wan decoder's nearest-exact upsampling exported as nearest (``export.dit.exportable_decoder``)."""
+    import torch
+
+    from turbo_edge.export.dit import exportable_decoder
+
+    class Exportable(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, latents: torch.Tensor) -> torch.Tensor:
+            if torch.onnx.is_in_onnx_export():
+                with exportable_decoder(self.inner):
+                    return self.inner(latents)
+            return self.inner(latents)
+
+    return Exportable().eval()
 
 
 def full_decoder_module(vae: Any) -> Any:
@@ -280,6 +306,8 @@ def wan_rows(args: argparse.Namespace, argv: list[str] | None) -> int:
         latents = (1, int(vae.config.z_dim), (frames - 1) // 4 + 1, height // factor, width // factor)
         z = torch.randn(*latents, generator=torch.Generator().manual_seed(0))
         decoders = {f"tiny_w{w}": TinyDecoder.for_autoencoder_wan(dict(vae.config), width=w).eval() for w in args.widths}
+        pruned, removed = vdmini_shape_decoder(vae, args.pruned_ratio)
+        decoders["pruned"] = exportable(pruned)
         full = wan_full_decoder_module(vae)
         log(f"Wan {name}: latents {list(latents)} -> {frames} frames of {height}x{width}, full vs {sorted(decoders)}")
         load = list(os.getloadavg())
@@ -291,7 +319,8 @@ def wan_rows(args: argparse.Namespace, argv: list[str] | None) -> int:
                                                                                           "temperal_downsample")},
                          "latents": list(latents), "frames_px": [frames, height, width], "random_weights": True,
                          "params": {"full": params(vae.decoder) + params(vae.post_quant_conv), **{n: params(d) for n, d in decoders.items()}},
-                         "tiny_channels": {n: list(d.config.channels) for n, d in decoders.items()},
+                         "tiny_channels": {n: list(d.config.channels) for n, d in decoders.items() if n.startswith("tiny")},
+                         "pruned_plan": {"removed": removed, "channel_ratio": args.pruned_ratio, "widths": dict(pruned.config.widths or {})},
                          "loadavg_at_start": load, "loadavg_at_end": list(os.getloadavg()), "openvino_fp32": rows}
         if args.openvino_int8:  # the same graphs fp32 and NNCF int8 side by side, each with its error against PyTorch
             section[name]["openvino_int8"] = openvino_int8_rows({"full": full, **decoders}, z, Path(args.work) / f"onnx_int8_{name}",

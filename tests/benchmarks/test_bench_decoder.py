@@ -61,8 +61,11 @@ def test_bench_decoder_adds_the_wan_rows_to_an_existing_record(tmp_path, capsys)
     row = wan["wan_test"]
     assert row["latents"] == [1, 16, 3, 4, 4] and row["frames_px"] == [9, 32, 32] and row["tiny_channels"]["tiny_w8"] == [8, 8, 8, 8]
     ov = row["openvino_fp32"]
-    assert set(ov) == {"full", "tiny_w8"} and ov["tiny_w8"]["full_over_this"] == ov["full"]["median_ms"] / ov["tiny_w8"]["median_ms"]
+    assert set(ov) == {"full", "tiny_w8", "pruned"} and ov["tiny_w8"]["full_over_this"] == ov["full"]["median_ms"] / ov["tiny_w8"]["median_ms"]
     assert all(t["parity_vs_torch"]["max_abs"] < 1e-4 and t["gflop"] > 0 for t in ov.values())  # the graphs compute what PyTorch does
+    # the causal decoder pruned by the ModelScope row's plan: the mid block and a resnet of each up block gone, fewer FLOPs
+    assert row["pruned_plan"]["removed"][:3] == ["mid_block.resnets.0", "mid_block.attentions.0", "mid_block.resnets.1"]
+    assert row["params"]["pruned"] < row["params"]["full"] and ov["pruned"]["gflop"] < ov["full"]["gflop"]
     q = row["openvino_int8"]  # fp32 and int8 side by side, each against the full decoder's fp32 call
     assert {"full", "full_int8", "tiny_w8_fp32", "tiny_w8_int8"} <= set(q) and q["tiny_w8_int8"]["full_over_this"] > 0
     assert q["full"]["error_vs_torch"]["max_abs"] < 1e-4 and q["tiny_w8_int8"]["error_vs_torch"]["mean_rel"] > 0  # int8 is not fp32
