@@ -37,7 +37,10 @@ command, CPU model and flags, threads and load average:
 
 ``--wan --openvino-int8`` adds, per shape, the same graphs fp32 and NNCF int8 side by side (``openvino_int8``). At
 Wan2.1's shape (17 frames of 256x256) NNCF's statistics collection on the full causal decoder's graph needs more than
-24 GiB (killed by the OOM killer at 24.3 GB resident on a 24 GiB machine), so that row needs a larger host.
+24 GiB (killed by the OOM killer at 24.3 GB resident on a 24 GiB machine); ``--calibration-hw 8,8`` calibrates a
+dynamic-size graph on smaller latents through NNCF's OpenVINO backend instead and runs the int8 graph at full size:
+
+    python benchmarks/bench_decoder.py --wan --wan-shapes wan21 --widths 64 --threads 2 --runs-large 3 --warmup 1 --openvino-int8 --calibration-hw 8,8
 """
 
 from __future__ import annotations
@@ -163,12 +166,15 @@ def _ov_cpu_config(threads: int) -> dict[str, Any]:
     return {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 
 
-def _export_decoder(module: Any, z: Any, path: Path) -> Any:
-    """``module`` (latents -> frames) to ONNX at ``path``; returns its PyTorch output on ``z``, the parity reference."""
+def _export_decoder(module: Any, z: Any, path: Path, dynamic_spatial: bool = False) -> Any:
+    """``module`` (latents -> frames) to ONNX at ``path``; returns its PyTorch output on ``z``, the parity reference.
+    ``dynamic_spatial``: the latents' and frames' dims 3 and 4 (height, width in both layouts) are graph axes."""
     import torch
 
+    axes = {"latents": {3: "h", 4: "w"}, "frames": {3: "H", 4: "W"}} if dynamic_spatial else None
     with torch.no_grad():
-        torch.onnx.export(module, (z,), str(path), input_names=["latents"], output_names=["frames"], opset_version=17, dynamo=False)
+        torch.onnx.export(module, (z,), str(path), input_names=["latents"], output_names=["frames"], opset_version=17, dynamo=False,
+                          dynamic_axes=axes)
         return module(z).numpy()
 
 
@@ -199,32 +205,50 @@ def openvino_rows(decoders: dict[str, Any], z: Any, work: Path, threads: int, wa
     return rows
 
 
-def openvino_int8_rows(decoders: dict[str, Any], z: Any, work: Path, threads: int, warmup: int, runs: int, calibration: int) -> dict[str, Any]:
+def openvino_int8_rows(decoders: dict[str, Any], z: Any, work: Path, threads: int, warmup: int, runs: int, calibration: int,
+                       calibration_hw: tuple[int, int] | None = None) -> dict[str, Any]:
     """Each decoder as fp32 ONNX and as NNCF int8 Q/DQ ONNX (``export.quantize.quantize_int8``, NNCF's default preset:
     decoders are convolutions; calibrated on ``calibration`` N(0, 1) latents of ``z``'s shape, as the shape rows' weights
     are random too), both on OpenVINO CPU at ``z``'s static shape: interleaved per-call times, and each graph's error
-    against PyTorch (max abs, mean relative: the export gate's metric, 0.25)."""
+    against PyTorch (max abs, mean relative: the export gate's metric, 0.25).
+
+    ``calibration_hw`` (latent height, width): the low-memory route for shapes whose statistics do not fit (the Wan2.1
+    causal decoder at 17 x 256 x 256 was killed at 24.3 GB): the graph is exported with dynamic height and width,
+    NNCF's OpenVINO backend (``quantize_int8_openvino``) calibrates it on latents of that smaller size, and the int8 IR
+    is reshaped to ``z``'s shape to run. Per-tensor activation ranges are taken at the smaller size; the error against
+    PyTorch at the full size says what that costs."""
     import numpy as np
     import openvino as ov
 
-    from turbo_edge.export.quantize import Int8Options, quantize_int8
+    from turbo_edge.export.quantize import Int8Options, quantize_int8, quantize_int8_openvino
 
     work.mkdir(parents=True, exist_ok=True)
     core = ov.Core()
     config = _ov_cpu_config(threads)
     feed = z.numpy()
     rng = np.random.default_rng(1)
-    calib = [{"latents": rng.standard_normal(feed.shape).astype(np.float32)} for _ in range(calibration)]
+    calib_shape = feed.shape if calibration_hw is None else (*feed.shape[:3], *calibration_hw)
+    calib = [{"latents": rng.standard_normal(calib_shape).astype(np.float32)} for _ in range(calibration)]
+    options = Int8Options(model_type="default", subset_size=calibration)
     calls, error = {}, {}
     for name, module in decoders.items():
         fp32 = work / f"{name}.onnx"
         ref = _export_decoder(module, z, fp32)
-        int8 = work / f"{name}.int8.onnx"
         start = time.perf_counter()
-        quantize_int8(fp32, int8, calib, Int8Options(model_type="default", subset_size=calibration))
+        if calibration_hw is None:
+            int8 = work / f"{name}.int8.onnx"
+            quantize_int8(fp32, int8, calib, options)
+        else:
+            dynamic = work / f"{name}.dynamic.onnx"
+            _export_decoder(module, z, dynamic, dynamic_spatial=True)
+            int8 = work / f"{name}.int8.xml"
+            quantize_int8_openvino(dynamic, int8, calib, options)
         log(f"{name}: int8 in {time.perf_counter() - start:.0f} s")
         for precision, path in (("fp32", fp32), ("int8", int8)):
-            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+            graph = core.read_model(str(path))
+            if graph.inputs[0].get_partial_shape().is_dynamic:
+                graph.reshape({0: list(feed.shape)})
+            compiled = core.compile_model(graph, "CPU", config)
             request = compiled.create_infer_request()
             out = request.infer({0: feed})[compiled.outputs[0]]
             key = f"{name}_{precision}"
@@ -323,8 +347,10 @@ def wan_rows(args: argparse.Namespace, argv: list[str] | None) -> int:
                          "pruned_plan": {"removed": removed, "channel_ratio": args.pruned_ratio, "widths": dict(pruned.config.widths or {})},
                          "loadavg_at_start": load, "loadavg_at_end": list(os.getloadavg()), "openvino_fp32": rows}
         if args.openvino_int8:  # the same graphs fp32 and NNCF int8 side by side, each with its error against PyTorch
+            hw = args.calibration_hw if args.calibration_hw and (latents[3] > args.calibration_hw[0] or latents[4] > args.calibration_hw[1]) else None
             section[name]["openvino_int8"] = openvino_int8_rows({"full": full, **decoders}, z, Path(args.work) / f"onnx_int8_{name}",
-                                                                args.threads, args.warmup, args.runs_large, args.calibration)
+                                                                args.threads, args.warmup, args.runs_large, args.calibration, hw)
+            section[name]["openvino_int8"]["calibration_latent_hw"] = list(hw or latents[3:])
             section[name]["loadavg_at_end"] = list(os.getloadavg())
             for n, t in section[name]["openvino_int8"].items():
                 if isinstance(t, dict) and "full_over_this" in t:
@@ -430,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--openvino", action="store_true", help="also time every decoder at --shape as an ONNX graph on OpenVINO CPU fp32")
     ap.add_argument("--openvino-int8", action="store_true", help="also time every decoder at --shape as fp32 and NNCF int8 graphs on OpenVINO CPU")
     ap.add_argument("--calibration", type=int, default=4, help="--openvino-int8: calibration latents")
+    ap.add_argument("--calibration-hw", type=lambda v: tuple(int(x) for x in v.split(",")), default=None,
+                    help="--wan --openvino-int8: calibrate on latents of this height,width (dynamic-size graph, NNCF's OpenVINO backend) "
+                         "where a shape's are larger: the low-memory route for Wan2.1's shape")
     ap.add_argument("--update", action="store_true", help="--openvino-int8 only: add its rows to the existing --out instead of writing a new record")
     ap.add_argument("--wan", action="store_true", help="only the Wan causal decoder vs tiny decoders (OpenVINO fp32; with --openvino-int8 "
                                                        "fp32 and int8 too), added to the existing --out")
