@@ -32,7 +32,14 @@ def test_shipped_students_are_float16_consistency_students_of_the_builtin_chain(
     for m in (student, pruned):
         assert m.card.weights_dtype == "float16" and m.card.sampler.kind == "consistency"
         assert m.unet.dtype == torch.float32  # read back as float32
+        # The tiny decoder continued on the student's own samples (decisions), shipped into both with convert
+        # --replace-decoders: one file, made for their VAE.
+        variant = m.card.decoders["tiny"]
+        assert variant.folder == "tiny_vae" and variant.cls == "TinyDecoder" and variant.quality["psnr_db"] > 32
+        assert "turbo-edge decoder samples" in variant.lineage.details["reproduce"]
     assert pruned.card.sampler == student.card.sampler
+    student_tiny, pruned_tiny = (ALIASES[n] / "tiny_vae" / "diffusion_pytorch_model.safetensors" for n in ("builtin-student", "builtin-pruned"))
+    assert student_tiny.read_bytes() == pruned_tiny.read_bytes()
 
 
 def test_builtin_pruned_rebuilds_from_its_plan(models):

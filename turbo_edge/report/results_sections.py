@@ -484,7 +484,8 @@ def _decoder(name: str, data: dict[str, Any]) -> list[str]:
         load = wan.get("loadavg_at_start") or [None]
         notes += ["", f"Wan rows: `{wan.get('command', '?')}` on {wan.get('cpu', '?')} ({', '.join(wan.get('cpu_flags') or []) or 'flags not recorded'}), "
                      f"{fmt(wan.get('threads'))} threads, load average at start {fmt(load[0], 2)}"
-                     + (f"; {wan['note']}" if wan.get("note") else "") + "; random weights, untrained tiny decoders."]
+                     + (f"; {wan['note']}" if wan.get("note") else "") + "; random weights, untrained tiny decoders"
+                     + (", the pruned one the ModelScope row's fixed plan." if any("pruned_plan" in r for r in wan.values() if isinstance(r, dict)) else ".")]
     return file_block(name, data, body, notes) + [""]
 
 
@@ -496,12 +497,19 @@ def _wan_decoder_rows(wan: dict[str, Any]) -> list[str]:
             continue
         f, h, w = (list(row.get("frames_px") or []) + ["?"] * 3)[:3]
         shape = f"{where} ({f} frames of {h}x{w}, latents {'x'.join(map(str, row.get('latents') or []))})"
-        for decoder, t in (row.get("openvino_fp32") or {}).items():
-            if isinstance(t, dict) and "median_ms" in t:
-                rows.append([shape, "full (causal VAE)" if decoder == "full" else decoder, ms(t["median_ms"]),
-                             DASH if decoder == "full" else ratio(t.get("full_over_this")), fmt(t.get("gflop"), 3),
-                             fmt((row.get("params") or {}).get(decoder))])
-    return table(["Wan shape, OpenVINO fp32 (ONNX)", "decoder", "median ms per call", "full ÷ this", "GFLOP per call", "parameters"], rows)
+        int8 = row.get("openvino_int8") or {}
+        hw = int8.get("calibration_latent_hw")
+        for label, times in ((f"{shape}, fp32", row.get("openvino_fp32") or {}),
+                             (f"{shape}, fp32 and int8" + (f" (calibrated on {hw[0]}x{hw[1]} latents)" if hw else ""), int8)):
+            for decoder, t in times.items():
+                if isinstance(t, dict) and "median_ms" in t:
+                    base = decoder.removesuffix("_fp32").removesuffix("_int8")
+                    err = (t.get("error_vs_torch") or {}).get("mean_rel")
+                    rows.append([label, "full (causal VAE)" if decoder == "full" else decoder, ms(t["median_ms"]),
+                                 DASH if decoder == "full" else ratio(t.get("full_over_this")), fmt(t.get("gflop"), 3),
+                                 fmt((row.get("params") or {}).get(base)), DASH if err is None else fmt(err, 3)])
+    return table(["Wan shape, OpenVINO (ONNX)", "decoder", "median ms per call", "full ÷ this", "GFLOP per call", "parameters",
+                  "mean rel. error vs PyTorch"], rows)
 
 
 def _dit(name: str, data: dict[str, Any]) -> list[str]:
