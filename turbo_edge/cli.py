@@ -187,7 +187,7 @@ def _convert(cfg: ConvertConfig) -> None:
     from turbo_edge.core.pipeline_io import convert_weights
 
     out = convert_weights(cfg.model, cfg.out, cfg.dtype, overwrite=cfg.overwrite, decoders_from=cfg.decoders_from,
-                          replace_decoders=cfg.replace_decoders)
+                          replace_decoders=cfg.replace_decoders, only_decoders=cfg.only_decoders)
     print(f"wrote {out} ({cfg.dtype} weights)")
 
 

@@ -133,3 +133,13 @@ def test_replace_decoders_swaps_a_variant_folder_and_card_entry(tiny_t2v_dir, tm
     assert "['other_vae'] hold" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert cli.main(["convert", "--model", str(tmp_path / "old"), "--out", str(tmp_path / "bad"), "--replace-decoders"]) == 2
     assert "give it too" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    # --only-decoders takes some of the donor's variants: "other" from old2, the copy's own "tiny" kept.
+    with_tiny(tmp_path / "old2", 4, "tiny_vae", extra={"other": "other_vae"})
+    picked = tmp_path / "picked"
+    assert cli.main(["convert", "--model", str(tmp_path / "new"), "--out", str(picked), "--dtype", "float32", "--decoders-from",
+                     str(tmp_path / "old2"), "--only-decoders", "other"]) == 0
+    card = read_card(picked)
+    assert card.decoders["tiny"].lineage.step == 2 and card.decoders["other"].lineage.step == 99 and "--only-decoders other" in card.reproduce
+    assert cli.main(["convert", "--model", str(tmp_path / "new"), "--out", str(tmp_path / "bad"), "--decoders-from", str(tmp_path / "old2"),
+                     "--only-decoders", "pruned"]) == 2
+    assert "has no decoder(s) ['pruned']; it has ['other', 'tiny']" in capsys.readouterr().err and not (tmp_path / "bad").exists()

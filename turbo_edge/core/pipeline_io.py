@@ -400,14 +400,15 @@ def check_same_autoencoder(a: Path, b: Path, what: str) -> None:
 
 
 def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike[str], dtype: str = "float16", overwrite: bool = False,
-                    decoders_from: str | os.PathLike[str] | None = None, replace_decoders: bool = False) -> Path:
+                    decoders_from: str | os.PathLike[str] | None = None, replace_decoders: bool = False,
+                    only_decoders: tuple[str, ...] = ()) -> Path:
     """Copy a model directory with every floating-point safetensors tensor stored as ``dtype``.
 
     ``decoders_from``: another model directory whose decoder variants (``decoder train``'s ``tiny_vae/`` ...) the copy
     gains, folder and card entry with its lineage, refused unless both hold the same autoencoder (a student's tiny
     decoder fits the pruned model made from it: pruning never touches the VAE). A variant the model already has is
     refused unless ``replace_decoders``: then the donor's replaces it, folder and card entry (the old folder is not
-    copied).
+    copied). ``only_decoders``: the donor's variants to take (default: all), each refused unless the donor has it.
 
     float16 halves the bytes of a shipped model; ``load_teacher`` reads the weights back as float32 by default, so
     everything downstream runs on the rounded weights. Files other than weights (configs, tokenizer, pruning plans,
@@ -427,14 +428,19 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
         raise ValueError(f"--out {out} is the model itself: write the converted copy to a new directory")
     target = getattr(torch, dtype)
     donor, added, dropped = None, {}, set()
-    if replace_decoders and decoders_from is None:
-        raise ValueError("--replace-decoders replaces a model's decoder variants with those of --decoders-from DIR: give it too")
+    if (replace_decoders or only_decoders) and decoders_from is None:
+        raise ValueError("--replace-decoders / --only-decoders choose among the decoder variants of --decoders-from DIR: give it too")
     if decoders_from is not None:
         donor = resolve_model_path(decoders_from)
         check_layout(donor)
         added = read_card(donor).decoders
         if not added:
             raise ValueError(f"--decoders-from {decoders_from} has no decoder variants (make one with `turbo-edge decoder train`)")
+        missing = sorted(set(only_decoders) - set(added))
+        if missing:
+            raise ValueError(f"--only-decoders: {decoders_from} has no decoder(s) {missing}; it has {sorted(added)}")
+        if only_decoders:
+            added = {name: v for name, v in added.items() if name in only_decoders}
         own = read_card(src).decoders
         clash = sorted(set(added) & set(own))
         if clash and not replace_decoders:
@@ -464,7 +470,7 @@ def convert_weights(name_or_path: str | os.PathLike[str], out: str | os.PathLike
         if card.present or donor is not None:
             card.weights_dtype = dtype
             step = (f"turbo-edge convert --model {src} --out {out} --dtype {dtype}" + (f" --decoders-from {donor}" if donor else "")
-                    + (" --replace-decoders" if replace_decoders else ""))
+                    + (f" --only-decoders {','.join(only_decoders)}" if only_decoders else "") + (" --replace-decoders" if replace_decoders else ""))
             if card.reproduce and step not in card.reproduce:  # the line that made it, then this copy
                 card.reproduce = f"{card.reproduce} && {step}"
             write_card(card, tmp)

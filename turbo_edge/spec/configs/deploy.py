@@ -201,14 +201,15 @@ class ConvertConfig(StageConfig):
                                                "with their card entries; refused unless it holds the same autoencoder")
     replace_decoders: bool = opt(False, help="with --decoders-from: its variants replace the model's variants of the same name "
                                              "(folder and card entry); without it such a clash is refused")
+    only_decoders: tuple[str, ...] = opt((), parse=csv, help="with --decoders-from: comma-separated names of its variants to take (default: all)")
 
     def __post_init__(self) -> None:
         if not self.model or not self.out:
             raise ValueError("give --model (alias or directory) and --out (a new directory)")
         if self.dtype not in WEIGHT_DTYPES:
             raise ValueError(f"--dtype must be one of {WEIGHT_DTYPES}, got {self.dtype!r}")
-        if self.replace_decoders and not self.decoders_from:
-            raise ValueError("--replace-decoders replaces a model's decoder variants with those of --decoders-from DIR: give it too")
+        if (self.replace_decoders or self.only_decoders) and not self.decoders_from:
+            raise ValueError("--replace-decoders / --only-decoders choose among the decoder variants of --decoders-from DIR: give it too")
 
 
 @dataclasses.dataclass
