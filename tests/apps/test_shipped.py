@@ -37,9 +37,14 @@ def test_shipped_students_are_float16_consistency_students_of_the_builtin_chain(
         variant = m.card.decoders["tiny"]
         assert variant.folder == "tiny_vae" and variant.cls == "TinyDecoder" and variant.quality["psnr_db"] > 32
         assert "turbo-edge decoder samples" in variant.lineage.details["reproduce"]
+        # VDMini on the decoder (decoder train --variant pruned), on the same samples: layers removed, widths halved
+        variant = m.card.decoders["pruned"]
+        assert variant.folder == "pruned_vae" and variant.cls == "PrunedDecoder" and variant.quality["psnr_db"] > 35
+        assert variant.lineage.details["params_decoder"] < 0.5 * variant.lineage.details["params_full_decoder"]
     assert pruned.card.sampler == student.card.sampler
-    student_tiny, pruned_tiny = (ALIASES[n] / "tiny_vae" / "diffusion_pytorch_model.safetensors" for n in ("builtin-student", "builtin-pruned"))
-    assert student_tiny.read_bytes() == pruned_tiny.read_bytes()
+    for folder in ("tiny_vae", "pruned_vae"):
+        student_file, pruned_file = (ALIASES[n] / folder / "diffusion_pytorch_model.safetensors" for n in ("builtin-student", "builtin-pruned"))
+        assert student_file.read_bytes() == pruned_file.read_bytes()
 
 
 def test_builtin_pruned_rebuilds_from_its_plan(models):
@@ -85,8 +90,13 @@ def test_shipped_dit_students_are_float16_flow_consistency_students_of_builtin_d
         variant = dit_models[name].card.decoders["tiny"]
         assert variant.folder == "tiny_vae" and variant.cls == "TinyDecoder" and variant.quality["psnr_db"] > 34
         assert "turbo-edge decoder samples" in variant.lineage.details["reproduce"]
-    student_tiny, pruned_tiny = (ALIASES[n] / "tiny_vae" / "diffusion_pytorch_model.safetensors" for n in ("builtin-dit-student", "builtin-dit-pruned"))
-    assert student_tiny.read_bytes() == pruned_tiny.read_bytes()
+        # The causal Wan decoder pruned (PrunedWanDecoder), fine-tuned on the same samples
+        variant = dit_models[name].card.decoders["pruned"]
+        assert variant.folder == "pruned_vae" and variant.cls == "PrunedWanDecoder" and variant.quality["psnr_db"] > 38
+        assert variant.lineage.details["params_decoder"] < 0.6 * variant.lineage.details["params_full_decoder"]
+    for folder in ("tiny_vae", "pruned_vae"):
+        student_file, pruned_file = (ALIASES[n] / folder / "diffusion_pytorch_model.safetensors" for n in ("builtin-dit-student", "builtin-dit-pruned"))
+        assert student_file.read_bytes() == pruned_file.read_bytes()
     assert pruned.card.sampler == student.card.sampler
     n_student = sum(p.numel() for p in student.denoiser.parameters())
     n_pruned = sum(p.numel() for p in pruned.denoiser.parameters())

@@ -264,14 +264,15 @@ def test_saving_a_model_carries_its_decoder_variants(tmp_path):
     from turbo_edge.core.pipeline_io import load_teacher, save_model
     from turbo_edge.spec.card import read_card
 
-    model = load_teacher("builtin-student")  # ships tiny_vae/
+    model = load_teacher("builtin-student")  # ships tiny_vae/ and pruned_vae/
     out = save_model(model, tmp_path / "copy")
-    assert sorted(read_card(out).decoders) == ["tiny"]
-    src = model.path / "tiny_vae" / "diffusion_pytorch_model.safetensors"
-    assert (out / "tiny_vae" / "diffusion_pytorch_model.safetensors").read_bytes() == src.read_bytes()
+    assert sorted(read_card(out).decoders) == ["pruned", "tiny"]
+    for folder in ("tiny_vae", "pruned_vae"):
+        src = model.path / folder / "diffusion_pytorch_model.safetensors"
+        assert (out / folder / "diffusion_pytorch_model.safetensors").read_bytes() == src.read_bytes()
     shutil.rmtree(out / "tiny_vae")
     again = save_model(load_teacher(out), tmp_path / "again")
-    assert read_card(again).decoders == {} and not (again / "tiny_vae").exists()
+    assert sorted(read_card(again).decoders) == ["pruned"] and not (again / "tiny_vae").exists()
 
 
 # ---------------------------------------------------------------- the DiT family's causal autoencoder

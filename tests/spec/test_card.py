@@ -46,12 +46,15 @@ def test_v1_pruned_and_teacher_cards_keep_their_stage_records():
 @pytest.mark.parametrize("name", ["teacher", "student", "pruned"])
 def test_shipped_cards_are_the_migrated_v1_cards(name):
     """The shipped cards were rewritten by the one writer; they say exactly what their v1 form said, plus the decoder
-    variants added since (the student's and the pruned student's tiny decoder, with its own lineage)."""
+    variants added since (the student's and the pruned student's tiny and pruned decoders, each with its own lineage) and
+    the steps that made them, appended to the reproduce line."""
     shipped = read_card(ASSETS / name)
     assert json.loads((ASSETS / name / "turbo_edge.json").read_text())["card_version"] == CARD_VERSION
-    assert sorted(shipped.decoders) == ([] if name == "teacher" else ["tiny"])
+    assert sorted(shipped.decoders) == ([] if name == "teacher" else ["pruned", "tiny"])
     assert all(v.lineage.stage == "decoder_train" for v in shipped.decoders.values())
-    assert dataclasses.replace(shipped, decoders={}) == ModelCard.from_dict(_v1(name))
+    v1 = ModelCard.from_dict(_v1(name))
+    assert shipped.reproduce.startswith(v1.reproduce)  # then the steps that made and shipped its decoders
+    assert dataclasses.replace(shipped, decoders={}, reproduce=v1.reproduce) == v1
 
 
 def test_round_trip_and_absent_card(tmp_path):
