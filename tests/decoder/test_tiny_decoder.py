@@ -467,3 +467,15 @@ def test_a_cosine_run_resumes_exactly(tiny_t2v_dir, world, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(ValueError, match="config hash"):
         train(_cfg(tiny_t2v_dir, world, tmp_path / "run", **{**kw, "steps": 4}))
+
+
+def test_decoder_variants_load_by_builtin_alias():
+    """An alias names the same model directory as its path (bench_decoder --model builtin-student used to read no card)."""
+    from turbo_edge.core.pipeline_io import ALIASES
+    from turbo_edge.core.pruned_decoder import PrunedDecoder
+    from turbo_edge.core.tiny_decoder import load_decoder_variant
+
+    assert isinstance(load_decoder_variant("builtin-student", "pruned"), PrunedDecoder)
+    assert isinstance(load_decoder_variant(ALIASES["builtin-student"], "tiny"), TinyDecoder)
+    with pytest.raises(ValueError, match=r"builtin has no 'pruned' decoder; it has \['full'\] .*--variant pruned"):
+        load_decoder_variant("builtin", "pruned")

@@ -206,16 +206,19 @@ def load_tiny_decoder(model_dir: str | os.PathLike[str], dtype: torch.dtype = to
 
 
 def load_decoder_variant(model_dir: str | os.PathLike[str], name: str, dtype: torch.dtype = torch.float32) -> torch.nn.Module | None:
-    """The decoder ``name`` of a model directory: None for ``"full"`` (the VAE's own), else the variant its card names,
-    refused in one line naming the decoders it has."""
+    """The decoder ``name`` of a model directory (or a builtin alias): None for ``"full"`` (the VAE's own), else the
+    variant its card names, refused in one line naming the decoders it has."""
+    from turbo_edge.core.pipeline_io import resolve_model_path
     from turbo_edge.spec.card import read_card
 
     if name == "full":
         return None
+    given, model_dir = model_dir, resolve_model_path(model_dir)
     variants = read_card(model_dir).decoders
     if name not in variants:
-        raise ValueError(f"{model_dir} has no {name!r} decoder; it has {['full', *sorted(variants)]} "
-                         f"(add a tiny one with `turbo-edge decoder train --model {model_dir}`)")
+        variant = " --variant pruned" if name == "pruned" else ""
+        raise ValueError(f"{given} has no {name!r} decoder; it has {['full', *sorted(variants)]} "
+                         f"(add one with `turbo-edge decoder train --model {given}{variant}`)")
     from turbo_edge.core.pruned_decoder import PrunedDecoder
     from turbo_edge.core.pruned_wan_decoder import PrunedWanDecoder
 
