@@ -467,22 +467,23 @@ def _decoder(name: str, data: dict[str, Any]) -> list[str]:
                 if isinstance(t, dict) and "median_ms" in t:
                     rows.append([label, decoder, ms(t["median_ms"]), DASH if decoder == "full" else ratio(t.get("full_over_this")),
                                  fmt((row.get("params") or {}).get(decoder))])
-    body += table(["shape", "decoder", "median ms per call", "full ÷ this", "parameters"], rows)
+    if rows:
+        body += table(["shape", "decoder", "median ms per call", "full ÷ this", "parameters"], rows)
     load = data.get("loadavg_at_start") or [None]
     extra = [f"fp32, {fmt(data.get('threads'))} threads, load average at start {fmt(load[0], 2)}; the "
-             f"`{data.get('shape', '?')}` rows use random weights (latency does not depend on them)."]
+             f"`{data.get('shape', '?')}` rows use random weights (latency does not depend on them)."] if data.get("shape") else []
     if data.get("goal_note"):
         extra.append(f"Goal: {data['goal_note']}.")
     for variant, card in (data.get("card_decoders") or {}).items():
         made = ((card.get("lineage") or {}).get("details") or {}).get("reproduce")
         if made:
             extra.append(f"The `{variant}` decoder: `{made}`")
-    notes = [" ".join(extra)]
+    notes = [" ".join(extra)] if extra else []
     wan = (data.get("latency") or {}).get("wan")
     if isinstance(wan, dict):
-        body += ["", *_wan_decoder_rows(wan)]
+        body += ["", *_wan_decoder_rows(wan)] if body else _wan_decoder_rows(wan)
         load = wan.get("loadavg_at_start") or [None]
-        notes += ["", f"Wan rows: `{wan.get('command', '?')}` on {wan.get('cpu', '?')} ({', '.join(wan.get('cpu_flags') or []) or 'flags not recorded'}), "
+        notes += [""] * bool(notes) + [f"Wan rows: `{wan.get('command', '?')}` on {wan.get('cpu', '?')} ({', '.join(wan.get('cpu_flags') or []) or 'flags not recorded'}), "
                      f"{fmt(wan.get('threads'))} threads, load average at start {fmt(load[0], 2)}"
                      + (f"; {wan['note']}" if wan.get("note") else "") + "; random weights, untrained tiny decoders"
                      + (", the pruned one the ModelScope row's fixed plan." if any("pruned_plan" in r for r in wan.values() if isinstance(r, dict)) else ".")]
