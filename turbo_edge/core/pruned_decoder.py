@@ -23,17 +23,12 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from turbo_edge.core.decoder_surgery import Skip, plain, set_module
+
 PRUNED_FOLDER = "pruned_vae"
 PRUNED_NAME = "pruned"
 VAE_KEYS = ("in_channels", "out_channels", "up_block_types", "block_out_channels", "layers_per_block", "norm_num_groups", "act_fn",
             "mid_block_add_attention", "latent_channels", "use_post_quant_conv", "scaling_factor", "shift_factor")
-
-
-class Skip(nn.Module):
-    """What a removed unit becomes: the identity, with the resnet / attention call signature."""
-
-    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
-        return x
 
 
 def removable_units(decoder: nn.Module) -> list[str]:
@@ -56,19 +51,13 @@ def resnets(decoder: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in decoder.named_modules() if type(m).__name__ == "ResnetBlock2D"}
 
 
-def _set(root: nn.Module, dotted: str, module: nn.Module) -> None:
-    parent, _, leaf = dotted.rpartition(".")
-    owner = root.get_submodule(parent) if parent else root
-    owner._modules[leaf] = module  # ModuleList / ModuleDict / attribute alike
-
-
 def remove_units(decoder: nn.Module, removed: list[str]) -> None:
     allowed = removable_units(decoder)
     bad = [u for u in removed if u not in allowed]
     if bad:
         raise ValueError(f"decoder plan names {bad}, which this decoder cannot remove; removable units: {allowed}")
     for unit in removed:
-        _set(decoder, unit, Skip())
+        set_module(decoder, unit, Skip())
 
 
 def narrow_resnet(resnet: nn.Module, keep: torch.Tensor) -> None:
@@ -148,7 +137,7 @@ class PrunedDecoder(ModelMixin, ConfigMixin):
     @classmethod
     def from_vae(cls, vae: nn.Module, removed: list[str] | None = None) -> PrunedDecoder:
         """The full autoencoder's decoder with ``removed`` units gone (weights copied; widths unchanged)."""
-        config = {k: _plain(vae.config.get(k)) for k in VAE_KEYS}
+        config = {k: plain(vae.config.get(k)) for k in VAE_KEYS}
         out = cls(vae_config=config)
         out.decoder.load_state_dict(vae.decoder.state_dict())
         if out.post_quant_conv is not None:
@@ -191,10 +180,6 @@ class PrunedDecoder(ModelMixin, ConfigMixin):
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return self.frames_unclamped(latents).clamp(-1.0, 1.0)
-
-
-def _plain(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple) else v
 
 
 def pruned_class(vae: nn.Module) -> type:

@@ -2,7 +2,8 @@
 blocks removed and internal widths narrowed, rebuilt from its config (``turbo-edge decoder train --variant pruned`` on
 a DiT-family model).
 
-The per-frame ``AutoencoderKL``'s counterpart is ``core.pruned_decoder.PrunedDecoder``; this one differs where the
+The per-frame ``AutoencoderKL``'s counterpart is ``core.pruned_decoder.PrunedDecoder`` (which picks between them:
+``pruned_class``); this one differs where the
 causal autoencoder does:
 
 - The decode is diffusers' own causal loop (``AutoencoderKLWan._decode``'s: ``post_quant_conv``, then one latent frame
@@ -32,7 +33,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from turbo_edge.core.pruned_decoder import Skip, _plain, _set
+from turbo_edge.core.decoder_surgery import Skip, plain, set_module
 
 WAN_VAE_KEYS = ("base_dim", "decoder_base_dim", "z_dim", "dim_mult", "num_res_blocks", "attn_scales", "temperal_downsample", "dropout",
                 "latents_mean", "latents_std", "is_residual", "out_channels", "patch_size", "scale_factor_temporal", "scale_factor_spatial")
@@ -66,7 +67,7 @@ def wan_remove_units(decoder: nn.Module, removed: list[str]) -> None:
     if bad:
         raise ValueError(f"decoder plan names {bad}, which this Wan decoder cannot remove; removable units: {allowed}")
     for unit in removed:
-        _set(decoder, unit, Skip())
+        set_module(decoder, unit, Skip())
 
 
 def narrow_wan_resnet(resnet: nn.Module, keep: torch.Tensor) -> None:
@@ -142,7 +143,7 @@ class PrunedWanDecoder(ModelMixin, ConfigMixin):
     @classmethod
     def from_vae(cls, vae: nn.Module, removed: list[str] | None = None) -> PrunedWanDecoder:
         """The full autoencoder's decoder with ``removed`` units gone (weights copied; widths unchanged)."""
-        config = {k: _plain(vae.config.get(k)) for k in WAN_VAE_KEYS}
+        config = {k: plain(vae.config.get(k)) for k in WAN_VAE_KEYS}
         out = cls(vae_config=config)
         out.decoder.load_state_dict(vae.decoder.state_dict())
         out.post_quant_conv.load_state_dict(vae.post_quant_conv.state_dict())
