@@ -127,7 +127,7 @@ def make_data(tmp: Path, frames: int = 2) -> Path:
     shards = []
     for k in range(2):
         lat, txt = torch.zeros(3, frames, 4, 4, 4), torch.zeros(3, 5, 8)
-        shards.append(dataset._write_shard(out, k, [lat], [txt], [CAPTION] * 3, [f"s{k}{i}" for i in range(3)], 3 * (k + 1),
+        shards.append(dataset.write_shard(out, k, [lat], [txt], [CAPTION] * 3, [f"s{k}{i}" for i in range(3)], 3 * (k + 1),
                                            {}, "run", "float16"))
     index = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "complete": True, "shards": shards,
              "geometry": {"frames": frames, "height": 32, "width": 32}, "model": {"fingerprint": "f" * 64, "path": "m"}}
@@ -184,6 +184,16 @@ def tampered_shard(tmp: Path) -> str:
     raw[-2] ^= 0xFF
     (out / shard_name(1)).write_bytes(bytes(raw))
     PreparedData(out).verify()
+    return "accepted"
+
+
+def tampered_shard_captions(tmp: Path) -> str:
+    """`decoder samples --captions DATA` reads only the shards' headers; the sha256 is checked all the same."""
+    out = make_data(tmp)
+    raw = bytearray((out / shard_name(1)).read_bytes())
+    raw[-2] ^= 0xFF
+    (out / shard_name(1)).write_bytes(bytes(raw))
+    PreparedData(out).shard_captions(1)
     return "accepted"
 
 
@@ -262,6 +272,7 @@ CASES = [
     Case("data", "frames_edited_in_index", edit_index(frames_edited), "refused: holds clips of 2 frames, but index.json says 4"),
     Case("data", "samples_edited_in_index", edit_index(samples_edited), "refused: but index.json says 5 samples"),
     Case("data", "shard_byte_flipped", tampered_shard, "refused: does not match its sha256"),
+    Case("data", "shard_byte_flipped_captions_only", tampered_shard_captions, "refused: does not match its sha256"),
     Case("data", "untouched", edit_index(lambda *a: None), "accepted"),
     Case("resume", "second_prepare_same_out", locked, "refused: is being written by another turbo-edge run"),
     Case("resume", "same_relative_source_other_folder", same_relative_source_elsewhere, "accepted"),

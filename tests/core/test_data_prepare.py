@@ -216,7 +216,7 @@ def test_killed_prepare_resumes_after_its_last_shard(many: tuple[Path, DataPrepa
     killed = cfg.replace(out=str(out))
     # The child sleeps after writing each shard (before the index lists it), so the kill lands between shards.
     code = ("import time, sys; from turbo_edge.core import dataset as d; from turbo_edge.spec.configs import DataPrepareConfig; "
-            "w = d._write_shard; d._write_shard = lambda *a, **k: (w(*a, **k), time.sleep(0.4))[0]; "
+            "w = d.write_shard; d.write_shard = lambda *a, **k: (w(*a, **k), time.sleep(0.4))[0]; "
             "d.prepare(DataPrepareConfig.from_dict(__import__('json').loads(sys.argv[1])))")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(killed.to_dict())], env=env, stderr=subprocess.DEVNULL)

@@ -43,8 +43,9 @@ def test_samples_are_the_students_final_latents_and_resume_to_the_same_bytes(tin
     got = torch.cat([data.load_shard(k).latents for k in range(3)]).float()
     assert got.shape == want.shape and torch.allclose(got, want, atol=2e-3)  # float16 storage, another batching
     assert [c for k in range(3) for c in data.load_shard(k).captions] == prompts
+    assert [c for k in range(3) for c in data.shard_captions(k)] == prompts  # the header alone, sha256 checked too
     # Killed after its first shard, then run again: the same bytes as the uninterrupted run.
-    real = samples_mod._write_shard
+    real = samples_mod.write_shard
     calls = []
 
     def dies_on_the_second(*args, **kwargs):
@@ -53,13 +54,13 @@ def test_samples_are_the_students_final_latents_and_resume_to_the_same_bytes(tin
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(samples_mod, "_write_shard", dies_on_the_second)
+    monkeypatch.setattr(samples_mod, "write_shard", dies_on_the_second)
     with pytest.raises(KeyboardInterrupt):
         samples(_cfg(tiny_student_dir, tmp_path / "run"))
     assert len(_shards(tmp_path / "run")) == 1  # half-done: one shard
     with pytest.raises(ValueError, match="not finished"):
         PreparedData(tmp_path / "run")
-    monkeypatch.setattr(samples_mod, "_write_shard", real)
+    monkeypatch.setattr(samples_mod, "write_shard", real)
     samples(_cfg(tiny_student_dir, tmp_path / "run"))
     assert _shards(tmp_path / "run") == _shards(tmp_path / "ref")
     # Other arguments into the same directory are refused, not mixed in.

@@ -136,7 +136,7 @@ def _prepare(cfg: DataPrepareConfig, out: Path, kind: str, fingerprint: str, fil
                               "(times scaling_factor, or minus latents_mean over latents_std per channel)",
                    "text": f"{cfg.dtype} [n, tokens, dim]: the text encoder's last hidden state of the padded caption"},
     }
-    shards, items, bad = _resume_point(out, run_key, run_id, cfg.overwrite)
+    shards, items, bad = resume_point(out, run_key, run_id, cfg.overwrite)
     index = {**base, "shards": shards, "items": items, "samples": sum(s["samples"] for s in shards), "bad": _counts(bad)}
     if shards and _is_complete(out, run_id):
         log.info("%s is already complete (%d clips in %d shards)", out, index["samples"], len(shards))
@@ -145,7 +145,7 @@ def _prepare(cfg: DataPrepareConfig, out: Path, kind: str, fingerprint: str, fil
              geometry["width"], f"{cfg.fps:g} fps" if cfg.fps is not None else f"stride {cfg.stride}")
     model = load_teacher(cfg.model)
     index["model"].update(model.components.autoencoder.normalisation(model.vae))  # the numbers that map latents back
-    _write_index(out, index)
+    write_index(out, index)
     if shards:
         log.info("resuming %s after shard %d (%d clips, %d source items done)", out, len(shards) - 1, index["samples"], items)
     _fill(cfg, model, geometry, out, index, run_id)
@@ -160,7 +160,7 @@ def _is_complete(out: Path, run_id: str) -> bool:
     return bool(index.get("complete")) and index.get("run_id") == run_id
 
 
-def _resume_point(out: Path, run_key: dict[str, Any], run_id: str, overwrite: bool) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
+def resume_point(out: Path, run_key: dict[str, Any], run_id: str, overwrite: bool) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
     """The finished shards of ``out`` (each checked against the index), the source items they consumed and the bad
     counts through them. A dataset of another run is refused, or removed with ``overwrite``."""
     if (out / INDEX).is_file():
@@ -209,14 +209,14 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "differs in " + ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:4])
 
 
-def _write_index(out: Path, index: dict[str, Any]) -> None:
+def write_index(out: Path, index: dict[str, Any]) -> None:
     with staged_file(out / INDEX, overwrite=True) as tmp:
         tmp.write_text(json.dumps(index, indent=1) + "\n")
         tmp.chmod(0o644)
 
 
-def _write_shard(out: Path, k: int, latents: list[torch.Tensor], text: list[torch.Tensor], captions: list[str], sources_: list[str],
-                 items_end: int, bad: dict[str, int], run_id: str, dtype: str) -> dict[str, Any]:
+def write_shard(out: Path, k: int, latents: list[torch.Tensor], text: list[torch.Tensor], captions: list[str], sources_: list[str],
+                items_end: int, bad: dict[str, int], run_id: str, dtype: str) -> dict[str, Any]:
     """Write shard ``k`` whole under a temp name and rename it; never over an existing shard."""
     from safetensors.torch import save
 
@@ -252,10 +252,10 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
     def flush(items_end: int) -> None:
         if pending:
             encode_pending()
-        shard = _write_shard(out, len(index["shards"]), lat, txt, caps, srcs, items_end, _counts(bad), run_id, cfg.dtype)
+        shard = write_shard(out, len(index["shards"]), lat, txt, caps, srcs, items_end, _counts(bad), run_id, cfg.dtype)
         index["shards"].append(shard)
         index.update(items=items_end, samples=index["samples"] + shard["samples"], bad=_counts(bad))
-        _write_index(out, index)
+        write_index(out, index)
         for held in (lat, txt, caps, srcs):
             held.clear()
 
@@ -283,13 +283,13 @@ def _fill(cfg: DataPrepareConfig, model: T2VModel, geometry: dict[str, int], out
     index.update(items=consumed, bad=_counts(bad))
     if not index["shards"]:
         counts = ", ".join(f"{n} {r}" for r, n in _counts(bad).items() if n) or "no entries at all"
-        _write_index(out, index)
+        write_index(out, index)
         limits = "; ".join(limit_words(r) for r in LIMITED if bad.get(r))
         raise ValueError(f"--source {cfg.source} has no usable clips ({counts}); "
                          + (f"{limits}; " if limits else "")
                          + f"check the caption table's columns, the files and --frames {frames} against the videos' lengths")
     index["complete"] = True
-    _write_index(out, index)
+    write_index(out, index)
     log.info("prepared %d clips in %d shards in %s (%d source items, %s bad)", index["samples"], len(index["shards"]), out,
              consumed, sum(bad.values()))
 

@@ -229,14 +229,26 @@ class PreparedData:
             said = ", ".join(f"{k} {have} (wanted {v})" for k, (have, v) in wrong.items())
             raise ValueError(f"{self.path} holds clips of {said}: prepare it again with --frames / --height / --width of the model")
 
+    def _checked_bytes(self, k: int) -> tuple[Path, bytes]:
+        file = self.path / self.shards[k]["file"]
+        data = file.read_bytes()
+        if sha256_bytes(data) != self.shards[k]["sha256"]:
+            raise ValueError(f"{file} does not match its sha256 in {INDEX} (modified or damaged since it was prepared); "
+                             "prepare the dataset again into a new --out")
+        return file, data
+
+    def shard_captions(self, k: int) -> list[str]:
+        """Shard ``k``'s captions from its header, its sha256 checked first (its tensors are not deserialised)."""
+        file, data = self._checked_bytes(k)
+        try:
+            return [str(c) for c in shard_metadata(data).get("captions") or []]
+        except ValueError as exc:
+            raise ValueError(f"{file} is not a readable shard ({exc}); prepare the dataset again into a new --out") from None
+
     def load_shard(self, k: int) -> Shard:
         """Shard ``k`` of the index, its sha256 checked first."""
         entry = self.shards[k]
-        file = self.path / entry["file"]
-        data = file.read_bytes()
-        if sha256_bytes(data) != entry["sha256"]:
-            raise ValueError(f"{file} does not match its sha256 in {INDEX} (modified or damaged since it was prepared); "
-                             "prepare the dataset again into a new --out")
+        file, data = self._checked_bytes(k)
         from safetensors.torch import load
 
         try:

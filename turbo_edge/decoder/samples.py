@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from turbo_edge.core.dataset import _resume_point, _write_index, _write_shard, latent_record, resolve_geometry
+from turbo_edge.core.dataset import latent_record, resolve_geometry, resume_point, write_index, write_shard
 from turbo_edge.core.pipeline_io import check_layout, load_teacher, model_family, resolve_model_path
 from turbo_edge.core.prepared import (
     INDEX,
@@ -60,7 +60,7 @@ def prompts_for(cfg: DecoderSamplesConfig) -> list[str]:
     prompts (a balanced seeded order), cycled."""
     if cfg.captions:
         data = PreparedData(cfg.captions)
-        captions = [c for k in range(len(data.shards)) for c in data.load_shard(k).captions]
+        captions = [c for k in range(len(data.shards)) for c in data.shard_captions(k)]
         captions = [c for c in captions if c.strip()]
         if not captions:
             raise ValueError(f"--captions {cfg.captions} holds no non-empty caption; give a dataset with captions, or leave it out")
@@ -110,19 +110,19 @@ def _samples(cfg: DecoderSamplesConfig, out: Path, prompts: list[str], root: Pat
                               "normalised space (what its decoder divides back)",
                    "text": f"{cfg.dtype} [n, tokens, dim]: the text encoder's last hidden state of the prompt"},
     }
-    shards, done, _ = _resume_point(out, run_key, run_id, cfg.overwrite)
+    shards, done, _ = resume_point(out, run_key, run_id, cfg.overwrite)
     index.update(shards=shards, items=done, samples=sum(s["samples"] for s in shards), bad={})
     if done >= len(prompts):
         if not read_index(out).get("complete"):
             index["complete"] = True
-            _write_index(out, index)
+            write_index(out, index)
         log.info("%s is already complete (%d samples in %d shards)", out, index["samples"], len(shards))
         return read_index(out)
     model = load_teacher(cfg.model)
     sampler_contract(model)
     check_prompts(model, sorted(set(prompts)))  # a caption the model cannot read is refused before the index is written
     index["model"].update(model.components.autoencoder.normalisation(model.vae))
-    _write_index(out, index)
+    write_index(out, index)
     if shards:
         log.info("resuming %s after shard %d (%d samples)", out, len(shards) - 1, done)
     bar = tqdm(desc="decoder samples", unit="clip", total=len(prompts), initial=done, dynamic_ncols=True)
@@ -135,12 +135,12 @@ def _samples(cfg: DecoderSamplesConfig, out: Path, prompts: list[str], root: Pat
             latents.append(z.permute(0, 2, 1, 3, 4).contiguous())  # [b, C, F, h, w] -> the DATA's [b, F, C, h, w]
             bar.update(len(z))
         sources = [f"sample {i}" for i in range(done, end)]
-        shard = _write_shard(out, len(index["shards"]), latents, text, chunk, sources, end, {}, run_id, cfg.dtype)
+        shard = write_shard(out, len(index["shards"]), latents, text, chunk, sources, end, {}, run_id, cfg.dtype)
         index["shards"].append(shard)
         index.update(items=end, samples=index["samples"] + shard["samples"])
-        _write_index(out, index)
+        write_index(out, index)
         done = end
     bar.close()
     index["complete"] = True
-    _write_index(out, index)
+    write_index(out, index)
     return index
