@@ -155,9 +155,9 @@ class PrunedDecoder(ModelMixin, ConfigMixin):
         return widths
 
     # The surgery a plan names, for ``decoder train`` (the Wan decoder's class has the same four).
-    removable_units = staticmethod(lambda decoder: removable_units(decoder))
-    remove_units = staticmethod(lambda decoder, removed: remove_units(decoder, removed))
-    narrow = staticmethod(lambda resnet, keep: narrow_resnet(resnet, keep))
+    removable_units = staticmethod(removable_units)
+    remove_units = staticmethod(remove_units)
+    narrow = staticmethod(narrow_resnet)
 
     def choose_channels(self, ratio: float, latents: torch.Tensor) -> dict[str, list[int]]:
         """``prune_channels`` on this decoder, traced on one frame of ``latents`` [N, C, F, h, w]; the kept indices."""

@@ -91,9 +91,9 @@ def narrow_wan_resnet(resnet: nn.Module, keep: torch.Tensor) -> None:
 
 
 def wan_prune_channels(decoder: nn.Module, ratio: float, multiple: int = 8) -> dict[str, list[int]]:
-    """For every remaining residual block, remove the ``ratio`` of its internal channels (kept width rounded to
-    ``multiple``, at least ``multiple``; single channels in a block narrower than twice that) with the smallest conv1 filter L2 norm (``narrow_wan_resnet``: conv1 out, norm2, conv2 in);
-    returns the kept channel indices per block."""
+    """For every remaining residual block, remove the ``ratio`` of its internal channels with the smallest conv1 filter
+    L2 norm (``narrow_wan_resnet``: conv1 out, norm2, conv2 in), the kept width rounded to ``multiple`` (at least
+    ``multiple``; single channels in a block narrower than twice that); returns the kept channel indices per block."""
     kept: dict[str, list[int]] = {}
     for name, resnet in wan_resnets(decoder).items():
         width = resnet.conv1.out_channels
@@ -132,9 +132,10 @@ class PrunedWanDecoder(ModelMixin, ConfigMixin):
         for name, width in (widths or {}).items():
             narrow_wan_resnet(self.decoder.get_submodule(name), torch.arange(int(width)))
 
-    removable_units = staticmethod(lambda decoder: wan_removable_units(decoder))
-    remove_units = staticmethod(lambda decoder, removed: wan_remove_units(decoder, removed))
-    narrow = staticmethod(lambda resnet, keep: narrow_wan_resnet(resnet, keep))
+    # The surgery a plan names, for ``decoder train`` (``PrunedDecoder`` has the same four).
+    removable_units = staticmethod(wan_removable_units)
+    remove_units = staticmethod(wan_remove_units)
+    narrow = staticmethod(narrow_wan_resnet)
 
     def choose_channels(self, ratio: float, latents: torch.Tensor | None = None) -> dict[str, list[int]]:
         """``wan_prune_channels`` on this decoder (by weights alone); the kept indices."""
