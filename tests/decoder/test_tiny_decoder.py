@@ -385,6 +385,7 @@ def test_decoder_train_prunes_a_wan_decoder_and_its_bundle_variant_decodes_as_py
     with pytest.raises(ContractError, match="one clip length"):
         export_bundle(model_dir, tmp_path / "range", ExportConfig(precisions=("fp32",), decoders=("full", "pruned"), frames=9, min_frames=5,
                                                                    max_frames=13, height=32, width=32, openvino_check=False, default_steps=2))
+    assert not (tmp_path / "range").exists()  # refused before anything was written
 
 
 def test_frame_weights_and_the_cosine_schedule():
