@@ -121,26 +121,6 @@ def vdmini_shape_decoder(vae: Any, ratio: float) -> Any:
     return decoder.eval(), removed
 
 
-def exportable(module: Any) -> Any:
-    """``module`` with the Wan decoder's nearest-exact upsampling exported as nearest (``export.dit.exportable_decoder``)."""
-    import torch
-
-    from turbo_edge.export.dit import exportable_decoder
-
-    class Exportable(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = module
-
-        def forward(self, latents: torch.Tensor) -> torch.Tensor:
-            if torch.onnx.is_in_onnx_export():
-                with exportable_decoder(self.inner):
-                    return self.inner(latents)
-            return self.inner(latents)
-
-    return Exportable().eval()
-
-
 def full_decoder_module(vae: Any) -> Any:
     """The full decoder as one module (one exportable graph): scaled latents [B, C, F, h, w] -> clamped frames
     [B, F, 3, H, W], the computation of ``AutoencoderKLTarget.frames``."""
@@ -306,6 +286,7 @@ def wan_rows(args: argparse.Namespace, argv: list[str] | None) -> int:
     from diffusers import AutoencoderKLWan
 
     from turbo_edge.core.tiny_decoder import TinyDecoder
+    from turbo_edge.export.dit import exportable_module
     from turbo_edge.runtime.flops import onnx_flops
     from turbo_edge.spec.host import cpu_flags
 
@@ -331,7 +312,7 @@ def wan_rows(args: argparse.Namespace, argv: list[str] | None) -> int:
         z = torch.randn(*latents, generator=torch.Generator().manual_seed(0))
         decoders = {f"tiny_w{w}": TinyDecoder.for_autoencoder_wan(dict(vae.config), width=w).eval() for w in args.widths}
         pruned, removed = vdmini_shape_decoder(vae, args.pruned_ratio)
-        decoders["pruned"] = exportable(pruned)
+        decoders["pruned"] = exportable_module(pruned)
         full = wan_full_decoder_module(vae)
         log(f"Wan {name}: latents {list(latents)} -> {frames} frames of {height}x{width}, full vs {sorted(decoders)}")
         load = list(os.getloadavg())

@@ -22,5 +22,15 @@ def set_module(root: nn.Module, dotted: str, module: nn.Module) -> None:
     owner._modules[leaf] = module  # ModuleList / ModuleDict / attribute alike
 
 
+def skip_units(decoder: nn.Module, removed: list[str], allowed: list[str], what: str = "decoder") -> None:
+    """Replace each unit of ``removed`` by a ``Skip``, refused in one line unless all are among ``allowed`` (the
+    decoder's removable units)."""
+    bad = [u for u in removed if u not in allowed]
+    if bad:
+        raise ValueError(f"decoder plan names {bad}, which this {what} cannot remove; removable units: {allowed}")
+    for unit in removed:
+        set_module(decoder, unit, Skip())
+
+
 def plain(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v

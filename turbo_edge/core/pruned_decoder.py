@@ -23,7 +23,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from turbo_edge.core.decoder_surgery import Skip, plain, set_module
+from turbo_edge.core.decoder_surgery import plain, skip_units
 
 PRUNED_FOLDER = "pruned_vae"
 PRUNED_NAME = "pruned"
@@ -52,12 +52,7 @@ def resnets(decoder: nn.Module) -> dict[str, nn.Module]:
 
 
 def remove_units(decoder: nn.Module, removed: list[str]) -> None:
-    allowed = removable_units(decoder)
-    bad = [u for u in removed if u not in allowed]
-    if bad:
-        raise ValueError(f"decoder plan names {bad}, which this decoder cannot remove; removable units: {allowed}")
-    for unit in removed:
-        set_module(decoder, unit, Skip())
+    skip_units(decoder, removed, removable_units(decoder))
 
 
 def narrow_resnet(resnet: nn.Module, keep: torch.Tensor) -> None:

@@ -33,7 +33,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from turbo_edge.core.decoder_surgery import Skip, plain, set_module
+from turbo_edge.core.decoder_surgery import plain, skip_units
 
 WAN_VAE_KEYS = ("base_dim", "decoder_base_dim", "z_dim", "dim_mult", "num_res_blocks", "attn_scales", "temperal_downsample", "dropout",
                 "latents_mean", "latents_std", "is_residual", "out_channels", "patch_size", "scale_factor_temporal", "scale_factor_spatial")
@@ -62,12 +62,7 @@ def wan_resnets(decoder: nn.Module) -> dict[str, nn.Module]:
 
 
 def wan_remove_units(decoder: nn.Module, removed: list[str]) -> None:
-    allowed = wan_removable_units(decoder)
-    bad = [u for u in removed if u not in allowed]
-    if bad:
-        raise ValueError(f"decoder plan names {bad}, which this Wan decoder cannot remove; removable units: {allowed}")
-    for unit in removed:
-        set_module(decoder, unit, Skip())
+    skip_units(decoder, removed, wan_removable_units(decoder), what="Wan decoder")
 
 
 def narrow_wan_resnet(resnet: nn.Module, keep: torch.Tensor) -> None:

@@ -176,6 +176,23 @@ def exportable_decoder(vae: Any) -> Iterator[Any]:
             module.mode = "nearest-exact"
 
 
+def exportable_module(module: Any) -> Any:
+    """``module`` (one tensor in, one out) run under ``exportable_decoder`` while the exporter traces it: a module
+    holding the Wan decoder's own blocks (the pruned causal decoder) exports as the same function."""
+    import torch
+
+    class Exportable(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, latent: torch.Tensor) -> torch.Tensor:
+            with exportable_decoder(self.inner) if torch.onnx.is_in_onnx_export() else contextlib.nullcontext():
+                return self.inner(latent)
+
+    return Exportable().eval()
+
+
 # ---------------------------------------------------------------- contracts
 
 
@@ -477,8 +494,6 @@ def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decod
     (``contracts.check_variant_frames``: a decoder made for another autoencoder is refused in one line). A pruned
     variant (``core.pruned_wan_decoder``) takes the same tensor and runs diffusers' causal loop inside, unrolled: one
     clip length per graph."""
-    import torch
-
     geo = model.components.autoencoder.geometry(model.vae)
     _, h, w = latent_size(model, shapes)
     hs, ws, hout, wout, axes = _spatial_axes(shapes, h, w, geo.spatial_factor)
@@ -497,19 +512,7 @@ def decoder_variant_component(model: Any, shapes: ExportShapes, name: str, decod
     )
     check_variant_frames(name, decoder, contract)
     module = variant_module(decoder)
-    if not causal:
-        return contract, module
-
-    class CausalVariant(torch.nn.Module):  # the pruned Wan decoder's nearest-exact upsampling, exportable
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = module
-
-        def forward(self, latent: torch.Tensor) -> torch.Tensor:
-            with exportable_decoder(self.inner) if torch.onnx.is_in_onnx_export() else contextlib.nullcontext():
-                return self.inner(latent)
-
-    return contract, CausalVariant().eval()
+    return contract, exportable_module(module) if causal else module
 
 
 COMPONENTS = {"text_encoder": text_encoder_component, "unet": denoiser_component, "vae_decoder": vae_decoder_component}
